@@ -1,0 +1,118 @@
+// Boundary checks shared by the binding files: every array that crosses into a
+// kernel is checked for dtype, shape, contiguity and finiteness here, and a bad
+// one raises ValueError naming the field and the expected form. Messages match
+// python/promobandit/_validation.py, which does the same for the Numba backend.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace promobandit::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream o;
+  o << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) o << (i ? ", " : "") << a.shape(i);
+  o << (a.ndim() == 1 ? ",)" : ")");
+  return o.str();
+}
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+enum class Kind { Float64, Int64, Bool };
+
+inline const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::Float64: return "float64";
+    case Kind::Int64: return "int64";
+    default: return "bool";
+  }
+}
+
+inline bool dtype_is(const py::array& a, Kind k) {
+  const char c = a.dtype().kind();
+  const auto size = a.dtype().itemsize();
+  switch (k) {
+    case Kind::Float64: return c == 'f' && size == 8;
+    case Kind::Int64: return c == 'i' && size == 8;
+    default: return c == 'b' && size == 1;
+  }
+}
+
+// Converts a sequence or array to an array (no dtype cast) and checks it is
+// C-contiguous, of dtype `k`, with ndim dims; shape entries < 0 are free.
+inline py::array checked_array(const py::object& obj, const char* field, Kind k, int ndim,
+                               std::initializer_list<py::ssize_t> shape) {
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw std::invalid_argument(std::string(field) + ": expected a " + std::to_string(ndim) +
+                                "-D " + kind_name(k) + " array");
+  }
+  std::ostringstream want;
+  want << "a " << ndim << "-D " << kind_name(k) << " array";
+  if (ndim == 1 || shape.size() > 0) {
+    want << " of shape (";
+    int i = 0;
+    for (auto s : shape) {
+      if (i++) want << ", ";
+      if (s < 0) want << "n"; else want << s;
+    }
+    if (shape.size() == 1) want << ",";
+    want << ")";
+  }
+  if (!dtype_is(a, k)) {
+    throw std::invalid_argument(std::string(field) + ": expected " + want.str() + ", got dtype " +
+                                dtype_str(a));
+  }
+  bool ok = a.ndim() == ndim;
+  int i = 0;
+  for (auto s : shape) {
+    if (ok && s >= 0 && a.shape(i) != s) ok = false;
+    ++i;
+  }
+  if (!ok) {
+    throw std::invalid_argument(std::string(field) + ": expected " + want.str() + ", got shape " +
+                                shape_str(a));
+  }
+  if (!(a.flags() & py::array::c_style)) {
+    throw std::invalid_argument(std::string(field) +
+                                ": expected a C-contiguous array (use numpy.ascontiguousarray)");
+  }
+  return a;
+}
+
+inline void check_finite(const double* x, int64_t n, const char* field) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      throw std::invalid_argument(std::string(field) + ": expected finite values, found " +
+                                  (std::isnan(x[i]) ? "nan" : "inf") + " at flat index " +
+                                  std::to_string(i));
+    }
+  }
+}
+
+inline void check_finite_scalar(double v, const char* field) {
+  if (!std::isfinite(v)) {
+    throw std::invalid_argument(std::string(field) + ": expected a finite number, got " +
+                                py::str(py::float_(v)).cast<std::string>());
+  }
+}
+
+inline void check_arm(int64_t arm, int64_t n_arms, const char* field = "arm") {
+  if (arm < 0 || arm >= n_arms) {
+    throw std::out_of_range(std::string(field) + ": " + std::to_string(arm) +
+                            " is out of range for a policy with " + std::to_string(n_arms) +
+                            " arms");
+  }
+}
+
+}  // namespace promobandit::bind

@@ -1,0 +1,22 @@
+// promobandit._core: one compiled module; each kernel family binds itself from
+// its own file so the families can grow independently.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void bind_rng(py::module_& m);
+void bind_policies(py::module_& m);
+
+#define PB_STRINGIFY(x) #x
+#define PB_MACRO_STRINGIFY(x) PB_STRINGIFY(x)
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "promobandit native kernels (C++): RNG, bandit policies";
+  bind_rng(m);
+  bind_policies(m);
+#ifdef VERSION_INFO
+  m.attr("__version__") = PB_MACRO_STRINGIFY(VERSION_INFO);
+#else
+  m.attr("__version__") = "dev";
+#endif
+}

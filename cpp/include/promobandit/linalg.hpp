@@ -1,0 +1,76 @@
+// Small dense linear algebra for per-arm models (d up to a few hundred).
+// Plain loops in a fixed order: the Numba mirror (_numba/linalg.py) must give
+// bit-identical results, which rules out BLAS and reassociation.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace promobandit {
+
+// In-place lower Cholesky factor of a symmetric positive-definite d x d matrix
+// (row-major, lower triangle written, upper triangle zeroed). Returns false if
+// the matrix is not numerically positive definite.
+inline bool cholesky_lower(double* a, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) {
+    double s = a[j * d + j];
+    for (int64_t k = 0; k < j; ++k) s -= a[j * d + k] * a[j * d + k];
+    if (!(s > 0.0)) return false;
+    const double ljj = std::sqrt(s);
+    a[j * d + j] = ljj;
+    for (int64_t i = j + 1; i < d; ++i) {
+      double t = a[i * d + j];
+      for (int64_t k = 0; k < j; ++k) t -= a[i * d + k] * a[j * d + k];
+      a[i * d + j] = t / ljj;
+    }
+    for (int64_t i = 0; i < j; ++i) a[i * d + j] = 0.0;
+  }
+  return true;
+}
+
+// inv = A^{-1} for SPD A (d x d), via A = L L^T; `work` needs 2*d*d doubles.
+inline bool spd_inverse(const double* a, double* inv, int64_t d, double* work) {
+  double* l = work;
+  double* li = work + d * d;
+  for (int64_t i = 0; i < d * d; ++i) l[i] = a[i];
+  if (!cholesky_lower(l, d)) return false;
+  // li = L^{-1} (lower triangular), column by column by forward substitution.
+  for (int64_t i = 0; i < d * d; ++i) li[i] = 0.0;
+  for (int64_t c = 0; c < d; ++c) {
+    li[c * d + c] = 1.0 / l[c * d + c];
+    for (int64_t i = c + 1; i < d; ++i) {
+      double s = 0.0;
+      for (int64_t k = c; k < i; ++k) s -= l[i * d + k] * li[k * d + c];
+      li[i * d + c] = s / l[i * d + i];
+    }
+  }
+  // inv = L^{-T} L^{-1}: inv[i][j] = sum_{k >= max(i,j)} li[k][i] * li[k][j].
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      double s = 0.0;
+      for (int64_t k = i; k < d; ++k) s += li[k * d + i] * li[k * d + j];
+      inv[i * d + j] = s;
+      inv[j * d + i] = s;
+    }
+  }
+  return true;
+}
+
+// y = M x for a d x d row-major matrix.
+inline void matvec(const double* m, const double* x, double* y, int64_t d) {
+  for (int64_t i = 0; i < d; ++i) {
+    double s = 0.0;
+    for (int64_t k = 0; k < d; ++k) s += m[i * d + k] * x[k];
+    y[i] = s;
+  }
+}
+
+inline double dot(const double* a, const double* b, int64_t d) {
+  double s = 0.0;
+  for (int64_t k = 0; k < d; ++k) s += a[k] * b[k];
+  return s;
+}
+
+}  // namespace promobandit

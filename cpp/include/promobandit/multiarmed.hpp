@@ -1,0 +1,314 @@
+// Non-contextual bandits over one table of sufficient statistics.
+//
+// Every arm keeps (n, s1, s2) = (sum of weights, sum of w*r, sum of w*r^2), so
+// Beta-Bernoulli TS, Normal-Inverse-Gamma TS, UCB1, UCB-tuned, epsilon-greedy
+// and softmax share one update, one merge (addition) and one decay rule; they
+// differ only in how they turn the table into a choice. Mirrored operation for
+// operation in python/promobandit/_numba/multiarmed.py.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+#include "promobandit/rng.hpp"
+
+namespace promobandit {
+
+enum MabKind : int {
+  kBetaTS = 0,
+  kGaussianTS = 1,
+  kUCB1 = 2,
+  kUCBTuned = 3,
+  kEpsilonGreedy = 4,
+  kSoftmax = 5,
+};
+
+// Counter slots shared by every policy.
+enum : int {
+  kCtrDecisions = 0,     // decisions made so far = stream id of the next decision
+  kCtrUpdates = 1,       // updates applied so far = the policy version
+  kCtrPropensityAt = 2,  // kCtrUpdates when the propensity cache was filled, -1 if empty
+  kNumCounters = 4,
+};
+
+// Hyperparameters; the meaning of p[] depends on the kind:
+//   BetaTS: p0 = alpha0, p1 = beta0
+//   GaussianTS: p0 = mu0, p1 = kappa0, p2 = a0 (shape), p3 = b0 (rate)
+//   UCB1, UCBTuned: p0 = exploration coefficient c
+//   EpsilonGreedy: p0 = epsilon, p1 = value assumed for arms never updated
+//   Softmax: p0 = temperature, p1 = value assumed for arms never updated
+struct MabParams {
+  int kind = kBetaTS;
+  double decay = 1.0;  // gamma in (0, 1]: all statistics are multiplied by it at every update
+  double p[4] = {0, 0, 0, 0};
+  int64_t propensity_draws = 0;    // Thompson sampling: posterior draws per estimate (0: NaN)
+  int64_t propensity_refresh = 1;  // reuse an estimate for up to this many updates
+  uint64_t seed = 0;
+};
+
+// Views of arrays owned elsewhere (NumPy). stats is K x 3 row-major.
+struct MabState {
+  int64_t n_arms = 0;
+  double* stats = nullptr;
+  uint8_t* active = nullptr;      // 0 for removed arms
+  int64_t* counters = nullptr;    // kNumCounters
+  double* prop_cache = nullptr;   // K: cached propensities (Thompson sampling)
+  uint8_t* prop_mask = nullptr;   // K: eligibility the cache was computed for
+};
+
+inline bool mab_eligible(const MabState& s, const uint8_t* mask, int64_t a) {
+  return s.active[a] != 0 && (mask == nullptr || mask[a] != 0);
+}
+
+inline int64_t mab_count_eligible(const MabState& s, const uint8_t* mask) {
+  int64_t k = 0;
+  for (int64_t a = 0; a < s.n_arms; ++a) k += mab_eligible(s, mask, a) ? 1 : 0;
+  return k;
+}
+
+// Posterior (or empirical) mean reward of arm a.
+inline double mab_expectation(const MabParams& p, const MabState& s, int64_t a) {
+  const double n = s.stats[a * 3 + 0];
+  const double s1 = s.stats[a * 3 + 1];
+  switch (p.kind) {
+    case kBetaTS: {
+      const double alpha = p.p[0] + s1;
+      const double beta = p.p[1] + (n - s1);
+      return alpha / (alpha + beta);
+    }
+    case kGaussianTS:
+      return (p.p[1] * p.p[0] + s1) / (p.p[1] + n);
+    case kEpsilonGreedy:
+    case kSoftmax:
+      return n > 0.0 ? s1 / n : p.p[1];
+    default:  // UCB family: empirical mean, 0 before the first update
+      return n > 0.0 ? s1 / n : 0.0;
+  }
+}
+
+// One posterior draw of arm a's mean reward (Thompson sampling kinds only).
+inline double mab_posterior_draw(const MabParams& p, const MabState& s, int64_t a, Stream& rs) {
+  const double n = s.stats[a * 3 + 0];
+  const double s1 = s.stats[a * 3 + 1];
+  if (p.kind == kBetaTS) {
+    return rs.beta(p.p[0] + s1, p.p[1] + (n - s1));
+  }
+  // Normal-Inverse-Gamma posterior from (n, s1, s2) and prior (mu0, kappa0, a0, b0).
+  const double s2 = s.stats[a * 3 + 2];
+  const double mu0 = p.p[0], k0 = p.p[1], a0 = p.p[2], b0 = p.p[3];
+  const double kn = k0 + n;
+  const double mun = (k0 * mu0 + s1) / kn;
+  const double an = a0 + 0.5 * n;
+  double bn = b0;
+  if (n > 0.0) {
+    const double mean = s1 / n;
+    double ss = s2 - s1 * mean;  // sum of squared deviations
+    if (ss < 0.0) ss = 0.0;
+    const double dm = mean - mu0;
+    bn = b0 + 0.5 * ss + 0.5 * (k0 * n / kn) * (dm * dm);
+  }
+  const double var = bn / rs.gamma(an);  // sigma^2 ~ InvGamma(an, bn)
+  return mun + std::sqrt(var / kn) * rs.normal();
+}
+
+// Draws `draws` rounds of posterior samples (purpose: propensity) and fills
+// out[a] = (wins_a + 1) / (draws + K_eligible) for eligible arms, 0 otherwise.
+// The add-one smoothing keeps every eligible arm's estimate positive, which
+// inverse-propensity estimators need; its bias is at most K / draws.
+inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uint8_t* mask,
+                                uint64_t stream, double* out) {
+  const int64_t K = s.n_arms;
+  int64_t k_elig = 0;
+  for (int64_t a = 0; a < K; ++a) {
+    out[a] = 0.0;
+    k_elig += mab_eligible(s, mask, a) ? 1 : 0;
+  }
+  Stream rp(p.seed, stream, kPurposePropensity);
+  for (int64_t m = 0; m < p.propensity_draws; ++m) {
+    int64_t best = -1;
+    double best_v = -std::numeric_limits<double>::infinity();
+    for (int64_t a = 0; a < K; ++a) {
+      if (!mab_eligible(s, mask, a)) continue;
+      const double v = mab_posterior_draw(p, s, a, rp);
+      if (best < 0 || v > best_v) {
+        best = a;
+        best_v = v;
+      }
+    }
+    out[best] += 1.0;
+  }
+  const double denom = static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig);
+  for (int64_t a = 0; a < K; ++a) {
+    if (mab_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;
+  }
+}
+
+// Propensity of `arm` under Thompson sampling, from the cache when it was filled
+// for the same eligibility less than propensity_refresh updates ago.
+inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* mask,
+                                int64_t arm) {
+  if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
+  const int64_t K = s.n_arms;
+  const int64_t updates = s.counters[kCtrUpdates];
+  const int64_t at = s.counters[kCtrPropensityAt];
+  bool valid = at >= 0 && updates - at < p.propensity_refresh;
+  for (int64_t a = 0; valid && a < K; ++a) {
+    valid = s.prop_mask[a] == (mab_eligible(s, mask, a) ? 1 : 0);
+  }
+  if (!valid) {
+    mab_ts_propensities(p, s, mask, static_cast<uint64_t>(updates), s.prop_cache);
+    for (int64_t a = 0; a < K; ++a) s.prop_mask[a] = mab_eligible(s, mask, a) ? 1 : 0;
+    s.counters[kCtrPropensityAt] = updates;
+  }
+  return s.prop_cache[arm];
+}
+
+// Chooses an arm among the eligible ones (active and not masked out) and returns
+// it with its propensity. The caller guarantees at least one eligible arm.
+inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask) {
+  const int64_t K = s.n_arms;
+  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  Stream rs(p.seed, t, kPurposeDecision);
+  int64_t best = -1;
+  double prop = 1.0;
+  switch (p.kind) {
+    case kBetaTS:
+    case kGaussianTS: {
+      double best_v = -std::numeric_limits<double>::infinity();
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        const double v = mab_posterior_draw(p, s, a, rs);
+        if (best < 0 || v > best_v) {
+          best = a;
+          best_v = v;
+        }
+      }
+      prop = mab_ts_propensity(p, s, mask, best);
+      break;
+    }
+    case kUCB1:
+    case kUCBTuned: {
+      double total = 0.0;
+      for (int64_t a = 0; a < K; ++a) {
+        if (s.active[a]) total += s.stats[a * 3 + 0];
+      }
+      const double log_total = std::log(total > 1.0 ? total : 1.0);
+      double best_v = -std::numeric_limits<double>::infinity();
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        const double n = s.stats[a * 3 + 0];
+        if (!(n > 0.0)) {  // play every arm once before trusting a bound
+          best = a;
+          break;
+        }
+        const double mean = s.stats[a * 3 + 1] / n;
+        double bonus;
+        if (p.kind == kUCB1) {
+          bonus = p.p[0] * std::sqrt(2.0 * log_total / n);
+        } else {
+          double var = s.stats[a * 3 + 2] / n - mean * mean;
+          if (var < 0.0) var = 0.0;
+          double v = var + std::sqrt(2.0 * log_total / n);
+          if (v > 0.25) v = 0.25;
+          bonus = p.p[0] * std::sqrt(log_total / n * v);
+        }
+        const double score = mean + bonus;
+        if (best < 0 || score > best_v) {
+          best = a;
+          best_v = score;
+        }
+      }
+      prop = 1.0;
+      break;
+    }
+    case kEpsilonGreedy: {
+      int64_t greedy = -1;
+      double greedy_v = -std::numeric_limits<double>::infinity();
+      int64_t k_elig = 0;
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        ++k_elig;
+        const double v = mab_expectation(p, s, a);
+        if (greedy < 0 || v > greedy_v) {
+          greedy = a;
+          greedy_v = v;
+        }
+      }
+      const double eps = p.p[0];
+      const double u_explore = rs.uniform();
+      const double u_arm = rs.uniform();
+      if (u_explore < eps) {
+        int64_t j = static_cast<int64_t>(u_arm * static_cast<double>(k_elig));
+        if (j >= k_elig) j = k_elig - 1;
+        for (int64_t a = 0; a < K; ++a) {
+          if (!mab_eligible(s, mask, a)) continue;
+          if (j == 0) {
+            best = a;
+            break;
+          }
+          --j;
+        }
+      } else {
+        best = greedy;
+      }
+      prop = eps / static_cast<double>(k_elig) + (best == greedy ? 1.0 - eps : 0.0);
+      break;
+    }
+    case kSoftmax: {
+      const double tau = p.p[0];
+      double vmax = -std::numeric_limits<double>::infinity();
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        const double v = mab_expectation(p, s, a);
+        if (v > vmax) vmax = v;
+      }
+      double z = 0.0;
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        z += std::exp((mab_expectation(p, s, a) - vmax) / tau);
+      }
+      const double u = rs.uniform() * z;
+      double cum = 0.0;
+      int64_t last = -1;
+      for (int64_t a = 0; a < K; ++a) {
+        if (!mab_eligible(s, mask, a)) continue;
+        last = a;
+        const double w = std::exp((mab_expectation(p, s, a) - vmax) / tau);
+        cum += w;
+        if (u < cum) {
+          best = a;
+          prop = w / z;
+          break;
+        }
+      }
+      if (best < 0) {  // u rounded up to z: take the last eligible arm
+        best = last;
+        prop = std::exp((mab_expectation(p, s, best) - vmax) / tau) / z;
+      }
+      break;
+    }
+    default:
+      throw std::invalid_argument("unknown multi-armed policy kind");
+  }
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
+  return {best, prop};
+}
+
+// Adds one weighted observation; with decay < 1 every arm's statistics are first
+// multiplied by the decay (discounted bandits: arms not played regain uncertainty).
+inline void mab_update(const MabParams& p, MabState& s, int64_t arm, double reward, double weight) {
+  if (p.decay < 1.0) {
+    const int64_t n = s.n_arms * 3;
+    for (int64_t i = 0; i < n; ++i) s.stats[i] *= p.decay;
+  }
+  double* row = s.stats + arm * 3;
+  row[0] += weight;
+  row[1] += weight * reward;
+  row[2] += weight * (reward * reward);
+  s.counters[kCtrUpdates] += 1;
+}
+
+}  // namespace promobandit

@@ -1,0 +1,123 @@
+// Counter-based random numbers: Philox4x32-10 (Salmon et al., SC'11) and the
+// draws built on it. Written once here and once in python/promobandit/_numba/rng.py;
+// both must produce bit-identical streams, so every formula below is mirrored
+// operation for operation there (no FMA contraction, same libm calls).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace promobandit {
+
+namespace philox_detail {
+constexpr uint32_t M0 = 0xD2511F53u;
+constexpr uint32_t M1 = 0xCD9E8D57u;
+constexpr uint32_t W0 = 0x9E3779B9u;
+constexpr uint32_t W1 = 0xBB67AE85u;
+}  // namespace philox_detail
+
+// One Philox4x32-10 block: 4 counter words and 2 key words in, 4 words out.
+inline void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[4]) {
+  using namespace philox_detail;
+  uint32_t c0 = ctr_in[0], c1 = ctr_in[1], c2 = ctr_in[2], c3 = ctr_in[3];
+  uint32_t k0 = key_in[0], k1 = key_in[1];
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = static_cast<uint64_t>(M0) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(M1) * c2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n1 = static_cast<uint32_t>(p1);
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
+    const uint32_t n3 = static_cast<uint32_t>(p0);
+    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    k0 += W0;
+    k1 += W1;
+  }
+  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+// Purposes keep the draws of one decision apart from the draws that estimate
+// its propensity, so turning propensities on or off never changes a decision.
+enum : uint32_t { kPurposeDecision = 0, kPurposePropensity = 1, kPurposeUser = 2 };
+
+// A stream of draws addressed by (seed, stream id, purpose). The counter is
+// (block, purpose, stream_lo, stream_hi) and the key is (seed_lo, seed_hi), so any
+// draw of any stream can be computed without the others: thread count and batch
+// boundaries cannot change results.
+class Stream {
+ public:
+  Stream(uint64_t seed, uint64_t stream, uint32_t purpose = kPurposeDecision) {
+    key_[0] = static_cast<uint32_t>(seed);
+    key_[1] = static_cast<uint32_t>(seed >> 32);
+    ctr_[0] = 0;
+    ctr_[1] = purpose;
+    ctr_[2] = static_cast<uint32_t>(stream);
+    ctr_[3] = static_cast<uint32_t>(stream >> 32);
+  }
+
+  uint32_t next_u32() {
+    if (pos_ == 4) {
+      philox4x32_10(ctr_, key_, buf_);
+      ++ctr_[0];
+      pos_ = 0;
+    }
+    return buf_[pos_++];
+  }
+
+  // Uniform on the open interval (0, 1) with 53 random bits.
+  double uniform() {
+    const uint32_t a = next_u32() >> 5;  // 27 bits
+    const uint32_t b = next_u32() >> 6;  // 26 bits
+    return (static_cast<double>(a) * 67108864.0 + static_cast<double>(b) + 0.5) *
+           (1.0 / 9007199254740992.0);
+  }
+
+  // Standard normal by Box-Muller (one variate per two uniforms; the cosine branch).
+  double normal() {
+    const double u1 = uniform();
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    return r * std::cos(6.283185307179586 * u2);
+  }
+
+  // Gamma(shape, scale=1) by Marsaglia & Tsang (2000); shape < 1 by the
+  // boost gamma(shape + 1) * U^(1/shape).
+  double gamma(double shape) {
+    if (shape < 1.0) {
+      const double g = gamma(shape + 1.0);
+      const double u = uniform();
+      return g * std::pow(u, 1.0 / shape);
+    }
+    const double d = shape - 1.0 / 3.0;
+    const double c = 1.0 / std::sqrt(9.0 * d);
+    for (;;) {
+      double x, v;
+      do {
+        x = normal();
+        v = 1.0 + c * x;
+      } while (v <= 0.0);
+      v = v * v * v;
+      const double u = uniform();
+      const double x2 = x * x;
+      if (u < 1.0 - 0.0331 * (x2 * x2)) return d * v;
+      if (std::log(u) < 0.5 * x2 + d * (1.0 - v + std::log(v))) return d * v;
+    }
+  }
+
+  // Beta(a, b) as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b).
+  double beta(double a, double b) {
+    const double x = gamma(a);
+    const double y = gamma(b);
+    const double s = x + y;
+    // Both gammas underflow only for tiny shapes; fall back to the mean.
+    if (!(s > 0.0)) return a / (a + b);
+    return x / s;
+  }
+
+ private:
+  uint32_t key_[2];
+  uint32_t ctr_[4];
+  uint32_t buf_[4] = {0, 0, 0, 0};
+  int pos_ = 4;
+};
+
+}  // namespace promobandit

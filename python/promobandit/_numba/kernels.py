@@ -1,0 +1,169 @@
+"""Kernel objects of the Numba backend, with the interface of ``_core.MabKernel``
+and ``_core.LinKernel``: views of the policy's NumPy state, checked arguments,
+then a Numba call that runs without the GIL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validation as v
+from . import linear as lin
+from . import multiarmed as mab
+
+
+class MabKernel:
+    def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
+                 propensity_refresh: int, seed: int, stats: np.ndarray, active: np.ndarray,
+                 counters: np.ndarray, prop_cache: np.ndarray, prop_mask: np.ndarray) -> None:
+        self.kind = int(kind)
+        self.decay = float(decay)
+        h = np.zeros(4)
+        h[: len(hyper)] = hyper
+        self.hyper = h
+        self.draws = int(propensity_draws)
+        self.refresh = max(1, int(propensity_refresh))
+        self.seed = np.uint64(seed)
+        self.stats = v.checked_array(stats, "stats", "float64", 2, (-1, 3))
+        k = self.stats.shape[0]
+        self.active = v.checked_array(active, "active", "bool", 1, (k,))
+        self.counters = v.checked_array(counters, "counters", "int64", 1, (4,))
+        self.cache = v.checked_array(prop_cache, "prop_cache", "float64", 1, (k,))
+        self.pmask = v.checked_array(prop_mask, "prop_mask", "bool", 1, (k,))
+        self._all = np.ones(k, dtype=np.bool_)
+
+    @property
+    def n_arms(self) -> int:
+        return self.stats.shape[0]
+
+    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+        m = v.check_mask(mask, self.active)
+        arm, prop = mab.select(self.kind, self.hyper, self.draws, self.refresh, self.seed,
+                               self.stats, self.active, self.counters, self.cache, self.pmask,
+                               self._all if m is None else m)
+        return int(arm), float(prop)
+
+    def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
+                     out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if n is None:
+            if masks is None:
+                raise ValueError("n: give the number of decisions or masks of shape (n, K)")
+            n = v.checked_array(masks, "masks", "bool", 2, (-1, self.n_arms)).shape[0]
+        m = v.check_masks(masks, n, self.active)
+        if m is None:
+            m = np.broadcast_to(self._all, (n, self.n_arms))
+        arms = v.check_out(out_arms, n, "out_arms", "int64")
+        props = v.check_out(out_props, n, "out_props", "float64")
+        mab.select_batch(self.kind, self.hyper, self.draws, self.refresh, self.seed, self.stats,
+                         self.active, self.counters, self.cache, self.pmask, m, arms, props)
+        return arms, props
+
+    def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
+        a = v.check_arm(arm, self.n_arms)
+        r = v.check_finite_scalar(reward, "reward")
+        if self.kind == mab.BETA_TS:
+            v.check_unit_reward(r, "reward")
+        w = v.check_weight(weight)
+        mab.update(self.decay, self.stats, self.counters, a, r, w)
+
+    def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
+                     weights: Any = None) -> None:
+        a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms,
+                                        self.kind == mab.BETA_TS)
+        if w is None:
+            w = np.ones(a.shape[0])
+        mab.update_batch(self.decay, self.stats, self.counters, a, r, w)
+
+    def expectations(self) -> np.ndarray:
+        return mab.expectations(self.kind, self.hyper, self.stats)
+
+
+class LinKernel:
+    def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
+                 refresh_every: int, propensity_draws: int, seed: int, A: np.ndarray,
+                 A_inv: np.ndarray, b: np.ndarray, theta: np.ndarray, n: np.ndarray,
+                 since_refresh: np.ndarray, active: np.ndarray, counters: np.ndarray) -> None:
+        self.kind = int(kind)
+        self.decay = float(decay)
+        self.exploration = float(exploration)
+        self.ridge = float(ridge)
+        self.refresh_every = max(1, int(refresh_every))
+        self.draws = int(propensity_draws)
+        self.seed = np.uint64(seed)
+        self.A = v.checked_array(A, "A", "float64", 3, (-1, -1, -1))
+        k, d = self.A.shape[0], self.A.shape[1]
+        self.A = v.checked_array(A, "A", "float64", 3, (k, d, d))
+        self.A_inv = v.checked_array(A_inv, "A_inv", "float64", 3, (k, d, d))
+        self.b = v.checked_array(b, "b", "float64", 2, (k, d))
+        self.theta = v.checked_array(theta, "theta", "float64", 2, (k, d))
+        self.n = v.checked_array(n, "n", "float64", 1, (k,))
+        self.since = v.checked_array(since_refresh, "since_refresh", "int64", 1, (k,))
+        self.active = v.checked_array(active, "active", "bool", 1, (k,))
+        self.counters = v.checked_array(counters, "counters", "int64", 1, (4,))
+        self._all = np.ones(k, dtype=np.bool_)
+        self._mean = np.zeros(k)
+        self._var = np.zeros(k)
+        self._u = np.zeros(d)
+        self._work = np.zeros(2 * d * d)
+
+    @property
+    def n_arms(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.A.shape[1]
+
+    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+        x = v.check_context(context, self.dim)
+        m = v.check_mask(mask, self.active)
+        arm, prop = lin.select(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
+                               self.theta, self.active, self.counters,
+                               self._all if m is None else m, x, self._mean, self._var, self._u)
+        return int(arm), float(prop)
+
+    def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
+                     out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        xs = v.check_contexts(contexts, self.dim)
+        if n is not None and n != xs.shape[0]:
+            raise ValueError("n: disagrees with the number of contexts")
+        n = xs.shape[0]
+        m = v.check_masks(masks, n, self.active)
+        if m is None:
+            m = np.broadcast_to(self._all, (n, self.n_arms))
+        arms = v.check_out(out_arms, n, "out_arms", "int64")
+        props = v.check_out(out_props, n, "out_props", "float64")
+        lin.select_batch(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
+                         self.theta, self.active, self.counters, m, xs, self._mean, self._var,
+                         self._u, arms, props)
+        return arms, props
+
+    def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
+        a = v.check_arm(arm, self.n_arms)
+        r = v.check_finite_scalar(reward, "reward")
+        w = v.check_weight(weight)
+        x = v.check_context(context, self.dim)
+        lin.update(self.decay, self.ridge, self.refresh_every, self.A, self.A_inv, self.b,
+                   self.theta, self.n, self.since, self.counters, a, r, x, w, self._u, self._work)
+
+    def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
+                     weights: Any = None) -> None:
+        a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms, False)
+        xs = v.check_contexts(contexts, self.dim, a.shape[0])
+        if w is None:
+            w = np.ones(a.shape[0])
+        lin.update_batch(self.decay, self.ridge, self.refresh_every, self.A, self.A_inv, self.b,
+                         self.theta, self.n, self.since, self.counters, a, r, xs, w, self._u,
+                         self._work)
+
+    def expectations(self, contexts: Any) -> np.ndarray:
+        if contexts is None:
+            raise ValueError("contexts: required for a contextual policy")
+        c = np.asarray(contexts) if not isinstance(contexts, np.ndarray) else contexts
+        if c.ndim == 1:
+            return lin.expectations(self.theta, v.check_context(c, self.dim, "contexts")[None, :])[0]
+        return lin.expectations(self.theta, v.check_contexts(c, self.dim))
+
+    def refresh_all(self) -> None:
+        lin.refresh_all(self.A, self.A_inv, self.b, self.theta, self.since, self._work)

@@ -1,0 +1,172 @@
+"""Disjoint linear bandit kernels (LinUCB, LinTS) in Numba; mirrors ``linear.hpp``.
+
+State: ``A``, ``A_inv`` (K, d, d), ``b``, ``theta`` (K, d), ``n`` (K,),
+``since_refresh`` (K,) int64, ``active`` (K,) bool, ``counters`` (4,) int64.
+Scratch: ``mean``, ``var`` (K,), ``u`` (d,), ``work`` (2 d^2,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .linalg import dot, matvec, spd_inverse
+from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, normal, stream_new
+
+LIN_UCB, LIN_TS = 0, 1
+CTR_DECISIONS, CTR_UPDATES = 0, 1
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+@nb.njit(**_JIT)
+def refresh_arm(A, A_inv, b, theta, since, a, work):
+    d = A.shape[1]
+    if not spd_inverse(A[a].reshape(-1), A_inv[a].reshape(-1), d, work):
+        raise ValueError("linear bandit: precision matrix lost positive definiteness")
+    matvec(A_inv[a].reshape(-1), b[a], theta[a], d)
+    since[a] = 0
+
+
+@nb.njit(**_JIT)
+def refresh_all(A, A_inv, b, theta, since, work):
+    for a in range(A.shape[0]):
+        refresh_arm(A, A_inv, b, theta, since, a, work)
+
+
+@nb.njit(**_JIT)
+def moments(A_inv, theta, active, mask, x, mean, var, u):
+    k = theta.shape[0]
+    d = theta.shape[1]
+    for a in range(k):
+        if not (active[a] and mask[a]):
+            continue
+        mean[a] = dot(theta[a], x, d)
+        matvec(A_inv[a].reshape(-1), x, u, d)
+        q = dot(x, u, d)
+        var[a] = q if q > 0.0 else 0.0
+
+
+@nb.njit(**_JIT)
+def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, x, mean, var, u):
+    k = theta.shape[0]
+    t = counters[CTR_DECISIONS]
+    moments(A_inv, theta, active, mask, x, mean, var, u)
+    best = -1
+    best_v = -np.inf
+    prop = 1.0
+    if kind == LIN_UCB:
+        for a in range(k):
+            if not (active[a] and mask[a]):
+                continue
+            score = mean[a] + exploration * math.sqrt(var[a])
+            if best < 0 or score > best_v:
+                best = a
+                best_v = score
+    else:
+        st = stream_new(seed, t, PURPOSE_DECISION)
+        for a in range(k):
+            if not (active[a] and mask[a]):
+                continue
+            score = mean[a] + exploration * math.sqrt(var[a]) * normal(st)
+            if best < 0 or score > best_v:
+                best = a
+                best_v = score
+        if draws <= 0:
+            prop = np.nan
+        else:
+            sp = stream_new(seed, t, PURPOSE_PROPENSITY)
+            wins = 0
+            k_elig = 0
+            for a in range(k):
+                if active[a] and mask[a]:
+                    k_elig += 1
+            for _ in range(draws):
+                mb = -1
+                mv = -np.inf
+                for a in range(k):
+                    if not (active[a] and mask[a]):
+                        continue
+                    score = mean[a] + exploration * math.sqrt(var[a]) * normal(sp)
+                    if mb < 0 or score > mv:
+                        mb = a
+                        mv = score
+                if mb == best:
+                    wins += 1
+            prop = (float(wins) + 1.0) / (float(draws) + float(k_elig))
+    counters[CTR_DECISIONS] = t + 1
+    return best, prop
+
+
+@nb.njit(**_JIT)
+def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, xs,
+                 mean, var, u, out_arms, out_props):
+    for i in range(xs.shape[0]):
+        arm, prop = select(kind, exploration, draws, seed, A_inv, theta, active, counters,
+                           masks[i], xs[i], mean, var, u)
+        out_arms[i] = arm
+        out_props[i] = prop
+
+
+@nb.njit(**_JIT)
+def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward, x,
+           weight, u, work):
+    k = A.shape[0]
+    d = A.shape[1]
+    if decay < 1.0:
+        g = decay
+        shrink = (1.0 - g) * ridge
+        for a in range(k):
+            for i in range(d):
+                for j in range(d):
+                    A[a, i, j] *= g
+            for i in range(d):
+                A[a, i, i] += shrink
+            for i in range(d):
+                b[a, i] *= g
+            n[a] *= g
+    for i in range(d):
+        wx = weight * x[i]
+        for j in range(d):
+            A[arm, i, j] += wx * x[j]
+        b[arm, i] += wx * reward
+    n[arm] += weight
+    if decay < 1.0:
+        for a in range(k):
+            refresh_arm(A, A_inv, b, theta, since, a, work)
+    else:
+        since[arm] += 1
+        if since[arm] >= refresh_every:
+            refresh_arm(A, A_inv, b, theta, since, arm, work)
+        else:
+            Ai = A_inv[arm]
+            matvec(Ai.reshape(-1), x, u, d)
+            c = weight / (1.0 + weight * dot(x, u, d))
+            for i in range(d):
+                cu = c * u[i]
+                for j in range(d):
+                    Ai[i, j] -= cu * u[j]
+            matvec(Ai.reshape(-1), b[arm], theta[arm], d)
+    counters[CTR_UPDATES] += 1
+
+
+@nb.njit(**_JIT)
+def update_batch(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms,
+                 rewards, xs, weights, u, work):
+    for i in range(arms.shape[0]):
+        update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms[i],
+               rewards[i], xs[i], weights[i], u, work)
+
+
+@nb.njit(**_JIT)
+def expectations(theta, xs):
+    n = xs.shape[0]
+    k = theta.shape[0]
+    d = theta.shape[1]
+    out = np.empty((n, k), dtype=np.float64)
+    for i in range(n):
+        for a in range(k):
+            out[i, a] = dot(theta[a], xs[i], d)
+    return out

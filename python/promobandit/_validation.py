@@ -1,0 +1,166 @@
+"""Checks at the edge: shapes, dtypes, contiguity, finiteness and ranges.
+
+Every check raises ``ValueError`` (``IndexError`` for an arm out of range) that
+names the field and the expected form, before any state is touched. The C++
+bindings (``cpp/bindings/checks.hpp``) apply the same checks with the same
+messages to what crosses into the native kernels; this module serves the Numba
+backend and everything that is not a kernel argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_KIND = {"float64": ("f", 8), "int64": ("i", 8), "bool": ("b", 1)}
+
+
+def _want(kind: str, ndim: int, shape: Sequence[int]) -> str:
+    dims = ", ".join("n" if s < 0 else str(s) for s in shape)
+    if len(shape) == 1:
+        dims += ","
+    return f"a {ndim}-D {kind} array of shape ({dims})"
+
+
+def checked_array(obj: Any, field: str, kind: str, ndim: int, shape: Sequence[int]) -> np.ndarray:
+    """``obj`` as an ndarray of dtype ``kind`` (no casting), C-contiguous, of the given shape.
+
+    Entries of ``shape`` below zero are free. Sequences are turned into arrays with
+    their natural dtype; arrays of another dtype are rejected, not cast.
+    """
+    if isinstance(obj, np.ndarray):
+        a = obj
+    else:
+        try:
+            a = np.asarray(obj)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{field}: expected {_want(kind, ndim, shape)}") from exc
+    want = _want(kind, ndim, shape)
+    code, size = _KIND[kind]
+    if a.dtype.kind != code or a.dtype.itemsize != size:
+        raise ValueError(f"{field}: expected {want}, got dtype {a.dtype}")
+    if a.ndim != ndim or any(s >= 0 and a.shape[i] != s for i, s in enumerate(shape)):
+        raise ValueError(f"{field}: expected {want}, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{field}: expected a C-contiguous array (use numpy.ascontiguousarray)")
+    return a
+
+
+def check_finite_array(a: np.ndarray, field: str) -> None:
+    if not np.isfinite(a).all():
+        flat = a.reshape(-1)
+        i = int(np.flatnonzero(~np.isfinite(flat))[0])
+        what = "nan" if math.isnan(flat[i]) else "inf"
+        raise ValueError(f"{field}: expected finite values, found {what} at flat index {i}")
+
+
+def check_finite_scalar(v: Any, field: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field}: expected a finite number, got {v!r}") from exc
+    if not math.isfinite(f):
+        raise ValueError(f"{field}: expected a finite number, got {f}")
+    return f
+
+
+def check_arm(arm: Any, n_arms: int, field: str = "arm") -> int:
+    if isinstance(arm, bool) or not isinstance(arm, (int, np.integer)):
+        raise ValueError(f"{field}: expected an integer arm index, got {arm!r}")
+    a = int(arm)
+    if a < 0 or a >= n_arms:
+        raise IndexError(f"{field}: {a} is out of range for a policy with {n_arms} arms")
+    return a
+
+
+def check_weight(w: Any, field: str = "weight") -> float:
+    f = check_finite_scalar(w, field)
+    if f < 0.0:
+        raise ValueError(f"{field}: expected a weight >= 0, got {f}")
+    return f
+
+
+def check_unit_reward(r: float, field: str) -> None:
+    if r < 0.0 or r > 1.0:
+        raise ValueError(
+            f"{field}: Beta-Bernoulli Thompson sampling takes rewards in [0, 1], got {r}"
+        )
+
+
+def check_mask(mask: Any, active: np.ndarray) -> np.ndarray | None:
+    """A (K,) bool mask (or None) leaving at least one active arm eligible."""
+    k = active.shape[0]
+    m = None if mask is None else checked_array(mask, "mask", "bool", 1, (k,))
+    eligible = active if m is None else (active & m)
+    if not eligible.any():
+        raise ValueError(
+            "mask: no eligible arm (every arm is masked out or removed); "
+            "expected at least one True among active arms"
+        )
+    return m
+
+
+def check_masks(masks: Any, n: int, active: np.ndarray) -> np.ndarray | None:
+    """(n, K) bool masks (or None); every row leaves an eligible arm."""
+    k = active.shape[0]
+    if masks is None:
+        check_mask(None, active)
+        return None
+    m = checked_array(masks, "masks", "bool", 2, (n, k))
+    ok = (m & active[None, :]).any(axis=1)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise ValueError(
+            f"masks: row {i} leaves no eligible arm (every arm masked out or removed)"
+        )
+    return m
+
+
+def check_context(x: Any, dim: int, field: str = "context") -> np.ndarray:
+    if x is None:
+        raise ValueError(f"{field}: required for a contextual policy")
+    a = checked_array(x, field, "float64", 1, (dim,))
+    check_finite_array(a, field)
+    return a
+
+
+def check_contexts(x: Any, dim: int, n: int = -1, field: str = "contexts") -> np.ndarray:
+    if x is None:
+        raise ValueError(f"{field}: required for a contextual policy")
+    a = checked_array(x, field, "float64", 2, (n, dim))
+    check_finite_array(a, field)
+    return a
+
+
+def check_out(out: Any, n: int, field: str, kind: str) -> np.ndarray:
+    if out is None:
+        return np.empty(n, dtype=np.int64 if kind == "int64" else np.float64)
+    return checked_array(out, field, kind, 1, (n,))
+
+
+def check_batch_updates(
+    arms: Any, rewards: Any, weights: Any, n_arms: int, unit_rewards: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Arms (n,) int64 in range, rewards (n,) finite float64, weights (n,) >= 0 or None."""
+    a = checked_array(arms, "arms", "int64", 1, (-1,))
+    n = a.shape[0]
+    r = checked_array(rewards, "rewards", "float64", 1, (n,))
+    w = None if weights is None else checked_array(weights, "weights", "float64", 1, (n,))
+    bad = np.flatnonzero((a < 0) | (a >= n_arms))
+    if bad.size:
+        raise IndexError(
+            f"arms: {int(a[bad[0]])} is out of range for a policy with {n_arms} arms"
+        )
+    if not np.isfinite(r).all():
+        check_finite_scalar(r[np.flatnonzero(~np.isfinite(r))[0]], "rewards")
+    if unit_rewards and ((r < 0.0) | (r > 1.0)).any():
+        check_unit_reward(float(r[np.flatnonzero((r < 0.0) | (r > 1.0))[0]]), "rewards")
+    if w is not None:
+        if not np.isfinite(w).all():
+            check_finite_scalar(w[np.flatnonzero(~np.isfinite(w))[0]], "weights")
+        if (w < 0).any():
+            check_weight(float(w[np.flatnonzero(w < 0)[0]]), "weights")
+    return a, r, w

@@ -1,0 +1,70 @@
+"""State layout shared by the non-contextual policies: one (K, 3) table of
+(sum w, sum w*r, sum w*r^2) per arm (see cpp/include/promobandit/multiarmed.hpp)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .base import CTR_PROPENSITY_AT, N_COUNTERS, Policy, ThompsonConfig
+
+
+class MultiArmedPolicy(Policy):
+    """Base of the non-contextual policies; `context` arguments are accepted and ignored,
+    so a non-contextual policy can stand wherever a contextual one does."""
+
+    _kind: ClassVar[int]
+
+    def _hyper(self) -> list[float]:
+        return []
+
+    def _new_arrays(self, n_arms: int) -> dict[str, np.ndarray]:
+        counters = np.zeros(N_COUNTERS, dtype=np.int64)
+        counters[CTR_PROPENSITY_AT] = -1
+        return {
+            "stats": np.zeros((n_arms, 3)),
+            "active": np.ones(n_arms, dtype=np.bool_),
+            "counters": counters,
+            "prop_cache": np.zeros(n_arms),
+            "prop_mask": np.zeros(n_arms, dtype=np.bool_),
+        }
+
+    def _new_arm_rows(self) -> dict[str, np.ndarray]:
+        return {
+            "stats": np.zeros(3),
+            "active": np.array(True),
+            "prop_cache": np.array(0.0),
+            "prop_mask": np.array(False),
+        }
+
+    def _make_kernel(self, module: Any) -> Any:
+        c = self.config
+        ts = isinstance(c, ThompsonConfig)
+        a = self._arrays
+        return module.MabKernel(
+            self._kind, c.decay, self._hyper(),
+            c.propensity_draws if ts else 0,
+            c.propensity_refresh if ts else 1,
+            self.seed, a["stats"], a["active"], a["counters"], a["prop_cache"], a["prop_mask"],
+        )
+
+    def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
+        self._arrays["stats"] += other["stats"]
+
+    def expectations(self, context: Any = None) -> np.ndarray:
+        """Posterior (or empirical) mean reward of every arm, shape (K,)."""
+        with self._lock:
+            return self._kernel.expectations()
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Sum of update weights per arm (decayed when decay < 1), shape (K,)."""
+        with self._lock:
+            return self._arrays["stats"][:, 0].copy()
+
+    @property
+    def reward_sums(self) -> np.ndarray:
+        """Sum of weighted rewards per arm (decayed when decay < 1), shape (K,)."""
+        with self._lock:
+            return self._arrays["stats"][:, 1].copy()

@@ -1,0 +1,408 @@
+"""The policy interface, its configs and the state machinery every policy shares.
+
+A policy keeps all of its statistics in dense NumPy arrays (``self._arrays``)
+and hands views of them to a backend kernel (C++ or Numba) that does the
+per-request work with the GIL released. Because state is plain arrays, saving,
+loading, merging replicas and adding arms are written once, here.
+
+Threads: every public method takes the policy's lock, so concurrent ``select``
+and ``update`` calls from several threads are serialised and no update is lost;
+the kernels release the GIL, so other Python threads keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import _backends
+
+FORMAT = "promobandit.policy"
+FORMAT_VERSION = 1
+
+# Counter slots (see cpp/include/promobandit/multiarmed.hpp).
+CTR_DECISIONS, CTR_UPDATES, CTR_PROPENSITY_AT = 0, 1, 2
+N_COUNTERS = 4
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(f"{name}: expected a finite number, got {f}")
+    return f
+
+
+def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite number in the stated interval, or ValueError naming ``name``."""
+    f = _number(name, value)
+    bad = (lo is not None and (f <= lo if lo_open else f < lo)) or (
+        hi is not None and (f >= hi if hi_open else f > hi))
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ValueError(f"{name}: expected a value in {left}{lo_s}, {hi_s}{right}, got {value!r}")
+    return f
+
+
+def check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
+    if int(value) < lo:
+        raise ValueError(f"{name}: expected an integer >= {lo}, got {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+        0 <= int(seed) < 2**64
+    ):
+        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """Settings every policy has.
+
+    decay: forgetting factor gamma in (0, 1]. At every update all statistics of
+        every arm are multiplied by gamma before the new observation is added
+        (discounted bandits: an observation k updates old weighs gamma**k, an
+        effective memory of about 1 / (1 - gamma) updates); priors keep their
+        weight. 1.0 (the default) never forgets.
+    """
+
+    decay: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_range("decay", self.decay, 0.0, 1.0, lo_open=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThompsonConfig(PolicyConfig):
+    """Settings of Thompson sampling policies.
+
+    propensity_draws: posterior draws used to estimate the propensity of the
+        chosen arm (the probability that it wins the posterior draw). The
+        estimate is (wins + 1) / (draws + K_eligible): add-one smoothing keeps
+        it positive for inverse-propensity estimators, at a bias of at most
+        K / draws. 0 skips the estimate and returns NaN. Its standard error is
+        at most 0.5 / sqrt(draws).
+    propensity_refresh: non-contextual policies only: reuse an estimate (for
+        the same eligible arms) for up to this many updates before drawing it
+        again. 1 (the default) re-estimates after every update; the estimate
+        is always reused while no update happened, since the posterior is
+        unchanged.
+    """
+
+    propensity_draws: int = 1000
+    propensity_refresh: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        check_int("propensity_draws", self.propensity_draws, 0)
+        check_int("propensity_refresh", self.propensity_refresh, 1)
+
+
+class Policy(ABC):
+    """A bandit policy: choose an arm, learn from its reward.
+
+    Common arguments:
+        n_arms: number of arms (offers) at the start; arms can be added and removed.
+        config: the policy's frozen config; keyword arguments build one instead.
+        seed: integer in [0, 2**64). Decision i draws from the counter-based stream
+            (seed, i), so a seed gives the same decisions on every backend, thread
+            count and batch split.
+        backend: "auto" | "cpp" | "numba" (the environment variable
+            PROMOBANDIT_BACKEND replaces "auto").
+    """
+
+    name: ClassVar[str]
+    contextual: ClassVar[bool] = False
+    config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+
+    def __init__(self, n_arms: int, config: PolicyConfig | None = None, *, seed: int = 0,
+                 backend: str = "auto", **kwargs: Any) -> None:
+        if config is None:
+            config = self.config_class(**kwargs)
+        elif kwargs:
+            raise ValueError(f"config: give either a config or keyword settings, not both "
+                             f"(got {sorted(kwargs)})")
+        if not isinstance(config, self.config_class):
+            raise ValueError(f"config: expected a {self.config_class.__name__}, "
+                             f"got {type(config).__name__}")
+        self.config = config
+        self.seed = check_seed(seed)
+        self._backend_request = backend
+        self.backend = _backends.resolve(backend)
+        self._lock = threading.RLock()
+        k = check_int("n_arms", n_arms, 1)
+        self._arrays = self._new_arrays(k)
+        self._bind()
+
+    # --- state layout, provided by each family -------------------------------------------
+    @abstractmethod
+    def _new_arrays(self, n_arms: int) -> dict[str, np.ndarray]:
+        """Fresh state arrays for n_arms arms (must include 'active' and 'counters')."""
+
+    @abstractmethod
+    def _new_arm_rows(self) -> dict[str, np.ndarray]:
+        """The rows a newly added arm gets in each per-arm array."""
+
+    @abstractmethod
+    def _make_kernel(self, module: Any) -> Any:
+        """A backend kernel over self._arrays (module: _core or the Numba kernels)."""
+
+    @abstractmethod
+    def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
+        """Adds the sufficient statistics of another replica's arrays to ours."""
+
+    def _after_load(self) -> None:
+        """Hook run after the arrays were replaced (loads, merges)."""
+
+    def _bind(self) -> None:
+        if self.backend == "cpp":
+            module: Any = _backends.core()
+        else:
+            from .._numba import kernels as module
+        self._kernel = self._make_kernel(module)
+
+    # --- properties ---------------------------------------------------------------------
+    @property
+    def n_arms(self) -> int:
+        """Number of arm slots, removed arms included (arm ids are never reused)."""
+        return int(self._arrays["active"].shape[0])
+
+    @property
+    def active_arms(self) -> np.ndarray:
+        """Ids of the arms that can be selected."""
+        with self._lock:
+            return np.flatnonzero(self._arrays["active"])
+
+    @property
+    def version(self) -> int:
+        """Number of updates applied so far: the policy version logged with decisions."""
+        return int(self._arrays["counters"][CTR_UPDATES])
+
+    @property
+    def n_decisions(self) -> int:
+        """Number of decisions made so far (the stream id of the next one)."""
+        return int(self._arrays["counters"][CTR_DECISIONS])
+
+    # --- decisions and learning ----------------------------------------------------------
+    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+        """Choose an arm for one request.
+
+        context: (d,) float64 features (contextual policies; ignored otherwise).
+        mask: optional (K,) bool, True where the arm is eligible for this request.
+        Returns (arm, propensity): the probability that the policy chooses this arm
+        here (exact for UCB, epsilon-greedy and softmax; estimated for Thompson
+        sampling, see ThompsonConfig.propensity_draws).
+        """
+        with self._lock:
+            return self._kernel.select(context, mask)
+
+    def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None, *,
+                     out_arms: np.ndarray | None = None,
+                     out_props: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Choose arms for n requests, as n calls of select without updates between them.
+
+        contexts: (n, d) float64 (contextual policies). masks: optional (n, K) bool.
+        n: number of decisions (non-contextual policies without masks).
+        out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
+        Returns (arms (n,) int64, propensities (n,) float64).
+        """
+        with self._lock:
+            return self._kernel.select_batch(contexts, masks, n, out_arms, out_props)
+
+    def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
+        """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
+
+        Updates to removed arms are accepted so that late feedback is never lost.
+        """
+        with self._lock:
+            self._kernel.update(arm, reward, context, weight)
+
+    def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
+                     weights: Any = None) -> None:
+        """Learn from n rewards in order, as n calls of update. Every row is checked
+        before any is applied: a rejected batch changes nothing."""
+        with self._lock:
+            self._kernel.update_batch(arms, rewards, contexts, weights)
+
+    @abstractmethod
+    def expectations(self, context: Any = None) -> np.ndarray:
+        """Expected reward of every arm (K,), or (n, K) for a batch of contexts."""
+
+    # --- arms ----------------------------------------------------------------------------
+    def add_arm(self) -> int:
+        """Adds an arm with prior statistics and returns its id."""
+        with self._lock:
+            rows = self._new_arm_rows()
+            arrays = dict(self._arrays)
+            for name, row in rows.items():
+                arrays[name] = np.ascontiguousarray(np.concatenate([arrays[name], row[None]]))
+            arrays["counters"] = arrays["counters"].copy()
+            arrays["counters"][CTR_PROPENSITY_AT] = -1
+            self._arrays = arrays
+            self._bind()
+            return self.n_arms - 1
+
+    def remove_arm(self, arm: int) -> None:
+        """Stops selecting `arm`; its statistics stay and late updates still land."""
+        from .._validation import check_arm
+
+        with self._lock:
+            a = check_arm(arm, self.n_arms)
+            active = self._arrays["active"]
+            if active[a] and active.sum() == 1:
+                raise ValueError(f"arm: cannot remove arm {a}, the last active arm")
+            active[a] = False
+            self._arrays["counters"][CTR_PROPENSITY_AT] = -1
+
+    # --- state is data -------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this policy is (arrays copied)."""
+        with self._lock:
+            return {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "policy": self.name,
+                "config": self.config.to_dict(),
+                "seed": self.seed,
+                "n_arms": self.n_arms,
+                **self._identity(),
+                "arrays": {k: v.copy() for k, v in self._arrays.items()},
+            }
+
+    def _check_state_dict(self, state: Any) -> dict[str, np.ndarray]:
+        if not isinstance(state, dict):
+            raise ValueError(f"state_dict: expected a dict, got {type(state).__name__}")
+        if state.get("format") != FORMAT:
+            raise ValueError(f"state_dict: format is {state.get('format')!r}, expected {FORMAT!r}")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"state_dict: format_version {state.get('format_version')!r} is not "
+                             f"supported (this promobandit reads version {FORMAT_VERSION})")
+        if state.get("policy") != self.name:
+            raise ValueError(f"state_dict: saved from policy {state.get('policy')!r}, "
+                             f"cannot load into {self.name!r}")
+        if state.get("config") != self.config.to_dict():
+            theirs = state.get("config") or {}
+            mine = self.config.to_dict()
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"state_dict: config differs from this policy's in {diff}")
+        for key, value in self._identity().items():
+            if state.get(key) != value:
+                raise ValueError(f"state_dict: {key} is {state.get(key)!r}, this policy has {value!r}")
+        k = state.get("n_arms")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"state_dict: n_arms must be a positive integer, got {k!r}")
+        check_seed(state.get("seed"))
+        arrays = state.get("arrays")
+        template = self._new_arrays(k)
+        if not isinstance(arrays, dict) or set(arrays) != set(template):
+            got = sorted(arrays) if isinstance(arrays, dict) else arrays
+            raise ValueError(f"state_dict: arrays must be exactly {sorted(template)}, got {got}")
+        out = {}
+        for name, t in template.items():
+            a = arrays[name]
+            if not isinstance(a, np.ndarray) or a.dtype != t.dtype or a.shape != t.shape:
+                desc = (f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__)
+                raise ValueError(f"state_dict: arrays[{name!r}] must be {t.dtype} {t.shape}, "
+                                 f"got {desc}")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise ValueError(f"state_dict: arrays[{name!r}] holds non-finite values")
+            out[name] = np.ascontiguousarray(a).copy()
+        if not out["active"].any():
+            raise ValueError("state_dict: no active arm")
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replaces this policy's state with a saved one (same policy, config and shape).
+
+        Checked completely first: a rejected state leaves the policy as it was.
+        """
+        with self._lock:
+            arrays = self._check_state_dict(state)
+            self._arrays = arrays
+            self.seed = int(state["seed"])
+            self._bind()
+            self._after_load()
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], *, backend: str = "auto") -> Policy:
+        """A new policy continuing exactly from a saved state."""
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ValueError("state_dict: expected a dict with a 'config' mapping")
+        try:
+            config = cls.config_class(**state["config"])
+        except TypeError as exc:
+            raise ValueError(f"state_dict: config does not fit {cls.config_class.__name__}: "
+                             f"{exc}") from exc
+        obj = cls._from_identity(state, config, backend)
+        obj.load_state_dict(state)
+        return obj
+
+    @classmethod
+    def _from_identity(cls, state: dict[str, Any], config: PolicyConfig, backend: str) -> Policy:
+        return cls(int(state.get("n_arms", 1)), config, seed=check_seed(state.get("seed", 0)),
+                   backend=backend)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"state": self.state_dict(), "backend": self._backend_request}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        state = data["state"]
+        config = self.config_class(**state["config"])
+        fresh = self._from_identity(state, config, data.get("backend", "auto"))
+        self.__dict__.update(fresh.__dict__)
+        self.load_state_dict(state)
+
+    def merge(self, other: Policy) -> None:
+        """Adds the statistics another replica of this policy learnt.
+
+        Statistics are sums, so replicas that learnt from disjoint traffic merge
+        exactly. (Replicas forked from a shared snapshot must merge what they
+        learnt since, or the snapshot is counted twice.) The other policy must
+        have the same class, config and shape; its arms' active flags are ignored.
+        """
+        if type(other) is not type(self):
+            raise ValueError(f"other: cannot merge a {type(other).__name__} into a {self.name}")
+        if other is self:
+            raise ValueError("other: cannot merge a policy into itself")
+        theirs = other.state_dict()
+        with self._lock:
+            if theirs["config"] != self.config.to_dict():
+                raise ValueError("other: config differs; only replicas of one policy merge")
+            for key, value in self._identity().items():
+                if theirs.get(key) != value:
+                    raise ValueError(f"other: {key} is {theirs.get(key)!r}, this policy has {value!r}")
+            if theirs["n_arms"] != self.n_arms:
+                raise ValueError(f"other: has {theirs['n_arms']} arms, this policy has {self.n_arms}")
+            self._merge_arrays(theirs["arrays"])
+            counters = self._arrays["counters"]
+            counters[CTR_UPDATES] += theirs["arrays"]["counters"][CTR_UPDATES]
+            counters[CTR_PROPENSITY_AT] = -1
+            self._after_load()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(n_arms={self.n_arms}, config={self.config}, "
+                f"seed={self.seed}, backend={self.backend!r})")

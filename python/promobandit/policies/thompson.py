@@ -1,0 +1,76 @@
+"""Thompson sampling without context: Beta-Bernoulli and Normal-Inverse-Gamma."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._multiarmed import MultiArmedPolicy
+from .base import ThompsonConfig, check_range
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaTSConfig(ThompsonConfig):
+    """Beta-Bernoulli Thompson sampling.
+
+    alpha0, beta0: Beta prior pseudo-counts of successes and failures (> 0).
+    Rewards must lie in [0, 1]; a fractional reward r counts as r of a success
+    and 1 - r of a failure.
+    """
+
+    alpha0: float = 1.0
+    beta0: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("alpha0", self.alpha0, 0.0, lo_open=True)
+        check_range("beta0", self.beta0, 0.0, lo_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianTSConfig(ThompsonConfig):
+    """Gaussian Thompson sampling with unknown mean and variance (Normal-Inverse-Gamma).
+
+    Continuous rewards such as revenue or profit, in the catalogue's currency.
+    Prior: sigma^2 ~ InvGamma(a0, b0), mean | sigma^2 ~ N(mu0, sigma^2 / kappa0).
+    mu0: prior mean reward. kappa0 (> 0): prior pseudo-observations behind mu0.
+    a0 (> 0): prior shape; b0 (> 0): prior rate, in squared reward units.
+    """
+
+    mu0: float = 0.0
+    kappa0: float = 1.0
+    a0: float = 1.0
+    b0: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("mu0", self.mu0)
+        check_range("kappa0", self.kappa0, 0.0, lo_open=True)
+        check_range("a0", self.a0, 0.0, lo_open=True)
+        check_range("b0", self.b0, 0.0, lo_open=True)
+
+
+class BetaTS(MultiArmedPolicy):
+    """Beta-Bernoulli Thompson sampling for binary (or [0, 1]) rewards such as clicks
+    and conversions. Settings: BetaTSConfig."""
+
+    name = "BetaTS"
+    config_class = BetaTSConfig
+    _kind = 0
+    config: BetaTSConfig
+
+    def _hyper(self) -> list[float]:
+        return [self.config.alpha0, self.config.beta0]
+
+
+class GaussianTS(MultiArmedPolicy):
+    """Normal-Inverse-Gamma Thompson sampling for continuous rewards (revenue, profit).
+    Settings: GaussianTSConfig."""
+
+    name = "GaussianTS"
+    config_class = GaussianTSConfig
+    _kind = 1
+    config: GaussianTSConfig
+
+    def _hyper(self) -> list[float]:
+        c = self.config
+        return [c.mu0, c.kappa0, c.a0, c.b0]

@@ -1,0 +1,49 @@
+"""Upper confidence bounds: UCB1 (Auer et al., 2002) and UCB-tuned."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._multiarmed import MultiArmedPolicy
+from .base import PolicyConfig, check_range
+
+
+@dataclasses.dataclass(frozen=True)
+class UCBConfig(PolicyConfig):
+    """c (>= 0): exploration coefficient multiplying the confidence width. The
+    textbook bounds assume rewards in [0, 1]; scale rewards (or c) otherwise.
+
+    Every eligible arm is played once (lowest id first) before bounds are used;
+    the choice is deterministic, so the propensity is 1.
+    """
+
+    c: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("c", self.c, 0.0)
+
+
+class UCB1(MultiArmedPolicy):
+    """UCB1: mean + c * sqrt(2 ln N / n_a), N the total count over active arms."""
+
+    name = "UCB1"
+    config_class = UCBConfig
+    _kind = 2
+    config: UCBConfig
+
+    def _hyper(self) -> list[float]:
+        return [self.config.c]
+
+
+class UCBTuned(MultiArmedPolicy):
+    """UCB-tuned: mean + c * sqrt(ln N / n_a * min(1/4, V_a)), with
+    V_a = variance_a + sqrt(2 ln N / n_a)."""
+
+    name = "UCBTuned"
+    config_class = UCBConfig
+    _kind = 3
+    config: UCBConfig
+
+    def _hyper(self) -> list[float]:
+        return [self.config.c]
