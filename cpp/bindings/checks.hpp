@@ -115,4 +115,34 @@ inline void check_arm(int64_t arm, int64_t n_arms, const char* field = "arm") {
   }
 }
 
+inline std::string py_repr(py::handle h) { return py::repr(h).cast<std::string>(); }
+
+// An integer index from a Python int or NumPy integer (bools and floats rejected).
+inline int64_t to_index(py::handle h, const char* field) {
+  PyObject* o = h.ptr();
+  if (!PyBool_Check(o) && PyIndex_Check(o)) {
+    PyObject* idx = PyLong_Check(o) ? (Py_INCREF(o), o) : PyNumber_Index(o);
+    if (idx != nullptr) {
+      const long long v = PyLong_AsLongLong(idx);
+      Py_DECREF(idx);
+      if (!(v == -1 && PyErr_Occurred())) return static_cast<int64_t>(v);
+    }
+    PyErr_Clear();
+  }
+  throw std::invalid_argument(std::string(field) + ": expected an integer arm index, got " +
+                              py_repr(h));
+}
+
+// A float from a Python/NumPy number, without accepting strings or arrays.
+inline double to_double(py::handle h, const char* field) {
+  PyObject* o = h.ptr();
+  if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
+  if (PyNumber_Check(o) && !PyUnicode_Check(o)) {
+    const double v = PyFloat_AsDouble(o);
+    if (!(v == -1.0 && PyErr_Occurred())) return v;
+    PyErr_Clear();
+  }
+  throw std::invalid_argument(std::string(field) + ": expected a finite number, got " + py_repr(h));
+}
+
 }  // namespace promobandit::bind

@@ -151,7 +151,11 @@ class MabKernel {
     return py::make_tuple(arms, props);
   }
 
-  void update(int64_t arm, double reward, const py::object& /*context*/, double weight) {
+  void update(py::handle arm_obj, py::handle reward_obj, const py::object& /*context*/,
+              py::handle weight_obj) {
+    const int64_t arm = bind::to_index(arm_obj, "arm");
+    const double reward = bind::to_double(reward_obj, "reward");
+    const double weight = bind::to_double(weight_obj, "weight");
     bind::check_arm(arm, s_.n_arms);
     check_reward(p_.kind == kBetaTS, reward, "reward");
     check_weight(weight, "weight");
@@ -283,7 +287,11 @@ class LinKernel {
     return py::make_tuple(arms, props);
   }
 
-  void update(int64_t arm, double reward, const py::object& context, double weight) {
+  void update(py::handle arm_obj, py::handle reward_obj, const py::object& context,
+              py::handle weight_obj) {
+    const int64_t arm = bind::to_index(arm_obj, "arm");
+    const double reward = bind::to_double(reward_obj, "reward");
+    const double weight = bind::to_double(weight_obj, "weight");
     bind::check_arm(arm, s_.n_arms);
     check_reward(false, reward, "reward");
     check_weight(weight, "weight");

@@ -58,6 +58,8 @@ def check_finite_array(a: np.ndarray, field: str) -> None:
 
 
 def check_finite_scalar(v: Any, field: str) -> float:
+    if isinstance(v, (str, bytes)):
+        raise ValueError(f"{field}: expected a finite number, got {v!r}")
     try:
         f = float(v)
     except (TypeError, ValueError) as exc:

@@ -172,8 +172,8 @@ class Policy(ABC):
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         """Adds the sufficient statistics of another replica's arrays to ours."""
 
-    def _after_load(self) -> None:
-        """Hook run after the arrays were replaced (loads, merges)."""
+    def _after_merge(self) -> None:
+        """Hook run after another replica's statistics were added."""
 
     def _bind(self) -> None:
         if self.backend == "cpp":
@@ -345,7 +345,6 @@ class Policy(ABC):
             self._arrays = arrays
             self.seed = int(state["seed"])
             self._bind()
-            self._after_load()
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], *, backend: str = "auto") -> Policy:
@@ -401,7 +400,7 @@ class Policy(ABC):
             counters = self._arrays["counters"]
             counters[CTR_UPDATES] += theirs["arrays"]["counters"][CTR_UPDATES]
             counters[CTR_PROPENSITY_AT] = -1
-            self._after_load()
+            self._after_merge()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n_arms={self.n_arms}, config={self.config}, "

@@ -128,8 +128,8 @@ class LinearPolicy(Policy):
         self._arrays["b"] += other["b"]
         self._arrays["n"] += other["n"]
 
-    def _after_load(self) -> None:
-        # Recompute every inverse exactly rather than trust a saved or summed one.
+    def _after_merge(self) -> None:
+        # A sum of precisions has no rank-one path to its inverse: recompute exactly.
         self._kernel.refresh_all()
 
     def expectations(self, context: Any = None) -> np.ndarray:

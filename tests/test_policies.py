@@ -1,0 +1,389 @@
+"""Policies: cpp/numba parity, agreement with the reference, batch and state semantics."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from promobandit import _reference as ref
+from promobandit.policies import (
+    POLICIES,
+    UCB1,
+    BetaTS,
+    EpsilonGreedy,
+    GaussianTS,
+    LinTS,
+    LinUCB,
+    Policy,
+    Softmax,
+    UCBTuned,
+)
+
+K, D = 6, 5
+
+# Small propensity draw counts keep the 10,000-step runs quick; the estimate itself
+# is checked separately with many draws.
+SETTINGS: dict[str, dict] = {
+    "BetaTS": {"propensity_draws": 32},
+    "GaussianTS": {"propensity_draws": 32, "mu0": 0.5},
+    "UCB1": {},
+    "UCBTuned": {},
+    "EpsilonGreedy": {"epsilon": 0.2},
+    "Softmax": {"temperature": 0.2},
+    "LinUCB": {"alpha": 0.8, "refresh_every": 50},
+    "LinTS": {"v": 0.5, "propensity_draws": 32, "refresh_every": 50},
+}
+
+
+def make(name: str, backend: str = "auto", seed: int = 5, n_arms: int = K, **extra) -> Policy:
+    cls = POLICIES[name]
+    kw = {**SETTINGS[name], **extra}
+    if cls.contextual:
+        return cls(n_arms, D, seed=seed, backend=backend, **kw)
+    return cls(n_arms, seed=seed, backend=backend, **kw)
+
+
+def reward_of(name: str, arm: int, x: np.ndarray, rs: np.random.Generator) -> float:
+    if name == "BetaTS":
+        return float(rs.random() < 0.15 + 0.1 * arm)
+    return float(0.1 * arm + 0.3 * x[arm % D] + 0.1 * rs.normal())
+
+
+def script(name: str, policy: Policy, steps: int, seed: int = 0) -> tuple[list, list]:
+    """A fixed mix of single and batch selects and updates, masks, weights, and arm
+    changes; returns the decisions and propensities."""
+    rs = np.random.default_rng(seed)
+    arms, props = [], []
+    for i in range(steps):
+        k = policy.n_arms
+        x = rs.normal(size=D)
+        mask = rs.random(k) < 0.7
+        active = policy.active_arms
+        mask[active[rs.integers(len(active))]] = True
+        if i % 97 == 5:
+            xs = rs.normal(size=(8, D))
+            masks = rs.random((8, k)) < 0.8
+            masks[:, 0] = True
+            a, p = policy.select_batch(xs if policy.contextual else None, masks, 8)
+            arms += a.tolist()
+            props += p.tolist()
+            r = np.array([reward_of(name, int(j), xs[n], rs) for n, j in enumerate(a)])
+            policy.update_batch(a, r, xs if policy.contextual else None, rs.random(8) + 0.5)
+            continue
+        a, p = policy.select(x, mask)
+        arms.append(a)
+        props.append(p)
+        policy.update(a, reward_of(name, a, x, rs), x, weight=1.0 if i % 3 else 2.0)
+        if i == steps // 3:
+            policy.add_arm()
+        if i == steps // 2:
+            policy.remove_arm(1)
+    return arms, props
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_cpp_and_numba_agree_over_10000_steps(name: str) -> None:
+    cpp, nb = make(name, "cpp"), make(name, "numba")
+    a1, p1 = script(name, cpp, 10_000)
+    a2, p2 = script(name, nb, 10_000)
+    assert a1 == a2  # identical decisions
+    np.testing.assert_array_equal(np.array(p1), np.array(p2))
+    s1, s2 = cpp.state_dict()["arrays"], nb.state_dict()["arrays"]
+    for key in s1:
+        np.testing.assert_allclose(s1[key], s2[key], rtol=1e-6, atol=0, err_msg=key)
+    assert cpp.version == nb.version > 0
+    assert cpp.n_decisions == nb.n_decisions == len(a1)
+
+
+KINDS = {"BetaTS": ref.BETA_TS, "GaussianTS": ref.GAUSSIAN_TS, "UCB1": ref.UCB1,
+         "UCBTuned": ref.UCB_TUNED, "EpsilonGreedy": ref.EPSILON_GREEDY, "Softmax": ref.SOFTMAX}
+
+
+def reference_for(name: str, policy: Policy) -> ref.MultiArmed:
+    c = policy.config
+    hyper = {
+        "BetaTS": lambda: [c.alpha0, c.beta0],
+        "GaussianTS": lambda: [c.mu0, c.kappa0, c.a0, c.b0],
+        "UCB1": lambda: [c.c],
+        "UCBTuned": lambda: [c.c],
+        "EpsilonGreedy": lambda: [c.epsilon, c.initial_value],
+        "Softmax": lambda: [c.temperature, c.initial_value],
+    }[name]()
+    draws = getattr(c, "propensity_draws", 0)
+    return ref.MultiArmed(KINDS[name], policy.n_arms, hyper, decay=c.decay, seed=policy.seed,
+                          propensity_draws=draws)
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.99])
+@pytest.mark.parametrize("name", list(KINDS))
+def test_multiarmed_agrees_with_reference(name: str, decay: float, backend: str) -> None:
+    policy = make(name, backend, decay=decay, propensity_draws=8) if name.endswith("TS") else \
+        make(name, backend, decay=decay)
+    oracle = reference_for(name, policy)
+    rs = np.random.default_rng(1)
+    for _ in range(300):
+        mask = rs.random(K) < 0.7
+        mask[rs.integers(K)] = True
+        arm, prop = policy.select(None, mask)
+        want_arm, want_prop = oracle.select(mask)
+        assert arm == want_arm
+        np.testing.assert_allclose(prop, want_prop, rtol=1e-12)
+        r = reward_of(name, arm, np.zeros(D), rs)
+        policy.update(arm, r)
+        oracle.update(arm, r)
+    np.testing.assert_allclose(policy.state_dict()["arrays"]["stats"], oracle.stats, rtol=1e-12)
+    np.testing.assert_allclose(policy.expectations(), oracle.expectations(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.995])
+@pytest.mark.parametrize("name", ["LinUCB", "LinTS"])
+def test_linear_agrees_with_reference(name: str, decay: float, backend: str) -> None:
+    policy = make(name, backend, decay=decay, refresh_every=16)
+    oracle = ref.Linear(K, D, ridge=policy.config.ridge, decay=decay)
+    rs = np.random.default_rng(2)
+    for i in range(2000):
+        x = rs.normal(size=D)
+        arm, _ = policy.select(x)
+        if name == "LinUCB" and i % 50 == 0:
+            scores = oracle.ucb_scores(x, policy.config.alpha)
+            assert arm == int(np.argmax(scores))
+        r = reward_of(name, arm, x, rs)
+        w = 1.0 + (i % 4) / 4
+        policy.update(arm, r, x, w)
+        oracle.update(arm, r, x, w)
+    arrays = policy.state_dict()["arrays"]
+    np.testing.assert_allclose(arrays["A"], oracle.A, rtol=1e-6)
+    np.testing.assert_allclose(arrays["b"], oracle.b, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(policy.theta, oracle.theta(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(arrays["A_inv"], np.linalg.inv(oracle.A), rtol=1e-6, atol=1e-12)
+    x = rs.normal(size=D)
+    np.testing.assert_allclose(policy.expectations(x), oracle.theta() @ x, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_select_batch_equals_repeated_select(name: str, backend: str) -> None:
+    a, b = make(name, backend), make(name, backend)
+    rs = np.random.default_rng(3)
+    # Learn a little first so that the choice is not trivial.
+    xs = rs.normal(size=(200, D))
+    arms = rs.integers(0, K, 200)
+    rewards = (rs.random(200) < 0.5).astype(float)
+    for p in (a, b):
+        p.update_batch(arms, rewards, xs if p.contextual else None)
+    xs = rs.normal(size=(300, D))
+    masks = rs.random((300, K)) < 0.6
+    masks[:, 2] = True
+    ctx = xs if a.contextual else None
+    got_arms, got_props = a.select_batch(ctx, masks, 300)
+    singles = [b.select(xs[i], masks[i]) for i in range(300)]
+    assert got_arms.tolist() == [s[0] for s in singles]
+    np.testing.assert_array_equal(got_props, [s[1] for s in singles])
+    # Preallocated outputs are filled in place.
+    out_a, out_p = np.empty(300, np.int64), np.empty(300)
+    c = make(name, backend)
+    c.update_batch(arms, rewards, xs[:200] if c.contextual else None)
+    c.select_batch(ctx, masks, 300, out_arms=out_a, out_props=out_p)
+    assert out_a.dtype == np.int64 and (out_a >= 0).all()
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_same_seed_same_decisions_other_seed_differs(name: str) -> None:
+    runs = [script(name, make(name, seed=s), 400, seed=9)[0] for s in (11, 11, 12)]
+    assert runs[0] == runs[1]
+    if name not in ("UCB1", "UCBTuned", "LinUCB"):  # deterministic policies ignore the seed
+        assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_masks_are_respected(name: str, backend: str) -> None:
+    p = make(name, backend)
+    rs = np.random.default_rng(4)
+    for _ in range(300):
+        x = rs.normal(size=D)
+        mask = rs.random(K) < 0.4
+        mask[rs.integers(K)] = True
+        arm, prop = p.select(x, mask)
+        assert mask[arm]
+        assert 0.0 < prop <= 1.0
+        p.update(arm, reward_of(name, arm, x, rs), x)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_state_dict_and_pickle_round_trip_exactly(name: str, backend: str) -> None:
+    p = make(name, backend)
+    script(name, p, 500)
+    clone = type(p).from_state_dict(p.state_dict(), backend=backend)
+    pickled = pickle.loads(pickle.dumps(p))
+    assert pickled.backend == p.backend
+    for q in (clone, pickled):
+        sa, sb = p.state_dict(), q.state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa["arrays"]:
+            np.testing.assert_array_equal(sa["arrays"][key], sb["arrays"][key])
+    # All three continue identically.
+    runs = [script(name, q, 300, seed=8) for q in (p, clone, pickled)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_state_dict_moves_between_backends(name: str) -> None:
+    p = make(name, "cpp")
+    script(name, p, 300)
+    q = type(p).from_state_dict(p.state_dict(), backend="numba")
+    assert script(name, p, 200, seed=4) == script(name, q, 200, seed=4)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_merge_adds_sufficient_statistics(name: str, backend: str) -> None:
+    rs = np.random.default_rng(6)
+    n = 400
+    xs = rs.normal(size=(n, D))
+    arms = rs.integers(0, K, n)
+    rewards = (rs.random(n) < 0.4).astype(float)
+    weights = rs.random(n) + 0.5
+    whole, left, right = (make(name, backend) for _ in range(3))
+    ctx = (lambda s: xs[s]) if whole.contextual else (lambda s: None)
+    whole.update_batch(arms, rewards, ctx(slice(None)), weights)
+    left.update_batch(arms[:150], rewards[:150], ctx(slice(0, 150)), weights[:150])
+    right.update_batch(arms[150:], rewards[150:], ctx(slice(150, None)), weights[150:])
+    left.merge(right)
+    assert left.version == whole.version == n
+    sw, sl = whole.state_dict()["arrays"], left.state_dict()["arrays"]
+    for key in ("stats", "A", "b", "n", "theta", "A_inv"):
+        if key in sw:
+            np.testing.assert_allclose(sl[key], sw[key], rtol=1e-9, atol=1e-9, err_msg=key)
+    with pytest.raises(ValueError, match="other"):
+        left.merge(make(name, backend, n_arms=K + 1))
+    other_name = "UCB1" if name != "UCB1" else "BetaTS"
+    with pytest.raises(ValueError, match="other"):
+        left.merge(make(other_name, backend))
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_add_and_remove_arms(name: str, backend: str) -> None:
+    p = make(name, backend)
+    new = p.add_arm()
+    assert new == K and p.n_arms == K + 1
+    p.remove_arm(0)
+    assert 0 not in p.active_arms.tolist() and new in p.active_arms.tolist()
+    rs = np.random.default_rng(7)
+    seen = set()
+    for _ in range(400):
+        x = rs.normal(size=D)
+        arm, _ = p.select(x)
+        seen.add(arm)
+        p.update(arm, reward_of(name, arm, x, rs), x)
+    assert 0 not in seen
+    # Late feedback for a removed arm still lands.
+    before = p.version
+    p.update(0, 1.0, np.ones(D))
+    assert p.version == before + 1
+    for a in p.active_arms[:-1]:
+        p.remove_arm(int(a))
+    with pytest.raises(ValueError, match="last active arm"):
+        p.remove_arm(int(p.active_arms[0]))
+
+
+def test_decay_tracks_a_change_of_best_arm() -> None:
+    """After the best arm changes, a discounted Thompson sampler moves to the new best
+    arm far sooner than one that never forgets."""
+    share = {}
+    for decay in (1.0, 0.98):
+        p = BetaTS(3, seed=1, decay=decay, propensity_draws=0)
+        rs = np.random.default_rng(0)
+        probs = np.array([0.8, 0.5, 0.2])
+        late = []
+        for t in range(6000):
+            if t == 3000:
+                probs = probs[::-1].copy()
+            arm, _ = p.select()
+            p.update(arm, float(rs.random() < probs[arm]))
+            if 3000 <= t < 3500:
+                late.append(arm == 2)
+        share[decay] = float(np.mean(late))
+    assert share[0.98] > 0.6
+    assert share[0.98] > share[1.0] + 0.3
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw"),
+    [(BetaTS, {}), (GaussianTS, {"mu0": 0.5})],
+)
+def test_thompson_propensity_matches_empirical_frequency(cls, kw, backend: str) -> None:
+    p = cls(4, seed=3, backend=backend, propensity_draws=20_000, **kw)
+    p.update_batch(np.array([0] * 30 + [1] * 30 + [2] * 5),
+                   np.array([1.0] * 12 + [0.0] * 18 + [1.0] * 15 + [0.0] * 15 + [1.0] * 2
+                            + [0.0] * 3))
+    n = 20_000
+    arms, props = p.select_batch(n=n)
+    freq = np.bincount(arms, minlength=4) / n
+    est = np.zeros(4)
+    est[arms] = props  # the estimate is cached per posterior: one value per arm
+    for a in range(4):
+        if freq[a] > 0:
+            se = np.sqrt(freq[a] * (1 - freq[a]) / n) + np.sqrt(est[a] * (1 - est[a]) / 20_000)
+            assert abs(freq[a] - est[a]) < 5 * se + 4 / 20_000, (a, freq, est)
+    assert est[freq > 0].sum() <= 1.0 + 1e-12
+
+
+def test_lints_propensity_matches_empirical_frequency(backend: str) -> None:
+    p = LinTS(3, 2, seed=4, v=1.0, propensity_draws=4000, backend=backend)
+    rs = np.random.default_rng(0)
+    for _ in range(30):
+        x = rs.normal(size=2)
+        a = int(rs.integers(3))
+        p.update(a, float(x[0] * (a - 1)), x)
+    x = np.array([0.3, -0.2])
+    n = 8000
+    arms, props = p.select_batch(np.repeat(x[None], n, axis=0))
+    freq = np.bincount(arms, minlength=3) / n
+    for a in range(3):
+        if freq[a] > 0.01:
+            mean_prop = props[arms == a].mean()
+            assert abs(mean_prop - freq[a]) < 0.03, (a, freq, mean_prop)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw"), [(EpsilonGreedy, {"epsilon": 0.3}), (Softmax, {"temperature": 0.3})]
+)
+def test_exact_propensities_match_frequency(cls, kw, backend: str) -> None:
+    p = cls(4, seed=5, backend=backend, **kw)
+    p.update_batch(np.array([0, 1, 2, 3]), np.array([0.2, 0.9, 0.4, 0.1]))
+    arms, props = p.select_batch(n=40_000)
+    for a in range(4):
+        freq = np.mean(arms == a)
+        assert np.allclose(props[arms == a], props[arms == a][0])  # one value per arm
+        assert abs(freq - props[arms == a][0]) < 0.01
+
+
+def test_ucb_plays_every_arm_first_and_has_propensity_one(backend: str) -> None:
+    for cls in (UCB1, UCBTuned):
+        p = cls(5, backend=backend)
+        first = []
+        for _ in range(5):
+            a, prop = p.select()
+            first.append(a)
+            assert prop == 1.0
+            p.update(a, 0.5)
+        assert first == [0, 1, 2, 3, 4]
+
+
+def test_linucb_is_deterministic_and_propensity_one(backend: str) -> None:
+    p = LinUCB(3, 2, backend=backend)
+    for _ in range(20):
+        a, prop = p.select(np.array([1.0, 0.5]))
+        assert prop == 1.0
+        p.update(a, 1.0, np.array([1.0, 0.5]))
+
+
+def test_propensities_can_be_switched_off() -> None:
+    p = BetaTS(3, propensity_draws=0)
+    assert np.isnan(p.select()[1])
+    q = LinTS(3, 2, propensity_draws=0)
+    assert np.isnan(q.select(np.ones(2))[1])
+    # Turning the estimate off changes no decision (separate random streams).
+    on = [BetaTS(3, seed=2, propensity_draws=50).select_batch(n=200)[0] for _ in range(1)][0]
+    off = BetaTS(3, seed=2, propensity_draws=0).select_batch(n=200)[0]
+    np.testing.assert_array_equal(on, off)
