@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ._ziggurat_tables import FN, KN, TAIL, WN
+
 # ======================================================================================
 # Random numbers: Philox4x32-10 streams (cpp/include/promobandit/rng.hpp)
 # ======================================================================================
@@ -59,10 +61,26 @@ class Stream:
         b = self.u32() >> 6
         return (a * 67108864.0 + b + 0.5) * (1.0 / 9007199254740992.0)
 
+    def uniform32(self) -> float:
+        return (self.u32() + 0.5) * (1.0 / 4294967296.0)
+
     def normal(self) -> float:
-        u1 = self.uniform()
-        u2 = self.uniform()
-        return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+        """Ziggurat: layer from bits 0-6, signed value from bits 7-31."""
+        while True:
+            w = self.u32()
+            iz = w & 127
+            j = (w - (1 << 32) if w >= 1 << 31 else w) >> 7
+            x = j * float(WN[iz])
+            if abs(j) < KN[iz]:
+                return x
+            if iz == 0:
+                while True:
+                    xt = -math.log(self.uniform32()) / TAIL
+                    y = -math.log(self.uniform32())
+                    if not y + y < xt * xt:
+                        return TAIL + xt if j > 0 else -TAIL - xt
+            if FN[iz] + self.uniform32() * (FN[iz - 1] - FN[iz]) < math.exp(-0.5 * x * x):
+                return x
 
     def gamma(self, shape: float) -> float:
         if shape < 1.0:
@@ -78,7 +96,7 @@ class Stream:
                 x = self.normal()
                 v = 1.0 + c * x
             v = v * v * v
-            u = self.uniform()
+            u = self.uniform32()
             x2 = x * x
             if u < 1.0 - 0.0331 * (x2 * x2):
                 return d * v

@@ -58,19 +58,31 @@ inline bool spd_inverse(const double* a, double* inv, int64_t d, double* work) {
   return true;
 }
 
-// y = M x for a d x d row-major matrix.
-inline void matvec(const double* m, const double* x, double* y, int64_t d) {
-  for (int64_t i = 0; i < d; ++i) {
-    double s = 0.0;
-    for (int64_t k = 0; k < d; ++k) s += m[i * d + k] * x[k];
-    y[i] = s;
+// y = M x for a symmetric d x d row-major matrix, computed as y = sum_k x[k] * M[k, :]
+// (row axpys): every y[j] accumulates in k order, so the inner loop vectorises
+// without reassociation and stays bit-identical to the Numba mirror.
+inline void symv(const double* m, const double* x, double* y, int64_t d) {
+  for (int64_t j = 0; j < d; ++j) y[j] = 0.0;
+  for (int64_t k = 0; k < d; ++k) {
+    const double xk = x[k];
+    const double* row = m + k * d;
+    for (int64_t j = 0; j < d; ++j) y[j] += xk * row[j];
   }
 }
 
+// Dot product with four interleaved partial sums in a fixed order (lanes k mod 4,
+// combined as (s0 + s1) + (s2 + s3)): shorter dependency chains, same bits everywhere.
 inline double dot(const double* a, const double* b, int64_t d) {
-  double s = 0.0;
-  for (int64_t k = 0; k < d; ++k) s += a[k] * b[k];
-  return s;
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int64_t k = 0;
+  for (; k + 4 <= d; k += 4) {
+    s0 += a[k] * b[k];
+    s1 += a[k + 1] * b[k + 1];
+    s2 += a[k + 2] * b[k + 2];
+    s3 += a[k + 3] * b[k + 3];
+  }
+  for (; k < d; ++k) s0 += a[k] * b[k];
+  return (s0 + s1) + (s2 + s3);
 }
 
 }  // namespace promobandit

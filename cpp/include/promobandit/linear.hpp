@@ -62,7 +62,7 @@ inline void lin_refresh_arm(LinState& s, int64_t a, double* work) {
   if (!spd_inverse(s.A + a * d * d, s.A_inv + a * d * d, d, work)) {
     throw std::domain_error("linear bandit: precision matrix lost positive definiteness");
   }
-  matvec(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
+  symv(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
   s.since_refresh[a] = 0;
 }
 
@@ -72,7 +72,7 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!lin_eligible(s, mask, a)) continue;
     w.mean[a] = dot(s.theta + a * d, x, d);
-    matvec(s.A_inv + a * d * d, x, w.u, d);
+    symv(s.A_inv + a * d * d, x, w.u, d);
     const double q = dot(x, w.u, d);
     w.var[a] = q > 0.0 ? q : 0.0;
   }
@@ -170,13 +170,13 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
       lin_refresh_arm(s, arm, w.work);
     } else {
       // Sherman-Morrison: (A + w x x^T)^{-1} = A^{-1} - w u u^T / (1 + w x.u), u = A^{-1} x.
-      matvec(Ai, x, w.u, d);
+      symv(Ai, x, w.u, d);
       const double c = weight / (1.0 + weight * dot(x, w.u, d));
       for (int64_t i = 0; i < d; ++i) {
         const double cu = c * w.u[i];
         for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * w.u[j];
       }
-      matvec(Ai, b, s.theta + arm * d, d);
+      symv(Ai, b, s.theta + arm * d, d);
     }
   }
   s.counters[kCtrUpdates] += 1;

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "promobandit/ziggurat_tables.hpp"
+
 namespace promobandit {
 
 namespace philox_detail {
@@ -35,6 +37,27 @@ inline void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2], ui
   out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
+// Two consecutive blocks (counter[0] = c and c + 1) at once: the two dependency
+// chains interleave, which nearly halves the cost per word on out-of-order CPUs.
+inline void philox4x32_10_x2(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[8]) {
+  using namespace philox_detail;
+  uint32_t a0 = ctr_in[0], a1 = ctr_in[1], a2 = ctr_in[2], a3 = ctr_in[3];
+  uint32_t b0 = ctr_in[0] + 1u, b1 = ctr_in[1], b2 = ctr_in[2], b3 = ctr_in[3];
+  uint32_t k0 = key_in[0], k1 = key_in[1];
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t pa0 = static_cast<uint64_t>(M0) * a0, pa1 = static_cast<uint64_t>(M1) * a2;
+    const uint64_t pb0 = static_cast<uint64_t>(M0) * b0, pb1 = static_cast<uint64_t>(M1) * b2;
+    const uint32_t na0 = static_cast<uint32_t>(pa1 >> 32) ^ a1 ^ k0, na2 = static_cast<uint32_t>(pa0 >> 32) ^ a3 ^ k1;
+    const uint32_t nb0 = static_cast<uint32_t>(pb1 >> 32) ^ b1 ^ k0, nb2 = static_cast<uint32_t>(pb0 >> 32) ^ b3 ^ k1;
+    a1 = static_cast<uint32_t>(pa1); a3 = static_cast<uint32_t>(pa0); a0 = na0; a2 = na2;
+    b1 = static_cast<uint32_t>(pb1); b3 = static_cast<uint32_t>(pb0); b0 = nb0; b2 = nb2;
+    k0 += W0;
+    k1 += W1;
+  }
+  out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+  out[4] = b0; out[5] = b1; out[6] = b2; out[7] = b3;
+}
+
 // Purposes keep the draws of one decision apart from the draws that estimate
 // its propensity, so turning propensities on or off never changes a decision.
 enum : uint32_t { kPurposeDecision = 0, kPurposePropensity = 1, kPurposeUser = 2 };
@@ -55,9 +78,9 @@ class Stream {
   }
 
   uint32_t next_u32() {
-    if (pos_ == 4) {
-      philox4x32_10(ctr_, key_, buf_);
-      ++ctr_[0];
+    if (pos_ == 8) {
+      philox4x32_10_x2(ctr_, key_, buf_);
+      ctr_[0] += 2;
       pos_ = 0;
     }
     return buf_[pos_++];
@@ -71,12 +94,30 @@ class Stream {
            (1.0 / 9007199254740992.0);
   }
 
-  // Standard normal by Box-Muller (one variate per two uniforms; the cosine branch).
+  // Uniform on (0, 1) with 32 random bits: enough for acceptance tests.
+  double uniform32() { return (static_cast<double>(next_u32()) + 0.5) * (1.0 / 4294967296.0); }
+
+  // Standard normal by the ziggurat method (Marsaglia & Tsang 2000): one 32-bit
+  // word per draw in ~98.8% of cases, bits 0-6 choosing the layer and bits 7-31 the
+  // signed value, so layer and value never share bits.
   double normal() {
-    const double u1 = uniform();
-    const double u2 = uniform();
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    return r * std::cos(6.283185307179586 * u2);
+    using namespace ziggurat;
+    for (;;) {
+      const uint32_t w = next_u32();
+      const int64_t iz = static_cast<int64_t>(w & 127u);
+      const int64_t j = static_cast<int64_t>(static_cast<int32_t>(w)) >> 7;
+      const double x = static_cast<double>(j) * wn[iz];
+      if ((j < 0 ? -j : j) < kn[iz]) return x;
+      if (iz == 0) {  // the tail beyond kTail, by Marsaglia's exponential method
+        double xt, y;
+        do {
+          xt = -std::log(uniform32()) / kTail;
+          y = -std::log(uniform32());
+        } while (y + y < xt * xt);
+        return j > 0 ? kTail + xt : -kTail - xt;
+      }
+      if (fn[iz] + uniform32() * (fn[iz - 1] - fn[iz]) < std::exp(-0.5 * x * x)) return x;
+    }
   }
 
   // Gamma(shape, scale=1) by Marsaglia & Tsang (2000); shape < 1 by the
@@ -96,7 +137,7 @@ class Stream {
         v = 1.0 + c * x;
       } while (v <= 0.0);
       v = v * v * v;
-      const double u = uniform();
+      const double u = uniform32();
       const double x2 = x * x;
       if (u < 1.0 - 0.0331 * (x2 * x2)) return d * v;
       if (std::log(u) < 0.5 * x2 + d * (1.0 - v + std::log(v))) return d * v;
@@ -116,8 +157,8 @@ class Stream {
  private:
   uint32_t key_[2];
   uint32_t ctr_[4];
-  uint32_t buf_[4] = {0, 0, 0, 0};
-  int pos_ = 4;
+  uint32_t buf_[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int pos_ = 8;
 };
 
 }  // namespace promobandit

@@ -58,17 +58,31 @@ def spd_inverse(a, inv, d, work):
 
 
 @nb.njit(**_JIT)
-def matvec(m, x, y, d):
-    for i in range(d):
-        s = 0.0
-        for k in range(d):
-            s += m[i * d + k] * x[k]
-        y[i] = s
+def symv(m, x, y, d):
+    """y = m x for symmetric m, as row axpys (see linalg.hpp)."""
+    for j in range(d):
+        y[j] = 0.0
+    for k in range(d):
+        xk = x[k]
+        o = k * d
+        for j in range(d):
+            y[j] += xk * m[o + j]
 
 
 @nb.njit(**_JIT)
 def dot(a, b, d):
-    s = 0.0
-    for k in range(d):
-        s += a[k] * b[k]
-    return s
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    k = 0
+    while k + 4 <= d:
+        s0 += a[k] * b[k]
+        s1 += a[k + 1] * b[k + 1]
+        s2 += a[k + 2] * b[k + 2]
+        s3 += a[k + 3] * b[k + 3]
+        k += 4
+    while k < d:
+        s0 += a[k] * b[k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)

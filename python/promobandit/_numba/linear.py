@@ -12,7 +12,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .linalg import dot, matvec, spd_inverse
+from .linalg import dot, spd_inverse, symv
 from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, normal, stream_new
 
 LIN_UCB, LIN_TS = 0, 1
@@ -26,7 +26,7 @@ def refresh_arm(A, A_inv, b, theta, since, a, work):
     d = A.shape[1]
     if not spd_inverse(A[a].reshape(-1), A_inv[a].reshape(-1), d, work):
         raise ValueError("linear bandit: precision matrix lost positive definiteness")
-    matvec(A_inv[a].reshape(-1), b[a], theta[a], d)
+    symv(A_inv[a].reshape(-1), b[a], theta[a], d)
     since[a] = 0
 
 
@@ -44,7 +44,7 @@ def moments(A_inv, theta, active, mask, x, mean, var, u):
         if not (active[a] and mask[a]):
             continue
         mean[a] = dot(theta[a], x, d)
-        matvec(A_inv[a].reshape(-1), x, u, d)
+        symv(A_inv[a].reshape(-1), x, u, d)
         q = dot(x, u, d)
         var[a] = q if q > 0.0 else 0.0
 
@@ -142,13 +142,13 @@ def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, 
             refresh_arm(A, A_inv, b, theta, since, arm, work)
         else:
             Ai = A_inv[arm]
-            matvec(Ai.reshape(-1), x, u, d)
+            symv(Ai.reshape(-1), x, u, d)
             c = weight / (1.0 + weight * dot(x, u, d))
             for i in range(d):
                 cu = c * u[i]
                 for j in range(d):
                     Ai[i, j] -= cu * u[j]
-            matvec(Ai.reshape(-1), b[arm], theta[arm], d)
+            symv(Ai.reshape(-1), b[arm], theta[arm], d)
     counters[CTR_UPDATES] += 1
 
 

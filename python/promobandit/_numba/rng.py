@@ -11,6 +11,11 @@ import math
 import numba as nb
 import numpy as np
 
+from .._ziggurat_tables import FN as _FN
+from .._ziggurat_tables import KN as _KN
+from .._ziggurat_tables import TAIL as _TAIL
+from .._ziggurat_tables import WN as _WN
+
 M0 = np.uint64(0xD2511F53)
 M1 = np.uint64(0xCD9E8D57)
 W0 = np.uint64(0x9E3779B9)
@@ -80,11 +85,31 @@ def uniform(st):
 
 
 @nb.njit(**_JIT)
+def uniform32(st):
+    return (float(next_u32(st)) + 0.5) * (1.0 / 4294967296.0)
+
+
+@nb.njit(**_JIT)
 def normal(st):
-    u1 = uniform(st)
-    u2 = uniform(st)
-    r = math.sqrt(-2.0 * math.log(u1))
-    return r * math.cos(6.283185307179586 * u2)
+    while True:
+        w = next_u32(st)
+        iz = np.int64(w & np.uint64(127))
+        ws = np.int64(w)
+        if ws >= 2147483648:
+            ws -= 4294967296
+        j = ws >> 7
+        x = float(j) * _WN[iz]
+        if (-j if j < 0 else j) < _KN[iz]:
+            return x
+        if iz == 0:
+            xt = -math.log(uniform32(st)) / _TAIL
+            y = -math.log(uniform32(st))
+            while y + y < xt * xt:
+                xt = -math.log(uniform32(st)) / _TAIL
+                y = -math.log(uniform32(st))
+            return _TAIL + xt if j > 0 else -_TAIL - xt
+        if _FN[iz] + uniform32(st) * (_FN[iz - 1] - _FN[iz]) < math.exp(-0.5 * x * x):
+            return x
 
 
 @nb.njit(**_JIT)
@@ -98,7 +123,7 @@ def _gamma_ge1(st, shape):
             x = normal(st)
             v = 1.0 + c * x
         v = v * v * v
-        u = uniform(st)
+        u = uniform32(st)
         x2 = x * x
         if u < 1.0 - 0.0331 * (x2 * x2):
             return d * v
