@@ -47,19 +47,10 @@ inline bool dtype_is(const py::array& a, Kind k) {
   }
 }
 
-// Converts a sequence or array to an array (no dtype cast) and checks it is
-// C-contiguous, of dtype `k`, with ndim dims; shape entries < 0 are free.
-inline py::array checked_array(const py::object& obj, const char* field, Kind k, int ndim,
-                               std::initializer_list<py::ssize_t> shape) {
-  py::array a = py::array::ensure(obj);
-  if (!a) {
-    PyErr_Clear();
-    throw std::invalid_argument(std::string(field) + ": expected a " + std::to_string(ndim) +
-                                "-D " + kind_name(k) + " array");
-  }
+inline std::string expected_form(int ndim, Kind k, std::initializer_list<py::ssize_t> shape) {
   std::ostringstream want;
   want << "a " << ndim << "-D " << kind_name(k) << " array";
-  if (ndim == 1 || shape.size() > 0) {
+  if (shape.size() > 0) {
     want << " of shape (";
     int i = 0;
     for (auto s : shape) {
@@ -69,9 +60,28 @@ inline py::array checked_array(const py::object& obj, const char* field, Kind k,
     if (shape.size() == 1) want << ",";
     want << ")";
   }
+  return want.str();
+}
+
+// Converts a sequence or array to an array (no dtype cast) and checks it is
+// C-contiguous, of dtype `k`, with ndim dims; shape entries < 0 are free. The
+// success path allocates nothing: messages are built only on failure.
+inline py::array checked_array(const py::object& obj, const char* field, Kind k, int ndim,
+                               std::initializer_list<py::ssize_t> shape) {
+  py::array a;
+  if (py::isinstance<py::array>(obj)) {
+    a = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    a = py::array::ensure(obj);
+    if (!a) {
+      PyErr_Clear();
+      throw std::invalid_argument(std::string(field) + ": expected " +
+                                  expected_form(ndim, k, shape));
+    }
+  }
   if (!dtype_is(a, k)) {
-    throw std::invalid_argument(std::string(field) + ": expected " + want.str() + ", got dtype " +
-                                dtype_str(a));
+    throw std::invalid_argument(std::string(field) + ": expected " + expected_form(ndim, k, shape) +
+                                ", got dtype " + dtype_str(a));
   }
   bool ok = a.ndim() == ndim;
   int i = 0;
@@ -80,8 +90,8 @@ inline py::array checked_array(const py::object& obj, const char* field, Kind k,
     ++i;
   }
   if (!ok) {
-    throw std::invalid_argument(std::string(field) + ": expected " + want.str() + ", got shape " +
-                                shape_str(a));
+    throw std::invalid_argument(std::string(field) + ": expected " + expected_form(ndim, k, shape) +
+                                ", got shape " + shape_str(a));
   }
   if (!(a.flags() & py::array::c_style)) {
     throw std::invalid_argument(std::string(field) +

@@ -1,12 +1,19 @@
 // Bindings of the bandit kernels. A kernel object holds views of NumPy arrays
 // owned by the Python policy (state is data: the Python side saves, loads,
 // merges and resizes it), checks every argument, then runs with the GIL released.
-// Kernel objects are not thread-safe: the Python policy serialises calls.
+//
+// Threads: a kernel serialises its calls with its own mutex, so the Python policy
+// can expose the bound methods directly (no Python frame or lock per request).
+// Arguments are checked with the GIL held; the state they were checked against
+// changes only in rebind(), which holds both the GIL and the mutex and bumps a
+// generation counter, so a call that finds the generation changed when it gets
+// the mutex checks its arguments again.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -82,11 +89,47 @@ py::array_t<T> out_buffer(const py::object& out, int64_t n, const char* field, K
   return py::reinterpret_borrow<py::array_t<T>>(a);
 }
 
-class MabKernel {
+// The mutex and generation logic shared by both kernels.
+class Guarded {
+ public:
+  // Python-side structural changes (merge, remove_arm, state_dict) hold the mutex
+  // across several steps; it is recursive so kernel calls from that thread pass.
+  void lock() { exclusive().release(); }
+  void unlock() { mu_.unlock(); }
+
+ protected:
+  // Runs check() with the GIL held, then compute(checked) with the GIL released
+  // and the mutex held; repeats the check if a rebind slipped in between.
+  template <class Check, class Compute>
+  auto guarded(Check&& check, Compute&& compute) {
+    for (;;) {
+      auto checked = check();
+      const uint64_t gen = gen_;
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::recursive_mutex> lock(mu_);
+      if (gen == gen_) return compute(checked);
+    }
+  }
+
+  // Holds the mutex while the GIL is held: safe because no mutex holder ever
+  // waits for the GIL.
+  std::unique_lock<std::recursive_mutex> exclusive() {
+    std::unique_lock<std::recursive_mutex> lock(mu_, std::defer_lock);
+    if (!lock.try_lock()) {
+      py::gil_scoped_release nogil;
+      lock.lock();
+    }
+    return lock;
+  }
+
+  std::recursive_mutex mu_;
+  uint64_t gen_ = 0;
+};
+
+class MabKernel : public Guarded {
  public:
   MabKernel(int kind, double decay, std::vector<double> hyper, int64_t propensity_draws,
-            int64_t propensity_refresh, uint64_t seed, py::object stats, py::object active,
-            py::object counters, py::object prop_cache, py::object prop_mask) {
+            int64_t propensity_refresh, const py::dict& arrays) {
     if (kind < kBetaTS || kind > kSoftmax) throw std::invalid_argument("kind: unknown policy kind");
     if (hyper.size() > 4) throw std::invalid_argument("hyper: at most 4 hyperparameters");
     p_.kind = kind;
@@ -94,99 +137,127 @@ class MabKernel {
     for (size_t i = 0; i < hyper.size(); ++i) p_.p[i] = hyper[i];
     p_.propensity_draws = propensity_draws;
     p_.propensity_refresh = propensity_refresh < 1 ? 1 : propensity_refresh;
-    p_.seed = seed;
-    stats_ = checked_array(stats, "stats", Kind::Float64, 2, {-1, 3});
-    const int64_t K = stats_.shape(0);
-    active_ = checked_array(active, "active", Kind::Bool, 1, {K});
-    counters_ = checked_array(counters, "counters", Kind::Int64, 1, {kNumCounters});
-    cache_ = checked_array(prop_cache, "prop_cache", Kind::Float64, 1, {K});
-    pmask_ = checked_array(prop_mask, "prop_mask", Kind::Bool, 1, {K});
-    s_.n_arms = K;
-    s_.stats = ptr<double>(stats_);
-    s_.active = ptr<uint8_t>(active_);
-    s_.counters = ptr<int64_t>(counters_);
-    s_.prop_cache = ptr<double>(cache_);
-    s_.prop_mask = ptr<uint8_t>(pmask_);
+    set_arrays(arrays);
+  }
+
+  // Replaces the state arrays atomically with respect to every other call.
+  void rebind(const py::dict& arrays) {
+    auto lock = exclusive();
+    set_arrays(arrays);
+    ++gen_;
   }
 
   py::tuple select(const py::object& /*context*/, const py::object& mask) {
-    py::array keep;
-    const uint8_t* m = check_mask(mask, s_.n_arms, s_.active, keep);
-    std::pair<int64_t, double> r;
-    {
-      py::gil_scoped_release nogil;
-      r = mab_select(p_, s_, m);
-    }
+    auto r = guarded(
+        [&] {
+          py::array keep;
+          const uint8_t* m = check_mask(mask, s_.n_arms, s_.active, keep);
+          return std::make_pair(m, keep);
+        },
+        [&](const std::pair<const uint8_t*, py::array>& c) { return mab_select(p_, s_, c.first); });
     return py::make_tuple(r.first, r.second);
   }
 
   py::tuple select_batch(const py::object& /*contexts*/, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props) {
-    int64_t n = -1;
-    if (!n_obj.is_none()) n = n_obj.cast<int64_t>();
-    if (!masks.is_none() && n < 0) {
-      py::array a = checked_array(masks, "masks", Kind::Bool, 2, {-1, s_.n_arms});
-      n = a.shape(0);
-    }
-    if (n < 0) throw std::invalid_argument("n: give the number of decisions or masks of shape (n, K)");
-    py::array keep;
-    const uint8_t* m = check_masks(masks, n, s_.n_arms, s_.active, keep);
-    if (m == nullptr) {
-      py::array none;
-      check_mask(py::none(), s_.n_arms, s_.active, none);
-    }
-    auto arms = out_buffer<int64_t>(out_arms, n, "out_arms", Kind::Int64);
-    auto props = out_buffer<double>(out_props, n, "out_props", Kind::Float64);
-    int64_t* pa = arms.mutable_data();
-    double* pp = props.mutable_data();
-    const int64_t K = s_.n_arms;
-    {
-      py::gil_scoped_release nogil;
-      for (int64_t i = 0; i < n; ++i) {
-        auto r = mab_select(p_, s_, m ? m + i * K : nullptr);
-        pa[i] = r.first;
-        pp[i] = r.second;
-      }
-    }
-    return py::make_tuple(arms, props);
+    struct Checked {
+      const uint8_t* m;
+      py::array keep;
+      py::array_t<int64_t> arms;
+      py::array_t<double> props;
+      int64_t n;
+    };
+    Checked out = guarded(
+        [&] {
+          Checked c;
+          c.n = n_obj.is_none() ? -1 : bind::to_index(n_obj, "n");
+          if (!masks.is_none() && c.n < 0) {
+            c.n = checked_array(masks, "masks", Kind::Bool, 2, {-1, s_.n_arms}).shape(0);
+          }
+          if (c.n < 0) {
+            throw std::invalid_argument("n: give the number of decisions or masks of shape (n, K)");
+          }
+          c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
+          if (c.m == nullptr) {
+            py::array none;
+            check_mask(py::none(), s_.n_arms, s_.active, none);
+          }
+          c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
+          c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
+          return c;
+        },
+        [&](Checked& c) {
+          int64_t* pa = c.arms.mutable_data();
+          double* pp = c.props.mutable_data();
+          const int64_t K = s_.n_arms;
+          for (int64_t i = 0; i < c.n; ++i) {
+            auto r = mab_select(p_, s_, c.m ? c.m + i * K : nullptr);
+            pa[i] = r.first;
+            pp[i] = r.second;
+          }
+          return std::move(c);
+        });
+    return py::make_tuple(out.arms, out.props);
   }
 
   void update(py::handle arm_obj, py::handle reward_obj, const py::object& /*context*/,
               py::handle weight_obj) {
-    const int64_t arm = bind::to_index(arm_obj, "arm");
-    const double reward = bind::to_double(reward_obj, "reward");
-    const double weight = bind::to_double(weight_obj, "weight");
-    bind::check_arm(arm, s_.n_arms);
-    check_reward(p_.kind == kBetaTS, reward, "reward");
-    check_weight(weight, "weight");
-    py::gil_scoped_release nogil;
-    mab_update(p_, s_, arm, reward, weight);
+    guarded(
+        [&] {
+          const int64_t arm = bind::to_index(arm_obj, "arm");
+          const double reward = bind::to_double(reward_obj, "reward");
+          const double weight = bind::to_double(weight_obj, "weight");
+          bind::check_arm(arm, s_.n_arms);
+          check_reward(p_.kind == kBetaTS, reward, "reward");
+          check_weight(weight, "weight");
+          return std::make_tuple(arm, reward, weight);
+        },
+        [&](const std::tuple<int64_t, double, double>& c) {
+          mab_update(p_, s_, std::get<0>(c), std::get<1>(c), std::get<2>(c));
+          return 0;
+        });
   }
 
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& /*contexts*/,
                     const py::object& weights) {
-    py::array a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
-    const int64_t n = a.shape(0);
-    py::array r = checked_array(rewards, "rewards", Kind::Float64, 1, {n});
-    py::array w;
-    const int64_t* pa = static_cast<const int64_t*>(a.data());
-    const double* pr = static_cast<const double*>(r.data());
-    const double* pw = nullptr;
-    if (!weights.is_none()) {
-      w = checked_array(weights, "weights", Kind::Float64, 1, {n});
-      pw = static_cast<const double*>(w.data());
-    }
-    // Check every row before touching state: a rejected batch changes nothing.
-    for (int64_t i = 0; i < n; ++i) {
-      bind::check_arm(pa[i], s_.n_arms, "arms");
-      check_reward(p_.kind == kBetaTS, pr[i], "rewards");
-      if (pw) check_weight(pw[i], "weights");
-    }
-    py::gil_scoped_release nogil;
-    for (int64_t i = 0; i < n; ++i) mab_update(p_, s_, pa[i], pr[i], pw ? pw[i] : 1.0);
+    struct Checked {
+      py::array a, r, w;
+      const int64_t* pa;
+      const double* pr;
+      const double* pw;
+      int64_t n;
+    };
+    guarded(
+        [&] {
+          Checked c;
+          c.a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
+          c.n = c.a.shape(0);
+          c.r = checked_array(rewards, "rewards", Kind::Float64, 1, {c.n});
+          c.pa = static_cast<const int64_t*>(c.a.data());
+          c.pr = static_cast<const double*>(c.r.data());
+          c.pw = nullptr;
+          if (!weights.is_none()) {
+            c.w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
+            c.pw = static_cast<const double*>(c.w.data());
+          }
+          // Every row is checked before any is applied: a rejected batch changes nothing.
+          for (int64_t i = 0; i < c.n; ++i) {
+            bind::check_arm(c.pa[i], s_.n_arms, "arms");
+            check_reward(p_.kind == kBetaTS, c.pr[i], "rewards");
+            if (c.pw) check_weight(c.pw[i], "weights");
+          }
+          return c;
+        },
+        [&](const Checked& c) {
+          for (int64_t i = 0; i < c.n; ++i) {
+            mab_update(p_, s_, c.pa[i], c.pr[i], c.pw ? c.pw[i] : 1.0);
+          }
+          return 0;
+        });
   }
 
   py::array_t<double> expectations() {
+    auto lock = exclusive();
     py::array_t<double> out(s_.n_arms);
     double* o = out.mutable_data();
     for (int64_t a = 0; a < s_.n_arms; ++a) o[a] = mab_expectation(p_, s_, a);
@@ -196,17 +267,40 @@ class MabKernel {
   int64_t n_arms() const { return s_.n_arms; }
 
  private:
+  void set_arrays(const py::dict& arrays) {
+    auto get = [&](const char* name) -> py::object {
+      if (!arrays.contains(name)) throw std::invalid_argument(std::string("arrays: missing ") + name);
+      return arrays[name];
+    };
+    py::array stats = checked_array(get("stats"), "stats", Kind::Float64, 2, {-1, 3});
+    const int64_t K = stats.shape(0);
+    py::array active = checked_array(get("active"), "active", Kind::Bool, 1, {K});
+    py::array counters = checked_array(get("counters"), "counters", Kind::Int64, 1, {kNumCounters});
+    py::array cache = checked_array(get("prop_cache"), "prop_cache", Kind::Float64, 1, {K});
+    py::array pmask = checked_array(get("prop_mask"), "prop_mask", Kind::Bool, 1, {K});
+    stats_ = stats;
+    active_ = active;
+    counters_ = counters;
+    cache_ = cache;
+    pmask_ = pmask;
+    s_.n_arms = K;
+    s_.stats = ptr<double>(stats_);
+    s_.active = ptr<uint8_t>(active_);
+    s_.counters = ptr<int64_t>(counters_);
+    s_.prop_cache = ptr<double>(cache_);
+    s_.prop_mask = ptr<uint8_t>(pmask_);
+    p_.seed = static_cast<uint64_t>(s_.counters[kCtrSeed]);
+  }
+
   MabParams p_;
   MabState s_;
   py::array stats_, active_, counters_, cache_, pmask_;
 };
 
-class LinKernel {
+class LinKernel : public Guarded {
  public:
   LinKernel(int kind, double decay, double exploration, double ridge, int64_t refresh_every,
-            int64_t propensity_draws, uint64_t seed, py::object A, py::object A_inv, py::object b,
-            py::object theta, py::object n, py::object since_refresh, py::object active,
-            py::object counters) {
+            int64_t propensity_draws, const py::dict& arrays) {
     if (kind != kLinUCB && kind != kLinTS) throw std::invalid_argument("kind: unknown policy kind");
     p_.kind = kind;
     p_.decay = decay;
@@ -214,118 +308,154 @@ class LinKernel {
     p_.ridge = ridge;
     p_.refresh_every = refresh_every < 1 ? 1 : refresh_every;
     p_.propensity_draws = propensity_draws;
-    p_.seed = seed;
-    A_ = checked_array(A, "A", Kind::Float64, 3, {-1, -1, -1});
-    const int64_t K = A_.shape(0), d = A_.shape(1);
-    A_ = checked_array(A, "A", Kind::Float64, 3, {K, d, d});
-    Ai_ = checked_array(A_inv, "A_inv", Kind::Float64, 3, {K, d, d});
-    b_ = checked_array(b, "b", Kind::Float64, 2, {K, d});
-    theta_ = checked_array(theta, "theta", Kind::Float64, 2, {K, d});
-    n_ = checked_array(n, "n", Kind::Float64, 1, {K});
-    since_ = checked_array(since_refresh, "since_refresh", Kind::Int64, 1, {K});
-    active_ = checked_array(active, "active", Kind::Bool, 1, {K});
-    counters_ = checked_array(counters, "counters", Kind::Int64, 1, {kNumCounters});
-    s_.n_arms = K;
-    s_.dim = d;
-    s_.A = ptr<double>(A_);
-    s_.A_inv = ptr<double>(Ai_);
-    s_.b = ptr<double>(b_);
-    s_.theta = ptr<double>(theta_);
-    s_.n = ptr<double>(n_);
-    s_.since_refresh = ptr<int64_t>(since_);
-    s_.active = ptr<uint8_t>(active_);
-    s_.counters = ptr<int64_t>(counters_);
-    mean_.resize(K);
-    var_.resize(K);
-    u_.resize(d);
-    work_.resize(2 * d * d);
+    set_arrays(arrays);
+  }
+
+  void rebind(const py::dict& arrays) {
+    auto lock = exclusive();
+    set_arrays(arrays);
+    ++gen_;
   }
 
   py::tuple select(const py::object& context, const py::object& mask) {
-    const double* x = check_context(context, "context");
-    py::array keep;
-    const uint8_t* m = check_mask(mask, s_.n_arms, s_.active, keep);
-    std::pair<int64_t, double> r;
-    {
-      py::gil_scoped_release nogil;
-      auto w = scratch();
-      r = lin_select(p_, s_, m, x, w);
-    }
+    struct Checked {
+      const double* x;
+      const uint8_t* m;
+      py::array keep_x, keep_m;
+    };
+    auto r = guarded(
+        [&] {
+          Checked c;
+          c.x = check_context(context, "context", c.keep_x);
+          c.m = check_mask(mask, s_.n_arms, s_.active, c.keep_m);
+          return c;
+        },
+        [&](const Checked& c) {
+          auto w = scratch();
+          return lin_select(p_, s_, c.m, c.x, w);
+        });
     return py::make_tuple(r.first, r.second);
   }
 
   py::tuple select_batch(const py::object& contexts, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props) {
-    if (contexts.is_none()) throw std::invalid_argument("contexts: required for a contextual policy");
-    py::array c = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
-    const int64_t n = c.shape(0);
-    if (!n_obj.is_none() && n_obj.cast<int64_t>() != n) {
-      throw std::invalid_argument("n: disagrees with the number of contexts");
-    }
-    const double* px = static_cast<const double*>(c.data());
-    bind::check_finite(px, n * s_.dim, "contexts");
-    py::array keep;
-    const uint8_t* m = check_masks(masks, n, s_.n_arms, s_.active, keep);
-    if (m == nullptr) {
-      py::array none;
-      check_mask(py::none(), s_.n_arms, s_.active, none);
-    }
-    auto arms = out_buffer<int64_t>(out_arms, n, "out_arms", Kind::Int64);
-    auto props = out_buffer<double>(out_props, n, "out_props", Kind::Float64);
-    int64_t* pa = arms.mutable_data();
-    double* pp = props.mutable_data();
-    const int64_t K = s_.n_arms, d = s_.dim;
-    {
-      py::gil_scoped_release nogil;
-      auto w = scratch();
-      for (int64_t i = 0; i < n; ++i) {
-        auto r = lin_select(p_, s_, m ? m + i * K : nullptr, px + i * d, w);
-        pa[i] = r.first;
-        pp[i] = r.second;
-      }
-    }
-    return py::make_tuple(arms, props);
+    struct Checked {
+      py::array c, keep;
+      const double* px;
+      const uint8_t* m;
+      py::array_t<int64_t> arms;
+      py::array_t<double> props;
+      int64_t n;
+    };
+    Checked out = guarded(
+        [&] {
+          Checked c;
+          if (contexts.is_none()) {
+            throw std::invalid_argument("contexts: required for a contextual policy");
+          }
+          c.c = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
+          c.n = c.c.shape(0);
+          if (!n_obj.is_none() && bind::to_index(n_obj, "n") != c.n) {
+            throw std::invalid_argument("n: disagrees with the number of contexts");
+          }
+          c.px = static_cast<const double*>(c.c.data());
+          bind::check_finite(c.px, c.n * s_.dim, "contexts");
+          c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
+          if (c.m == nullptr) {
+            py::array none;
+            check_mask(py::none(), s_.n_arms, s_.active, none);
+          }
+          c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
+          c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
+          return c;
+        },
+        [&](Checked& c) {
+          int64_t* pa = c.arms.mutable_data();
+          double* pp = c.props.mutable_data();
+          const int64_t K = s_.n_arms, d = s_.dim;
+          auto w = scratch();
+          for (int64_t i = 0; i < c.n; ++i) {
+            auto r = lin_select(p_, s_, c.m ? c.m + i * K : nullptr, c.px + i * d, w);
+            pa[i] = r.first;
+            pp[i] = r.second;
+          }
+          return std::move(c);
+        });
+    return py::make_tuple(out.arms, out.props);
   }
 
   void update(py::handle arm_obj, py::handle reward_obj, const py::object& context,
               py::handle weight_obj) {
-    const int64_t arm = bind::to_index(arm_obj, "arm");
-    const double reward = bind::to_double(reward_obj, "reward");
-    const double weight = bind::to_double(weight_obj, "weight");
-    bind::check_arm(arm, s_.n_arms);
-    check_reward(false, reward, "reward");
-    check_weight(weight, "weight");
-    const double* x = check_context(context, "context");
-    py::gil_scoped_release nogil;
-    auto w = scratch();
-    lin_update(p_, s_, arm, reward, x, weight, w);
+    struct Checked {
+      int64_t arm;
+      double reward, weight;
+      const double* x;
+      py::array keep;
+    };
+    guarded(
+        [&] {
+          Checked c;
+          c.arm = bind::to_index(arm_obj, "arm");
+          c.reward = bind::to_double(reward_obj, "reward");
+          c.weight = bind::to_double(weight_obj, "weight");
+          bind::check_arm(c.arm, s_.n_arms);
+          check_reward(false, c.reward, "reward");
+          check_weight(c.weight, "weight");
+          c.x = check_context(context, "context", c.keep);
+          return c;
+        },
+        [&](const Checked& c) {
+          auto w = scratch();
+          lin_update(p_, s_, c.arm, c.reward, c.x, c.weight, w);
+          return 0;
+        });
   }
 
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& contexts,
                     const py::object& weights) {
-    py::array a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
-    const int64_t n = a.shape(0), d = s_.dim;
-    py::array r = checked_array(rewards, "rewards", Kind::Float64, 1, {n});
-    if (contexts.is_none()) throw std::invalid_argument("contexts: required for a contextual policy");
-    py::array c = checked_array(contexts, "contexts", Kind::Float64, 2, {n, d});
-    const int64_t* pa = static_cast<const int64_t*>(a.data());
-    const double* pr = static_cast<const double*>(r.data());
-    const double* px = static_cast<const double*>(c.data());
-    bind::check_finite(px, n * d, "contexts");
-    py::array w;
-    const double* pw = nullptr;
-    if (!weights.is_none()) {
-      w = checked_array(weights, "weights", Kind::Float64, 1, {n});
-      pw = static_cast<const double*>(w.data());
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      bind::check_arm(pa[i], s_.n_arms, "arms");
-      check_reward(false, pr[i], "rewards");
-      if (pw) check_weight(pw[i], "weights");
-    }
-    py::gil_scoped_release nogil;
-    auto ws = scratch();
-    for (int64_t i = 0; i < n; ++i) lin_update(p_, s_, pa[i], pr[i], px + i * d, pw ? pw[i] : 1.0, ws);
+    struct Checked {
+      py::array a, r, c, w;
+      const int64_t* pa;
+      const double* pr;
+      const double* px;
+      const double* pw;
+      int64_t n;
+    };
+    guarded(
+        [&] {
+          Checked c;
+          c.a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
+          c.n = c.a.shape(0);
+          const int64_t d = s_.dim;
+          c.r = checked_array(rewards, "rewards", Kind::Float64, 1, {c.n});
+          if (contexts.is_none()) {
+            throw std::invalid_argument("contexts: required for a contextual policy");
+          }
+          c.c = checked_array(contexts, "contexts", Kind::Float64, 2, {c.n, d});
+          c.pa = static_cast<const int64_t*>(c.a.data());
+          c.pr = static_cast<const double*>(c.r.data());
+          c.px = static_cast<const double*>(c.c.data());
+          bind::check_finite(c.px, c.n * d, "contexts");
+          c.pw = nullptr;
+          if (!weights.is_none()) {
+            c.w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
+            c.pw = static_cast<const double*>(c.w.data());
+          }
+          for (int64_t i = 0; i < c.n; ++i) {
+            bind::check_arm(c.pa[i], s_.n_arms, "arms");
+            check_reward(false, c.pr[i], "rewards");
+            if (c.pw) check_weight(c.pw[i], "weights");
+          }
+          return c;
+        },
+        [&](const Checked& c) {
+          auto ws = scratch();
+          const int64_t d = s_.dim;
+          for (int64_t i = 0; i < c.n; ++i) {
+            lin_update(p_, s_, c.pa[i], c.pr[i], c.px + i * d, c.pw ? c.pw[i] : 1.0, ws);
+          }
+          return 0;
+        });
   }
 
   // theta_a . x for every arm: (K,) for one context, (n, K) for a batch.
@@ -336,6 +466,7 @@ class LinKernel {
     c = checked_array(contexts, "contexts", Kind::Float64, single ? 1 : 2,
                       single ? std::initializer_list<py::ssize_t>{s_.dim}
                              : std::initializer_list<py::ssize_t>{-1, s_.dim});
+    auto lock = exclusive();
     const int64_t n = single ? 1 : c.shape(0), K = s_.n_arms, d = s_.dim;
     const double* px = static_cast<const double*>(c.data());
     bind::check_finite(px, n * d, "contexts");
@@ -347,8 +478,9 @@ class LinKernel {
     return out;
   }
 
-  // Exact refresh of every arm (after a load or merge changed A and b).
+  // Exact refresh of every arm (after a merge summed A and b).
   void refresh_all() {
+    auto lock = exclusive();
     py::gil_scoped_release nogil;
     for (int64_t a = 0; a < s_.n_arms; ++a) lin_refresh_arm(s_, a, work_.data());
   }
@@ -359,59 +491,110 @@ class LinKernel {
  private:
   LinScratch scratch() { return LinScratch{mean_.data(), var_.data(), u_.data(), work_.data()}; }
 
-  const double* check_context(const py::object& context, const char* field) {
+  const double* check_context(const py::object& context, const char* field, py::array& keep) {
     if (context.is_none()) {
       throw std::invalid_argument(std::string(field) + ": required for a contextual policy");
     }
-    ctx_keep_ = checked_array(context, field, Kind::Float64, 1, {s_.dim});
-    const double* x = static_cast<const double*>(ctx_keep_.data());
+    keep = checked_array(context, field, Kind::Float64, 1, {s_.dim});
+    const double* x = static_cast<const double*>(keep.data());
     bind::check_finite(x, s_.dim, field);
     return x;
   }
 
+  void set_arrays(const py::dict& arrays) {
+    auto get = [&](const char* name) -> py::object {
+      if (!arrays.contains(name)) throw std::invalid_argument(std::string("arrays: missing ") + name);
+      return arrays[name];
+    };
+    py::array A = checked_array(get("A"), "A", Kind::Float64, 3, {-1, -1, -1});
+    const int64_t K = A.shape(0), d = A.shape(1);
+    A = checked_array(get("A"), "A", Kind::Float64, 3, {K, d, d});
+    py::array Ai = checked_array(get("A_inv"), "A_inv", Kind::Float64, 3, {K, d, d});
+    py::array b = checked_array(get("b"), "b", Kind::Float64, 2, {K, d});
+    py::array theta = checked_array(get("theta"), "theta", Kind::Float64, 2, {K, d});
+    py::array n = checked_array(get("n"), "n", Kind::Float64, 1, {K});
+    py::array since = checked_array(get("since_refresh"), "since_refresh", Kind::Int64, 1, {K});
+    py::array active = checked_array(get("active"), "active", Kind::Bool, 1, {K});
+    py::array counters = checked_array(get("counters"), "counters", Kind::Int64, 1, {kNumCounters});
+    if (s_.dim != 0 && d != s_.dim) throw std::invalid_argument("A: dimension cannot change");
+    A_ = A; Ai_ = Ai; b_ = b; theta_ = theta; n_ = n; since_ = since; active_ = active;
+    counters_ = counters;
+    s_.n_arms = K;
+    s_.dim = d;
+    s_.A = ptr<double>(A_);
+    s_.A_inv = ptr<double>(Ai_);
+    s_.b = ptr<double>(b_);
+    s_.theta = ptr<double>(theta_);
+    s_.n = ptr<double>(n_);
+    s_.since_refresh = ptr<int64_t>(since_);
+    s_.active = ptr<uint8_t>(active_);
+    s_.counters = ptr<int64_t>(counters_);
+    p_.seed = static_cast<uint64_t>(s_.counters[kCtrSeed]);
+    mean_.resize(K);
+    var_.resize(K);
+    u_.resize(d);
+    work_.resize(2 * d * d);
+  }
+
   LinParams p_;
   LinState s_;
-  py::array A_, Ai_, b_, theta_, n_, since_, active_, counters_, ctx_keep_;
+  py::array A_, Ai_, b_, theta_, n_, since_, active_, counters_;
   std::vector<double> mean_, var_, u_, work_;
 };
 
 }  // namespace
 
 void bind_policies(py::module_& m) {
-  py::class_<MabKernel>(m, "MabKernel", "Non-contextual bandit kernel over views of NumPy state")
-      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, uint64_t, py::object,
-                    py::object, py::object, py::object, py::object>(),
+  py::class_<MabKernel>(m, "MabKernel",
+                        "Non-contextual bandit kernel over views of NumPy state; calls are "
+                        "serialised by an internal mutex and run without the GIL")
+      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict>(),
            py::arg("kind"), py::arg("decay"), py::arg("hyper"), py::arg("propensity_draws"),
-           py::arg("propensity_refresh"), py::arg("seed"), py::arg("stats"), py::arg("active"),
-           py::arg("counters"), py::arg("prop_cache"), py::arg("prop_mask"))
-      .def("select", &MabKernel::select, py::arg("context") = py::none(), py::arg("mask") = py::none())
+           py::arg("propensity_refresh"), py::arg("arrays"))
+      .def("select", &MabKernel::select, py::arg("context") = py::none(),
+           py::arg("mask") = py::none(),
+           "select(context=None, mask=None) -> (arm, propensity); context is ignored")
       .def("select_batch", &MabKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
-           py::arg("out_arms") = py::none(), py::arg("out_props") = py::none())
+           py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
+           "select_batch(contexts=None, masks=None, n=None, out_arms=None, out_props=None) -> "
+           "(arms, propensities)")
       .def("update", &MabKernel::update, py::arg("arm"), py::arg("reward"),
-           py::arg("context") = py::none(), py::arg("weight") = 1.0)
+           py::arg("context") = py::none(), py::arg("weight") = 1.0,
+           "update(arm, reward, context=None, weight=1.0)")
       .def("update_batch", &MabKernel::update_batch, py::arg("arms"), py::arg("rewards"),
-           py::arg("contexts") = py::none(), py::arg("weights") = py::none())
+           py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
+           "update_batch(arms, rewards, contexts=None, weights=None)")
       .def("expectations", &MabKernel::expectations)
+      .def("rebind", &MabKernel::rebind, py::arg("arrays"))
+      .def("lock", &MabKernel::lock, "hold the kernel's (recursive) mutex")
+      .def("unlock", &MabKernel::unlock)
       .def_property_readonly("n_arms", &MabKernel::n_arms);
 
-  py::class_<LinKernel>(m, "LinKernel", "Disjoint linear bandit kernel over views of NumPy state")
-      .def(py::init<int, double, double, double, int64_t, int64_t, uint64_t, py::object, py::object,
-                    py::object, py::object, py::object, py::object, py::object, py::object>(),
+  py::class_<LinKernel>(m, "LinKernel",
+                        "Disjoint linear bandit kernel over views of NumPy state; calls are "
+                        "serialised by an internal mutex and run without the GIL")
+      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict>(),
            py::arg("kind"), py::arg("decay"), py::arg("exploration"), py::arg("ridge"),
-           py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("seed"), py::arg("A"),
-           py::arg("A_inv"), py::arg("b"), py::arg("theta"), py::arg("n"),
-           py::arg("since_refresh"), py::arg("active"), py::arg("counters"))
-      .def("select", &LinKernel::select, py::arg("context") = py::none(), py::arg("mask") = py::none())
+           py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"))
+      .def("select", &LinKernel::select, py::arg("context") = py::none(),
+           py::arg("mask") = py::none(), "select(context, mask=None) -> (arm, propensity)")
       .def("select_batch", &LinKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
-           py::arg("out_arms") = py::none(), py::arg("out_props") = py::none())
+           py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
+           "select_batch(contexts, masks=None, n=None, out_arms=None, out_props=None) -> "
+           "(arms, propensities)")
       .def("update", &LinKernel::update, py::arg("arm"), py::arg("reward"),
-           py::arg("context") = py::none(), py::arg("weight") = 1.0)
+           py::arg("context") = py::none(), py::arg("weight") = 1.0,
+           "update(arm, reward, context, weight=1.0)")
       .def("update_batch", &LinKernel::update_batch, py::arg("arms"), py::arg("rewards"),
-           py::arg("contexts") = py::none(), py::arg("weights") = py::none())
+           py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
+           "update_batch(arms, rewards, contexts, weights=None)")
       .def("expectations", &LinKernel::expectations, py::arg("contexts"))
       .def("refresh_all", &LinKernel::refresh_all)
+      .def("rebind", &LinKernel::rebind, py::arg("arrays"))
+      .def("lock", &LinKernel::lock, "hold the kernel's (recursive) mutex")
+      .def("unlock", &LinKernel::unlock)
       .def_property_readonly("n_arms", &LinKernel::n_arms)
       .def_property_readonly("dim", &LinKernel::dim);
 }

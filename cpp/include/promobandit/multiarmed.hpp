@@ -31,6 +31,7 @@ enum : int {
   kCtrDecisions = 0,     // decisions made so far = stream id of the next decision
   kCtrUpdates = 1,       // updates applied so far = the policy version
   kCtrPropensityAt = 2,  // kCtrUpdates when the propensity cache was filled, -1 if empty
+  kCtrSeed = 3,          // the policy's seed (uint64 bits): state, so a load restores it
   kNumCounters = 4,
 };
 

@@ -1,9 +1,11 @@
 """Kernel objects of the Numba backend, with the interface of ``_core.MabKernel``
 and ``_core.LinKernel``: views of the policy's NumPy state, checked arguments,
-then a Numba call that runs without the GIL."""
+then a Numba call that runs without the GIL, serialised by the kernel's
+(re-entrant) lock; lock()/unlock() let the policy hold it across structural changes."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,7 @@ from . import multiarmed as mab
 
 class MabKernel:
     def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
-                 propensity_refresh: int, seed: int, stats: np.ndarray, active: np.ndarray,
-                 counters: np.ndarray, prop_cache: np.ndarray, prop_mask: np.ndarray) -> None:
+                 propensity_refresh: int, arrays: dict[str, np.ndarray]) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
         h = np.zeros(4)
@@ -24,20 +25,40 @@ class MabKernel:
         self.hyper = h
         self.draws = int(propensity_draws)
         self.refresh = max(1, int(propensity_refresh))
-        self.seed = np.uint64(seed)
-        self.stats = v.checked_array(stats, "stats", "float64", 2, (-1, 3))
-        k = self.stats.shape[0]
-        self.active = v.checked_array(active, "active", "bool", 1, (k,))
-        self.counters = v.checked_array(counters, "counters", "int64", 1, (4,))
-        self.cache = v.checked_array(prop_cache, "prop_cache", "float64", 1, (k,))
-        self.pmask = v.checked_array(prop_mask, "prop_mask", "bool", 1, (k,))
+        self._lock = threading.RLock()
+        self._set_arrays(arrays)
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        stats = v.checked_array(arrays["stats"], "stats", "float64", 2, (-1, 3))
+        k = stats.shape[0]
+        active = v.checked_array(arrays["active"], "active", "bool", 1, (k,))
+        counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (4,))
+        cache = v.checked_array(arrays["prop_cache"], "prop_cache", "float64", 1, (k,))
+        pmask = v.checked_array(arrays["prop_mask"], "prop_mask", "bool", 1, (k,))
+        self.stats, self.active, self.counters, self.cache, self.pmask = (
+            stats, active, counters, cache, pmask)
+        self.seed = counters[3:4].view(np.uint64)[0]  # counter slot 3 holds the seed bits
         self._all = np.ones(k, dtype=np.bool_)
+
+    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            self._set_arrays(arrays)
+
+    def lock(self) -> None:
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     @property
     def n_arms(self) -> int:
         return self.stats.shape[0]
 
     def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+        with self._lock:
+            return self._select(mask)
+
+    def _select(self, mask: Any) -> tuple[int, float]:
         m = v.check_mask(mask, self.active)
         arm, prop = mab.select(self.kind, self.hyper, self.draws, self.refresh, self.seed,
                                self.stats, self.active, self.counters, self.cache, self.pmask,
@@ -46,6 +67,11 @@ class MabKernel:
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
                      out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._select_batch(masks, n, out_arms, out_props)
+
+    def _select_batch(self, masks: Any, n: int | None, out_arms: Any,
+                      out_props: Any) -> tuple[np.ndarray, np.ndarray]:
         if n is None:
             if masks is None:
                 raise ValueError("n: give the number of decisions or masks of shape (n, K)")
@@ -60,52 +86,70 @@ class MabKernel:
         return arms, props
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
-        a = v.check_arm(arm, self.n_arms)
-        r = v.check_finite_scalar(reward, "reward")
-        if self.kind == mab.BETA_TS:
-            v.check_unit_reward(r, "reward")
-        w = v.check_weight(weight)
-        mab.update(self.decay, self.stats, self.counters, a, r, w)
+        with self._lock:
+            a = v.check_arm(arm, self.n_arms)
+            r = v.check_finite_scalar(reward, "reward")
+            if self.kind == mab.BETA_TS:
+                v.check_unit_reward(r, "reward")
+            w = v.check_weight(weight)
+            mab.update(self.decay, self.stats, self.counters, a, r, w)
 
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
-        a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms,
-                                        self.kind == mab.BETA_TS)
-        if w is None:
-            w = np.ones(a.shape[0])
-        mab.update_batch(self.decay, self.stats, self.counters, a, r, w)
+        with self._lock:
+            a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms,
+                                            self.kind == mab.BETA_TS)
+            if w is None:
+                w = np.ones(a.shape[0])
+            mab.update_batch(self.decay, self.stats, self.counters, a, r, w)
 
     def expectations(self) -> np.ndarray:
-        return mab.expectations(self.kind, self.hyper, self.stats)
+        with self._lock:
+            return mab.expectations(self.kind, self.hyper, self.stats)
 
 
 class LinKernel:
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
-                 refresh_every: int, propensity_draws: int, seed: int, A: np.ndarray,
-                 A_inv: np.ndarray, b: np.ndarray, theta: np.ndarray, n: np.ndarray,
-                 since_refresh: np.ndarray, active: np.ndarray, counters: np.ndarray) -> None:
+                 refresh_every: int, propensity_draws: int,
+                 arrays: dict[str, np.ndarray]) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
         self.exploration = float(exploration)
         self.ridge = float(ridge)
         self.refresh_every = max(1, int(refresh_every))
         self.draws = int(propensity_draws)
-        self.seed = np.uint64(seed)
-        self.A = v.checked_array(A, "A", "float64", 3, (-1, -1, -1))
-        k, d = self.A.shape[0], self.A.shape[1]
+        self._lock = threading.RLock()
+        self._set_arrays(arrays)
+
+    _NAMES = ("A", "A_inv", "b", "theta", "n", "since_refresh", "active", "counters")
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        A = v.checked_array(arrays["A"], "A", "float64", 3, (-1, -1, -1))
+        k, d = A.shape[0], A.shape[1]
         self.A = v.checked_array(A, "A", "float64", 3, (k, d, d))
-        self.A_inv = v.checked_array(A_inv, "A_inv", "float64", 3, (k, d, d))
-        self.b = v.checked_array(b, "b", "float64", 2, (k, d))
-        self.theta = v.checked_array(theta, "theta", "float64", 2, (k, d))
-        self.n = v.checked_array(n, "n", "float64", 1, (k,))
-        self.since = v.checked_array(since_refresh, "since_refresh", "int64", 1, (k,))
-        self.active = v.checked_array(active, "active", "bool", 1, (k,))
-        self.counters = v.checked_array(counters, "counters", "int64", 1, (4,))
+        self.A_inv = v.checked_array(arrays["A_inv"], "A_inv", "float64", 3, (k, d, d))
+        self.b = v.checked_array(arrays["b"], "b", "float64", 2, (k, d))
+        self.theta = v.checked_array(arrays["theta"], "theta", "float64", 2, (k, d))
+        self.n = v.checked_array(arrays["n"], "n", "float64", 1, (k,))
+        self.since = v.checked_array(arrays["since_refresh"], "since_refresh", "int64", 1, (k,))
+        self.active = v.checked_array(arrays["active"], "active", "bool", 1, (k,))
+        self.counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (4,))
+        self.seed = self.counters[3:4].view(np.uint64)[0]
         self._all = np.ones(k, dtype=np.bool_)
         self._mean = np.zeros(k)
         self._var = np.zeros(k)
         self._u = np.zeros(d)
         self._work = np.zeros(2 * d * d)
+
+    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            self._set_arrays(arrays)
+
+    def lock(self) -> None:
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
 
     @property
     def n_arms(self) -> int:
@@ -116,6 +160,10 @@ class LinKernel:
         return self.A.shape[1]
 
     def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+        with self._lock:
+            return self._select(context, mask)
+
+    def _select(self, context: Any, mask: Any) -> tuple[int, float]:
         x = v.check_context(context, self.dim)
         m = v.check_mask(mask, self.active)
         arm, prop = lin.select(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
@@ -125,6 +173,11 @@ class LinKernel:
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
                      out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._select_batch(contexts, masks, n, out_arms, out_props)
+
+    def _select_batch(self, contexts: Any, masks: Any, n: int | None, out_arms: Any,
+                      out_props: Any) -> tuple[np.ndarray, np.ndarray]:
         xs = v.check_contexts(contexts, self.dim)
         if n is not None and n != xs.shape[0]:
             raise ValueError("n: disagrees with the number of contexts")
@@ -140,6 +193,10 @@ class LinKernel:
         return arms, props
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
+        with self._lock:
+            self._update(arm, reward, context, weight)
+
+    def _update(self, arm: int, reward: float, context: Any, weight: float) -> None:
         a = v.check_arm(arm, self.n_arms)
         r = v.check_finite_scalar(reward, "reward")
         w = v.check_weight(weight)
@@ -149,6 +206,10 @@ class LinKernel:
 
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
+        with self._lock:
+            self._update_batch(arms, rewards, contexts, weights)
+
+    def _update_batch(self, arms: Any, rewards: Any, contexts: Any, weights: Any) -> None:
         a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms, False)
         xs = v.check_contexts(contexts, self.dim, a.shape[0])
         if w is None:
@@ -161,9 +222,12 @@ class LinKernel:
         if contexts is None:
             raise ValueError("contexts: required for a contextual policy")
         c = np.asarray(contexts) if not isinstance(contexts, np.ndarray) else contexts
-        if c.ndim == 1:
-            return lin.expectations(self.theta, v.check_context(c, self.dim, "contexts")[None, :])[0]
-        return lin.expectations(self.theta, v.check_contexts(c, self.dim))
+        with self._lock:
+            if c.ndim == 1:
+                x = v.check_context(c, self.dim, "contexts")[None, :]
+                return lin.expectations(self.theta, x)[0]
+            return lin.expectations(self.theta, v.check_contexts(c, self.dim))
 
     def refresh_all(self) -> None:
-        lin.refresh_all(self.A, self.A_inv, self.b, self.theta, self.since, self._work)
+        with self._lock:
+            lin.refresh_all(self.A, self.A_inv, self.b, self.theta, self.since, self._work)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import CTR_PROPENSITY_AT, N_COUNTERS, Policy, ThompsonConfig
+from .base import Policy, ThompsonConfig, new_counters
 
 
 class MultiArmedPolicy(Policy):
@@ -20,12 +20,10 @@ class MultiArmedPolicy(Policy):
         return []
 
     def _new_arrays(self, n_arms: int) -> dict[str, np.ndarray]:
-        counters = np.zeros(N_COUNTERS, dtype=np.int64)
-        counters[CTR_PROPENSITY_AT] = -1
         return {
             "stats": np.zeros((n_arms, 3)),
             "active": np.ones(n_arms, dtype=np.bool_),
-            "counters": counters,
+            "counters": new_counters(self._seed),
             "prop_cache": np.zeros(n_arms),
             "prop_mask": np.zeros(n_arms, dtype=np.bool_),
         }
@@ -41,12 +39,11 @@ class MultiArmedPolicy(Policy):
     def _make_kernel(self, module: Any) -> Any:
         c = self.config
         ts = isinstance(c, ThompsonConfig)
-        a = self._arrays
         return module.MabKernel(
             self._kind, c.decay, self._hyper(),
             c.propensity_draws if ts else 0,
             c.propensity_refresh if ts else 1,
-            self.seed, a["stats"], a["active"], a["counters"], a["prop_cache"], a["prop_mask"],
+            self._arrays,
         )
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
@@ -54,17 +51,16 @@ class MultiArmedPolicy(Policy):
 
     def expectations(self, context: Any = None) -> np.ndarray:
         """Posterior (or empirical) mean reward of every arm, shape (K,)."""
-        with self._lock:
-            return self._kernel.expectations()
+        return self._kernel.expectations()
 
     @property
     def counts(self) -> np.ndarray:
         """Sum of update weights per arm (decayed when decay < 1), shape (K,)."""
-        with self._lock:
+        with self._exclusive():
             return self._arrays["stats"][:, 0].copy()
 
     @property
     def reward_sums(self) -> np.ndarray:
         """Sum of weighted rewards per arm (decayed when decay < 1), shape (K,)."""
-        with self._lock:
+        with self._exclusive():
             return self._arrays["stats"][:, 1].copy()

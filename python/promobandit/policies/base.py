@@ -5,9 +5,12 @@ and hands views of them to a backend kernel (C++ or Numba) that does the
 per-request work with the GIL released. Because state is plain arrays, saving,
 loading, merging replicas and adding arms are written once, here.
 
-Threads: every public method takes the policy's lock, so concurrent ``select``
-and ``update`` calls from several threads are serialised and no update is lost;
-the kernels release the GIL, so other Python threads keep running meanwhile.
+Threads: ``select``, ``select_batch``, ``update`` and ``update_batch`` are the
+kernel's own methods (bound on the instance, no Python frame per request); the
+kernel serialises them with its mutex and runs them without the GIL, so
+concurrent calls from several threads lose no update and other Python threads
+keep running. Structural changes (adding or removing arms, loading, merging,
+saving) hold the same mutex for their whole duration.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import dataclasses
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,9 +30,18 @@ from .. import _backends
 FORMAT = "promobandit.policy"
 FORMAT_VERSION = 1
 
-# Counter slots (see cpp/include/promobandit/multiarmed.hpp).
-CTR_DECISIONS, CTR_UPDATES, CTR_PROPENSITY_AT = 0, 1, 2
+# Counter slots (see cpp/include/promobandit/multiarmed.hpp); slot 3 holds the
+# seed's uint64 bits, so the seed is state like everything else.
+CTR_DECISIONS, CTR_UPDATES, CTR_PROPENSITY_AT, CTR_SEED = 0, 1, 2, 3
 N_COUNTERS = 4
+
+
+def new_counters(seed: int) -> np.ndarray:
+    """The counter array of a fresh policy with this seed."""
+    counters = np.zeros(N_COUNTERS, dtype=np.int64)
+    counters[CTR_PROPENSITY_AT] = -1
+    counters[CTR_SEED:].view(np.uint64)[0] = seed
+    return counters
 
 
 def _number(name: str, value: Any) -> float:
@@ -147,10 +161,10 @@ class Policy(ABC):
             raise ValueError(f"config: expected a {self.config_class.__name__}, "
                              f"got {type(config).__name__}")
         self.config = config
-        self.seed = check_seed(seed)
+        self._seed = check_seed(seed)  # read by _new_arrays; afterwards the arrays hold it
         self._backend_request = backend
         self.backend = _backends.resolve(backend)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # serialises structural changes among themselves
         k = check_int("n_arms", n_arms, 1)
         self._arrays = self._new_arrays(k)
         self._bind()
@@ -166,7 +180,8 @@ class Policy(ABC):
 
     @abstractmethod
     def _make_kernel(self, module: Any) -> Any:
-        """A backend kernel over self._arrays (module: _core or the Numba kernels)."""
+        """A backend kernel over self._arrays (module: _core or the Numba kernels),
+        constructed with the family's settings and the dict of arrays."""
 
     @abstractmethod
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
@@ -181,6 +196,27 @@ class Policy(ABC):
         else:
             from .._numba import kernels as module
         self._kernel = self._make_kernel(module)
+        # The hot methods go straight to the kernel: no Python frame per request.
+        # Their documentation is on the class methods of the same names below.
+        self.select = self._kernel.select  # type: ignore[method-assign]
+        self.select_batch = self._kernel.select_batch  # type: ignore[method-assign]
+        self.update = self._kernel.update  # type: ignore[method-assign]
+        self.update_batch = self._kernel.update_batch  # type: ignore[method-assign]
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Holds the policy's lock and the kernel's mutex: no request runs meanwhile."""
+        with self._lock:
+            self._kernel.lock()
+            try:
+                yield
+            finally:
+                self._kernel.unlock()
+
+    def _replace_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Swaps in new state arrays; call inside _exclusive()."""
+        self._kernel.rebind(arrays)
+        self._arrays = arrays
 
     # --- properties ---------------------------------------------------------------------
     @property
@@ -191,8 +227,12 @@ class Policy(ABC):
     @property
     def active_arms(self) -> np.ndarray:
         """Ids of the arms that can be selected."""
-        with self._lock:
-            return np.flatnonzero(self._arrays["active"])
+        return np.flatnonzero(self._arrays["active"])
+
+    @property
+    def seed(self) -> int:
+        """The seed: decision i draws from the counter-based stream (seed, i)."""
+        return int(self._arrays["counters"][CTR_SEED:].view(np.uint64)[0])
 
     @property
     def version(self) -> int:
@@ -214,8 +254,7 @@ class Policy(ABC):
         here (exact for UCB, epsilon-greedy and softmax; estimated for Thompson
         sampling, see ThompsonConfig.propensity_draws).
         """
-        with self._lock:
-            return self._kernel.select(context, mask)
+        return self._kernel.select(context, mask)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None, *,
                      out_arms: np.ndarray | None = None,
@@ -227,23 +266,20 @@ class Policy(ABC):
         out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
         Returns (arms (n,) int64, propensities (n,) float64).
         """
-        with self._lock:
-            return self._kernel.select_batch(contexts, masks, n, out_arms, out_props)
+        return self._kernel.select_batch(contexts, masks, n, out_arms, out_props)
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
         """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
 
         Updates to removed arms are accepted so that late feedback is never lost.
         """
-        with self._lock:
-            self._kernel.update(arm, reward, context, weight)
+        self._kernel.update(arm, reward, context, weight)
 
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
         """Learn from n rewards in order, as n calls of update. Every row is checked
         before any is applied: a rejected batch changes nothing."""
-        with self._lock:
-            self._kernel.update_batch(arms, rewards, contexts, weights)
+        self._kernel.update_batch(arms, rewards, contexts, weights)
 
     @abstractmethod
     def expectations(self, context: Any = None) -> np.ndarray:
@@ -252,22 +288,20 @@ class Policy(ABC):
     # --- arms ----------------------------------------------------------------------------
     def add_arm(self) -> int:
         """Adds an arm with prior statistics and returns its id."""
-        with self._lock:
+        with self._exclusive():
             rows = self._new_arm_rows()
             arrays = dict(self._arrays)
             for name, row in rows.items():
                 arrays[name] = np.ascontiguousarray(np.concatenate([arrays[name], row[None]]))
-            arrays["counters"] = arrays["counters"].copy()
             arrays["counters"][CTR_PROPENSITY_AT] = -1
-            self._arrays = arrays
-            self._bind()
+            self._replace_arrays(arrays)
             return self.n_arms - 1
 
     def remove_arm(self, arm: int) -> None:
         """Stops selecting `arm`; its statistics stay and late updates still land."""
         from .._validation import check_arm
 
-        with self._lock:
+        with self._exclusive():
             a = check_arm(arm, self.n_arms)
             active = self._arrays["active"]
             if active[a] and active.sum() == 1:
@@ -281,13 +315,12 @@ class Policy(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this policy is (arrays copied)."""
-        with self._lock:
+        with self._exclusive():
             return {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "policy": self.name,
                 "config": self.config.to_dict(),
-                "seed": self.seed,
                 "n_arms": self.n_arms,
                 **self._identity(),
                 "arrays": {k: v.copy() for k, v in self._arrays.items()},
@@ -315,7 +348,6 @@ class Policy(ABC):
         k = state.get("n_arms")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"state_dict: n_arms must be a positive integer, got {k!r}")
-        check_seed(state.get("seed"))
         arrays = state.get("arrays")
         template = self._new_arrays(k)
         if not isinstance(arrays, dict) or set(arrays) != set(template):
@@ -340,11 +372,9 @@ class Policy(ABC):
 
         Checked completely first: a rejected state leaves the policy as it was.
         """
-        with self._lock:
-            arrays = self._check_state_dict(state)
-            self._arrays = arrays
-            self.seed = int(state["seed"])
-            self._bind()
+        arrays = self._check_state_dict(state)
+        with self._exclusive():
+            self._replace_arrays(arrays)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], *, backend: str = "auto") -> Policy:
@@ -362,8 +392,7 @@ class Policy(ABC):
 
     @classmethod
     def _from_identity(cls, state: dict[str, Any], config: PolicyConfig, backend: str) -> Policy:
-        return cls(int(state.get("n_arms", 1)), config, seed=check_seed(state.get("seed", 0)),
-                   backend=backend)
+        return cls(int(state.get("n_arms", 1)), config, backend=backend)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"state": self.state_dict(), "backend": self._backend_request}
@@ -388,7 +417,7 @@ class Policy(ABC):
         if other is self:
             raise ValueError("other: cannot merge a policy into itself")
         theirs = other.state_dict()
-        with self._lock:
+        with self._exclusive():
             if theirs["config"] != self.config.to_dict():
                 raise ValueError("other: config differs; only replicas of one policy merge")
             for key, value in self._identity().items():

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import CTR_PROPENSITY_AT, N_COUNTERS, Policy, PolicyConfig, check_int, check_range
+from .base import Policy, PolicyConfig, check_int, check_range, new_counters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +83,6 @@ class LinearPolicy(Policy):
     def _new_arrays(self, n_arms: int) -> dict[str, np.ndarray]:
         d = self.n_features
         lam = self.config.ridge
-        counters = np.zeros(N_COUNTERS, dtype=np.int64)
-        counters[CTR_PROPENSITY_AT] = -1
         eye = np.eye(d)
         return {
             "A": np.repeat((lam * eye)[None], n_arms, axis=0),
@@ -94,7 +92,7 @@ class LinearPolicy(Policy):
             "n": np.zeros(n_arms),
             "since_refresh": np.zeros(n_arms, dtype=np.int64),
             "active": np.ones(n_arms, dtype=np.bool_),
-            "counters": counters,
+            "counters": new_counters(self._seed),
         }
 
     def _new_arm_rows(self) -> dict[str, np.ndarray]:
@@ -103,11 +101,9 @@ class LinearPolicy(Policy):
 
     def _make_kernel(self, module: Any) -> Any:
         c = self.config
-        a = self._arrays
         return module.LinKernel(
             self._kind, c.decay, self._exploration(), c.ridge, c.refresh_every, self._draws(),
-            self.seed, a["A"], a["A_inv"], a["b"], a["theta"], a["n"], a["since_refresh"],
-            a["active"], a["counters"],
+            self._arrays,
         )
 
     def _identity(self) -> dict[str, Any]:
@@ -118,8 +114,7 @@ class LinearPolicy(Policy):
         d = state.get("n_features")
         if isinstance(d, bool) or not isinstance(d, int):
             raise ValueError(f"state_dict: n_features must be an integer, got {d!r}")
-        return cls(int(state.get("n_arms", 1)), d, config, seed=int(state.get("seed", 0)),
-                   backend=backend)
+        return cls(int(state.get("n_arms", 1)), d, config, backend=backend)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         # A holds the prior lambda*I once per replica: add the other's data part only.
@@ -134,19 +129,18 @@ class LinearPolicy(Policy):
 
     def expectations(self, context: Any = None) -> np.ndarray:
         """theta_a . x for every arm: (K,) for a (d,) context, (n, K) for (n, d) contexts."""
-        with self._lock:
-            return self._kernel.expectations(context)
+        return self._kernel.expectations(context)
 
     @property
     def theta(self) -> np.ndarray:
         """Ridge-regression weights per arm, shape (K, d)."""
-        with self._lock:
+        with self._exclusive():
             return self._arrays["theta"].copy()
 
     @property
     def counts(self) -> np.ndarray:
         """Sum of update weights per arm (decayed when decay < 1), shape (K,)."""
-        with self._lock:
+        with self._exclusive():
             return self._arrays["n"].copy()
 
 
