@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from promobandit import _backends
-from promobandit.policies import BetaTS, EpsilonGreedy, GaussianTS, LinTS, LinUCB, Policy, UCB1
+from promobandit.policies import UCB1, BetaTS, EpsilonGreedy, GaussianTS, LinTS, LinUCB, Policy
 
 K, D = 4, 3
 

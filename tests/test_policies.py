@@ -384,6 +384,6 @@ def test_propensities_can_be_switched_off() -> None:
     q = LinTS(3, 2, propensity_draws=0)
     assert np.isnan(q.select(np.ones(2))[1])
     # Turning the estimate off changes no decision (separate random streams).
-    on = [BetaTS(3, seed=2, propensity_draws=50).select_batch(n=200)[0] for _ in range(1)][0]
+    on = BetaTS(3, seed=2, propensity_draws=50).select_batch(n=200)[0]
     off = BetaTS(3, seed=2, propensity_draws=0).select_batch(n=200)[0]
     np.testing.assert_array_equal(on, off)

@@ -187,7 +187,7 @@ class Policy(ABC):
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         """Adds the sufficient statistics of another replica's arrays to ours."""
 
-    def _after_merge(self) -> None:
+    def _after_merge(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Hook run after another replica's statistics were added."""
 
     def _bind(self) -> None:
