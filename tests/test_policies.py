@@ -387,3 +387,22 @@ def test_propensities_can_be_switched_off() -> None:
     on = BetaTS(3, seed=2, propensity_draws=50).select_batch(n=200)[0]
     off = BetaTS(3, seed=2, propensity_draws=0).select_batch(n=200)[0]
     np.testing.assert_array_equal(on, off)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_thread_count_does_not_change_decisions(name: str) -> None:
+    rs = np.random.default_rng(12)
+    xs = rs.normal(size=(3000, D))
+    masks = rs.random((3000, K)) < 0.7
+    masks[:, 3] = True
+    results = []
+    for threads in (1, 2, 3, 0):
+        p = make(name, "cpp")
+        p.update_batch(rs.integers(0, K, 100) * 0 + np.arange(100) % K,
+                       (np.arange(100) % 3 == 0).astype(float), xs[:100] if p.contextual else None)
+        results.append(p.select_batch(xs if p.contextual else None, masks, 3000,
+                                      n_threads=threads))
+        assert p.n_decisions == 3000
+    for arms, props in results[1:]:
+        np.testing.assert_array_equal(arms, results[0][0])
+        np.testing.assert_array_equal(props, results[0][1])

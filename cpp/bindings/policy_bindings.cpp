@@ -20,6 +20,7 @@
 #include "checks.hpp"
 #include "promobandit/linear.hpp"
 #include "promobandit/multiarmed.hpp"
+#include "promobandit/parallel.hpp"
 
 namespace py = pybind11;
 using namespace promobandit;
@@ -87,6 +88,56 @@ py::array_t<T> out_buffer(const py::object& out, int64_t n, const char* field, K
   if (out.is_none()) return py::array_t<T>(n);
   py::array a = checked_array(out, field, k, 1, {n});
   return py::reinterpret_borrow<py::array_t<T>>(a);
+}
+
+// The linear kernels' loops are compiled twice, for AVX2 and for baseline x86-64,
+// and picked at load time (GCC function multiversioning; no -march in a wheel).
+// FMA stays off (-ffp-contract=off, and "avx2" does not enable it), so both
+// versions give the same bits as each other and as the Numba backend.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PB_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define PB_MULTIVERSION
+#endif
+
+// Rows below this many per thread run on the calling thread only.
+constexpr int64_t kRowsPerThread = 64;
+
+PB_MULTIVERSION void lin_choose_rows(const LinParams& p, const LinState& s, const uint8_t* masks,
+                                     const double* X, int64_t lo, int64_t hi, uint64_t t0,
+                                     int64_t* arms, double* props, LinScratch& w) {
+  for (int64_t i = lo; i < hi; ++i) {
+    auto r = lin_choose(p, s, masks ? masks + i * s.n_arms : nullptr, X + i * s.dim,
+                        t0 + static_cast<uint64_t>(i), w);
+    arms[i] = r.first;
+    props[i] = r.second;
+  }
+}
+
+PB_MULTIVERSION void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
+                                     const double* rewards, const double* X, const double* weights,
+                                     int64_t n, LinScratch& w) {
+  for (int64_t i = 0; i < n; ++i) {
+    lin_update(p, s, arms[i], rewards[i], X + i * s.dim, weights ? weights[i] : 1.0, w);
+  }
+}
+
+void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks, int64_t lo,
+                     int64_t hi, uint64_t t0, int64_t* arms, double* props) {
+  for (int64_t i = lo; i < hi; ++i) {
+    auto r = mab_choose(p, s, masks ? masks + i * s.n_arms : nullptr, t0 + static_cast<uint64_t>(i));
+    arms[i] = r.first;
+    props[i] = r.second;
+  }
+}
+
+int check_threads(py::handle n_threads) {
+  const int64_t t = bind::to_index(n_threads, "n_threads");
+  if (t < 0 || t > 1024) {
+    throw std::invalid_argument("n_threads: expected 0 (all cores) to 1024, got " +
+                                std::to_string(t));
+  }
+  return static_cast<int>(t);
 }
 
 // The mutex and generation logic shared by both kernels.
@@ -159,13 +210,15 @@ class MabKernel : public Guarded {
   }
 
   py::tuple select_batch(const py::object& /*contexts*/, const py::object& masks, py::object n_obj,
-                         const py::object& out_arms, const py::object& out_props) {
+                         const py::object& out_arms, const py::object& out_props,
+                         py::handle n_threads) {
     struct Checked {
       const uint8_t* m;
       py::array keep;
       py::array_t<int64_t> arms;
       py::array_t<double> props;
       int64_t n;
+      int threads;
     };
     Checked out = guarded(
         [&] {
@@ -184,17 +237,27 @@ class MabKernel : public Guarded {
           }
           c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
           c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
+          c.threads = check_threads(n_threads);
           return c;
         },
         [&](Checked& c) {
           int64_t* pa = c.arms.mutable_data();
           double* pp = c.props.mutable_data();
           const int64_t K = s_.n_arms;
-          for (int64_t i = 0; i < c.n; ++i) {
-            auto r = mab_select(p_, s_, c.m ? c.m + i * K : nullptr);
-            pa[i] = r.first;
-            pp[i] = r.second;
+          const uint64_t t0 = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
+          // Decisions are pure functions of (state, decision number): any split of the
+          // rows over threads gives the same arms.
+          parallel_for(c.n, c.threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
+            mab_choose_rows(p_, s_, c.m, lo, hi, t0, pa, pp);
+          });
+          // Thompson propensities go through the one-entry cache in row order, exactly
+          // as n single selects would.
+          if (mab_is_thompson(p_)) {
+            for (int64_t i = 0; i < c.n; ++i) {
+              pp[i] = mab_ts_propensity(p_, s_, c.m ? c.m + i * K : nullptr, pa[i]);
+            }
           }
+          s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
           return std::move(c);
         });
     return py::make_tuple(out.arms, out.props);
@@ -332,13 +395,19 @@ class LinKernel : public Guarded {
         },
         [&](const Checked& c) {
           auto w = scratch();
-          return lin_select(p_, s_, c.m, c.x, w);
+          const uint64_t t = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
+          int64_t arm;
+          double prop;
+          lin_choose_rows(p_, s_, c.m, c.x, 0, 1, t, &arm, &prop, w);
+          s_.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
+          return std::make_pair(arm, prop);
         });
     return py::make_tuple(r.first, r.second);
   }
 
   py::tuple select_batch(const py::object& contexts, const py::object& masks, py::object n_obj,
-                         const py::object& out_arms, const py::object& out_props) {
+                         const py::object& out_arms, const py::object& out_props,
+                         py::handle n_threads) {
     struct Checked {
       py::array c, keep;
       const double* px;
@@ -346,6 +415,7 @@ class LinKernel : public Guarded {
       py::array_t<int64_t> arms;
       py::array_t<double> props;
       int64_t n;
+      int threads;
     };
     Checked out = guarded(
         [&] {
@@ -367,18 +437,23 @@ class LinKernel : public Guarded {
           }
           c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
           c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
+          c.threads = check_threads(n_threads);
           return c;
         },
         [&](Checked& c) {
           int64_t* pa = c.arms.mutable_data();
           double* pp = c.props.mutable_data();
           const int64_t K = s_.n_arms, d = s_.dim;
-          auto w = scratch();
-          for (int64_t i = 0; i < c.n; ++i) {
-            auto r = lin_select(p_, s_, c.m ? c.m + i * K : nullptr, c.px + i * d, w);
-            pa[i] = r.first;
-            pp[i] = r.second;
-          }
+          const uint64_t t0 = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
+          const int workers = resolve_threads(c.threads);
+          std::vector<std::vector<double>> bufs(static_cast<size_t>(workers));
+          parallel_for(c.n, c.threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int wk) {
+            auto& buf = bufs[static_cast<size_t>(wk)];
+            buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
+            LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
+            lin_choose_rows(p_, s_, c.m, c.px, lo, hi, t0, pa, pp, w);
+          });
+          s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
           return std::move(c);
         });
     return py::make_tuple(out.arms, out.props);
@@ -406,7 +481,7 @@ class LinKernel : public Guarded {
         },
         [&](const Checked& c) {
           auto w = scratch();
-          lin_update(p_, s_, c.arm, c.reward, c.x, c.weight, w);
+          lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, w);
           return 0;
         });
   }
@@ -450,10 +525,7 @@ class LinKernel : public Guarded {
         },
         [&](const Checked& c) {
           auto ws = scratch();
-          const int64_t d = s_.dim;
-          for (int64_t i = 0; i < c.n; ++i) {
-            lin_update(p_, s_, c.pa[i], c.pr[i], c.px + i * d, c.pw ? c.pw[i] : 1.0, ws);
-          }
+          lin_update_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, ws);
           return 0;
         });
   }
@@ -557,8 +629,9 @@ void bind_policies(py::module_& m) {
       .def("select_batch", &MabKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
            py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
-           "select_batch(contexts=None, masks=None, n=None, out_arms=None, out_props=None) -> "
-           "(arms, propensities)")
+           py::arg("n_threads") = 1,
+           "select_batch(contexts=None, masks=None, n=None, out_arms=None, out_props=None, "
+           "n_threads=1) -> (arms, propensities)")
       .def("update", &MabKernel::update, py::arg("arm"), py::arg("reward"),
            py::arg("context") = py::none(), py::arg("weight") = 1.0,
            "update(arm, reward, context=None, weight=1.0)")
@@ -582,8 +655,9 @@ void bind_policies(py::module_& m) {
       .def("select_batch", &LinKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
            py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
-           "select_batch(contexts, masks=None, n=None, out_arms=None, out_props=None) -> "
-           "(arms, propensities)")
+           py::arg("n_threads") = 1,
+           "select_batch(contexts, masks=None, n=None, out_arms=None, out_props=None, "
+           "n_threads=1) -> (arms, propensities)")
       .def("update", &LinKernel::update, py::arg("arm"), py::arg("reward"),
            py::arg("context") = py::none(), py::arg("weight") = 1.0,
            "update(arm, reward, context, weight=1.0)")

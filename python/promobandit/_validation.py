@@ -78,6 +78,16 @@ def check_arm(arm: Any, n_arms: int, field: str = "arm") -> int:
     return a
 
 
+def check_threads(n_threads: Any) -> int:
+    """0 (all cores) to 1024 threads."""
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise ValueError(f"n_threads: expected an integer, got {n_threads!r}")
+    t = int(n_threads)
+    if t < 0 or t > 1024:
+        raise ValueError(f"n_threads: expected 0 (all cores) to 1024, got {t}")
+    return t
+
+
 def check_weight(w: Any, field: str = "weight") -> float:
     f = check_finite_scalar(w, field)
     if f < 0.0:

@@ -78,10 +78,12 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
   }
 }
 
-// Decision for one context x (length d). The caller guarantees an eligible arm.
-inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
-                                             const double* x, LinScratch& w) {
-  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+// Decision number t for context x (length d), without touching state, so rows of
+// a batch can run on any thread (each with its own scratch). The caller
+// guarantees an eligible arm.
+inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
+                                             const uint8_t* mask, const double* x, uint64_t t,
+                                             LinScratch& w) {
   lin_moments(s, mask, x, w);
   int64_t best = -1;
   double best_v = -std::numeric_limits<double>::infinity();
@@ -131,8 +133,16 @@ inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, co
              (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
     }
   }
-  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
   return {best, prop};
+}
+
+// One decision with the next decision number.
+inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
+                                             const double* x, LinScratch& w) {
+  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  auto r = lin_choose(p, s, mask, x, t, w);
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
+  return r;
 }
 
 // Adds one weighted observation (x, r) to arm `arm`. With decay < 1 every arm

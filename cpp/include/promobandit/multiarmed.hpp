@@ -167,11 +167,13 @@ inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* 
   return s.prop_cache[arm];
 }
 
-// Chooses an arm among the eligible ones (active and not masked out) and returns
-// it with its propensity. The caller guarantees at least one eligible arm.
-inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask) {
+// Decision number t among the eligible arms (active and not masked out), without
+// touching state: returns the arm and its exact propensity, or NaN for Thompson
+// sampling (see mab_select). Rows of a batch can run on any thread. The caller
+// guarantees at least one eligible arm.
+inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState& s,
+                                             const uint8_t* mask, uint64_t t) {
   const int64_t K = s.n_arms;
-  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
   Stream rs(p.seed, t, kPurposeDecision);
   int64_t best = -1;
   double prop = 1.0;
@@ -187,7 +189,7 @@ inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, co
           best_v = v;
         }
       }
-      prop = mab_ts_propensity(p, s, mask, best);
+      prop = std::numeric_limits<double>::quiet_NaN();
       break;
     }
     case kUCB1:
@@ -294,8 +296,19 @@ inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, co
     default:
       throw std::invalid_argument("unknown multi-armed policy kind");
   }
-  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
   return {best, prop};
+}
+
+inline bool mab_is_thompson(const MabParams& p) { return p.kind == kBetaTS || p.kind == kGaussianTS; }
+
+// One decision: mab_choose with the next decision number, plus the Thompson
+// sampling propensity (which may fill the cache) and the decision counter.
+inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask) {
+  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  auto r = mab_choose(p, s, mask, t);
+  if (mab_is_thompson(p)) r.second = mab_ts_propensity(p, s, mask, r.first);
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
+  return r;
 }
 
 // Adds one weighted observation; with decay < 1 every arm's statistics are first

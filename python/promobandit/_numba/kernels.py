@@ -66,7 +66,9 @@ class MabKernel:
         return int(arm), float(prop)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
-                     out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     out_arms: Any = None, out_props: Any = None,
+                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        v.check_threads(n_threads)  # the Numba backend runs batches on one thread
         with self._lock:
             return self._select_batch(masks, n, out_arms, out_props)
 
@@ -172,7 +174,9 @@ class LinKernel:
         return int(arm), float(prop)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
-                     out_arms: Any = None, out_props: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     out_arms: Any = None, out_props: Any = None,
+                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        v.check_threads(n_threads)  # the Numba backend runs batches on one thread
         with self._lock:
             return self._select_batch(contexts, masks, n, out_arms, out_props)
 

@@ -257,16 +257,18 @@ class Policy(ABC):
         return self._kernel.select(context, mask)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None, *,
-                     out_arms: np.ndarray | None = None,
-                     out_props: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     out_arms: np.ndarray | None = None, out_props: np.ndarray | None = None,
+                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Choose arms for n requests, as n calls of select without updates between them.
 
         contexts: (n, d) float64 (contextual policies). masks: optional (n, K) bool.
         n: number of decisions (non-contextual policies without masks).
         out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
+        n_threads: threads for the rows (0: all cores; C++ backend only, batches of
+            128 rows or more). The result is the same for every thread count.
         Returns (arms (n,) int64, propensities (n,) float64).
         """
-        return self._kernel.select_batch(contexts, masks, n, out_arms, out_props)
+        return self._kernel.select_batch(contexts, masks, n, out_arms, out_props, n_threads)
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
         """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
