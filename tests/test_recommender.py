@@ -146,7 +146,8 @@ def test_time_split_has_no_leakage(quality_split):
 
 @settings(max_examples=60, deadline=None)
 @given(ts=st.lists(st.integers(0, 20), min_size=1, max_size=60),
-       v=st.floats(0.0, 0.45), t=st.floats(0.0, 0.45))
+       v=st.one_of(st.just(0.0), st.floats(0.0, 0.45)),
+       t=st.one_of(st.just(0.0), st.floats(0.0, 0.45)))
 def test_time_split_property_with_ties(ts, v, t):
     n = len(ts)
     log = InteractionLog(user_ids=np.zeros(n, np.int64), item_ids=np.zeros(n, np.int64),
@@ -154,6 +155,10 @@ def test_time_split_property_with_ties(ts, v, t):
                          item_category=[0], item_price_band=[0], n_users=1)
     parts = log.split_by_time(v, t)
     assert sum(len(p) for p in parts) == n
+    if v == 0:
+        assert len(parts[1]) == 0
+    if t == 0:
+        assert len(parts[2]) == 0
     for early, late in ((parts[0], parts[1]), (parts[1], parts[2]), (parts[0], parts[2])):
         if len(early) and len(late):
             assert early.timestamps.max() < late.timestamps.min()

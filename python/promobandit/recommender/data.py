@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 from collections.abc import Sequence
 from typing import IO, Any
@@ -212,13 +213,12 @@ class InteractionLog:
         if len(self) == 0:
             raise ValueError("log: cannot split an empty log by time")
         q1, q2 = np.quantile(self.timestamps, [1.0 - v - t, 1.0 - t], method="lower")
-        # The quantile is an observed timestamp; an empty window keeps its cut just above it.
-        c1 = float(q1) if v > 0 or t > 0 else float(np.nextafter(self.timestamps.max(), np.inf))
-        c2 = float(q2) if t > 0 else float(np.nextafter(self.timestamps.max(), np.inf))
-        if c2 <= c1:
-            c2 = float(np.nextafter(c1, np.inf))
-        train, val, test = self.split_at_times([c1, c2])
-        return train, val, test
+        # A zero fraction means an empty window: its cut moves to the next window's.
+        c_test = float(q2) if t > 0 else math.inf
+        c_val = float(q1) if v > 0 else c_test
+        ts = self.timestamps
+        return (self.select(ts < c_val), self.select((ts >= c_val) & (ts < c_test)),
+                self.select(ts >= c_test))
 
     def time_cut(self, t: float) -> tuple[InteractionLog, InteractionLog]:
         """(events before t, events at or after t), t in seconds."""
