@@ -27,12 +27,16 @@ inline std::string shape_str(const py::array& a) {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
-enum class Kind { Float64, Int64, Bool };
+// UInt16 carries bfloat16 bit patterns (NumPy has no bfloat16 dtype).
+enum class Kind { Float64, Int64, Bool, Float32, Float16, UInt16 };
 
 inline const char* kind_name(Kind k) {
   switch (k) {
     case Kind::Float64: return "float64";
     case Kind::Int64: return "int64";
+    case Kind::Float32: return "float32";
+    case Kind::Float16: return "float16";
+    case Kind::UInt16: return "uint16";
     default: return "bool";
   }
 }
@@ -43,6 +47,9 @@ inline bool dtype_is(const py::array& a, Kind k) {
   switch (k) {
     case Kind::Float64: return c == 'f' && size == 8;
     case Kind::Int64: return c == 'i' && size == 8;
+    case Kind::Float32: return c == 'f' && size == 4;
+    case Kind::Float16: return c == 'f' && size == 2;
+    case Kind::UInt16: return c == 'u' && size == 2;
     default: return c == 'b' && size == 1;
   }
 }
@@ -101,6 +108,16 @@ inline py::array checked_array(const py::object& obj, const char* field, Kind k,
 }
 
 inline void check_finite(const double* x, int64_t n, const char* field) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      throw std::invalid_argument(std::string(field) + ": expected finite values, found " +
+                                  (std::isnan(x[i]) ? "nan" : "inf") + " at flat index " +
+                                  std::to_string(i));
+    }
+  }
+}
+
+inline void check_finite(const float* x, int64_t n, const char* field) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) {
       throw std::invalid_argument(std::string(field) + ": expected finite values, found " +

@@ -1,0 +1,363 @@
+// The top-k softmax kernels, written once over a 16-lane primitive set `O`
+// (topk_simd.hpp). NO include guard on purpose: topk.hpp includes this file
+// once per ISA, inside namespace promobandit::topk_detail::<isa> and inside
+// that ISA's target pragma, after `using O = Ops<isa>;`. That is how one
+// source gives an AVX-512, an AVX2 and a portable build of the same kernels
+// without -march flags. Everything here is an implementation detail of topk.hpp.
+
+using V = O::V;
+
+// 2^t for t <= 0 in float: t = n + f with n = round(t), |f| <= 1/2 (exact),
+// 2^f by a degree-5 polynomial (kExp2P), scaled by 2^n. t is clamped at
+// kExp2Floor so 2^n stays a normal float; the terms cut off there are below
+// 5e-38 of the largest term, far under the float rounding of a sum holding a 1.
+inline V exp2_neg(V t) {
+  t = O::max(t, O::set1(kExp2Floor));
+  const V n = O::round(t);
+  const V f = O::sub(t, n);
+  V p = O::set1(kExp2P[5]);
+  for (int i = 4; i >= 0; --i) p = O::fma(p, f, O::set1(kExp2P[i]));
+  return O::scale2(p, n);
+}
+
+template <class Tag>
+inline V load_items(const typename Tag::elem* p) {
+  if constexpr (std::is_same_v<Tag, F32>) {
+    return O::load(p);
+  } else if constexpr (std::is_same_v<Tag, F16>) {
+    return O::load_f16(p);
+  } else {
+    return O::load_bf16(p);
+  }
+}
+
+template <class Tag>
+inline V load_items_partial(const typename Tag::elem* p, int n) {
+  if constexpr (std::is_same_v<Tag, F32>) {
+    return O::load_partial(p, n);
+  } else if constexpr (std::is_same_v<Tag, F16>) {
+    return O::load_f16_partial(p, n);
+  } else {
+    return O::load_bf16_partial(p, n);
+  }
+}
+
+template <class Tag>
+inline float item_to_float(typename Tag::elem x) {
+  if constexpr (std::is_same_v<Tag, F32>) {
+    return x;
+  } else if constexpr (std::is_same_v<Tag, F16>) {
+    return O::cvt_f16(x);
+  } else {
+    return bf16_to_float(x);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Single user: lane l of a row's accumulator sums E[c*16+l] * u[c*16+l] over
+// 16-dim chunks c in order (fused multiply-add), then reduce16 sums the lanes.
+
+// One row's 16 lane partial sums; rows are read front to back (one stream the
+// hardware prefetcher follows) with a software prefetch kPrefetchBytes ahead.
+template <class Tag>
+inline V dot_row(const typename Tag::elem* row, int64_t d, const float* u) {
+  V a = O::zero();
+  int64_t c = 0;
+  for (; c + 16 <= d; c += 16) {
+    PROMOBANDIT_PREFETCH(reinterpret_cast<const char*>(row + c) + kPrefetchBytes);
+    a = O::fma(load_items<Tag>(row + c), O::load(u + c), a);
+  }
+  if (c < d) {
+    const int rem = static_cast<int>(d - c);
+    a = O::fma(load_items_partial<Tag>(row + c, rem), O::load_partial(u + c, rem), a);
+  }
+  return a;
+}
+
+// out[0, round_up(cnt, 16)) = E[i0 + j] . u (+ bias[i0 + j]); lanes past cnt are 0.
+template <class Tag>
+inline void score_single(const typename Tag::elem* E, int64_t i0, int64_t cnt, int64_t d,
+                         const float* u, const float* bias, float* out) {
+  V acc[16];
+  for (int64_t g = 0; g < cnt; g += 16) {
+    const int m = static_cast<int>(std::min<int64_t>(16, cnt - g));
+    for (int j = 0; j < m; ++j) acc[j] = dot_row<Tag>(E + (i0 + g + j) * d, d, u);
+    for (int j = m; j < 16; ++j) acc[j] = O::zero();
+    V s = O::reduce16(acc);
+    if (bias != nullptr) {
+      s = O::add(s, m == 16 ? O::load(bias + i0 + g) : O::load_partial(bias + i0 + g, m));
+    }
+    O::store(out + g, s);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Batch: GEMM-style. An item block is packed (converted to float, transposed
+// into panels of NR = 16*kNV items: panel[k][NR]) and stays in L2 while every
+// user tile of the thread is scored against it by an MR x NR register tile.
+// Lane (user r, item j) sums E[j][k] * u_r[k] over k = 0..d-1 in order with
+// fused multiply-add, whatever MR, so results do not depend on the tiling.
+
+constexpr int kNR = O::kNV * 16;
+
+template <class Tag>
+inline void pack_panel(const typename Tag::elem* E, int64_t i0, int cnt, int64_t d, float* dst) {
+  for (int j = 0; j < cnt; ++j) {
+    const typename Tag::elem* row = E + (i0 + j) * d;
+    for (int64_t k = 0; k < d; ++k) dst[k * kNR + j] = item_to_float<Tag>(row[k]);
+  }
+  for (int j = cnt; j < kNR; ++j) {
+    for (int64_t k = 0; k < d; ++k) dst[k * kNR + j] = 0.0f;
+  }
+}
+
+// out[r][0, NR) = U[r] . panel (+ bias) for r < MR; U rows have stride d.
+template <int MR>
+inline void micro(const float* U, int64_t d, const float* panel, float* out, int64_t ldo,
+                  const float* bias) {
+  constexpr int NV = O::kNV;
+  V acc[MR][NV];
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) acc[r][v] = O::zero();
+  }
+  for (int64_t k = 0; k < d; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = O::load(panel + k * kNR + 16 * v);
+    for (int r = 0; r < MR; ++r) {
+      const V a = O::set1(U[r * d + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(b[v], a, acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      V s = acc[r][v];
+      if (bias != nullptr) s = O::add(s, O::load(bias + 16 * v));
+      O::store(out + r * ldo + 16 * v, s);
+    }
+  }
+}
+
+using MicroFn = void (*)(const float*, int64_t, const float*, float*, int64_t, const float*);
+
+template <int... I>
+inline const MicroFn* micro_table(std::integer_sequence<int, I...>) {
+  static const MicroFn table[] = {&micro<I + 1>...};
+  return table;
+}
+
+// ---------------------------------------------------------------------------
+// Epilogue over one user's scores for one item block: eligibility, non-finite
+// detection, top-k candidates (items arrive in increasing id order, so a
+// strict `score > threshold` test keeps ties with the lowest ids), and the
+// block's log-sum-exp partial (max, then sum of 2^((s - max) * log2(e) / T)
+// in float lanes, lanes summed in double). `sc` holds round_up(cnt, 16) floats and is
+// overwritten (ineligible -> -inf). Returns the lowest id with a non-finite
+// score in the block, or -1.
+inline int64_t epilogue(float* sc, int64_t i0, int64_t cnt, const RowCtx& row, float log2e_t,
+                        Heap& heap, BlockLse& part) {
+  int64_t bad = -1;
+  const int64_t nvec = (cnt + 15) / 16;
+  const V ninf = O::set1(-std::numeric_limits<float>::infinity());
+  V vmax = ninf;
+  bool all_live = true;  // no ineligible lane: pass 2 needs no mask
+  float thr = heap.threshold();
+  const int64_t* ex = nullptr;
+  const int64_t* ex_end = nullptr;
+  if (row.n_excl > 0) {
+    ex_end = row.excl + row.n_excl;
+    ex = std::lower_bound(row.excl, ex_end, i0);
+  }
+  for (int64_t v = 0; v < nvec; ++v) {
+    const int64_t base = i0 + 16 * v;
+    const int n = static_cast<int>(std::min<int64_t>(16, cnt - 16 * v));
+    uint32_t valid = n == 16 ? 0xFFFFu : ((1u << n) - 1u);
+    V x = O::load(sc + 16 * v);
+    const uint32_t nf = O::nonfinite_bits(x) & valid;
+    if (nf != 0) {
+      if (bad < 0) bad = base + ctz32(nf);
+      valid &= ~nf;  // the call fails; keep NaN out of the heap meanwhile
+    }
+    uint32_t elig = valid;
+    if (row.mask != nullptr) {
+      if (n == 16) {
+        elig &= O::nonzero_bytes(row.mask + base);
+      } else {
+        uint8_t tmp[16] = {};
+        std::memcpy(tmp, row.mask + base, static_cast<size_t>(n));
+        elig &= O::nonzero_bytes(tmp);
+      }
+    }
+    for (; ex != ex_end && *ex < base + 16; ++ex) elig &= ~(1u << (*ex - base));
+    if (elig != 0xFFFFu) {
+      all_live = false;
+      x = O::select(elig, x, ninf);
+      O::store(sc + 16 * v, x);
+    }
+    vmax = O::max(vmax, x);
+    uint32_t cand = O::gt_bits(x, O::set1(thr));
+    if (cand != 0) {
+      alignas(64) float t[16];
+      O::store(t, x);
+      for (; cand != 0; cand &= cand - 1) {
+        const int j = ctz32(cand);
+        heap.offer(t[j], base + j);
+      }
+      thr = heap.threshold();
+    }
+  }
+  part.m = O::hmax(vmax);
+  part.s = 0.0;
+  if (part.m == -std::numeric_limits<float>::infinity()) return bad;
+  const V mv = O::set1(part.m), c = O::set1(log2e_t);
+  V acc = O::zero();
+  if (all_live) {
+    for (int64_t v = 0; v < nvec; ++v) {
+      acc = O::add(acc, exp2_neg(O::mul(O::sub(O::load(sc + 16 * v), mv), c)));
+    }
+  } else {
+    for (int64_t v = 0; v < nvec; ++v) {
+      const V x = O::load(sc + 16 * v);
+      acc = O::add_masked(acc, exp2_neg(O::mul(O::sub(x, mv), c)), O::gt_bits(x, ninf));
+    }
+  }
+  alignas(64) float lanes[16];
+  O::store(lanes, acc);
+  part.s = tree_sum16(lanes);
+  return bad;
+}
+
+// ---------------------------------------------------------------------------
+// Drivers.
+
+template <class Tag>
+inline void single_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap& heap,
+                          std::vector<BlockLse>& parts, int64_t& bad) {
+  using elem = typename Tag::elem;
+  const elem* E = static_cast<const elem*>(a.items);
+  const float log2e_t = log2e_over(a.temperature);
+  const RowCtx row = row_ctx(a, 0);
+  std::vector<float> sc(static_cast<size_t>(kSingleBlock));
+  for (int64_t b = blo; b < bhi; ++b) {
+    const int64_t i0 = b * kSingleBlock;
+    const int64_t cnt = std::min<int64_t>(kSingleBlock, a.n_items - i0);
+    score_single<Tag>(E, i0, cnt, a.dim, a.users, a.bias, sc.data());
+    const int64_t bb = epilogue(sc.data(), i0, cnt, row, log2e_t, heap, parts[b]);
+    if (bb >= 0 && (bad < 0 || bb < bad)) bad = bb;
+  }
+}
+
+template <class Tag>
+inline TopkStatus run_single(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
+  const int64_t nblocks = (a.n_items + kSingleBlock - 1) / kSingleBlock;
+  const int t = std::max(1, resolve_threads(n_threads));
+  std::vector<Heap> heaps(static_cast<size_t>(t), Heap(a.k));
+  std::vector<int64_t> bad(static_cast<size_t>(t), -1);
+  std::vector<BlockLse> parts(static_cast<size_t>(nblocks));
+  parallel_for(nblocks, t, kSingleSerialBlocks, [&](int64_t lo, int64_t hi, int w) {
+    single_worker<Tag>(a, lo, hi, heaps[static_cast<size_t>(w)], parts, bad[static_cast<size_t>(w)]);
+  });
+  TopkStatus st;
+  for (int64_t b : bad) {
+    if (b >= 0 && (st.nonfinite_item < 0 || b < st.nonfinite_item)) st.nonfinite_item = b;
+  }
+  if (st.nonfinite_item >= 0) {
+    st.nonfinite_user = 0;
+    return st;
+  }
+  // Fixed merge order: log-sum-exp partials by block, candidates by (score, id).
+  RowLse lse;
+  for (const BlockLse& p : parts) lse.merge(p, a.temperature);
+  std::vector<Cand> all;
+  for (Heap& h : heaps) all.insert(all.end(), h.items().begin(), h.items().end());
+  if (!finalize_row(all, a.k, lse, a.temperature, o, 0)) st.short_user = 0;
+  return st;
+}
+
+template <class Tag>
+inline void batch_worker(const TopkArgs& a, int64_t ulo, int64_t uhi, std::vector<Heap>& heaps,
+                         std::vector<RowLse>& lse, BadPair& bad) {
+  using elem = typename Tag::elem;
+  constexpr int MR = O::kMR;
+  const elem* E = static_cast<const elem*>(a.items);
+  const int64_t N = a.n_items, d = a.dim;
+  const int64_t NB = batch_block(d);
+  const float log2e_t = log2e_over(a.temperature);
+  const MicroFn* table = micro_table(std::make_integer_sequence<int, MR>{});
+  std::vector<float> packed(static_cast<size_t>(NB * d));
+  std::vector<float> sbuf(static_cast<size_t>(MR * NB));
+  std::vector<float> bias_blk(a.bias != nullptr ? static_cast<size_t>(NB) : 0);
+  for (int64_t ib = 0; ib < N; ib += NB) {
+    const int64_t nb = std::min(NB, N - ib);
+    const int64_t npanels = (nb + kNR - 1) / kNR;
+    for (int64_t p = 0; p < npanels; ++p) {
+      const int cnt = static_cast<int>(std::min<int64_t>(kNR, nb - p * kNR));
+      pack_panel<Tag>(E, ib + p * kNR, cnt, d, packed.data() + p * kNR * d);
+    }
+    const float* bias = nullptr;
+    if (a.bias != nullptr) {
+      std::fill(bias_blk.begin(), bias_blk.end(), 0.0f);
+      std::copy(a.bias + ib, a.bias + ib + nb, bias_blk.begin());
+      bias = bias_blk.data();
+    }
+    for (int64_t r0 = ulo; r0 < uhi; r0 += MR) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, uhi - r0));
+      const MicroFn fn = table[mr - 1];
+      for (int64_t p = 0; p < npanels; ++p) {
+        fn(a.users + r0 * d, d, packed.data() + p * kNR * d, sbuf.data() + p * kNR, NB,
+           bias != nullptr ? bias + p * kNR : nullptr);
+      }
+      for (int r = 0; r < mr; ++r) {
+        const int64_t user = r0 + r;
+        BlockLse part;
+        const int64_t bb = epilogue(sbuf.data() + r * NB, ib, nb, row_ctx(a, user), log2e_t,
+                                    heaps[static_cast<size_t>(user)], part);
+        if (bb >= 0) bad.offer(user, bb);
+        lse[static_cast<size_t>(user)].merge(part, a.temperature);
+      }
+    }
+  }
+}
+
+template <class Tag>
+inline TopkStatus run_batch(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
+  const int64_t B = a.n_users;
+  const bool big = static_cast<double>(B) * static_cast<double>(a.n_items) *
+                       static_cast<double>(a.dim) >= kBatchParallelMinWork;
+  const int t = big ? std::max(1, resolve_threads(n_threads)) : 1;
+  std::vector<Heap> heaps(static_cast<size_t>(B), Heap(a.k));
+  std::vector<RowLse> lse(static_cast<size_t>(B));
+  std::vector<BadPair> bad(static_cast<size_t>(t));
+  parallel_for(B, t, 2, [&](int64_t lo, int64_t hi, int w) {
+    batch_worker<Tag>(a, lo, hi, heaps, lse, bad[static_cast<size_t>(w)]);
+  });
+  TopkStatus st;
+  BadPair first;
+  for (const BadPair& b : bad) {
+    if (b.user >= 0) first.offer(b.user, b.item);
+  }
+  if (first.user >= 0) {
+    st.nonfinite_user = first.user;
+    st.nonfinite_item = first.item;
+    return st;
+  }
+  for (int64_t u = 0; u < B; ++u) {
+    std::vector<Cand> c = heaps[static_cast<size_t>(u)].items();
+    if (!finalize_row(c, a.k, lse[static_cast<size_t>(u)], a.temperature, o, u)) {
+      st.short_user = u;
+      return st;
+    }
+  }
+  return st;
+}
+
+inline TopkStatus run(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
+  const bool single = a.n_users == 1;
+  switch (a.item_type) {
+    case ItemType::F16:
+      return single ? run_single<F16>(a, o, n_threads) : run_batch<F16>(a, o, n_threads);
+    case ItemType::BF16:
+      return single ? run_single<BF16>(a, o, n_threads) : run_batch<BF16>(a, o, n_threads);
+    default:
+      return single ? run_single<F32>(a, o, n_threads) : run_batch<F32>(a, o, n_threads);
+  }
+}
