@@ -406,3 +406,68 @@ def test_thread_count_does_not_change_decisions(name: str) -> None:
     for arms, props in results[1:]:
         np.testing.assert_array_equal(arms, results[0][0])
         np.testing.assert_array_equal(props, results[0][1])
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_action_probabilities_parity_and_shape(name: str) -> None:
+    rs = np.random.default_rng(21)
+    xs = rs.normal(size=(40, D))
+    masks = rs.random((40, K + 1)) < 0.6  # the script adds an arm and removes arm 1
+    masks[:, 2] = True
+    out = []
+    for b in ("cpp", "numba"):
+        p = make(name, b)
+        script(name, p, 300)
+        before = p.state_dict()["arrays"]
+        ctx = xs if p.contextual else None
+        probs = p.action_probabilities(ctx, masks, 40, draws=64)
+        out.append(probs)
+        after = p.state_dict()["arrays"]
+        for key in before:  # a pure evaluation: no state changes
+            np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+        assert probs.shape == (40, p.n_arms)
+        active = np.zeros(p.n_arms, bool)
+        active[p.active_arms] = True
+        eligible = masks & active[None, :]
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+        assert (probs[~eligible] == 0).all()
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("name", ["EpsilonGreedy", "Softmax", "UCB1", "UCBTuned"])
+def test_exact_action_probabilities_match_reference(name: str, backend: str) -> None:
+    p = make(name, backend)
+    oracle = reference_for(name, p)
+    rs = np.random.default_rng(5)
+    for _ in range(200):
+        arm, _ = p.select()
+        r = reward_of(name, arm, np.zeros(D), rs)
+        p.update(arm, r)
+        oracle.update(arm, r)
+    masks = rs.random((10, K)) < 0.6
+    masks[:, 4] = True
+    got = p.action_probabilities(masks=masks)
+    for i in range(10):
+        np.testing.assert_allclose(got[i], oracle.action_probabilities(masks[i]), rtol=1e-12)
+
+
+def test_ts_action_probabilities_are_the_logged_propensities(backend: str) -> None:
+    p = BetaTS(5, seed=2, backend=backend, propensity_draws=500)
+    p.update_batch(np.arange(5).repeat(20), (np.arange(100) % 3 == 0).astype(float))
+    dist = p.action_probabilities(n=1)[0]
+    arms, props = p.select_batch(n=300)
+    np.testing.assert_array_equal(props, dist[arms])
+
+
+def test_lints_action_probabilities_match_frequency(backend: str) -> None:
+    p = LinTS(3, 2, seed=4, v=1.0, backend=backend)
+    rs = np.random.default_rng(0)
+    for _ in range(30):
+        x = rs.normal(size=2)
+        a = int(rs.integers(3))
+        p.update(a, float(x[0] * (a - 1)), x)
+    x = np.array([[0.3, -0.2]])
+    dist = p.action_probabilities(x, draws=20_000)[0]
+    arms, _ = p.select_batch(np.repeat(x, 20_000, axis=0))
+    freq = np.bincount(arms, minlength=3) / 20_000
+    np.testing.assert_allclose(dist, freq, atol=0.02)

@@ -13,6 +13,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -319,6 +320,49 @@ class MabKernel : public Guarded {
         });
   }
 
+  // (n, K) action distributions for n requests (masks (n, K) or none): pure
+  // functions of the state and the eligible set, computed once per distinct mask.
+  py::array_t<double> action_probabilities(const py::object& masks, py::object n_obj,
+                                           py::handle draws_obj) {
+    auto lock = exclusive();
+    const int64_t K = s_.n_arms;
+    int64_t n = n_obj.is_none() ? -1 : bind::to_index(n_obj, "n");
+    if (!masks.is_none() && n < 0) {
+      n = checked_array(masks, "masks", Kind::Bool, 2, {-1, K}).shape(0);
+    }
+    if (n < 0) throw std::invalid_argument("n: give the number of rows or masks of shape (n, K)");
+    py::array keep;
+    const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
+    if (m == nullptr) {
+      py::array none;
+      check_mask(py::none(), K, s_.active, none);
+    }
+    MabParams p = p_;
+    p.propensity_draws = bind::to_index(draws_obj, "draws");
+    if (mab_is_thompson(p) && p.propensity_draws < 1) {
+      throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "
+                                  "from posterior draws; expected draws >= 1");
+    }
+    py::array_t<double> out({n, K});
+    double* o = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      std::map<std::vector<uint8_t>, int64_t> seen;
+      for (int64_t i = 0; i < n; ++i) {
+        std::vector<uint8_t> key;
+        if (m) key.assign(m + i * K, m + (i + 1) * K);
+        auto it = seen.find(key);
+        if (it != seen.end()) {
+          std::copy(o + it->second * K, o + (it->second + 1) * K, o + i * K);
+          continue;
+        }
+        mab_action_probabilities(p, s_, m ? m + i * K : nullptr, o + i * K);
+        seen.emplace(std::move(key), i);
+      }
+    }
+    return out;
+  }
+
   py::array_t<double> expectations() {
     auto lock = exclusive();
     py::array_t<double> out(s_.n_arms);
@@ -530,6 +574,47 @@ class LinKernel : public Guarded {
         });
   }
 
+  // (n, K) action distributions for contexts (n, d): LinUCB one-hot, LinTS estimated
+  // from `draws` score draws per row on the evaluation stream of the row's index.
+  py::array_t<double> action_probabilities(const py::object& contexts, const py::object& masks,
+                                           py::handle draws_obj, py::handle n_threads) {
+    auto lock = exclusive();
+    if (contexts.is_none()) throw std::invalid_argument("contexts: required for a contextual policy");
+    py::array c = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
+    const int64_t n = c.shape(0), K = s_.n_arms, d = s_.dim;
+    const double* px = static_cast<const double*>(c.data());
+    bind::check_finite(px, n * d, "contexts");
+    py::array keep;
+    const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
+    if (m == nullptr) {
+      py::array none;
+      check_mask(py::none(), K, s_.active, none);
+    }
+    const int64_t draws = bind::to_index(draws_obj, "draws");
+    if (p_.kind == kLinTS && draws < 1) {
+      throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "
+                                  "from posterior draws; expected draws >= 1");
+    }
+    const int threads = check_threads(n_threads);
+    py::array_t<double> out({n, K});
+    double* o = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      const int workers = resolve_threads(threads);
+      std::vector<std::vector<double>> bufs(static_cast<size_t>(workers));
+      parallel_for(n, threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int wk) {
+        auto& buf = bufs[static_cast<size_t>(wk)];
+        buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
+        LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
+        for (int64_t i = lo; i < hi; ++i) {
+          lin_action_probabilities(p_, s_, m ? m + i * K : nullptr, px + i * d,
+                                   static_cast<uint64_t>(i), draws, w, o + i * K);
+        }
+      });
+    }
+    return out;
+  }
+
   // theta_a . x for every arm: (K,) for one context, (n, K) for a batch.
   py::array_t<double> expectations(const py::object& contexts) {
     if (contexts.is_none()) throw std::invalid_argument("contexts: required for a contextual policy");
@@ -639,6 +724,8 @@ void bind_policies(py::module_& m) {
            py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
            "update_batch(arms, rewards, contexts=None, weights=None)")
       .def("expectations", &MabKernel::expectations)
+      .def("action_probabilities", &MabKernel::action_probabilities,
+           py::arg("masks") = py::none(), py::arg("n") = py::none(), py::arg("draws") = 1000)
       .def("rebind", &MabKernel::rebind, py::arg("arrays"))
       .def("lock", &MabKernel::lock, "hold the kernel's (recursive) mutex")
       .def("unlock", &MabKernel::unlock)
@@ -665,6 +752,8 @@ void bind_policies(py::module_& m) {
            py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
            "update_batch(arms, rewards, contexts, weights=None)")
       .def("expectations", &LinKernel::expectations, py::arg("contexts"))
+      .def("action_probabilities", &LinKernel::action_probabilities, py::arg("contexts"),
+           py::arg("masks") = py::none(), py::arg("draws") = 1000, py::arg("n_threads") = 1)
       .def("refresh_all", &LinKernel::refresh_all)
       .def("rebind", &LinKernel::rebind, py::arg("arrays"))
       .def("lock", &LinKernel::lock, "hold the kernel's (recursive) mutex")

@@ -88,6 +88,16 @@ def check_threads(n_threads: Any) -> int:
     return t
 
 
+def check_draws(draws: Any, needed: bool) -> int:
+    """Posterior draws for an estimated action distribution (>= 1 when needed)."""
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)):
+        raise ValueError(f"draws: expected an integer, got {draws!r}")
+    if needed and int(draws) < 1:
+        raise ValueError("draws: Thompson sampling estimates its action distribution "
+                         "from posterior draws; expected draws >= 1")
+    return int(draws)
+
+
 def check_weight(w: Any, field: str = "weight") -> float:
     f = check_finite_scalar(w, field)
     if f < 0.0:

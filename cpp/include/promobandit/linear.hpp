@@ -136,6 +136,51 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
   return {best, prop};
 }
 
+// The policy's probability of every arm for context x (0 for ineligible arms):
+// LinUCB one-hot; LinTS estimated from `draws` draws of the scores on the stream
+// (seed, stream, evaluation), as (wins + 1) / (draws + K_eligible).
+inline void lin_action_probabilities(const LinParams& p, const LinState& s, const uint8_t* mask,
+                                     const double* x, uint64_t stream, int64_t draws,
+                                     LinScratch& w, double* out) {
+  const int64_t K = s.n_arms;
+  lin_moments(s, mask, x, w);
+  for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
+  if (p.kind == kLinUCB) {
+    int64_t best = -1;
+    double best_v = -std::numeric_limits<double>::infinity();
+    for (int64_t a = 0; a < K; ++a) {
+      if (!lin_eligible(s, mask, a)) continue;
+      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]);
+      if (best < 0 || score > best_v) {
+        best = a;
+        best_v = score;
+      }
+    }
+    out[best] = 1.0;
+    return;
+  }
+  Stream rp(p.seed, stream, kPurposeEvaluation);
+  int64_t k_elig = 0;
+  for (int64_t a = 0; a < K; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
+  for (int64_t m = 0; m < draws; ++m) {
+    int64_t mb = -1;
+    double mv = -std::numeric_limits<double>::infinity();
+    for (int64_t a = 0; a < K; ++a) {
+      if (!lin_eligible(s, mask, a)) continue;
+      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal();
+      if (mb < 0 || score > mv) {
+        mb = a;
+        mv = score;
+      }
+    }
+    out[mb] += 1.0;
+  }
+  const double denom = static_cast<double>(draws) + static_cast<double>(k_elig);
+  for (int64_t a = 0; a < K; ++a) {
+    if (lin_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;
+  }
+}
+
 // One decision with the next decision number.
 inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
                                              const double* x, LinScratch& w) {

@@ -311,6 +311,49 @@ inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, co
   return r;
 }
 
+// The policy's probability of every arm under `mask` (0 for ineligible arms): exact
+// for UCB (one-hot), epsilon-greedy and softmax; for Thompson sampling the same
+// estimate the propensities use (p.propensity_draws draws, stream = updates), so
+// logged propensities and evaluated distributions agree.
+inline void mab_action_probabilities(const MabParams& p, const MabState& s, const uint8_t* mask,
+                                     double* out) {
+  const int64_t K = s.n_arms;
+  if (p.kind == kBetaTS || p.kind == kGaussianTS) {
+    mab_ts_propensities(p, s, mask, static_cast<uint64_t>(s.counters[kCtrUpdates]), out);
+    return;
+  }
+  for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
+  if (p.kind == kUCB1 || p.kind == kUCBTuned) {
+    out[mab_choose(p, s, mask, 0).first] = 1.0;
+    return;
+  }
+  int64_t k_elig = 0, greedy = -1;
+  double vmax = -std::numeric_limits<double>::infinity();
+  for (int64_t a = 0; a < K; ++a) {
+    if (!mab_eligible(s, mask, a)) continue;
+    ++k_elig;
+    const double v = mab_expectation(p, s, a);
+    if (greedy < 0 || v > vmax) {
+      greedy = a;
+      vmax = v;
+    }
+  }
+  if (p.kind == kEpsilonGreedy) {
+    for (int64_t a = 0; a < K; ++a) {
+      if (mab_eligible(s, mask, a)) out[a] = p.p[0] / static_cast<double>(k_elig);
+    }
+    out[greedy] += 1.0 - p.p[0];
+    return;
+  }
+  double z = 0.0;  // softmax, same arithmetic as mab_choose
+  for (int64_t a = 0; a < K; ++a) {
+    if (mab_eligible(s, mask, a)) z += std::exp((mab_expectation(p, s, a) - vmax) / p.p[0]);
+  }
+  for (int64_t a = 0; a < K; ++a) {
+    if (mab_eligible(s, mask, a)) out[a] = std::exp((mab_expectation(p, s, a) - vmax) / p.p[0]) / z;
+  }
+}
+
 // Adds one weighted observation; with decay < 1 every arm's statistics are first
 // multiplied by the decay (discounted bandits: arms not played regain uncertainty).
 inline void mab_update(const MabParams& p, MabState& s, int64_t arm, double reward, double weight) {

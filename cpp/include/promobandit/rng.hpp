@@ -60,7 +60,12 @@ inline void philox4x32_10_x2(const uint32_t ctr_in[4], const uint32_t key_in[2],
 
 // Purposes keep the draws of one decision apart from the draws that estimate
 // its propensity, so turning propensities on or off never changes a decision.
-enum : uint32_t { kPurposeDecision = 0, kPurposePropensity = 1, kPurposeUser = 2 };
+enum : uint32_t {
+  kPurposeDecision = 0,
+  kPurposePropensity = 1,
+  kPurposeUser = 2,
+  kPurposeEvaluation = 3,  // action distributions for off-policy evaluation
+};
 
 // A stream of draws addressed by (seed, stream id, purpose). The counter is
 // (block, purpose, stream_lo, stream_hi) and the key is (seed_lo, seed_hi), so any

@@ -109,6 +109,29 @@ class MabKernel:
         with self._lock:
             return mab.expectations(self.kind, self.hyper, self.stats)
 
+    def action_probabilities(self, masks: Any = None, n: int | None = None,
+                             draws: int = 1000) -> np.ndarray:
+        with self._lock:
+            if n is None:
+                if masks is None:
+                    raise ValueError("n: give the number of rows or masks of shape (n, K)")
+                n = v.checked_array(masks, "masks", "bool", 2, (-1, self.n_arms)).shape[0]
+            m = v.check_masks(masks, n, self.active)
+            draws = v.check_draws(draws, self.kind in (mab.BETA_TS, mab.GAUSSIAN_TS))
+            k = self.n_arms
+            out = np.empty((n, k))
+            seen: dict[bytes, int] = {}
+            for i in range(n):
+                row = self._all if m is None else m[i]
+                key = row.tobytes()
+                if key in seen:
+                    out[i] = out[seen[key]]
+                    continue
+                mab.action_probabilities(self.kind, self.hyper, draws, self.seed, self.stats,
+                                         self.active, self.counters, row, out[i])
+                seen[key] = i
+            return out
+
 
 class LinKernel:
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
@@ -231,6 +254,22 @@ class LinKernel:
                 x = v.check_context(c, self.dim, "contexts")[None, :]
                 return lin.expectations(self.theta, x)[0]
             return lin.expectations(self.theta, v.check_contexts(c, self.dim))
+
+    def action_probabilities(self, contexts: Any, masks: Any = None, draws: int = 1000,
+                             n_threads: int = 1) -> np.ndarray:
+        v.check_threads(n_threads)
+        with self._lock:
+            xs = v.check_contexts(contexts, self.dim)
+            n = xs.shape[0]
+            m = v.check_masks(masks, n, self.active)
+            if m is None:
+                m = np.broadcast_to(self._all, (n, self.n_arms))
+            draws = v.check_draws(draws, self.kind == lin.LIN_TS)
+            out = np.empty((n, self.n_arms))
+            lin.action_probabilities(self.kind, self.exploration, draws, self.seed, self.A_inv,
+                                     self.theta, self.active, m, xs, self._mean, self._var,
+                                     self._u, out)
+            return out
 
     def refresh_all(self) -> None:
         with self._lock:

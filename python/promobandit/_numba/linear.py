@@ -13,7 +13,7 @@ import numba as nb
 import numpy as np
 
 from .linalg import dot, spd_inverse, symv
-from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, normal, stream_new
+from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, normal, stream_new
 
 LIN_UCB, LIN_TS = 0, 1
 CTR_DECISIONS, CTR_UPDATES = 0, 1
@@ -98,6 +98,50 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
             prop = (float(wins) + 1.0) / (float(draws) + float(k_elig))
     counters[CTR_DECISIONS] = t + 1
     return best, prop
+
+
+@nb.njit(**_JIT)
+def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, xs, mean,
+                         var, u, out):
+    """Mirrors lin_action_probabilities for every row i (stream = i)."""
+    k = theta.shape[0]
+    for i in range(xs.shape[0]):
+        mask = masks[i]
+        moments(A_inv, theta, active, mask, xs[i], mean, var, u)
+        for a in range(k):
+            out[i, a] = 0.0
+        if kind == LIN_UCB:
+            best = -1
+            best_v = -np.inf
+            for a in range(k):
+                if not (active[a] and mask[a]):
+                    continue
+                score = mean[a] + exploration * math.sqrt(var[a])
+                if best < 0 or score > best_v:
+                    best = a
+                    best_v = score
+            out[i, best] = 1.0
+            continue
+        st = stream_new(seed, i, PURPOSE_EVALUATION)
+        k_elig = 0
+        for a in range(k):
+            if active[a] and mask[a]:
+                k_elig += 1
+        for _ in range(draws):
+            mb = -1
+            mv = -np.inf
+            for a in range(k):
+                if not (active[a] and mask[a]):
+                    continue
+                score = mean[a] + exploration * math.sqrt(var[a]) * normal(st)
+                if mb < 0 or score > mv:
+                    mb = a
+                    mv = score
+            out[i, mb] += 1.0
+        denom = float(draws) + float(k_elig)
+        for a in range(k):
+            if active[a] and mask[a]:
+                out[i, a] = (out[i, a] + 1.0) / denom
 
 
 @nb.njit(**_JIT)

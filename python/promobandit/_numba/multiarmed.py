@@ -222,6 +222,47 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
 
 
 @nb.njit(**_JIT)
+def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, out):
+    """Mirrors mab_action_probabilities: the policy's distribution over arms."""
+    k = stats.shape[0]
+    if kind == BETA_TS or kind == GAUSSIAN_TS:
+        ts_propensities(kind, hyper, draws, seed, stats, active, mask, counters[CTR_UPDATES], out)
+        return
+    for a in range(k):
+        out[a] = 0.0
+    if kind == UCB1 or kind == UCB_TUNED:
+        scratch = counters.copy()  # select() advances the decision counter: keep ours intact
+        arm, _ = select(kind, hyper, 0, 1, seed, stats, active, scratch, out.copy(),
+                        np.zeros(k, dtype=np.bool_), mask)
+        out[arm] = 1.0
+        return
+    k_elig = 0
+    greedy = -1
+    vmax = -np.inf
+    for a in range(k):
+        if not (active[a] and mask[a]):
+            continue
+        k_elig += 1
+        v = expectation(kind, hyper, stats, a)
+        if greedy < 0 or v > vmax:
+            greedy = a
+            vmax = v
+    if kind == EPSILON_GREEDY:
+        for a in range(k):
+            if active[a] and mask[a]:
+                out[a] = hyper[0] / float(k_elig)
+        out[greedy] += 1.0 - hyper[0]
+        return
+    z = 0.0
+    for a in range(k):
+        if active[a] and mask[a]:
+            z += math.exp((expectation(kind, hyper, stats, a) - vmax) / hyper[0])
+    for a in range(k):
+        if active[a] and mask[a]:
+            out[a] = math.exp((expectation(kind, hyper, stats, a) - vmax) / hyper[0]) / z
+
+
+@nb.njit(**_JIT)
 def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
                  masks, out_arms, out_props):
     for i in range(out_arms.shape[0]):

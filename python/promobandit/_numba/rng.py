@@ -26,6 +26,7 @@ S32 = np.uint64(32)
 PURPOSE_DECISION = 0
 PURPOSE_PROPENSITY = 1
 PURPOSE_USER = 2
+PURPOSE_EVALUATION = 3
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 

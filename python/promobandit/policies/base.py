@@ -283,6 +283,24 @@ class Policy(ABC):
         before any is applied: a rejected batch changes nothing."""
         self._kernel.update_batch(arms, rewards, contexts, weights)
 
+    def action_probabilities(self, contexts: Any = None, masks: Any = None,
+                             n: int | None = None, *, draws: int | None = None,
+                             n_threads: int = 1) -> np.ndarray:
+        """The policy's probability of choosing each arm, (n, K), for off-policy evaluation.
+
+        Rows sum to 1 over the eligible arms (0 elsewhere). Exact for UCB (one-hot),
+        epsilon-greedy and softmax, and LinUCB (one-hot); estimated for Thompson
+        sampling from `draws` posterior draws (default: the config's
+        propensity_draws), as (wins + 1) / (draws + K_eligible). For non-contextual
+        Thompson sampling this is the very estimate its propensities use.
+        contexts: (n, d) float64 (contextual policies); masks: optional (n, K) bool;
+        n: rows, for non-contextual policies without masks. Changes no state.
+        """
+        d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
+        if self.contextual:
+            return self._kernel.action_probabilities(contexts, masks, d, n_threads)
+        return self._kernel.action_probabilities(masks, n, d)
+
     @abstractmethod
     def expectations(self, context: Any = None) -> np.ndarray:
         """Expected reward of every arm (K,), or (n, K) for a batch of contexts."""
