@@ -66,13 +66,16 @@ def script(name: str, policy: Policy, steps: int, seed: int = 0) -> tuple[list, 
             xs = rs.normal(size=(8, D))
             masks = rs.random((8, k)) < 0.8
             masks[:, 0] = True
-            a, p = policy.select_batch(xs if policy.contextual else None, masks, 8)
+            biases = rs.normal(scale=0.2, size=(8, k)) if i % 2 else None
+            a, p = policy.select_batch(xs if policy.contextual else None, masks, 8,
+                                       biases=biases)
             arms += a.tolist()
             props += p.tolist()
             r = np.array([reward_of(name, int(j), xs[n], rs) for n, j in enumerate(a)])
             policy.update_batch(a, r, xs if policy.contextual else None, rs.random(8) + 0.5)
             continue
-        a, p = policy.select(x, mask)
+        bias = rs.normal(scale=0.2, size=k) if i % 5 == 0 else None
+        a, p = policy.select(x, mask, bias)
         arms.append(a)
         props.append(p)
         policy.update(a, reward_of(name, a, x, rs), x, weight=1.0 if i % 3 else 2.0)
@@ -126,8 +129,9 @@ def test_multiarmed_agrees_with_reference(name: str, decay: float, backend: str)
     for _ in range(300):
         mask = rs.random(K) < 0.7
         mask[rs.integers(K)] = True
-        arm, prop = policy.select(None, mask)
-        want_arm, want_prop = oracle.select(mask)
+        bias = rs.normal(scale=0.1, size=K) if rs.random() < 0.5 else None
+        arm, prop = policy.select(None, mask, bias)
+        want_arm, want_prop = oracle.select(mask, bias)
         assert arm == want_arm
         np.testing.assert_allclose(prop, want_prop, rtol=1e-12)
         r = reward_of(name, arm, np.zeros(D), rs)
@@ -149,6 +153,9 @@ def test_linear_agrees_with_reference(name: str, decay: float, backend: str) -> 
         if name == "LinUCB" and i % 50 == 0:
             scores = oracle.ucb_scores(x, policy.config.alpha)
             assert arm == int(np.argmax(scores))
+            bias = rs.normal(size=K)
+            biased, _ = policy.select(x, None, bias)
+            assert biased == int(np.argmax(oracle.ucb_scores(x, policy.config.alpha, bias)))
         r = reward_of(name, arm, x, rs)
         w = 1.0 + (i % 4) / 4
         policy.update(arm, r, x, w)
@@ -471,3 +478,26 @@ def test_lints_action_probabilities_match_frequency(backend: str) -> None:
     arms, _ = p.select_batch(np.repeat(x, 20_000, axis=0))
     freq = np.bincount(arms, minlength=3) / 20_000
     np.testing.assert_allclose(dist, freq, atol=0.02)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_a_large_negative_bias_steers_every_policy(name: str, backend: str) -> None:
+    """The budget pacer's lever: a heavy penalty on an arm keeps every policy off it
+    (except UCB's first pass over unplayed arms and epsilon-greedy's exploration)."""
+    p = make(name, backend)
+    script(name, p, 300)
+    rs = np.random.default_rng(8)
+    penalty = np.zeros(p.n_arms)
+    penalty[2] = -1e6
+    xs = rs.normal(size=(500, D))
+    arms, props = p.select_batch(xs if p.contextual else None, None, 500,
+                                 biases=np.repeat(penalty[None], 500, axis=0))
+    share = np.mean(arms == 2)
+    if name == "EpsilonGreedy":
+        assert share < 0.2 / (p.n_arms - 1) * 2  # only uniform exploration picks it
+    else:
+        assert share == 0.0
+    probs = p.action_probabilities(xs[:5] if p.contextual else None, None, 5,
+                                   biases=np.repeat(penalty[None], 5, axis=0), draws=200)
+    if name not in ("EpsilonGreedy",):
+        assert probs[:, 2].max() <= 1.0 / 201 + 1e-12  # add-one smoothing at most

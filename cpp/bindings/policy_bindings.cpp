@@ -105,11 +105,12 @@ py::array_t<T> out_buffer(const py::object& out, int64_t n, const char* field, K
 constexpr int64_t kRowsPerThread = 64;
 
 PB_MULTIVERSION void lin_choose_rows(const LinParams& p, const LinState& s, const uint8_t* masks,
-                                     const double* X, int64_t lo, int64_t hi, uint64_t t0,
-                                     int64_t* arms, double* props, LinScratch& w) {
+                                     const double* biases, const double* X, int64_t lo, int64_t hi,
+                                     uint64_t t0, int64_t* arms, double* props, LinScratch& w) {
+  const int64_t K = s.n_arms;
   for (int64_t i = lo; i < hi; ++i) {
-    auto r = lin_choose(p, s, masks ? masks + i * s.n_arms : nullptr, X + i * s.dim,
-                        t0 + static_cast<uint64_t>(i), w);
+    auto r = lin_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        X + i * s.dim, t0 + static_cast<uint64_t>(i), w);
     arms[i] = r.first;
     props[i] = r.second;
   }
@@ -123,13 +124,33 @@ PB_MULTIVERSION void lin_update_rows(const LinParams& p, LinState& s, const int6
   }
 }
 
-void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks, int64_t lo,
-                     int64_t hi, uint64_t t0, int64_t* arms, double* props) {
+void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks,
+                     const double* biases, int64_t lo, int64_t hi, uint64_t t0, int64_t* arms,
+                     double* props) {
+  const int64_t K = s.n_arms;
   for (int64_t i = lo; i < hi; ++i) {
-    auto r = mab_choose(p, s, masks ? masks + i * s.n_arms : nullptr, t0 + static_cast<uint64_t>(i));
+    auto r = mab_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        t0 + static_cast<uint64_t>(i));
     arms[i] = r.first;
     props[i] = r.second;
   }
+}
+
+// Optional per-arm score adjustments: (K,) for one request, (n, K) for a batch.
+const double* check_bias(const py::object& bias, int64_t K, py::array& keep) {
+  if (bias.is_none()) return nullptr;
+  keep = checked_array(bias, "bias", Kind::Float64, 1, {K});
+  const double* b = static_cast<const double*>(keep.data());
+  bind::check_finite(b, K, "bias");
+  return b;
+}
+
+const double* check_biases(const py::object& biases, int64_t n, int64_t K, py::array& keep) {
+  if (biases.is_none()) return nullptr;
+  keep = checked_array(biases, "biases", Kind::Float64, 2, {n, K});
+  const double* b = static_cast<const double*>(keep.data());
+  bind::check_finite(b, n * K, "biases");
+  return b;
 }
 
 int check_threads(py::handle n_threads) {
@@ -199,23 +220,30 @@ class MabKernel : public Guarded {
     ++gen_;
   }
 
-  py::tuple select(const py::object& /*context*/, const py::object& mask) {
+  py::tuple select(const py::object& /*context*/, const py::object& mask, const py::object& bias) {
+    struct Checked {
+      const uint8_t* m;
+      const double* b;
+      py::array keep_m, keep_b;
+    };
     auto r = guarded(
         [&] {
-          py::array keep;
-          const uint8_t* m = check_mask(mask, s_.n_arms, s_.active, keep);
-          return std::make_pair(m, keep);
+          Checked c;
+          c.m = check_mask(mask, s_.n_arms, s_.active, c.keep_m);
+          c.b = check_bias(bias, s_.n_arms, c.keep_b);
+          return c;
         },
-        [&](const std::pair<const uint8_t*, py::array>& c) { return mab_select(p_, s_, c.first); });
+        [&](const Checked& c) { return mab_select(p_, s_, c.m, c.b); });
     return py::make_tuple(r.first, r.second);
   }
 
   py::tuple select_batch(const py::object& /*contexts*/, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props,
-                         py::handle n_threads) {
+                         py::handle n_threads, const py::object& biases) {
     struct Checked {
       const uint8_t* m;
-      py::array keep;
+      const double* b;
+      py::array keep, keep_b;
       py::array_t<int64_t> arms;
       py::array_t<double> props;
       int64_t n;
@@ -236,6 +264,7 @@ class MabKernel : public Guarded {
             py::array none;
             check_mask(py::none(), s_.n_arms, s_.active, none);
           }
+          c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
           c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
           c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
           c.threads = check_threads(n_threads);
@@ -249,13 +278,14 @@ class MabKernel : public Guarded {
           // Decisions are pure functions of (state, decision number): any split of the
           // rows over threads gives the same arms.
           parallel_for(c.n, c.threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
-            mab_choose_rows(p_, s_, c.m, lo, hi, t0, pa, pp);
+            mab_choose_rows(p_, s_, c.m, c.b, lo, hi, t0, pa, pp);
           });
           // Thompson propensities go through the one-entry cache in row order, exactly
           // as n single selects would.
           if (mab_is_thompson(p_)) {
             for (int64_t i = 0; i < c.n; ++i) {
-              pp[i] = mab_ts_propensity(p_, s_, c.m ? c.m + i * K : nullptr, pa[i]);
+              pp[i] = mab_ts_propensity(p_, s_, c.m ? c.m + i * K : nullptr,
+                                        c.b ? c.b + i * K : nullptr, pa[i]);
             }
           }
           s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
@@ -323,7 +353,7 @@ class MabKernel : public Guarded {
   // (n, K) action distributions for n requests (masks (n, K) or none): pure
   // functions of the state and the eligible set, computed once per distinct mask.
   py::array_t<double> action_probabilities(const py::object& masks, py::object n_obj,
-                                           py::handle draws_obj) {
+                                           py::handle draws_obj, const py::object& biases) {
     auto lock = exclusive();
     const int64_t K = s_.n_arms;
     int64_t n = n_obj.is_none() ? -1 : bind::to_index(n_obj, "n");
@@ -337,6 +367,8 @@ class MabKernel : public Guarded {
       py::array none;
       check_mask(py::none(), K, s_.active, none);
     }
+    py::array keep_b;
+    const double* b = check_biases(biases, n, K, keep_b);
     MabParams p = p_;
     p.propensity_draws = bind::to_index(draws_obj, "draws");
     if (mab_is_thompson(p) && p.propensity_draws < 1) {
@@ -351,12 +383,16 @@ class MabKernel : public Guarded {
       for (int64_t i = 0; i < n; ++i) {
         std::vector<uint8_t> key;
         if (m) key.assign(m + i * K, m + (i + 1) * K);
+        if (b) {  // rows with a bias are never shared
+          mab_action_probabilities(p, s_, m ? m + i * K : nullptr, b + i * K, o + i * K);
+          continue;
+        }
         auto it = seen.find(key);
         if (it != seen.end()) {
           std::copy(o + it->second * K, o + (it->second + 1) * K, o + i * K);
           continue;
         }
-        mab_action_probabilities(p, s_, m ? m + i * K : nullptr, o + i * K);
+        mab_action_probabilities(p, s_, m ? m + i * K : nullptr, nullptr, o + i * K);
         seen.emplace(std::move(key), i);
       }
     }
@@ -424,17 +460,19 @@ class LinKernel : public Guarded {
     ++gen_;
   }
 
-  py::tuple select(const py::object& context, const py::object& mask) {
+  py::tuple select(const py::object& context, const py::object& mask, const py::object& bias) {
     struct Checked {
       const double* x;
       const uint8_t* m;
-      py::array keep_x, keep_m;
+      const double* b;
+      py::array keep_x, keep_m, keep_b;
     };
     auto r = guarded(
         [&] {
           Checked c;
           c.x = check_context(context, "context", c.keep_x);
           c.m = check_mask(mask, s_.n_arms, s_.active, c.keep_m);
+          c.b = check_bias(bias, s_.n_arms, c.keep_b);
           return c;
         },
         [&](const Checked& c) {
@@ -442,7 +480,7 @@ class LinKernel : public Guarded {
           const uint64_t t = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
           int64_t arm;
           double prop;
-          lin_choose_rows(p_, s_, c.m, c.x, 0, 1, t, &arm, &prop, w);
+          lin_choose_rows(p_, s_, c.m, c.b, c.x, 0, 1, t, &arm, &prop, w);
           s_.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
           return std::make_pair(arm, prop);
         });
@@ -451,11 +489,12 @@ class LinKernel : public Guarded {
 
   py::tuple select_batch(const py::object& contexts, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props,
-                         py::handle n_threads) {
+                         py::handle n_threads, const py::object& biases) {
     struct Checked {
-      py::array c, keep;
+      py::array c, keep, keep_b;
       const double* px;
       const uint8_t* m;
+      const double* b;
       py::array_t<int64_t> arms;
       py::array_t<double> props;
       int64_t n;
@@ -479,6 +518,7 @@ class LinKernel : public Guarded {
             py::array none;
             check_mask(py::none(), s_.n_arms, s_.active, none);
           }
+          c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
           c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
           c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
           c.threads = check_threads(n_threads);
@@ -495,7 +535,7 @@ class LinKernel : public Guarded {
             auto& buf = bufs[static_cast<size_t>(wk)];
             buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
             LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
-            lin_choose_rows(p_, s_, c.m, c.px, lo, hi, t0, pa, pp, w);
+            lin_choose_rows(p_, s_, c.m, c.b, c.px, lo, hi, t0, pa, pp, w);
           });
           s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
           return std::move(c);
@@ -577,7 +617,8 @@ class LinKernel : public Guarded {
   // (n, K) action distributions for contexts (n, d): LinUCB one-hot, LinTS estimated
   // from `draws` score draws per row on the evaluation stream of the row's index.
   py::array_t<double> action_probabilities(const py::object& contexts, const py::object& masks,
-                                           py::handle draws_obj, py::handle n_threads) {
+                                           py::handle draws_obj, py::handle n_threads,
+                                           const py::object& biases) {
     auto lock = exclusive();
     if (contexts.is_none()) throw std::invalid_argument("contexts: required for a contextual policy");
     py::array c = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
@@ -590,6 +631,8 @@ class LinKernel : public Guarded {
       py::array none;
       check_mask(py::none(), K, s_.active, none);
     }
+    py::array keep_b;
+    const double* b = check_biases(biases, n, K, keep_b);
     const int64_t draws = bind::to_index(draws_obj, "draws");
     if (p_.kind == kLinTS && draws < 1) {
       throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "
@@ -607,7 +650,8 @@ class LinKernel : public Guarded {
         buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
         LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
         for (int64_t i = lo; i < hi; ++i) {
-          lin_action_probabilities(p_, s_, m ? m + i * K : nullptr, px + i * d,
+          lin_action_probabilities(p_, s_, m ? m + i * K : nullptr, b ? b + i * K : nullptr,
+                                   px + i * d,
                                    static_cast<uint64_t>(i), draws, w, o + i * K);
         }
       });
@@ -709,14 +753,14 @@ void bind_policies(py::module_& m) {
            py::arg("kind"), py::arg("decay"), py::arg("hyper"), py::arg("propensity_draws"),
            py::arg("propensity_refresh"), py::arg("arrays"))
       .def("select", &MabKernel::select, py::arg("context") = py::none(),
-           py::arg("mask") = py::none(),
-           "select(context=None, mask=None) -> (arm, propensity); context is ignored")
+           py::arg("mask") = py::none(), py::arg("bias") = py::none(),
+           "select(context=None, mask=None, bias=None) -> (arm, propensity); context is ignored")
       .def("select_batch", &MabKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
            py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
-           py::arg("n_threads") = 1,
+           py::arg("n_threads") = 1, py::arg("biases") = py::none(),
            "select_batch(contexts=None, masks=None, n=None, out_arms=None, out_props=None, "
-           "n_threads=1) -> (arms, propensities)")
+           "n_threads=1, biases=None) -> (arms, propensities)")
       .def("update", &MabKernel::update, py::arg("arm"), py::arg("reward"),
            py::arg("context") = py::none(), py::arg("weight") = 1.0,
            "update(arm, reward, context=None, weight=1.0)")
@@ -725,7 +769,8 @@ void bind_policies(py::module_& m) {
            "update_batch(arms, rewards, contexts=None, weights=None)")
       .def("expectations", &MabKernel::expectations)
       .def("action_probabilities", &MabKernel::action_probabilities,
-           py::arg("masks") = py::none(), py::arg("n") = py::none(), py::arg("draws") = 1000)
+           py::arg("masks") = py::none(), py::arg("n") = py::none(), py::arg("draws") = 1000,
+           py::arg("biases") = py::none())
       .def("rebind", &MabKernel::rebind, py::arg("arrays"))
       .def("lock", &MabKernel::lock, "hold the kernel's (recursive) mutex")
       .def("unlock", &MabKernel::unlock)
@@ -738,13 +783,14 @@ void bind_policies(py::module_& m) {
            py::arg("kind"), py::arg("decay"), py::arg("exploration"), py::arg("ridge"),
            py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"))
       .def("select", &LinKernel::select, py::arg("context") = py::none(),
-           py::arg("mask") = py::none(), "select(context, mask=None) -> (arm, propensity)")
+           py::arg("mask") = py::none(), py::arg("bias") = py::none(),
+           "select(context, mask=None, bias=None) -> (arm, propensity)")
       .def("select_batch", &LinKernel::select_batch, py::arg("contexts") = py::none(),
            py::arg("masks") = py::none(), py::arg("n") = py::none(),
            py::arg("out_arms") = py::none(), py::arg("out_props") = py::none(),
-           py::arg("n_threads") = 1,
+           py::arg("n_threads") = 1, py::arg("biases") = py::none(),
            "select_batch(contexts, masks=None, n=None, out_arms=None, out_props=None, "
-           "n_threads=1) -> (arms, propensities)")
+           "n_threads=1, biases=None) -> (arms, propensities)")
       .def("update", &LinKernel::update, py::arg("arm"), py::arg("reward"),
            py::arg("context") = py::none(), py::arg("weight") = 1.0,
            "update(arm, reward, context, weight=1.0)")
@@ -753,7 +799,8 @@ void bind_policies(py::module_& m) {
            "update_batch(arms, rewards, contexts, weights=None)")
       .def("expectations", &LinKernel::expectations, py::arg("contexts"))
       .def("action_probabilities", &LinKernel::action_probabilities, py::arg("contexts"),
-           py::arg("masks") = py::none(), py::arg("draws") = 1000, py::arg("n_threads") = 1)
+           py::arg("masks") = py::none(), py::arg("draws") = 1000, py::arg("n_threads") = 1,
+           py::arg("biases") = py::none())
       .def("refresh_all", &LinKernel::refresh_all)
       .def("rebind", &LinKernel::rebind, py::arg("arrays"))
       .def("lock", &LinKernel::lock, "hold the kernel's (recursive) mutex")

@@ -168,8 +168,8 @@ class MultiArmed:
         var = bn / rs.gamma(an)
         return mun + math.sqrt(var / kn) * rs.normal()
 
-    def ucb_scores(self, eligible: np.ndarray) -> np.ndarray:
-        """UCB score per eligible arm (inf for arms never updated), -inf elsewhere."""
+    def ucb_scores(self, eligible: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """UCB score (+ bias) per eligible arm (inf for arms never updated), -inf elsewhere."""
         total = float(self.stats[self.active, 0].sum())
         log_total = math.log(max(total, 1.0))
         out = np.full(len(self.stats), -np.inf)
@@ -184,18 +184,20 @@ class MultiArmed:
             else:
                 v = min(max(s2 / n - mean * mean, 0.0) + math.sqrt(2.0 * log_total / n), 0.25)
                 bonus = self.hyper[0] * math.sqrt(log_total / n * v)
-            out[a] = mean + bonus
+            out[a] = mean + bonus + (0.0 if bias is None else bias[a])
         return out
 
-    def action_probabilities(self, eligible: np.ndarray) -> np.ndarray | None:
+    def action_probabilities(self, eligible: np.ndarray,
+                             bias: np.ndarray | None = None) -> np.ndarray | None:
         """Exact choice probabilities over arms, where closed-form (None for TS)."""
         k = len(self.stats)
+        b = np.zeros(k) if bias is None else bias
         p = np.zeros(k)
         idx = np.flatnonzero(eligible)
         if self.kind in (UCB1, UCB_TUNED):
-            p[int(np.argmax(self.ucb_scores(eligible)))] = 1.0
+            p[int(np.argmax(self.ucb_scores(eligible, b)))] = 1.0
             return p
-        means = np.array([self.expectation(a) for a in idx])
+        means = np.array([self.expectation(a) + b[a] for a in idx])
         if self.kind == EPSILON_GREEDY:
             eps = self.hyper[0]
             p[idx] = eps / len(idx)
@@ -207,7 +209,9 @@ class MultiArmed:
             return p
         return None
 
-    def select(self, mask: np.ndarray | None = None) -> tuple[int, float]:
+    def select(self, mask: np.ndarray | None = None,
+               bias: np.ndarray | None = None) -> tuple[int, float]:
+        b = np.zeros(len(self.stats)) if bias is None else bias
         eligible = self.active & (True if mask is None else mask)
         if not eligible.any():
             raise ValueError("mask: no eligible arm")
@@ -215,16 +219,16 @@ class MultiArmed:
         rs = Stream(self.seed, self.t, 0)
         self.t += 1
         if self.kind in (BETA_TS, GAUSSIAN_TS):
-            vals = [self.draw(int(a), rs) for a in idx]
+            vals = [self.draw(int(a), rs) + b[a] for a in idx]
             arm = int(idx[int(np.argmax(vals))])
-            return arm, self.ts_propensities(eligible)[arm] if self.draws else math.nan
-        p = self.action_probabilities(eligible)
+            return arm, self.ts_propensities(eligible, b)[arm] if self.draws else math.nan
+        p = self.action_probabilities(eligible, b)
         assert p is not None
         if self.kind in (UCB1, UCB_TUNED):
             return int(np.argmax(p)), 1.0
         if self.kind == EPSILON_GREEDY:
             u_explore, u_arm = rs.uniform(), rs.uniform()
-            means = [self.expectation(int(a)) for a in idx]
+            means = [self.expectation(int(a)) + b[a] for a in idx]
             greedy = int(idx[int(np.argmax(means))])
             if u_explore < self.hyper[0]:
                 arm = int(idx[min(int(u_arm * len(idx)), len(idx) - 1)])
@@ -237,13 +241,15 @@ class MultiArmed:
         arm = int(idx[min(j, len(idx) - 1)])
         return arm, float(p[arm])
 
-    def ts_propensities(self, eligible: np.ndarray) -> np.ndarray:
+    def ts_propensities(self, eligible: np.ndarray,
+                        bias: np.ndarray | None = None) -> np.ndarray:
         """Monte Carlo estimate with the kernels' stream and add-one smoothing."""
+        b = np.zeros(len(self.stats)) if bias is None else bias
         idx = np.flatnonzero(eligible)
         wins = np.zeros(len(self.stats))
         rp = Stream(self.seed, self.updates, 1)
         for _ in range(self.draws):
-            vals = [self.draw(int(a), rp) for a in idx]
+            vals = [self.draw(int(a), rp) + b[a] for a in idx]
             wins[idx[int(np.argmax(vals))]] += 1
         out = np.zeros(len(self.stats))
         out[idx] = (wins[idx] + 1) / (self.draws + len(idx))
@@ -284,6 +290,85 @@ class Linear:
         var = np.array([x @ np.linalg.solve(A, x) for A in self.A])
         return mean, np.maximum(var, 0.0)
 
-    def ucb_scores(self, x: np.ndarray, alpha: float) -> np.ndarray:
+    def ucb_scores(self, x: np.ndarray, alpha: float,
+                   bias: np.ndarray | None = None) -> np.ndarray:
         mean, var = self.moments(x)
-        return mean + alpha * np.sqrt(var)
+        return mean + alpha * np.sqrt(var) + (0.0 if bias is None else bias)
+
+
+# ======================================================================================
+# Top-k softmax scoring (cpp/include/promobandit/topk.hpp, promobandit/scoring.py)
+# ======================================================================================
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) as the float32 values they stand for, exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def topk_softmax_reference(
+    items: np.ndarray,
+    users: np.ndarray,
+    k: int,
+    *,
+    temperature: float = 1.0,
+    mask: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dense oracle of ``scoring.topk_softmax``: every score, then a stable sort.
+
+    ``items`` (N, d) float32 or float16, or uint16 holding bfloat16 bits; ``users``
+    (d,) or (B, d). Scores ``E @ u + bias`` are computed in float64 from the exact
+    widened values, rounded to float32 (the precision the kernels return), and
+    sorted by (-score, id), so ties go to the lowest id. Probabilities and the
+    normaliser are float64 from the float64 scores, over eligible items only
+    (``mask`` True and not in ``exclude``; a 1-D ``exclude`` applies to every
+    user, a 2-D one per user with -1 as padding).
+
+    Returns ``(ids, scores, probs_topk, probs_full, log_normalizer)`` with shapes
+    (k,) and () for a 1-D ``users``, (B, k) and (B,) otherwise.
+    """
+    e = np.asarray(items)
+    e64 = bfloat16_bits_to_float32(e) if e.dtype == np.uint16 else e
+    e64 = np.asarray(e64, dtype=np.float64)
+    u = np.asarray(users, dtype=np.float64)
+    single = u.ndim == 1
+    u2 = u[None, :] if single else u
+    n_users, n_items = u2.shape[0], e64.shape[0]
+    s64 = u2 @ e64.T
+    if bias is not None:
+        s64 = s64 + np.asarray(bias, dtype=np.float64)[None, :]
+    eligible = np.ones((n_users, n_items), dtype=bool)
+    if mask is not None:
+        eligible &= np.broadcast_to(np.asarray(mask, dtype=bool), (n_users, n_items))
+    if exclude is not None:
+        ex = np.asarray(exclude, dtype=np.int64)
+        rows = np.broadcast_to(ex, (n_users, ex.shape[0])) if ex.ndim == 1 else ex
+        for r in range(n_users):
+            ids = rows[r][rows[r] >= 0]
+            eligible[r, ids] = False
+    if (eligible.sum(axis=1) < k).any():
+        raise ValueError("mask/exclude: fewer than k eligible items")
+    s32 = s64.astype(np.float32)
+    out_ids = np.empty((n_users, k), dtype=np.int64)
+    out_s = np.empty((n_users, k), dtype=np.float32)
+    out_pt = np.empty((n_users, k))
+    out_pf = np.empty((n_users, k))
+    out_ln = np.empty(n_users)
+    for r in range(n_users):
+        cand = np.flatnonzero(eligible[r])
+        order = cand[np.lexsort((cand, -s32[r, cand]))][:k]
+        z = s64[r, cand] / temperature
+        zmax = z.max()
+        log_norm = zmax + math.log(np.exp(z - zmax).sum())
+        zk = s64[r, order] / temperature
+        pk = np.exp(zk - zk.max())
+        out_ids[r] = order
+        out_s[r] = s32[r, order]
+        out_pt[r] = pk / pk.sum()
+        out_pf[r] = np.exp(zk - log_norm)
+        out_ln[r] = log_norm
+    if single:
+        return out_ids[0], out_s[0], out_pt[0], out_pf[0], out_ln.reshape(())
+    return out_ids, out_s, out_pt, out_pf, out_ln

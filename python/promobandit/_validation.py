@@ -78,6 +78,24 @@ def check_arm(arm: Any, n_arms: int, field: str = "arm") -> int:
     return a
 
 
+def check_bias(bias: Any, n_arms: int) -> np.ndarray | None:
+    """Optional (K,) finite float64 per-arm score adjustment."""
+    if bias is None:
+        return None
+    b = checked_array(bias, "bias", "float64", 1, (n_arms,))
+    check_finite_array(b, "bias")
+    return b
+
+
+def check_biases(biases: Any, n: int, n_arms: int) -> np.ndarray | None:
+    """Optional (n, K) finite float64 per-arm score adjustments."""
+    if biases is None:
+        return None
+    b = checked_array(biases, "biases", "float64", 2, (n, n_arms))
+    check_finite_array(b, "biases")
+    return b
+
+
 def check_threads(n_threads: Any) -> int:
     """0 (all cores) to 1024 threads."""
     if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):

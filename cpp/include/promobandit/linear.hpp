@@ -82,8 +82,8 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
 // a batch can run on any thread (each with its own scratch). The caller
 // guarantees an eligible arm.
 inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
-                                             const uint8_t* mask, const double* x, uint64_t t,
-                                             LinScratch& w) {
+                                             const uint8_t* mask, const double* bias,
+                                             const double* x, uint64_t t, LinScratch& w) {
   lin_moments(s, mask, x, w);
   int64_t best = -1;
   double best_v = -std::numeric_limits<double>::infinity();
@@ -91,7 +91,7 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
   if (p.kind == kLinUCB) {
     for (int64_t a = 0; a < s.n_arms; ++a) {
       if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]);
+      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
       if (best < 0 || score > best_v) {
         best = a;
         best_v = score;
@@ -103,7 +103,8 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
     Stream rs(p.seed, t, kPurposeDecision);
     for (int64_t a = 0; a < s.n_arms; ++a) {
       if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal();
+      const double score =
+          w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal() + bias_of(bias, a);
       if (best < 0 || score > best_v) {
         best = a;
         best_v = score;
@@ -120,7 +121,8 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
         double mv = -std::numeric_limits<double>::infinity();
         for (int64_t a = 0; a < s.n_arms; ++a) {
           if (!lin_eligible(s, mask, a)) continue;
-          const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal();
+          const double score =
+              w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal() + bias_of(bias, a);
           if (mb < 0 || score > mv) {
             mb = a;
             mv = score;
@@ -140,8 +142,8 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
 // LinUCB one-hot; LinTS estimated from `draws` draws of the scores on the stream
 // (seed, stream, evaluation), as (wins + 1) / (draws + K_eligible).
 inline void lin_action_probabilities(const LinParams& p, const LinState& s, const uint8_t* mask,
-                                     const double* x, uint64_t stream, int64_t draws,
-                                     LinScratch& w, double* out) {
+                                     const double* bias, const double* x, uint64_t stream,
+                                     int64_t draws, LinScratch& w, double* out) {
   const int64_t K = s.n_arms;
   lin_moments(s, mask, x, w);
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
@@ -150,7 +152,7 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
     double best_v = -std::numeric_limits<double>::infinity();
     for (int64_t a = 0; a < K; ++a) {
       if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]);
+      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
       if (best < 0 || score > best_v) {
         best = a;
         best_v = score;
@@ -167,7 +169,8 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
     double mv = -std::numeric_limits<double>::infinity();
     for (int64_t a = 0; a < K; ++a) {
       if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal();
+      const double score =
+          w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal() + bias_of(bias, a);
       if (mb < 0 || score > mv) {
         mb = a;
         mv = score;
@@ -183,9 +186,9 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
 
 // One decision with the next decision number.
 inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
-                                             const double* x, LinScratch& w) {
+                                             const double* bias, const double* x, LinScratch& w) {
   const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
-  auto r = lin_choose(p, s, mask, x, t, w);
+  auto r = lin_choose(p, s, mask, bias, x, t, w);
   s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
   return r;
 }

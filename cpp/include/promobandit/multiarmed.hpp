@@ -12,6 +12,7 @@
 #include <limits>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "promobandit/rng.hpp"
 
@@ -115,12 +116,17 @@ inline double mab_posterior_draw(const MabParams& p, const MabState& s, int64_t 
   return mun + std::sqrt(var / kn) * rs.normal();
 }
 
+// A per-request additive adjustment of each arm's score (e.g. minus a budget
+// shadow price times the offer's expected cost); nullptr means none. The same
+// expression on every path, so backends agree bit for bit.
+inline double bias_of(const double* bias, int64_t a) { return bias ? bias[a] : 0.0; }
+
 // Draws `draws` rounds of posterior samples (purpose: propensity) and fills
 // out[a] = (wins_a + 1) / (draws + K_eligible) for eligible arms, 0 otherwise.
 // The add-one smoothing keeps every eligible arm's estimate positive, which
 // inverse-propensity estimators need; its bias is at most K / draws.
 inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uint8_t* mask,
-                                uint64_t stream, double* out) {
+                                const double* bias, uint64_t stream, double* out) {
   const int64_t K = s.n_arms;
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) {
@@ -133,7 +139,7 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
     double best_v = -std::numeric_limits<double>::infinity();
     for (int64_t a = 0; a < K; ++a) {
       if (!mab_eligible(s, mask, a)) continue;
-      const double v = mab_posterior_draw(p, s, a, rp);
+      const double v = mab_posterior_draw(p, s, a, rp) + bias_of(bias, a);
       if (best < 0 || v > best_v) {
         best = a;
         best_v = v;
@@ -147,20 +153,27 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
   }
 }
 
-// Propensity of `arm` under Thompson sampling, from the cache when it was filled
-// for the same eligibility less than propensity_refresh updates ago.
+// Propensity of `arm` under Thompson sampling. Without a bias the estimate is a
+// function of (state, eligible set) only, so it is cached and reused for the same
+// eligibility for less than propensity_refresh updates; with a bias it is drawn
+// afresh (same stream: the policy version).
 inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* mask,
-                                int64_t arm) {
+                                const double* bias, int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
   const int64_t K = s.n_arms;
   const int64_t updates = s.counters[kCtrUpdates];
+  if (bias != nullptr) {
+    std::vector<double> tmp(static_cast<size_t>(K));
+    mab_ts_propensities(p, s, mask, bias, static_cast<uint64_t>(updates), tmp.data());
+    return tmp[static_cast<size_t>(arm)];
+  }
   const int64_t at = s.counters[kCtrPropensityAt];
   bool valid = at >= 0 && updates - at < p.propensity_refresh;
   for (int64_t a = 0; valid && a < K; ++a) {
     valid = s.prop_mask[a] == (mab_eligible(s, mask, a) ? 1 : 0);
   }
   if (!valid) {
-    mab_ts_propensities(p, s, mask, static_cast<uint64_t>(updates), s.prop_cache);
+    mab_ts_propensities(p, s, mask, nullptr, static_cast<uint64_t>(updates), s.prop_cache);
     for (int64_t a = 0; a < K; ++a) s.prop_mask[a] = mab_eligible(s, mask, a) ? 1 : 0;
     s.counters[kCtrPropensityAt] = updates;
   }
@@ -172,7 +185,7 @@ inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* 
 // sampling (see mab_select). Rows of a batch can run on any thread. The caller
 // guarantees at least one eligible arm.
 inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState& s,
-                                             const uint8_t* mask, uint64_t t) {
+                                             const uint8_t* mask, const double* bias, uint64_t t) {
   const int64_t K = s.n_arms;
   Stream rs(p.seed, t, kPurposeDecision);
   int64_t best = -1;
@@ -183,7 +196,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       double best_v = -std::numeric_limits<double>::infinity();
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
-        const double v = mab_posterior_draw(p, s, a, rs);
+        const double v = mab_posterior_draw(p, s, a, rs) + bias_of(bias, a);
         if (best < 0 || v > best_v) {
           best = a;
           best_v = v;
@@ -218,7 +231,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
           if (v > 0.25) v = 0.25;
           bonus = p.p[0] * std::sqrt(log_total / n * v);
         }
-        const double score = mean + bonus;
+        const double score = mean + bonus + bias_of(bias, a);
         if (best < 0 || score > best_v) {
           best = a;
           best_v = score;
@@ -234,7 +247,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
         ++k_elig;
-        const double v = mab_expectation(p, s, a);
+        const double v = mab_expectation(p, s, a) + bias_of(bias, a);
         if (greedy < 0 || v > greedy_v) {
           greedy = a;
           greedy_v = v;
@@ -265,13 +278,13 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       double vmax = -std::numeric_limits<double>::infinity();
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
-        const double v = mab_expectation(p, s, a);
+        const double v = mab_expectation(p, s, a) + bias_of(bias, a);
         if (v > vmax) vmax = v;
       }
       double z = 0.0;
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
-        z += std::exp((mab_expectation(p, s, a) - vmax) / tau);
+        z += std::exp((mab_expectation(p, s, a) + bias_of(bias, a) - vmax) / tau);
       }
       const double u = rs.uniform() * z;
       double cum = 0.0;
@@ -279,7 +292,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
         last = a;
-        const double w = std::exp((mab_expectation(p, s, a) - vmax) / tau);
+        const double w = std::exp((mab_expectation(p, s, a) + bias_of(bias, a) - vmax) / tau);
         cum += w;
         if (u < cum) {
           best = a;
@@ -289,7 +302,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       }
       if (best < 0) {  // u rounded up to z: take the last eligible arm
         best = last;
-        prop = std::exp((mab_expectation(p, s, best) - vmax) / tau) / z;
+        prop = std::exp((mab_expectation(p, s, best) + bias_of(bias, best) - vmax) / tau) / z;
       }
       break;
     }
@@ -303,10 +316,11 @@ inline bool mab_is_thompson(const MabParams& p) { return p.kind == kBetaTS || p.
 
 // One decision: mab_choose with the next decision number, plus the Thompson
 // sampling propensity (which may fill the cache) and the decision counter.
-inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask) {
+inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask,
+                                             const double* bias) {
   const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
-  auto r = mab_choose(p, s, mask, t);
-  if (mab_is_thompson(p)) r.second = mab_ts_propensity(p, s, mask, r.first);
+  auto r = mab_choose(p, s, mask, bias, t);
+  if (mab_is_thompson(p)) r.second = mab_ts_propensity(p, s, mask, bias, r.first);
   s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
   return r;
 }
@@ -316,15 +330,15 @@ inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, co
 // estimate the propensities use (p.propensity_draws draws, stream = updates), so
 // logged propensities and evaluated distributions agree.
 inline void mab_action_probabilities(const MabParams& p, const MabState& s, const uint8_t* mask,
-                                     double* out) {
+                                     const double* bias, double* out) {
   const int64_t K = s.n_arms;
   if (p.kind == kBetaTS || p.kind == kGaussianTS) {
-    mab_ts_propensities(p, s, mask, static_cast<uint64_t>(s.counters[kCtrUpdates]), out);
+    mab_ts_propensities(p, s, mask, bias, static_cast<uint64_t>(s.counters[kCtrUpdates]), out);
     return;
   }
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
   if (p.kind == kUCB1 || p.kind == kUCBTuned) {
-    out[mab_choose(p, s, mask, 0).first] = 1.0;
+    out[mab_choose(p, s, mask, bias, 0).first] = 1.0;
     return;
   }
   int64_t k_elig = 0, greedy = -1;
@@ -332,7 +346,7 @@ inline void mab_action_probabilities(const MabParams& p, const MabState& s, cons
   for (int64_t a = 0; a < K; ++a) {
     if (!mab_eligible(s, mask, a)) continue;
     ++k_elig;
-    const double v = mab_expectation(p, s, a);
+    const double v = mab_expectation(p, s, a) + bias_of(bias, a);
     if (greedy < 0 || v > vmax) {
       greedy = a;
       vmax = v;
@@ -347,10 +361,14 @@ inline void mab_action_probabilities(const MabParams& p, const MabState& s, cons
   }
   double z = 0.0;  // softmax, same arithmetic as mab_choose
   for (int64_t a = 0; a < K; ++a) {
-    if (mab_eligible(s, mask, a)) z += std::exp((mab_expectation(p, s, a) - vmax) / p.p[0]);
+    if (mab_eligible(s, mask, a)) {
+      z += std::exp((mab_expectation(p, s, a) + bias_of(bias, a) - vmax) / p.p[0]);
+    }
   }
   for (int64_t a = 0; a < K; ++a) {
-    if (mab_eligible(s, mask, a)) out[a] = std::exp((mab_expectation(p, s, a) - vmax) / p.p[0]) / z;
+    if (mab_eligible(s, mask, a)) {
+      out[a] = std::exp((mab_expectation(p, s, a) + bias_of(bias, a) - vmax) / p.p[0]) / z;
+    }
   }
 }
 

@@ -39,6 +39,7 @@ class MabKernel:
             stats, active, counters, cache, pmask)
         self.seed = counters[3:4].view(np.uint64)[0]  # counter slot 3 holds the seed bits
         self._all = np.ones(k, dtype=np.bool_)
+        self._zeros = np.zeros(k)
 
     def rebind(self, arrays: dict[str, np.ndarray]) -> None:
         with self._lock:
@@ -54,26 +55,29 @@ class MabKernel:
     def n_arms(self) -> int:
         return self.stats.shape[0]
 
-    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+    def select(self, context: Any = None, mask: Any = None,
+               bias: Any = None) -> tuple[int, float]:
         with self._lock:
-            return self._select(mask)
+            return self._select(mask, bias)
 
-    def _select(self, mask: Any) -> tuple[int, float]:
+    def _select(self, mask: Any, bias: Any) -> tuple[int, float]:
         m = v.check_mask(mask, self.active)
+        b = v.check_bias(bias, self.n_arms)
         arm, prop = mab.select(self.kind, self.hyper, self.draws, self.refresh, self.seed,
                                self.stats, self.active, self.counters, self.cache, self.pmask,
-                               self._all if m is None else m)
+                               self._all if m is None else m,
+                               self._zeros if b is None else b, b is not None)
         return int(arm), float(prop)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
-                     out_arms: Any = None, out_props: Any = None,
-                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                     out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
+                     biases: Any = None) -> tuple[np.ndarray, np.ndarray]:
         v.check_threads(n_threads)  # the Numba backend runs batches on one thread
         with self._lock:
-            return self._select_batch(masks, n, out_arms, out_props)
+            return self._select_batch(masks, n, out_arms, out_props, biases)
 
-    def _select_batch(self, masks: Any, n: int | None, out_arms: Any,
-                      out_props: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _select_batch(self, masks: Any, n: int | None, out_arms: Any, out_props: Any,
+                      biases: Any) -> tuple[np.ndarray, np.ndarray]:
         if n is None:
             if masks is None:
                 raise ValueError("n: give the number of decisions or masks of shape (n, K)")
@@ -81,10 +85,13 @@ class MabKernel:
         m = v.check_masks(masks, n, self.active)
         if m is None:
             m = np.broadcast_to(self._all, (n, self.n_arms))
+        b = v.check_biases(biases, n, self.n_arms)
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
         mab.select_batch(self.kind, self.hyper, self.draws, self.refresh, self.seed, self.stats,
-                         self.active, self.counters, self.cache, self.pmask, m, arms, props)
+                         self.active, self.counters, self.cache, self.pmask, m,
+                         np.broadcast_to(self._zeros, (n, self.n_arms)) if b is None else b,
+                         b is not None, arms, props)
         return arms, props
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
@@ -110,13 +117,14 @@ class MabKernel:
             return mab.expectations(self.kind, self.hyper, self.stats)
 
     def action_probabilities(self, masks: Any = None, n: int | None = None,
-                             draws: int = 1000) -> np.ndarray:
+                             draws: int = 1000, biases: Any = None) -> np.ndarray:
         with self._lock:
             if n is None:
                 if masks is None:
                     raise ValueError("n: give the number of rows or masks of shape (n, K)")
                 n = v.checked_array(masks, "masks", "bool", 2, (-1, self.n_arms)).shape[0]
             m = v.check_masks(masks, n, self.active)
+            b = v.check_biases(biases, n, self.n_arms)
             draws = v.check_draws(draws, self.kind in (mab.BETA_TS, mab.GAUSSIAN_TS))
             k = self.n_arms
             out = np.empty((n, k))
@@ -124,12 +132,14 @@ class MabKernel:
             for i in range(n):
                 row = self._all if m is None else m[i]
                 key = row.tobytes()
-                if key in seen:
+                if b is None and key in seen:
                     out[i] = out[seen[key]]
                     continue
                 mab.action_probabilities(self.kind, self.hyper, draws, self.seed, self.stats,
-                                         self.active, self.counters, row, out[i])
-                seen[key] = i
+                                         self.active, self.counters, row,
+                                         self._zeros if b is None else b[i], out[i])
+                if b is None:
+                    seen[key] = i
             return out
 
 
@@ -161,6 +171,7 @@ class LinKernel:
         self.counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (4,))
         self.seed = self.counters[3:4].view(np.uint64)[0]
         self._all = np.ones(k, dtype=np.bool_)
+        self._zeros = np.zeros(k)
         self._mean = np.zeros(k)
         self._var = np.zeros(k)
         self._u = np.zeros(d)
@@ -184,27 +195,30 @@ class LinKernel:
     def dim(self) -> int:
         return self.A.shape[1]
 
-    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+    def select(self, context: Any = None, mask: Any = None,
+               bias: Any = None) -> tuple[int, float]:
         with self._lock:
-            return self._select(context, mask)
+            return self._select(context, mask, bias)
 
-    def _select(self, context: Any, mask: Any) -> tuple[int, float]:
+    def _select(self, context: Any, mask: Any, bias: Any) -> tuple[int, float]:
         x = v.check_context(context, self.dim)
         m = v.check_mask(mask, self.active)
+        b = v.check_bias(bias, self.n_arms)
         arm, prop = lin.select(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
                                self.theta, self.active, self.counters,
-                               self._all if m is None else m, x, self._mean, self._var, self._u)
+                               self._all if m is None else m, self._zeros if b is None else b,
+                               x, self._mean, self._var, self._u)
         return int(arm), float(prop)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
-                     out_arms: Any = None, out_props: Any = None,
-                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                     out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
+                     biases: Any = None) -> tuple[np.ndarray, np.ndarray]:
         v.check_threads(n_threads)  # the Numba backend runs batches on one thread
         with self._lock:
-            return self._select_batch(contexts, masks, n, out_arms, out_props)
+            return self._select_batch(contexts, masks, n, out_arms, out_props, biases)
 
     def _select_batch(self, contexts: Any, masks: Any, n: int | None, out_arms: Any,
-                      out_props: Any) -> tuple[np.ndarray, np.ndarray]:
+                      out_props: Any, biases: Any) -> tuple[np.ndarray, np.ndarray]:
         xs = v.check_contexts(contexts, self.dim)
         if n is not None and n != xs.shape[0]:
             raise ValueError("n: disagrees with the number of contexts")
@@ -212,10 +226,13 @@ class LinKernel:
         m = v.check_masks(masks, n, self.active)
         if m is None:
             m = np.broadcast_to(self._all, (n, self.n_arms))
+        b = v.check_biases(biases, n, self.n_arms)
+        if b is None:
+            b = np.broadcast_to(self._zeros, (n, self.n_arms))
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
         lin.select_batch(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
-                         self.theta, self.active, self.counters, m, xs, self._mean, self._var,
+                         self.theta, self.active, self.counters, m, b, xs, self._mean, self._var,
                          self._u, arms, props)
         return arms, props
 
@@ -256,7 +273,7 @@ class LinKernel:
             return lin.expectations(self.theta, v.check_contexts(c, self.dim))
 
     def action_probabilities(self, contexts: Any, masks: Any = None, draws: int = 1000,
-                             n_threads: int = 1) -> np.ndarray:
+                             n_threads: int = 1, biases: Any = None) -> np.ndarray:
         v.check_threads(n_threads)
         with self._lock:
             xs = v.check_contexts(contexts, self.dim)
@@ -264,10 +281,13 @@ class LinKernel:
             m = v.check_masks(masks, n, self.active)
             if m is None:
                 m = np.broadcast_to(self._all, (n, self.n_arms))
+            b = v.check_biases(biases, n, self.n_arms)
+            if b is None:
+                b = np.broadcast_to(self._zeros, (n, self.n_arms))
             draws = v.check_draws(draws, self.kind == lin.LIN_TS)
             out = np.empty((n, self.n_arms))
             lin.action_probabilities(self.kind, self.exploration, draws, self.seed, self.A_inv,
-                                     self.theta, self.active, m, xs, self._mean, self._var,
+                                     self.theta, self.active, m, b, xs, self._mean, self._var,
                                      self._u, out)
             return out
 

@@ -50,7 +50,8 @@ def moments(A_inv, theta, active, mask, x, mean, var, u):
 
 
 @nb.njit(**_JIT)
-def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, x, mean, var, u):
+def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
+           u):
     k = theta.shape[0]
     t = counters[CTR_DECISIONS]
     moments(A_inv, theta, active, mask, x, mean, var, u)
@@ -61,7 +62,7 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            score = mean[a] + exploration * math.sqrt(var[a])
+            score = mean[a] + exploration * math.sqrt(var[a]) + bias[a]
             if best < 0 or score > best_v:
                 best = a
                 best_v = score
@@ -70,7 +71,7 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            score = mean[a] + exploration * math.sqrt(var[a]) * normal(st)
+            score = mean[a] + exploration * math.sqrt(var[a]) * normal(st) + bias[a]
             if best < 0 or score > best_v:
                 best = a
                 best_v = score
@@ -89,7 +90,7 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
                 for a in range(k):
                     if not (active[a] and mask[a]):
                         continue
-                    score = mean[a] + exploration * math.sqrt(var[a]) * normal(sp)
+                    score = mean[a] + exploration * math.sqrt(var[a]) * normal(sp) + bias[a]
                     if mb < 0 or score > mv:
                         mb = a
                         mv = score
@@ -101,12 +102,13 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, xs, mean,
-                         var, u, out):
+def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs,
+                         mean, var, u, out):
     """Mirrors lin_action_probabilities for every row i (stream = i)."""
     k = theta.shape[0]
     for i in range(xs.shape[0]):
         mask = masks[i]
+        bias = biases[i]
         moments(A_inv, theta, active, mask, xs[i], mean, var, u)
         for a in range(k):
             out[i, a] = 0.0
@@ -116,7 +118,7 @@ def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, m
             for a in range(k):
                 if not (active[a] and mask[a]):
                     continue
-                score = mean[a] + exploration * math.sqrt(var[a])
+                score = mean[a] + exploration * math.sqrt(var[a]) + bias[a]
                 if best < 0 or score > best_v:
                     best = a
                     best_v = score
@@ -133,7 +135,7 @@ def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, m
             for a in range(k):
                 if not (active[a] and mask[a]):
                     continue
-                score = mean[a] + exploration * math.sqrt(var[a]) * normal(st)
+                score = mean[a] + exploration * math.sqrt(var[a]) * normal(st) + bias[a]
                 if mb < 0 or score > mv:
                     mb = a
                     mv = score
@@ -145,11 +147,11 @@ def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, m
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, xs,
-                 mean, var, u, out_arms, out_props):
+def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, biases,
+                 xs, mean, var, u, out_arms, out_props):
     for i in range(xs.shape[0]):
         arm, prop = select(kind, exploration, draws, seed, A_inv, theta, active, counters,
-                           masks[i], xs[i], mean, var, u)
+                           masks[i], biases[i], xs[i], mean, var, u)
         out_arms[i] = arm
         out_props[i] = prop
 

@@ -63,7 +63,7 @@ def posterior_draw(kind, hyper, stats, a, st):
 
 
 @nb.njit(**_JIT)
-def ts_propensities(kind, hyper, draws, seed, stats, active, mask, stream, out):
+def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream, out):
     k = stats.shape[0]
     k_elig = 0
     for a in range(k):
@@ -77,7 +77,7 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, stream, out):
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            v = posterior_draw(kind, hyper, stats, a, st)
+            v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
@@ -89,11 +89,16 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, stream, out):
 
 
 @nb.njit(**_JIT)
-def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, arm):
+def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask,
+                  bias, has_bias, arm):
     if draws <= 0:
         return np.nan
     k = stats.shape[0]
     updates = counters[CTR_UPDATES]
+    if has_bias:
+        tmp = np.empty(k)
+        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, tmp)
+        return tmp[arm]
     at = counters[CTR_PROPENSITY_AT]
     valid = at >= 0 and updates - at < refresh
     if valid:
@@ -102,7 +107,7 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
                 valid = False
                 break
     if not valid:
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, updates, cache)
+        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, cache)
         for a in range(k):
             pmask[a] = active[a] and mask[a]
         counters[CTR_PROPENSITY_AT] = updates
@@ -110,7 +115,8 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask):
+def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
+           has_bias):
     k = stats.shape[0]
     t = counters[CTR_DECISIONS]
     st = stream_new(seed, t, PURPOSE_DECISION)
@@ -121,13 +127,12 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            v = posterior_draw(kind, hyper, stats, a, st)
+            v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
-        prop = ts_propensity(
-            kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, best
-        )
+        prop = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+                             pmask, mask, bias, has_bias, best)
     elif kind == UCB1 or kind == UCB_TUNED:
         total = 0.0
         for a in range(k):
@@ -153,7 +158,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
                 if v > 0.25:
                     v = 0.25
                 bonus = hyper[0] * math.sqrt(log_total / n * v)
-            score = mean + bonus
+            score = mean + bonus + bias[a]
             if best < 0 or score > best_v:
                 best = a
                 best_v = score
@@ -166,7 +171,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
             if not (active[a] and mask[a]):
                 continue
             k_elig += 1
-            v = expectation(kind, hyper, stats, a)
+            v = expectation(kind, hyper, stats, a) + bias[a]
             if greedy < 0 or v > greedy_v:
                 greedy = a
                 greedy_v = v
@@ -193,14 +198,14 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            v = expectation(kind, hyper, stats, a)
+            v = expectation(kind, hyper, stats, a) + bias[a]
             if v > vmax:
                 vmax = v
         z = 0.0
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            z += math.exp((expectation(kind, hyper, stats, a) - vmax) / tau)
+            z += math.exp((expectation(kind, hyper, stats, a) + bias[a] - vmax) / tau)
         u = uniform(st) * z
         cum = 0.0
         last = -1
@@ -208,7 +213,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
             if not (active[a] and mask[a]):
                 continue
             last = a
-            w = math.exp((expectation(kind, hyper, stats, a) - vmax) / tau)
+            w = math.exp((expectation(kind, hyper, stats, a) + bias[a] - vmax) / tau)
             cum += w
             if u < cum:
                 best = a
@@ -216,24 +221,25 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
                 break
         if best < 0:
             best = last
-            prop = math.exp((expectation(kind, hyper, stats, best) - vmax) / tau) / z
+            prop = math.exp((expectation(kind, hyper, stats, best) + bias[best] - vmax) / tau) / z
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, out):
+def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, bias, out):
     """Mirrors mab_action_probabilities: the policy's distribution over arms."""
     k = stats.shape[0]
     if kind == BETA_TS or kind == GAUSSIAN_TS:
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, counters[CTR_UPDATES], out)
+        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, counters[CTR_UPDATES],
+                        out)
         return
     for a in range(k):
         out[a] = 0.0
     if kind == UCB1 or kind == UCB_TUNED:
         scratch = counters.copy()  # select() advances the decision counter: keep ours intact
         arm, _ = select(kind, hyper, 0, 1, seed, stats, active, scratch, out.copy(),
-                        np.zeros(k, dtype=np.bool_), mask)
+                        np.zeros(k, dtype=np.bool_), mask, bias, True)
         out[arm] = 1.0
         return
     k_elig = 0
@@ -243,7 +249,7 @@ def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask
         if not (active[a] and mask[a]):
             continue
         k_elig += 1
-        v = expectation(kind, hyper, stats, a)
+        v = expectation(kind, hyper, stats, a) + bias[a]
         if greedy < 0 or v > vmax:
             greedy = a
             vmax = v
@@ -256,19 +262,18 @@ def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask
     z = 0.0
     for a in range(k):
         if active[a] and mask[a]:
-            z += math.exp((expectation(kind, hyper, stats, a) - vmax) / hyper[0])
+            z += math.exp((expectation(kind, hyper, stats, a) + bias[a] - vmax) / hyper[0])
     for a in range(k):
         if active[a] and mask[a]:
-            out[a] = math.exp((expectation(kind, hyper, stats, a) - vmax) / hyper[0]) / z
+            out[a] = math.exp((expectation(kind, hyper, stats, a) + bias[a] - vmax) / hyper[0]) / z
 
 
 @nb.njit(**_JIT)
 def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
-                 masks, out_arms, out_props):
+                 masks, biases, has_bias, out_arms, out_props):
     for i in range(out_arms.shape[0]):
-        arm, prop = select(
-            kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, masks[i]
-        )
+        arm, prop = select(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+                           pmask, masks[i], biases[i], has_bias)
         out_arms[i] = arm
         out_props[i] = prop
 

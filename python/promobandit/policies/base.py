@@ -245,20 +245,26 @@ class Policy(ABC):
         return int(self._arrays["counters"][CTR_DECISIONS])
 
     # --- decisions and learning ----------------------------------------------------------
-    def select(self, context: Any = None, mask: Any = None) -> tuple[int, float]:
+    def select(self, context: Any = None, mask: Any = None,
+               bias: Any = None) -> tuple[int, float]:
         """Choose an arm for one request.
 
         context: (d,) float64 features (contextual policies; ignored otherwise).
         mask: optional (K,) bool, True where the arm is eligible for this request.
+        bias: optional (K,) float64 added to each arm's score (sampled value, upper
+            bound or mean) before the choice, in reward units: how a budget's shadow
+            price or a fairness multiplier steers any policy without retraining it.
+            UCB still plays an arm never updated first.
         Returns (arm, propensity): the probability that the policy chooses this arm
         here (exact for UCB, epsilon-greedy and softmax; estimated for Thompson
         sampling, see ThompsonConfig.propensity_draws).
         """
-        return self._kernel.select(context, mask)
+        return self._kernel.select(context, mask, bias)
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None, *,
                      out_arms: np.ndarray | None = None, out_props: np.ndarray | None = None,
-                     n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                     n_threads: int = 1,
+                     biases: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Choose arms for n requests, as n calls of select without updates between them.
 
         contexts: (n, d) float64 (contextual policies). masks: optional (n, K) bool.
@@ -266,9 +272,11 @@ class Policy(ABC):
         out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
         n_threads: threads for the rows (0: all cores; C++ backend only, batches of
             128 rows or more). The result is the same for every thread count.
+        biases: optional (n, K) float64 score adjustments (see select).
         Returns (arms (n,) int64, propensities (n,) float64).
         """
-        return self._kernel.select_batch(contexts, masks, n, out_arms, out_props, n_threads)
+        return self._kernel.select_batch(contexts, masks, n, out_arms, out_props, n_threads,
+                                         biases)
 
     def update(self, arm: int, reward: float, context: Any = None, weight: float = 1.0) -> None:
         """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
@@ -285,7 +293,7 @@ class Policy(ABC):
 
     def action_probabilities(self, contexts: Any = None, masks: Any = None,
                              n: int | None = None, *, draws: int | None = None,
-                             n_threads: int = 1) -> np.ndarray:
+                             n_threads: int = 1, biases: Any = None) -> np.ndarray:
         """The policy's probability of choosing each arm, (n, K), for off-policy evaluation.
 
         Rows sum to 1 over the eligible arms (0 elsewhere). Exact for UCB (one-hot),
@@ -294,12 +302,13 @@ class Policy(ABC):
         propensity_draws), as (wins + 1) / (draws + K_eligible). For non-contextual
         Thompson sampling this is the very estimate its propensities use.
         contexts: (n, d) float64 (contextual policies); masks: optional (n, K) bool;
-        n: rows, for non-contextual policies without masks. Changes no state.
+        n: rows, for non-contextual policies without masks; biases: optional (n, K)
+        score adjustments as in select. Changes no state.
         """
         d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
         if self.contextual:
-            return self._kernel.action_probabilities(contexts, masks, d, n_threads)
-        return self._kernel.action_probabilities(masks, n, d)
+            return self._kernel.action_probabilities(contexts, masks, d, n_threads, biases)
+        return self._kernel.action_probabilities(masks, n, d, biases)
 
     @abstractmethod
     def expectations(self, context: Any = None) -> np.ndarray:
