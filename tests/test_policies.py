@@ -490,7 +490,7 @@ def test_a_large_negative_bias_steers_every_policy(name: str, backend: str) -> N
     penalty = np.zeros(p.n_arms)
     penalty[2] = -1e6
     xs = rs.normal(size=(500, D))
-    arms, props = p.select_batch(xs if p.contextual else None, None, 500,
+    arms, _ = p.select_batch(xs if p.contextual else None, None, 500,
                                  biases=np.repeat(penalty[None], 500, axis=0))
     share = np.mean(arms == 2)
     if name == "EpsilonGreedy":
