@@ -1,0 +1,686 @@
+"""The discount engine: per-request decisions, delayed feedback, logged for evaluation.
+
+``Engine.decide`` turns one shopper request into a ``Decision``:
+
+1. the user id is pseudonymised with a keyed hash (nothing downstream sees it);
+2. the context is the given feature vector, or the feature store's vector of the
+   user's events (events given with the request are added first);
+3. with a recommender, the k best items (and their softmax probabilities) are
+   chosen; they form the basket offers are priced on unless a basket is given;
+4. every offer is quoted on the basket: the margin floor, per-user caps and the
+   budget (worst-case cost must fit) give the mask; the budget's shadow price
+   times each offer's expected discount cost and the fairness multiplier of the
+   user's group give the per-offer score adjustment;
+5. the policy picks the offer (and its propensity); the decision is kept pending.
+
+``Engine.feedback`` joins clicks and purchases to the decision by id (idempotent per
+event id); a purchase finalises it, and decisions without a purchase are finalised
+after ``feedback_wait_seconds`` with the default reward (no event at all) or the
+objective of what happened (e.g. a click but no purchase: no profit). Finalising
+updates the policy with the scaled reward, settles the budget and appends a row to
+the decision log (see promobandit.decision_log for the columns).
+
+Money is in the catalogue's currency. Rewards are the objective's value divided by
+``reward_scale`` for the policy, and unscaled everywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .constraints import (
+    BudgetConfig,
+    BudgetPacer,
+    FairnessConfig,
+    FairnessGuard,
+    UserCaps,
+    UserCapsConfig,
+)
+from .decision_log import DecisionLog
+from .offers import Basket, Catalogue, Coupon
+from .policies import POLICIES, BetaTS, Policy
+from .policies.base import check_int, check_range
+
+ENGINE_FORMAT = "promobandit.engine"
+ENGINE_FORMAT_VERSION = 1
+OBJECTIVES = ("profit", "revenue", "conversion")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the engine (money in the catalogue's currency).
+
+    objective: "profit" (paid - cost of goods; the default), "revenue" (paid) or
+        "conversion" (1 for a purchase).
+    reward_scale: currency units per unit of policy reward (profit and revenue are
+        divided by it; conversion is not). Beta TS needs rewards in [0, 1]: scaled
+        rewards are clipped to [0, 1] for it.
+    feedback_wait_seconds: how long a decision waits for a purchase before it is
+        finalised without one.
+    default_reward: the objective value (unscaled) given to a decision that got no
+        feedback event at all within the wait.
+    conversion_prior: Beta(a, b) prior of each offer's purchase probability, used
+        for the expected discount cost the budget prices (updated from outcomes).
+    caps, budget, fairness: the limits (see promobandit.constraints); fairness is
+        off unless given.
+    log_action_probs: "auto" logs each decision's full action distribution when the
+        policy has it in closed form (UCB, epsilon-greedy, softmax, LinUCB); "always"
+        also estimates it for Thompson sampling (costly: draws x K per decision);
+        "never" logs only the propensity.
+    remember_finalised: finalised decisions remembered for duplicate and late
+        feedback detection (memory bound).
+    seed: decision ids are derived from it and a counter.
+    """
+
+    objective: str = "profit"
+    reward_scale: float = 20.0
+    feedback_wait_seconds: float = 1800.0
+    default_reward: float = 0.0
+    conversion_prior: tuple[float, float] = (1.0, 9.0)
+    caps: UserCapsConfig | None = dataclasses.field(default_factory=UserCapsConfig)
+    budget: BudgetConfig | None = None
+    fairness: FairnessConfig | None = None
+    log_action_probs: str = "auto"
+    remember_finalised: int = 200_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {OBJECTIVES}, got {self.objective!r}")
+        check_range("reward_scale", self.reward_scale, 0.0, lo_open=True)
+        check_range("feedback_wait_seconds", self.feedback_wait_seconds, 0.0)
+        check_range("default_reward", self.default_reward)
+        if len(self.conversion_prior) != 2:
+            raise ValueError("conversion_prior: expected (a, b)")
+        check_range("conversion_prior[0]", self.conversion_prior[0], 0.0, lo_open=True)
+        check_range("conversion_prior[1]", self.conversion_prior[1], 0.0, lo_open=True)
+        if self.log_action_probs not in ("auto", "always", "never"):
+            raise ValueError("log_action_probs: expected 'auto', 'always' or 'never', "
+                             f"got {self.log_action_probs!r}")
+        check_int("remember_finalised", self.remember_finalised, 0)
+        check_int("seed", self.seed, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What the engine decided for one request.
+
+    id: the decision id to send feedback with. user: the pseudonymised user.
+    offer: arm index in the catalogue; offer_id its id. propensity: probability of
+    this offer under the policy (NaN if the policy's estimate is switched off).
+    items / item_probs: recommended item ids, best first, and their probability
+    under the full softmax of the scorer (None without a recommender).
+    policy_version: updates the policy had when it decided. price: what the shopper
+    pays for the basket under the offer; discount_cost: the discount if bought
+    (currency; for a coupon its face value, paid only on a later redemption).
+    """
+
+    id: str
+    user: str
+    group: str
+    offer: int
+    offer_id: str
+    propensity: float
+    policy_version: int
+    created_at: float
+    price: float
+    discount_cost: float
+    items: np.ndarray | None = None
+    item_probs: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedbackResult:
+    """status: "applied" (joined to a pending decision), "finalised" (it completed the
+    decision and updated the policy), "duplicate" (event id already seen), "late" (the
+    decision was already finalised: recorded, not learnt from), "unknown" (no such
+    decision). reward: the objective value when finalised, else None."""
+
+    status: str
+    decision_id: str
+    reward: float | None = None
+
+
+class _Pending:
+    __slots__ = ("clicked", "clicked_item", "context", "cost_total", "created", "discount_cost", "eligible",
+                 "events", "expected_cost", "group", "id", "item_probs", "items", "lam",
+                 "list_total", "max_cost", "offer", "paid_total", "probs", "propensity",
+                 "user", "version")
+
+    def to_json(self) -> dict[str, Any]:
+        out = {}
+        for name in self.__slots__:
+            v = getattr(self, name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, set):
+                v = sorted(v)
+            out[name] = v
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _Pending:
+        p = cls()
+        for name in cls.__slots__:
+            v = d[name]
+            if name in ("context", "probs", "item_probs") and v is not None:
+                v = np.asarray(v, dtype=np.float64)
+            elif name == "items" and v is not None:
+                v = np.asarray(v, dtype=np.int64)
+            elif name == "eligible":
+                v = np.asarray(v, dtype=bool)
+            elif name == "events":
+                v = set(v)
+            setattr(p, name, v)
+        return p
+
+
+class Engine:
+    """Per-request discount decisions with a bandit policy, inside limits, logged.
+
+    catalogue: the offers (arm k is catalogue.offers[k]).
+    policy: a promobandit policy with len(catalogue) arms; contextual policies need a
+        context per request (given, or from `features`).
+    config: EngineConfig.
+    privacy_key: secret bytes (>= 16) for the keyed hash of user ids. Required: there
+        is no default key.
+    features: optional feature store with add(event) and vector(user, now).
+    recommender: optional promobandit.recommend.ItemRecommender.
+    log_dir: optional folder for the Parquet decision log.
+    """
+
+    def __init__(self, catalogue: Catalogue, policy: Policy, config: EngineConfig | None = None,
+                 *, privacy_key: bytes, features: Any = None, recommender: Any = None,
+                 log_dir: str | None = None, log_flush_rows: int = 50_000) -> None:
+        if not isinstance(catalogue, Catalogue):
+            raise ValueError(f"catalogue: expected a Catalogue, got {type(catalogue).__name__}")
+        if not isinstance(policy, Policy):
+            raise ValueError(f"policy: expected a promobandit Policy, got {type(policy).__name__}")
+        if policy.n_arms != len(catalogue):
+            raise ValueError(f"policy: has {policy.n_arms} arms, the catalogue has "
+                             f"{len(catalogue)} offers")
+        if not isinstance(privacy_key, (bytes, bytearray)) or len(privacy_key) < 16:
+            raise ValueError("privacy_key: expected at least 16 secret bytes (user ids are "
+                             "pseudonymised with it; there is no default)")
+        self.catalogue = catalogue
+        self.policy = policy
+        self.config = config or EngineConfig()
+        self._key = bytes(privacy_key)[:64]
+        self.features = features
+        self.recommender = recommender
+        self.log = DecisionLog(log_dir, log_flush_rows) if log_dir is not None else None
+        c = self.config
+        self.caps = UserCaps(c.caps) if c.caps is not None else None
+        self.budget = BudgetPacer(c.budget) if c.budget is not None else None
+        self.fairness = FairnessGuard(c.fairness) if c.fairness is not None else None
+        k = len(catalogue)
+        self._is_coupon = np.array([isinstance(o, Coupon) for o in catalogue.offers])
+        self._discounted = np.array([o.kind != "none" for o in catalogue.offers])
+        self._offer_ids = catalogue.ids
+        self._decided = np.zeros(k)  # decisions finalised per offer
+        self._bought = np.zeros(k)  # of which purchases
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._finalised: OrderedDict[str, set[str]] = OrderedDict()
+        self._counter = 0
+        self._lock = threading.RLock()
+        self._id_key = hashlib.blake2b(self.config.seed.to_bytes(8, "little"),
+                                       digest_size=16).digest()
+        self._clip_unit = isinstance(policy, BetaTS)
+        closed_form = policy.name in ("UCB1", "UCBTuned", "EpsilonGreedy", "Softmax", "LinUCB")
+        self._log_probs = (c.log_action_probs == "always"
+                           or (c.log_action_probs == "auto" and closed_form))
+        self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
+                      "unknown": 0, "purchases": 0}
+
+    # --- identities ---------------------------------------------------------------------
+    def pseudonym(self, user: Any) -> str:
+        """The keyed hash (BLAKE2b, 128 bits, hex) that stands for a user everywhere."""
+        raw = user if isinstance(user, bytes) else str(user).encode()
+        return hashlib.blake2b(raw, key=self._key, digest_size=16).hexdigest()
+
+    def _next_id(self) -> str:
+        self._counter += 1
+        return hashlib.blake2b(self._counter.to_bytes(8, "little"), key=self._id_key,
+                               digest_size=12).hexdigest()
+
+    # --- deciding -----------------------------------------------------------------------
+    def _context(self, uh: str, context: Any, events: Iterable[Any] | None,
+                 now: float) -> np.ndarray | None:
+        if events is not None:
+            if self.features is None:
+                raise ValueError("events: this engine has no feature store to add them to")
+            for ev in events:
+                self.features.add(ev)
+        if context is not None:
+            if not self.policy.contextual:
+                return None
+            x = np.asarray(context, dtype=np.float64) if not isinstance(context, np.ndarray) \
+                else context
+            return x  # shape, dtype and finiteness are checked by the policy kernel
+        if not self.policy.contextual:
+            return None
+        if self.features is None:
+            raise ValueError("context: required (this engine's policy is contextual and it "
+                             "has no feature store)")
+        return np.ascontiguousarray(self.features.vector(uh, now), dtype=np.float64)
+
+    def _levers(self, uh: str, group: str, basket: Basket, now: float
+                ) -> tuple[np.ndarray, np.ndarray | None, Any, np.ndarray, np.ndarray]:
+        """mask, bias, quote, expected discount costs and depths of every offer."""
+        quote = self.catalogue.quote(basket, now)
+        cost = quote.discount_cost
+        mask = quote.eligible.copy()
+        if self.caps is not None:
+            mask &= self.caps.mask(uh, now, self._discounted, cost)
+        if self.budget is not None:
+            mask &= self.budget.mask(now, cost)
+        a, b = self.config.conversion_prior
+        p_buy = (self._bought + a) / (self._decided + a + b)
+        expected = p_buy * cost
+        depth = cost / quote.list_total if quote.list_total > 0 else np.zeros_like(cost)
+        bias = None
+        if self.budget is not None and self.budget.lam > 0.0:
+            bias = self.budget.bias(expected, self.config.reward_scale)
+        if self.fairness is not None:
+            fb = self.fairness.bias(group, depth)
+            bias = fb if bias is None else bias + fb
+        if not mask.any():
+            raise ValueError("basket: no offer is eligible for this request (margin floor, caps "
+                             "or budget); include a no-discount offer in the catalogue")
+        return mask, bias, quote, expected, depth
+
+    def decide(self, user: Any, *, context: Any = None, events: Iterable[Any] | None = None,
+               basket: Basket | None = None, candidates: Any = None, k: int | None = None,
+               group: str = "", now: float | None = None) -> Decision:
+        """Decide the items and the offer for one request (see the module doc).
+
+        user: the shopper's id (any str/int/bytes; pseudonymised at once).
+        context: (d,) float64 features for a contextual policy, or None to take the
+            feature store's vector (after adding `events`).
+        basket: the basket offers are priced on; without one, the recommended items
+            (one unit each) form it.
+        candidates: item ids the recommender may choose from (default all).
+        k: items to recommend (default the recommender's k). group: the fairness group.
+        now: decision time in unix seconds (default the clock).
+        """
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            self._expire(now)
+            uh = self.pseudonym(user)
+            x = self._context(uh, context, events, now)
+            items = item_probs = None
+            if self.recommender is not None:
+                items, item_probs = self.recommender.recommend(uh, k=k, candidates=candidates,
+                                                               now=now)
+                if basket is None:
+                    basket = self.recommender.basket(items)
+            if basket is None:
+                raise ValueError("basket: required when the engine has no recommender")
+            mask, bias, quote, expected, depth = self._levers(uh, group, basket, now)
+            arm, prop = self.policy.select(x, mask, bias)
+            probs = None
+            if self._log_probs:
+                probs = self.policy.action_probabilities(
+                    None if x is None else x[None], mask[None], 1,
+                    biases=None if bias is None else bias[None])[0]
+            return self._commit(uh, group, x, arm, prop, probs, mask, quote, expected, depth,
+                                basket, items, item_probs, now)
+
+    def _commit(self, uh: str, group: str, x: np.ndarray | None, arm: int, prop: float,
+                probs: np.ndarray | None, mask: np.ndarray, quote: Any, expected: np.ndarray,
+                depth: np.ndarray, basket: Basket, items: np.ndarray | None,
+                item_probs: np.ndarray | None, now: float) -> Decision:
+        rec = _Pending()
+        rec.id = self._next_id()
+        rec.user, rec.group, rec.offer, rec.propensity = uh, group, int(arm), float(prop)
+        rec.context = None if x is None else np.array(x, dtype=np.float64)
+        rec.probs, rec.eligible = probs, mask
+        rec.items, rec.item_probs = items, item_probs
+        rec.created, rec.version = now, self.policy.version
+        rec.max_cost = float(quote.discount_cost[arm])
+        rec.expected_cost = float(expected[arm])
+        rec.discount_cost = 0.0 if self._is_coupon[arm] else rec.max_cost
+        rec.paid_total = float(quote.paid_total[arm])
+        rec.list_total = float(quote.list_total)
+        rec.cost_total = float(np.dot(basket.unit_costs, basket.quantities))
+        rec.lam = self.budget.lam if self.budget is not None else 0.0
+        rec.events, rec.clicked, rec.clicked_item = set(), False, None
+        self._pending[rec.id] = rec
+        if self.budget is not None:
+            self.budget.commit(now, rec.max_cost, rec.expected_cost)
+        if self.caps is not None:
+            self.caps.record_offer(uh, now, bool(self._discounted[arm]))
+        if self.fairness is not None:
+            self.fairness.record(group, float(self.fairness.value(depth[arm:arm + 1])[0]))
+        self.stats["decisions"] += 1
+        return Decision(rec.id, uh, group, rec.offer, self._offer_ids[rec.offer], rec.propensity,
+                        rec.version, now, rec.paid_total, rec.max_cost, items, item_probs)
+
+    def decide_batch(self, users: Sequence[Any], *, contexts: Any = None,
+                     baskets: Sequence[Basket], groups: Sequence[str] | None = None,
+                     now: float | None = None, n_threads: int = 1) -> list[Decision]:
+        """Decisions for many requests at once (offline and batch serving).
+
+        Equivalent to calling decide for each row in order with the same `now`, except
+        that all rows are chosen from the policy state and budget multiplier at the
+        start of the batch (a batch is one moment). Spend still never exceeds the
+        budget: rows whose worst-case cost would no longer fit after the rows before
+        them are decided again with those offers masked.
+        """
+        now = time.time() if now is None else float(now)
+        n = len(users)
+        if len(baskets) != n:
+            raise ValueError(f"baskets: expected {n} baskets (one per user), got {len(baskets)}")
+        groups = [""] * n if groups is None else list(groups)
+        if len(groups) != n:
+            raise ValueError(f"groups: expected {n} groups, got {len(groups)}")
+        with self._lock:
+            self._expire(now)
+            uhs = [self.pseudonym(u) for u in users]
+            if self.policy.contextual:
+                if contexts is None:
+                    if self.features is None:
+                        raise ValueError("contexts: required (contextual policy, no feature store)")
+                    contexts = np.stack([self.features.vector(u, now) for u in uhs])
+                xs = np.ascontiguousarray(contexts, dtype=np.float64)
+            else:
+                xs = None
+            k = len(self.catalogue)
+            masks = np.empty((n, k), dtype=bool)
+            biases = np.zeros((n, k))
+            levers = []
+            any_bias = False
+            for i in range(n):
+                m, b, q, e, dpt = self._levers(uhs[i], groups[i], baskets[i], now)
+                masks[i] = m
+                if b is not None:
+                    biases[i] = b
+                    any_bias = True
+                levers.append((q, e, dpt))
+            arms, props = self.policy.select_batch(xs, masks, n, n_threads=n_threads,
+                                                   biases=biases if any_bias else None)
+            probs = None
+            if self._log_probs:
+                probs = self.policy.action_probabilities(xs, masks, n,
+                                                         biases=biases if any_bias else None)
+            out = []
+            for i in range(n):
+                q, e, dpt = levers[i]
+                arm, prop = int(arms[i]), float(props[i])
+                if self.budget is not None and q.discount_cost[arm] > self.budget.remaining + 1e-9:
+                    masks[i] &= q.discount_cost <= self.budget.remaining + 1e-9
+                    arm, prop = self.policy.select(None if xs is None else xs[i], masks[i],
+                                                   biases[i] if any_bias else None)
+                out.append(self._commit(uhs[i], groups[i], None if xs is None else xs[i], arm,
+                                        prop, None if probs is None else probs[i], masks[i], q,
+                                        e, dpt, baskets[i], None, None, now))
+            return out
+
+    # --- feedback -----------------------------------------------------------------------
+    def feedback(self, decision_id: str, event_id: str, *, clicked: bool = False,
+                 purchased: bool = False, revenue: float | None = None,
+                 cost_of_goods: float | None = None, discount: float | None = None,
+                 coupon_redeemed: bool = False, item: int | None = None,
+                 now: float | None = None) -> FeedbackResult:
+        """Joins one feedback event to its decision.
+
+        event_id: unique per event; a repeated id changes nothing ("duplicate").
+        clicked / purchased: what happened (a purchase implies a click and finalises).
+        revenue: what the shopper paid (currency; default: the priced basket).
+        cost_of_goods: cost of what was bought (default: the basket's cost).
+        discount: discount cost of the purchase (default: the priced offer's).
+        coupon_redeemed: a coupon from this decision was redeemed on a later order;
+            `discount` is its cost (default the coupon's face value). Booked to the
+            budget even when the decision is already finalised.
+        item: the recommended item the event concerns (clicked or bought), which
+            teaches the recommender's exploration head.
+        now: event time (unix seconds, default the clock).
+        """
+        now = time.time() if now is None else float(now)
+        if not isinstance(decision_id, str) or not decision_id:
+            raise ValueError(f"decision_id: expected a non-empty string, got {decision_id!r}")
+        if not isinstance(event_id, str) or not event_id:
+            raise ValueError(f"event_id: expected a non-empty string, got {event_id!r}")
+        for name, v in (("revenue", revenue), ("cost_of_goods", cost_of_goods),
+                        ("discount", discount)):
+            if v is not None:
+                check_range(name, v, 0.0)
+        with self._lock:
+            rec = self._pending.get(decision_id)
+            if rec is None:
+                seen = self._finalised.get(decision_id)
+                if seen is None:
+                    self.stats["unknown"] += 1
+                    return FeedbackResult("unknown", decision_id)
+                if event_id in seen:
+                    self.stats["duplicate"] += 1
+                    return FeedbackResult("duplicate", decision_id)
+                seen.add(event_id)
+                if coupon_redeemed:
+                    self._book_coupon(decision_id, discount, now)
+                self.stats["late"] += 1
+                return FeedbackResult("late", decision_id)
+            if event_id in rec.events:
+                self.stats["duplicate"] += 1
+                return FeedbackResult("duplicate", decision_id)
+            rec.events.add(event_id)
+            if coupon_redeemed:
+                self._book_coupon(decision_id, discount, now, rec)
+            rec.clicked = rec.clicked or clicked or purchased
+            if item is not None and (clicked or purchased):
+                rec.clicked_item = int(item)
+            if purchased:
+                reward = self._finalise(rec, now, purchased=True, revenue=revenue,
+                                        cost_of_goods=cost_of_goods, discount=discount)
+                return FeedbackResult("finalised", decision_id, reward)
+            return FeedbackResult("applied", decision_id)
+
+    def _book_coupon(self, decision_id: str, discount: float | None, now: float,
+                     rec: _Pending | None = None) -> None:
+        amount = discount if discount is not None else (rec.max_cost if rec is not None else 0.0)
+        if self.budget is not None:
+            self.budget.book(now, amount)
+
+    def _objective(self, purchased: bool, revenue: float, cogs: float) -> float:
+        if not purchased:
+            return 0.0
+        if self.config.objective == "conversion":
+            return 1.0
+        if self.config.objective == "revenue":
+            return revenue
+        return revenue - cogs
+
+    def _finalise(self, rec: _Pending, now: float, *, purchased: bool,
+                  revenue: float | None = None, cost_of_goods: float | None = None,
+                  discount: float | None = None, defaulted: bool = False) -> float:
+        del self._pending[rec.id]
+        paid = rec.paid_total if revenue is None else revenue
+        cogs = rec.cost_total if cost_of_goods is None else cost_of_goods
+        disc = (rec.discount_cost if discount is None else discount) if purchased else 0.0
+        value = self.config.default_reward if defaulted else self._objective(purchased, paid, cogs)
+        scaled = value if self.config.objective == "conversion" else value / self.config.reward_scale
+        if self._clip_unit:
+            scaled = min(max(scaled, 0.0), 1.0)
+        self.policy.update(rec.offer, scaled, rec.context)
+        if self.recommender is not None:
+            self.recommender.observe(rec.user, rec.items, rec.clicked_item)
+        self._decided[rec.offer] += 1
+        if purchased:
+            self._bought[rec.offer] += 1
+            self.stats["purchases"] += 1
+        if self.budget is not None:
+            self.budget.settle(now, rec.max_cost, rec.expected_cost, disc)
+        if self.caps is not None and disc > 0:
+            self.caps.record_cost(rec.user, now, disc)
+        self.stats["finalised"] += 1
+        if defaulted:
+            self.stats["defaulted"] += 1
+        if self.config.remember_finalised > 0:
+            self._finalised[rec.id] = rec.events
+            while len(self._finalised) > self.config.remember_finalised:
+                self._finalised.popitem(last=False)
+        if self.log is not None:
+            self.log.append({
+                "decision_id": rec.id, "ts": rec.created, "user": rec.user, "group": rec.group,
+                "offer": rec.offer, "offer_id": self._offer_ids[rec.offer],
+                "propensity": rec.propensity,
+                "action_probs": None if rec.probs is None else rec.probs.tolist(),
+                "policy": self.policy.name, "policy_version": rec.version,
+                "context": None if rec.context is None else rec.context.tolist(),
+                "eligible": rec.eligible.tolist(),
+                "items": None if rec.items is None else rec.items.tolist(),
+                "item_probs": None if rec.item_probs is None else rec.item_probs.tolist(),
+                "reward": value, "clicked": rec.clicked, "purchased": purchased,
+                "revenue": paid if purchased else 0.0, "discount_cost": disc,
+                "defaulted": defaulted, "feedback_at": now, "shadow_price": rec.lam,
+            })
+        return value
+
+    def _expire(self, now: float) -> int:
+        wait = self.config.feedback_wait_seconds
+        n = 0
+        while self._pending:
+            rec = next(iter(self._pending.values()))
+            if rec.created + wait > now:
+                break
+            self._finalise(rec, now, purchased=False, defaulted=not rec.events)
+            n += 1
+        return n
+
+    def expire(self, now: float | None = None) -> int:
+        """Finalises every decision older than the wait; returns how many."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            return self._expire(now)
+
+    def flush(self) -> None:
+        """Writes buffered decision-log rows."""
+        with self._lock:
+            if self.log is not None:
+                self.log.flush()
+
+    def close(self, now: float | None = None) -> None:
+        """Finalises what is due and flushes the log."""
+        self.expire(now)
+        self.flush()
+
+    # --- reporting ----------------------------------------------------------------------
+    @property
+    def n_pending(self) -> int:
+        return len(self._pending)
+
+    def report(self, now: float | None = None) -> dict[str, Any]:
+        """Counters, budget state and fairness gap (money in currency units)."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            out: dict[str, Any] = {"policy": self.policy.name,
+                                   "policy_version": self.policy.version,
+                                   "pending": len(self._pending), **self.stats,
+                                   "offer_purchase_rate": dict(zip(
+                                       self._offer_ids,
+                                       ((self._bought + self.config.conversion_prior[0])
+                                        / (self._decided + sum(self.config.conversion_prior))
+                                        ).tolist(), strict=True))}
+            if self.budget is not None:
+                out["budget"] = self.budget.report(now)
+            if self.fairness is not None:
+                out["fairness"] = self.fairness.report()
+            return out
+
+    # --- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: policy, limits, pending decisions."""
+        with self._lock:
+            return {
+                "format": ENGINE_FORMAT,
+                "format_version": ENGINE_FORMAT_VERSION,
+                "policy": self.policy.state_dict(),
+                "counter": self._counter,
+                "decided": self._decided.tolist(),
+                "bought": self._bought.tolist(),
+                "pending": [r.to_json() for r in self._pending.values()],
+                "finalised": [[k, sorted(v)] for k, v in self._finalised.items()],
+                "budget": None if self.budget is None else self.budget.state_dict(),
+                "fairness": None if self.fairness is None else self.fairness.state_dict(),
+                "caps": None if self.caps is None else self.caps.state_dict(),
+                "stats": dict(self.stats),
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a state_dict; checked before anything changes."""
+        if not isinstance(state, dict) or state.get("format") != ENGINE_FORMAT:
+            raise ValueError(f"state: expected a {ENGINE_FORMAT} state dict")
+        if state.get("format_version") != ENGINE_FORMAT_VERSION:
+            raise ValueError(f"format_version: this promobandit reads version "
+                             f"{ENGINE_FORMAT_VERSION}, got {state.get('format_version')!r}")
+        k = len(self.catalogue)
+        if len(state["decided"]) != k or len(state["bought"]) != k:
+            raise ValueError(f"state: offer statistics for {len(state['decided'])} offers, the "
+                             f"catalogue has {k}")
+        for name, obj in (("budget", self.budget), ("fairness", self.fairness),
+                          ("caps", self.caps)):
+            if (state[name] is None) != (obj is None):
+                raise ValueError(f"{name}: the saved engine and this one differ in whether "
+                                 f"{name} is configured")
+        pending = [_Pending.from_json(d) for d in state["pending"]]
+        with self._lock:
+            self.policy.load_state_dict(state["policy"])
+            self._counter = int(state["counter"])
+            self._decided = np.asarray(state["decided"], dtype=float)
+            self._bought = np.asarray(state["bought"], dtype=float)
+            self._pending = OrderedDict((p.id, p) for p in pending)
+            self._finalised = OrderedDict((k_, set(v)) for k_, v in state["finalised"])
+            if self.budget is not None:
+                self.budget.load_state_dict(state["budget"])
+            if self.fairness is not None:
+                self.fairness.load_state_dict(state["fairness"])
+            if self.caps is not None:
+                self.caps.load_state_dict(state["caps"])
+            self.stats = dict(state["stats"])
+
+    def to_bytes(self) -> bytes:
+        """The state as bytes: a JSON header and the policy's arrays in an .npz (no pickle)."""
+        s = self.state_dict()
+        arrays = s["policy"].pop("arrays")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        header = json.dumps(s, allow_nan=True).encode()
+        return len(header).to_bytes(8, "little") + header + buf.getvalue()
+
+    def load_bytes(self, data: bytes) -> None:
+        if len(data) < 8:
+            raise ValueError("state: truncated engine state")
+        n = int.from_bytes(data[:8], "little")
+        try:
+            s = json.loads(data[8:8 + n])
+            with np.load(io.BytesIO(data[8 + n:]), allow_pickle=False) as z:
+                s["policy"]["arrays"] = {k: z[k] for k in z.files}
+        except (ValueError, OSError, KeyError) as exc:
+            raise ValueError(f"state: unreadable engine state ({exc})") from exc
+        self.load_state_dict(s)
+
+
+def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,
+                backend: str = "auto", **settings: Any) -> Policy:
+    """A policy by name ("BetaTS", "LinTS", ...) with its settings (config keywords)."""
+    if name not in POLICIES:
+        raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
+    cls = POLICIES[name]
+    if cls.contextual:
+        if n_features is None:
+            raise ValueError(f"n_features: required for the contextual policy {name}")
+        return cls(n_arms, n_features, seed=seed, backend=backend, **settings)
+    return cls(n_arms, seed=seed, backend=backend, **settings)
+
+
+__all__ = ["Decision", "Engine", "EngineConfig", "FeedbackResult", "make_policy"]
