@@ -1,0 +1,510 @@
+"""Off-policy evaluation: what a target policy would have earned on a logged stream.
+
+Notation: row i of the log has context x_i, logged offer a_i chosen with
+propensity p_i = pi0(a_i | x_i), reward r_i (currency units); the target policy
+gives pi(a | x_i). The importance weight is w_i = pi(a_i | x_i) / p_i and
+q(x, a) is a cross-fitted reward model (``RewardModel``). Estimators of the
+target's value V = E[sum_a pi(a|x) E[r | x, a]] (reward per decision):
+
+==============  ============================================================
+``ips``          mean(w r)  (unbiased when pi0 > 0 wherever pi > 0)
+``snips``        sum(w r) / sum(w)  (self-normalised; small bias, less variance)
+``dm``           mean(sum_a pi(a|x) q(x, a))  (direct method; biased if q is)
+``dr``           dm + mean(w (r - q(x, a)))  (doubly robust; Dudik et al. 2011)
+``switch-dr``    dr with the correction only where w <= switch_threshold
+                 (Wang et al. 2017; obp's SwitchDoublyRobust)
+``clipped-ips``  mean(min(w, clip_weight) r)  (biased down, bounded variance)
+``clipped-dr``   dm + mean(min(w, clip_weight) (r - q))
+==============  ============================================================
+
+Every estimate comes with an analytic interval (CLT on the per-row terms; the
+delta method for SNIPS; DM and the DR family are conditional on the fitted
+model, which cross-fitting makes asymptotically negligible for DR) and,
+optionally, a Poisson-bootstrap percentile interval (seeded, Numba). Every
+estimate is also compared with the logging policy's own mean reward on the
+same rows (paired, so the difference has a tighter interval than either).
+
+Everything is vectorised over rows; the target and the reward model are
+evaluated in chunks so a 10-million-row log needs O(n) extra memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..policies.base import check_int, check_range, check_seed
+from .log import PROB_ATOL, DecisionLog, as_decision_log
+from .reward_model import OPEWarning, RewardModel
+from .targets import TargetPolicy, check_target_chunk, target_function
+
+ESTIMATORS = ("ips", "snips", "dm", "dr", "switch-dr", "clipped-ips", "clipped-dr")
+DEFAULT_ESTIMATORS = ("ips", "snips", "dm", "dr")
+MODEL_ESTIMATORS = frozenset({"dm", "dr", "switch-dr", "clipped-dr"})
+LOGGED = "logged"  # the row name of the logging policy's own value in reports
+
+__all__ = [
+    "DEFAULT_ESTIMATORS",
+    "ESTIMATORS",
+    "DiagnosticThresholds",
+    "Diagnostics",
+    "Estimate",
+    "EvaluationReport",
+    "OPEWarning",
+    "effective_sample_size",
+    "evaluate",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnosticThresholds:
+    """When ``evaluate`` warns (OPEWarning) that an estimate may be unreliable.
+
+    min_propensity: logged propensities below this are "tiny": one such row can
+        carry a weight of 1 / p and dominate IPS.
+    max_weight: importance weights above this are "huge".
+    min_ess_fraction: warn when the effective sample size (sum w)^2 / sum w^2 is
+        below this fraction of the rows (the estimate rests on few rows).
+    unsupported_mass: warn when the target puts more than this share of its
+        decisions on offers the log never shows (or, where the logging
+        distribution is known, where it had probability zero): IPS and DR
+        cannot see those rewards and are biased.
+    weight_mean_z: the mean importance weight must be 1 when the target stays in
+        the logging support and the propensities are right; warn when it is more
+        than this many standard errors away (4: a false alarm every ~16,000 runs).
+    """
+
+    min_propensity: float = 1e-3
+    max_weight: float = 100.0
+    min_ess_fraction: float = 0.01
+    unsupported_mass: float = 1e-3
+    weight_mean_z: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_range("min_propensity", self.min_propensity, 0.0, 1.0)
+        check_range("max_weight", self.max_weight, 0.0, lo_open=True)
+        check_range("min_ess_fraction", self.min_ess_fraction, 0.0, 1.0)
+        check_range("unsupported_mass", self.unsupported_mass, 0.0, 1.0)
+        check_range("weight_mean_z", self.weight_mean_z, 0.0, lo_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """One estimate of a policy's value (reward per decision, in the log's reward units).
+
+    value: the point estimate. stderr: its analytic standard error.
+    ci_low, ci_high: analytic interval at `level` (normal approximation).
+    boot_low, boot_high, boot_stderr: Poisson-bootstrap percentile interval and
+        standard error (NaN when no bootstrap ran).
+    vs_logged, vs_logged_low, vs_logged_high: value minus the logging policy's mean
+        reward on the same rows, with its paired analytic interval.
+    ess: effective sample size of the weights the estimate uses (n for DM).
+    """
+
+    estimator: str
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    level: float
+    n_rows: int
+    ess: float
+    boot_low: float = math.nan
+    boot_high: float = math.nan
+    boot_stderr: float = math.nan
+    vs_logged: float = math.nan
+    vs_logged_low: float = math.nan
+    vs_logged_high: float = math.nan
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.ci_low, self.ci_high)
+
+    @property
+    def boot_ci(self) -> tuple[float, float]:
+        return (self.boot_low, self.boot_high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostics:
+    """Facts about the importance weights and the overlap of target and logging policies.
+
+    ess: Kish effective sample size (sum w)^2 / sum w^2 of the raw weights; ess_fraction = ess / n.
+    weight_mean, weight_mean_stderr: mean importance weight (1 in expectation under support).
+    weight_max, weight_q99: largest weight and its 99th percentile.
+    min_propensity: smallest logged propensity; n_tiny_propensity: rows below the threshold.
+    unlogged_offers: offers never logged that the target uses; unlogged_mass: the share of
+        the target's decisions on them.
+    unsupported_mass: share of the target's decisions where the known logging
+        distribution had probability 0 (NaN when action_probs are not logged).
+    messages: the warnings raised, in words.
+    """
+
+    n_rows: int
+    ess: float
+    ess_fraction: float
+    weight_mean: float
+    weight_mean_stderr: float
+    weight_max: float
+    weight_q99: float
+    min_propensity: float
+    n_tiny_propensity: int
+    unlogged_offers: tuple[int, ...]
+    unlogged_mass: float
+    unsupported_mass: float
+    messages: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationReport:
+    """The result of ``evaluate``: estimates of one target policy on one log.
+
+    estimates: estimator name -> Estimate, in the order requested.
+    logged: the logging policy's own mean reward on these rows (on-policy value).
+    settings: the knobs used (level, bootstrap replicates, thresholds, ...).
+    """
+
+    n_rows: int
+    n_actions: int
+    level: float
+    estimates: dict[str, Estimate]
+    logged: Estimate
+    diagnostics: Diagnostics
+    settings: dict[str, Any]
+
+    def __getitem__(self, estimator: str) -> Estimate:
+        return self.estimates[estimator]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per estimator plus a final 'logged' row."""
+        import pandas as pd
+
+        rows = [dataclasses.asdict(e) for e in [*self.estimates.values(), self.logged]]
+        return pd.DataFrame(rows).set_index("estimator")
+
+    def __str__(self) -> str:
+        lines = [f"off-policy evaluation on {self.n_rows:,} decisions, {self.n_actions} offers "
+                 f"(ESS {self.diagnostics.ess:,.0f}); {self.level:.0%} intervals"]
+        for e in [*self.estimates.values(), self.logged]:
+            boot = "" if math.isnan(e.boot_low) else f"  boot [{e.boot_low:.5g}, {e.boot_high:.5g}]"
+            lines.append(f"  {e.estimator:<12} {e.value:>12.5g}  [{e.ci_low:.5g}, {e.ci_high:.5g}]"
+                         f"{boot}")
+        lines += [f"  warning: {m}" for m in self.diagnostics.messages]
+        return "\n".join(lines)
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 (n for equal weights, 0 for none)."""
+    w = np.asarray(weights, dtype=np.float64)
+    s2 = float(np.dot(w, w))
+    return 0.0 if s2 == 0.0 else float(w.sum()) ** 2 / s2
+
+
+def _z(level: float) -> float:
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + level / 2.0))
+
+
+def _mean_se(t: np.ndarray) -> tuple[float, float]:
+    n = t.shape[0]
+    mean = float(t.mean())
+    if n < 2:
+        return mean, math.nan
+    # sum of squares about the mean in one pass over a centred copy would cost a
+    # temporary; np.var does the same two passes without it.
+    return mean, math.sqrt(float(t.var(ddof=1)) / n)
+
+
+@dataclasses.dataclass
+class _Rows:
+    """Per-row quantities every estimator is built from."""
+
+    w: np.ndarray  # importance weight of the logged offer
+    dm: np.ndarray | None  # sum_a pi(a|x) q(x, a)
+    qf: np.ndarray | None  # q(x, a_i)
+    target_mass: np.ndarray  # (K,) sum over rows of pi(a | x_i)
+    unsupported: float  # sum over rows of the target mass where pi0 = 0 (action_probs known)
+    n_known: int  # rows with a known logging distribution
+    tp: np.ndarray | None  # (n, K) target probabilities, kept only when asked for
+
+
+def _row_quantities(log: DecisionLog, policy: TargetPolicy, q: np.ndarray | None,
+                    chunk_rows: int, keep_tp: bool = False) -> _Rows:
+    n, k = len(log), log.n_actions
+    fn = target_function(policy, n, k)
+    contexts = log.contexts if log.contexts is not None else np.empty((n, 0))
+    w = np.empty(n)
+    dm = None if q is None else np.empty(n)
+    qf = None if q is None else np.empty(n)
+    mass = np.zeros(k)
+    unsupported = 0.0
+    n_known = 0
+    tp_all = np.empty((n, k)) if keep_tp else None
+    for lo in range(0, n, chunk_rows):
+        rows = slice(lo, min(n, lo + chunk_rows))
+        masks = None if log.eligible is None else log.eligible[rows]
+        m = rows.stop - rows.start
+        tp = check_target_chunk(fn(contexts[rows], masks, rows), m, k, masks, lo)
+        a = log.actions[rows]
+        idx = np.arange(m)
+        w[rows] = tp[idx, a] / log.propensities[rows]
+        if tp_all is not None:
+            tp_all[rows] = tp
+        mass += tp.sum(axis=0)
+        if q is not None and dm is not None and qf is not None:
+            qc = q[rows]
+            dm[rows] = np.einsum("ij,ij->i", tp, qc)
+            qf[rows] = qc[idx, a]
+        if log.action_probs is not None:
+            ap = log.action_probs[rows]
+            known = ~np.isnan(ap[:, 0])
+            n_known += int(known.sum())
+            unsupported += float(np.where(ap[known] > 0.0, 0.0, tp[known]).sum())
+    return _Rows(w, dm, qf, mass, unsupported, n_known, tp_all)
+
+
+def _terms(name: str, rows: _Rows, r: np.ndarray, clip_weight: float,
+           switch_threshold: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(numerator terms, denominator terms or None for a plain mean, the weights used)."""
+    w = rows.w
+    if name == "ips":
+        return w * r, None, w
+    if name == "snips":
+        return w * r, w, w
+    if name == "clipped-ips":
+        wc = np.minimum(w, clip_weight)
+        return wc * r, None, wc
+    dm, qf = rows.dm, rows.qf
+    assert dm is not None and qf is not None  # MODEL_ESTIMATORS always have a model
+    if name == "dm":
+        return dm, None, np.ones_like(w)
+    if name == "dr":
+        return dm + w * (r - qf), None, w
+    if name == "switch-dr":
+        ws = np.where(w <= switch_threshold, w, 0.0)
+        return dm + ws * (r - qf), None, ws
+    if name == "clipped-dr":
+        wc = np.minimum(w, clip_weight)
+        return dm + wc * (r - qf), None, wc
+    raise AssertionError(name)
+
+
+def _bootstrap(columns: list[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, m + 1) Poisson-bootstrap sums of the columns (last: sum of counts)."""
+    from ._kernels import bootstrap_sums
+
+    return bootstrap_sums(np.column_stack(columns), n_boot, seed)
+
+
+def _dm_bootstrap(log: DecisionLog, tp: np.ndarray, model: RewardModel, n_boot: int,
+                  seed: int) -> np.ndarray:
+    """DM replicates: each refits the cross-fitted model on a Poisson resample (the same
+    counts as the Numba bootstrap's replicate) and averages sum_a pi q over the resample."""
+    from ._kernels import poisson_counts_reference
+
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        c = poisson_counts_reference(seed, b, len(log)).astype(np.float64)
+        qb = model.cross_fit_predict(log.contexts, log.actions, log.rewards, log.n_actions,
+                                     sample_weight=c)
+        reps[b] = float(np.dot(c, np.einsum("ij,ij->i", tp, qb)) / c.sum())
+    return reps
+
+
+def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = DEFAULT_ESTIMATORS,
+             *, level: float = 0.95, n_bootstrap: int = 0, seed: int = 0,
+             reward_model: RewardModel | None = None, reward_predictions: Any = None,
+             clip_weight: float = 10.0, switch_threshold: float = 10.0,
+             thresholds: DiagnosticThresholds | None = None,
+             chunk_rows: int = 1_000_000) -> EvaluationReport:
+    """Estimates the value of `policy` (reward per decision) from a decision log.
+
+    log: a DecisionLog, a decision-log Parquet path / Table / DataFrame, or a mapping of
+        arrays (see log.as_decision_log).
+    policy: the target (see promobandit.evaluate.targets): an object with
+        action_probabilities(contexts, masks), a function, or an (n, K) array.
+    estimators: names from ESTIMATORS, or "all".
+    level: confidence level of every interval, in (0, 1).
+    n_bootstrap: Poisson-bootstrap replicates B (0: analytic intervals only). The
+        bootstrap resamples rows with the reward model held fixed.
+    seed: seeds the bootstrap draws (and the reward model's folds when it is built here).
+    reward_model: a RewardModel for dm / dr / switch-dr / clipped-dr (default:
+        RewardModel() with Ridge, 5 folds, per-offer linear effects).
+    reward_predictions: instead of a model, precomputed (n, K) predictions q(x_i, a)
+        (should be cross-fitted, e.g. RewardModel.cross_fit_predict).
+    clip_weight: importance weights above this are clipped in clipped-ips / clipped-dr.
+    switch_threshold: switch-dr uses the DR correction only where w <= this and the
+        model alone elsewhere.
+    thresholds: when to warn; see DiagnosticThresholds.
+    chunk_rows: rows whose target probabilities are held in memory at once.
+    Returns an EvaluationReport. Warns (OPEWarning) on tiny propensities, huge weights,
+    a small effective sample size, a mean weight far from one, or a target that uses
+    offers outside the logging support. Raises ValueError naming the bad argument.
+    """
+    log = as_decision_log(log)
+    names = list(ESTIMATORS) if estimators == "all" else (
+        [estimators] if isinstance(estimators, str) else list(estimators))
+    if not names:
+        raise ValueError("estimators: expected at least one estimator")
+    for name in names:
+        if name not in ESTIMATORS:
+            raise ValueError(f"estimators: unknown estimator {name!r}; expected some of "
+                             f"{ESTIMATORS} or 'all'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"estimators: duplicates in {names}")
+    level = check_range("level", level, 0.0, 1.0, lo_open=True, hi_open=True)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, 0)
+    seed = check_seed(seed)
+    clip_weight = check_range("clip_weight", clip_weight, 0.0, lo_open=True)
+    switch_threshold = check_range("switch_threshold", switch_threshold, 0.0)
+    chunk_rows = check_int("chunk_rows", chunk_rows, 1)
+    th = thresholds or DiagnosticThresholds()
+    n, k = len(log), log.n_actions
+
+    q = None
+    model: RewardModel | None = None
+    if MODEL_ESTIMATORS.intersection(names):
+        if reward_predictions is not None:
+            q = np.asarray(reward_predictions)
+            if q.shape != (n, k) or q.dtype.kind not in "fiu":
+                raise ValueError(f"reward_predictions: expected a numeric array of shape "
+                                 f"({n}, {k}), got {q.dtype} {q.shape}")
+            q = q.astype(np.float64, copy=False)
+            if not np.isfinite(q).all():
+                raise ValueError("reward_predictions: contain NaN or inf")
+        else:
+            model = reward_model if reward_model is not None else RewardModel(seed=seed)
+            q = model.cross_fit_predict(log.contexts, log.actions, log.rewards, k)
+    refit_dm = "dm" in names and n_bootstrap > 0 and model is not None
+    rows = _row_quantities(log, policy, q, chunk_rows, keep_tp=refit_dm)
+    r = log.rewards
+    z = _z(level)
+
+    logged_mean, logged_se = _mean_se(r)
+    estimates: dict[str, Estimate] = {}
+    boot_cols: list[np.ndarray] = [r]
+    boot_spec: dict[str, tuple[int, int | None]] = {}
+    for name in names:
+        num, den, used_w = _terms(name, rows, r, clip_weight, switch_threshold)
+        if den is None:
+            value, se = _mean_se(num)
+            infl = num  # influence terms of a mean are the terms themselves
+        else:
+            den_mean = float(den.mean())
+            value = float(num.sum() / den.sum()) if den_mean > 0 else math.nan
+            # Delta method: the influence of row i on sum(w r) / sum(w) is w_i (r_i - V) / mean(w).
+            infl = (num - value * den) / den_mean if den_mean > 0 else num * math.nan
+            se = math.sqrt(float(infl.var(ddof=1)) / n) if n > 1 else math.nan
+            infl = infl + value  # centre on the value, like the terms of a mean
+        d_se = _mean_se(infl - r)[1]
+        if name == "dm":
+            # The spread of sum_a pi q over rows ignores the error of the fitted model, which
+            # dominates DM's error: no valid analytic interval (the bootstrap refits instead).
+            se = d_se = math.nan
+        estimates[name] = Estimate(
+            estimator=name, value=value, stderr=se, ci_low=value - z * se,
+            ci_high=value + z * se, level=level, n_rows=n,
+            ess=float(n) if name == "dm" else effective_sample_size(used_w),
+            vs_logged=value - logged_mean, vs_logged_low=value - logged_mean - z * d_se,
+            vs_logged_high=value - logged_mean + z * d_se)
+        if name == "dm":
+            continue  # bootstrapped separately, with refits
+        boot_cols.append(num)
+        spec_den = None
+        if den is not None:
+            boot_cols.append(den)
+            spec_den = len(boot_cols) - 1
+        boot_spec[name] = (len(boot_cols) - 1 - (den is not None), spec_den)
+    logged = Estimate(estimator=LOGGED, value=logged_mean, stderr=logged_se,
+                      ci_low=logged_mean - z * logged_se, ci_high=logged_mean + z * logged_se,
+                      level=level, n_rows=n, ess=float(n), vs_logged=0.0, vs_logged_low=0.0,
+                      vs_logged_high=0.0)
+
+    if n_bootstrap > 0:
+        sums = _bootstrap(boot_cols, n_bootstrap, seed)
+        counts = sums[:, -1]
+        lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
+
+        def summarise(reps: np.ndarray) -> tuple[float, float, float]:
+            reps = reps[np.isfinite(reps)]
+            lo, hi = np.quantile(reps, [lo_q, hi_q])
+            return float(lo), float(hi), float(reps.std(ddof=1))
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name, (i_num, i_den) in boot_spec.items():
+                reps = sums[:, i_num] / (counts if i_den is None else sums[:, i_den])
+                lo, hi, bse = summarise(reps)
+                estimates[name] = dataclasses.replace(estimates[name], boot_low=lo, boot_high=hi,
+                                                      boot_stderr=bse)
+            lo, hi, bse = summarise(sums[:, 0] / counts)
+            logged = dataclasses.replace(logged, boot_low=lo, boot_high=hi, boot_stderr=bse)
+        if refit_dm:
+            assert model is not None and rows.tp is not None
+            reps = _dm_bootstrap(log, rows.tp, model, n_bootstrap, seed)
+            lo, hi, bse = summarise(reps)
+            estimates["dm"] = dataclasses.replace(estimates["dm"], boot_low=lo, boot_high=hi,
+                                                  boot_stderr=bse)
+
+    diagnostics = _diagnose(log, rows, th)
+    for message in diagnostics.messages:
+        warnings.warn(message, OPEWarning, stacklevel=2)
+    settings = {"estimators": tuple(names), "n_bootstrap": n_bootstrap, "seed": seed,
+                "clip_weight": clip_weight, "switch_threshold": switch_threshold,
+                "thresholds": dataclasses.asdict(th),
+                "reward_model": ("predictions given" if reward_predictions is not None
+                                 else repr(reward_model or RewardModel(seed=seed)))
+                if q is not None else None}
+    return EvaluationReport(n, k, level, estimates, logged, diagnostics, settings)
+
+
+def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds) -> Diagnostics:
+    n, k = len(log), log.n_actions
+    w = rows.w
+    ess = effective_sample_size(w)
+    w_mean, w_se = _mean_se(w)
+    p_min = float(log.propensities.min())
+    n_tiny = int((log.propensities < th.min_propensity).sum())
+    w_max = float(w.max())
+    w_q99 = float(np.quantile(w, 0.99))
+    logged_counts = np.bincount(log.actions, minlength=k)
+    mass = rows.target_mass / n
+    unlogged = tuple(int(a) for a in np.flatnonzero((logged_counts == 0) & (mass > 0.0)))
+    unlogged_mass = float(mass[list(unlogged)].sum()) if unlogged else 0.0
+    unsupported = rows.unsupported / rows.n_known if rows.n_known else math.nan
+
+    msgs = []
+    if n_tiny:
+        msgs.append(f"{n_tiny} of {n} rows have a logged propensity below "
+                    f"{th.min_propensity:g} (smallest {p_min:.3g}): each can weigh up to "
+                    f"{1.0 / p_min:.3g} rows in IPS/DR")
+    if w_max > th.max_weight:
+        msgs.append(f"importance weights reach {w_max:.4g} (> {th.max_weight:g}; 99th percentile "
+                    f"{w_q99:.3g}): IPS/DR variance is dominated by a few rows; consider "
+                    "clipped or switch estimators")
+    if ess < th.min_ess_fraction * n:
+        msgs.append(f"effective sample size {ess:.1f} is {ess / n:.2%} of {n} rows "
+                    f"(< {th.min_ess_fraction:.2%}): the target is far from the logging policy")
+    if unlogged_mass > th.unsupported_mass:
+        msgs.append(f"the target chooses offers {list(unlogged)} that the log never shows, for "
+                    f"{unlogged_mass:.2%} of its decisions: IPS/DR cannot see their rewards "
+                    "(biased towards zero for those decisions); only DM extrapolates")
+    if not math.isnan(unsupported) and unsupported > th.unsupported_mass:
+        msgs.append(f"support mismatch: {unsupported:.2%} of the target's decisions are offers "
+                    "the logging policy could not choose (probability 0); IPS/DR are biased")
+    off = abs(w_mean - 1.0)
+    # Constant weights have no standard error; then only float rounding may separate them from 1.
+    if (w_se > 0 and off > th.weight_mean_z * w_se) or (w_se == 0 and off > PROB_ATOL):
+        msgs.append(f"mean importance weight is {w_mean:.4g} (standard error {w_se:.2g}), "
+                    "expected 1: the logged propensities may be wrong, or the target leaves "
+                    "the logging support")
+    return Diagnostics(n_rows=n, ess=ess, ess_fraction=ess / n, weight_mean=w_mean,
+                       weight_mean_stderr=w_se, weight_max=w_max, weight_q99=w_q99,
+                       min_propensity=p_min, n_tiny_propensity=n_tiny, unlogged_offers=unlogged,
+                       unlogged_mass=unlogged_mass, unsupported_mass=unsupported,
+                       messages=tuple(msgs))
