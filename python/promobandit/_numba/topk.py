@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -24,8 +25,8 @@ BLOCK = 2048
 # Users scored together against one item block (the product loop runs over them).
 USER_TILE = 16
 
-_JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
-_PJIT = {"nogil": True, "cache": True, "error_model": "numpy", "parallel": True}
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
+_PJIT: dict[str, Any] = {**_JIT, "parallel": True}
 
 # Numba's workqueue threading layer aborts on concurrent parallel calls; one at a time.
 _PARALLEL_LOCK = threading.Lock()
@@ -318,8 +319,8 @@ def run(items: np.ndarray, kind: int, users: np.ndarray, k: int, temperature: fl
         ex_ids = np.zeros(0, dtype=np.int64)
         ex_off = np.zeros(2, dtype=np.int64)
         ex_per_user = False
-    threads = nb.config.NUMBA_NUM_THREADS if n_threads <= 0 else min(n_threads,
-                                                                      nb.config.NUMBA_NUM_THREADS)
+    most = int(nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    threads = most if n_threads <= 0 else min(n_threads, most)
     with _PARALLEL_LOCK:
         previous = nb.get_num_threads()
         nb.set_num_threads(threads)
