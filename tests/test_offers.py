@@ -161,7 +161,7 @@ def test_margin_floor_masks_and_price_raises() -> None:
     b = basket((1, 0, 10.0, 9.0, 1))  # floor 9.45
     assert c.eligible(b).tolist() == [True, True, False]  # 9.50 ok, 9.00 below
     assert c.price(b, "p5").paid_total == 9.5
-    with pytest.raises(ValueError, match="ineligible.*margin floor"):
+    with pytest.raises(ValueError, match=r"ineligible.*margin floor"):
         c.price(b, "p10")
     with pytest.raises(ValueError, match="ineligible"):
         c.expected_discount_cost(b, 2)
@@ -439,7 +439,7 @@ def test_bad_file_syntax_and_suffix(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         Catalogue.load(tmp_path / "a.json")
-    with pytest.raises(ValueError, match="expected a .toml or .json"):
+    with pytest.raises(ValueError, match=r"expected a \.toml or \.json"):
         Catalogue.load(tmp_path / "a.yaml")
 
 
