@@ -357,12 +357,10 @@ def cold_start_vector(config: FeatureConfig | None = None) -> np.ndarray:
     """(d,) the vector of a user without events at or before now: recencies at their cap
     (1.0), counts, money, affinity, discount and session features 0, bias 1."""
     cfg = _config(config)
-    return _finish(cfg, 0.0, _statistics(cfg, 0.0, 1, *_no_rows(), prior=_empty_prior(1)))[0]
-
-
-def _no_rows() -> tuple[np.ndarray, ...]:
-    return (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int64),
-            np.zeros(0, np.int64), np.zeros(0, np.int64))
+    none_i, none_f = np.zeros(0, np.int64), np.zeros(0)
+    stats = _statistics(cfg, 0.0, 1, none_i, none_f, np.zeros(0, np.int8), none_i, none_i,
+                        none_i, _empty_prior(1))
+    return _finish(cfg, 0.0, stats)[0]
 
 
 # --- input columns -----------------------------------------------------------------------
