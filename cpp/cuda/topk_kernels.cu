@@ -383,6 +383,9 @@ const char* topk_launch(const TopkArgs& a, int device, void* stream_handle) {
   if (a.workspace_bytes < topk_workspace_bytes(a.n_items, a.n_users, a.k)) {
     return "workspace too small";
   }
+  if ((a.n_users + kUsersPerBlock - 1) / kUsersPerBlock > 65535) {
+    return "too many users in one call (at most 524280)";
+  }
   cudaError_t err = cudaSetDevice(device);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
