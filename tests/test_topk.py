@@ -103,8 +103,11 @@ def problems(draw: st.DrawFn) -> dict:
         for r in range(b):
             eligible[r, rows[r][rows[r] >= 0]] = False
     n_ok = int(eligible.sum(axis=1).min())
-    k = draw(st.sampled_from(["one", "all", "some"]))
-    kk = 1 if k == "one" else (n_ok if k == "all" else draw(st.integers(1, max(1, n_ok))))
+    k = draw(st.sampled_from(["one", "all", "some", "too_many"]))
+    if k == "too_many":  # one more than the eligible items: a ValueError naming the culprit
+        kk = n_ok + 1
+    else:
+        kk = 1 if k == "one" else (n_ok if k == "all" else draw(st.integers(1, max(1, n_ok))))
     return {"items": e, "users": u[0] if single else u, "k": max(1, kk), "mask": mask,
             "exclude": exclude, "bias": bias, "n_ok": n_ok,
             "temperature": draw(st.sampled_from([0.25, 0.5, 1.0, 3.0])),
@@ -118,9 +121,12 @@ def test_matches_reference_exactly_on_exact_data(backend: str, p: dict) -> None:
     items = as_items(p["items"], p["dtype"])
     kw = {"temperature": p["temperature"], "mask": p["mask"], "exclude": p["exclude"],
           "bias": p["bias"]}
-    if p["n_ok"] < 1:
-        with pytest.raises(ValueError, match=r"^(mask|exclude): .*fewer than k = 1"):
-            topk_softmax(items, p["users"], 1, backend=backend, **kw)
+    n = p["items"].shape[0]
+    if p["k"] > p["n_ok"]:
+        # Too few eligible items: blame k when it exceeds N, else the mask or the exclusions.
+        field = "k" if p["k"] > n else "(mask|exclude)"
+        with pytest.raises(ValueError, match=rf"^{field}: "):
+            topk_softmax(items, p["users"], p["k"], backend=backend, **kw)
         return
     got = topk_softmax(items, p["users"], p["k"], backend=backend, **kw)
     want = topk_softmax_reference(items, p["users"], p["k"], **kw)
