@@ -611,3 +611,18 @@ def test_vectors_are_well_conditioned() -> None:
     assert x.max() < 15  # log scaling keeps counts and money on a small scale
     aff = x[:, [j for j, n in enumerate(names) if n.startswith("affinity_")]]
     assert np.allclose(aff.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("spread", [1, 10**12, -(10**15)])
+def test_integer_ids_dense_sparse_and_negative(spread: int) -> None:
+    # dense ids use a lookup table, sparse or negative ones a binary search: same rows
+    cfg = FeatureConfig(n_categories=5)
+    events = make_stream(11, n_users=6, n_categories=5, days=5)
+    cols = as_columns(events)
+    now = float(cols["timestamp"].max())
+    users = [5, 0, 3, 3, 99]
+    want = features_batch(cols, users, now, cfg)
+    moved = dict(cols, user=cols["user"] * spread + 7)
+    got = features_batch(moved, np.array(users) * spread + 7, now, cfg)
+    assert np.array_equal(got, want)
+    assert np.array_equal(want[4], cold_start_vector(cfg))

@@ -78,6 +78,10 @@ SECONDS_PER_MINUTE = 60.0
 # Integer statistics are summed through float64 bincounts, exact below 2**53 units.
 _MAX_UNITS = float(2**53)
 
+# Integer user ids up to this many times the number of rows use a lookup table
+# (memory of the same order as the input) instead of a binary search.
+_DENSE_IDS_FACTOR = 4
+
 COLUMNS: tuple[str, ...] = ("user", "event", "category", "price", "discount", "timestamp")
 
 _EVENT_CODES: dict[Any, int] = {name: code for code, name in enumerate(EVENT_NAMES)}
@@ -225,6 +229,23 @@ def _isum(g: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(g, weights=values, minlength=n).astype(np.int64)
 
 
+def _weigh_affinity(cfg: FeatureConfig, counts: list[np.ndarray], n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(weighted (n, C), total (n,)) from integer counts (n * C,) per event type.
+
+    The one place where affinity floats are made, so that both paths round alike:
+    weighted = sum_e w_e * count_e and total = sum_e w_e * (integer total of count_e),
+    each accumulated in event-type order.
+    """
+    c = cfg.n_categories
+    weighted = np.zeros(n * c)
+    total = np.zeros(n)
+    for weight, count in zip(cfg.event_weights, counts, strict=True):
+        weighted = weighted + weight * count
+        total = total + weight * count.reshape(n, c).sum(axis=1)
+    return weighted.reshape(n, c), total
+
+
 def _statistics(cfg: FeatureConfig, now: float, n_groups: int, g: np.ndarray, t: np.ndarray,
                 typ: np.ndarray, cat: np.ndarray, price_u: np.ndarray, disc_u: np.ndarray,
                 prior: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -271,10 +292,8 @@ def _statistics(cfg: FeatureConfig, now: float, n_groups: int, g: np.ndarray, t:
     inw = t > now - cfg.affinity_window_days * SECONDS_PER_DAY
     key = g[inw] * c + cat[inw]
     typ_w = typ[inw]
-    weighted = np.zeros(n * c)
-    for e, weight in enumerate(cfg.event_weights):
-        weighted = weighted + weight * np.bincount(key[typ_w == e], minlength=n * c)
-    s["affinity_weighted"] = weighted.reshape(n, c)
+    counts = [np.bincount(key[typ_w == e], minlength=n * c) for e in range(N_EVENT_TYPES)]
+    s["affinity_weighted"], s["affinity_total"] = _weigh_affinity(cfg, counts, n)
 
     discounted = purchase & (disc_u > 0)
     s["n_purchases"] = prior["n_purchases"] + np.bincount(g[purchase], minlength=n)
@@ -311,45 +330,115 @@ def _statistics(cfg: FeatureConfig, now: float, n_groups: int, g: np.ndarray, t:
     return s
 
 
+def _window_seconds(cfg: FeatureConfig) -> np.ndarray:
+    """Frequency, monetary, affinity and longest window lengths in seconds, in that order
+    (each the same float product as in the grouped path)."""
+    return np.array([w * SECONDS_PER_DAY for w in cfg.frequency_windows_days]
+                    + [w * SECONDS_PER_DAY for w in cfg.monetary_windows_days]
+                    + [cfg.affinity_window_days * SECONDS_PER_DAY, cfg.history_seconds])
+
+
+def _statistics_one(cfg: FeatureConfig, now: float, t: np.ndarray, typ: np.ndarray,
+                    cat: np.ndarray, price_u: np.ndarray, disc_u: np.ndarray,
+                    prior: dict[str, float]) -> dict[str, np.ndarray]:
+    """The statistics of ``_statistics`` for one user, shaped (1, ...), by binary searches
+    on the user's time-sorted rows: fewer NumPy calls for the store's per-request path.
+
+    Integer results equal the grouped path's by construction; the only floats made here
+    are extreme times (copied, not computed) and the affinity (``_weigh_affinity``).
+    """
+    k = int(np.searchsorted(t, now, side="right"))  # rows at or before now
+    t, typ, cat, price_u, disc_u = t[:k], typ[:k], cat[:k], price_u[:k], disc_u[:k]
+    purchase = typ == PURCHASE
+    last_ts, last_purchase_ts = prior["last_ts"], prior["last_purchase_ts"]
+    if k:
+        last_ts = max(last_ts, float(t[-1]))
+        bought = np.flatnonzero(purchase)
+        if bought.size:
+            last_purchase_ts = max(last_purchase_ts, float(t[bought[-1]]))
+
+    # The first row inside each window (t > now - W), all windows in one binary search;
+    # now - W is the same float subtraction as in the grouped path.
+    nf, nm = len(cfg.frequency_windows_days), len(cfg.monetary_windows_days)
+    starts = t.searchsorted(now - _window_seconds(cfg), side="right").tolist()
+    events_w, purchases_w = [], []
+    for lo in starts[:nf]:
+        events_w.append(k - lo)
+        purchases_w.append(int(np.count_nonzero(purchase[lo:])))
+    spend_w = [int(price_u[lo:][purchase[lo:]].sum()) for lo in starts[nf:nf + nm]]
+    c = cfg.n_categories
+    lo = starts[nf + nm]
+    by_type = np.bincount(typ[lo:].astype(np.int64) * c + cat[lo:],
+                          minlength=N_EVENT_TYPES * c).reshape(N_EVENT_TYPES, c)
+    weighted, total = _weigh_affinity(cfg, list(by_type), 1)
+    disc_bought = disc_u[purchase]
+
+    session_n, session_seconds, cart_open = 0, 0.0, False
+    lo = starts[nf + nm + 1]
+    if lo < k and now - t[-1] <= cfg.session_gap_seconds:
+        st = t[lo:]
+        breaks = np.flatnonzero((st[1:] - st[:-1]) > cfg.session_gap_seconds)
+        first = lo + (int(breaks[-1]) + 1 if breaks.size else 0)
+        session_n = k - first
+        session_seconds = now - float(t[first])
+        styp, stt = typ[first:], t[first:]
+        carts, buys = stt[styp == CART], stt[styp == PURCHASE]
+        cart_open = bool(carts.size) and (not buys.size or float(carts[-1]) > float(buys[-1]))
+    return {
+        "last_ts": np.array([last_ts]),
+        "last_purchase_ts": np.array([last_purchase_ts]),
+        "events_w": np.array([events_w], np.int64),
+        "purchases_w": np.array([purchases_w], np.int64),
+        "spend_units_w": np.array([spend_w], np.int64),
+        "affinity_weighted": weighted,
+        "affinity_total": total,
+        "n_purchases": np.array([prior["n_purchases"] + int(disc_bought.size)], np.int64),
+        "n_discounted": np.array([prior["n_discounted"] + int(np.count_nonzero(disc_bought))],
+                                 np.int64),
+        "depth_units": np.array([prior["depth_units"] + int(disc_bought.sum())], np.int64),
+        "session_n": np.array([session_n], np.int64),
+        "session_seconds": np.array([session_seconds]),
+        "cart_open": np.array([cart_open]),
+    }
+
+
 def _finish(cfg: FeatureConfig, now: float, s: dict[str, np.ndarray]) -> np.ndarray:
-    """Features (n, d) from statistics; elementwise, so a row does not depend on n."""
+    """Features (n, d) from statistics; elementwise, so a row does not depend on n.
+
+    Every log1p goes through one NumPy call on one contiguous block: NumPy's vectorised
+    log1p may differ from the C library's in the last bit, and one call keeps every
+    element on the same code path whatever n is.
+    """
     n = s["last_ts"].shape[0]
-    out = np.empty((n, cfg.dim))
-    col = 0
-
-    def put(values: np.ndarray) -> None:
-        nonlocal col
-        out[:, col] = values
-        col += 1
-
+    nf, nm, c = len(cfg.frequency_windows_days), len(cfg.monetary_windows_days), cfg.n_categories
     cap = cfg.recency_cap_days
-    log_cap = math.log1p(cap)
-    for key in ("last_ts", "last_purchase_ts"):
+    logs = np.empty((n, 2 + 2 * nf + nm + 2))
+    for j, key in enumerate(("last_ts", "last_purchase_ts")):
         days = (now - s[key]) / SECONDS_PER_DAY  # no history: -inf -> inf -> the cap
-        put(np.log1p(np.minimum(days, cap)) / log_cap)
-    for key in ("events_w", "purchases_w"):
-        for j in range(s[key].shape[1]):
-            put(np.log1p(np.ascontiguousarray(s[key][:, j], dtype=np.float64)))
-    for j in range(s["spend_units_w"].shape[1]):
-        put(np.log1p(np.ascontiguousarray(s["spend_units_w"][:, j]) * cfg.money_unit))
-    weighted = s["affinity_weighted"]
-    total = np.zeros(n)
-    for c in range(cfg.n_categories):  # a fixed left-to-right order, same for every n
-        total = total + weighted[:, c]
-    share = np.zeros_like(weighted)
-    np.divide(weighted, total[:, None], out=share, where=total[:, None] > 0)
-    out[:, col:col + cfg.n_categories] = share
-    col += cfg.n_categories
+        logs[:, j] = np.minimum(days, cap)
+    logs[:, 2:2 + nf] = s["events_w"]
+    logs[:, 2 + nf:2 + 2 * nf] = s["purchases_w"]
+    logs[:, 2 + 2 * nf:2 + 2 * nf + nm] = s["spend_units_w"] * cfg.money_unit
+    logs[:, -2] = s["session_n"]
+    logs[:, -1] = s["session_seconds"] / SECONDS_PER_MINUTE
+    logs = np.log1p(logs)
+
+    out = np.empty((n, cfg.dim))
+    out[:, :2] = logs[:, :2] / math.log1p(cap)
+    col = 2 + 2 * nf + nm
+    out[:, 2:col] = logs[:, 2:col]
+    total = s["affinity_total"][:, None]
+    out[:, col:col + c] = 0.0  # users without weighted events: no affinity
+    np.divide(s["affinity_weighted"], total, out=out[:, col:col + c], where=total > 0)
+    col += c
     n_p = s["n_purchases"].astype(np.float64)
     has = n_p > 0
-    put(np.divide(s["n_discounted"], n_p, out=np.zeros(n), where=has))
+    out[:, col] = np.divide(s["n_discounted"], n_p, out=np.zeros(n), where=has)
     depth = np.divide(s["depth_units"] * cfg.discount_unit, n_p, out=np.zeros(n), where=has)
-    put(np.minimum(depth, 1.0))
-    put(np.log1p(s["session_n"].astype(np.float64)))
-    put(np.log1p(s["session_seconds"] / SECONDS_PER_MINUTE))
-    put(s["cart_open"].astype(np.float64))
-    put(np.ones(n))
-    assert col == cfg.dim
+    out[:, col + 1] = np.minimum(depth, 1.0)
+    out[:, col + 2:col + 4] = logs[:, -2:]
+    out[:, col + 4] = s["cart_open"]
+    out[:, col + 5] = 1.0
     return out
 
 
@@ -479,6 +568,23 @@ def _check_now(now: Any) -> float:
 def _user_codes(requested: Any, event_users: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """(row -> unique requested user, number of unique users, event -> unique user or -1)."""
     req = list(requested) if not isinstance(requested, np.ndarray) else requested
+    req_np = np.asarray(req) if isinstance(req, np.ndarray) or all(
+        isinstance(u, (int, np.integer)) and not isinstance(u, bool) for u in req) else None
+    if req_np is not None and req_np.dtype.kind in "iu" and event_users.dtype.kind in "iu":
+        # Integer ids on both sides: a lookup table when the ids are dense enough,
+        # else sorted uniques and a binary search; no hashing either way.
+        uniques, inverse = np.unique(req_np, return_inverse=True)
+        if len(uniques) and event_users.size and int(uniques[0]) >= 0 and int(
+                uniques[-1]) < _DENSE_IDS_FACTOR * (event_users.size + len(uniques)):
+            lookup = np.full(int(uniques[-1]) + 1, -1, dtype=np.int64)
+            lookup[uniques] = np.arange(len(uniques))
+            inside = (event_users >= 0) & (event_users <= uniques[-1])
+            codes = np.full(event_users.shape[0], -1, dtype=np.int64)
+            codes[inside] = lookup[event_users[inside]]
+            return inverse.astype(np.int64), len(uniques), codes
+        pos = np.minimum(np.searchsorted(uniques, event_users), max(len(uniques) - 1, 0))
+        found = (uniques[pos] == event_users) if len(uniques) else np.zeros(0, bool)
+        return inverse.astype(np.int64), len(uniques), np.where(found, pos, -1).astype(np.int64)
     try:
         import pandas as pd  # optional: hash-based lookups for any hashable ids
     except ImportError:  # pragma: no cover - exercised where pandas is absent
@@ -491,7 +597,7 @@ def _user_codes(requested: Any, event_users: np.ndarray) -> tuple[np.ndarray, in
         codes = index.get_indexer(pd.Index(event_users))
         return inverse.astype(np.int64), len(uniques), codes.astype(np.int64)
     req_np = np.asarray(req)
-    if req_np.dtype.kind in "iuU" and event_users.dtype.kind == req_np.dtype.kind:
+    if req_np.dtype.kind == "U" and event_users.dtype.kind == "U":
         uniques, inverse = np.unique(req_np, return_inverse=True)
         pos = np.minimum(np.searchsorted(uniques, event_users), max(len(uniques) - 1, 0))
         found = (uniques[pos] == event_users) if len(uniques) else np.zeros(0, bool)
@@ -527,8 +633,14 @@ def features_batch(events: Any, users: Any, now: float,
     inverse, n_users, code = _user_codes(users, cols["user"])
     keep = (code >= 0) & (t <= now)
     code, t, typ, cat, price_u, disc_u = (a[keep] for a in (code, t, typ, cat, price_u, disc_u))
-    order = np.argsort(t, kind="stable")
-    order = order[np.argsort(code[order], kind="stable")]  # by (user, time), ties by row
+    # Stable sorts by (user, time), ties by row. Logs usually come time-ordered, which
+    # saves the first sort; int32 codes make the second one faster.
+    key = code.astype(np.int32) if n_users < 2**31 else code
+    if t.size < 2 or bool((t[1:] >= t[:-1]).all()):
+        order = np.argsort(key, kind="stable")
+    else:
+        order = np.argsort(t, kind="stable")
+        order = order[np.argsort(key[order], kind="stable")]
     code, t, typ, cat, price_u, disc_u = (a[order] for a in (code, t, typ, cat, price_u, disc_u))
 
     # The cap: a user's rows beyond their latest max_events_per_user fold into the prior.
@@ -622,14 +734,10 @@ class _History:
             self.depth_units += int(db.sum())
         self.lo = hi
 
-    def prior(self) -> dict[str, np.ndarray]:
-        return {
-            "last_ts": np.array([self.last_ts]),
-            "last_purchase_ts": np.array([self.last_purchase_ts]),
-            "n_purchases": np.array([self.n_purchases], np.int64),
-            "n_discounted": np.array([self.n_discounted], np.int64),
-            "depth_units": np.array([self.depth_units], np.int64),
-        }
+    def prior(self) -> dict[str, float]:
+        return {"last_ts": self.last_ts, "last_purchase_ts": self.last_purchase_ts,
+                "n_purchases": self.n_purchases, "n_discounted": self.n_discounted,
+                "depth_units": self.depth_units}
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.columns())
@@ -808,9 +916,8 @@ class FeatureStore:
             raise ValueError(f"now: the store answers from {h.max_ts:g} - "
                              f"reorder_tolerance_seconds on for this user, got {now!r}")
         lo, hi = h.lo, h.hi
-        stats = _statistics(self.config, now, 1, np.zeros(hi - lo, np.int64), h.t[lo:hi],
-                            h.typ[lo:hi], h.cat[lo:hi].astype(np.int64), h.price_u[lo:hi],
-                            h.disc_u[lo:hi], h.prior())
+        stats = _statistics_one(self.config, now, h.t[lo:hi], h.typ[lo:hi], h.cat[lo:hi],
+                                h.price_u[lo:hi], h.disc_u[lo:hi], h.prior())
         return _finish(self.config, now, stats)[0]
 
     def vectors(self, users: Sequence[Hashable], now: float) -> np.ndarray:
