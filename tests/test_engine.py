@@ -277,3 +277,30 @@ def test_default_catalogue_engine_runs_end_to_end() -> None:
             eng.feedback(d.id, f"e{i}", purchased=True, now=T0 + i + 1)
     rep = eng.report(T0 + 10_000)
     assert rep["decisions"] == 50 and rep["purchases"] == 13
+
+
+def test_context_comes_from_the_feature_store_under_the_pseudonym() -> None:
+    from promobandit.features import FeatureConfig, FeatureStore
+
+    store = FeatureStore(FeatureConfig(n_categories=3))
+    d = store.config.dim
+    cat = pct_catalogue()
+    eng = Engine(cat, make_policy("LinUCB", len(cat), d, alpha=0.3), EngineConfig(caps=None),
+                 privacy_key=KEY, features=store)
+    events = [{"event": "view", "category": 1, "price": 20.0, "discount": 0.0,
+               "timestamp": T0 - 60},
+              {"event": "purchase", "category": 1, "price": 20.0, "discount": 0.1,
+               "timestamp": T0 - 30, "user": "raw-id-ignored"}]
+    dec = eng.decide("alice@example.com", events=events, basket=basket(), now=T0)
+    uh = eng.pseudonym("alice@example.com")
+    assert dec.user == uh
+    assert store.n_events(uh) == 2 and "alice@example.com" not in store
+    assert "raw-id-ignored" not in store
+    x = store.vector(uh, T0)
+    assert not np.array_equal(x, store.cold_start_vector())
+    # the batch path reads the same store
+    out = eng.decide_batch(["alice@example.com", "bob"], baskets=[basket(), basket()], now=T0)
+    assert len(out) == 2
+    with pytest.raises(ValueError, match="category"):
+        eng.decide("carol", events=[{"event": "view", "category": 7, "price": 1.0,
+                                     "discount": 0.0, "timestamp": T0}], basket=basket(), now=T0)

@@ -260,7 +260,9 @@ class Engine:
             if self.features is None:
                 raise ValueError("events: this engine has no feature store to add them to")
             for ev in events:
-                self.features.add(ev)
+                # The store only ever sees the pseudonym: the event's own user field
+                # (if any) is replaced by the requesting user's.
+                self.features.add(self._as_event(ev, uh))
         if context is not None:
             if not self.policy.contextual:
                 return None
@@ -273,6 +275,23 @@ class Engine:
             raise ValueError("context: required (this engine's policy is contextual and it "
                              "has no feature store)")
         return np.ascontiguousarray(self.features.vector(uh, now), dtype=np.float64)
+
+    @staticmethod
+    def _as_event(ev: Any, uh: str) -> dict[str, Any]:
+        if isinstance(ev, dict):
+            return {**ev, "user": uh}
+        if dataclasses.is_dataclass(ev) and not isinstance(ev, type):
+            return {**dataclasses.asdict(ev), "user": uh}
+        raise ValueError(f"events: expected event mappings or Event objects, got "
+                         f"{type(ev).__name__}")
+
+    def record_event(self, user: Any, event: Any) -> None:
+        """Adds one behaviour event of `user` to the feature store (e.g. a page view
+        that came without a decision)."""
+        if self.features is None:
+            raise ValueError("event: this engine has no feature store")
+        with self._lock:
+            self.features.add(self._as_event(event, self.pseudonym(user)))
 
     def _levers(self, uh: str, group: str, basket: Basket, now: float
                 ) -> tuple[np.ndarray, np.ndarray | None, Any, np.ndarray, np.ndarray]:
@@ -391,7 +410,7 @@ class Engine:
                 if contexts is None:
                     if self.features is None:
                         raise ValueError("contexts: required (contextual policy, no feature store)")
-                    contexts = np.stack([self.features.vector(u, now) for u in uhs])
+                    contexts = self.features.vectors(uhs, now)
                 xs = np.ascontiguousarray(contexts, dtype=np.float64)
             else:
                 xs = None
