@@ -194,7 +194,7 @@ def test_ties_go_to_the_lowest_id(backend: str) -> None:
     np.testing.assert_allclose(got.probs_topk[:4], got.probs_topk[0])
 
 
-@pytest.mark.parametrize("n_users", [1, 8])
+@pytest.mark.parametrize("n_users", [1, 3, 8])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_thread_count_does_not_change_a_bit(backend: str, n_users: int, dtype: str) -> None:
     rng = np.random.default_rng(3)
@@ -208,7 +208,7 @@ def test_thread_count_does_not_change_a_bit(backend: str, n_users: int, dtype: s
 
 
 @pytest.mark.skipif(not _backends.has_cpp(), reason="C++ backend not built")
-@pytest.mark.parametrize("n_users", [1, 5])
+@pytest.mark.parametrize("n_users", [1, 3, 5])
 def test_cpp_instruction_sets_agree_bit_for_bit(n_users: int) -> None:
     core = _backends.core()
     rng = np.random.default_rng(4)

@@ -22,9 +22,10 @@ CUDA backends with fused multiply-add, Numba without, so scores may differ
 across backends in the last bits); probabilities and the normaliser are float64,
 because they feed importance weights (1 / propensity) where float32 underflow
 would give infinite weights. The C++ backend gives bit-identical results for
-every thread count and CPU instruction set; its single-user (B == 1) and
-batched kernels sum the d products in different orders, so one user's scores
-can differ in the last bit between a B == 1 call and a batched one.
+every thread count and CPU instruction set; its streaming kernel (B <= 4
+users per call) and its GEMM-style kernel (B > 4) sum the d products in
+different orders, so one user's scores can differ in the last bit between a
+call with at most 4 users and one with more.
 
 Inputs. NumPy arrays or CPU torch tensors (read in place, never copied or
 cast: a wrong dtype or a non-contiguous array is a ValueError naming the field).

@@ -15,14 +15,15 @@
 // probabilities and the normaliser are float64 (exp of float32 terms, summed
 // per block in float32 lanes, merged in float64). Results are bit-identical
 // for every thread count and every ISA (AVX-512, AVX2, portable): the work
-// split never changes an operation or its order. The single-user kernel
-// (B == 1) and the batched kernel sum the d products in different orders
-// (16 strided partial sums then a tree, vs one running sum), so the same user
-// can get scores that differ in the last bit between a B == 1 and a B > 1 call.
+// split never changes an operation or its order. The streaming kernel
+// (B <= kSmallBatch) and the batched kernel sum the d products in different
+// orders (16 strided partial sums then a tree, vs one running sum), so the same
+// user can get scores that differ in the last bit between a call with at most
+// kSmallBatch users and one with more.
 //
-// Speed: B == 1 streams E once at memory bandwidth (threads split the item
-// blocks); B > 1 is blocked like a GEMM (threads split the users; each packed
-// item block is reused by every user from L2). AVX-512 and AVX2 code paths are
+// Speed: B <= kSmallBatch streams E once at memory bandwidth (threads split the
+// item blocks); larger B is blocked like a GEMM (threads split the users; each
+// packed item block is reused by every user from L2). AVX-512 and AVX2 code paths are
 // compiled with target attributes and chosen at run time, never -march.
 #pragma once
 
@@ -84,7 +85,7 @@ struct TopkStatus {
 
 namespace topk_detail {
 
-// Items per block of the single-user kernel: its score buffer (8 KiB) stays in L1.
+// Items per block of the streaming kernel: a user's score buffer (8 KiB) stays in L1.
 constexpr int64_t kSingleBlock = 2048;
 #if defined(__GNUC__) || defined(__clang__)
 #define PROMOBANDIT_PREFETCH(p) __builtin_prefetch(p)
@@ -95,8 +96,12 @@ constexpr int64_t kSingleBlock = 2048;
 // How far ahead of the row being read the single-user kernel prefetches: about
 // DRAM latency x bandwidth per core, so the stream never waits on a miss.
 constexpr int64_t kPrefetchBytes = 4096;
-// Single-user calls with fewer blocks than this run on one thread (a thread
-// start costs about as much as scoring a block).
+// Calls with up to this many users use the streaming kernel (each item row read
+// once for all of them, memory bound like B = 1); more users use the GEMM-style
+// kernel, whose item packing pays off from about this many users on.
+constexpr int64_t kSmallBatch = 4;
+// Streaming calls with fewer blocks than this run on one thread (a thread start
+// costs about as much as scoring a block).
 constexpr int64_t kSingleSerialBlocks = 4;
 // Bytes of packed float item block the batched kernel keeps in L2 (a quarter
 // of a 1 MiB L2, leaving room for the score buffer and the user rows).

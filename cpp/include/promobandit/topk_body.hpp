@@ -57,37 +57,47 @@ inline float item_to_float(typename Tag::elem x) {
 // Single user: lane l of a row's accumulator sums E[c*16+l] * u[c*16+l] over
 // 16-dim chunks c in order (fused multiply-add), then reduce16 sums the lanes.
 
-// One row's 16 lane partial sums; rows are read front to back (one stream the
-// hardware prefetcher follows) with a software prefetch kPrefetchBytes ahead.
-template <class Tag>
-inline V dot_row(const typename Tag::elem* row, int64_t d, const float* u) {
-  V a = O::zero();
+// One item row against R users: lane l of a[r] sums E[c*16+l] * U[r][c*16+l]
+// over 16-dim chunks c in order. The row is read once, front to back (one
+// stream the hardware prefetcher follows), with a software prefetch
+// kPrefetchBytes ahead; the R user rows stay in L1.
+template <class Tag, int R>
+inline void dot_row(const typename Tag::elem* row, int64_t d, const float* U, V* a) {
+  for (int r = 0; r < R; ++r) a[r] = O::zero();
   int64_t c = 0;
   for (; c + 16 <= d; c += 16) {
     PROMOBANDIT_PREFETCH(reinterpret_cast<const char*>(row + c) + kPrefetchBytes);
-    a = O::fma(load_items<Tag>(row + c), O::load(u + c), a);
+    const V e = load_items<Tag>(row + c);
+    for (int r = 0; r < R; ++r) a[r] = O::fma(e, O::load(U + r * d + c), a[r]);
   }
   if (c < d) {
     const int rem = static_cast<int>(d - c);
-    a = O::fma(load_items_partial<Tag>(row + c, rem), O::load_partial(u + c, rem), a);
+    const V e = load_items_partial<Tag>(row + c, rem);
+    for (int r = 0; r < R; ++r) a[r] = O::fma(e, O::load_partial(U + r * d + c, rem), a[r]);
   }
-  return a;
 }
 
-// out[0, round_up(cnt, 16)) = E[i0 + j] . u (+ bias[i0 + j]); lanes past cnt are 0.
-template <class Tag>
-inline void score_single(const typename Tag::elem* E, int64_t i0, int64_t cnt, int64_t d,
-                         const float* u, const float* bias, float* out) {
-  V acc[16];
+// out[r * kSingleBlock + j] = E[i0 + j] . U[r] (+ bias[i0 + j]) for j < round_up(cnt, 16)
+// (lanes past cnt are 0): the streaming kernel for B <= kSmallBatch users.
+template <class Tag, int R>
+inline void score_rows(const typename Tag::elem* E, int64_t i0, int64_t cnt, int64_t d,
+                       const float* U, const float* bias, float* out) {
+  V acc[R][16];
   for (int64_t g = 0; g < cnt; g += 16) {
     const int m = static_cast<int>(std::min<int64_t>(16, cnt - g));
-    for (int j = 0; j < m; ++j) acc[j] = dot_row<Tag>(E + (i0 + g + j) * d, d, u);
-    for (int j = m; j < 16; ++j) acc[j] = O::zero();
-    V s = O::reduce16(acc);
-    if (bias != nullptr) {
-      s = O::add(s, m == 16 ? O::load(bias + i0 + g) : O::load_partial(bias + i0 + g, m));
+    for (int j = 0; j < m; ++j) {
+      V a[R];
+      dot_row<Tag, R>(E + (i0 + g + j) * d, d, U, a);
+      for (int r = 0; r < R; ++r) acc[r][j] = a[r];
     }
-    O::store(out + g, s);
+    for (int r = 0; r < R; ++r) {
+      for (int j = m; j < 16; ++j) acc[r][j] = O::zero();
+      V s = O::reduce16(acc[r]);
+      if (bias != nullptr) {
+        s = O::add(s, m == 16 ? O::load(bias + i0 + g) : O::load_partial(bias + i0 + g, m));
+      }
+      O::store(out + r * kSingleBlock + g, s);
+    }
   }
 }
 
@@ -102,6 +112,24 @@ constexpr int kNR = O::kNV * 16;
 
 template <class Tag>
 inline void pack_panel(const typename Tag::elem* E, int64_t i0, int cnt, int64_t d, float* dst) {
+  if constexpr (O::kHasTranspose16) {
+    if (cnt == kNR) {  // full panels: 16 x 16 tiles, converted and transposed in registers
+      V in[16], tr[16];
+      for (int j0 = 0; j0 < kNR; j0 += 16) {
+        for (int64_t k0 = 0; k0 < d; k0 += 16) {
+          const int w = static_cast<int>(std::min<int64_t>(16, d - k0));
+          for (int r = 0; r < 16; ++r) {
+            const typename Tag::elem* p = E + (i0 + j0 + r) * d + k0;
+            PROMOBANDIT_PREFETCH(reinterpret_cast<const char*>(p) + kPrefetchBytes);
+            in[r] = w == 16 ? load_items<Tag>(p) : load_items_partial<Tag>(p, w);
+          }
+          O::transpose16(in, tr);
+          for (int kk = 0; kk < w; ++kk) O::store(dst + (k0 + kk) * kNR + j0, tr[kk]);
+        }
+      }
+      return;
+    }
+  }
   for (int j = 0; j < cnt; ++j) {
     const typename Tag::elem* row = E + (i0 + j) * d;
     for (int64_t k = 0; k < d; ++k) dst[k * kNR + j] = item_to_float<Tag>(row[k]);
@@ -229,47 +257,63 @@ inline int64_t epilogue(float* sc, int64_t i0, int64_t cnt, const RowCtx& row, f
 // ---------------------------------------------------------------------------
 // Drivers.
 
-template <class Tag>
-inline void single_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap& heap,
-                          std::vector<BlockLse>& parts, int64_t& bad) {
+template <class Tag, int R>
+inline void small_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap* heaps,
+                         std::vector<BlockLse>& parts, int64_t nblocks, BadPair& bad) {
   using elem = typename Tag::elem;
   const elem* E = static_cast<const elem*>(a.items);
   const float log2e_t = log2e_over(a.temperature);
-  const RowCtx row = row_ctx(a, 0);
-  std::vector<float> sc(static_cast<size_t>(kSingleBlock));
+  std::vector<float> sc(static_cast<size_t>(R * kSingleBlock));
   for (int64_t b = blo; b < bhi; ++b) {
     const int64_t i0 = b * kSingleBlock;
     const int64_t cnt = std::min<int64_t>(kSingleBlock, a.n_items - i0);
-    score_single<Tag>(E, i0, cnt, a.dim, a.users, a.bias, sc.data());
-    const int64_t bb = epilogue(sc.data(), i0, cnt, row, log2e_t, heap, parts[b]);
-    if (bb >= 0 && (bad < 0 || bb < bad)) bad = bb;
+    score_rows<Tag, R>(E, i0, cnt, a.dim, a.users, a.bias, sc.data());
+    for (int r = 0; r < R; ++r) {
+      const int64_t bb = epilogue(sc.data() + r * kSingleBlock, i0, cnt, row_ctx(a, r), log2e_t,
+                                  heaps[r], parts[static_cast<size_t>(r * nblocks + b)]);
+      if (bb >= 0) bad.offer(r, bb);
+    }
   }
 }
 
-template <class Tag>
-inline TopkStatus run_single(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
+// B <= kSmallBatch users: threads split the item blocks; each block is read once
+// for all users. Per-worker candidates and per-block partials are merged after.
+template <class Tag, int R>
+inline TopkStatus run_small(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
   const int64_t nblocks = (a.n_items + kSingleBlock - 1) / kSingleBlock;
   const int t = std::max(1, resolve_threads(n_threads));
-  std::vector<Heap> heaps(static_cast<size_t>(t), Heap(a.k));
-  std::vector<int64_t> bad(static_cast<size_t>(t), -1);
-  std::vector<BlockLse> parts(static_cast<size_t>(nblocks));
+  std::vector<Heap> heaps(static_cast<size_t>(t * R), Heap(a.k));
+  std::vector<BadPair> bad(static_cast<size_t>(t));
+  std::vector<BlockLse> parts(static_cast<size_t>(R * nblocks));
   parallel_for(nblocks, t, kSingleSerialBlocks, [&](int64_t lo, int64_t hi, int w) {
-    single_worker<Tag>(a, lo, hi, heaps[static_cast<size_t>(w)], parts, bad[static_cast<size_t>(w)]);
+    small_worker<Tag, R>(a, lo, hi, heaps.data() + static_cast<size_t>(w) * R, parts, nblocks,
+                         bad[static_cast<size_t>(w)]);
   });
   TopkStatus st;
-  for (int64_t b : bad) {
-    if (b >= 0 && (st.nonfinite_item < 0 || b < st.nonfinite_item)) st.nonfinite_item = b;
+  BadPair first;
+  for (const BadPair& b : bad) {
+    if (b.user >= 0) first.offer(b.user, b.item);
   }
-  if (st.nonfinite_item >= 0) {
-    st.nonfinite_user = 0;
+  if (first.user >= 0) {
+    st.nonfinite_user = first.user;
+    st.nonfinite_item = first.item;
     return st;
   }
   // Fixed merge order: log-sum-exp partials by block, candidates by (score, id).
-  RowLse lse;
-  for (const BlockLse& p : parts) lse.merge(p, a.temperature);
-  std::vector<Cand> all;
-  for (Heap& h : heaps) all.insert(all.end(), h.items().begin(), h.items().end());
-  if (!finalize_row(all, a.k, lse, a.temperature, o, 0)) st.short_user = 0;
+  for (int r = 0; r < R; ++r) {
+    RowLse lse;
+    for (int64_t b = 0; b < nblocks; ++b) lse.merge(parts[static_cast<size_t>(r * nblocks + b)],
+                                                     a.temperature);
+    std::vector<Cand> all;
+    for (int w = 0; w < t; ++w) {
+      const std::vector<Cand>& c = heaps[static_cast<size_t>(w * R + r)].items();
+      all.insert(all.end(), c.begin(), c.end());
+    }
+    if (!finalize_row(all, a.k, lse, a.temperature, o, r)) {
+      st.short_user = r;
+      return st;
+    }
+  }
   return st;
 }
 
@@ -350,14 +394,22 @@ inline TopkStatus run_batch(const TopkArgs& a, const TopkOutputs& o, int n_threa
   return st;
 }
 
+template <class Tag>
+inline TopkStatus run_typed(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
+  static_assert(kSmallBatch == 4, "run_typed dispatches R = 1..4");
+  switch (a.n_users) {
+    case 1: return run_small<Tag, 1>(a, o, n_threads);
+    case 2: return run_small<Tag, 2>(a, o, n_threads);
+    case 3: return run_small<Tag, 3>(a, o, n_threads);
+    case 4: return run_small<Tag, 4>(a, o, n_threads);
+    default: return run_batch<Tag>(a, o, n_threads);
+  }
+}
+
 inline TopkStatus run(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
-  const bool single = a.n_users == 1;
   switch (a.item_type) {
-    case ItemType::F16:
-      return single ? run_single<F16>(a, o, n_threads) : run_batch<F16>(a, o, n_threads);
-    case ItemType::BF16:
-      return single ? run_single<BF16>(a, o, n_threads) : run_batch<BF16>(a, o, n_threads);
-    default:
-      return single ? run_single<F32>(a, o, n_threads) : run_batch<F32>(a, o, n_threads);
+    case ItemType::F16: return run_typed<F16>(a, o, n_threads);
+    case ItemType::BF16: return run_typed<BF16>(a, o, n_threads);
+    default: return run_typed<F32>(a, o, n_threads);
   }
 }

@@ -66,6 +66,7 @@ struct OpsScalar {
   static constexpr const char* kName = "scalar";
   static constexpr int kMR = 4;  // microkernel rows (users) per register tile
   static constexpr int kNV = 1;  // microkernel vectors (16 items each) per row
+  static constexpr bool kHasTranspose16 = false;  // packing falls back to scalar copies
 
   static V zero() { return set1(0.0f); }
   static V set1(float x) {
@@ -162,6 +163,12 @@ struct OpsScalar {
     for (int i = 0; i < 16; ++i) m |= static_cast<uint32_t>(p[i] != 0) << i;
     return m;
   }
+  // out[k] lane j = in[j] lane k (unused while kHasTranspose16 is false; kept correct).
+  static void transpose16(const V* in, V* out) {
+    for (int k = 0; k < 16; ++k) {
+      for (int j = 0; j < 16; ++j) out[k].v[j] = in[j].v[k];
+    }
+  }
   // out lane j = sum of the 16 lanes of acc[j], in the tree
   // ((l0+l8)+(l4+l12)) + ((l2+l10)+(l6+l14)) + (((l1+l9)+(l5+l13)) + ((l3+l11)+(l7+l15))),
   // i.e. a[i]=l[i]+l[i+8], b[i]=a[i]+a[i+4], c[i]=b[i]+b[i+2], c[0]+c[1].
@@ -201,6 +208,7 @@ struct OpsAvx2 {
   static constexpr const char* kName = "avx2";
   static constexpr int kMR = 6;  // 6 x 16 register tile: 12 accumulators of 16 ymm
   static constexpr int kNV = 1;
+  static constexpr bool kHasTranspose16 = false;
 
   static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   static V set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
@@ -292,6 +300,16 @@ struct OpsAvx2 {
     const int eq = _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128()));
     return static_cast<uint32_t>(~eq) & 0xFFFFu;
   }
+  // out[k] lane j = in[j] lane k (unused while kHasTranspose16 is false; kept correct).
+  static void transpose16(const V* in, V* out) {
+    alignas(32) float t[16][16];
+    for (int j = 0; j < 16; ++j) store(t[j], in[j]);
+    alignas(32) float o[16];
+    for (int k = 0; k < 16; ++k) {
+      for (int j = 0; j < 16; ++j) o[j] = t[j][k];
+      out[k] = load(o);
+    }
+  }
   // Same pairing as OpsScalar::reduce16 (see the AVX-512 version for the layout).
   static V reduce16(const V* acc) {
     __m256 c[8][2];
@@ -353,6 +371,7 @@ struct OpsAvx512 {
   static constexpr const char* kName = "avx512";
   static constexpr int kMR = 14;  // 14 x 32 register tile: 28 of 32 zmm accumulate
   static constexpr int kNV = 2;
+  static constexpr bool kHasTranspose16 = true;
 
   static V zero() { return {_mm512_setzero_ps()}; }
   static V set1(float x) { return {_mm512_set1_ps(x)}; }
@@ -405,6 +424,35 @@ struct OpsAvx512 {
   static uint32_t nonzero_bytes(const uint8_t* p) {
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm_test_epi8_mask(x, x);
+  }
+  // out[k] lane j = in[j] lane k (a 16 x 16 transpose; moves only, no arithmetic).
+  static void transpose16(const V* in, V* out) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = in[i].v;
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+      const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
+      r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+      r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+      t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+      t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+      t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; ++i) {
+      out[i].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+      out[i + 8].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+      out[i + 4].v = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+      out[i + 12].v = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
   }
   // Transposed tree sum of 16 vectors (see OpsScalar::reduce16 for the pairing).
   static V reduce16(const V* acc) {
