@@ -772,6 +772,8 @@ class FeatureStore:
         # Buffers grow to twice the cap, so that compacting the live rows to the front
         # happens once per ~cap inserts (amortised O(1)) once a user reaches the cap.
         self._capacity = 2 * (self.config.max_events_per_user + 1)
+        self._max_price = _MAX_UNITS * self.config.money_unit
+        self._history_seconds = self.config.history_seconds
 
     def __len__(self) -> int:
         """Number of users held."""
@@ -824,17 +826,23 @@ class FeatureStore:
             h = self._users.get(user)
         except TypeError:
             raise ValueError(f"user: expected a hashable id, got {type(user).__name__}") from None
-        code = _event_code(etype)
+        # Fast paths for plain Python values (the serving case); anything else goes through
+        # the full checks, which also write the error messages.
+        code = etype if type(etype) is int and 0 <= etype < N_EVENT_TYPES else _event_code(etype)
         if code < 0:
             raise ValueError(f"event: unknown event type {etype!r}; expected one of "
                              f"{list(EVENT_NAMES)} or a code in 0..{N_EVENT_TYPES - 1}")
-        if isinstance(cat, (bool, np.bool_)) or not isinstance(cat, (int, np.integer)) or not (
-                0 <= cat < cfg.n_categories):
+        if not (type(cat) is int and 0 <= cat < cfg.n_categories) and (
+                isinstance(cat, (bool, np.bool_)) or not isinstance(cat, (int, np.integer))
+                or not 0 <= cat < cfg.n_categories):
             raise ValueError(f"category: expected an integer in [0, {cfg.n_categories}) "
                              f"(n_categories), got {cat!r}")
-        price_f = check_range("price", price, 0.0, _MAX_UNITS * cfg.money_unit)
-        disc_f = check_range("discount", disc, 0.0, 1.0)
-        t = check_range("timestamp", ts)
+        # NaN fails every comparison, so a float passing these is finite and in range.
+        price_f = price if type(price) is float and 0.0 <= price <= self._max_price else \
+            check_range("price", price, 0.0, self._max_price)
+        disc_f = disc if type(disc) is float and 0.0 <= disc <= 1.0 else \
+            check_range("discount", disc, 0.0, 1.0)
+        t = ts if type(ts) is float and math.isfinite(ts) else check_range("timestamp", ts)
         if h is not None and t < h.max_ts - cfg.reorder_tolerance_seconds:
             raise LateEventError(
                 f"timestamp: event at {t!r} is {h.max_ts - t:g} s older than this user's latest "
@@ -866,7 +874,7 @@ class FeatureStore:
 
         # Fold rows older than every window of any time the store still answers for
         # (now >= max_ts - tolerance), then rows beyond the cap.
-        horizon = (h.max_ts - cfg.reorder_tolerance_seconds) - cfg.history_seconds
+        horizon = (h.max_ts - cfg.reorder_tolerance_seconds) - self._history_seconds
         k = 0
         if h.t[h.lo] <= horizon:
             k = int(np.searchsorted(h.t[h.lo:h.hi], horizon, side="right"))

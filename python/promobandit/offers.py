@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -81,7 +82,7 @@ _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 # Entries of the kernel's table with one value per offer (sliced when pricing one offer).
 _PER_OFFER = frozenset({"kind", "ppm", "ppm2", "threshold", "amount", "duration", "is_percent",
-                        "is_fixed", "fixed_redeem", "is_coupon", "coupon_cost"})
+                        "is_fixed", "fixed_redeem", "is_coupon", "coupon_cost", "all_active"})
 
 # Kind codes of the vectorised kernel.
 _NONE, _PERCENT, _SPEND, _TIMED, _COUPON = 0, 1, 2, 3, 4
@@ -540,7 +541,9 @@ class Catalogue:
             "ppm2": 2 * ppm,
             "coupon_cost": np.where(kind == _COUPON, amount, 0) / per_unit,
             "has_exclusions": bool(ex_item_id or ex_cat_id),
+            "all_active": np.ones(k, dtype=bool),
         }
+        table["all_active"].setflags(write=False)
         object.__setattr__(self, "_table", table)
 
     # --- lookup ---------------------------------------------------------------------------
@@ -566,36 +569,36 @@ class Catalogue:
 
     # --- the vectorised kernel ------------------------------------------------------------
     def _line_arrays(self, basket: Basket) -> tuple[np.ndarray, np.ndarray]:
-        """(list amount, effective margin floor) of every line, in minor units."""
+        """(list amount, headroom) of every line in minor units; the headroom is the most
+        a discount may take off the line: list - max(margin floor, ...) clipped at 0."""
         if not isinstance(basket, Basket):
             raise ValueError(f"basket: expected a Basket, got {type(basket).__name__}")
         per_unit = self._per_unit  # type: ignore[attr-defined]
-        qty = basket.quantities.astype(np.float64)
-        unit_minor = np.rint(basket.unit_prices * per_unit)
-        if float((unit_minor * qty).max()) >= _MAX_LINE_MINOR:
-            i = int(np.argmax(unit_minor * qty))
+        amount = np.rint(basket.unit_prices * per_unit) * basket.quantities
+        if amount.max() >= _MAX_LINE_MINOR:
+            i = int(np.argmax(amount))
             raise ValueError(f"unit_prices: line {i} amounts to more than {_MAX_LINE_MINOR:.3g} "
                              f"minor units, beyond exact pricing")
-        line_list = unit_minor.astype(np.int64) * basket.quantities
-        raw_floor = basket.unit_costs * (1.0 + self.margin_floor) * qty * per_unit
-        floor = np.ceil(raw_floor - _MINOR_TOLERANCE).astype(np.int64)
-        # A line listed below its floor may be sold at list, never discounted.
-        return line_list, np.minimum(floor, line_list)
+        floor = np.ceil(basket.unit_costs * (1.0 + self.margin_floor) * basket.quantities
+                        * per_unit - _MINOR_TOLERANCE)
+        # A line listed below its floor may be sold at list, never discounted: headroom 0.
+        headroom = np.maximum(amount - floor, 0.0)
+        return amount.astype(np.int64), headroom.astype(np.int64)
 
     def _active(self, now: float | None, offered_at: float | None) -> np.ndarray:
         """(K,) True where a time-limited offer is still valid (others: True)."""
         t = self._table  # type: ignore[attr-defined]
-        active = np.ones(len(self.offers), dtype=bool)
         if offered_at is None:
-            if now is not None:
+            if now is not None and not (isinstance(now, (int, float)) and math.isfinite(now)):
                 check_range("now", now)
-            return active  # a fresh offer, made now
+            return t["all_active"]  # a fresh offer, made now
         if now is None:
             raise ValueError("now: required when offered_at is given")
         n = check_range("now", now)
         o = check_range("offered_at", offered_at)
         if n < o:
             raise ValueError(f"now: expected a time >= offered_at={o!r}, got {n!r}")
+        active = np.ones(len(self.offers), dtype=bool)
         timed = t["kind"] == _TIMED
         active[timed] = n < o + t["duration"][timed]
         return active
@@ -657,11 +660,11 @@ class Catalogue:
         while now < offered_at + hours; without offered_at it is priced as made now (the
         decision-time case). Coupons are priced as issued on this basket (no discount now).
         """
-        line_list, floor = self._line_arrays(basket)
+        line_list, headroom = self._line_arrays(basket)
         active = self._active(now, offered_at)
         saving, _ = self._savings(basket, line_list, active, redeem_coupons=False)
         paid = line_list[None, :] - saving
-        ok = (paid >= floor[None, :]).all(axis=1)
+        ok = np.less_equal(saving, headroom).all(axis=1)
         per_unit = self._per_unit  # type: ignore[attr-defined]
         t = self._table  # type: ignore[attr-defined]
         cost = np.where(t["is_coupon"], t["coupon_cost"], saving.sum(axis=1) / per_unit)
@@ -676,18 +679,19 @@ class Catalogue:
         False exactly when pricing the basket under offer k would take some line below
         its margin floor (see the module). Arguments as in ``quote``.
         """
-        line_list, floor = self._line_arrays(basket)
+        line_list, headroom = self._line_arrays(basket)
         active = self._active(now, offered_at)
         saving, _ = self._savings(basket, line_list, active, redeem_coupons=False)
-        return ((line_list[None, :] - saving) >= floor[None, :]).all(axis=1)
+        return np.less_equal(saving, headroom).all(axis=1)
 
     def _pricing(self, basket: Basket, k: int, *, now: float | None, offered_at: float | None,
                  check_floor: bool, redeem: bool = False) -> Pricing:
-        line_list, floor = self._line_arrays(basket)
+        line_list, headroom = self._line_arrays(basket)
         active = self._active(now, offered_at)
         saving, applied = self._savings(basket, line_list, active, redeem_coupons=redeem,
                                         rows=np.array([k]))
         paid = line_list - saving[0]
+        floor = line_list - headroom
         if check_floor and (paid < floor).any():
             i = int(np.argmax(paid < floor))
             per_unit = self._per_unit  # type: ignore[attr-defined]
