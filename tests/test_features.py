@@ -19,10 +19,19 @@ from promobandit.features import (
     FeatureStore,
     LateEventError,
     cold_start_vector,
+    columns_from_log,
     feature_names,
     features_batch,
 )
-from promobandit.recommender.data import CART, CLICK, PURCHASE, VIEW
+from promobandit.recommender.data import (
+    CART,
+    CLICK,
+    PURCHASE,
+    VIEW,
+    InteractionLog,
+    SyntheticConfig,
+    synthetic_log,
+)
 
 DAY = 86400.0
 
@@ -626,3 +635,25 @@ def test_integer_ids_dense_sparse_and_negative(spread: int) -> None:
     got = features_batch(moved, np.array(users) * spread + 7, now, cfg)
     assert np.array_equal(got, want)
     assert np.array_equal(want[4], cold_start_vector(cfg))
+
+
+def test_columns_from_a_recommender_interaction_log() -> None:
+    log = synthetic_log(SyntheticConfig(n_users=40, n_items=30, n_categories=4), seed=0)
+    cols = columns_from_log(log)
+    cfg = FeatureConfig(n_categories=4)
+    now = float(log.timestamps.max())
+    users = list(range(40))
+    x = features_batch(cols, users, now, cfg)
+    store = FeatureStore(cfg)
+    store.add_events(cols)
+    assert np.array_equal(store.vectors(users, now), x)
+    names = cfg.feature_names()
+    # every user of the synthetic world has events; purchases happen
+    assert (x[:, names.index("days_since_event")] < 1).all()
+    assert (x[:, names.index("purchases_30d")] > 0).any()
+    no_prices = InteractionLog(user_ids=[0], item_ids=[0], events=[0], timestamps=[0.0],
+                               item_category=[0], item_price_band=[0], n_users=1)
+    with pytest.raises(ValueError, match="log: the interaction log has no prices"):
+        columns_from_log(no_prices)
+    with pytest.raises(ValueError, match="discounts: expected shape"):
+        columns_from_log(log, discounts=[0.1])

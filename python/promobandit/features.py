@@ -71,7 +71,14 @@ from typing import Any
 import numpy as np
 
 from .policies.base import check_int, check_range
-from .recommender.data import CART, EVENT_NAMES, N_EVENT_TYPES, PURCHASE, SECONDS_PER_DAY
+from .recommender.data import (
+    CART,
+    EVENT_NAMES,
+    N_EVENT_TYPES,
+    PURCHASE,
+    SECONDS_PER_DAY,
+    InteractionLog,
+)
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -608,6 +615,25 @@ def _user_codes(requested: Any, event_users: np.ndarray) -> tuple[np.ndarray, in
     return inverse, len(table), codes
 
 
+def columns_from_log(log: InteractionLog, discounts: Any = None) -> dict[str, np.ndarray]:
+    """The event columns of a recommender ``InteractionLog`` (which must have prices).
+
+    category comes from the log's item catalogue; discounts: optional (n,) fractions in
+    [0, 1] of the purchases (0 elsewhere); without them every purchase is at full price.
+    """
+    if not isinstance(log, InteractionLog):
+        raise ValueError(f"log: expected an InteractionLog, got {type(log).__name__}")
+    if log.prices is None:
+        raise ValueError("log: the interaction log has no prices; spend features need them")
+    n = len(log)
+    disc = np.zeros(n) if discounts is None else np.asarray(discounts, dtype=np.float64)
+    if disc.shape != (n,):
+        raise ValueError(f"discounts: expected shape ({n},) like the log, got {disc.shape}")
+    return {"user": log.user_ids, "event": log.events.astype(np.int64),
+            "category": log.item_category[log.item_ids], "price": log.prices,
+            "discount": disc, "timestamp": log.timestamps}
+
+
 # --- batch -------------------------------------------------------------------------------
 
 def features_batch(events: Any, users: Any, now: float,
@@ -943,6 +969,7 @@ __all__ = [
     "FeatureStore",
     "LateEventError",
     "cold_start_vector",
+    "columns_from_log",
     "feature_names",
     "features_batch",
 ]
