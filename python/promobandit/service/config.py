@@ -1,0 +1,413 @@
+"""The service's configuration: a TOML file (or the embedded default), validated with errors
+that name the key, e.g. ``engine.budget.amount: expected a value in (0, inf], got -5``.
+
+Sections and keys (every one optional; the defaults are the embedded configuration):
+
+``[server]``      host, port, api_key, max_body_bytes, threads, log_level
+``[limits]``      max_batch, max_basket_lines, max_k, max_candidates, max_events,
+                  max_context, max_id_length, max_money
+``[privacy]``     key
+``[catalogue]``   path (absent: the embedded ``default_catalogue()``)
+``[policy]``      name, n_features, backend, ``[policy.settings]`` (the policy's config)
+``[engine]``      seed, objective, reward_scale, feedback_wait_seconds, default_reward,
+                  conversion_prior, log_action_probs, remember_finalised,
+                  expire_every_seconds, ``caps`` (a table, or false),
+                  ``[engine.budget]`` (absent: no budget), ``[engine.fairness]`` (absent: off)
+``[storage]``     kind, dir, fsync, snapshot_interval_seconds, snapshot_every_events,
+                  snapshots_kept, decision_log
+
+Secrets come from the environment when set there: ``PROMOBANDIT_PRIVACY_KEY`` replaces
+``privacy.key`` and ``PROMOBANDIT_API_KEY`` replaces ``server.api_key`` (so that neither
+has to be written into a file or onto a command line). The service refuses to start
+without a privacy key: there is no demo key, because the key is what keeps raw user ids
+out of every file the service writes.
+
+Relative paths (``catalogue.path``, ``storage.dir``) are relative to the config file's
+folder, or to the working directory for the embedded default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
+from ..engine import EngineConfig
+from ..policies import POLICIES
+
+PRIVACY_KEY_ENV = "PROMOBANDIT_PRIVACY_KEY"
+API_KEY_ENV = "PROMOBANDIT_API_KEY"
+
+# The engine hashes user ids with a key of at least this many bytes (Engine checks it too).
+MIN_PRIVACY_KEY_BYTES = 16
+
+STORAGE_KINDS = ("files", "memory")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How the HTTP server listens.
+
+    host, port: the listening address (port 0: any free port).
+    api_key: the key every route except /healthz, /readyz and /metrics requires (in
+        ``X-API-Key`` or ``Authorization: Bearer``); "" turns authentication off.
+    max_body_bytes: largest request body accepted (413 above it).
+    threads: worker threads that run engine calls off the event loop (the engine's
+        native kernels release the GIL); 0 runs them on the event loop itself.
+    log_level: uvicorn's and the service's log level.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str = ""
+    max_body_bytes: int = 1_048_576
+    threads: int = 4
+    log_level: str = "info"
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds of the request schemas (each enforced with a 422 naming the field).
+
+    max_batch: requests in one POST /v1/decide/batch.
+    max_basket_lines: lines in a basket. max_k: items to recommend.
+    max_candidates: candidate item ids. max_events: recent events in one request.
+    max_context: features in a context for a non-contextual policy (ignored there; a
+        contextual policy requires exactly policy.n_features).
+    max_id_length: characters in a user, group, decision or event id.
+    max_money: largest amount of money in a request (currency units).
+    """
+
+    max_batch: int = 256
+    max_basket_lines: int = 200
+    max_k: int = 100
+    max_candidates: int = 10_000
+    max_events: int = 100
+    max_context: int = 1024
+    max_id_length: int = 256
+    max_money: float = 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyServiceConfig:
+    """The bandit policy (see promobandit.policies).
+
+    name: one of promobandit.policies.POLICIES. n_features: context length, for the
+    contextual policies (LinUCB, LinTS). backend: "auto", "cpp" or "numba".
+    settings: the policy's config keywords (e.g. propensity_draws, alpha, v).
+    """
+
+    name: str = "GaussianTS"
+    n_features: int | None = None
+    backend: str = "auto"
+    settings: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: {"propensity_draws": 100})
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    """Durable state (see promobandit.service.storage).
+
+    kind: "files" (write-ahead log and snapshots in ``dir``) or "memory" (nothing
+        survives a restart: for tests and demos).
+    dir: the state folder (created if missing).
+    fsync: make every acknowledged write durable with fdatasync before answering;
+        false keeps data in the OS page cache only (survives a process crash, not a
+        power loss).
+    snapshot_interval_seconds / snapshot_every_events: a snapshot is written when this
+        much time has passed, or this many log records were written, since the last.
+    snapshots_kept: snapshots kept (>= 2, so that a corrupt newest one can fall back on
+        the one before it, with the log since then).
+    decision_log: write the engine's Parquet decision log to ``dir/decisions`` (flushed
+        at each snapshot).
+    """
+
+    kind: str = "files"
+    dir: str = "promobandit-state"
+    fsync: bool = True
+    snapshot_interval_seconds: float = 60.0
+    snapshot_every_events: int = 100_000
+    snapshots_kept: int = 2
+    decision_log: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """The whole configuration (see the module doc for the file layout)."""
+
+    server: ServerConfig
+    limits: LimitsConfig
+    privacy_key: bytes = dataclasses.field(repr=False)
+    catalogue_path: str | None
+    policy: PolicyServiceConfig
+    engine: EngineConfig
+    expire_every_seconds: float
+    storage: StorageConfig
+    source: str = "<embedded default>"
+
+
+# Engine keys of the [engine] table (besides the sub-tables), with their types.
+_ENGINE_KEYS: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "objective": (str,), "reward_scale": (int, float),
+    "feedback_wait_seconds": (int, float), "default_reward": (int, float),
+    "conversion_prior": (list,), "log_action_probs": (str,), "remember_finalised": (int,),
+}
+_EXPIRE_DEFAULT = 5.0
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a table"}
+    if set(types) == {int, float}:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_type(path: str, value: Any, types: tuple[type, ...]) -> Any:
+    # bool is an int in Python but never a valid number in a config file.
+    if isinstance(value, bool) and bool not in types:
+        raise ValueError(f"{path}: expected {_type_name(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise ValueError(f"{path}: expected {_type_name(types)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: expected a finite number, got {value!r}")
+    return value
+
+
+def _table(path: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{path}: expected a table, got {value!r}")
+    return value
+
+
+def _unknown(path: str, table: Mapping[str, Any], known: set[str]) -> None:
+    extra = sorted(set(table) - known)
+    if extra:
+        where = f"{path}.{extra[0]}" if path else extra[0]
+        raise ValueError(f"{where}: unknown key; expected one of {sorted(known)}")
+
+
+def _dataclass_from(path: str, cls: type, table: Mapping[str, Any],
+                    skip: tuple[str, ...] = ()) -> Any:
+    """cls(**table) with each key checked against the field's default's type."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    _unknown(path, table, set(fields))
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in table:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, bool):
+            types: tuple[type, ...] = (bool,)
+        elif isinstance(default, float):
+            types = (int, float)
+        elif isinstance(default, int):
+            types = (int,)
+        elif isinstance(default, str):
+            types = (str,)
+        else:
+            types = (object,)
+        v = _check_type(f"{path}.{name}", table[name], types)
+        kwargs[name] = float(v) if types == (int, float) else v
+    return cls(**kwargs)
+
+
+def _limit_checks(path: str, obj: Any, rules: dict[str, tuple[float, float]]) -> None:
+    for name, (lo, hi) in rules.items():
+        v = getattr(obj, name)
+        if not (lo <= v <= hi):
+            raise ValueError(f"{path}.{name}: expected a value in [{lo:g}, {hi:g}], got {v!r}")
+
+
+def _engine_part(path: str, cls: type, value: Any) -> Any:
+    """A constraints config (caps, budget, fairness) from its table, errors prefixed."""
+    table = _table(path, value)
+    names = {f.name for f in dataclasses.fields(cls)}
+    _unknown(path, table, names)
+    kwargs = {}
+    for k, v in table.items():
+        if isinstance(v, list):
+            kwargs[k] = tuple(v)
+        else:
+            kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ValueError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}.{exc}") from None
+
+
+def _policy(table: Mapping[str, Any]) -> PolicyServiceConfig:
+    _unknown("policy", table, {"name", "n_features", "backend", "settings"})
+    name = _check_type("policy.name", table.get("name", "GaussianTS"), (str,))
+    if name not in POLICIES:
+        raise ValueError(f"policy.name: expected one of {sorted(POLICIES)}, got {name!r}")
+    cls = POLICIES[name]
+    n_features = table.get("n_features")
+    if cls.contextual:
+        if n_features is None:
+            raise ValueError(f"policy.n_features: required for the contextual policy {name}")
+        _check_type("policy.n_features", n_features, (int,))
+        if n_features < 1:
+            raise ValueError(f"policy.n_features: expected an integer >= 1, got {n_features}")
+    elif n_features is not None:
+        raise ValueError(f"policy.n_features: {name} is not contextual; remove the key")
+    backend = _check_type("policy.backend", table.get("backend", "auto"), (str,))
+    if backend not in ("auto", "cpp", "numba"):
+        raise ValueError(f"policy.backend: expected 'auto', 'cpp' or 'numba', got {backend!r}")
+    if "settings" in table:
+        settings = dict(_table("policy.settings", table["settings"]))
+    elif name == "GaussianTS":
+        settings = {"propensity_draws": 100}
+    else:
+        settings = {}
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    _unknown("policy.settings", settings, known)
+    try:
+        cls.config_class(**settings)
+    except ValueError as exc:
+        raise ValueError(f"policy.settings.{exc}") from None
+    return PolicyServiceConfig(name=name, n_features=n_features, backend=backend,
+                               settings=settings)
+
+
+def _engine(table: Mapping[str, Any]) -> tuple[EngineConfig, float]:
+    _unknown("engine", table, {*_ENGINE_KEYS, "caps", "budget", "fairness",
+                               "expire_every_seconds"})
+    kwargs: dict[str, Any] = {}
+    for k, types in _ENGINE_KEYS.items():
+        if k in table:
+            v = _check_type(f"engine.{k}", table[k], types)
+            kwargs[k] = tuple(v) if isinstance(v, list) else v
+    if "caps" in table:
+        caps = table["caps"]
+        if caps is False:
+            kwargs["caps"] = None
+        elif isinstance(caps, bool):
+            raise ValueError("engine.caps: expected a table or false, got true")
+        else:
+            kwargs["caps"] = _engine_part("engine.caps", UserCapsConfig, caps)
+    if "budget" in table:
+        kwargs["budget"] = _engine_part("engine.budget", BudgetConfig, table["budget"])
+    if "fairness" in table:
+        kwargs["fairness"] = _engine_part("engine.fairness", FairnessConfig, table["fairness"])
+    try:
+        cfg = EngineConfig(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"engine.{exc}") from None
+    expire = _check_type("engine.expire_every_seconds",
+                         table.get("expire_every_seconds", _EXPIRE_DEFAULT), (int, float))
+    if not expire > 0:
+        raise ValueError(f"engine.expire_every_seconds: expected a value > 0, got {expire!r}")
+    return cfg, float(expire)
+
+
+def _privacy_key(table: Mapping[str, Any], environ: Mapping[str, str]) -> bytes:
+    _unknown("privacy", table, {"key"})
+    key = environ.get(PRIVACY_KEY_ENV) or _check_type("privacy.key", table.get("key", ""), (str,))
+    raw = key.encode()
+    if not raw:
+        raise ValueError(f"privacy.key: required (or set {PRIVACY_KEY_ENV}); user ids are "
+                         "pseudonymised with this secret before anything is logged, and there "
+                         "is no default key")
+    if len(raw) < MIN_PRIVACY_KEY_BYTES:
+        raise ValueError(f"privacy.key: expected at least {MIN_PRIVACY_KEY_BYTES} bytes of "
+                         f"secret, got {len(raw)}")
+    return raw
+
+
+def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None,
+              environ: Mapping[str, str] | None = None,
+              source: str = "<dict>") -> ServiceConfig:
+    """A validated ServiceConfig from the parsed TOML tables (errors name the key)."""
+    env = os.environ if environ is None else environ
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    data = _table("config", data)
+    _unknown("", data, {"server", "limits", "privacy", "catalogue", "policy", "engine",
+                        "storage"})
+    server = _dataclass_from("server", ServerConfig, _table("server", data.get("server", {})))
+    if env.get(API_KEY_ENV):
+        server = dataclasses.replace(server, api_key=env[API_KEY_ENV])
+    _limit_checks("server", server, {"port": (0, 65535), "max_body_bytes": (1024, 2**31),
+                                     "threads": (0, 256)})
+    if server.log_level not in LOG_LEVELS:
+        raise ValueError(f"server.log_level: expected one of {list(LOG_LEVELS)}, "
+                         f"got {server.log_level!r}")
+    limits = _dataclass_from("limits", LimitsConfig, _table("limits", data.get("limits", {})))
+    _limit_checks("limits", limits, {
+        "max_batch": (1, 100_000), "max_basket_lines": (1, 100_000), "max_k": (1, 100_000),
+        "max_candidates": (1, 10_000_000), "max_events": (1, 100_000),
+        "max_context": (1, 1_000_000), "max_id_length": (1, 100_000),
+        # Money must stay exact in minor units (offers.py keeps line amounts below 2**53).
+        "max_money": (1.0, 1e12)})
+    key = _privacy_key(_table("privacy", data.get("privacy", {})), env)
+    cat_table = _table("catalogue", data.get("catalogue", {}))
+    _unknown("catalogue", cat_table, {"path"})
+    cat_path = None
+    if "path" in cat_table:
+        p = _check_type("catalogue.path", cat_table["path"], (str,))
+        cat_path = str(base / p)
+    policy = _policy(_table("policy", data.get("policy", {})))
+    engine, expire = _engine(_table("engine", data.get("engine", {})))
+    storage = _dataclass_from("storage", StorageConfig, _table("storage", data.get("storage", {})))
+    if storage.kind not in STORAGE_KINDS:
+        raise ValueError(f"storage.kind: expected one of {list(STORAGE_KINDS)}, "
+                         f"got {storage.kind!r}")
+    if not storage.dir:
+        raise ValueError("storage.dir: expected a folder path, got ''")
+    if not storage.snapshot_interval_seconds > 0:
+        raise ValueError("storage.snapshot_interval_seconds: expected a value > 0, got "
+                         f"{storage.snapshot_interval_seconds!r}")
+    _limit_checks("storage", storage, {"snapshot_every_events": (1, 2**62),
+                                       "snapshots_kept": (2, 1000)})
+    storage = dataclasses.replace(storage, dir=str(base / storage.dir))
+    return ServiceConfig(server=server, limits=limits, privacy_key=key, catalogue_path=cat_path,
+                         policy=policy, engine=engine, expire_every_seconds=expire,
+                         storage=storage, source=source)
+
+
+def load(path: str | os.PathLike[str] | None = None, *,
+         environ: Mapping[str, str] | None = None) -> ServiceConfig:
+    """The configuration from a TOML file, or the embedded default when path is None."""
+    if path is None:
+        return from_dict({}, environ=environ, source="<embedded default>")
+    import tomllib
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"config: no such file {str(p)!r}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config: {str(p)!r} is not valid TOML: {exc}") from None
+    return from_dict(data, base_dir=p.resolve().parent, environ=environ, source=str(p))
+
+
+def fingerprint_data(cfg: ServiceConfig, catalogue: Any) -> dict[str, Any]:
+    """What must not change between a snapshot and the process that loads it (the engine's
+    behaviour on replay depends on exactly these)."""
+    return {"catalogue": catalogue.to_dict(), "policy": cfg.policy.name,
+            "n_features": cfg.policy.n_features,
+            "settings": dict(sorted(cfg.policy.settings.items())),
+            "engine": dataclasses.asdict(cfg.engine)}
+
+
+__all__ = [
+    "API_KEY_ENV",
+    "PRIVACY_KEY_ENV",
+    "LimitsConfig",
+    "PolicyServiceConfig",
+    "ServerConfig",
+    "ServiceConfig",
+    "StorageConfig",
+    "fingerprint_data",
+    "from_dict",
+    "load",
+]
