@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Modules with a ``register(subparsers)`` function, in the order of the help text.
 COMMAND_MODULES = (
     "promobandit.simulate.cli",
+    "promobandit.service.cli",
 )
 
 

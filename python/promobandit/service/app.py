@@ -1,0 +1,360 @@
+"""The HTTP API (FastAPI): routes, authentication, body limit, errors, metrics.
+
+Routes (all JSON; see README.md in this folder):
+
+=========================  =================================================================
+POST /v1/decide            one decision (user, context, basket, group)
+POST /v1/decide/batch      several decisions as one moment
+POST /v1/feedback          a click / purchase / coupon redemption for a decision
+GET  /v1/offers            the offer catalogue
+GET  /v1/policy            policy version and per-offer statistics, engine counters, budget,
+                           fairness gap, log position
+GET  /healthz              the process answers (no key needed)
+GET  /readyz               recovered and able to write (503 otherwise; detail says why)
+GET  /metrics              Prometheus text format (no key needed)
+=========================  =================================================================
+
+Errors are ``{"error": "<field>: <what was expected>", "errors": [...]}``: 401 without the
+API key, 413 for a body above ``server.max_body_bytes``, 422 for a request that does not
+fit the schema or that the engine rejects, 503 when the state cannot be written (disk full,
+failed fsync, still recovering). A write answered 200 is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..engine import Decision as EngineDecision
+from . import schemas as out
+from .metrics import ROUTES
+from .runtime import DecisionService, ServiceUnavailable
+from .schemas import build_schemas
+
+log = logging.getLogger("promobandit.service")
+
+# Routes anyone may call: probes and the scraper carry no key.
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+def error(status: int, message: str, errors: list[dict[str, Any]] | None = None,
+          headers: dict[str, str] | None = None) -> Response:
+    """The error body every route uses: one line naming the field, and the details."""
+    body: dict[str, Any] = {"error": message}
+    if errors is not None:
+        body["errors"] = errors
+    return _json(body, status, headers)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'basket', 'lines', 0, 'unit_cost') -> 'basket.lines[0].unit_cost'."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    outp = ""
+    for p in parts:
+        if isinstance(p, int):
+            outp += f"[{p}]"
+        else:
+            outp += f".{p}" if outp else str(p)
+    return outp or "body"
+
+
+def _decision(d: EngineDecision) -> dict[str, Any]:
+    prop = d.propensity
+    return {"decision_id": d.id, "offer": d.offer, "offer_id": d.offer_id,
+            "propensity": prop if prop == prop else None, "policy_version": d.policy_version,
+            "price": d.price, "discount_cost": d.discount_cost,
+            "items": None if d.items is None else d.items.tolist(),
+            "item_probs": None if d.item_probs is None else d.item_probs.tolist()}
+
+
+class EdgeMiddleware:
+    """Pure ASGI, outermost: request metrics, the API key, the body limit and unexpected
+    query parameters, before FastAPI parses anything (cheaper than BaseHTTPMiddleware,
+    and a rejected request never reaches a handler)."""
+
+    def __init__(self, app: ASGIApp, service: DecisionService) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = service.metrics
+        key = service.config.server.api_key
+        self.key = key.encode() if key else None
+        self.max_body = service.config.server.max_body_bytes
+
+    def _authorised(self, scope: Scope) -> bool:
+        assert self.key is not None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key" and hmac.compare_digest(value, self.key):
+                return True
+            if name == b"authorization" and value[:7].lower() == b"bearer " and \
+                    hmac.compare_digest(value[7:].strip(), self.key):
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        path = scope["path"]
+        route = path if path in ROUTES else "other"
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_status, path)
+        finally:
+            self.metrics.observe_request(route, scope["method"], status,
+                                         time.perf_counter() - t0)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        if self.key is not None and path not in OPEN_ROUTES and not self._authorised(scope):
+            await error(401, "api_key: missing or wrong (send X-API-Key or Authorization: "
+                        "Bearer)", headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        if path.startswith("/v1/") and scope.get("query_string"):
+            name = scope["query_string"].split(b"&")[0].split(b"=")[0].decode("latin-1")
+            await error(422, f"{name or 'query'}: unknown query parameter (this route takes "
+                        "none)")(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_body:
+                    await self._too_large(scope, receive, send)
+                    return
+        # Read the body here (bounded), so a chunked body cannot get past the limit.
+        chunks = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        done = False
+
+        async def replay() -> Message:
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error(413, f"body: larger than server.max_body_bytes = {self.max_body} bytes"
+                    )(scope, receive, send)
+
+
+def _typed(fn: Callable[..., Any], **types: Any) -> Callable[..., Any]:
+    # The request models are built per service (their bounds come from the config), so
+    # the handler's parameter types are set here rather than written as annotations.
+    fn.__annotations__.update(types)
+    return fn
+
+
+def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The FastAPI application serving ``service``.
+
+    manage_lifecycle: start the service (recovery, background threads) when the app
+    starts, if it was not started already, and stop it (final snapshot) when it stops.
+    """
+    s = build_schemas(service.config.limits, service.n_features)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle and service.state == "created":
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                service.stop()
+
+    app = FastAPI(
+        title="promobandit decision service",
+        version="1",
+        description="Personalised discount decisions with a bandit policy, inside a budget "
+                    "and fairness limits; every answered write is durable.",
+        lifespan=lifespan,
+        # Our own Prometheus metrics cover requests; tracing is not configured here.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        redoc_url=None,
+    )
+    errors_4xx: dict[int | str, dict[str, Any]] = {
+        401: {"model": out.ErrorResponse, "description": "missing or wrong API key"},
+        413: {"model": out.ErrorResponse, "description": "body too large"},
+        422: {"model": out.ErrorResponse, "description": "invalid request; names the field"},
+        503: {"model": out.ErrorResponse, "description": "state cannot be written now"},
+    }
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errs = []
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":
+                ctx = e.get("ctx") or {}
+                errs.append({"field": "body", "message": f"invalid JSON ({ctx.get('error', e.get('msg', ''))})",
+                             "type": "json_invalid"})
+                continue
+            # Never echo the input: it may be a raw user id, or a NaN JSON cannot carry.
+            errs.append({"field": field_path(e.get("loc", ())), "message": e.get("msg", ""),
+                         "type": e.get("type", "")})
+        first = errs[0] if errs else {"field": "body", "message": "invalid"}
+        return error(422, f"{first['field']}: {first['message']}", errs)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            msg = f"method: {request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 404:
+            msg = f"path: no route {request.url.path}"
+        else:
+            msg = f"request: {exc.detail}"
+        return error(exc.status_code, msg, headers=getattr(exc, "headers", None))
+
+    async def _write(fn: Callable[[], Awaitable[Response]]) -> Response:
+        try:
+            return await fn()
+        except ValueError as exc:
+            return error(422, str(exc))
+        except ServiceUnavailable as exc:
+            return error(503, str(exc))
+        except OSError as exc:
+            # Nothing was applied (the append failed) or nothing more will be (fsync).
+            return error(503, f"storage: {exc.strerror or exc}; the request was not applied "
+                         "(retry later)")
+
+    async def decide(req: Any) -> Response:
+        async def go() -> Response:
+            p = service.prepare_decide(req)
+            d, seq = await service.run(service.apply_decide, p)
+            await service.journal.durable(seq)
+            return _json(_decision(d))
+        return await _write(go)
+
+    async def decide_batch(req: Any) -> Response:
+        async def go() -> Response:
+            p = service.prepare_batch(req)
+            ds, seq = await service.run(service.apply_batch, p)
+            await service.journal.durable(seq)
+            return _json({"decisions": [_decision(d) for d in ds]})
+        return await _write(go)
+
+    async def feedback(req: Any) -> Response:
+        async def go() -> Response:
+            p = service.prepare_feedback(req)
+            res, seq = await service.run(service.apply_feedback, p)
+            await service.journal.durable(seq)
+            return _json({"status": res.status, "decision_id": res.decision_id,
+                          "reward": res.reward})
+        return await _write(go)
+
+    app.post("/v1/decide", response_model=out.Decision, responses=errors_4xx,
+             summary="Decide the offer for one request")(
+        _typed(decide, req=s.DecideRequest))
+    app.post("/v1/decide/batch", response_model=out.DecideBatchResponse, responses=errors_4xx,
+             summary="Decide several requests as one moment")(
+        _typed(decide_batch, req=s.DecideBatchRequest))
+    app.post("/v1/feedback", response_model=out.FeedbackResponse, responses=errors_4xx,
+             summary="Report what the shopper did after a decision")(
+        _typed(feedback, req=s.FeedbackRequest))
+
+    offers_body = orjson.dumps(service.catalogue.to_dict())
+
+    @app.get("/v1/offers", response_model=out.Offers, responses=errors_4xx,
+             summary="The offer catalogue (arm k is offers[k])")
+    async def offers() -> Response:
+        return Response(offers_body, media_type=JSON)
+
+    @app.get("/v1/policy", response_model=out.PolicyReport, responses=errors_4xx,
+             summary="Policy and per-offer statistics, budget, fairness gap")
+    async def policy() -> Response:
+        if service.state != "ready":
+            return error(503, f"service: {service.state}")
+        rep = await service.run(service.report)
+        return Response(orjson.dumps(rep, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+    @app.get("/healthz", response_model=out.Health, summary="Liveness")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz", response_model=out.Readiness,
+             responses={503: {"model": out.Readiness, "description": "not ready"}},
+             summary="Readiness, with what recovery found")
+    async def readyz() -> Response:
+        ready, detail = service.readiness()
+        return _json({"status": "ready" if ready else "not ready", "detail": detail},
+                     200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}})
+    async def metrics() -> Response:
+        data = await service.run(generate_latest, service.metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version,
+                              description=app.description, routes=app.routes)
+            if service.config.server.api_key:
+                # The key is checked by EdgeMiddleware; the document says where it goes.
+                comps = doc.setdefault("components", {})
+                comps["securitySchemes"] = {
+                    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                    "Bearer": {"type": "http", "scheme": "bearer"}}
+                for path, ops in doc["paths"].items():
+                    if path not in OPEN_ROUTES:
+                        for op in ops.values():
+                            op["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(EdgeMiddleware, service=service)
+    return app
+
+
+__all__ = ["EdgeMiddleware", "create_app", "error", "field_path"]

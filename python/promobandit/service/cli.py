@@ -1,0 +1,118 @@
+"""`promobandit serve`: the HTTP decision service (registered by promobandit.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import socket
+import sys
+
+# Exit status when the state on disk cannot be recovered without losing acknowledged data.
+EXIT_UNRECOVERABLE = 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve", help="run the HTTP decision service (FastAPI on uvicorn)",
+        description="Serve decisions over HTTP with durable state. Configuration: a TOML file "
+                    "(--config) or the embedded default; the privacy key comes from the file "
+                    "or PROMOBANDIT_PRIVACY_KEY (required), the API key from the file or "
+                    "PROMOBANDIT_API_KEY. See python/promobandit/service/README.md.")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: embedded)")
+    p.add_argument("--host", help="listen address (server.host)")
+    p.add_argument("--port", type=int, help="listen port, 0 for any free one (server.port)")
+    p.add_argument("--storage-dir", metavar="DIR", help="state folder (storage.dir)")
+    p.add_argument("--memory", action="store_true",
+                   help="keep state in memory only (storage.kind = 'memory'; nothing survives)")
+    p.add_argument("--threads", type=int, help="engine worker threads (server.threads)")
+    p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
+                   help="log level (server.log_level)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the configuration, print it (secrets hidden) and exit")
+    p.set_defaults(func=run)
+
+
+def _apply_flags(cfg: object, args: argparse.Namespace) -> object:
+    from .config import ServiceConfig
+
+    assert isinstance(cfg, ServiceConfig)
+    server = cfg.server
+    if args.host is not None:
+        server = dataclasses.replace(server, host=args.host)
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"port: expected 0..65535, got {args.port}")
+        server = dataclasses.replace(server, port=args.port)
+    if args.threads is not None:
+        if not 0 <= args.threads <= 256:
+            raise ValueError(f"threads: expected 0..256, got {args.threads}")
+        server = dataclasses.replace(server, threads=args.threads)
+    if args.log_level is not None:
+        server = dataclasses.replace(server, log_level=args.log_level)
+    storage = cfg.storage
+    if args.storage_dir is not None:
+        storage = dataclasses.replace(storage, dir=args.storage_dir)
+    if args.memory:
+        storage = dataclasses.replace(storage, kind="memory")
+    return dataclasses.replace(cfg, server=server, storage=storage)
+
+
+def _describe(cfg: object) -> str:
+    import json
+
+    d = dataclasses.asdict(cfg)  # type: ignore[call-overload]
+    d.pop("privacy_key", None)
+    if d["server"]["api_key"]:
+        d["server"]["api_key"] = "<set>"
+    return json.dumps(d, indent=2, default=str)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import config as config_mod
+
+    cfg = _apply_flags(config_mod.load(args.config), args)
+    assert isinstance(cfg, config_mod.ServiceConfig)
+    if args.check:
+        print(_describe(cfg))
+        return 0
+    import uvicorn
+
+    from .app import create_app
+    from .runtime import DecisionService
+    from .storage import FingerprintMismatch, StorageCorrupt
+
+    level = getattr(logging, cfg.server.log_level.upper())
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = DecisionService(cfg)
+    try:
+        service.start()
+    except (StorageCorrupt, FingerprintMismatch) as exc:
+        print(f"promobandit serve: cannot recover the state in {cfg.storage.dir}: {exc}",
+              file=sys.stderr)
+        return EXIT_UNRECOVERABLE
+    app = create_app(service)
+    # Bind before serving, so that the address (port 0: a free one) can be reported.
+    family = socket.AF_INET6 if ":" in cfg.server.host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
+    # proto says TCP, and accepted sockets inherit it; with proto 0 every keep-alive
+    # response waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((cfg.server.host, cfg.server.port))
+    sock.listen(2048)
+    host, port = sock.getsockname()[:2]
+    rec = service.recovery
+    print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
+          f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "
+          f"replayed, {len(rec.get('problems', []))} problems)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=cfg.server.log_level,
+                                           access_log=False, lifespan="on"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if service.state != "stopped":  # uvicorn did not run the lifespan's shutdown
+            service.stop()
+    return 0

@@ -1,0 +1,600 @@
+"""The decision service without HTTP: one engine, its write-ahead log, snapshots, recovery.
+
+Durability design (see README.md in this folder for the full argument):
+
+* **Everything that changes the engine is a log record, written before it is applied**:
+  ``decide`` (the pseudonymised user, the context, the basket, the group), ``decide_batch``,
+  ``feedback`` and the periodic ``expire``. Each record carries the time the service gave
+  the engine (``now``), so replaying the records in order through the same engine code
+  reproduces the state exactly, decision ids included: the engine is deterministic given
+  its state, its inputs and ``now`` (decision ids come from a counter, policy draws from a
+  counter-based RNG). Decisions are *replayed*, not stored as results, because a decision
+  also moves the policy's RNG stream, the budget reservation, the per-user caps and the
+  fairness state; re-deciding reproduces all of it through one code path, where restoring
+  results would need a second one inside the engine.
+* The record is appended under the apply lock, then applied; the apply lock makes log
+  order the engine's order. The answer waits for the group fsync that covers the record
+  (``Journal``); so every answered decision and feedback event is on disk, and a crash can
+  lose only records nobody was answered for.
+* A write that fails (disk full) appends nothing and applies nothing: the request gets a
+  503 and the engine is unchanged. A failed fsync stops all writes (503, /readyz not
+  ready) until a restart recovers from what is on disk.
+* The service's clock never goes backwards (``now`` = max(wall clock, last ``now``), also
+  across restarts), so the order of log records is the order of their times, as the
+  engine's time-based state (budget periods, expiry) assumes.
+* Snapshots: under the apply lock, ``Engine.to_bytes()`` and the seq of the last applied
+  record; written atomically by the storage; the log before the oldest kept snapshot is
+  dropped. Recovery loads the newest good snapshot and replays the log after it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+from ..engine import Decision, Engine, FeedbackResult, make_policy
+from ..offers import Basket, Catalogue, default_catalogue
+from .config import ServiceConfig, fingerprint_data
+from .journal import Journal
+from .metrics import ServiceMetrics
+from .storage import (
+    FileStorage,
+    FingerprintMismatch,
+    MemoryStorage,
+    Storage,
+    StorageCorrupt,
+)
+
+log = logging.getLogger("promobandit.service")
+
+# Log record kinds.
+KIND_DECIDE, KIND_DECIDE_BATCH, KIND_FEEDBACK, KIND_EXPIRE = 1, 2, 3, 4
+KIND_NAMES = {KIND_DECIDE: "decide", KIND_DECIDE_BATCH: "decide_batch",
+              KIND_FEEDBACK: "feedback", KIND_EXPIRE: "expire"}
+
+# Every record payload starts with the engine time it was applied at (float64), followed by
+# the JSON of its inputs; the snapshot payload starts with the last such time.
+_NOW = struct.Struct("<d")
+
+# How often the housekeeping thread looks at its timers (snapshot, expiry), in seconds.
+HOUSEKEEPING_TICK_SECONDS = 0.2
+
+# The engine's Parquet decision log is flushed at each snapshot; this many snapshot
+# intervals' worth of records is the in-band backstop before that.
+DECISION_LOG_BACKSTOP = 10
+
+T = TypeVar("T")
+
+
+class Pseudonym(str):
+    """A user id that is already the engine's keyed hash (from the log, or hashed at the
+    edge of the service), which ServiceEngine passes through instead of hashing again."""
+
+    __slots__ = ()
+
+
+class ServiceEngine(Engine):
+    """The engine, taking Pseudonym users as they are.
+
+    Replay needs to decide again for a user whose raw id the service never kept; the log
+    holds only the pseudonym, so the engine must accept one. (An engine-side keyword,
+    e.g. ``decide(..., pseudonymised=True)``, would make this subclass unnecessary.)
+    """
+
+    def pseudonym(self, user: Any) -> str:
+        if type(user) is Pseudonym:
+            return str(user)
+        return super().pseudonym(user)
+
+
+class ServiceUnavailable(RuntimeError):
+    """The service cannot take writes now (recovering, failed, or storage full)."""
+
+
+@dataclasses.dataclass
+class PreparedDecide:
+    """A checked decide request: engine inputs and the log payload (without ``now``)."""
+
+    user: Pseudonym
+    context: np.ndarray | None
+    basket: Basket
+    group: str
+    payload: bytes
+
+
+@dataclasses.dataclass
+class PreparedBatch:
+    users: list[Pseudonym]
+    contexts: np.ndarray | None
+    baskets: list[Basket]
+    groups: list[str]
+    payload: bytes
+
+
+@dataclasses.dataclass
+class PreparedFeedback:
+    kwargs: dict[str, Any]
+    decision_id: str
+    event_id: str
+    payload: bytes
+
+
+def _basket_columns(lines: list[Any]) -> list[list[Any]]:
+    """Basket lines (models or dicts) as the five columns the engine's Basket takes."""
+    if lines and not isinstance(lines[0], dict):
+        return [[ln.item_id for ln in lines], [ln.category for ln in lines],
+                [ln.unit_price for ln in lines], [ln.unit_cost for ln in lines],
+                [ln.quantity for ln in lines]]
+    return [[ln["item_id"] for ln in lines], [ln["category"] for ln in lines],
+            [ln["unit_price"] for ln in lines], [ln["unit_cost"] for ln in lines],
+            [ln["quantity"] for ln in lines]]
+
+
+def _basket(cols: list[list[Any]]) -> Basket:
+    return Basket(np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.int64),
+                  np.array(cols[2], dtype=np.float64), np.array(cols[3], dtype=np.float64),
+                  np.array(cols[4], dtype=np.int64))
+
+
+def build_engine(cfg: ServiceConfig, catalogue: Catalogue, log_dir: str | None) -> ServiceEngine:
+    """The engine the configuration describes (policy seeded with the engine seed)."""
+    p = cfg.policy
+    policy = make_policy(p.name, len(catalogue), p.n_features, seed=cfg.engine.seed,
+                         backend=p.backend, **dict(p.settings))
+    flush_rows = max(1, cfg.storage.snapshot_every_events * DECISION_LOG_BACKSTOP)
+    return ServiceEngine(catalogue, policy, cfg.engine, privacy_key=cfg.privacy_key,
+                         log_dir=log_dir, log_flush_rows=flush_rows)
+
+
+def make_storage(cfg: ServiceConfig) -> Storage:
+    """The storage the configuration names."""
+    if cfg.storage.kind == "memory":
+        return MemoryStorage()
+    return FileStorage(cfg.storage.dir, fsync=cfg.storage.fsync,
+                       snapshots_kept=cfg.storage.snapshots_kept)
+
+
+class DecisionService:
+    """One engine behind a write-ahead log (see the module doc).
+
+    config: the service configuration. storage: where the log and snapshots live
+    (default: from the configuration). Call ``start()`` (recovers, then starts the
+    background threads), serve, then ``stop()`` (final snapshot).
+    """
+
+    def __init__(self, config: ServiceConfig, storage: Storage | None = None) -> None:
+        self.config = config
+        self.catalogue = (Catalogue.load(config.catalogue_path) if config.catalogue_path
+                          else default_catalogue())
+        files = config.storage.kind == "files"
+        log_dir = (str(Path(config.storage.dir) / "decisions")
+                   if files and config.storage.decision_log else None)
+        self.engine = build_engine(config, self.catalogue, log_dir)
+        fp = orjson.dumps(fingerprint_data(config, self.catalogue), option=orjson.OPT_SORT_KEYS)
+        self.fingerprint = hashlib.sha256(fp).digest()
+        self.storage = storage if storage is not None else make_storage(config)
+        self.metrics = ServiceMetrics(self._metrics_view, self.catalogue.ids)
+        self.journal = Journal(self.storage, on_sync=self.metrics.observe_sync)
+        self.n_features = config.policy.n_features
+        self._apply_lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        self._last_now = 0.0
+        self._applied_seq = 0
+        self._snapshot_seq = 0
+        self._since_snapshot = 0
+        self._last_snapshot_at = time.monotonic()
+        self._last_expire_at = time.monotonic()
+        self._snapshot_error: str | None = None
+        self._write_error: str | None = None
+        self.state = "created"
+        self.recovery: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        threads = config.server.threads
+        self._executor = (concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="promobandit-engine") if threads > 0 else None)
+        self._kind_counters = {k: self.metrics.wal_records.labels(n)
+                               for k, n in KIND_NAMES.items()}
+        self._offer_counters = [self.metrics.decisions.labels(o) for o in self.catalogue.ids]
+        self._feedback_counters: dict[str, Any] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Recovers the state (raises on unrecoverable storage) and starts background work."""
+        if self.state == "created":
+            self.recover()
+        self.journal.start()
+        self._housekeeper = threading.Thread(target=self._housekeeping,
+                                             name="promobandit-housekeeping", daemon=True)
+        self._housekeeper.start()
+
+    def stop(self, snapshot: bool = True) -> None:
+        """Stops background work, writes a final snapshot (so the log is empty for a
+        configuration change) and closes the storage."""
+        self._stop.set()
+        self._wake.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join()
+            self._housekeeper = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self.state == "ready" and snapshot:
+            try:
+                self.snapshot()
+            except OSError as exc:
+                log.error("final snapshot failed (the log keeps everything): %s", exc)
+        self.journal.stop()
+        try:
+            self.storage.close()
+        except OSError as exc:
+            log.error("closing storage: %s", exc)
+        self.state = "stopped"
+        self.metrics.ready.set(0)
+
+    def recover(self) -> dict[str, Any]:
+        """Loads the newest good snapshot and replays the log after it (see module doc)."""
+        self.state = "recovering"
+        t0 = time.perf_counter()
+        try:
+            rec = self.storage.open(self.fingerprint)
+            snap_seq = 0
+            used = None
+            for ref in rec.snapshots:
+                try:
+                    data = self.storage.read_snapshot(ref)
+                    now = _NOW.unpack_from(data)[0]
+                    self.engine.load_bytes(data[_NOW.size:])
+                except StorageCorrupt as exc:
+                    self.storage.quarantine_snapshot(ref, str(exc).split(": ", 1)[-1])
+                    continue
+                except ValueError as exc:
+                    if ref.fingerprint != self.fingerprint:
+                        raise FingerprintMismatch(
+                            f"{ref.name}: saved under another engine configuration and it "
+                            f"does not load into this one ({exc}); restore the configuration "
+                            "or move the state folder away") from exc
+                    self.storage.quarantine_snapshot(ref, f"does not load ({exc})")
+                    continue
+                if ref.fingerprint != self.fingerprint:
+                    log.warning("%s was saved under another engine configuration; it loads, "
+                                "and the log after it is checked record by record", ref.name)
+                snap_seq, used, self._last_now = ref.seq, ref.name, now
+                break
+            n = rejected = 0
+            for seq, kind, payload in self.storage.replay(snap_seq):
+                if self._replay(kind, payload):
+                    rejected += 1
+                self._applied_seq = seq
+                n += 1
+            self._applied_seq = max(self._applied_seq, snap_seq, self.storage.last_seq)
+            self._snapshot_seq = snap_seq
+            self._since_snapshot = n
+        except (StorageCorrupt, FingerprintMismatch) as exc:
+            self.state = "failed"
+            self.recovery = {"error": str(exc)}
+            log.critical("recovery failed: %s", exc)
+            raise
+        problems = list(self.storage.problems)
+        for p in problems:
+            kind = "snapshot" if "snapshot" in p.split(":", 1)[0] else "log"
+            self.metrics.recovery_problems.labels(kind).inc()
+        self.recovery = {"snapshot": used, "snapshot_seq": snap_seq, "replayed_records": n,
+                         "replayed_rejected": rejected, "last_seq": self._applied_seq,
+                         "problems": problems,
+                         "seconds": round(time.perf_counter() - t0, 3)}
+        self.metrics.replayed.set(n)
+        log.info("recovered: snapshot %s (seq %d), %d log records replayed, %d problems%s",
+                 used or "none", snap_seq, n, len(problems),
+                 "".join(f"\n  skipped: {p}" for p in problems))
+        self.state = "ready"
+        self.metrics.ready.set(1)
+        return self.recovery
+
+    def _replay(self, kind: int, payload: bytes) -> bool:
+        """Applies one logged record as it was applied live; True if the engine rejected
+        it (as it did live: the same inputs meet the same checks in the same state)."""
+        if kind not in KIND_NAMES:
+            raise StorageCorrupt(f"log: unknown record kind {kind} (written by a newer "
+                                 "promobandit?)")
+        now = _NOW.unpack_from(payload)[0]
+        body = orjson.loads(payload[_NOW.size:])
+        self._last_now = max(self._last_now, now)
+        try:
+            if kind == KIND_DECIDE:
+                ctx = body["x"]
+                self.engine.decide(Pseudonym(body["u"]),
+                                   context=None if ctx is None else np.array(ctx, np.float64),
+                                   basket=_basket(body["b"]), group=body["g"], now=now)
+            elif kind == KIND_DECIDE_BATCH:
+                xs = body["xs"]
+                self.engine.decide_batch([Pseudonym(u) for u in body["us"]],
+                                         contexts=None if xs is None else np.array(xs, np.float64),
+                                         baskets=[_basket(b) for b in body["bs"]],
+                                         groups=body["gs"], now=now)
+            elif kind == KIND_FEEDBACK:
+                self.engine.feedback(body["d"], body["e"], now=now, **_feedback_kwargs(body))
+            else:
+                self.engine.expire(now)
+        except Exception as exc:  # live raised the same, so the state matches it
+            log.debug("replayed record rejected as it was live: %s", exc)
+            return True
+        return False
+
+    # --- requests (called with checked request models) -----------------------------------
+    def _check_writable(self) -> None:
+        if self.state != "ready":
+            raise ServiceUnavailable(f"service: {self.state}")
+
+    def _clock(self) -> float:
+        now = time.time()
+        if now < self._last_now:
+            now = self._last_now
+        self._last_now = now
+        return now
+
+    def _append(self, kind: int, payload: bytes) -> tuple[float, int]:
+        """Under the apply lock: the engine time for this record, and its appended seq."""
+        now = self._clock()
+        try:
+            seq = self.journal.append(kind, _NOW.pack(now) + payload)
+        except OSError as exc:
+            self._write_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.storage_errors.labels("append").inc()
+            raise
+        self._write_error = None
+        self._applied_seq = seq
+        self._since_snapshot += 1
+        self._kind_counters[kind].inc()
+        return now, seq
+
+    def _checked(self, req: Any) -> tuple[Pseudonym, list[float] | None, np.ndarray | None,
+                                           list[list[Any]], Basket]:
+        """What the engine would reject, rejected before anything is logged (ValueError
+        naming the field); the user pseudonymised; the engine inputs built."""
+        if req.events is not None:
+            raise ValueError("events: this service has no feature store; send the user's "
+                             "context instead")
+        if req.k is not None:
+            raise ValueError("k: this service has no item recommender; send a basket")
+        if req.candidates is not None:
+            raise ValueError("candidates: this service has no item recommender; send a basket")
+        if req.basket is None:
+            raise ValueError("basket: required (this service has no item recommender)")
+        ctx = req.context
+        x = None
+        if self.n_features is not None:
+            if ctx is None:
+                raise ValueError(f"context: required, {self.n_features} numbers (the policy "
+                                 f"{self.config.policy.name} is contextual)")
+            x = np.array(ctx, dtype=np.float64)
+        else:
+            ctx = None  # a non-contextual policy ignores it: nothing to log
+        cols = _basket_columns(req.basket.lines)
+        basket = _basket(cols)
+        uh = Pseudonym(self.engine.pseudonym(req.user))
+        return uh, ctx, x, cols, basket
+
+    def prepare_decide(self, req: Any) -> PreparedDecide:
+        """Checks a decide request and builds the engine inputs and the log payload (the
+        pseudonym, never the raw user id). Raises ValueError naming the field."""
+        uh, ctx, x, cols, basket = self._checked(req)
+        payload = orjson.dumps({"u": uh, "x": ctx, "b": cols, "g": req.group})
+        return PreparedDecide(uh, x, basket, req.group, payload)
+
+    def apply_decide(self, p: PreparedDecide) -> tuple[Decision, int]:
+        """Logs and applies one decision; returns it and its log seq (not yet durable)."""
+        self._check_writable()
+        with self._apply_lock:
+            now, seq = self._append(KIND_DECIDE, p.payload)
+            d = self.engine.decide(p.user, context=p.context, basket=p.basket, group=p.group,
+                                   now=now)
+        self._offer_counters[d.offer].inc()
+        self._maybe_wake()
+        return d, seq
+
+    def prepare_batch(self, req: Any) -> PreparedBatch:
+        """As prepare_decide, for every request of a batch."""
+        rows = [self._checked(r) for r in req.requests]
+        users = [r[0] for r in rows]
+        ctxs = [r[1] for r in rows] if self.n_features is not None else None
+        xs = np.array(ctxs, dtype=np.float64) if ctxs is not None else None
+        groups = [r.group for r in req.requests]
+        payload = orjson.dumps({"us": users, "xs": ctxs, "bs": [r[3] for r in rows],
+                                "gs": groups})
+        return PreparedBatch(users, xs, [r[4] for r in rows], groups, payload)
+
+    def apply_batch(self, p: PreparedBatch) -> tuple[list[Decision], int]:
+        self._check_writable()
+        with self._apply_lock:
+            now, seq = self._append(KIND_DECIDE_BATCH, p.payload)
+            out = self.engine.decide_batch(p.users, contexts=p.contexts, baskets=p.baskets,
+                                           groups=p.groups, now=now)
+        for d in out:
+            self._offer_counters[d.offer].inc()
+        self._maybe_wake()
+        return out, seq
+
+    def prepare_feedback(self, req: Any) -> PreparedFeedback:
+        body = {"d": req.decision_id, "e": req.event_id, "c": req.clicked,
+                "p": req.purchased, "r": req.revenue, "cg": req.cost_of_goods,
+                "ds": req.discount, "cr": req.coupon_redeemed, "i": req.item}
+        return PreparedFeedback(_feedback_kwargs(body), req.decision_id, req.event_id,
+                                orjson.dumps(body))
+
+    def apply_feedback(self, p: PreparedFeedback) -> tuple[FeedbackResult, int]:
+        self._check_writable()
+        with self._apply_lock:
+            now, seq = self._append(KIND_FEEDBACK, p.payload)
+            created = self._pending_created(p.decision_id)
+            res = self.engine.feedback(p.decision_id, p.event_id, now=now, **p.kwargs)
+        if created is not None:
+            self.metrics.feedback_lag.observe(max(now - created, 0.0))
+        c = self._feedback_counters.get(res.status)
+        if c is None:
+            c = self._feedback_counters[res.status] = self.metrics.feedback.labels(res.status)
+        c.inc()
+        self._maybe_wake()
+        return res, seq
+
+    def _pending_created(self, decision_id: str) -> float | None:
+        # The engine has no public accessor for a pending decision's time (see README).
+        pending = getattr(self.engine, "_pending", None)
+        rec = pending.get(decision_id) if pending is not None else None
+        return getattr(rec, "created", None)
+
+    def expire(self) -> int:
+        """Finalises decisions past the feedback wait (logged like any change)."""
+        if self.state != "ready" or self.engine.n_pending == 0:
+            return 0
+        with self._apply_lock:
+            now, _ = self._append(KIND_EXPIRE, b"{}")
+            return self.engine.expire(now)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs an engine call on the worker threads (or inline without them)."""
+        if self._executor is None:
+            return fn(*args)
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # --- reading ------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """GET /v1/policy: policy, per-offer statistics, engine counters, limits, storage."""
+        with self._apply_lock:
+            # report() moves the budget into the current period; with the monotonic clock
+            # that is what the next logged record would do anyway, so replay still matches.
+            rep = self.engine.report(self._clock())
+            seq = self._applied_seq
+        pol = self.engine.policy
+        counts = pol.counts.tolist()  # type: ignore[attr-defined]
+        offers = []
+        rates = rep["offer_purchase_rate"]
+        sums = (pol.reward_sums.tolist()  # type: ignore[attr-defined]
+                if hasattr(pol, "reward_sums") else None)
+        expected = None if pol.contextual else pol.expectations().tolist()
+        for k, oid in enumerate(self.catalogue.ids):
+            row: dict[str, Any] = {"offer": k, "id": oid, "updates": counts[k],
+                                   "purchase_rate": rates[oid]}
+            if sums is not None:
+                row["reward_sum"] = sums[k]
+            if expected is not None:
+                row["expected_reward"] = expected[k]
+            offers.append(row)
+        engine_keys = ("pending", "decisions", "finalised", "defaulted", "late", "duplicate",
+                       "unknown", "purchases")
+        return {
+            "policy": {"name": rep["policy"], "version": rep["policy_version"],
+                       "decisions": pol.n_decisions, "settings": dict(self.config.policy.settings),
+                       "n_features": self.n_features},
+            "offers": offers,
+            "engine": {k: rep[k] for k in engine_keys},
+            "budget": rep.get("budget"),
+            "fairness": rep.get("fairness"),
+            "storage": {"last_seq": seq, "snapshot_seq": self._snapshot_seq,
+                        "records_since_snapshot": self._since_snapshot},
+        }
+
+    def _metrics_view(self) -> dict[str, Any]:
+        if self.state not in ("ready", "stopped"):
+            return {}
+        with self._apply_lock:
+            rep = self.engine.report(self._clock())
+        return {"stats": rep, "pending": rep["pending"], "policy_version": rep["policy_version"],
+                "budget": rep.get("budget"), "fairness": rep.get("fairness")}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, detail) for /readyz: recovery outcome, storage and snapshot errors."""
+        failure = self.journal.failure
+        ready = self.state == "ready" and failure is None and self._write_error is None
+        detail: dict[str, Any] = {"state": self.state, "recovery": self.recovery,
+                                  "last_seq": self._applied_seq,
+                                  "snapshot_seq": self._snapshot_seq}
+        if failure is not None:
+            detail["storage"] = f"failed: {failure}"
+        elif self._write_error is not None:
+            detail["storage"] = f"last write failed: {self._write_error}"
+        else:
+            detail["storage"] = "ok"
+        if self._snapshot_error is not None:
+            detail["snapshot"] = f"last snapshot failed: {self._snapshot_error}"
+        return ready, detail
+
+    # --- snapshots and expiry -------------------------------------------------------------
+    def snapshot(self) -> int:
+        """Writes a snapshot of the engine now; returns the seq it covers. Raises OSError
+        (counted, reported in /readyz) if it could not be written; the log keeps all."""
+        with self._snapshot_lock:
+            t0 = time.perf_counter()
+            since = 0
+            try:
+                with self._apply_lock:
+                    if self.engine.log is not None:
+                        self.engine.flush()  # the decision log holds what the snapshot covers
+                    data = _NOW.pack(self._last_now) + self.engine.to_bytes()
+                    seq = self._applied_seq
+                    since, self._since_snapshot = self._since_snapshot, 0
+                self._last_snapshot_at = time.monotonic()
+                self.storage.write_snapshot(seq, data, self.fingerprint)
+            except OSError as exc:
+                with self._apply_lock:
+                    self._since_snapshot += since
+                self._last_snapshot_at = time.monotonic()  # retry after an interval
+                self._snapshot_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.snapshots.labels("error").inc()
+                self.metrics.storage_errors.labels("snapshot").inc()
+                log.error("snapshot failed (the log keeps everything): %s", exc)
+                raise
+            self._snapshot_error = None
+            self._snapshot_seq = seq
+            self.metrics.snapshots.labels("ok").inc()
+            self.metrics.snapshot_seconds.observe(time.perf_counter() - t0)
+            return seq
+
+    def _maybe_wake(self) -> None:
+        if self._since_snapshot >= self.config.storage.snapshot_every_events:
+            self._wake.set()
+
+    def _housekeeping(self) -> None:
+        st = self.config.storage
+        while not self._stop.is_set():
+            self._wake.wait(HOUSEKEEPING_TICK_SECONDS)
+            self._wake.clear()
+            if self._stop.is_set() or self.state != "ready":
+                continue
+            t = time.monotonic()
+            try:
+                if t - self._last_expire_at >= self.config.expire_every_seconds:
+                    self._last_expire_at = t
+                    self.expire()
+                due = (self._since_snapshot >= st.snapshot_every_events
+                       or (self._since_snapshot > 0
+                           and t - self._last_snapshot_at >= st.snapshot_interval_seconds))
+                if due:
+                    self.snapshot()
+            except OSError:
+                pass  # counted and reported by expire/snapshot; retried at the next tick
+            except Exception:  # a bug must not silently stop snapshots
+                log.exception("housekeeping failed")
+
+
+def _feedback_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    return {"clicked": body["c"], "purchased": body["p"], "revenue": body["r"],
+            "cost_of_goods": body["cg"], "discount": body["ds"],
+            "coupon_redeemed": body["cr"], "item": body["i"]}
+
+
+__all__ = ["DecisionService", "Pseudonym", "ServiceEngine", "ServiceUnavailable",
+           "build_engine", "make_storage"]
