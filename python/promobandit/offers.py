@@ -36,11 +36,13 @@ Pricing is exact in integer minor units (cents for EUR). The rounding rule:
    paid total = S, exactly, in minor units.
 
 The margin floor (``Catalogue.margin_floor``, a fraction >= 0): no discount may take a
-line below ``ceil(unit_cost * (1 + margin_floor) * quantity)`` minor units. A line whose
-list amount is already below its floor (the merchant's list price, not our decision) may
-be sold at list but never discounted. An offer that would push any line of a basket below
-its floor is *ineligible* for that basket: ``Catalogue.eligible`` is False for it (the
-bandit's per-request arm mask) and ``Catalogue.price`` raises instead of clipping.
+line below ``unit_cost * (1 + margin_floor) * quantity``, rounded up to the minor unit
+(after absorbing float noise of a millionth of a minor unit, so that 10.00 x 1.05 is
+10.50, not 10.51). A line whose list amount is already below its floor (the merchant's
+list price, not our decision) may be sold at list but never discounted. An offer that
+would push any line of a basket below its floor is *ineligible* for that basket:
+``Catalogue.eligible`` is False for it (the bandit's per-request arm mask) and
+``Catalogue.price`` raises instead of clipping.
 """
 
 from __future__ import annotations
@@ -570,7 +572,7 @@ class Catalogue:
     # --- the vectorised kernel ------------------------------------------------------------
     def _line_arrays(self, basket: Basket) -> tuple[np.ndarray, np.ndarray]:
         """(list amount, headroom) of every line in minor units; the headroom is the most
-        a discount may take off the line: list - max(margin floor, ...) clipped at 0."""
+        a discount may take off the line: list - margin floor, clipped at 0."""
         if not isinstance(basket, Basket):
             raise ValueError(f"basket: expected a Basket, got {type(basket).__name__}")
         per_unit = self._per_unit  # type: ignore[attr-defined]
