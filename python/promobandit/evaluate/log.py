@@ -292,7 +292,8 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
                       check_action_probs: bool = True) -> DecisionLog:
     """Reads and validates a decision log.
 
-    source: a Parquet file path (str or Path), a pyarrow Table, a pandas DataFrame
+    source: a Parquet file or a folder of Parquet parts (the engine's
+        ``part-NNNNN.parquet``; str or Path), a pyarrow Table, a pandas DataFrame
         in the decision-log schema (``DECISION_LOG_COLUMNS``; outcome columns
         such as clicked or revenue are ignored), or a mapping of column -> array.
     n_actions: K; by default the length of the action_probs / eligible lists, else
@@ -312,10 +313,22 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
 
         path = Path(source)
         if not path.exists():
-            raise ValueError(f"log_path: no such file {str(path)!r}")
-        schema = pq.read_schema(path)
-        wanted = [c for c in DECISION_LOG_COLUMNS if c in schema.names]
-        table = pq.read_table(path, columns=wanted)
+            raise ValueError(f"log_path: no such file or folder {str(path)!r}")
+        # The engine writes a folder of part-NNNNN.parquet files (unfinished parts end in
+        # .tmp and are skipped); a single file works too.
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        if not files:
+            raise ValueError(f"log_path: no .parquet files in {str(path)!r}")
+        parts = []
+        for f in files:
+            names = pq.read_schema(f).names
+            parts.append(pq.read_table(f, columns=[c for c in DECISION_LOG_COLUMNS
+                                                   if c in names]))
+        try:
+            table = pa.concat_tables(parts, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"log_path: the parts of {str(path)!r} have incompatible "
+                             f"schemas ({exc})") from exc
     elif isinstance(source, pa.Table):
         table = source
     elif isinstance(source, Mapping):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ __all__ = [
     "OPEWarning",
     "effective_sample_size",
     "evaluate",
+    "evaluate_policies",
 ]
 
 
@@ -295,59 +296,24 @@ def _terms(name: str, rows: _Rows, r: np.ndarray, clip_weight: float,
     raise AssertionError(name)
 
 
-def _bootstrap(columns: list[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, m + 1) Poisson-bootstrap sums of the columns (last: sum of counts)."""
-    from ._kernels import bootstrap_sums
-
-    return bootstrap_sums(np.column_stack(columns), n_boot, seed)
-
-
-def _dm_bootstrap(log: DecisionLog, tp: np.ndarray, model: RewardModel, n_boot: int,
+def _dm_bootstrap(log: DecisionLog, tps: list[np.ndarray], model: RewardModel, n_boot: int,
                   seed: int) -> np.ndarray:
-    """DM replicates: each refits the cross-fitted model on a Poisson resample (the same
-    counts as the Numba bootstrap's replicate) and averages sum_a pi q over the resample."""
+    """(n_boot, len(tps)) DM replicates: each refits the cross-fitted model once on a Poisson
+    resample (the same counts as the Numba bootstrap's replicate) and averages
+    sum_a pi q over the resample, for every target in `tps`."""
     from ._kernels import poisson_counts_reference
 
-    reps = np.empty(n_boot)
+    reps = np.empty((n_boot, len(tps)))
     for b in range(n_boot):
         c = poisson_counts_reference(seed, b, len(log)).astype(np.float64)
         qb = model.cross_fit_predict(log.contexts, log.actions, log.rewards, log.n_actions,
                                      sample_weight=c)
-        reps[b] = float(np.dot(c, np.einsum("ij,ij->i", tp, qb)) / c.sum())
+        for j, tp in enumerate(tps):
+            reps[b, j] = float(np.dot(c, np.einsum("ij,ij->i", tp, qb)) / c.sum())
     return reps
 
 
-def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = DEFAULT_ESTIMATORS,
-             *, level: float = 0.95, n_bootstrap: int = 0, seed: int = 0,
-             reward_model: RewardModel | None = None, reward_predictions: Any = None,
-             clip_weight: float = 10.0, switch_threshold: float = 10.0,
-             thresholds: DiagnosticThresholds | None = None,
-             chunk_rows: int = 1_000_000) -> EvaluationReport:
-    """Estimates the value of `policy` (reward per decision) from a decision log.
-
-    log: a DecisionLog, a decision-log Parquet path / Table / DataFrame, or a mapping of
-        arrays (see log.as_decision_log).
-    policy: the target (see promobandit.evaluate.targets): an object with
-        action_probabilities(contexts, masks), a function, or an (n, K) array.
-    estimators: names from ESTIMATORS, or "all".
-    level: confidence level of every interval, in (0, 1).
-    n_bootstrap: Poisson-bootstrap replicates B (0: analytic intervals only). The
-        bootstrap resamples rows with the reward model held fixed.
-    seed: seeds the bootstrap draws (and the reward model's folds when it is built here).
-    reward_model: a RewardModel for dm / dr / switch-dr / clipped-dr (default:
-        RewardModel() with Ridge, 5 folds, per-offer linear effects).
-    reward_predictions: instead of a model, precomputed (n, K) predictions q(x_i, a)
-        (should be cross-fitted, e.g. RewardModel.cross_fit_predict).
-    clip_weight: importance weights above this are clipped in clipped-ips / clipped-dr.
-    switch_threshold: switch-dr uses the DR correction only where w <= this and the
-        model alone elsewhere.
-    thresholds: when to warn; see DiagnosticThresholds.
-    chunk_rows: rows whose target probabilities are held in memory at once.
-    Returns an EvaluationReport. Warns (OPEWarning) on tiny propensities, huge weights,
-    a small effective sample size, a mean weight far from one, or a target that uses
-    offers outside the logging support. Raises ValueError naming the bad argument.
-    """
-    log = as_decision_log(log)
+def _names(estimators: Sequence[str] | str) -> list[str]:
     names = list(ESTIMATORS) if estimators == "all" else (
         [estimators] if isinstance(estimators, str) else list(estimators))
     if not names:
@@ -358,8 +324,77 @@ def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = D
                              f"{ESTIMATORS} or 'all'")
     if len(set(names)) != len(names):
         raise ValueError(f"estimators: duplicates in {names}")
+    return names
+
+
+def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = DEFAULT_ESTIMATORS,
+             *, level: float = 0.95, n_bootstrap: int = 0, seed: int = 0,
+             reward_model: RewardModel | None = None, reward_predictions: Any = None,
+             clip_weight: float = 10.0, switch_threshold: float = 10.0,
+             n_bootstrap_dm: int | None = None, thresholds: DiagnosticThresholds | None = None,
+             chunk_rows: int = 1_000_000) -> EvaluationReport:
+    """Estimates the value of `policy` (reward per decision) from a decision log.
+
+    log: a DecisionLog, a decision-log Parquet path / Table / DataFrame, or a mapping of
+        arrays (see log.as_decision_log).
+    policy: the target (see promobandit.evaluate.targets): an object with
+        action_probabilities(contexts, masks), a function, or an (n, K) array.
+    estimators: names from ESTIMATORS, or "all".
+    level: confidence level of every interval, in (0, 1).
+    n_bootstrap: Poisson-bootstrap replicates B (0: analytic intervals only). Rows are
+        resampled with the reward model held fixed, except for DM (below).
+    seed: seeds the bootstrap draws (and the reward model's folds when it is built here).
+    reward_model: a RewardModel for dm / dr / switch-dr / clipped-dr (default:
+        RewardModel() with Ridge, 5 folds, per-offer linear effects).
+    reward_predictions: instead of a model, precomputed (n, K) predictions q(x_i, a)
+        (should be cross-fitted, e.g. RewardModel.cross_fit_predict). DM then has no
+        interval at all (its error is the model's, which only refitting shows).
+    clip_weight: importance weights above this are clipped in clipped-ips / clipped-dr.
+    switch_threshold: switch-dr uses the DR correction only where w <= this and the
+        model alone elsewhere.
+    n_bootstrap_dm: DM's bootstrap replicates, each refitting the reward model
+        (n_folds fits): DM's only valid interval, and the costly part (default:
+        n_bootstrap).
+    thresholds: when to warn; see DiagnosticThresholds.
+    chunk_rows: rows whose target probabilities are held in memory at once.
+
+    Intervals: IPS, SNIPS (delta method) and DR are asymptotically valid. Clipped and
+    switch estimators' intervals are for their own estimand, which is biased by the
+    clipping or by the model where it replaces the weights. DM has no analytic
+    interval (the spread of its terms ignores the model's error, which dominates).
+    Returns an EvaluationReport. Warns (OPEWarning) on tiny propensities, huge weights,
+    a small effective sample size, a mean weight far from one, or a target that uses
+    offers outside the logging support. Raises ValueError naming the bad argument.
+    """
+    return evaluate_policies(log, {"target": policy}, estimators, level=level,
+                             n_bootstrap=n_bootstrap, seed=seed, reward_model=reward_model,
+                             reward_predictions=reward_predictions, clip_weight=clip_weight,
+                             switch_threshold=switch_threshold, n_bootstrap_dm=n_bootstrap_dm,
+                             thresholds=thresholds, chunk_rows=chunk_rows,
+                             _stacklevel=3)["target"]
+
+
+def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
+                      estimators: Sequence[str] | str = DEFAULT_ESTIMATORS, *,
+                      level: float = 0.95, n_bootstrap: int = 0, seed: int = 0,
+                      reward_model: RewardModel | None = None, reward_predictions: Any = None,
+                      clip_weight: float = 10.0, switch_threshold: float = 10.0,
+                      n_bootstrap_dm: int | None = None,
+                      thresholds: DiagnosticThresholds | None = None,
+                      chunk_rows: int = 1_000_000,
+                      _stacklevel: int = 2) -> dict[str, EvaluationReport]:
+    """``evaluate`` for several named target policies on one log: one reward-model fit,
+    one set of DM refits and the same bootstrap resamples for all (so the replicates of
+    two policies are paired). Arguments as in ``evaluate``; returns name -> report.
+    Warnings name the policy they concern."""
+    log = as_decision_log(log)
+    if not isinstance(policies, Mapping) or not policies:
+        raise ValueError("policies: expected a non-empty mapping of name -> target policy")
+    names = _names(estimators)
     level = check_range("level", level, 0.0, 1.0, lo_open=True, hi_open=True)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, 0)
+    n_boot_dm = n_bootstrap if n_bootstrap_dm is None else check_int("n_bootstrap_dm",
+                                                                     n_bootstrap_dm, 0)
     seed = check_seed(seed)
     clip_weight = check_range("clip_weight", clip_weight, 0.0, lo_open=True)
     switch_threshold = check_range("switch_threshold", switch_threshold, 0.0)
@@ -381,86 +416,103 @@ def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = D
         else:
             model = reward_model if reward_model is not None else RewardModel(seed=seed)
             q = model.cross_fit_predict(log.contexts, log.actions, log.rewards, k)
-    refit_dm = "dm" in names and n_bootstrap > 0 and model is not None
-    rows = _row_quantities(log, policy, q, chunk_rows, keep_tp=refit_dm)
+    refit_dm = "dm" in names and n_boot_dm > 0 and model is not None
     r = log.rewards
     z = _z(level)
-
     logged_mean, logged_se = _mean_se(r)
-    estimates: dict[str, Estimate] = {}
-    boot_cols: list[np.ndarray] = [r]
-    boot_spec: dict[str, tuple[int, int | None]] = {}
-    for name in names:
-        num, den, used_w = _terms(name, rows, r, clip_weight, switch_threshold)
-        if den is None:
-            value, se = _mean_se(num)
-            infl = num  # influence terms of a mean are the terms themselves
-        else:
-            den_mean = float(den.mean())
-            value = float(num.sum() / den.sum()) if den_mean > 0 else math.nan
-            # Delta method: the influence of row i on sum(w r) / sum(w) is w_i (r_i - V) / mean(w).
-            infl = (num - value * den) / den_mean if den_mean > 0 else num * math.nan
-            se = math.sqrt(float(infl.var(ddof=1)) / n) if n > 1 else math.nan
-            infl = infl + value  # centre on the value, like the terms of a mean
-        d_se = _mean_se(infl - r)[1]
-        if name == "dm":
-            # The spread of sum_a pi q over rows ignores the error of the fitted model, which
-            # dominates DM's error: no valid analytic interval (the bootstrap refits instead).
-            se = d_se = math.nan
-        estimates[name] = Estimate(
-            estimator=name, value=value, stderr=se, ci_low=value - z * se,
-            ci_high=value + z * se, level=level, n_rows=n,
-            ess=float(n) if name == "dm" else effective_sample_size(used_w),
-            vs_logged=value - logged_mean, vs_logged_low=value - logged_mean - z * d_se,
-            vs_logged_high=value - logged_mean + z * d_se)
-        if name == "dm":
-            continue  # bootstrapped separately, with refits
-        boot_cols.append(num)
-        spec_den = None
-        if den is not None:
-            boot_cols.append(den)
-            spec_den = len(boot_cols) - 1
-        boot_spec[name] = (len(boot_cols) - 1 - (den is not None), spec_den)
     logged = Estimate(estimator=LOGGED, value=logged_mean, stderr=logged_se,
                       ci_low=logged_mean - z * logged_se, ci_high=logged_mean + z * logged_se,
                       level=level, n_rows=n, ess=float(n), vs_logged=0.0, vs_logged_low=0.0,
                       vs_logged_high=0.0)
 
+    all_rows: dict[str, _Rows] = {}
+    all_estimates: dict[str, dict[str, Estimate]] = {}
+    boot_cols: list[np.ndarray] = [r]  # column 0: the logged reward
+    boot_spec: list[tuple[str, str, int, int | None]] = []  # policy, estimator, num, den
+    for pname, policy in policies.items():
+        rows = _row_quantities(log, policy, q, chunk_rows, keep_tp=refit_dm)
+        all_rows[pname] = rows
+        estimates: dict[str, Estimate] = {}
+        for name in names:
+            num, den, used_w = _terms(name, rows, r, clip_weight, switch_threshold)
+            if den is None:
+                value, se = _mean_se(num)
+                infl = num  # the influence terms of a mean are its terms
+            else:
+                den_mean = float(den.mean())
+                value = float(num.sum() / den.sum()) if den_mean > 0 else math.nan
+                # Delta method: row i's influence on sum(w r) / sum(w) is w_i (r_i - V) / mean(w).
+                infl = (num - value * den) / den_mean if den_mean > 0 else num * math.nan
+                se = math.sqrt(float(infl.var(ddof=1)) / n) if n > 1 else math.nan
+                infl = infl + value  # centred on the value, like the terms of a mean
+            d_se = _mean_se(infl - r)[1]
+            if name == "dm":
+                # The spread of sum_a pi q over rows ignores the error of the fitted model,
+                # which dominates DM's error: no valid analytic interval.
+                se = d_se = math.nan
+            estimates[name] = Estimate(
+                estimator=name, value=value, stderr=se, ci_low=value - z * se,
+                ci_high=value + z * se, level=level, n_rows=n,
+                ess=float(n) if name == "dm" else effective_sample_size(used_w),
+                vs_logged=value - logged_mean, vs_logged_low=value - logged_mean - z * d_se,
+                vs_logged_high=value - logged_mean + z * d_se)
+            if name == "dm" or n_bootstrap == 0:
+                continue  # DM is bootstrapped with refits, below
+            boot_cols.append(num)
+            i_num = len(boot_cols) - 1
+            i_den = None
+            if den is not None:
+                boot_cols.append(den)
+                i_den = len(boot_cols) - 1
+            boot_spec.append((pname, name, i_num, i_den))
+        all_estimates[pname] = estimates
+
+    lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
+
+    def summarise(reps: np.ndarray) -> tuple[float, float, float]:
+        reps = reps[np.isfinite(reps)]
+        if reps.size < 2:
+            return math.nan, math.nan, math.nan
+        lo, hi = np.quantile(reps, [lo_q, hi_q])
+        return float(lo), float(hi), float(reps.std(ddof=1))
+
     if n_bootstrap > 0:
-        sums = _bootstrap(boot_cols, n_bootstrap, seed)
+        from ._kernels import bootstrap_sums
+
+        sums = bootstrap_sums(np.column_stack(boot_cols), n_bootstrap, seed)
         counts = sums[:, -1]
-        lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
-
-        def summarise(reps: np.ndarray) -> tuple[float, float, float]:
-            reps = reps[np.isfinite(reps)]
-            lo, hi = np.quantile(reps, [lo_q, hi_q])
-            return float(lo), float(hi), float(reps.std(ddof=1))
-
         with np.errstate(invalid="ignore", divide="ignore"):
-            for name, (i_num, i_den) in boot_spec.items():
+            for pname, name, i_num, i_den in boot_spec:
                 reps = sums[:, i_num] / (counts if i_den is None else sums[:, i_den])
                 lo, hi, bse = summarise(reps)
-                estimates[name] = dataclasses.replace(estimates[name], boot_low=lo, boot_high=hi,
-                                                      boot_stderr=bse)
+                all_estimates[pname][name] = dataclasses.replace(
+                    all_estimates[pname][name], boot_low=lo, boot_high=hi, boot_stderr=bse)
             lo, hi, bse = summarise(sums[:, 0] / counts)
-            logged = dataclasses.replace(logged, boot_low=lo, boot_high=hi, boot_stderr=bse)
-        if refit_dm:
-            assert model is not None and rows.tp is not None
-            reps = _dm_bootstrap(log, rows.tp, model, n_bootstrap, seed)
-            lo, hi, bse = summarise(reps)
-            estimates["dm"] = dataclasses.replace(estimates["dm"], boot_low=lo, boot_high=hi,
-                                                  boot_stderr=bse)
+        logged = dataclasses.replace(logged, boot_low=lo, boot_high=hi, boot_stderr=bse)
+    if refit_dm:
+        assert model is not None
+        tps = [all_rows[p].tp for p in policies]
+        reps_dm = _dm_bootstrap(log, [t for t in tps if t is not None], model, n_boot_dm, seed)
+        for j, pname in enumerate(policies):
+            lo, hi, bse = summarise(reps_dm[:, j])
+            all_estimates[pname]["dm"] = dataclasses.replace(
+                all_estimates[pname]["dm"], boot_low=lo, boot_high=hi, boot_stderr=bse)
 
-    diagnostics = _diagnose(log, rows, th)
-    for message in diagnostics.messages:
-        warnings.warn(message, OPEWarning, stacklevel=2)
-    settings = {"estimators": tuple(names), "n_bootstrap": n_bootstrap, "seed": seed,
+    settings = {"estimators": tuple(names), "n_bootstrap": n_bootstrap,
+                "n_bootstrap_dm": n_boot_dm if "dm" in names else 0, "seed": seed,
                 "clip_weight": clip_weight, "switch_threshold": switch_threshold,
                 "thresholds": dataclasses.asdict(th),
-                "reward_model": ("predictions given" if reward_predictions is not None
-                                 else repr(reward_model or RewardModel(seed=seed)))
-                if q is not None else None}
-    return EvaluationReport(n, k, level, estimates, logged, diagnostics, settings)
+                "reward_model": (("predictions given" if reward_predictions is not None
+                                  else repr(model)) if q is not None else None)}
+    reports = {}
+    for pname in policies:
+        diagnostics = _diagnose(log, all_rows[pname], th)
+        prefix = "" if len(policies) == 1 else f"{pname}: "
+        for message in diagnostics.messages:
+            warnings.warn(prefix + message, OPEWarning, stacklevel=_stacklevel)
+        reports[pname] = EvaluationReport(n, k, level, all_estimates[pname], logged,
+                                          diagnostics, dict(settings))
+    return reports
 
 
 def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds) -> Diagnostics:
