@@ -57,11 +57,12 @@ class FixedOffer:
         ok = el[:, self.offer]
         out[ok, self.offer] = 1.0
         rest = ~ok
+        if self.fallback is not None:
+            to_fallback = rest & el[:, self.fallback]
+            out[to_fallback, self.fallback] = 1.0
+            rest &= ~to_fallback
         if rest.any():
-            if self.fallback is not None and el[rest, self.fallback].all():
-                out[rest, self.fallback] = 1.0
-            else:
-                out[rest] = el[rest] / el[rest].sum(axis=1, keepdims=True)
+            out[rest] = el[rest] / el[rest].sum(axis=1, keepdims=True)
         return out
 
 
