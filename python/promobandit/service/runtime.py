@@ -406,7 +406,12 @@ class DecisionService:
 
     def prepare_batch(self, req: Any) -> PreparedBatch:
         """As prepare_decide, for every request of a batch."""
-        rows = [self._checked(r) for r in req.requests]
+        rows = []
+        for i, r in enumerate(req.requests):
+            try:
+                rows.append(self._checked(r))
+            except ValueError as exc:
+                raise ValueError(f"requests[{i}].{exc}") from None
         users = [r[0] for r in rows]
         ctxs = [r[1] for r in rows] if self.n_features is not None else None
         xs = np.array(ctxs, dtype=np.float64) if ctxs is not None else None
