@@ -54,10 +54,11 @@ void check_weight(double w, const char* field) {
 
 // Optional (n, K) bool masks; returns nullptr for None. Every row needs an eligible arm.
 const uint8_t* check_masks(const py::object& masks, int64_t n, int64_t K, const uint8_t* active,
-                           py::array& keep) {
+                           py::object& keep) {
   if (masks.is_none()) return nullptr;
-  keep = checked_array(masks, "masks", Kind::Bool, 2, {n, K});
-  const uint8_t* m = static_cast<const uint8_t*>(keep.data());
+  py::array arr = checked_array(masks, "masks", Kind::Bool, 2, {n, K});
+  keep = arr;
+  const uint8_t* m = static_cast<const uint8_t*>(arr.data());
   for (int64_t i = 0; i < n; ++i) {
     bool any = false;
     for (int64_t a = 0; a < K && !any; ++a) any = m[i * K + a] && active[a];
@@ -69,11 +70,12 @@ const uint8_t* check_masks(const py::object& masks, int64_t n, int64_t K, const 
   return m;
 }
 
-const uint8_t* check_mask(const py::object& mask, int64_t K, const uint8_t* active, py::array& keep) {
+const uint8_t* check_mask(const py::object& mask, int64_t K, const uint8_t* active, py::object& keep) {
   const uint8_t* m = nullptr;
   if (!mask.is_none()) {
-    keep = checked_array(mask, "mask", Kind::Bool, 1, {K});
-    m = static_cast<const uint8_t*>(keep.data());
+    py::array arr = checked_array(mask, "mask", Kind::Bool, 1, {K});
+    keep = arr;
+    m = static_cast<const uint8_t*>(arr.data());
   }
   for (int64_t a = 0; a < K; ++a) {
     if (active[a] && (m == nullptr || m[a])) return m;
@@ -137,18 +139,20 @@ void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks
 }
 
 // Optional per-arm score adjustments: (K,) for one request, (n, K) for a batch.
-const double* check_bias(const py::object& bias, int64_t K, py::array& keep) {
+const double* check_bias(const py::object& bias, int64_t K, py::object& keep) {
   if (bias.is_none()) return nullptr;
-  keep = checked_array(bias, "bias", Kind::Float64, 1, {K});
-  const double* b = static_cast<const double*>(keep.data());
+  py::array arr = checked_array(bias, "bias", Kind::Float64, 1, {K});
+  keep = arr;
+  const double* b = static_cast<const double*>(arr.data());
   bind::check_finite(b, K, "bias");
   return b;
 }
 
-const double* check_biases(const py::object& biases, int64_t n, int64_t K, py::array& keep) {
+const double* check_biases(const py::object& biases, int64_t n, int64_t K, py::object& keep) {
   if (biases.is_none()) return nullptr;
-  keep = checked_array(biases, "biases", Kind::Float64, 2, {n, K});
-  const double* b = static_cast<const double*>(keep.data());
+  py::array arr = checked_array(biases, "biases", Kind::Float64, 2, {n, K});
+  keep = arr;
+  const double* b = static_cast<const double*>(arr.data());
   bind::check_finite(b, n * K, "biases");
   return b;
 }
@@ -224,7 +228,7 @@ class MabKernel : public Guarded {
     struct Checked {
       const uint8_t* m;
       const double* b;
-      py::array keep_m, keep_b;
+      py::object keep_m, keep_b;  // null handles: an empty py::array would allocate
     };
     auto r = guarded(
         [&] {
@@ -243,7 +247,7 @@ class MabKernel : public Guarded {
     struct Checked {
       const uint8_t* m;
       const double* b;
-      py::array keep, keep_b;
+      py::object keep, keep_b;
       py::array_t<int64_t> arms;
       py::array_t<double> props;
       int64_t n;
@@ -261,7 +265,7 @@ class MabKernel : public Guarded {
           }
           c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
           if (c.m == nullptr) {
-            py::array none;
+            py::object none;
             check_mask(py::none(), s_.n_arms, s_.active, none);
           }
           c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
@@ -315,7 +319,8 @@ class MabKernel : public Guarded {
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& /*contexts*/,
                     const py::object& weights) {
     struct Checked {
-      py::array a, r, w;
+      py::array a, r;
+      py::object w;
       const int64_t* pa;
       const double* pr;
       const double* pw;
@@ -331,8 +336,9 @@ class MabKernel : public Guarded {
           c.pr = static_cast<const double*>(c.r.data());
           c.pw = nullptr;
           if (!weights.is_none()) {
-            c.w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
-            c.pw = static_cast<const double*>(c.w.data());
+            py::array w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
+            c.w = w;
+            c.pw = static_cast<const double*>(w.data());
           }
           // Every row is checked before any is applied: a rejected batch changes nothing.
           for (int64_t i = 0; i < c.n; ++i) {
@@ -361,13 +367,13 @@ class MabKernel : public Guarded {
       n = checked_array(masks, "masks", Kind::Bool, 2, {-1, K}).shape(0);
     }
     if (n < 0) throw std::invalid_argument("n: give the number of rows or masks of shape (n, K)");
-    py::array keep;
+    py::object keep;
     const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
     if (m == nullptr) {
-      py::array none;
+      py::object none;
       check_mask(py::none(), K, s_.active, none);
     }
-    py::array keep_b;
+    py::object keep_b;
     const double* b = check_biases(biases, n, K, keep_b);
     MabParams p = p_;
     p.propensity_draws = bind::to_index(draws_obj, "draws");
@@ -465,7 +471,7 @@ class LinKernel : public Guarded {
       const double* x;
       const uint8_t* m;
       const double* b;
-      py::array keep_x, keep_m, keep_b;
+      py::object keep_x, keep_m, keep_b;
     };
     auto r = guarded(
         [&] {
@@ -491,7 +497,8 @@ class LinKernel : public Guarded {
                          const py::object& out_arms, const py::object& out_props,
                          py::handle n_threads, const py::object& biases) {
     struct Checked {
-      py::array c, keep, keep_b;
+      py::array c;
+      py::object keep, keep_b;
       const double* px;
       const uint8_t* m;
       const double* b;
@@ -515,7 +522,7 @@ class LinKernel : public Guarded {
           bind::check_finite(c.px, c.n * s_.dim, "contexts");
           c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
           if (c.m == nullptr) {
-            py::array none;
+            py::object none;
             check_mask(py::none(), s_.n_arms, s_.active, none);
           }
           c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
@@ -549,7 +556,7 @@ class LinKernel : public Guarded {
       int64_t arm;
       double reward, weight;
       const double* x;
-      py::array keep;
+      py::object keep;
     };
     guarded(
         [&] {
@@ -573,7 +580,8 @@ class LinKernel : public Guarded {
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& contexts,
                     const py::object& weights) {
     struct Checked {
-      py::array a, r, c, w;
+      py::array a, r, c;
+      py::object w;
       const int64_t* pa;
       const double* pr;
       const double* px;
@@ -597,8 +605,9 @@ class LinKernel : public Guarded {
           bind::check_finite(c.px, c.n * d, "contexts");
           c.pw = nullptr;
           if (!weights.is_none()) {
-            c.w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
-            c.pw = static_cast<const double*>(c.w.data());
+            py::array w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
+            c.w = w;
+            c.pw = static_cast<const double*>(w.data());
           }
           for (int64_t i = 0; i < c.n; ++i) {
             bind::check_arm(c.pa[i], s_.n_arms, "arms");
@@ -625,13 +634,13 @@ class LinKernel : public Guarded {
     const int64_t n = c.shape(0), K = s_.n_arms, d = s_.dim;
     const double* px = static_cast<const double*>(c.data());
     bind::check_finite(px, n * d, "contexts");
-    py::array keep;
+    py::object keep;
     const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
     if (m == nullptr) {
-      py::array none;
+      py::object none;
       check_mask(py::none(), K, s_.active, none);
     }
-    py::array keep_b;
+    py::object keep_b;
     const double* b = check_biases(biases, n, K, keep_b);
     const int64_t draws = bind::to_index(draws_obj, "draws");
     if (p_.kind == kLinTS && draws < 1) {
@@ -692,12 +701,13 @@ class LinKernel : public Guarded {
  private:
   LinScratch scratch() { return LinScratch{mean_.data(), var_.data(), u_.data(), work_.data()}; }
 
-  const double* check_context(const py::object& context, const char* field, py::array& keep) {
+  const double* check_context(const py::object& context, const char* field, py::object& keep) {
     if (context.is_none()) {
       throw std::invalid_argument(std::string(field) + ": required for a contextual policy");
     }
-    keep = checked_array(context, field, Kind::Float64, 1, {s_.dim});
-    const double* x = static_cast<const double*>(keep.data());
+    py::array arr = checked_array(context, field, Kind::Float64, 1, {s_.dim});
+    keep = arr;
+    const double* x = static_cast<const double*>(arr.data());
     bind::check_finite(x, s_.dim, field);
     return x;
   }
