@@ -36,26 +36,31 @@ def default_estimator() -> Any:
 
 
 def design_matrix(contexts: np.ndarray | None, actions: np.ndarray, n_actions: int,
-                  encoding: str) -> Any:
+                  encoding: str, sparse: bool = False) -> Any:
     """Features of (context, offer) pairs, one row per pair.
 
     "interactions": a sparse CSR matrix [onehot(a), x placed in block a] of width
         K * (d + 1): a linear model on it is a separate linear model per offer,
         fitted in one go (personalised offer effects).
-    "concat": a dense [x, onehot(a)] of width d + K, for models that find the
-        interactions themselves (gradient boosting, forests).
+    "concat": [x, onehot(a)] of width d + K, for models that find the interactions
+        themselves (gradient boosting, forests) or additive effects; dense, or CSR
+        when `sparse` (faster for linear models when K is large).
     """
+    from scipy import sparse as sp
+
     n = actions.shape[0]
     k = n_actions
     d = 0 if contexts is None else contexts.shape[1]
     if encoding == "concat":
+        if sparse:
+            x = sp.csr_matrix(contexts) if d else sp.csr_matrix((n, 0))
+            onehot = sp.csr_matrix((np.ones(n), (np.arange(n), actions)), shape=(n, k))
+            return sp.hstack([x, onehot], format="csr")
         out = np.zeros((n, d + k))
         if d:
             out[:, :d] = contexts
         out[np.arange(n), d + actions] = 1.0
         return out
-    from scipy import sparse
-
     width = d + 1
     cols = np.empty((n, width), dtype=np.int64)
     vals = np.empty((n, width))
@@ -65,7 +70,7 @@ def design_matrix(contexts: np.ndarray | None, actions: np.ndarray, n_actions: i
         cols[:, 1:] = k + actions[:, None] * d + np.arange(d)[None, :]
         vals[:, 1:] = contexts
     indptr = np.arange(0, n * width + 1, width, dtype=np.int64)
-    return sparse.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n, k * (d + 1)))
+    return sp.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n, k * (d + 1)))
 
 
 @dataclasses.dataclass
@@ -78,16 +83,20 @@ class RewardModel:
     n_folds: cross-fitting folds (>= 2); 1 fits and predicts on all rows (in-sample,
         which overfits and biases DR's correction term towards zero).
     encoding: "interactions" (default; per-offer linear effects, sparse) or
-        "concat" (dense [x, onehot(a)], for tree models). See design_matrix.
+        "concat" ([x, onehot(a)], for tree models or additive effects). See design_matrix.
+    sparse: build the "concat" design as sparse CSR (linear models; tree models such as
+        HistGradientBoosting need the dense default).
     seed: seeds the random split into folds.
-    chunk_rows: rows predicted at once (each row expands into K design rows).
+    chunk_rows: design rows predicted at once (a log row expands into K design rows,
+        one per offer); bounds the memory of prediction.
     """
 
     estimator: Any = None
     n_folds: int = 5
     encoding: str = "interactions"
+    sparse: bool = False
     seed: int = 0
-    chunk_rows: int = 100_000
+    chunk_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
         check_int("n_folds", self.n_folds, 1)
@@ -115,12 +124,13 @@ class RewardModel:
         if isinstance(model, float):
             return np.full((m, n_actions), model)
         out = np.empty((m, n_actions))
-        for lo in range(0, m, self.chunk_rows):
-            sel = rows[lo:lo + self.chunk_rows]
+        step = max(1, self.chunk_rows // n_actions)
+        for lo in range(0, m, step):
+            sel = rows[lo:lo + step]
             c = sel.shape[0]
             ctx = None if contexts is None else np.repeat(contexts[sel], n_actions, axis=0)
             acts = np.tile(np.arange(n_actions, dtype=np.int64), c)
-            x = design_matrix(ctx, acts, n_actions, self.encoding)
+            x = design_matrix(ctx, acts, n_actions, self.encoding, self.sparse)
             if classifier:
                 pos = int(np.flatnonzero(np.asarray(model.classes_) == 1)[0])
                 pred = model.predict_proba(x)[:, pos]
@@ -166,7 +176,7 @@ class RewardModel:
                 if train.size == 0:
                     raise ValueError(f"n_folds: fold {f} leaves no rows to fit the model on")
                 x = design_matrix(None if contexts is None else contexts[train],
-                                  actions[train], n_actions, self.encoding)
+                                  actions[train], n_actions, self.encoding, self.sparse)
                 model = self._fit(estimator, x, rewards[train], classifier,
                                   None if sw is None else sw[train])
                 q[test] = self._predict_all(model, contexts, test, n_actions, classifier)
