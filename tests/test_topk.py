@@ -272,6 +272,7 @@ BAD = [
     ({"items": _e.astype(np.float64)}, "items", "dtype float64"),
     ({"items": np.ones((N, 2 * D), np.float32)[:, ::2]}, "items", "C-contiguous"),
     ({"items": np.ones(N, np.float32)}, "items", "shape"),
+    ({"items": _e.astype(">f4")}, "items", "non-native byte order"),
     ({"items": _nan_e}, "items", "found nan at flat index 30"),
     ({"items": _huge, "users": np.full(D, 1e30, np.float32)}, "items", "overflows float32"),
     ({"users": np.ones(D + 1, np.float32)}, "users", "shape"),

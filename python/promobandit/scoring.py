@@ -132,8 +132,9 @@ def _array(obj: Any, field: str, dtypes: Sequence[str], ndims: Sequence[int], wa
             a = np.asarray(obj)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{field}: expected {want}") from exc
-    if a.dtype.name not in dtypes:
-        raise ValueError(f"{field}: expected {want}, got dtype {a.dtype}")
+    if a.dtype.name not in dtypes or not a.dtype.isnative:
+        raise ValueError(f"{field}: expected {want}, got dtype {a.dtype}"
+                         f"{'' if a.dtype.isnative else ' (non-native byte order)'}")
     ok = False
     for nd, shape in zip(ndims, shapes, strict=True):
         if a.ndim == nd and all(s < 0 or a.shape[i] == s for i, s in enumerate(shape)):
