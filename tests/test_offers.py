@@ -22,6 +22,7 @@ from promobandit.offers import (
     PercentOff,
     SpendThreshold,
     TimeLimitedPercentOff,
+    _checked_columns,
     default_catalogue,
 )
 
@@ -549,3 +550,68 @@ def test_no_line_below_the_floor_and_eligible_iff_pricing_allowed(world) -> None
         else:
             with pytest.raises(ValueError, match="ineligible"):
                 catalogue.price(b, k)
+
+
+# --- trusted baskets and the validated fast path -----------------------------------------
+
+def assert_same_quote(fast, slow) -> None:
+    """Equal, not close: both paths are exact in minor units."""
+    assert fast.offer_ids == slow.offer_ids
+    for name in ("eligible", "discount_cost", "paid_total"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a, b), name
+    assert fast.list_total == slow.list_total
+    assert type(fast.list_total) is type(slow.list_total)
+
+
+def test_trusted_basket_prices_like_a_checked_one() -> None:
+    cols = (np.array([3, 1, 4]), np.array([0, 7, 0]), np.array([10.0, 5.55, 0.99]),
+            np.array([1.0, 2.0, 0.5]), np.array([1, 2, 3]))
+    trusted = Basket.trusted(*cols)
+    checked = Basket(*cols)
+    c = default_catalogue()
+    assert_same_quote(c.quote(trusted), c.quote(checked))
+    assert len(trusted) == 3
+    names = ("item_ids", "categories", "unit_prices", "unit_costs", "quantities")
+    for name, col in zip(names, cols, strict=True):
+        held = getattr(trusted, name)
+        assert np.shares_memory(held, col)  # no copy: a view, read-only
+        assert not held.flags.writeable and col.flags.writeable
+        assert not np.shares_memory(getattr(checked, name), col)
+
+
+column_values = st.lists(
+    st.tuples(st.floats(allow_nan=True, allow_infinity=True, width=64),
+              st.floats(allow_nan=True, allow_infinity=True, width=64),
+              st.integers(-2, 3)),
+    min_size=0, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=column_values, short=st.sampled_from([None, "categories", "unit_costs"]))
+def test_basket_fast_validation_changes_nothing(rows, short) -> None:
+    # The constructor first tries a fused check on int64/float64 columns; whatever it
+    # accepts or rejects must match the field-by-field rules (same arrays, same error).
+    n = len(rows)
+    cols = {
+        "item_ids": np.arange(n, dtype=np.int64),
+        "categories": np.zeros(n, dtype=np.int64),
+        "unit_prices": np.array([r[0] for r in rows], dtype=np.float64),
+        "unit_costs": np.array([r[1] for r in rows], dtype=np.float64),
+        "quantities": np.array([r[2] for r in rows], dtype=np.int64),
+    }
+    if short is not None and n:
+        cols[short] = cols[short][:-1]
+    try:
+        want = _checked_columns(*cols.values())
+    except ValueError as exc:
+        with pytest.raises(ValueError) as got_exc:
+            Basket(**cols)
+        assert str(got_exc.value) == str(exc)
+        return
+    got = Basket(**cols)
+    for name, w in zip(cols, want, strict=True):
+        a = getattr(got, name)
+        assert a.dtype == w.dtype and np.array_equal(a, w)
+        assert not np.shares_memory(a, cols[name]) and not a.flags.writeable
