@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,16 +234,17 @@ def test_openapi_lists_every_route_and_loads_in_schemathesis(server: Any) -> Non
 
 
 def test_metrics_cover_requests_decisions_budget_lag_and_defaults() -> None:
-    cfg = make_config(None, engine={"budget": {"amount": 500.0}, "feedback_wait_seconds": 0.01,
+    wait = 1.0
+    cfg = make_config(None, engine={"budget": {"amount": 500.0}, "feedback_wait_seconds": wait,
                                     "fairness": {"max_gap": 0.1}})
     with ServerThread(DecisionService(cfg)) as srv, srv.client() as c:
         ds = [c.post("/v1/decide", json={"user": f"u{i}", "basket": basket(), "group": "g"}
                      ).json() for i in range(6)]
-        c.post("/v1/feedback", json={"decision_id": ds[0]["decision_id"], "event_id": "e",
-                                     "clicked": True})
-        import time
-        time.sleep(0.02)
-        srv.service.expire()
+        r = c.post("/v1/feedback", json={"decision_id": ds[-1]["decision_id"], "event_id": "e",
+                                         "clicked": True})
+        assert r.json()["status"] == "applied"
+        time.sleep(wait * 1.05)
+        assert srv.service.expire() == 6
         text = c.get("/metrics").text
         offer = ds[1]["offer_id"]
     for needle in (

@@ -57,8 +57,12 @@ class ServerConfig:
     api_key: the key every route except /healthz, /readyz and /metrics requires (in
         ``X-API-Key`` or ``Authorization: Bearer``); "" turns authentication off.
     max_body_bytes: largest request body accepted (413 above it).
-    threads: worker threads that run engine calls off the event loop (the engine's
-        native kernels release the GIL); 0 runs them on the event loop itself.
+    threads: worker threads that run engine calls off the event loop; 0 (the default)
+        runs them on the event loop itself. Measured on 2 cores (bench/bench_service.py):
+        a decision holds the engine's lock for its whole ~25-35 us, of which the native
+        select (the only part that releases the GIL) is a few us, while the hop to a
+        worker thread and back costs ~100 us of CPU; so threads only pay off when a
+        request carries long GIL-free native work (e.g. a large top-k recommender).
     log_level: uvicorn's and the service's log level.
     """
 
@@ -66,7 +70,7 @@ class ServerConfig:
     port: int = 8080
     api_key: str = ""
     max_body_bytes: int = 1_048_576
-    threads: int = 4
+    threads: int = 0
     log_level: str = "info"
 
 

@@ -215,6 +215,7 @@ class DecisionService:
         """Recovers the state (raises on unrecoverable storage) and starts background work."""
         if self.state == "created":
             self.recover()
+        self._warm_up()
         self.journal.start()
         self._housekeeper = threading.Thread(target=self._housekeeping,
                                              name="promobandit-housekeeping", daemon=True)
@@ -301,6 +302,19 @@ class DecisionService:
         self.state = "ready"
         self.metrics.ready.set(1)
         return self.recovery
+
+    def _warm_up(self) -> None:
+        """One decision and one feedback on a scratch engine of the same configuration, so
+        that lazy imports and kernel loading happen now and not in the first request
+        (which took ~0.5 s otherwise). The real engine is not touched."""
+        try:
+            scratch = build_engine(self.config, self.catalogue, None)
+            x = None if self.n_features is None else np.zeros(self.n_features)
+            d = scratch.decide(Pseudonym("warm-up"), context=x, now=self._last_now or None,
+                               basket=_basket([[0], [0], [1.0], [0.5], [1]]))
+            scratch.feedback(d.id, "warm-up", purchased=True, now=d.created_at)
+        except Exception as exc:  # only an optimisation: never fails the start
+            log.debug("warm-up skipped: %s", exc)
 
     def _replay(self, kind: int, payload: bytes) -> bool:
         """Applies one logged record as it was applied live; True if the engine rejected

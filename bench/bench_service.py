@@ -1,0 +1,282 @@
+"""Throughput and latency of `promobandit serve` on loopback, beside the in-process cost.
+
+Baselines in the same run (one thread, no HTTP):
+  engine: Engine.decide / Engine.feedback on the service's engine configuration;
+  service: DecisionService.prepare_* + apply_* (checks, pseudonym, log record in memory).
+Service: `python -m promobandit serve` as a subprocess (durable files, fsync on unless
+--no-fsync), driven closed-loop on keep-alive connections by 1, 8 and 64 concurrent
+clients (a small asyncio HTTP/1.1 client, bodies built in advance) for --seconds each:
+  decide: POST /v1/decide; feedback: a purchase for a distinct decision made beforehand.
+For each, the answered requests per second, p50 and p99 latency, and the server's CPU
+time per request (user + system, all its threads; read from /proc), which is less
+disturbed than wall time by other load on the machine. Each figure is the median of
+--repeats runs, with the min and max beside it.
+
+Run as a script: python bench/bench_service.py [--quick] [--threads 0 4] [--json PATH]
+The server uses uvicorn's defaults: uvloop and httptools when they are installed, else
+asyncio and h11 (the table says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+from promobandit.service.loadgen import HttpConnection, decide_body  # noqa: E402
+
+PRIVACY_KEY = "bench-privacy-key-0123456789"
+API_KEY = "bench-api-key"
+POOL = 2000  # distinct request bodies cycled through by the clients
+
+
+def clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all threads (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / clock_ticks()
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+# --- in-process baselines -------------------------------------------------------------------
+def in_process(repeats: int, n: int) -> dict[str, Any]:
+    from promobandit.service.config import from_dict
+    from promobandit.service.runtime import DecisionService, build_engine
+    from promobandit.service.schemas import build_schemas
+
+    cfg = from_dict({"privacy": {"key": PRIVACY_KEY}, "storage": {"kind": "memory"},
+                     "server": {"threads": 0}}, environ={})
+    rs = random.Random(0)
+    bodies = [decide_body(rs) for _ in range(POOL)]
+    out: dict[str, Any] = {}
+
+    def engine_run() -> tuple[float, float]:
+        from promobandit.offers import Basket
+
+        eng = build_engine(cfg, __import__("promobandit.offers", fromlist=["x"])
+                           .default_catalogue(), None)
+        baskets = [Basket.from_lines([(ln["item_id"], ln["category"], ln["unit_price"],
+                                       ln["unit_cost"], ln["quantity"])
+                                      for ln in b["basket"]["lines"]]) for b in bodies]
+        t0 = time.perf_counter()
+        ids = [eng.decide(bodies[i % POOL]["user"], basket=baskets[i % POOL],
+                          group=bodies[i % POOL]["group"]).id for i in range(n)]
+        t1 = time.perf_counter()
+        for i, d in enumerate(ids):
+            eng.feedback(d, f"e{i}", purchased=True)
+        t2 = time.perf_counter()
+        return (t1 - t0) / n, (t2 - t1) / n
+
+    def service_run() -> tuple[float, float]:
+        svc = DecisionService(cfg)
+        svc.start()
+        s = build_schemas(cfg.limits, None)
+        reqs = [s.DecideRequest.model_validate_json(orjson.dumps(b)) for b in bodies]
+        t0 = time.perf_counter()
+        ids = [svc.apply_decide(svc.prepare_decide(reqs[i % POOL]))[0].id for i in range(n)]
+        t1 = time.perf_counter()
+        fbs = [s.FeedbackRequest.model_validate({"decision_id": d, "event_id": f"e{i}",
+                                                 "purchased": True})
+               for i, d in enumerate(ids)]
+        t2 = time.perf_counter()
+        for f in fbs:
+            svc.apply_feedback(svc.prepare_feedback(f))
+        t3 = time.perf_counter()
+        svc.stop(snapshot=False)
+        return (t1 - t0) / n, (t3 - t2) / n
+
+    for name, fn in (("engine", engine_run), ("service (no HTTP)", service_run)):
+        fn()  # warm-up
+        runs = [fn() for _ in range(repeats)]
+        out[name] = {"decide_us": summarise([r[0] * 1e6 for r in runs]),
+                     "feedback_us": summarise([r[1] * 1e6 for r in runs])}
+    return out
+
+
+# --- the server -------------------------------------------------------------------------------
+class Server:
+    def __init__(self, threads: int, fsync: bool, workdir: Path) -> None:
+        cfg = workdir / f"bench-{threads}-{int(fsync)}.toml"
+        cfg.write_text(
+            f'[privacy]\nkey = "{PRIVACY_KEY}"\n[server]\napi_key = "{API_KEY}"\n'
+            f'log_level = "warning"\nthreads = {threads}\n'
+            f'[storage]\ndir = "state-{threads}-{int(fsync)}"\nfsync = {str(fsync).lower()}\n'
+            f'snapshot_interval_seconds = 30.0\n')
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "promobandit", "serve", "--config", str(cfg), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "python")}, cwd=workdir)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"http://([\d.]+):(\d+)", line)
+        if m is None:
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.host, self.port = m.group(1), int(m.group(2))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=120)
+
+
+async def closed_loop(host: str, port: int, clients: int, seconds: float,
+                      bodies: list[tuple[str, bytes]]) -> tuple[int, list[float], int]:
+    """(answered, latencies, non-200 answers); client i sends bodies i, i+clients, ..."""
+    lat: list[float] = []
+    bad = 0
+    t_end = time.perf_counter() + seconds
+
+    async def client(ci: int) -> None:
+        nonlocal bad
+        conn = HttpConnection(host, port, {"X-API-Key": API_KEY})
+        await conn.connect()
+        i = ci
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end or i >= len(bodies):
+                break
+            path, body = bodies[i]
+            status, _ = await conn.request("POST", path, body)
+            lat.append(time.perf_counter() - t0)
+            bad += status != 200
+            i += clients
+        await conn.close()
+
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return len(lat), lat, bad
+
+
+def measure(server: Server, clients: int, seconds: float, workload: str,
+            rs: random.Random) -> dict[str, float]:
+    # Enough bodies for the fastest plausible rate; feedback needs one decision each.
+    n = int(seconds * 20_000)
+    if workload == "decide":
+        pool = [("/v1/decide", orjson.dumps(decide_body(rs))) for _ in range(POOL)]
+        bodies = [pool[i % POOL] for i in range(n)]
+    else:
+        bodies = prepare_feedback(server, n, rs)
+    c0 = cpu_seconds(server.proc.pid)
+    t0 = time.perf_counter()
+    done, lat, bad = asyncio.run(closed_loop(server.host, server.port, clients, seconds, bodies))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(server.proc.pid) - c0
+    a = np.asarray(lat) * 1e3
+    return {"throughput": done / wall, "p50_ms": float(np.percentile(a, 50)),
+            "p99_ms": float(np.percentile(a, 99)), "server_cpu_us": cpu / done * 1e6,
+            "errors": float(bad)}
+
+
+def prepare_feedback(server: Server, n: int, rs: random.Random) -> list[tuple[str, bytes]]:
+    """Makes n decisions (batches of 256) and returns a purchase body for each."""
+    async def make() -> list[str]:
+        conn = HttpConnection(server.host, server.port, {"X-API-Key": API_KEY})
+        ids: list[str] = []
+        while len(ids) < n:
+            reqs = [decide_body(rs) for _ in range(256)]
+            status, data = await conn.request("POST", "/v1/decide/batch",
+                                              orjson.dumps({"requests": reqs}))
+            assert status == 200, data
+            ids += [d["decision_id"] for d in orjson.loads(data)["decisions"]]
+        await conn.close()
+        return ids[:n]
+
+    ids = asyncio.run(make())
+    return [("/v1/feedback", orjson.dumps({"decision_id": d, "event_id": f"buy-{i}",
+                                           "purchased": True})) for i, d in enumerate(ids)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 repeat, 1.5 s per point")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[0, 4],
+                    help="server.threads values to compare")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--json", default=str(REPO / "bench" / "results" / "service.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.seconds = 1, 1.5
+
+    try:
+        import uvloop  # noqa: F401
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    env = {"python": platform.python_version(), "cpus": os.cpu_count(),
+           "machine": platform.machine(), "loadavg_at_start": os.getloadavg(),
+           "uvicorn_loop": loop, "uvicorn_http": http, "fsync": not args.no_fsync}
+    print(f"promobandit serve on loopback: {env}")
+    results: dict[str, Any] = {"environment": env, "in_process": in_process(args.repeats, 3000),
+                               "http": []}
+    print("\nin-process cost per request (us, median [min-max]):")
+    for name, r in results["in_process"].items():
+        d, f = r["decide_us"], r["feedback_us"]
+        print(f"  {name:<20} decide {d['median']:7.1f} [{d['min']:.1f}-{d['max']:.1f}]   "
+              f"feedback {f['median']:7.1f} [{f['min']:.1f}-{f['max']:.1f}]")
+    rs = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in args.threads:
+            server = Server(threads, not args.no_fsync, Path(tmp))
+            try:
+                measure(server, 8, 1.0, "decide", rs)  # warm-up
+                for workload in ("decide", "feedback"):
+                    for clients in args.clients:
+                        runs = [measure(server, clients, args.seconds, workload, rs)
+                                for _ in range(args.repeats)]
+                        row = {"threads": threads, "workload": workload, "clients": clients,
+                               **{k: summarise([r[k] for r in runs]) for k in runs[0]}}
+                        results["http"].append(row)
+            finally:
+                server.stop()
+    print(f"\nHTTP, closed loop ({args.seconds:g} s per point, median of {args.repeats}; "
+          "[min-max])")
+    head = (f"{'threads':>7} {'route':<9}{'clients':>8}{'req/s':>18}{'p50 ms':>16}"
+            f"{'p99 ms':>18}{'server CPU us/req':>22}")
+    print(head + "\n" + "-" * len(head))
+    def cell(r: dict[str, Any], k: str, fmt: str) -> str:
+        v = r[k]
+        return f"{v['median']:{fmt}} [{v['min']:{fmt}}-{v['max']:{fmt}}]"
+
+    for r in results["http"]:
+        print(f"{r['threads']:>7} {r['workload']:<9}{r['clients']:>8}"
+              f"{cell(r, 'throughput', '.0f'):>18}{cell(r, 'p50_ms', '.1f'):>16}"
+              f"{cell(r, 'p99_ms', '.1f'):>18}{cell(r, 'server_cpu_us', '.0f'):>22}")
+        if r["errors"]["max"]:
+            print(f"        ({r['errors']['max']:.0f} non-200 answers)")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
