@@ -117,6 +117,39 @@ def in_process(repeats: int, n: int) -> dict[str, Any]:
     return out
 
 
+def snapshot_cost(sizes: list[int]) -> list[dict[str, float]]:
+    """Time of one snapshot (the engine state as bytes, under the apply lock, then written
+    and fsynced) with n decisions pending; requests wait for the first part."""
+    from promobandit.service.config import from_dict
+    from promobandit.service.runtime import DecisionService
+    from promobandit.service.schemas import build_schemas
+
+    out = []
+    rs = random.Random(3)
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = from_dict({"privacy": {"key": PRIVACY_KEY}, "storage": {"dir": tmp}},
+                            environ={})
+            svc = DecisionService(cfg)
+            svc.start()
+            s = build_schemas(cfg.limits, None)
+            for i in range(0, n, 256):
+                reqs = [decide_body(rs) for _ in range(min(256, n - i))]
+                svc.apply_batch(svc.prepare_batch(
+                    s.DecideBatchRequest.model_validate({"requests": reqs})))
+            t0 = time.perf_counter()
+            with svc._apply_lock:
+                blob = svc.engine.to_bytes()
+            locked = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            svc.snapshot()
+            total = time.perf_counter() - t0
+            svc.stop(snapshot=False)
+            out.append({"pending": float(n), "locked_ms": locked * 1e3,
+                        "total_ms": total * 1e3, "mbytes": len(blob) / 1e6})
+    return out
+
+
 # --- the server -------------------------------------------------------------------------------
 class Server:
     def __init__(self, threads: int, fsync: bool, workdir: Path) -> None:
@@ -125,7 +158,8 @@ class Server:
             f'[privacy]\nkey = "{PRIVACY_KEY}"\n[server]\napi_key = "{API_KEY}"\n'
             f'log_level = "warning"\nthreads = {threads}\n'
             f'[storage]\ndir = "state-{threads}-{int(fsync)}"\nfsync = {str(fsync).lower()}\n'
-            f'snapshot_interval_seconds = 30.0\n')
+            # No snapshot during the measurement: its cost is measured on its own.
+            f'snapshot_interval_seconds = 3600.0\nsnapshot_every_events = 100000000\n')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "promobandit", "serve", "--config", str(cfg), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -172,7 +206,7 @@ async def closed_loop(host: str, port: int, clients: int, seconds: float,
 def measure(server: Server, clients: int, seconds: float, workload: str,
             rs: random.Random) -> dict[str, float]:
     # Enough bodies for the fastest plausible rate; feedback needs one decision each.
-    n = int(seconds * 20_000)
+    n = int(seconds * 8_000)
     if workload == "decide":
         pool = [("/v1/decide", orjson.dumps(decide_body(rs))) for _ in range(POOL)]
         bodies = [pool[i % POOL] for i in range(n)]
@@ -243,20 +277,31 @@ def main() -> None:
         d, f = r["decide_us"], r["feedback_us"]
         print(f"  {name:<20} decide {d['median']:7.1f} [{d['min']:.1f}-{d['max']:.1f}]   "
               f"feedback {f['median']:7.1f} [{f['min']:.1f}-{f['max']:.1f}]")
+    results["snapshot"] = snapshot_cost([10_000] if args.quick else [10_000, 100_000])
+    print("\nsnapshot with n decisions pending (requests wait while the state is copied):")
+    for r in results["snapshot"]:
+        print(f"  {r['pending']:>9,.0f} pending: {r['mbytes']:6.1f} MB, under the lock "
+              f"{r['locked_ms']:7.0f} ms, written and fsynced {r['total_ms']:7.0f} ms")
     rs = random.Random(1)
     with tempfile.TemporaryDirectory() as tmp:
-        for threads in args.threads:
-            server = Server(threads, not args.no_fsync, Path(tmp))
-            try:
+        # All servers run at once and the variants take turns at every point, so that
+        # other load on the machine falls on them alike.
+        servers = {t: Server(t, not args.no_fsync, Path(tmp)) for t in args.threads}
+        try:
+            for server in servers.values():
                 measure(server, 8, 1.0, "decide", rs)  # warm-up
-                for workload in ("decide", "feedback"):
-                    for clients in args.clients:
-                        runs = [measure(server, clients, args.seconds, workload, rs)
-                                for _ in range(args.repeats)]
-                        row = {"threads": threads, "workload": workload, "clients": clients,
-                               **{k: summarise([r[k] for r in runs]) for k in runs[0]}}
-                        results["http"].append(row)
-            finally:
+            for workload in ("decide", "feedback"):
+                for clients in args.clients:
+                    runs: dict[int, list[dict[str, float]]] = {t: [] for t in servers}
+                    for _ in range(args.repeats):
+                        for t, server in servers.items():
+                            runs[t].append(measure(server, clients, args.seconds, workload, rs))
+                    for t in servers:
+                        results["http"].append(
+                            {"threads": t, "workload": workload, "clients": clients,
+                             **{k: summarise([r[k] for r in runs[t]]) for k in runs[t][0]}})
+        finally:
+            for server in servers.values():
                 server.stop()
     print(f"\nHTTP, closed loop ({args.seconds:g} s per point, median of {args.repeats}; "
           "[min-max])")
