@@ -184,6 +184,7 @@ def test_compare_intervals_lift_and_bootstrap() -> None:
     assert r.boot_diff_low == pytest.approx(r.diff_low, abs=0.25 * (r.diff_high - r.diff_low))
     assert r.boot_lift_high == pytest.approx(r.lift_high, abs=0.25 * (r.lift_high - r.lift_low))
     assert r.significant()
+    assert r.to_frame().loc[0, "metric"] == "revenue"
     conv = ab.compare(rs.random(5000) < 0.12, rs.random(5000) < 0.10, kind="proportion")
     assert conv.test == "two-proportion z" and conv.p_value < 0.05
     # Lift coverage of the delta method over repeated experiments (true lift 0.10).

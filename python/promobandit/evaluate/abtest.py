@@ -101,7 +101,7 @@ class Assigner:
         return np.asarray(self.variants, dtype=object)[idx]
 
     def _index(self, u: np.ndarray) -> np.ndarray:
-        edges = np.cumsum(self.weights)[:-1]
+        edges: np.ndarray = np.cumsum(np.asarray(self.weights, dtype=np.float64))[:-1]
         return np.searchsorted(edges, u, side="right")
 
 
@@ -319,6 +319,12 @@ class MetricResult:
         """p_value < alpha (default: 1 - level)."""
         return self.p_value < (1.0 - self.level if alpha is None else alpha)
 
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame of every field."""
+        import pandas as pd
+
+        return pd.DataFrame([dataclasses.asdict(self)])
+
 
 @dataclasses.dataclass(frozen=True)
 class SRMResult:
@@ -528,6 +534,12 @@ class SampleSize:
     def total(self) -> int:
         return self.n_control + self.n_treatment
 
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame([{"n_control": self.n_control, "n_treatment": self.n_treatment,
+                              "total": self.total}])
+
 
 def _power_args(alpha: float, power: float, ratio: float) -> tuple[float, float, float]:
     from scipy.special import ndtri
@@ -726,10 +738,11 @@ def analyse_experiment(log_path_or_frame: Any, *, control: str | None = None,
         for m in metrics:
             y = users[m].to_numpy(dtype=np.float64)
             t = tau if tau is not None else tau_sd_fraction * float(y[in_t | in_c].std(ddof=1))
-            t = t if t > 0 else None
-            common = dict(kind=EXPERIMENT_METRICS[m], metric=m, treatment=treat,
-                          control=control, level=level, n_bootstrap=n_bootstrap, seed=seed,
-                          tau=t, sequential_min_n=sequential_min_n)
+            common: dict[str, Any] = dict(
+                kind=EXPERIMENT_METRICS[m], metric=m, treatment=treat, control=control,
+                level=level, n_bootstrap=n_bootstrap, seed=seed,
+                tau=t if t > 0 else None,  # a constant metric has nothing to test sequentially
+                sequential_min_n=sequential_min_n)
             results.append(compare(y[in_t], y[in_c], **common))
             if pre:
                 x = users[pre].to_numpy(dtype=np.float64)

@@ -344,9 +344,9 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
         else:
             raise ValueError(f"source: expected a Parquet path, a pyarrow Table or a pandas "
                              f"DataFrame, got {type(source).__name__}")
-    for col in ("offer", "propensity", "reward"):
-        if col not in table.column_names:
-            raise ValueError(f"{col}: missing column (the decision log needs offer, "
+    for required in ("offer", "propensity", "reward"):
+        if required not in table.column_names:
+            raise ValueError(f"{required}: missing column (the decision log needs offer, "
                              "propensity and reward)")
     n = table.num_rows
     if n == 0:

@@ -154,11 +154,12 @@ def check_target_chunk(probs: Any, m: int, k: int, masks: np.ndarray | None,
     if tp.shape != (m, k):
         raise ValueError(f"policy: action probabilities must have shape ({m}, {k}), "
                          f"got {tp.shape}")
-    if not np.isfinite(tp).all():
+    sums = tp.sum(axis=1)
+    # NaN or inf anywhere in a row makes its sum non-finite: one pass checks both.
+    if not np.isfinite(sums).all():
         raise ValueError("policy: action probabilities contain NaN or inf")
     if tp.min(initial=0.0) < -PROB_ATOL:
         raise ValueError("policy: action probabilities must be non-negative")
-    sums = tp.sum(axis=1)
     bad = np.abs(sums - 1.0) > PROB_ATOL
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -1,0 +1,184 @@
+"""Rows per second of the off-policy estimators, beside a plain NumPy implementation.
+
+Workload: a synthetic decision log of n rows (K = 6 offers), a target policy given as
+an (n, K) probability matrix and cross-fitted reward predictions q (n, K) given as an
+array (the reward model's fit is timed on its own row, once), so the figures are the
+estimators themselves.
+Timed per size (1M and 10M rows):
+  - promobandit ``evaluate`` per estimator (IPS, SNIPS, DR) and all three at once:
+    point estimate, analytic CI, the paired difference to the logged policy and every
+    diagnostic (ESS, weight quantiles, support checks), with the target validated;
+  - the textbook formulas in plain NumPy (point estimate + CLT interval only, no checks);
+  - ``DecisionLog.from_arrays`` (validating the log once);
+  - the bootstrap: promobandit's Numba Poisson bootstrap (all threads) against a NumPy
+    multinomial bootstrap (index resampling), B replicates of the IPS/SNIPS/DR columns;
+  - the cross-fitted Ridge reward model (5 folds) on the 1M log, once.
+Each figure is the median of --repeats runs with the min and max.
+
+Run: python bench/bench_ope.py [--quick] [--repeats R] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+K, D = 6, 8
+
+
+def make_log(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A log with softmax logging probabilities, a different target and noisy predictions."""
+    rs = np.random.default_rng(seed)
+    scores = rs.normal(size=(n, K)).astype(np.float64)
+    logging = np.exp(scores / 2.0)
+    logging /= logging.sum(axis=1, keepdims=True)
+    logging = 0.9 * logging + 0.1 / K
+    target = np.exp(scores / 0.5)
+    target /= target.sum(axis=1, keepdims=True)
+    cum = logging.cumsum(axis=1)
+    actions = np.minimum((cum < rs.random(n)[:, None]).sum(axis=1), K - 1).astype(np.int64)
+    rows = np.arange(n)
+    mu = 1.0 + scores  # expected reward, currency units
+    rewards = mu[rows, actions] + rs.normal(size=n)
+    q = mu + 0.3 * rs.normal(size=(n, K))
+    return {"actions": actions, "propensities": logging[rows, actions], "rewards": rewards,
+            "target": target, "q": q}
+
+
+def numpy_estimates(data: dict[str, np.ndarray], which: str) -> tuple[float, float]:
+    """The textbook estimator and its CLT standard error, nothing else."""
+    a, p, r, tp = data["actions"], data["propensities"], data["rewards"], data["target"]
+    n = a.size
+    rows = np.arange(n)
+    w = tp[rows, a] / p
+    if which == "ips":
+        t = w * r
+        return float(t.mean()), float(t.std(ddof=1) / np.sqrt(n))
+    if which == "snips":
+        v = float((w * r).sum() / w.sum())
+        infl = w * (r - v) / w.mean()
+        return v, float(infl.std(ddof=1) / np.sqrt(n))
+    q = data["q"]
+    t = np.einsum("ij,ij->i", tp, q) + w * (r - q[rows, a])
+    return float(t.mean()), float(t.std(ddof=1) / np.sqrt(n))
+
+
+def numpy_bootstrap(cols: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Multinomial bootstrap by index resampling: (n_boot, m) column means."""
+    rs = np.random.default_rng(seed)
+    n = cols.shape[0]
+    out = np.empty((n_boot, cols.shape[1]))
+    for b in range(n_boot):
+        out[b] = cols[rs.integers(0, n, n)].mean(axis=0)
+    return out
+
+
+def time_runs(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    secs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        secs.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(secs), "min_s": min(secs), "max_s": max(secs)}
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} " \
+           f"{platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100k and 1M rows, fewer repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--boot", type=int, default=100, help="bootstrap replicates B")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "ope.json")
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+    sizes = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
+
+    import numba
+
+    from promobandit.evaluate import DecisionLog, RewardModel, evaluate
+    from promobandit.evaluate._kernels import bootstrap_sums
+
+    rows: list[dict[str, Any]] = []
+
+    def add(n: int, task: str, impl: str, fn: Callable[[], Any], reps: int = repeats,
+            work: int | None = None) -> None:
+        fn()  # warm: Numba compile / cache load, page faults
+        stats = time_runs(fn, reps)
+        per_s = (work or n) / stats["median_s"]
+        rows.append({"n": n, "task": task, "impl": impl, "rows_per_s": per_s, **stats})
+        print(f"{n:>11,}  {task:<34}{impl:<22}{per_s:>15,.0f}/s  {stats['median_s']:>8.3f} s "
+              f"[{stats['min_s']:.3f} - {stats['max_s']:.3f}]", flush=True)
+
+    print(f"machine: {machine()}; numba threads {numba.get_num_threads()}; "
+          f"median [min - max] of {repeats} runs")
+    print(f"{'rows':>11}  {'task':<34}{'implementation':<22}{'rows/s':>17}  {'median':>8}")
+    for n in sizes:
+        data = make_log(n)
+        make = lambda data=data: DecisionLog.from_arrays(  # noqa: E731
+            data["actions"], data["propensities"], data["rewards"], n_actions=K)
+        add(n, "validate the log (from_arrays)", "promobandit", make)
+        log = make()
+        with warnings.catch_warnings():
+            # The synthetic target is far from the logger: the diagnostics may warn; timing only.
+            warnings.simplefilter("ignore")
+            for est in ("ips", "snips", "dr"):
+                add(n, f"{est.upper()} point + analytic CI", "promobandit",
+                    lambda est=est, log=log, data=data: evaluate(
+                        log, data["target"], [est], reward_predictions=data["q"]))
+                add(n, f"{est.upper()} point + analytic CI", "numpy (textbook)",
+                    lambda est=est, data=data: numpy_estimates(data, est))
+            add(n, "IPS+SNIPS+DR + CIs + diagnostics", "promobandit",
+                lambda log=log, data=data: evaluate(log, data["target"], ["ips", "snips", "dr"],
+                                                    reward_predictions=data["q"]))
+            add(n, "IPS+SNIPS+DR + CIs", "numpy (textbook)",
+                lambda data=data: [numpy_estimates(data, e) for e in ("ips", "snips", "dr")])
+        rows_idx = np.arange(n)
+        w = data["target"][rows_idx, data["actions"]] / data["propensities"]
+        dr = np.einsum("ij,ij->i", data["target"], data["q"]) + w * (
+            data["rewards"] - data["q"][rows_idx, data["actions"]])
+        cols = np.column_stack([w * data["rewards"], w, dr])
+        boot_reps = 1 if n > 1_000_000 else max(1, repeats // 2)
+        add(n, f"bootstrap B={args.boot} (3 columns)", "promobandit numba",
+            lambda cols=cols: bootstrap_sums(cols, args.boot, 0), reps=boot_reps,
+            work=n * args.boot)
+        add(n, f"bootstrap B={args.boot} (3 columns)", "numpy multinomial",
+            lambda cols=cols: numpy_bootstrap(cols, args.boot, 0), reps=1, work=n * args.boot)
+        if n == sizes[0] or n == 1_000_000:
+            rs = np.random.default_rng(1)
+            ctx = rs.normal(size=(n, D))
+            add(n, "reward model: Ridge, 5-fold cross-fit", "promobandit+sklearn",
+                lambda ctx=ctx, data=data: RewardModel(seed=0).cross_fit_predict(
+                    ctx, data["actions"], data["rewards"], K), reps=1)
+        del data, log, cols
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": machine(), "repeats": repeats,
+                                     "numba_threads": numba.get_num_threads(), "rows": rows},
+                                    indent=1))
+    print(f"wrote {args.json}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
