@@ -74,15 +74,8 @@ from typing import Any
 
 import numpy as np
 
+from .events import CART, EVENT_NAMES, N_EVENT_TYPES, PURCHASE, SECONDS_PER_DAY
 from .policies.base import check_int, check_range
-from .recommender.data import (
-    CART,
-    EVENT_NAMES,
-    N_EVENT_TYPES,
-    PURCHASE,
-    SECONDS_PER_DAY,
-    InteractionLog,
-)
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -619,13 +612,15 @@ def _user_codes(requested: Any, event_users: np.ndarray) -> tuple[np.ndarray, in
     return inverse, len(table), codes
 
 
-def columns_from_log(log: InteractionLog, discounts: Any = None) -> dict[str, np.ndarray]:
+def columns_from_log(log: Any, discounts: Any = None) -> dict[str, np.ndarray]:
     """The event columns of a recommender ``InteractionLog`` (which must have prices).
 
     category comes from the log's item catalogue; discounts: optional (n,) fractions in
     [0, 1] of the purchases (0 elsewhere); without them every purchase is at full price.
+    (Read by attribute, so the business layer needs no import of the recommender.)
     """
-    if not isinstance(log, InteractionLog):
+    needed = ("user_ids", "events", "item_ids", "item_category", "prices", "timestamps")
+    if not all(hasattr(log, a) for a in needed):
         raise ValueError(f"log: expected an InteractionLog, got {type(log).__name__}")
     if log.prices is None:
         raise ValueError("log: the interaction log has no prices; spend features need them")

@@ -21,18 +21,18 @@ from typing import IO, Any
 
 import numpy as np
 
+# Event types (stored as int8 in the log) are shared with the feature store; they are
+# re-exported here for this module's callers.
+from ..events import CART as CART
+from ..events import CLICK as CLICK
+from ..events import EVENT_NAMES, N_EVENT_TYPES, SECONDS_PER_DAY
+from ..events import POSITIVE_EVENTS as POSITIVE_EVENTS
+from ..events import PURCHASE as PURCHASE
+from ..events import VIEW as VIEW
 from ._checks import check_float, check_int, check_seed, float_array, frozen, int_array
-
-# Event types, ordered along the purchase funnel. Stored as int8 in the log.
-VIEW, CLICK, CART, PURCHASE = 0, 1, 2, 3
-EVENT_NAMES: tuple[str, ...] = ("view", "click", "cart", "purchase")
-N_EVENT_TYPES = len(EVENT_NAMES)
-POSITIVE_EVENTS: tuple[int, ...] = (CLICK, CART, PURCHASE)
 
 LOG_FORMAT = "promobandit.interaction_log"
 LOG_FORMAT_VERSION = 1
-
-SECONDS_PER_DAY = 86_400.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
