@@ -204,3 +204,48 @@ def check_batch_updates(
         if (w < 0).any():
             check_weight(float(w[np.flatnonzero(w < 0)[0]]), "weights")
     return a, r, w
+
+
+# --- settings: numbers in a range, counts, seeds -----------------------------------------
+
+def _number(name: str, value: Any) -> float:
+    """A finite real number (bools and strings rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError(f"{name}: expected a finite number, got {f}")
+    return f
+
+
+def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite number in the stated interval, or ValueError naming ``name``."""
+    f = _number(name, value)
+    bad = (lo is not None and (f <= lo if lo_open else f < lo)) or (
+        hi is not None and (f >= hi if hi_open else f > hi))
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ValueError(f"{name}: expected a value in {left}{lo_s}, {hi_s}{right}, got {value!r}")
+    return f
+
+
+def check_int(name: str, value: Any, lo: int) -> int:
+    """An integer >= lo (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
+    if int(value) < lo:
+        raise ValueError(f"{name}: expected an integer >= {lo}, got {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int:
+    """A seed: an integer in [0, 2**64)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+        0 <= int(seed) < 2**64
+    ):
+        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+    return int(seed)

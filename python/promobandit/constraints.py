@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .policies.base import check_int, check_range
+from ._validation import check_int, check_range
 
 DAY_SECONDS = 86_400.0
 

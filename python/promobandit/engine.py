@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_int, check_range
 from .constraints import (
     BudgetConfig,
     BudgetPacer,
@@ -49,7 +50,6 @@ from .constraints import (
 from .decision_log import DecisionLog
 from .offers import Basket, Catalogue, Coupon
 from .policies import POLICIES, BetaTS, Policy
-from .policies.base import check_int, check_range
 
 ENGINE_FORMAT = "promobandit.engine"
 ENGINE_FORMAT_VERSION = 1

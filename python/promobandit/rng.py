@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backends
-from .policies.base import check_int, check_range, check_seed
+from ._validation import check_int, check_range, check_seed
 
 PURPOSE_DECISION = 0
 PURPOSE_PROPENSITY = 1

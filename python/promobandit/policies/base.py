@@ -16,7 +16,6 @@ saving) hold the same mutex for their whole duration.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -26,6 +25,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _backends
+
+# The range checks live with the other edge checks; re-exported for callers of this module.
+from .._validation import check_int as check_int
+from .._validation import check_range as check_range
+from .._validation import check_seed as check_seed
 
 FORMAT = "promobandit.policy"
 FORMAT_VERSION = 1
@@ -42,46 +46,6 @@ def new_counters(seed: int) -> np.ndarray:
     counters[CTR_PROPENSITY_AT] = -1
     counters[CTR_SEED:].view(np.uint64)[0] = seed
     return counters
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    f = float(value)
-    if not math.isfinite(f):
-        raise ValueError(f"{name}: expected a finite number, got {f}")
-    return f
-
-
-def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
-                lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite number in the stated interval, or ValueError naming ``name``."""
-    f = _number(name, value)
-    bad = (lo is not None and (f <= lo if lo_open else f < lo)) or (
-        hi is not None and (f >= hi if hi_open else f > hi))
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ValueError(f"{name}: expected a value in {left}{lo_s}, {hi_s}{right}, got {value!r}")
-    return f
-
-
-def check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
-    if int(value) < lo:
-        raise ValueError(f"{name}: expected an integer >= {lo}, got {value}")
-    return int(value)
-
-
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-        0 <= int(seed) < 2**64
-    ):
-        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
-    return int(seed)
 
 
 @dataclasses.dataclass(frozen=True)
