@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,13 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promobandit import _backends
 from promobandit.offers import (
+    QUOTE_BACKENDS,
     Basket,
     Catalogue,
     Coupon,
     NoDiscount,
     Offer,
     PercentOff,
+    QuoteBatch,
     SpendThreshold,
     TimeLimitedPercentOff,
     _checked_columns,
@@ -552,7 +556,10 @@ def test_no_line_below_the_floor_and_eligible_iff_pricing_allowed(world) -> None
                 catalogue.price(b, k)
 
 
-# --- trusted baskets and the validated fast path -----------------------------------------
+# --- the compiled quote against the NumPy path ----------------------------------------
+
+needs_numba = pytest.mark.skipif(not _backends.has_numba(), reason="numba is not installed")
+
 
 def assert_same_quote(fast, slow) -> None:
     """Equal, not close: both paths are exact in minor units."""
@@ -564,6 +571,116 @@ def assert_same_quote(fast, slow) -> None:
     assert fast.list_total == slow.list_total
     assert type(fast.list_total) is type(slow.list_total)
 
+
+@st.composite
+def moments(draw):
+    """(now, offered_at): decision time, or later with a time-limited offer maybe expired."""
+    if draw(st.booleans()):
+        return 1_700_000_000.0, None
+    t0 = 1_700_000_000.0
+    return t0 + draw(st.sampled_from([0.0, 1.0, HOUR - 0.5, HOUR, 24 * HOUR, 30 * HOUR])), t0
+
+
+@needs_numba
+@settings(max_examples=300, deadline=None)
+@given(world=worlds(), moment=moments(), more=st.lists(worlds(), max_size=4))
+def test_numba_quote_equals_the_numpy_path(world, moment, more) -> None:
+    catalogue, lines = world
+    now, offered_at = moment
+    b = Basket.from_lines(lines)
+    slow = catalogue.quote(b, now, offered_at=offered_at, backend="numpy")
+    fast = catalogue.quote(b, now, offered_at=offered_at, backend="numba")
+    assert_same_quote(fast, slow)
+    assert np.array_equal(catalogue.eligible(b, now, offered_at=offered_at), slow.eligible)
+    # the batch: this basket among others of the same catalogue, in order
+    baskets = [b, *(Basket.from_lines(other) for _, other in more), b]
+    for backend in ("numba", "numpy"):
+        batch = catalogue.quote_batch(baskets, now, offered_at=offered_at, backend=backend)
+        assert len(batch) == len(baskets)
+        for i, basket in enumerate(baskets):
+            row = batch.row(i)
+            assert_same_quote(row, catalogue.quote(basket, now, offered_at=offered_at,
+                                                   backend="numpy"))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "numpy"])
+def test_leftover_unit_decides_eligibility(backend: str) -> None:
+    # spend 3 save 1: 100 cents over three equal lines -> 34/33/33, the extra cent to line
+    # 0 (ties to the lower index). With 33 cents of headroom on every line only line 0's
+    # extra cent breaks the floor; with it on line 1 instead, the offer is fine.
+    offer = SpendThreshold(id="s", spend=3, save=1)
+    c = cat(NoDiscount(id="n"), offer)
+    tight0 = basket((1, 0, 1.0, 0.67, 1), (2, 0, 1.0, 0.5, 1), (3, 0, 1.0, 0.5, 1))
+    tight1 = basket((1, 0, 1.0, 0.5, 1), (2, 0, 1.0, 0.67, 1), (3, 0, 1.0, 0.5, 1))
+    assert c.quote(tight0, backend=backend).eligible.tolist() == [True, False]
+    assert c.quote(tight1, backend=backend).eligible.tolist() == [True, True]
+    # the remainder, not the index, first: 10 cents over 1.00/2.00 -> 3/7 (see above)
+    c2 = cat(SpendThreshold(id="s", spend=3, save=0.10))
+    b = basket((1, 0, 1.0, 0.97, 1), (2, 0, 2.0, 1.93, 1))  # headroom 3 and 7: fits
+    assert c2.quote(b, backend=backend).eligible.tolist() == [True]
+    b = basket((1, 0, 1.0, 0.97, 1), (2, 0, 2.0, 1.94, 1))  # headroom 3 and 6: does not
+    assert c2.quote(b, backend=backend).eligible.tolist() == [False]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "numpy"])
+def test_huge_baskets_quote_exactly_on_every_backend(backend: str) -> None:
+    # E = 4e9 cents: the kernel hands the basket to the exact Python-integer path
+    c = cat(NoDiscount(id="n"), PercentOff(id="p", fraction=0.333333),
+            SpendThreshold(id="s", spend=100, save=15))
+    huge = basket((1, 0, 20_000_000.01, 1.0, 1), (2, 0, 19_999_999.98, 1.0, 1))
+    small = basket((1, 0, 60.0, 1.0, 1), (2, 0, 45.0, 1.0, 1))
+    q = c.quote(huge, backend=backend)
+    assert_same_quote(q, c.quote(huge, backend="numpy"))
+    assert q.discount_cost[1] == c.price(huge, 1).discount_cost
+    batch = c.quote_batch([small, huge, small], backend=backend)
+    for i, b in enumerate([small, huge, small]):
+        assert_same_quote(batch.row(i), c.quote(b, backend="numpy"))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "numpy"])
+def test_quote_errors_on_every_backend(backend: str) -> None:
+    c = cat(NoDiscount(id="n"), PercentOff(id="p", fraction=0.1))
+    ok = basket((1, 0, 5.0, 1.0, 1))
+    too_big = basket((1, 0, 5.0, 1.0, 1), (2, 0, 1e14, 1.0, 1))  # 1e16 cents > 2**53
+    with pytest.raises(ValueError, match=r"^unit_prices: line 1 amounts to more than"):
+        c.quote(too_big, backend=backend)
+    with pytest.raises(ValueError, match=r"^baskets\[2\]\.unit_prices: line 1 amounts"):
+        c.quote_batch([ok, ok, too_big], backend=backend)
+    with pytest.raises(ValueError, match="basket: expected a Basket"):
+        c.quote([(1, 0, 5.0, 1.0, 1)], backend=backend)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"baskets\[1\]: expected a Basket, got tuple"):
+        c.quote_batch([ok, (1, 0, 5.0, 1.0, 1)], backend=backend)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="now: expected a finite"):
+        c.quote_batch([ok], float("nan"), backend=backend)
+
+
+def test_quote_backend_names() -> None:
+    c = default_catalogue()
+    b = basket((1, 0, 60.0, 30.0, 1))
+    assert QUOTE_BACKENDS == ("auto", "numba", "numpy")
+    assert_same_quote(c.quote(b, backend="auto"), c.quote(b, backend="numpy"))
+    with pytest.raises(ValueError, match="backend: expected one of 'auto', 'numba', 'numpy'"):
+        c.quote(b, backend="cpp")
+    # the kernel's cached tables are plain arrays: a quoted catalogue still pickles
+    again = pickle.loads(pickle.dumps(c))
+    assert again == c
+    assert_same_quote(again.quote(b), c.quote(b))
+
+
+def test_quote_batch_shapes_and_unpacking() -> None:
+    c = default_catalogue()
+    empty = c.quote_batch([])
+    assert isinstance(empty, QuoteBatch) and len(empty) == 0
+    assert empty.eligible.shape == (0, len(c)) and empty.list_total.shape == (0,)
+    b = basket((1, 0, 60.0, 30.0, 1), (2, 1, 45.0, 20.0, 1))
+    elig, cost, paid, total = c.quote_batch([b, b])
+    assert elig.dtype == bool and elig.shape == cost.shape == paid.shape == (2, len(c))
+    assert total.tolist() == [105.0, 105.0]
+    assert cost[1].tolist() == [0.0, 5.25, 10.5, 15.75, 21.0, 15.0, 21.0, 10.0]
+    assert c.quote_many([b, b])[1].tolist() == cost.tolist()
+
+
+# --- trusted baskets and the validated fast path -----------------------------------------
 
 def test_trusted_basket_prices_like_a_checked_one() -> None:
     cols = (np.array([3, 1, 4]), np.array([0, 7, 0]), np.array([10.0, 5.55, 0.99]),

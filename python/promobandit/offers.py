@@ -52,11 +52,13 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _backends
 from .policies.base import check_range
 
 SECONDS_PER_HOUR = 3600.0
@@ -86,8 +88,29 @@ _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _PER_OFFER = frozenset({"kind", "ppm", "ppm2", "threshold", "amount", "duration", "is_percent",
                         "is_fixed", "fixed_redeem", "is_coupon", "coupon_cost", "all_active"})
 
+# Pricing backends of quote / eligible / quote_batch. "numba": one compiled pass over
+# offers and lines (_offers_kernels.py); "numpy": the vectorised array path below, the
+# oracle of the tests and the fallback where Numba does not import; "auto": Numba when
+# it imports, else NumPy. PROMOBANDIT_BACKEND does not apply: pricing has no C++ or CUDA
+# kernel, and both backends give identical results.
+QUOTE_BACKENDS = ("auto", "numba", "numpy")
+
 # Kind codes of the vectorised kernel.
 _NONE, _PERCENT, _SPEND, _TIMED, _COUPON = 0, 1, 2, 3, 4
+
+
+_KERNELS: ModuleType | None = None
+
+
+def _offers_kernels() -> ModuleType:
+    """promobandit._offers_kernels, imported on first use: importing Numba takes ~0.3 s,
+    which ``import promobandit.offers`` alone should not pay."""
+    global _KERNELS
+    if _KERNELS is None:
+        from . import _offers_kernels as kern
+
+        _KERNELS = kern
+    return _KERNELS
 
 
 # --- baskets ------------------------------------------------------------------------------
@@ -502,6 +525,34 @@ class Quote:
     list_total: float
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuoteBatch:
+    """Every offer of a catalogue evaluated on B baskets: row b is ``quote(baskets[b])``.
+
+    eligible: (B, K) bool. discount_cost, paid_total: (B, K) float64 (currency).
+    list_total: (B,) float64 (currency). Meanings as in ``Quote``. Unpacks as the tuple
+    ``eligible, discount_cost, paid_total, list_total``.
+    """
+
+    offer_ids: tuple[str, ...]
+    eligible: np.ndarray
+    discount_cost: np.ndarray
+    paid_total: np.ndarray
+    list_total: np.ndarray
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.eligible, self.discount_cost, self.paid_total, self.list_total))
+
+    def __len__(self) -> int:
+        return int(self.list_total.shape[0])
+
+    def row(self, b: int) -> Quote:
+        """Basket b's quote (views of this batch's rows, no copy)."""
+        return Quote(offer_ids=self.offer_ids, eligible=self.eligible[b],
+                     discount_cost=self.discount_cost[b], paid_total=self.paid_total[b],
+                     list_total=float(self.list_total[b]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Catalogue:
     """The offers the engine may show, with the currency's rounding and a margin floor.
@@ -555,6 +606,7 @@ class Catalogue:
         set_(self, "margin_floor", floor)
         set_(self, "_per_unit", per_unit)
         set_(self, "_index", seen)
+        set_(self, "_ids", tuple(o.id for o in offers))  # quote returns it on every call
         self._build_table()
 
     def _build_table(self) -> None:
@@ -614,7 +666,7 @@ class Catalogue:
     @property
     def ids(self) -> tuple[str, ...]:
         """Offer ids in arm order."""
-        return tuple(o.id for o in self.offers)
+        return self._ids  # type: ignore[attr-defined,no-any-return]
 
     def index(self, offer: int | str) -> int:
         """The arm index of an offer given by index or id (ValueError if unknown)."""
@@ -637,9 +689,7 @@ class Catalogue:
         per_unit = self._per_unit  # type: ignore[attr-defined]
         amount = np.rint(basket.unit_prices * per_unit) * basket.quantities
         if amount.max() >= _MAX_LINE_MINOR:
-            i = int(np.argmax(amount))
-            raise ValueError(f"unit_prices: line {i} amounts to more than {_MAX_LINE_MINOR:.3g} "
-                             f"minor units, beyond exact pricing")
+            raise self._line_too_large(int(np.argmax(amount)))
         floor = np.ceil(basket.unit_costs * (1.0 + self.margin_floor) * basket.quantities
                         * per_unit - _MINOR_TOLERANCE)
         # A line listed below its floor may be sold at list, never discounted: headroom 0.
@@ -712,17 +762,59 @@ class Catalogue:
         saving = (base + (rank < leftover[:, None])).astype(np.int64)
         return saving, applied
 
-    # --- the public API -------------------------------------------------------------------
-    def quote(self, basket: Basket, now: float | None = None, *,
-              offered_at: float | None = None) -> Quote:
-        """Every offer evaluated on ``basket`` at once (one vectorised pass, no line loop).
+    # --- the compiled kernel ---------------------------------------------------------
+    def _use_numba(self, backend: str) -> bool:
+        if backend == "auto":
+            return _backends.has_numba()
+        if backend == "numba":
+            _backends.resolve("numba", supported=("numba",))  # RuntimeError naming why not
+            return True
+        if backend == "numpy":
+            return False
+        raise ValueError(f"backend: expected one of {', '.join(map(repr, QUOTE_BACKENDS))}; "
+                         f"got {backend!r}")
 
-        now, offered_at: seconds. A time-limited offer made at ``offered_at`` is valid
-        while now < offered_at + hours; without offered_at it is priced as made now (the
-        decision-time case). Coupons are priced as issued on this basket (no discount now).
+    def _kernel(self) -> tuple[ModuleType, tuple[Any, ...]]:
+        """The Numba kernel module and the catalogue's constant arguments to it.
+
+        Both are built on first use (importing Numba then, not with this module) and
+        kept: the offer table never changes for a frozen catalogue. Only plain arrays
+        and numbers are stored on the catalogue, so it still pickles and deep-copies.
         """
+        kern = _offers_kernels()
+        consts = self.__dict__.get("_kernel_args")
+        if consts is not None:
+            return kern, consts
+        t = self._table  # type: ignore[attr-defined]
+        table = np.zeros((len(self.offers), kern.N_COLS), np.int64)
+        table[:, kern.COL_PERCENT] = t["is_percent"]
+        table[:, kern.COL_FIXED] = t["is_fixed"]
+        table[:, kern.COL_THRESHOLD] = t["threshold"]
+        table[:, kern.COL_AMOUNT] = t["amount"]
+        table[:, kern.COL_PPM2] = t["ppm2"]
+        table[:, kern.COL_COUPON] = t["is_coupon"]
+        # Exclusions as CSR: offer k's ids are ex_id[ptr[k]:ptr[k + 1]].
+        item_ptr = np.zeros(len(self.offers) + 1, np.int64)
+        item_ptr[1:] = np.cumsum([len(o.exclude_items) for o in self.offers])
+        cat_ptr = np.zeros(len(self.offers) + 1, np.int64)
+        cat_ptr[1:] = np.cumsum([len(o.exclude_categories) for o in self.offers])
+        item_id = np.array([i for o in self.offers for i in o.exclude_items], np.int64)
+        cat_id = np.array([c for o in self.offers for c in o.exclude_categories], np.int64)
+        for a in (table, item_ptr, item_id, cat_ptr, cat_id):
+            a.setflags(write=False)
+        consts = (self._per_unit, 1.0 + self.margin_floor,  # type: ignore[attr-defined]
+                  _MINOR_TOLERANCE, _MAX_LINE_MINOR, _MAX_INT64_TOTAL, PPM, table, item_ptr,
+                  item_id, cat_ptr, cat_id)
+        object.__setattr__(self, "_kernel_args", consts)
+        return kern, consts
+
+    def _line_too_large(self, line: int, where: str = "") -> ValueError:
+        return ValueError(f"{where}unit_prices: line {line} amounts to more than "
+                          f"{_MAX_LINE_MINOR:.3g} minor units, beyond exact pricing")
+
+    def _quote_numpy(self, basket: Basket, active: np.ndarray) -> Quote:
+        """``quote`` on the vectorised NumPy path (the reference for the kernel)."""
         line_list, headroom = self._line_arrays(basket)
-        active = self._active(now, offered_at)
         saving, _ = self._savings(basket, line_list, active, redeem_coupons=False)
         paid = line_list[None, :] - saving
         ok = np.less_equal(saving, headroom).all(axis=1)
@@ -733,17 +825,104 @@ class Catalogue:
                      paid_total=paid.sum(axis=1) / per_unit,
                      list_total=int(line_list.sum()) / per_unit)
 
+    # --- the public API -------------------------------------------------------------------
+    def quote(self, basket: Basket, now: float | None = None, *,
+              offered_at: float | None = None, backend: str = "auto") -> Quote:
+        """Every offer evaluated on ``basket`` at once (one pass, exact in minor units).
+
+        now, offered_at: seconds. A time-limited offer made at ``offered_at`` is valid
+        while now < offered_at + hours; without offered_at it is priced as made now (the
+        decision-time case). Coupons are priced as issued on this basket (no discount now).
+        backend: "auto", "numba" or "numpy" (see ``QUOTE_BACKENDS``); results are equal.
+        """
+        if not isinstance(basket, Basket):
+            raise ValueError(f"basket: expected a Basket, got {type(basket).__name__}")
+        active = self._active(now, offered_at)
+        if not self._use_numba(backend):
+            return self._quote_numpy(basket, active)
+        kern, consts = self._kernel()
+        k = len(self.offers)
+        elig = np.empty(k, dtype=bool)
+        cost = np.empty(k)
+        paid = np.empty(k)
+        status, total = kern.quote_one(basket.item_ids, basket.categories, basket.unit_prices,
+                                       basket.unit_costs, basket.quantities, *consts, active,
+                                       elig, cost, paid)
+        if status == kern.STATUS_OK:
+            return Quote(offer_ids=self._ids,  # type: ignore[attr-defined]
+                         eligible=elig, discount_cost=cost, paid_total=paid,
+                         list_total=int(total) / self._per_unit)  # type: ignore[attr-defined]
+        if status >= 0:
+            raise self._line_too_large(status)
+        return self._quote_numpy(basket, active)  # a total beyond int64 products
+
     def eligible(self, basket: Basket, now: float | None = None, *,
-                 offered_at: float | None = None) -> np.ndarray:
+                 offered_at: float | None = None, backend: str = "auto") -> np.ndarray:
         """(K,) bool: True where offer k may be shown for this basket (the bandit's arm mask).
 
         False exactly when pricing the basket under offer k would take some line below
         its margin floor (see the module). Arguments as in ``quote``.
         """
-        line_list, headroom = self._line_arrays(basket)
+        return self.quote(basket, now, offered_at=offered_at, backend=backend).eligible
+
+    def quote_batch(self, baskets: Sequence[Basket], now: float | None = None, *,
+                    offered_at: float | None = None, backend: str = "auto") -> QuoteBatch:
+        """Every offer evaluated on every basket: row b equals ``quote(baskets[b])`` exactly.
+
+        One compiled pass over the baskets' lines laid end to end (CSR), the same
+        ``now`` / ``offered_at`` for all (a batch is one moment). Arguments as in
+        ``quote``; a bad basket raises ValueError naming its index.
+        """
+        n_b, k = len(baskets), len(self.offers)
+        if set(map(type, baskets)) - {Basket}:
+            for b, basket in enumerate(baskets):
+                if not isinstance(basket, Basket):
+                    raise ValueError(f"baskets[{b}]: expected a Basket, got "
+                                     f"{type(basket).__name__}")
         active = self._active(now, offered_at)
-        saving, _ = self._savings(basket, line_list, active, redeem_coupons=False)
-        return np.less_equal(saving, headroom).all(axis=1)
+        elig = np.empty((n_b, k), dtype=bool)
+        cost = np.empty((n_b, k))
+        paid = np.empty((n_b, k))
+        total = np.empty(n_b)
+        out = QuoteBatch(offer_ids=self._ids,  # type: ignore[attr-defined]
+                         eligible=elig, discount_cost=cost, paid_total=paid, list_total=total)
+        if n_b == 0:
+            return out
+        if not self._use_numba(backend):
+            redo = range(n_b)
+        else:
+            kern, consts = self._kernel()
+            ids = [b.item_ids for b in baskets]
+            offsets = np.zeros(n_b + 1, np.int64)
+            np.cumsum([a.shape[0] for a in ids], out=offsets[1:])
+            status = np.empty(n_b, np.int64)
+            kern.quote_csr(offsets, np.concatenate(ids),
+                           np.concatenate([b.categories for b in baskets]),
+                           np.concatenate([b.unit_prices for b in baskets]),
+                           np.concatenate([b.unit_costs for b in baskets]),
+                           np.concatenate([b.quantities for b in baskets]),
+                           *consts, active, elig, cost, paid, total, status)
+            redo = np.flatnonzero(status != kern.STATUS_OK).tolist()
+            for b in redo:
+                if status[b] >= 0:
+                    raise self._line_too_large(int(status[b]), f"baskets[{b}].")
+        for b in redo:  # the NumPy path: every basket, or those beyond int64 products
+            try:
+                q = self._quote_numpy(baskets[b], active)
+            except ValueError as exc:
+                raise ValueError(f"baskets[{b}].{exc}") from None
+            elig[b], cost[b], paid[b], total[b] = (q.eligible, q.discount_cost, q.paid_total,
+                                                   q.list_total)
+        return out
+
+    def quote_many(self, baskets: Sequence[Basket], now: float | None = None, *,
+                   offered_at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(eligible (B, K) bool, discount_cost (B, K) float) for many baskets.
+
+        The first two arrays of ``quote_batch`` (one pass over all baskets).
+        """
+        q = self.quote_batch(baskets, now, offered_at=offered_at)
+        return q.eligible, q.discount_cost
 
     def _pricing(self, basket: Basket, k: int, *, now: float | None, offered_at: float | None,
                  check_floor: bool, redeem: bool = False) -> Pricing:
@@ -815,19 +994,6 @@ class Catalogue:
             return Pricing(offer_id=coupon.id, minor_unit=self.minor_unit,
                            line_list_minor=line_list, line_paid_minor=line_list, applied=False)
         return self._pricing(basket, k, now=None, offered_at=None, check_floor=True, redeem=True)
-
-    def quote_many(self, baskets: Sequence[Basket], now: float | None = None, *,
-                   offered_at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(eligible (B, K) bool, discount_cost (B, K) float) for many baskets.
-
-        One vectorised pass per basket (the loop is over baskets, never over lines).
-        """
-        elig = np.zeros((len(baskets), len(self.offers)), dtype=bool)
-        cost = np.zeros((len(baskets), len(self.offers)))
-        for b, basket in enumerate(baskets):
-            q = self.quote(basket, now, offered_at=offered_at)
-            elig[b], cost[b] = q.eligible, q.discount_cost
-        return elig, cost
 
     # --- files ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -966,6 +1132,7 @@ def default_catalogue() -> Catalogue:
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
     "OFFER_KINDS",
+    "QUOTE_BACKENDS",
     "Basket",
     "Catalogue",
     "Coupon",
@@ -974,6 +1141,7 @@ __all__ = [
     "PercentOff",
     "Pricing",
     "Quote",
+    "QuoteBatch",
     "SpendThreshold",
     "TimeLimitedPercentOff",
     "default_catalogue",
