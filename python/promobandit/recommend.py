@@ -164,8 +164,8 @@ class ItemRecommender:
 
     def basket(self, ids: np.ndarray) -> Basket:
         """The shown items, one unit each."""
-        return Basket(ids, self.categories[ids], self.unit_prices[ids], self.unit_costs[ids],
-                      np.ones(len(ids), dtype=np.int64))
+        return Basket.trusted(ids, self.categories[ids], self.unit_prices[ids],
+                              self.unit_costs[ids], np.ones(len(ids), dtype=np.int64))
 
     def observe(self, user: str, shown: np.ndarray | None, clicked_item: int | None) -> None:
         """Feedback on a finalised decision: extends the history, trains the head."""
