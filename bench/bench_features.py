@@ -8,13 +8,21 @@ Behaviour features (promobandit.features):
                (the floor any incremental store pays);
   vector       FeatureStore.vector per request, against features_batch over the user's
                own rows (the naive way to serve from a raw event list).
-Offer eligibility (promobandit.offers):
-  eligible     Catalogue.eligible on the default catalogue (8 offers) for baskets of 1,
-               5 and 20 lines, against a plain Python loop over offers and lines with the
-               same rule (checked to give the same mask).
+Offer pricing (promobandit.offers), on the default catalogue plus an offer with
+excluded categories and a coupon with excluded items (10 offers):
+  eligible     Catalogue.eligible for baskets of 1, 5 and 20 lines, against a plain
+               Python loop over offers and lines with the same rule (checked to give the
+               same mask).
+  quote        Catalogue.quote (the compiled kernel, backend "auto") for baskets of 1, 5
+               and 20 lines, against the NumPy path of the same call (backend="numpy"),
+               checked equal on every array.
+  quote_batch  Catalogue.quote_batch over 1,000 baskets of 1-20 lines, per basket,
+               against calling quote once per basket (checked equal row by row).
+  basket       Basket.trusted for a 20-line basket, against the checked constructor.
 
 Each figure is the median of --repeats runs, with the min and max beside it.
-Run as a script: python bench/bench_features.py [--quick] [--json PATH]
+Run as a script: python bench/bench_features.py [--quick] [--only features|offers]
+[--json PATH]
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from promobandit.offers import (
     Catalogue,
     Coupon,
     PercentOff,
+    Quote,
     SpendThreshold,
     TimeLimitedPercentOff,
     default_catalogue,
@@ -208,7 +217,16 @@ def fmt(m: dict[str, float], unit: str) -> str:
 
 
 # --- the benchmark -------------------------------------------------------------------------
-def run(quick: bool, repeats: int) -> dict[str, Any]:
+def run(quick: bool, repeats: int, only: str | None = None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    if only != "offers":
+        rows += feature_rows(quick, repeats)
+    if only != "features":
+        rows += offer_rows(quick, repeats)
+    return {"machine": machine(), "repeats": repeats, "rows": rows}
+
+
+def feature_rows(quick: bool, repeats: int) -> list[dict[str, Any]]:
     cfg = FeatureConfig(n_categories=N_CATEGORIES)
     rows: list[dict[str, Any]] = []
 
@@ -270,12 +288,24 @@ def run(quick: bool, repeats: int) -> dict[str, Any]:
                  "ours": m_vec, "baseline": m_naive,
                  "baseline_name": "features_batch(own rows)", "unit": "us", "agree": agree})
 
-    # Offer eligibility on the default catalogue, plus exclusions and a coupon.
+    return rows
+
+
+def same_quote(a: Quote, b: Quote) -> bool:
+    return (a.offer_ids == b.offer_ids and a.list_total == b.list_total
+            and all(np.array_equal(getattr(a, f), getattr(b, f))
+                    for f in ("eligible", "discount_cost", "paid_total")))
+
+
+def offer_rows(quick: bool, repeats: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    # The default catalogue, plus exclusions and a coupon.
     cat = default_catalogue()
     extra = (PercentOff(id="pct30_ex", fraction=0.3, exclude_categories=[3, 4]),
              Coupon(id="c5", amount=5, min_spend=25, days=7, exclude_items=[1, 2, 3]))
     cat = Catalogue((*cat.offers, *extra), currency=cat.currency, minor_unit=cat.minor_unit,
                     margin_floor=cat.margin_floor)
+    calls = 500 if quick else 2_000
     for n_lines in (1, 5, 20):
         bs = baskets(n_lines, 200)
         agree = all(np.array_equal(cat.eligible(b), python_eligible(cat, b)) for b in bs)
@@ -287,25 +317,57 @@ def run(quick: bool, repeats: int) -> dict[str, Any]:
         def base_call(bs: list[Basket] = bs, it: Any = it) -> None:
             python_eligible(cat, bs[next(it) % len(bs)])
 
-        calls = 500 if quick else 2_000
         rows.append({"what": "eligible", "size": f"{len(cat)} offers x {n_lines} lines",
                      "ours": per_call(ours_call, calls, repeats),
                      "baseline": per_call(base_call, calls, repeats),
                      "baseline_name": "Python loops", "unit": "us", "agree": agree})
-    return {"machine": machine(), "repeats": repeats, "rows": rows}
+    for n_lines in (1, 5, 20):
+        bs = baskets(n_lines, 200)
+        agree = all(same_quote(cat.quote(b, T0), cat.quote(b, T0, backend="numpy")) for b in bs)
+        it = iter(range(10**9))
+
+        def quote_call(bs: list[Basket] = bs, it: Any = it) -> None:
+            cat.quote(bs[next(it) % len(bs)], T0)
+
+        def numpy_call(bs: list[Basket] = bs, it: Any = it) -> None:
+            cat.quote(bs[next(it) % len(bs)], T0, backend="numpy")
+
+        rows.append({"what": "quote", "size": f"{len(cat)} offers x {n_lines} lines",
+                     "ours": per_call(quote_call, calls, repeats),
+                     "baseline": per_call(numpy_call, calls, repeats),
+                     "baseline_name": "quote, NumPy path", "unit": "us", "agree": agree})
+    rs = np.random.default_rng(7)
+    mixed = [b for n in rs.integers(1, 21, 1_000) for b in baskets(int(n), 1, seed=int(n))]
+    batch = cat.quote_batch(mixed, T0)
+    agree = all(same_quote(batch.row(i), cat.quote(b, T0)) for i, b in enumerate(mixed))
+    m_batch = measure(lambda: cat.quote_batch(mixed, T0), repeats)
+    m_loop = measure(lambda: [cat.quote(b, T0) for b in mixed], repeats)
+    rows.append({"what": "quote_batch", "size": f"{len(mixed):,} baskets of 1-20 lines",
+                 "ours": {k: v / len(mixed) for k, v in m_batch.items()},
+                 "baseline": {k: v / len(mixed) for k, v in m_loop.items()},
+                 "baseline_name": "quote per basket", "unit": "us", "agree": agree})
+    b = baskets(20, 1)[0]
+    cols = (b.item_ids.copy(), b.categories.copy(), b.unit_prices.copy(), b.unit_costs.copy(),
+            b.quantities.copy())
+    agree = same_quote(cat.quote(Basket.trusted(*cols), T0), cat.quote(Basket(*cols), T0))
+    rows.append({"what": "basket", "size": "20 lines",
+                 "ours": per_call(lambda: Basket.trusted(*cols), calls, repeats),
+                 "baseline": per_call(lambda: Basket(*cols), calls, repeats),
+                 "baseline_name": "Basket(...) with checks", "unit": "us", "agree": agree})
+    return rows
 
 
 def table(res: dict[str, Any]) -> str:
     lines = [f"machine: {res['machine']['processor'] or res['machine']['platform']}, "
              f"{res['machine']['cpus']} cpus, numpy {res['machine']['numpy']}; "
              f"median (min-max) of {res['repeats']} runs",
-             f"{'what':<9} {'size':<34} {'promobandit':>31} {'baseline':>31}  ratio  "
+             f"{'what':<11} {'size':<34} {'promobandit':>31} {'baseline':>31}  ratio  "
              f"{'baseline is':<26} agree"]
     for r in res["rows"]:
         unit = r["unit"]
         ratio = r["baseline"]["median"] / r["ours"]["median"]  # > 1: promobandit is faster
         agree = "-" if r["agree"] is None else ("yes" if r["agree"] else "NO")
-        lines.append(f"{r['what']:<9} {r['size']:<34} {fmt(r['ours'], unit):>31} "
+        lines.append(f"{r['what']:<11} {r['size']:<34} {fmt(r['ours'], unit):>31} "
                      f"{fmt(r['baseline'], unit):>31} {ratio:6.3g}x  {r['baseline_name']:<26} "
                      f"{agree}")
     return "\n".join(lines)
@@ -316,10 +378,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5, "
                     "3 with --quick)")
+    ap.add_argument("--only", choices=("features", "offers"), default=None,
+                    help="run only the feature rows or only the offer rows (default both)")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
-    res = run(args.quick, repeats)
+    res = run(args.quick, repeats, args.only)
     print(table(res))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
