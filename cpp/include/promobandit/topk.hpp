@@ -86,7 +86,7 @@ struct TopkStatus {
 namespace topk_detail {
 
 // Items per block of the streaming kernel: a user's score buffer (8 KiB) stays in L1.
-constexpr int64_t kSingleBlock = 2048;
+constexpr int64_t kStreamBlock = 2048;
 #if defined(__GNUC__) || defined(__clang__)
 #define PROMOBANDIT_PREFETCH(p) __builtin_prefetch(p)
 #else
@@ -102,7 +102,7 @@ constexpr int64_t kPrefetchBytes = 4096;
 constexpr int64_t kSmallBatch = 4;
 // Streaming calls with fewer blocks than this run on one thread (a thread start
 // costs about as much as scoring a block).
-constexpr int64_t kSingleSerialBlocks = 4;
+constexpr int64_t kStreamSerialBlocks = 4;
 // Bytes of packed float item block the batched kernel keeps in L2 (a quarter
 // of a 1 MiB L2, leaving room for the score buffer and the user rows).
 constexpr int64_t kBatchPackBytes = 256 * 1024;

@@ -77,7 +77,7 @@ inline void dot_row(const typename Tag::elem* row, int64_t d, const float* U, V*
   }
 }
 
-// out[r * kSingleBlock + j] = E[i0 + j] . U[r] (+ bias[i0 + j]) for j < round_up(cnt, 16)
+// out[r * kStreamBlock + j] = E[i0 + j] . U[r] (+ bias[i0 + j]) for j < round_up(cnt, 16)
 // (lanes past cnt are 0): the streaming kernel for B <= kSmallBatch users.
 template <class Tag, int R>
 inline void score_rows(const typename Tag::elem* E, int64_t i0, int64_t cnt, int64_t d,
@@ -96,7 +96,7 @@ inline void score_rows(const typename Tag::elem* E, int64_t i0, int64_t cnt, int
       if (bias != nullptr) {
         s = O::add(s, m == 16 ? O::load(bias + i0 + g) : O::load_partial(bias + i0 + g, m));
       }
-      O::store(out + r * kSingleBlock + g, s);
+      O::store(out + r * kStreamBlock + g, s);
     }
   }
 }
@@ -263,13 +263,13 @@ inline void small_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap* heap
   using elem = typename Tag::elem;
   const elem* E = static_cast<const elem*>(a.items);
   const float log2e_t = log2e_over(a.temperature);
-  std::vector<float> sc(static_cast<size_t>(R * kSingleBlock));
+  std::vector<float> sc(static_cast<size_t>(R * kStreamBlock));
   for (int64_t b = blo; b < bhi; ++b) {
-    const int64_t i0 = b * kSingleBlock;
-    const int64_t cnt = std::min<int64_t>(kSingleBlock, a.n_items - i0);
+    const int64_t i0 = b * kStreamBlock;
+    const int64_t cnt = std::min<int64_t>(kStreamBlock, a.n_items - i0);
     score_rows<Tag, R>(E, i0, cnt, a.dim, a.users, a.bias, sc.data());
     for (int r = 0; r < R; ++r) {
-      const int64_t bb = epilogue(sc.data() + r * kSingleBlock, i0, cnt, row_ctx(a, r), log2e_t,
+      const int64_t bb = epilogue(sc.data() + r * kStreamBlock, i0, cnt, row_ctx(a, r), log2e_t,
                                   heaps[r], parts[static_cast<size_t>(r * nblocks + b)]);
       if (bb >= 0) bad.offer(r, bb);
     }
@@ -280,12 +280,12 @@ inline void small_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap* heap
 // for all users. Per-worker candidates and per-block partials are merged after.
 template <class Tag, int R>
 inline TopkStatus run_small(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
-  const int64_t nblocks = (a.n_items + kSingleBlock - 1) / kSingleBlock;
+  const int64_t nblocks = (a.n_items + kStreamBlock - 1) / kStreamBlock;
   const int t = std::max(1, resolve_threads(n_threads));
   std::vector<Heap> heaps(static_cast<size_t>(t * R), Heap(a.k));
   std::vector<BadPair> bad(static_cast<size_t>(t));
   std::vector<BlockLse> parts(static_cast<size_t>(R * nblocks));
-  parallel_for(nblocks, t, kSingleSerialBlocks, [&](int64_t lo, int64_t hi, int w) {
+  parallel_for(nblocks, t, kStreamSerialBlocks, [&](int64_t lo, int64_t hi, int w) {
     small_worker<Tag, R>(a, lo, hi, heaps.data() + static_cast<size_t>(w) * R, parts, nblocks,
                          bad[static_cast<size_t>(w)]);
   });
