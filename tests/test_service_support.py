@@ -75,7 +75,8 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
     """Enough TOML for test configs (nested tables of scalars and lists)."""
     scalars = [f"{k} = {toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
     out = ""
-    if scalars:
+    tables = [k for k, v in d.items() if isinstance(v, dict)]
+    if scalars or (prefix and not tables):  # an empty table is written, as [name]
         out += (f"[{prefix}]\n" if prefix else "") + "\n".join(scalars) + "\n\n"
     for k, v in d.items():
         if isinstance(v, dict):

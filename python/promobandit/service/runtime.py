@@ -289,8 +289,8 @@ class DecisionService:
             raise
         problems = list(self.storage.problems)
         for p in problems:
-            kind = "snapshot" if "snapshot" in p.split(":", 1)[0] else "log"
-            self.metrics.recovery_problems.labels(kind).inc()
+            what = "snapshot" if "snapshot" in p.split(":", 1)[0] else "log"
+            self.metrics.recovery_problems.labels(what).inc()
         self.recovery = {"snapshot": used, "snapshot_seq": snap_seq, "replayed_records": n,
                          "replayed_rejected": rejected, "last_seq": self._applied_seq,
                          "problems": problems,
