@@ -148,8 +148,11 @@ def test_textbook_formulas_and_special_cases() -> None:
     assert rep["clipped-dr"].value == pytest.approx(rep["dr"].value, rel=1e-12)
     assert rep["switch-dr"].value == pytest.approx(rep["dr"].value, rel=1e-12)
     # A zero switch threshold leaves the model alone (DM); clipping at 1 bounds the weights.
-    rep0 = evaluate(log, tp, ["dm", "switch-dr", "clipped-ips"], reward_predictions=q,
-                    switch_threshold=0.0, clip_weight=1.0)
+    with pytest.warns(OPEWarning) as record:  # and says that switch-dr is all model now
+        rep0 = evaluate(log, tp, ["dm", "switch-dr", "clipped-ips"], reward_predictions=q,
+                        switch_threshold=0.0, clip_weight=1.0)
+    assert any("switch_threshold=0 changes the weights of 100%" in str(w.message)
+               for w in record)
     assert rep0["switch-dr"].value == pytest.approx(rep0["dm"].value, rel=1e-12)
     assert rep0["clipped-ips"].value == pytest.approx(np.mean(np.minimum(w, 1.0) * r))
     # ESS and the logged (on-policy) row.
@@ -361,6 +364,32 @@ def test_warns_on_small_effective_sample_size_and_wrong_propensities() -> None:
     assert rep.diagnostics.messages == ()
 
 
+def test_warns_on_few_events_and_on_estimates_mostly_clipped_or_switched() -> None:
+    rs = np.random.default_rng(3)
+    n = 2000
+    actions = rs.integers(0, 4, n)
+    rewards = np.zeros(n)
+    rewards[np.flatnonzero(actions == 1)[:5]] = 10.0  # five purchases of offer 1 only
+    log = _log(actions, np.full(n, 0.25), rewards, k=4)
+    with pytest.warns(OPEWarning) as record:
+        rep = evaluate(log, FixedOffer(2, 4), ["ips"])
+    assert rep["ips"].value == 0.0 and rep["ips"].ci_high == 0.0  # the degenerate interval
+    assert rep.diagnostics.n_informative == 0
+    assert any("only 0 rows have a positive weight" in str(w.message) for w in record)
+    live = _log(actions, np.full(n, 0.25), rs.random(n), k=4)
+    with pytest.warns(OPEWarning) as record:  # weights are 4: every one is clipped / switched
+        rep = evaluate(live, FixedOffer(2, 4), ["clipped-ips", "switch-dr"],
+                       reward_predictions=np.full((n, 4), 0.5), clip_weight=2.0,
+                       switch_threshold=3.0)
+    text = " | ".join(str(w.message) for w in record)
+    assert "clip_weight=2 changes the weights of 100%" in text
+    assert "switch_threshold=3 changes the weights of 100%" in text
+    assert rep.diagnostics.clipped_share == 1.0 and rep.diagnostics.switched_share == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # IPS alone on the same log: nothing to report
+        assert math.isnan(evaluate(live, FixedOffer(2, 4), ["ips"]).diagnostics.clipped_share)
+
+
 def test_reward_model_convergence_trouble_is_an_ope_warning() -> None:
     from sklearn.linear_model import LogisticRegression
 
@@ -445,7 +474,8 @@ def test_target_mass_on_an_ineligible_offer_is_rejected() -> None:
     log = DecisionLog.from_arrays(**{**GOOD, "n_actions": 3, "eligible": el})
     with pytest.raises(ValueError, match=r"^policy: puts probability on an ineligible offer"):
         evaluate(log, np.full((4, 3), 1 / 3), ["ips"])
-    rep = evaluate(log, uniform_policy(3), ["ips"])  # renormalised over the eligible offers
+    with pytest.warns(OPEWarning, match="only 2 rows have a positive weight"):
+        rep = evaluate(log, uniform_policy(3), ["ips"])  # renormalised over eligible offers
     assert math.isfinite(rep["ips"].value)
 
 
@@ -492,6 +522,9 @@ def test_parquet_round_trip_and_missing_rewards(tmp_path) -> None:
     assert np.isnan(back.action_probs[::3]).all()
     np.testing.assert_array_equal(back.action_probs[1::3], log.action_probs[1::3])
     assert back.extra["decision_id"][5] == "d5"
+    from_frame = read_decision_log(log.to_frame())  # DataFrames with list columns work too
+    np.testing.assert_array_equal(from_frame.contexts, log.contexts)
+    np.testing.assert_array_equal(from_frame.action_probs, log.action_probs)
     rep_file = evaluate(path, TARGET, ["ips", "snips"])
     rep_mem = evaluate(log, TARGET, ["ips", "snips"])
     assert rep_file["ips"].value == rep_mem["ips"].value

@@ -78,6 +78,13 @@ class DiagnosticThresholds:
     weight_mean_z: the mean importance weight must be 1 when the target stays in
         the logging support and the propensities are right; warn when it is more
         than this many standard errors away (4: a false alarm every ~16,000 runs).
+    min_informative_rows: warn when fewer rows than this have both a positive weight
+        and a non-zero reward: the weighted estimators then rest on a handful of
+        events and their normal intervals are unreliable (zero events: zero width).
+    max_modified_share: warn when clip_weight / switch_threshold change the weight of
+        more than this share of the rows with a positive weight (clipped and switch
+        estimators requested): their estimates and intervals are then mostly the
+        clipping's or the model's, not the data's.
     """
 
     min_propensity: float = 1e-3
@@ -85,6 +92,8 @@ class DiagnosticThresholds:
     min_ess_fraction: float = 0.01
     unsupported_mass: float = 1e-3
     weight_mean_z: float = 4.0
+    min_informative_rows: int = 10
+    max_modified_share: float = 0.5
 
     def __post_init__(self) -> None:
         check_range("min_propensity", self.min_propensity, 0.0, 1.0)
@@ -92,6 +101,8 @@ class DiagnosticThresholds:
         check_range("min_ess_fraction", self.min_ess_fraction, 0.0, 1.0)
         check_range("unsupported_mass", self.unsupported_mass, 0.0, 1.0)
         check_range("weight_mean_z", self.weight_mean_z, 0.0, lo_open=True)
+        check_int("min_informative_rows", self.min_informative_rows, 0)
+        check_range("max_modified_share", self.max_modified_share, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +154,9 @@ class Diagnostics:
         the target's decisions on them.
     unsupported_mass: share of the target's decisions where the known logging
         distribution had probability 0 (NaN when action_probs are not logged).
+    n_informative: rows with a positive weight and a non-zero reward.
+    clipped_share, switched_share: share of the rows with a positive weight whose
+        weight clip_weight caps / switch_threshold drops (NaN when not requested).
     messages: the warnings raised, in words.
     """
 
@@ -158,6 +172,9 @@ class Diagnostics:
     unlogged_offers: tuple[int, ...]
     unlogged_mass: float
     unsupported_mass: float
+    n_informative: int
+    clipped_share: float
+    switched_share: float
     messages: tuple[str, ...]
 
 
@@ -518,7 +535,7 @@ def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
                                   else repr(model)) if q is not None else None)}
     reports = {}
     for pname in policies:
-        diagnostics = _diagnose(log, all_rows[pname], th)
+        diagnostics = _diagnose(log, all_rows[pname], th, names, clip_weight, switch_threshold)
         prefix = "" if len(policies) == 1 else f"{pname}: "
         for message in diagnostics.messages:
             warnings.warn(prefix + message, OPEWarning, stacklevel=_stacklevel)
@@ -527,9 +544,18 @@ def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
     return reports
 
 
-def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds) -> Diagnostics:
+def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds, names: Sequence[str],
+              clip_weight: float, switch_threshold: float) -> Diagnostics:
     n, k = len(log), log.n_actions
     w = rows.w
+    positive = w > 0.0
+    n_positive = int(positive.sum())
+    n_informative = int((positive & (log.rewards != 0.0)).sum())
+    clipped = switched = math.nan
+    if n_positive and ("clipped-ips" in names or "clipped-dr" in names):
+        clipped = float((w > clip_weight).sum()) / n_positive
+    if n_positive and "switch-dr" in names:
+        switched = float((w > switch_threshold).sum()) / n_positive
     ess = effective_sample_size(w)
     w_mean, w_se = _mean_se(w)
     p_min = float(log.propensities.min())
@@ -567,8 +593,19 @@ def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds) -> Diagno
         msgs.append(f"mean importance weight is {w_mean:.4g} (standard error {w_se:.2g}), "
                     "expected 1: the logged propensities may be wrong, or the target leaves "
                     "the logging support")
+    if n_informative < th.min_informative_rows:
+        msgs.append(f"only {n_informative} rows have a positive weight and a non-zero reward "
+                    f"(< {th.min_informative_rows}): the weighted estimates rest on a handful "
+                    "of events and their normal intervals are unreliable")
+    for what, share, knob in (("clip_weight", clipped, clip_weight),
+                              ("switch_threshold", switched, switch_threshold)):
+        if share > th.max_modified_share:
+            msgs.append(f"{what}={knob:g} changes the weights of {share:.0%} of the rows the "
+                        "target agrees with: those estimates and their intervals are mostly "
+                        f"the {'clipping' if what == 'clip_weight' else 'reward model'}'s")
     return Diagnostics(n_rows=n, ess=ess, ess_fraction=ess / n, weight_mean=w_mean,
                        weight_mean_stderr=w_se, weight_max=w_max, weight_q99=w_q99,
                        min_propensity=p_min, n_tiny_propensity=n_tiny, unlogged_offers=unlogged,
                        unlogged_mass=unlogged_mass, unsupported_mass=unsupported,
-                       messages=tuple(msgs))
+                       n_informative=n_informative, clipped_share=clipped,
+                       switched_share=switched, messages=tuple(msgs))
