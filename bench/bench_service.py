@@ -39,7 +39,12 @@ import numpy as np
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "python"))
+try:  # the installed package (with its compiled extension) when there is one
+    import promobandit  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO / "python"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "python"), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from promobandit.service.loadgen import HttpConnection, decide_body  # noqa: E402
 
@@ -162,8 +167,7 @@ class Server:
             f'snapshot_interval_seconds = 3600.0\nsnapshot_every_events = 100000000\n')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "promobandit", "serve", "--config", str(cfg), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO / "python")}, cwd=workdir)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         m = re.search(r"http://([\d.]+):(\d+)", line)

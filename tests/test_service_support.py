@@ -25,7 +25,6 @@ from promobandit.service.storage import FileStorage
 
 PRIVACY_KEY = "service-tests-privacy-key-0123456789"
 API_KEY = "service-tests-api-key"
-REPO = Path(__file__).resolve().parents[1]
 # Bounds on waiting for a server (seconds): startup imports numpy/numba/FastAPI.
 START_TIMEOUT = 60.0
 
@@ -169,10 +168,9 @@ class ServerProcess:
 
     def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
         self.config_file = config_file
+        # The child inherits the environment, so it imports promobandit from where the
+        # tests do (the installed package in CI, with its compiled extension).
         self.env = {**os.environ, **(env or {})}
-        # The child must import this checkout (the same way the tests do).
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "python"), *filter(None, [os.environ.get("PYTHONPATH")])])
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.banner = ""
