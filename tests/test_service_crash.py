@@ -30,7 +30,7 @@ import orjson
 from promobandit.service.loadgen import HttpConnection, decide_body
 from tests.test_service_support import API_KEY, ServerProcess, config_dict, to_toml
 
-KILLS = 24
+KILLS = 22
 CLIENTS = 8
 # The kill lands this many seconds into a cycle's traffic (uniform).
 KILL_AFTER = (0.1, 0.9)
