@@ -14,9 +14,10 @@ line's saving exceeds its headroom. A line's saving is floor(S L_i / E) plus one
 leftover unit if its remainder ranks among the largest, so the rank is computed
 only for the rare line whose floor share sits exactly at its headroom.
 
-Inputs arrive checked by ``offers.py`` (contiguous int64 / float64 / bool arrays);
-baskets with a total of ``MAX_INT64_TOTAL`` minor units or more are handed back
-(status ``STATUS_HUGE``) to the NumPy path, whose Python integers stay exact there.
+Inputs arrive from ``Catalogue.quote`` / ``quote_batch`` (1-D int64 / float64 / bool
+arrays of Basket objects and the catalogue's tables). Baskets totalling ``max_total``
+minor units or more (offers._MAX_INT64_TOTAL, where S * L_i may overflow int64) are
+handed back (status ``STATUS_HUGE``) to the NumPy path, whose Python integers stay exact.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-# Columns of the per-offer int64 table built by Catalogue._build_table.
+# Columns of the per-offer int64 table built by Catalogue._kernel.
 COL_PERCENT, COL_FIXED, COL_THRESHOLD, COL_AMOUNT, COL_PPM2, COL_COUPON = range(6)
 N_COLS = 6
 
