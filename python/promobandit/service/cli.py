@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import socket
 import sys
@@ -93,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_UNRECOVERABLE
     app = create_app(service)
+    # The imports and the recovered state are hundreds of thousands of long-lived
+    # objects; the first full collection while serving walked all of them (a ~0.1-0.3 s
+    # pause of every request). Freezing moves them out of the collector's sight.
+    gc.collect()
+    gc.freeze()
     # Bind before serving, so that the address (port 0: a free one) can be reported.
     family = socket.AF_INET6 if ":" in cfg.server.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose

@@ -304,9 +304,13 @@ class DecisionService:
         return self.recovery
 
     def _warm_up(self) -> None:
-        """One decision and one feedback on a scratch engine of the same configuration, so
-        that lazy imports and kernel loading happen now and not in the first request
-        (which took ~0.5 s otherwise). The real engine is not touched."""
+        """Lazy imports and kernel loading now rather than in the first request (which took
+        ~0.5 s otherwise) or the first snapshot: one decision and one feedback on a
+        scratch engine of the same configuration (the real engine is not touched)."""
+        if self.engine.log is not None:
+            # The decision log imports pyarrow on its first flush, which happens at a
+            # snapshot, under the apply lock: import it now instead (~0.3 s).
+            import pyarrow.parquet  # noqa: F401
         try:
             scratch = build_engine(self.config, self.catalogue, None)
             x = None if self.n_features is None else np.zeros(self.n_features)
