@@ -1,0 +1,308 @@
+"""Numba kernels of the marketplace simulator: exact offer pricing and shopper outcomes.
+
+One call handles a batch of decisions row by row (rows in time order), so a shopper who
+appears twice in a batch sees the promotions the earlier row gave them. For every row the
+kernel computes the expected profit of *every* offer of the catalogue (the ground truth of
+regret), then realises the offer that was chosen with the row's common random numbers and
+updates the shopper's held promotions (a coupon, a running time-limited offer).
+
+Money is in integer minor units inside the kernel (as in ``promobandit.offers``), and in
+the catalogue's currency (floats) where it leaves it. Pricing follows the catalogue's
+rules exactly: a percent saving is fraction x eligible total rounded half up in integers,
+fixed savings apply at or above their threshold, and a saving is spread over the lines by
+the largest-remainder method before the margin floor is checked line by line.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Offer kind codes (the catalogue's order).
+KIND_NONE, KIND_PERCENT, KIND_SPEND, KIND_TIMED, KIND_COUPON = 0, 1, 2, 3, 4
+
+# Which promotion priced a purchase (the `source` output).
+SOURCE_NONE = 0  # no purchase
+SOURCE_OFFER = 1  # the offer decided for this session
+SOURCE_COUPON = 2  # a coupon the shopper held from an earlier decision
+SOURCE_TIMED = 3  # a time-limited offer from an earlier decision, still running
+SOURCE_LIST = 4  # bought at list price
+
+# Outcomes of a session with a decision.
+OUTCOME_NONE, OUTCOME_ITEM, OUTCOME_BUNDLE = 0, 1, 2
+
+# Layout of the float parameter vector (see Market.kernel_params).
+P_BUY_INTERCEPT, P_BUY_AFFINITY, P_ADDON_INTERCEPT, P_ADDON_AFFINITY = 0, 1, 2, 3
+P_URGENCY, P_COUPON_RECALL, P_PER_UNIT, P_PPM = 4, 5, 6, 7
+N_PARAMS = 8
+
+
+@njit(cache=True, inline="always")
+def _percent_saving(ppm: int, total: int, ppm_scale: int) -> int:
+    # fraction x total rounded half up, in integers: floor((2 p E + PPM) / (2 PPM)).
+    return (2 * ppm * total + ppm_scale) // (2 * ppm_scale)
+
+
+@njit(cache=True)
+def _price(kind: int, ppm: int, threshold: int, amount: int, excluded: np.ndarray,
+           item_a: int, item_b: int, item_list: np.ndarray, item_floor: np.ndarray,
+           ppm_scale: int) -> tuple[int, bool]:
+    """(saving, usable) of one promotion on the order [item_a] or [item_a, item_b].
+
+    kind is KIND_PERCENT (ppm) or KIND_SPEND (threshold, amount); excluded is the
+    promotion's (N,) excluded-item mask. usable: no line falls below its margin floor
+    (a threshold that is not met gives saving 0, usable). item_b < 0: a one-line order.
+    """
+    la = item_list[item_a]
+    lb = item_list[item_b] if item_b >= 0 else 0
+    wa = 0 if excluded[item_a] else la
+    wb = 0 if (item_b < 0 or excluded[item_b]) else lb
+    total = wa + wb
+    if kind == KIND_PERCENT:
+        saving = _percent_saving(ppm, total, ppm_scale)
+    else:
+        if total < threshold:
+            return 0, True  # not applied: nothing is discounted, no floor is at risk
+        saving = amount
+    if saving == 0:
+        return 0, True
+    # Largest remainder: floor(S w / E) per line, the leftover unit to the larger
+    # remainder (ties: the first line). Two lines leave at most one unit over.
+    denom = total if total > 0 else 1
+    base_a = saving * wa // denom
+    base_b = saving * wb // denom
+    left = saving - base_a - base_b
+    if left > 0:
+        rem_a = saving * wa - base_a * denom
+        rem_b = saving * wb - base_b * denom
+        if rem_b > rem_a:
+            base_b += left
+        else:
+            base_a += left
+    ok = la - base_a >= item_floor[item_a]
+    if item_b >= 0:
+        ok = ok and (lb - base_b >= item_floor[item_b])
+    return saving, ok
+
+
+@njit(cache=True)
+def _offer_saving(k: int, off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray,
+                  off_amt: np.ndarray, off_excl: np.ndarray, item_a: int, item_b: int,
+                  item_list: np.ndarray, item_floor: np.ndarray,
+                  ppm_scale: int) -> tuple[int, bool]:
+    """Saving of offer k decided now on an order (a coupon is issued: no saving now)."""
+    kind = off_kind[k]
+    if kind == KIND_NONE or kind == KIND_COUPON:
+        return 0, True
+    if kind == KIND_PERCENT or kind == KIND_TIMED:
+        return _price(KIND_PERCENT, off_ppm[k], 0, 0, off_excl[k], item_a, item_b, item_list,
+                      item_floor, ppm_scale)
+    return _price(KIND_SPEND, 0, off_thr[k], off_amt[k], off_excl[k], item_a, item_b,
+                  item_list, item_floor, ppm_scale)
+
+
+@njit(cache=True)
+def _order(k: int, recalled: bool, u: int, item_a: int, item_b: int, t: float,
+           off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
+           off_excl: np.ndarray, item_list: np.ndarray, item_floor: np.ndarray,
+           coupon_until: np.ndarray, coupon_offer: np.ndarray, timed_until: np.ndarray,
+           timed_offer: np.ndarray, ppm_scale: int) -> tuple[int, int]:
+    """(best saving, its source) of an order under offer k and the shopper's holdings.
+
+    One promotion per order: the largest saving wins; on ties the offer of this
+    session first, then a held coupon, then a held time-limited offer.
+    """
+    best, src = 0, SOURCE_LIST
+    s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, item_a, item_b,
+                          item_list, item_floor, ppm_scale)
+    if ok and s > 0:
+        best, src = s, SOURCE_OFFER
+    if recalled and coupon_until[u] > t:
+        c = coupon_offer[u]
+        s, ok = _price(KIND_SPEND, 0, off_thr[c], off_amt[c], off_excl[c], item_a, item_b,
+                       item_list, item_floor, ppm_scale)
+        if ok and s > best:
+            best, src = s, SOURCE_COUPON
+    if timed_until[u] > t:
+        c = timed_offer[u]
+        s, ok = _price(KIND_PERCENT, off_ppm[c], 0, 0, off_excl[c], item_a, item_b, item_list,
+                       item_floor, ppm_scale)
+        if ok and s > best:
+            best, src = s, SOURCE_TIMED
+    return best, src
+
+
+@njit(cache=True)
+def _probabilities(pay_a: float, pay_b: float, ref_a: float, ref_ab: float, aff_a: float,
+                   aff_b: float, beta: float, shift: float, urgency: float,
+                   params: np.ndarray) -> tuple[float, float]:
+    """P(buy the item alone), P(buy item and add-on): a logit over {none, item, bundle}."""
+    base = params[P_BUY_INTERCEPT] + params[P_BUY_AFFINITY] * aff_a + shift + urgency
+    ua = base + beta * math.log(ref_a / pay_a)
+    ub = (base + params[P_ADDON_INTERCEPT] + params[P_ADDON_AFFINITY] * aff_b
+          + beta * math.log(ref_ab / pay_b))
+    m = max(0.0, ua, ub)
+    ea, eb, e0 = math.exp(ua - m), math.exp(ub - m), math.exp(-m)
+    z = ea + eb + e0
+    return ea / z, eb / z
+
+
+@njit(cache=True)
+def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.ndarray,
+         shift: np.ndarray, beta_mult: np.ndarray, offers: np.ndarray, u_buy: np.ndarray,
+         u_recall: np.ndarray,
+         item_list: np.ndarray, item_floor: np.ndarray, item_cost: np.ndarray,
+         item_ref: np.ndarray, item_vec: np.ndarray, item_quality: np.ndarray,
+         user_vec: np.ndarray, user_beta: np.ndarray, user_ref: np.ndarray,
+         off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
+         off_dur: np.ndarray, off_excl: np.ndarray,
+         coupon_until: np.ndarray, coupon_offer: np.ndarray, timed_until: np.ndarray,
+         timed_offer: np.ndarray, params: np.ndarray,
+         out_expected: np.ndarray, out_eligible: np.ndarray, out_depth: np.ndarray,
+         out_outcome: np.ndarray, out_paid: np.ndarray, out_cogs: np.ndarray,
+         out_saving: np.ndarray, out_source: np.ndarray) -> None:
+    """Expected profit of every offer, then the realised outcome of the chosen one.
+
+    Per row n (a shopper u who clicked item_a, with item_b the suggested add-on, at
+    time t; user_ref[u] scales the items' reference prices to u's): out_expected[n, k] the expected profit (currency) of offer k given u's
+    holdings; out_eligible[n, k] offer k passes the margin floor on the basket
+    [item_a, item_b] (the engine's quote); out_depth[n, k] the offer's quoted cost on
+    that basket over its list total (a coupon counts its face value, as the engine
+    does). If offers[n] >= 0 it is realised: out_outcome (OUTCOME_*), out_paid and
+    out_cogs (currency), out_saving (the discount of the purchase, currency) and
+    out_source (SOURCE_*); the holdings are updated (a used promotion is spent, a
+    coupon offer issues a coupon, an unused time-limited offer keeps running).
+    """
+    n_offers = off_kind.shape[0]
+    per_unit = params[P_PER_UNIT]
+    ppm_scale = np.int64(params[P_PPM])
+    recall_p = params[P_COUPON_RECALL]
+    dim = item_vec.shape[1]
+    for n in range(users.shape[0]):
+        u, a, b, t = users[n], item_a[n], item_b[n], times[n]
+        aff_a = item_quality[a]
+        aff_b = item_quality[b]
+        for d in range(dim):
+            aff_a += user_vec[u, d] * item_vec[a, d]
+            aff_b += user_vec[u, d] * item_vec[b, d]
+        beta = user_beta[u] * beta_mult[n]
+        ref_a = item_ref[a] * user_ref[u]
+        ref_ab = (item_ref[a] + item_ref[b]) * user_ref[u]
+        list_a = item_list[a]
+        list_ab = item_list[a] + item_list[b]
+        cost_a = item_cost[a]
+        cost_ab = item_cost[a] + item_cost[b]
+        has_coupon = coupon_until[u] > t
+        # Expected profit of every offer: a mixture over whether a held coupon is recalled.
+        for k in range(n_offers):
+            s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, a, b,
+                                  item_list, item_floor, ppm_scale)
+            out_eligible[n, k] = ok
+            quoted = off_amt[k] if off_kind[k] == KIND_COUPON else s
+            out_depth[n, k] = quoted / list_ab
+            urg = params[P_URGENCY] if off_kind[k] == KIND_TIMED else 0.0
+            total = 0.0
+            for r in range(2):
+                recalled = r == 0
+                if recalled:
+                    w = recall_p if has_coupon else 0.0
+                else:
+                    w = (1.0 - recall_p) if has_coupon else 1.0
+                if w == 0.0:
+                    continue
+                sa, _ = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
+                               off_excl, item_list, item_floor, coupon_until, coupon_offer,
+                               timed_until, timed_offer, ppm_scale)
+                sb, _ = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
+                               off_excl, item_list, item_floor, coupon_until, coupon_offer,
+                               timed_until, timed_offer, ppm_scale)
+                pay_a = (list_a - sa) / per_unit
+                pay_b = (list_ab - sb) / per_unit
+                pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta,
+                                        shift[n], urg, params)
+                total += w * (pa * (pay_a - cost_a) + pb * (pay_b - cost_ab))
+            out_expected[n, k] = total
+        k = offers[n]
+        if k < 0:
+            continue
+        # Realise the chosen offer with this row's common random numbers.
+        recalled = has_coupon and u_recall[n] < recall_p
+        urg = params[P_URGENCY] if off_kind[k] == KIND_TIMED else 0.0
+        sa, src_a = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
+                           off_excl, item_list, item_floor, coupon_until, coupon_offer,
+                           timed_until, timed_offer, ppm_scale)
+        sb, src_b = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
+                           off_excl, item_list, item_floor, coupon_until, coupon_offer,
+                           timed_until, timed_offer, ppm_scale)
+        pay_a = (list_a - sa) / per_unit
+        pay_b = (list_ab - sb) / per_unit
+        pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta, shift[n],
+                                urg, params)
+        x = u_buy[n]
+        if x < pa:
+            out_outcome[n] = OUTCOME_ITEM
+            out_paid[n] = pay_a
+            out_cogs[n] = cost_a
+            out_saving[n] = sa / per_unit
+            src = src_a
+        elif x < pa + pb:
+            out_outcome[n] = OUTCOME_BUNDLE
+            out_paid[n] = pay_b
+            out_cogs[n] = cost_ab
+            out_saving[n] = sb / per_unit
+            src = src_b
+        else:
+            out_outcome[n] = OUTCOME_NONE
+            out_paid[n] = 0.0
+            out_cogs[n] = 0.0
+            out_saving[n] = 0.0
+            src = SOURCE_NONE
+        out_source[n] = src
+        if src == SOURCE_COUPON:
+            coupon_until[u] = -np.inf
+        elif src == SOURCE_TIMED:
+            timed_until[u] = -np.inf
+        if off_kind[k] == KIND_COUPON:
+            coupon_until[u] = t + off_dur[k]
+            coupon_offer[u] = k
+        elif off_kind[k] == KIND_TIMED and src != SOURCE_OFFER:
+            timed_until[u] = t + off_dur[k]
+            timed_offer[u] = k
+
+
+@njit(cache=True)
+def click_positions(users: np.ndarray, shown: np.ndarray, u_click: np.ndarray,
+                    item_vec: np.ndarray, item_quality: np.ndarray, user_vec: np.ndarray,
+                    affinity_weight: float, position_decay: float, outside: float,
+                    out_prob: np.ndarray) -> np.ndarray:
+    """Clicked position per session (-1: no click) by a logit over the shown items and
+    not clicking; out_prob[n] gets the session's click probability (any item)."""
+    n_rows, k = shown.shape
+    dim = item_vec.shape[1]
+    pos = np.full(n_rows, -1, dtype=np.int64)
+    w = np.empty(k)
+    for n in range(n_rows):
+        u = users[n]
+        m = outside
+        for r in range(k):
+            i = shown[n, r]
+            a = item_quality[i]
+            for d in range(dim):
+                a += user_vec[u, d] * item_vec[i, d]
+            w[r] = affinity_weight * a - position_decay * r
+            m = max(m, w[r])
+        z = math.exp(outside - m)
+        for r in range(k):
+            w[r] = math.exp(w[r] - m)
+            z += w[r]
+        out_prob[n] = 1.0 - math.exp(outside - m) / z
+        acc = 0.0
+        x = u_click[n] * z
+        for r in range(k):
+            acc += w[r]
+            if x < acc:
+                pos[n] = r
+                break
+    return pos
