@@ -304,3 +304,20 @@ def test_context_comes_from_the_feature_store_under_the_pseudonym() -> None:
     with pytest.raises(ValueError, match="category"):
         eng.decide("carol", events=[{"event": "view", "category": 7, "price": 1.0,
                                      "discount": 0.0, "timestamp": T0}], basket=basket(), now=T0)
+
+
+def test_decide_batch_with_fairness_groups_and_budget_equals_limits() -> None:
+    eng = engine(policy="LinTS", budget=BudgetConfig(amount=1e4, start=T0),
+                 fairness=FairnessConfig(max_gap=0.02, step_size=1.0))
+    simulate(eng, 400, groups=True)  # multipliers move off zero
+    assert any(r[2] != 0.0 for r in eng.fairness.groups.values())
+    rs = np.random.default_rng(1)
+    xs = rs.normal(size=(300, 4))
+    groups = ["deal" if g else "full" for g in rs.random(300) < 0.5]
+    before = eng.stats["decisions"]
+    out = eng.decide_batch([f"w{i}" for i in range(300)], contexts=xs,
+                           baskets=[basket(50.0 + i % 40) for i in range(300)], groups=groups,
+                           now=T0 + 1e5)
+    assert eng.stats["decisions"] == before + 300
+    assert [d.group for d in out] == groups
+    assert all(np.isfinite(d.propensity) and d.propensity > 0 for d in out)

@@ -86,3 +86,14 @@ def test_bad_recommender_inputs() -> None:
         ItemRecommender(items, cats, prices[:10], costs)
     with pytest.raises(ValueError, match="temperature"):
         ItemRecommender(items, cats, prices, costs, temperature=0.0)
+
+
+def test_item_tables_are_checked_once_up_front() -> None:
+    items, cats, prices, costs = world()
+    bad = costs.copy()
+    bad[7] = prices[7] * 2  # cost above price
+    with pytest.raises(ValueError, match="unit_costs"):
+        ItemRecommender(items, cats, prices, bad)
+    rec = ItemRecommender(items, cats, prices, costs)
+    prices[0] = -1.0  # the caller's array changing later does not reach the recommender
+    assert rec.basket(np.array([0])).unit_prices[0] > 0

@@ -351,10 +351,11 @@ class FairnessGuard:
         return max(r) - min(r) if len(r) > 1 else 0.0
 
     def bias(self, group: str, depths: np.ndarray) -> np.ndarray:
-        """(K,) score adjustment for a request of `group`: -multiplier * metric."""
+        """Score adjustment for requests of `group`, shaped like `depths` ((K,) or
+        (n, K) offer depths): -multiplier * metric."""
         row = self.groups.get(group)
         if row is None or row[2] == 0.0:
-            return np.zeros(len(depths))
+            return np.zeros_like(depths, dtype=float)
         return self.value(depths) * (-row[2])
 
     def record(self, group: str, metric_value: float) -> None:

@@ -293,30 +293,39 @@ class Engine:
         with self._lock:
             self.features.add(self._as_event(event, self.pseudonym(user)))
 
-    def _levers(self, uh: str, group: str, basket: Basket, now: float
-                ) -> tuple[np.ndarray, np.ndarray | None, Any, np.ndarray, np.ndarray]:
-        """mask, bias, quote, expected discount costs and depths of every offer."""
-        quote = self.catalogue.quote(basket, now)
-        cost = quote.discount_cost
-        mask = quote.eligible.copy()
+    def _levers(self, uhs: Sequence[str], groups: Sequence[str], costs: np.ndarray,
+                eligible: np.ndarray, list_totals: np.ndarray, now: float
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Masks, biases (None when all zero), expected discount costs and fairness
+        metric values of every offer for n requests, (n, K) each, from their quotes
+        (costs, eligible: (n, K); list_totals: (n,)). Nothing changes state here."""
+        masks = eligible.copy()
         if self.caps is not None:
-            mask &= self.caps.mask(uh, now, self._discounted, cost)
+            for i, uh in enumerate(uhs):
+                masks[i] &= self.caps.mask(uh, now, self._discounted, costs[i])
         if self.budget is not None:
-            mask &= self.budget.mask(now, cost)
+            masks &= self.budget.mask(now, costs)
         a, b = self.config.conversion_prior
-        p_buy = (self._bought + a) / (self._decided + a + b)
-        expected = p_buy * cost
-        depth = cost / quote.list_total if quote.list_total > 0 else np.zeros_like(cost)
+        expected = ((self._bought + a) / (self._decided + a + b))[None, :] * costs
+        lt = list_totals[:, None]
+        depth = np.divide(costs, lt, out=np.zeros_like(costs), where=lt > 0)
         bias = None
         if self.budget is not None and self.budget.lam > 0.0:
             bias = self.budget.bias(expected, self.config.reward_scale)
         if self.fairness is not None:
-            fb = self.fairness.bias(group, depth)
-            bias = fb if bias is None else bias + fb
-        if not mask.any():
-            raise ValueError("basket: no offer is eligible for this request (margin floor, caps "
-                             "or budget); include a no-discount offer in the catalogue")
-        return mask, bias, quote, expected, depth
+            fb = np.zeros_like(costs)
+            for g in set(groups):
+                rows = [i for i, gi in enumerate(groups) if gi == g]
+                fb[rows] = self.fairness.bias(g, depth[rows])
+            if fb.any():
+                bias = fb if bias is None else bias + fb
+        empty = ~masks.any(axis=1)
+        if empty.any():
+            raise ValueError(f"basket: no offer is eligible for request {int(np.argmax(empty))} "
+                             "(margin floor, caps or budget); include a no-discount offer in "
+                             "the catalogue")
+        metric = self.fairness.value(depth) if self.fairness is not None else depth
+        return masks, bias, expected, metric
 
     def decide(self, user: Any, *, context: Any = None, events: Iterable[Any] | None = None,
                basket: Basket | None = None, candidates: Any = None, k: int | None = None,
@@ -345,20 +354,31 @@ class Engine:
                     basket = self.recommender.basket(items)
             if basket is None:
                 raise ValueError("basket: required when the engine has no recommender")
-            mask, bias, quote, expected, depth = self._levers(uh, group, basket, now)
-            arm, prop = self.policy.select(x, mask, bias)
+            q = self.catalogue.quote(basket, now)
+            masks, biases, expected, metric = self._levers(
+                (uh,), (group,), q.discount_cost[None], q.eligible[None],
+                np.array([q.list_total]), now)
+            bias = None if biases is None else biases[0]
+            arm, prop = self.policy.select(x, masks[0], bias)
             probs = None
             if self._log_probs:
                 probs = self.policy.action_probabilities(
-                    None if x is None else x[None], mask[None], 1,
-                    biases=None if bias is None else bias[None])[0]
-            return self._commit(uh, group, x, arm, prop, probs, mask, quote, expected, depth,
-                                basket, items, item_probs, now)
+                    None if x is None else x[None], masks, 1, biases=biases)[0]
+            return self._commit(uh, group, x, arm, prop, probs, masks[0],
+                                float(q.discount_cost[arm]), float(q.paid_total[arm]),
+                                float(q.list_total), float(expected[0, arm]),
+                                float(metric[0, arm]), self._cost_of_goods(basket), items,
+                                item_probs, now)
+
+    @staticmethod
+    def _cost_of_goods(basket: Basket) -> float:
+        return float(np.dot(basket.unit_costs, basket.quantities))
 
     def _commit(self, uh: str, group: str, x: np.ndarray | None, arm: int, prop: float,
-                probs: np.ndarray | None, mask: np.ndarray, quote: Any, expected: np.ndarray,
-                depth: np.ndarray, basket: Basket, items: np.ndarray | None,
-                item_probs: np.ndarray | None, now: float) -> Decision:
+                probs: np.ndarray | None, mask: np.ndarray, max_cost: float, paid_total: float,
+                list_total: float, expected_cost: float, metric: float, cost_total: float,
+                items: np.ndarray | None, item_probs: np.ndarray | None,
+                now: float) -> Decision:
         rec = _Pending()
         rec.id = self._next_id()
         rec.user, rec.group, rec.offer, rec.propensity = uh, group, int(arm), float(prop)
@@ -366,12 +386,12 @@ class Engine:
         rec.probs, rec.eligible = probs, mask
         rec.items, rec.item_probs = items, item_probs
         rec.created, rec.version = now, self.policy.version
-        rec.max_cost = float(quote.discount_cost[arm])
-        rec.expected_cost = float(expected[arm])
-        rec.discount_cost = 0.0 if self._is_coupon[arm] else rec.max_cost
-        rec.paid_total = float(quote.paid_total[arm])
-        rec.list_total = float(quote.list_total)
-        rec.cost_total = float(np.dot(basket.unit_costs, basket.quantities))
+        rec.max_cost = max_cost
+        rec.expected_cost = expected_cost
+        rec.discount_cost = 0.0 if self._is_coupon[arm] else max_cost
+        rec.paid_total = paid_total
+        rec.list_total = list_total
+        rec.cost_total = cost_total
         rec.lam = self.budget.lam if self.budget is not None else 0.0
         rec.events, rec.clicked, rec.clicked_item = set(), False, None
         self._pending[rec.id] = rec
@@ -380,7 +400,7 @@ class Engine:
         if self.caps is not None:
             self.caps.record_offer(uh, now, bool(self._discounted[arm]))
         if self.fairness is not None:
-            self.fairness.record(group, float(self.fairness.value(depth[arm:arm + 1])[0]))
+            self.fairness.record(group, metric)
         self.stats["decisions"] += 1
         return Decision(rec.id, uh, group, rec.offer, self._offer_ids[rec.offer], rec.propensity,
                         rec.version, now, rec.paid_total, rec.max_cost, items, item_probs)
@@ -414,35 +434,35 @@ class Engine:
                 xs = np.ascontiguousarray(contexts, dtype=np.float64)
             else:
                 xs = None
-            k = len(self.catalogue)
-            masks = np.empty((n, k), dtype=bool)
-            biases = np.zeros((n, k))
-            levers = []
-            any_bias = False
-            for i in range(n):
-                m, b, q, e, dpt = self._levers(uhs[i], groups[i], baskets[i], now)
-                masks[i] = m
-                if b is not None:
-                    biases[i] = b
-                    any_bias = True
-                levers.append((q, e, dpt))
+            qb = self.catalogue.quote_batch(baskets, now)
+            costs = qb.discount_cost
+            masks, biases, expected, metric = self._levers(uhs, groups, costs, qb.eligible,
+                                                           qb.list_total, now)
             arms, props = self.policy.select_batch(xs, masks, n, n_threads=n_threads,
-                                                   biases=biases if any_bias else None)
+                                                   biases=biases)
             probs = None
             if self._log_probs:
-                probs = self.policy.action_probabilities(xs, masks, n,
-                                                         biases=biases if any_bias else None)
+                probs = self.policy.action_probabilities(xs, masks, n, biases=biases)
             out = []
             for i in range(n):
-                q, e, dpt = levers[i]
                 arm, prop = int(arms[i]), float(props[i])
-                if self.budget is not None and q.discount_cost[arm] > self.budget.remaining + 1e-9:
-                    masks[i] &= q.discount_cost <= self.budget.remaining + 1e-9
-                    arm, prop = self.policy.select(None if xs is None else xs[i], masks[i],
-                                                   biases[i] if any_bias else None)
-                out.append(self._commit(uhs[i], groups[i], None if xs is None else xs[i], arm,
-                                        prop, None if probs is None else probs[i], masks[i], q,
-                                        e, dpt, baskets[i], None, None, now))
+                p_i = None if probs is None else probs[i]
+                if self.budget is not None and costs[i, arm] > self.budget.remaining + 1e-9:
+                    # Earlier rows of the batch used up the budget this offer needed.
+                    masks[i] &= costs[i] <= self.budget.remaining + 1e-9
+                    x_i = None if xs is None else xs[i]
+                    b_i = None if biases is None else biases[i]
+                    arm, prop = self.policy.select(x_i, masks[i], b_i)
+                    if p_i is not None:
+                        p_i = self.policy.action_probabilities(
+                            None if x_i is None else x_i[None], masks[i][None], 1,
+                            biases=None if b_i is None else b_i[None])[0]
+                out.append(self._commit(
+                    uhs[i], groups[i], None if xs is None else xs[i], arm, prop,
+                    p_i, masks[i], float(costs[i, arm]),
+                    float(qb.paid_total[i, arm]), float(qb.list_total[i]),
+                    float(expected[i, arm]), float(metric[i, arm]),
+                    self._cost_of_goods(baskets[i]), None, None, now))
             return out
 
     # --- feedback -----------------------------------------------------------------------

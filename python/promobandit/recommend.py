@@ -124,6 +124,12 @@ class ItemRecommender:
                         ("unit_costs", self.unit_costs)):
             if a.shape != (n,):
                 raise ValueError(f"{name}: expected shape ({n},), got {a.shape}")
+        # Check every item once (prices, costs, categories) and keep private read-only
+        # copies: basket() then builds baskets without checks (Basket.trusted).
+        whole = Basket(np.arange(n), self.categories, self.unit_prices, self.unit_costs,
+                       np.ones(n, dtype=np.int64))
+        self.categories, self.unit_prices, self.unit_costs = (
+            whole.categories, whole.unit_prices, whole.unit_costs)
         self.k = check_int("k", k, 1)
         if self.k > n:
             raise ValueError(f"k: expected at most {n} (the number of items), got {k}")
