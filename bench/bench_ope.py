@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if n == sizes[0] or n == 1_000_000:
             rs = np.random.default_rng(1)
             ctx = rs.normal(size=(n, D))
-            add(n, "reward model: Ridge, 5-fold cross-fit", "promobandit+sklearn",
+            add(n, "Ridge reward model, 5-fold fit", "promobandit+sklearn",
                 lambda ctx=ctx, data=data: RewardModel(seed=0).cross_fit_predict(
                     ctx, data["actions"], data["rewards"], K), reps=1)
         del data, log, cols

@@ -41,6 +41,7 @@ from .ope import (
     OPEWarning,
     effective_sample_size,
     evaluate,
+    evaluate_policies,
 )
 from .reward_model import RewardModel
 from .targets import FixedOffer, StationaryPolicy, uniform_policy
@@ -70,6 +71,7 @@ __all__ = [
     "effective_sample_size",
     "evaluate",
     "evaluate_log_file",
+    "evaluate_policies",
     "load_target_policy",
     "power_means",
     "power_proportions",

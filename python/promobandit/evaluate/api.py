@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .abtest import ExperimentReport, analyse_experiment
+from .abtest import analyse_experiment
 from .log import read_decision_log
 from .ope import DEFAULT_ESTIMATORS, EvaluationReport, evaluate
 from .targets import FixedOffer, StationaryPolicy, TargetPolicy, uniform_policy
@@ -107,7 +107,3 @@ def evaluate_log_file(log_path: str | Path, policy_config_path: str | Path | Map
     policy = load_target_policy(policy_config_path, log.n_actions)
     return evaluate(log, policy, estimators, **kwargs)
 
-
-def analyse_experiment_file(log_path: str | Path, **kwargs: Any) -> ExperimentReport:
-    """``analyse_experiment`` on a Parquet or CSV experiment log."""
-    return analyse_experiment(log_path, **kwargs)

@@ -395,12 +395,9 @@ def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = D
     a small effective sample size, a mean weight far from one, or a target that uses
     offers outside the logging support. Raises ValueError naming the bad argument.
     """
-    return evaluate_policies(log, {"target": policy}, estimators, level=level,
-                             n_bootstrap=n_bootstrap, seed=seed, reward_model=reward_model,
-                             reward_predictions=reward_predictions, clip_weight=clip_weight,
-                             switch_threshold=switch_threshold, n_bootstrap_dm=n_bootstrap_dm,
-                             thresholds=thresholds, chunk_rows=chunk_rows,
-                             _stacklevel=3)["target"]
+    return _evaluate_policies(log, {"target": policy}, estimators, level, n_bootstrap, seed,
+                              reward_model, reward_predictions, clip_weight, switch_threshold,
+                              n_bootstrap_dm, thresholds, chunk_rows)["target"]
 
 
 def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
@@ -410,12 +407,22 @@ def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
                       clip_weight: float = 10.0, switch_threshold: float = 10.0,
                       n_bootstrap_dm: int | None = None,
                       thresholds: DiagnosticThresholds | None = None,
-                      chunk_rows: int = 1_000_000,
-                      _stacklevel: int = 2) -> dict[str, EvaluationReport]:
+                      chunk_rows: int = 1_000_000) -> dict[str, EvaluationReport]:
     """``evaluate`` for several named target policies on one log: one reward-model fit,
     one set of DM refits and the same bootstrap resamples for all (so the replicates of
     two policies are paired). Arguments as in ``evaluate``; returns name -> report.
     Warnings name the policy they concern."""
+    return _evaluate_policies(log, policies, estimators, level, n_bootstrap, seed,
+                              reward_model, reward_predictions, clip_weight, switch_threshold,
+                              n_bootstrap_dm, thresholds, chunk_rows)
+
+
+def _evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
+                       estimators: Sequence[str] | str, level: float, n_bootstrap: int,
+                       seed: int, reward_model: RewardModel | None, reward_predictions: Any,
+                       clip_weight: float, switch_threshold: float,
+                       n_bootstrap_dm: int | None, thresholds: DiagnosticThresholds | None,
+                       chunk_rows: int) -> dict[str, EvaluationReport]:
     log = as_decision_log(log)
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies: expected a non-empty mapping of name -> target policy")
@@ -538,7 +545,8 @@ def evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
         diagnostics = _diagnose(log, all_rows[pname], th, names, clip_weight, switch_threshold)
         prefix = "" if len(policies) == 1 else f"{pname}: "
         for message in diagnostics.messages:
-            warnings.warn(prefix + message, OPEWarning, stacklevel=_stacklevel)
+            # 3: past this function and its public wrapper, at the caller's line.
+            warnings.warn(prefix + message, OPEWarning, stacklevel=3)
         reports[pname] = EvaluationReport(n, k, level, all_estimates[pname], logged,
                                           diagnostics, dict(settings))
     return reports
