@@ -142,9 +142,13 @@ def _basket_columns(lines: list[Any]) -> list[list[Any]]:
 
 
 def _basket(cols: list[list[Any]]) -> Basket:
-    return Basket(np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.int64),
-                  np.array(cols[2], dtype=np.float64), np.array(cols[3], dtype=np.float64),
-                  np.array(cols[4], dtype=np.int64))
+    """The engine's Basket from checked columns. The request schema (and so every logged
+    record) already guarantees what Basket's constructor checks (at least one line, ids
+    and quantities integers, money finite, 0 <= unit cost <= unit price, quantity >= 1),
+    so the unchecked constructor saves checking it twice (~20 us a request)."""
+    return Basket.trusted(np.array(cols[0], dtype=np.int64), np.array(cols[1], dtype=np.int64),
+                          np.array(cols[2], dtype=np.float64),
+                          np.array(cols[3], dtype=np.float64), np.array(cols[4], dtype=np.int64))
 
 
 def build_engine(cfg: ServiceConfig, catalogue: Catalogue, log_dir: str | None) -> ServiceEngine:
