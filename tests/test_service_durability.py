@@ -4,6 +4,8 @@ full and failed fsync at the HTTP edge, privacy of what is written, config chang
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from tests.test_service_support import (
     FlakyDiskStorage,
     ServerThread,
     basket,
+    config_dict,
     make_config,
+    to_toml,
 )
 
 RICH = {  # a contextual policy with every limit on, and a short wait so that expiry happens
@@ -204,6 +208,11 @@ def test_disk_full_answers_503_and_changes_nothing(tmp_path: Path) -> None:
         ready = c.get("/readyz")
         assert ready.status_code == 503 and "No space left" in ready.json()["detail"]["storage"]
         assert 'promobandit_storage_errors_total{op="append"} 3.0' in c.get("/metrics").text
+        with pytest.raises(OSError):  # a snapshot cannot be written either: reported
+            svc.snapshot()
+        assert "No space left" in c.get("/readyz").json()["detail"]["snapshot"]
+        assert 'promobandit_snapshots_total{result="error"} 1.0' in c.get("/metrics").text
+        assert canonical(svc) == before
         storage.full = False
         r = c.post("/v1/feedback", json={"decision_id": d["decision_id"], "event_id": "e1",
                                          "purchased": True})
@@ -291,3 +300,27 @@ def test_the_service_clock_never_goes_back_across_restarts(tmp_path: Path) -> No
     d = Driver(svc2).decide({"user": "u", "basket": basket()})
     assert d.created_at >= time.time() + 3500.0
     svc2.stop()
+
+
+def test_serve_refuses_to_start_on_unreadable_acknowledged_data(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path / "state")
+    svc = recovered(cfg)
+    drv = Driver(svc)
+    for i in range(3):
+        drv.decide({"user": f"u{i}", "basket": basket()})
+    svc.snapshot()  # the first snapshot: the whole log is kept (a second is needed first)
+    for i in range(3):
+        drv.decide({"user": f"v{i}", "basket": basket()})
+    svc.stop(snapshot=False)
+    (tmp_path / "state" / "snapshot-00000000000000000003.snap").write_bytes(b"garbage")
+    first = sorted((tmp_path / "state").glob("wal-*.log"))[0]
+    blob = bytearray(first.read_bytes())
+    blob[-5] ^= 0xFF  # inside the last record of the first segment: not a tail
+    first.write_bytes(bytes(blob))
+    (tmp_path / "service.toml").write_text(to_toml(config_dict(tmp_path / "state")))
+    proc = subprocess.run([sys.executable, "-m", "promobandit", "serve", "--config",
+                           str(tmp_path / "service.toml"), "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot recover the state" in proc.stderr
+    assert first.name in proc.stderr and "acknowledged records cannot be read" in proc.stderr
