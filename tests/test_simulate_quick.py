@@ -1,11 +1,10 @@
-"""The offer problem's ground truth and the `promobandit simulate` command."""
+"""The small offer problem's ground truth (the marketplace simulator has its own tests)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from promobandit.cli import main
 from promobandit.policies import BetaTS, LinUCB
 from promobandit.simulate import OfferProblem, run_policy
 
@@ -44,19 +43,6 @@ def test_contextual_policy_beats_best_fixed_offer() -> None:
     lin = run_policy(prob, LinUCB(prob.n_offers, prob.context_dim, alpha=0.5), steps)
     # Expected (not realised) profit, so the margin is not luck of the draws.
     assert lin.expected.sum() > 1.01 * best_fixed
-
-
-def test_simulate_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--steps", "3000", "--seed", "2"]) == 0
-    out = capsys.readouterr().out
-    for name in ("best fixed in hindsight", "Beta TS", "LinUCB", "LinTS", "regret"):
-        assert name in out
-
-
-def test_simulate_command_rejects_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--steps", "0"]) == 2
-    assert "steps" in capsys.readouterr().err
-    assert main([]) == 2
 
 
 def test_offer_problem_rejects_selling_below_cost() -> None:

@@ -20,6 +20,7 @@ from .policies import (
     Softmax,
     UCBTuned,
 )
+from .scoring import TopK, topk_softmax
 
 __version__ = "0.1.0"
 
@@ -33,8 +34,10 @@ __all__ = [
     "LinUCB",
     "Policy",
     "Softmax",
+    "TopK",
     "UCBTuned",
     "__version__",
     "available_backends",
     "rng",
+    "topk_softmax",
 ]

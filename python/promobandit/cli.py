@@ -1,7 +1,8 @@
 """The ``promobandit`` command line.
 
 Each command lives with its layer and registers itself here: ``simulate``
-(promobandit.simulate.cli). Commands import their heavy dependencies only when run.
+(promobandit.simulate.cli), ``evaluate`` and ``abtest`` (promobandit.evaluate.cli),
+``serve`` (promobandit.service.cli), ``datasets`` (promobandit.datasets.cli). Commands import their heavy dependencies only when run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Sequence
 # Modules with a ``register(subparsers)`` function, in the order of the help text.
 COMMAND_MODULES = (
     "promobandit.simulate.cli",
+    "promobandit.evaluate.cli",
     "promobandit.service.cli",
+    "promobandit.datasets.cli",
 )
 
 
