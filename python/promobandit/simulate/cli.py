@@ -1,56 +1,149 @@
-"""`promobandit simulate`: the main job (registered by promobandit.cli)."""
+"""`promobandit simulate`: the main job (registered by promobandit.cli).
+
+With no arguments it runs the embedded default (simulate.config.default_config): builds
+the market, generates the behaviour history, trains the two-tower recommender, runs every
+policy through the engine on the same shoppers, prints the summary table and the verdict,
+and writes the HTML report, the table (CSV, JSON) and the Parquet decision logs into
+--out (default ./promobandit-report/).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
 import time
+from typing import Any
+
+DEFAULT_OUT = "promobandit-report"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    sim = sub.add_parser("simulate", help="compare bandit offer policies with fixed discounts "
-                                          "on a problem with known ground truth")
-    sim.add_argument("--steps", type=int, default=100_000, help="shoppers (default 100000)")
-    sim.add_argument("--batch", type=int, default=100,
-                     help="decisions between policy updates (default 100)")
-    sim.add_argument("--features", type=int, default=8, help="shopper features (default 8)")
-    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim = sub.add_parser(
+        "simulate", help="simulate a marketplace and compare discount policies run through "
+                         "the engine; writes an HTML report",
+        description=__doc__.splitlines()[0])
+    sim.add_argument("--config", metavar="FILE", help="TOML configuration (see "
+                     "promobandit.simulate.config for every key)")
+    sim.add_argument("--quick", action="store_true",
+                     help="a small, fast run for a first look (seconds)")
+    sim.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
+                     help=f"output folder (default ./{DEFAULT_OUT}/)")
+    sim.add_argument("--users", type=int, metavar="N",
+                     help="shoppers in the market (the daily budget scales with them unless "
+                          "--budget or the config sets it)")
+    sim.add_argument("--days", type=int, metavar="N", help="simulated days of the run")
+    sim.add_argument("--budget", type=float, metavar="AMOUNT",
+                     help="daily discount budget of the runs with pacing (currency)")
+    sim.add_argument("--fairness", type=float, metavar="GAP",
+                     help="largest gap in average discount depth between groups (a fraction) "
+                          "for the runs with +fairness")
+    sim.add_argument("--seed", type=int, metavar="N", help="seed of everything")
+    sim.add_argument("--policies", metavar="LIST",
+                     help="comma-separated policies, e.g. fixed,lints+pacing,thompson "
+                          "(names in promobandit.simulate.config)")
+    sim.add_argument("--workers", type=int, metavar="N",
+                     help="processes running policies side by side")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..policies import UCB1, BetaTS, EpsilonGreedy, LinTS, LinUCB
-    from .offer_problem import OfferProblem, run_policy
+def build_config(args: argparse.Namespace) -> Any:
+    """The configuration: preset, then the file, then the flags (errors name the key)."""
+    from .config import SimulationConfig, default_config, quick_config
 
-    problem = OfferProblem(seed=args.seed, n_features=args.features)
-    k, d = problem.n_offers, problem.context_dim
-    learners = {
-        "Beta TS": lambda: BetaTS(k, seed=args.seed, propensity_draws=200, propensity_refresh=10),
-        "UCB1": lambda: UCB1(k, seed=args.seed, c=0.5),
-        "epsilon-greedy": lambda: EpsilonGreedy(k, seed=args.seed, epsilon=0.05),
-        "LinUCB": lambda: LinUCB(k, d, seed=args.seed, alpha=0.5),
-        "LinTS": lambda: LinTS(k, d, seed=args.seed, v=0.3, propensity_draws=100),
-    }
-    t0 = time.perf_counter()
-    runs = [run_policy(problem, None, args.steps, fixed_offer=j,
-                       name=f"fixed {problem.discounts[j]:.0%} off") for j in range(k)]
-    best_fixed = max(runs, key=lambda r: r.expected.sum())
-    runs.append(run_policy(problem, None, args.steps, fixed_offer=int(best_fixed.offers[0]),
-                           name=f"best fixed in hindsight ({best_fixed.name})"))
-    for name, make in learners.items():
-        runs.append(run_policy(problem, make(), args.steps, batch=args.batch, name=name))
-    elapsed = time.perf_counter() - t0
-    base = runs[-1 - len(learners)].profit.sum()
-    print(f"promobandit simulate: {args.steps:,} shoppers, {k} offers "
-          f"{[f'{x:.0%}' for x in problem.discounts]}, price {problem.price:g}, "
-          f"cost {problem.cost:g}, seed {args.seed}\n")
-    header = f"{'policy':<44}{'profit':>12}{'vs best fixed':>15}{'regret':>12}{'regret 2nd half':>17}"
-    print(header)
-    print("-" * len(header))
-    for r in runs:
-        s = r.summary()
-        print(f"{r.name:<44}{s['profit']:>12,.0f}{s['profit'] / base - 1:>+15.1%}"
-              f"{s['regret']:>12,.0f}{s['regret_second_half_share']:>17.0%}")
-    best = max(runs[-len(learners):], key=lambda r: r.profit.sum())
-    print(f"\n{best.name} earned {best.profit.sum() / base - 1:+.1%} profit against the best "
-          f"fixed offer in hindsight ({elapsed:.1f} s).")
+    base = quick_config() if args.quick else default_config()
+    data: dict[str, Any] = {}
+    if args.config:
+        import tomllib
+
+        try:
+            with open(args.config, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ValueError(f"--config: no such file {args.config!r}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"--config: {args.config} is not valid TOML: {exc}") from None
+    budget_given = "daily" in data.get("budget", {}) if isinstance(data.get("budget"),
+                                                                    dict) else False
+    cfg = SimulationConfig.from_dict(data, base)
+    flags: dict[str, Any] = {}
+    if args.users is not None:
+        flags.setdefault("market", {})["n_users"] = args.users
+        if args.budget is None and not budget_given and args.users > 0:
+            # The default budget is sized for the default market: keep its share of demand.
+            flags.setdefault("budget", {})["daily"] = (cfg.budget.daily * args.users
+                                                       / cfg.market.n_users)
+    if args.budget is not None:
+        flags.setdefault("budget", {})["daily"] = args.budget
+    if args.fairness is not None:
+        flags.setdefault("fairness", {})["max_gap"] = args.fairness
+    if args.days is not None:
+        flags["days"] = args.days
+    if args.seed is not None:
+        flags["seed"] = args.seed
+    if args.workers is not None:
+        flags["workers"] = args.workers
+    if args.policies is not None:
+        flags["policies"] = [p.strip() for p in args.policies.split(",") if p.strip()]
+    return SimulationConfig.from_dict(flags, cfg) if flags else cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    cfg = build_config(args)
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out: {args.out!r} exists and is not a folder")
+    logs = os.path.join(out, "logs")
+    if os.path.isdir(logs):
+        shutil.rmtree(logs)  # a log folder appends parts: old runs would mix in
+    os.makedirs(logs, exist_ok=True)
+
+    from tqdm import tqdm
+
+    from ..report import summarise, summary_text, verdict, write_report
+    from .pipeline import simulate
+
+    n_runs = len(cfg.specs())
+    stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies")
+    bar = tqdm(total=len(stages) - 1 + n_runs + 1, desc="simulate", unit="step",
+               disable=args.no_progress, file=sys.stderr, leave=False,
+               bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
+    seen: list[str] = []
+
+    def stage(name: str) -> None:
+        if seen:
+            bar.update(1)
+        seen.append(name)
+        bar.set_postfix_str(name)
+
+    def done(r: Any) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{r.spec.label} done")
+
+    try:
+        result = simulate(cfg, log_root=logs, progress=stage, on_run=done)
+        bar.set_postfix_str("report")
+        t0 = time.perf_counter()
+        summary = summarise(result)
+        path = write_report(result, out, summary)
+        result.timings["report"] = time.perf_counter() - t0
+        bar.update(1)
+    finally:
+        bar.close()
+    m = cfg.market
+    print(f"promobandit simulate: {m.n_users:,} shoppers, {m.n_items:,} items, "
+          f"{int(cfg.days)} days, seed {cfg.seed}, {n_runs} policies "
+          f"(budget {cfg.budget.daily:,.0f}/day for +pacing, fairness gap "
+          f"{cfg.fairness.max_gap:.0%} by {cfg.fairness.group} for +fairness)\n")
+    print(summary_text(summary))
+    print("\n" + verdict(summary) + "\n")
+    total = time.perf_counter() - t_start
+    print(f"report: {path}\ndecision logs: {logs}\ntime: {total:.1f} s ("
+          + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")")
     return 0
+
+
+__all__ = ["DEFAULT_OUT", "build_config", "register", "run"]

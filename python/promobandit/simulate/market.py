@@ -421,11 +421,50 @@ class Market:
         self.user_new = rs.random(u) < c.new_user_share
         self.user_rate = c.visits_per_day * np.exp(
             c.visit_rate_spread * rs.normal(size=u) - 0.5 * c.visit_rate_spread ** 2)
+        self._derive()
+
+    def _derive(self) -> None:
+        """Minor-unit list prices and margin floors, as promobandit.offers computes them."""
         per_unit = self.per_unit
         self.item_list_minor = np.rint(self.item_price * per_unit).astype(np.int64)
         floor = np.ceil(self.item_cost * (1.0 + self.catalogue.margin_floor) * 1.0 * per_unit
                         - _MINOR_TOLERANCE).astype(np.int64)
         self.item_floor_minor = np.minimum(floor, self.item_list_minor)
+
+    # Arrays a hand-made world must give (see from_world), with their dtypes.
+    WORLD_ARRAYS: tuple[tuple[str, Any], ...] = (
+        ("item_category", np.int64), ("item_price", np.float64), ("item_cost", np.float64),
+        ("item_ref", np.float64), ("item_vec", np.float64), ("item_quality", np.float64),
+        ("item_price_band", np.int64), ("user_vec", np.float64), ("user_taste", np.float64),
+        ("user_beta", np.float64), ("user_ref", np.float64), ("user_deal", np.bool_),
+        ("user_region", np.int64), ("user_new", np.bool_), ("user_rate", np.float64))
+
+    @classmethod
+    def from_world(cls, config: MarketConfig, catalogue: Catalogue, **arrays: Any) -> Market:
+        """A market whose world is given, not drawn: every name of WORLD_ARRAYS as a
+        keyword (sizes as in the config: n_items items, n_users shoppers, latent_dim).
+        For worlds small enough to check by hand; the sessions still come from the seed."""
+        missing = [name for name, _ in cls.WORLD_ARRAYS if name not in arrays]
+        extra = sorted(set(arrays) - {name for name, _ in cls.WORLD_ARRAYS})
+        if missing or extra:
+            raise ValueError(f"arrays: missing {missing}, unknown {extra}")
+        m = cls.__new__(cls)
+        m.config, m.catalogue = config, catalogue
+        m.per_unit = round(1.0 / catalogue.minor_unit)
+        c = config
+        shapes = {"item_vec": (c.n_items, c.latent_dim), "user_vec": (c.n_users, c.latent_dim),
+                  "user_taste": (c.n_users, c.n_categories)}
+        for name, dtype in cls.WORLD_ARRAYS:
+            a = np.ascontiguousarray(arrays[name], dtype=dtype)
+            want = shapes.get(name, (c.n_items,) if name.startswith("item_") else (c.n_users,))
+            if a.shape != want:
+                raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+            setattr(m, name, a)
+        if (m.item_cost < 0).any() or (m.item_cost > m.item_price).any():
+            raise ValueError("item_cost: expected costs in [0, item_price]")
+        m._derive()
+        m.offers = OfferTable(catalogue, m.item_category)
+        return m
 
     @property
     def n_offers(self) -> int:

@@ -19,8 +19,15 @@ from ..scoring import topk_softmax
 from .config import SimulationConfig
 from .context import ContextBuilder
 from .history import BehaviourHistory, behaviour_history
-from .market import RUN_START, SECONDS_PER_DAY, Market
-from .run import PolicyRun, Scenario, make_decisions, run_policies, step_layout
+from .market import RUN_START, SECONDS_PER_DAY, Market, Sessions
+from .run import (
+    EngineSettings,
+    PolicyRun,
+    Scenario,
+    make_decisions,
+    run_policies,
+    step_layout,
+)
 
 Progress = Callable[[str], None]
 
@@ -111,6 +118,22 @@ def behaviour_features(market: Market, history: BehaviourHistory
     return features_batch(history.events, users, RUN_START, fc), fc.feature_names()
 
 
+def scenario_from(market: Market, sessions: Sessions, shown: np.ndarray,
+                  clicked_pos: np.ndarray, *, contexts: ContextBuilder,
+                  engine: EngineSettings, days: int, step_seconds: float,
+                  start: float = RUN_START, seed: int = 0) -> Scenario:
+    """A scenario from sessions (starting at `start`), the lists shown to them and the
+    clicked position per session (-1: no click, no decision)."""
+    end = start + days * SECONDS_PER_DAY
+    decisions = make_decisions(sessions, shown, clicked_pos, start, step_seconds)
+    bounds, times = step_layout(decisions, start, end, step_seconds)
+    per_day = np.bincount(sessions.day, minlength=days)[:days]
+    return Scenario(market=market, decisions=decisions, contexts=contexts, engine=engine,
+                    start=start, end=end, days=days, step_seconds=step_seconds,
+                    step_bounds=bounds, step_times=times, n_sessions=len(sessions),
+                    sessions_per_day=per_day, seed=seed)
+
+
 def prepare(config: SimulationConfig, *, progress: Progress | None = None,
             train_progress: bool = False) -> tuple[Scenario, RecommenderQuality,
                                                    dict[str, int], dict[str, float]]:
@@ -132,10 +155,8 @@ def prepare(config: SimulationConfig, *, progress: Progress | None = None,
 
     t0 = time.perf_counter()
     say("sessions and lists")
-    start = RUN_START
     days = int(config.days)
-    end = start + days * SECONDS_PER_DAY
-    sessions = market.sessions(days, origin=start)
+    sessions = market.sessions(days, origin=RUN_START)
     shown = two_tower_lists(market, sessions.user, sessions.category, user_vecs, item_vecs,
                             model.temperature)
     pos, p_click = market.clicks(sessions, shown)
@@ -147,18 +168,13 @@ def prepare(config: SimulationConfig, *, progress: Progress | None = None,
                         ("oracle", market.oracle_lists(sessions))):
         expected_ctr[name] = float(market.clicks(sessions, lists)[1].mean()) if len(sessions) \
             else 0.0
-    step = 60.0 * config.step_minutes
-    decisions = make_decisions(sessions, shown, pos, start, step)
-    bounds, times = step_layout(decisions, start, end, step)
-    per_day = np.bincount(sessions.day, minlength=days)[:days]
     behaviour, names = behaviour_features(market, history)
     contexts = ContextBuilder(market, history.summary, config.market.history_days,
                               features=config.features, behaviour=behaviour,
                               behaviour_names=names)
-    scenario = Scenario(market=market, decisions=decisions, contexts=contexts,
-                        engine=config.engine_settings(), start=start, end=end, days=days,
-                        step_seconds=step, step_bounds=bounds, step_times=times,
-                        n_sessions=len(sessions), sessions_per_day=per_day, seed=config.seed)
+    scenario = scenario_from(market, sessions, shown, pos, contexts=contexts,
+                             engine=config.engine_settings(), days=days,
+                             step_seconds=60.0 * config.step_minutes, seed=config.seed)
     recall = None
     if model.training_log:
         best = model.training_log[max(model.best_epoch, 0)] if model.best_epoch >= 0 \

@@ -28,6 +28,7 @@ import heapq
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -471,8 +472,12 @@ def run_policies(specs: Sequence[PolicySpec], scenario: Scenario, *, workers: in
     # Longest runs first keeps both workers busy to the end.
     order = sorted(range(len(specs)), key=lambda i: -_cost(specs[i]))
     try:
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(specs)),
-                                    mp_context=mp.get_context("fork")) as pool:
+        with warnings.catch_warnings(), cf.ProcessPoolExecutor(
+                max_workers=min(workers, len(specs)), mp_context=mp.get_context("fork")) as pool:
+            # Python 3.12+ warns on forking a multi-threaded parent; the children here
+            # touch none of the parent's threads (see above).
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                    category=DeprecationWarning)
             futures = {pool.submit(_run_in_worker, specs[i], dirs[i]): i for i in order}
             for fut in cf.as_completed(futures):
                 r = fut.result()
