@@ -321,3 +321,33 @@ def test_decide_batch_with_fairness_groups_and_budget_equals_limits() -> None:
     assert eng.stats["decisions"] == before + 300
     assert [d.group for d in out] == groups
     assert all(np.isfinite(d.propensity) and d.propensity > 0 for d in out)
+
+
+def test_coupons_stay_reserved_until_they_expire_so_redemptions_never_overrun() -> None:
+    from promobandit.offers import Coupon
+
+    cat = Catalogue(offers=(NoDiscount(id="none"),
+                            Coupon(id="c10", amount=10.0, min_spend=30.0, days=2.0)))
+    pol = make_policy("EpsilonGreedy", 2, seed=0, epsilon=0.0)
+    pol.update(1, 5.0)  # the policy wants to give coupons
+    eng = Engine(cat, pol, EngineConfig(caps=None, feedback_wait_seconds=60.0,
+                                        budget=BudgetConfig(amount=25.0, start=T0)),
+                 privacy_key=KEY)
+    b = basket(80.0)
+    ds = [eng.decide(f"u{i}", basket=b, now=T0 + i) for i in range(6)]
+    coupons = [d for d in ds if d.offer == 1]
+    assert len(coupons) == 2  # 2 x 10 reserved; a third would not fit in 25
+    eng.expire(T0 + 1000)  # finalised without a purchase: the coupons stay reserved
+    assert eng.budget.reserved == pytest.approx(20.0)
+    assert eng.decide("later", basket=b, now=T0 + 1001).offer == 0
+    # a redemption days later (within validity) turns the reservation into spend
+    r = eng.feedback(coupons[0].id, "redeem-1", coupon_redeemed=True, now=T0 + 86_400)
+    assert r.status == "late"
+    assert eng.budget.spent == pytest.approx(10.0) and eng.budget.reserved == pytest.approx(10.0)
+    assert eng.budget.spent + eng.budget.reserved <= 25.0
+    # after expiry the second coupon's reservation is released
+    eng.expire(T0 + 3 * 86_400)
+    assert eng.budget.reserved == pytest.approx(0.0)
+    # an unreserved cost past the budget still leaves the no-discount offer
+    eng.budget.book(T0 + 3 * 86_400, 100.0)
+    assert eng.decide("after", basket=b, now=T0 + 3 * 86_400 + 1).offer == 0

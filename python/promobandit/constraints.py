@@ -74,8 +74,10 @@ class UserCaps:
         self._users: OrderedDict[str, list[float]] = OrderedDict()
 
     def _row(self, user: str, now: float) -> list[float]:
-        day = math.floor(now / DAY_SECONDS)
-        period = math.floor(now / self.config.period_seconds)
+        # [day index, offers that day, period index, discount cost that period]; the
+        # indices are whole numbers (floor), kept as floats in one list per user.
+        day = float(math.floor(now / DAY_SECONDS))
+        period = float(math.floor(now / self.config.period_seconds))
         row = self._users.get(user)
         if row is None:
             return [day, 0.0, period, 0.0]
@@ -218,9 +220,11 @@ class BudgetPacer:
         return self.config.amount - self.spent - self.reserved
 
     def mask(self, now: float, max_costs: np.ndarray) -> np.ndarray:
-        """(K,) bool: offers whose worst-case cost fits in what is left."""
+        """Offers whose worst-case cost fits in what is left (same shape as max_costs).
+        An offer that costs nothing always fits, even when an unreserved cost (see
+        book) has taken spend past the budget."""
         self._roll(now)
-        return max_costs <= self.remaining + 1e-9
+        return (max_costs <= self.remaining + 1e-9) | (max_costs <= 0.0)
 
     def bias(self, expected_costs: np.ndarray, reward_scale: float) -> np.ndarray:
         """(K,) score adjustment: -lambda * expected cost, in scaled reward units."""

@@ -152,10 +152,10 @@ class FeedbackResult:
 
 
 class _Pending:
-    __slots__ = ("clicked", "clicked_item", "context", "cost_total", "created", "discount_cost", "eligible",
-                 "events", "expected_cost", "group", "id", "item_probs", "items", "lam",
-                 "list_total", "max_cost", "offer", "paid_total", "probs", "propensity",
-                 "user", "version")
+    __slots__ = ("clicked", "clicked_item", "context", "cost_total", "coupon_cost", "created",
+                 "discount_cost", "eligible", "events", "expected_cost", "group", "id",
+                 "item_probs", "items", "lam", "list_total", "max_cost", "offer", "paid_total",
+                 "probs", "propensity", "user", "version")
 
     def to_json(self) -> dict[str, Any]:
         out = {}
@@ -225,6 +225,12 @@ class Engine:
         self.fairness = FairnessGuard(c.fairness) if c.fairness is not None else None
         k = len(catalogue)
         self._is_coupon = np.array([isinstance(o, Coupon) for o in catalogue.offers])
+        # A coupon can be redeemed until it expires, after its decision is finalised: its
+        # worst-case cost stays reserved in the budget until then (decision id ->
+        # [expiry time, amount]), so a late redemption can never overrun the budget.
+        self._coupon_days = np.array([o.days if isinstance(o, Coupon) else 0.0
+                                      for o in catalogue.offers])
+        self._coupon_holds: OrderedDict[str, list[float]] = OrderedDict()
         self._discounted = np.array([o.kind != "none" for o in catalogue.offers])
         self._offer_ids = catalogue.ids
         self._decided = np.zeros(k)  # decisions finalised per offer
@@ -240,7 +246,8 @@ class Engine:
         self._log_probs = (c.log_action_probs == "always"
                            or (c.log_action_probs == "auto" and closed_form))
         self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
-                      "unknown": 0, "purchases": 0}
+                      "unknown": 0, "purchases": 0, "coupons_redeemed": 0,
+                      "log_write_errors": 0}
 
     # --- identities ---------------------------------------------------------------------
     def pseudonym(self, user: Any) -> str:
@@ -394,6 +401,7 @@ class Engine:
         rec.cost_total = cost_total
         rec.lam = self.budget.lam if self.budget is not None else 0.0
         rec.events, rec.clicked, rec.clicked_item = set(), False, None
+        rec.coupon_cost = None
         self._pending[rec.id] = rec
         if self.budget is not None:
             self.budget.commit(now, rec.max_cost, rec.expected_cost)
@@ -526,9 +534,33 @@ class Engine:
 
     def _book_coupon(self, decision_id: str, discount: float | None, now: float,
                      rec: _Pending | None = None) -> None:
-        amount = discount if discount is not None else (rec.max_cost if rec is not None else 0.0)
+        """A coupon of this decision was redeemed: its cost leaves the reservation and
+        becomes spend (and counts against the user's discount cap)."""
+        if rec is not None:  # still pending: settled with the decision
+            rec.coupon_cost = rec.max_cost if discount is None else discount
+            return
+        hold = self._coupon_holds.pop(decision_id, None)
+        amount = discount if discount is not None else (hold[1] if hold is not None else 0.0)
         if self.budget is not None:
-            self.budget.book(now, amount)
+            if hold is not None:
+                self.budget.settle(now, hold[1], 0.0, amount)
+            else:  # no reservation left (expired or redeemed before): book it as it is
+                self.budget.book(now, amount)
+        self.stats["coupons_redeemed"] += 1
+
+    def _release_coupons(self, now: float) -> None:
+        while self._coupon_holds:
+            did, (expires, amount) = next(iter(self._coupon_holds.items()))
+            if expires > now:
+                break
+            del self._coupon_holds[did]
+            if self.budget is not None:
+                self.budget.settle(now, amount, 0.0, 0.0)
+
+    def pending_created_at(self, decision_id: str) -> float | None:
+        """When a pending decision was made (unix seconds), or None if it is not pending."""
+        rec = self._pending.get(decision_id)
+        return None if rec is None else rec.created
 
     def _objective(self, purchased: bool, revenue: float, cogs: float) -> float:
         if not purchased:
@@ -557,8 +589,17 @@ class Engine:
         if purchased:
             self._bought[rec.offer] += 1
             self.stats["purchases"] += 1
+        coupon = bool(self._is_coupon[rec.offer])
+        if coupon and rec.coupon_cost is not None:  # redeemed while pending
+            disc = rec.coupon_cost
+            coupon = False
         if self.budget is not None:
-            self.budget.settle(now, rec.max_cost, rec.expected_cost, disc)
+            if coupon:  # keep the worst case reserved until the coupon expires
+                self.budget.settle(now, 0.0, rec.expected_cost, 0.0)
+                expires = rec.created + self._coupon_days[rec.offer] * 86_400.0
+                self._coupon_holds[rec.id] = [expires, rec.max_cost]
+            else:
+                self.budget.settle(now, rec.max_cost, rec.expected_cost, disc)
         if self.caps is not None and disc > 0:
             self.caps.record_cost(rec.user, now, disc)
         self.stats["finalised"] += 1
@@ -569,7 +610,7 @@ class Engine:
             while len(self._finalised) > self.config.remember_finalised:
                 self._finalised.popitem(last=False)
         if self.log is not None:
-            self.log.append({
+            self._log_row({
                 "decision_id": rec.id, "ts": rec.created, "user": rec.user, "group": rec.group,
                 "offer": rec.offer, "offer_id": self._offer_ids[rec.offer],
                 "propensity": rec.propensity,
@@ -585,7 +626,17 @@ class Engine:
             })
         return value
 
+    def _log_row(self, row: dict[str, Any]) -> None:
+        # A failed write must not leave a decision half-finalised: the row stays in the
+        # log's buffer (written with the next flush) and the failure is counted.
+        try:
+            self.log.append(row)  # type: ignore[union-attr]
+        except OSError:
+            self.stats["log_write_errors"] += 1
+
     def _expire(self, now: float) -> int:
+        if self._coupon_holds:
+            self._release_coupons(now)
         wait = self.config.feedback_wait_seconds
         n = 0
         while self._pending:
@@ -649,6 +700,7 @@ class Engine:
                 "bought": self._bought.tolist(),
                 "pending": [r.to_json() for r in self._pending.values()],
                 "finalised": [[k, sorted(v)] for k, v in self._finalised.items()],
+                "coupon_holds": [[k, *v] for k, v in self._coupon_holds.items()],
                 "budget": None if self.budget is None else self.budget.state_dict(),
                 "fairness": None if self.fairness is None else self.fairness.state_dict(),
                 "caps": None if self.caps is None else self.caps.state_dict(),
@@ -679,6 +731,8 @@ class Engine:
             self._bought = np.asarray(state["bought"], dtype=float)
             self._pending = OrderedDict((p.id, p) for p in pending)
             self._finalised = OrderedDict((k_, set(v)) for k_, v in state["finalised"])
+            self._coupon_holds = OrderedDict((str(h[0]), [float(h[1]), float(h[2])])
+                                             for h in state.get("coupon_holds", []))
             if self.budget is not None:
                 self.budget.load_state_dict(state["budget"])
             if self.fairness is not None:

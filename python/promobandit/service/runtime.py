@@ -476,10 +476,7 @@ class DecisionService:
         return res, seq
 
     def _pending_created(self, decision_id: str) -> float | None:
-        # The engine has no public accessor for a pending decision's time (see README).
-        pending = getattr(self.engine, "_pending", None)
-        rec = pending.get(decision_id) if pending is not None else None
-        return getattr(rec, "created", None)
+        return self.engine.pending_created_at(decision_id)
 
     def expire(self) -> int:
         """Finalises decisions past the feedback wait (logged like any change)."""
