@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -691,6 +692,12 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: policy, limits, pending decisions."""
         with self._lock:
+            s = self.state_dict_without_pending()
+            s["pending"] = [r.to_json() for r in self._pending.values()]
+            return s
+
+    def state_dict_without_pending(self) -> dict[str, Any]:
+        with self._lock:
             return {
                 "format": ENGINE_FORMAT,
                 "format_version": ENGINE_FORMAT_VERSION,
@@ -698,7 +705,6 @@ class Engine:
                 "counter": self._counter,
                 "decided": self._decided.tolist(),
                 "bought": self._bought.tolist(),
-                "pending": [r.to_json() for r in self._pending.values()],
                 "finalised": [[k, sorted(v)] for k, v in self._finalised.items()],
                 "coupon_holds": [[k, *v] for k, v in self._coupon_holds.items()],
                 "budget": None if self.budget is None else self.budget.state_dict(),
@@ -707,8 +713,10 @@ class Engine:
                 "stats": dict(self.stats),
             }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a state_dict; checked before anything changes."""
+    def load_state_dict(self, state: dict[str, Any],
+                        pending: list[_Pending] | None = None) -> None:
+        """Restores a state_dict; checked before anything changes. (`pending`: decisions
+        already decoded, by load_bytes.)"""
         if not isinstance(state, dict) or state.get("format") != ENGINE_FORMAT:
             raise ValueError(f"state: expected a {ENGINE_FORMAT} state dict")
         if state.get("format_version") != ENGINE_FORMAT_VERSION:
@@ -723,7 +731,8 @@ class Engine:
             if (state[name] is None) != (obj is None):
                 raise ValueError(f"{name}: the saved engine and this one differ in whether "
                                  f"{name} is configured")
-        pending = [_Pending.from_json(d) for d in state["pending"]]
+        if pending is None:
+            pending = [_Pending.from_json(d) for d in state["pending"]]
         with self._lock:
             self.policy.load_state_dict(state["policy"])
             self._counter = int(state["counter"])
@@ -741,26 +750,124 @@ class Engine:
                 self.caps.load_state_dict(state["caps"])
             self.stats = dict(state["stats"])
 
-    def to_bytes(self) -> bytes:
-        """The state as bytes: a JSON header and the policy's arrays in an .npz (no pickle)."""
-        s = self.state_dict()
-        arrays = s["policy"].pop("arrays")
+    # Pending decisions are stored column by column in to_bytes: one JSON object per
+    # decision made snapshots of 50k pending decisions take over a second.
+    _PENDING_FLOATS = ("created", "propensity", "max_cost", "expected_cost", "discount_cost",
+                       "paid_total", "list_total", "cost_total", "lam")
+    _PENDING_INTS = ("offer", "version")
+
+    def _pending_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        recs = list(self._pending.values())
+        n, k = len(recs), len(self.catalogue)
+        meta: dict[str, Any] = {
+            "n": n, "id": [r.id for r in recs], "user": [r.user for r in recs],
+            "group": [r.group for r in recs], "events": [sorted(r.events) for r in recs]}
+        arrays: dict[str, np.ndarray] = {}
+        for name in self._PENDING_FLOATS:
+            arrays[f"p_{name}"] = np.array([getattr(r, name) for r in recs], dtype=np.float64)
+        for name in self._PENDING_INTS:
+            arrays[f"p_{name}"] = np.array([getattr(r, name) for r in recs], dtype=np.int64)
+        arrays["p_clicked"] = np.array([r.clicked for r in recs], dtype=bool)
+        arrays["p_clicked_item"] = np.array(
+            [-1 if r.clicked_item is None else r.clicked_item for r in recs], dtype=np.int64)
+        arrays["p_coupon_cost"] = np.array(
+            [np.nan if r.coupon_cost is None else r.coupon_cost for r in recs], dtype=np.float64)
+        arrays["p_eligible"] = (np.stack([r.eligible for r in recs]) if n
+                                else np.zeros((0, k), dtype=bool))
+        has_ctx = n > 0 and recs[0].context is not None
+        meta["has_context"] = has_ctx
+        if has_ctx:
+            arrays["p_context"] = np.stack([r.context for r in recs])
+        has_probs = np.array([r.probs is not None for r in recs], dtype=bool)
+        arrays["p_has_probs"] = has_probs
+        probs = np.zeros((n, k))
+        for i in np.flatnonzero(has_probs):
+            probs[i] = recs[i].probs
+        arrays["p_probs"] = probs
+        for name, dtype in (("items", np.int64), ("item_probs", np.float64)):
+            lens = np.array([-1 if getattr(r, name) is None else len(getattr(r, name))
+                             for r in recs], dtype=np.int64)
+            parts = [getattr(r, name) for r in recs if getattr(r, name) is not None]
+            arrays[f"p_{name}_len"] = lens
+            arrays[f"p_{name}"] = (np.concatenate(parts).astype(dtype) if parts
+                                   else np.zeros(0, dtype=dtype))
+        return meta, arrays
+
+    @classmethod
+    def _pending_from_columns(cls, meta: dict[str, Any],
+                              z: dict[str, np.ndarray]) -> list[_Pending]:
+        n = int(meta["n"])
+        cols = {name: z[f"p_{name}"].tolist() for name in (*cls._PENDING_FLOATS,
+                                                           *cls._PENDING_INTS)}
+        clicked = z["p_clicked"].tolist()
+        citem = z["p_clicked_item"].tolist()
+        ccost = z["p_coupon_cost"].tolist()
+        has_probs = z["p_has_probs"].tolist()
+        ragged = {}
+        for name in ("items", "item_probs"):
+            lens = z[f"p_{name}_len"]
+            flat = z[f"p_{name}"]
+            ends = np.cumsum(np.maximum(lens, 0))
+            starts = ends - np.maximum(lens, 0)
+            ragged[name] = [None if lens[i] < 0 else flat[starts[i]:ends[i]].copy()
+                            for i in range(n)]
+        out = []
+        for i in range(n):
+            r = _Pending()
+            r.id, r.user, r.group = meta["id"][i], meta["user"][i], meta["group"][i]
+            r.events = set(meta["events"][i])
+            for name, vals in cols.items():
+                setattr(r, name, vals[i])
+            r.clicked = clicked[i]
+            r.clicked_item = None if citem[i] < 0 else citem[i]
+            r.coupon_cost = None if math.isnan(ccost[i]) else ccost[i]
+            r.eligible = z["p_eligible"][i].copy()
+            r.context = z["p_context"][i].copy() if meta["has_context"] else None
+            r.probs = z["p_probs"][i].copy() if has_probs[i] else None
+            r.items, r.item_probs = ragged["items"][i], ragged["item_probs"][i]
+            out.append(r)
+        return out
+
+    def capture_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """A consistent copy of the state (JSON-able header, arrays), taken under the lock;
+        encode it with encode_state outside the lock, so serving waits only for the copy."""
+        with self._lock:
+            s = self.state_dict_without_pending()
+            meta, arrays = self._pending_columns()
+        s["pending"] = meta
+        policy_arrays = s["policy"].pop("arrays")
+        arrays.update({f"policy_{k}": v for k, v in policy_arrays.items()})
+        return s, arrays
+
+    @staticmethod
+    def encode_state(captured: tuple[dict[str, Any], dict[str, np.ndarray]]) -> bytes:
+        header, arrays = captured
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        header = json.dumps(s, allow_nan=True).encode()
-        return len(header).to_bytes(8, "little") + header + buf.getvalue()
+        h = json.dumps(header, allow_nan=True).encode()
+        return len(h).to_bytes(8, "little") + h + buf.getvalue()
+
+    def to_bytes(self) -> bytes:
+        """The state as bytes: a JSON header and arrays in an .npz (no pickle): the policy's
+        arrays and the pending decisions column by column."""
+        return self.encode_state(self.capture_state())
 
     def load_bytes(self, data: bytes) -> None:
+        """Restores a state made by to_bytes; checked before anything changes."""
         if len(data) < 8:
             raise ValueError("state: truncated engine state")
         n = int.from_bytes(data[:8], "little")
         try:
             s = json.loads(data[8:8 + n])
             with np.load(io.BytesIO(data[8 + n:]), allow_pickle=False) as z:
-                s["policy"]["arrays"] = {k: z[k] for k in z.files}
-        except (ValueError, OSError, KeyError) as exc:
+                arrays = {k: z[k] for k in z.files}
+            s["policy"]["arrays"] = {k[7:]: v for k, v in arrays.items()
+                                     if k.startswith("policy_")}
+            pending = self._pending_from_columns(s["pending"], arrays)
+        except (ValueError, OSError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state: unreadable engine state ({exc})") from exc
-        self.load_state_dict(s)
+        s["pending"] = []
+        self.load_state_dict(s, pending=pending)
 
 
 def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,

@@ -22,7 +22,7 @@ Durability design (see README.md in this folder for the full argument):
 * The service's clock never goes backwards (``now`` = max(wall clock, last ``now``), also
   across restarts), so the order of log records is the order of their times, as the
   engine's time-based state (budget periods, expiry) assumes.
-* Snapshots: under the apply lock, ``Engine.to_bytes()`` and the seq of the last applied
+* Snapshots: under the apply lock, ``Engine.capture_state()`` (encoded outside it) and the seq of the last applied
   record; written atomically by the storage; the log before the oldest kept snapshot is
   dropped. Recovery loads the newest good snapshot and replays the log after it.
 """
@@ -567,9 +567,12 @@ class DecisionService:
                 with self._apply_lock:
                     if self.engine.log is not None:
                         self.engine.flush()  # the decision log holds what the snapshot covers
-                    data = _NOW.pack(self._last_now) + self.engine.to_bytes()
+                    # Only the copy holds the apply lock; encoding happens outside it.
+                    captured = self.engine.capture_state()
+                    now_bytes = _NOW.pack(self._last_now)
                     seq = self._applied_seq
                     since, self._since_snapshot = self._since_snapshot, 0
+                data = now_bytes + self.engine.encode_state(captured)
                 self._last_snapshot_at = time.monotonic()
                 self.storage.write_snapshot(seq, data, self.fingerprint)
             except OSError as exc:
