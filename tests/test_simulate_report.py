@@ -47,8 +47,9 @@ def test_quick_run_prints_the_table_and_writes_the_report(quick_report) -> None:
                  "report:", "95% CI"):
         assert text in printed, text
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert page.count("<svg") >= 6
-    for anchor in ("id='plot-profit'", "id='plot-regret'", "id='plot-budget'",
+    assert page.count("<svg") >= 7
+    for anchor in ("id='plot-profit'", "id='plot-regret'", "id='plot-regret_daily'",
+                   "id='plot-budget'",
                    "id='plot-mix'", "id='plot-fairness'", "id='plot-recommend'",
                    'id="verdict"', 'id="summary"'):
         assert anchor in page, anchor
@@ -245,8 +246,8 @@ def test_report_loads_in_a_headless_browser_without_errors_and_plots_render(
     assert errors == [], errors
     found = json.loads(value)
     plots = {name: (w, h, marks) for name, w, h, marks in found["svgs"]}
-    assert set(plots) == {"plot-profit", "plot-regret", "plot-budget", "plot-mix",
-                          "plot-fairness", "plot-recommend"}
+    assert set(plots) == {"plot-profit", "plot-regret", "plot-regret_daily", "plot-budget",
+                          "plot-mix", "plot-fairness", "plot-recommend"}
     for name, (w, h, marks) in plots.items():
         assert w > 200 and h > 100, (name, w, h)
         assert marks > 10, (name, marks)  # lines, bars and labels were drawn

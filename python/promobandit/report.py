@@ -377,7 +377,8 @@ def plots(result: SimulationResult, s: Summary) -> dict[str, str]:
     for r in runs:
         y = np.cumsum(r.profit) - (np.cumsum(base.profit) if base is not None else 0.0)
         tx, ty = _thin(t_days, y)
-        ax.plot(tx, ty, label=r.spec.label, color=colour[r.spec.key], lw=1.4)
+        ax.plot(tx, ty, label=r.spec.label, color=colour[r.spec.key],
+                lw=2.6 if r.spec.key == s.headline else 1.2)
     ax.axhline(0.0, color="#444", lw=0.6)
     ax.set_xlabel("day of the run")
     ax.set_ylabel("cumulative profit minus best fixed")
@@ -388,12 +389,26 @@ def plots(result: SimulationResult, s: Summary) -> dict[str, str]:
     fig, ax = _figure()
     for r in runs:
         tx, ty = _thin(t_days, np.cumsum(r.regret))
-        ax.plot(tx, ty, label=r.spec.label, color=colour[r.spec.key], lw=1.4)
+        ax.plot(tx, ty, label=r.spec.label, color=colour[r.spec.key],
+                lw=2.6 if r.spec.key == s.headline else 1.2)
     ax.set_xlabel("day of the run")
     ax.set_ylabel("cumulative regret (currency)")
     ax.set_title("Cumulative regret against the best offer for each context (exact)")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     out["regret"] = _svg(fig)
+
+    fig, ax = _figure()
+    per_day = np.maximum(np.bincount(dec.day, minlength=sc.days)[:sc.days], 1)
+    for r in runs:
+        daily = np.bincount(dec.day, weights=r.regret, minlength=sc.days)[:sc.days] / per_day
+        ax.plot(np.arange(sc.days) + 0.5, daily, marker="o", ms=2.5, label=r.spec.label,
+                color=colour[r.spec.key], lw=2.6 if r.spec.key == s.headline else 1.2)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("day of the run")
+    ax.set_ylabel("regret per decision (currency)")
+    ax.set_title("Regret per decision, by day: learning shows as a falling curve")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    out["regret_daily"] = _svg(fig)
 
     paced = [r for r in result.runs if r.spec.pacing]
     if paced and sc.engine.budget is not None:
@@ -553,6 +568,8 @@ between new and returning shoppers, in percentage points.</p>
      "hindsight: above zero, the policy is ahead.")}
 {fig("regret", "Cumulative regret: a curve that flattens has learnt what each context "
      "needs.")}
+{fig("regret_daily", "Average regret per decision each day. A contextual policy keeps a "
+     "floor: what its features cannot tell apart; a fixed offer stays where it starts.")}
 </div>
 <h2>Budget pacing</h2>
 {fig("budget", "Discount spent since the start of each day (the budget period) by the runs "
