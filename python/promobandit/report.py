@@ -262,7 +262,7 @@ def verdict(s: Summary) -> str:
                    f"{_pct(s.margin_discount.value)} profit at {100 * ratio:.0f}% of that "
                    f"offer's discount spend.")
     elif bd is not None and bd.key == bf.key and bf.spend > 0:
-        out.append(f"It spent {100 * h.spend / bf.spend:.0f}% of {bf.label}'s discount budget.")
+        out.append(f"It gave {100 * h.spend / bf.spend:.0f}% of the discount {bf.label} gave.")
     if h.budget_use is not None and s.budget_daily is not None:
         out.append(f"It used {100 * h.budget_use:.0f}% of its {s.budget_daily:,.0f} a day "
                    f"discount budget.")
