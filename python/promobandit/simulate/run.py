@@ -344,8 +344,9 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
             else:
                 amount = float(out["saving"][row])
                 if engine.budget is not None:
-                    # Workaround: a booking past the budget leaves a negative remainder, and
-                    # then the engine masks even the no-discount offer and decide raises.
+                    # Workaround: a booking past the budget leaves a negative remainder;
+                    # Engine.decide_batch then re-decides even a no-discount row with the
+                    # mask cost <= remaining, which masks every offer, and select raises.
                     engine.budget.report(t)  # rolls the budget period to t
                     fit = min(amount, max(engine.budget.remaining, 0.0))
                     unbooked[0] += amount - fit
