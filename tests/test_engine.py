@@ -351,3 +351,13 @@ def test_coupons_stay_reserved_until_they_expire_so_redemptions_never_overrun() 
     # an unreserved cost past the budget still leaves the no-discount offer
     eng.budget.book(T0 + 3 * 86_400, 100.0)
     assert eng.decide("after", basket=b, now=T0 + 3 * 86_400 + 1).offer == 0
+
+
+def test_session_end_finalises_and_releases_the_reservation() -> None:
+    eng = engine(policy="EpsilonGreedy", d=1, budget=BudgetConfig(amount=1000.0, start=T0))
+    eng.policy.update(3, 5.0)  # the policy likes 30% off
+    d = eng.decide("u", basket=basket(), now=T0)
+    assert d.offer == 3 and eng.budget.reserved > 0
+    res = eng.feedback(d.id, "bye", ended=True, now=T0 + 5)
+    assert res.status == "finalised" and res.reward == 0.0
+    assert eng.budget.reserved == 0.0 and eng.n_pending == 0

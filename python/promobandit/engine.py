@@ -457,8 +457,9 @@ class Engine:
                 arm, prop = int(arms[i]), float(props[i])
                 p_i = None if probs is None else probs[i]
                 if self.budget is not None and costs[i, arm] > self.budget.remaining + 1e-9:
-                    # Earlier rows of the batch used up the budget this offer needed.
-                    masks[i] &= costs[i] <= self.budget.remaining + 1e-9
+                    # Earlier rows of the batch used up the budget this offer needed (the
+                    # pacer's own mask: offers that cost nothing always fit).
+                    masks[i] &= self.budget.mask(now, costs[i])
                     x_i = None if xs is None else xs[i]
                     b_i = None if biases is None else biases[i]
                     arm, prop = self.policy.select(x_i, masks[i], b_i)
@@ -479,7 +480,7 @@ class Engine:
                  purchased: bool = False, revenue: float | None = None,
                  cost_of_goods: float | None = None, discount: float | None = None,
                  coupon_redeemed: bool = False, item: int | None = None,
-                 now: float | None = None) -> FeedbackResult:
+                 ended: bool = False, now: float | None = None) -> FeedbackResult:
         """Joins one feedback event to its decision.
 
         event_id: unique per event; a repeated id changes nothing ("duplicate").
@@ -492,6 +493,9 @@ class Engine:
             budget even when the decision is already finalised.
         item: the recommended item the event concerns (clicked or bought), which
             teaches the recommender's exploration head.
+        ended: the shopper's session ended without a purchase: the decision is finalised
+            now (objective of no purchase) instead of holding its budget reservation for
+            the whole wait.
         now: event time (unix seconds, default the clock).
         """
         now = time.time() if now is None else float(now)
@@ -530,6 +534,9 @@ class Engine:
             if purchased:
                 reward = self._finalise(rec, now, purchased=True, revenue=revenue,
                                         cost_of_goods=cost_of_goods, discount=discount)
+                return FeedbackResult("finalised", decision_id, reward)
+            if ended:
+                reward = self._finalise(rec, now, purchased=False)
                 return FeedbackResult("finalised", decision_id, reward)
             return FeedbackResult("applied", decision_id)
 
