@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from _machine import machine
 from promobandit.constraints import BudgetConfig, FairnessConfig
 from promobandit.engine import Engine, EngineConfig, make_policy
 from promobandit.offers import (
@@ -71,14 +69,6 @@ def percentiles(xs: list[float]) -> dict[str, float]:
             "mean_us": float(a.mean())}
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _machine import machine
 
 K, D = 6, 8
 
@@ -93,15 +92,6 @@ def time_runs(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median_s": statistics.median(secs), "min_s": min(secs), "max_s": max(secs)}
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} " \
-           f"{platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

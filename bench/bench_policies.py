@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _machine import machine
 
 K, D, BATCH = 10, 20, 1000
 
@@ -227,15 +226,6 @@ def time_runs(fn: Callable[[], None], n: int, repeats: int) -> dict[str, float]:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} " \
-           f"{platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -23,31 +23,17 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Any
 
 import numpy as np
 
+from _machine import machine
 from promobandit.simulate.config import SimulationConfig
 from promobandit.simulate.market import RUN_START, Market
 from promobandit.simulate.pipeline import prepare
 from promobandit.simulate.run import run_policy
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        if names:
-            cpu = names[0]
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, load average {load:.1f} at start")
 
 
 def stats(values: list[float]) -> dict[str, float]:

@@ -78,6 +78,40 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
   }
 }
 
+// The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), lowest id on ties.
+inline int64_t lin_ucb_best(const LinParams& p, const LinState& s, const uint8_t* mask,
+                            const double* bias, const LinScratch& w) {
+  int64_t best = -1;
+  double best_v = -std::numeric_limits<double>::infinity();
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (!lin_eligible(s, mask, a)) continue;
+    const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
+    if (best < 0 || score > best_v) {
+      best = a;
+      best_v = score;
+    }
+  }
+  return best;
+}
+
+// One Thompson draw: every eligible arm's score theta~.x ~ N(mean, v^2 var) (+ bias),
+// drawn in arm order from `rs`; returns the arm with the highest (lowest id on ties).
+inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t* mask,
+                           const double* bias, const LinScratch& w, Stream& rs) {
+  int64_t best = -1;
+  double best_v = -std::numeric_limits<double>::infinity();
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (!lin_eligible(s, mask, a)) continue;
+    const double score =
+        w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal() + bias_of(bias, a);
+    if (best < 0 || score > best_v) {
+      best = a;
+      best_v = score;
+    }
+  }
+  return best;
+}
+
 // Decision number t for context x (length d), without touching state, so rows of
 // a batch can run on any thread (each with its own scratch). The caller
 // guarantees an eligible arm.
@@ -86,30 +120,14 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
                                              const double* x, uint64_t t, LinScratch& w) {
   lin_moments(s, mask, x, w);
   int64_t best = -1;
-  double best_v = -std::numeric_limits<double>::infinity();
   double prop = 1.0;
   if (p.kind == kLinUCB) {
-    for (int64_t a = 0; a < s.n_arms; ++a) {
-      if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
-      if (best < 0 || score > best_v) {
-        best = a;
-        best_v = score;
-      }
-    }
+    best = lin_ucb_best(p, s, mask, bias, w);
   } else {
     // theta~ ~ N(theta, v^2 A^{-1}) gives theta~ . x ~ N(mean, v^2 var): draw the
     // score directly, the same decision distribution at O(K) draws instead of O(K d).
     Stream rs(p.seed, t, kPurposeDecision);
-    for (int64_t a = 0; a < s.n_arms; ++a) {
-      if (!lin_eligible(s, mask, a)) continue;
-      const double score =
-          w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal() + bias_of(bias, a);
-      if (best < 0 || score > best_v) {
-        best = a;
-        best_v = score;
-      }
-    }
+    best = lin_ts_draw(p, s, mask, bias, w, rs);
     if (p.propensity_draws <= 0) {
       prop = std::numeric_limits<double>::quiet_NaN();
     } else {
@@ -117,18 +135,7 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
       int64_t wins = 0, k_elig = 0;
       for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
       for (int64_t m = 0; m < p.propensity_draws; ++m) {
-        int64_t mb = -1;
-        double mv = -std::numeric_limits<double>::infinity();
-        for (int64_t a = 0; a < s.n_arms; ++a) {
-          if (!lin_eligible(s, mask, a)) continue;
-          const double score =
-              w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal() + bias_of(bias, a);
-          if (mb < 0 || score > mv) {
-            mb = a;
-            mv = score;
-          }
-        }
-        wins += (mb == best) ? 1 : 0;
+        wins += (lin_ts_draw(p, s, mask, bias, w, rp) == best) ? 1 : 0;
       }
       // Same add-one smoothing as the multi-armed Thompson estimate.
       prop = (static_cast<double>(wins) + 1.0) /
@@ -148,36 +155,13 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   lin_moments(s, mask, x, w);
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
   if (p.kind == kLinUCB) {
-    int64_t best = -1;
-    double best_v = -std::numeric_limits<double>::infinity();
-    for (int64_t a = 0; a < K; ++a) {
-      if (!lin_eligible(s, mask, a)) continue;
-      const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
-      if (best < 0 || score > best_v) {
-        best = a;
-        best_v = score;
-      }
-    }
-    out[best] = 1.0;
+    out[lin_ucb_best(p, s, mask, bias, w)] = 1.0;
     return;
   }
   Stream rp(p.seed, stream, kPurposeEvaluation);
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
-  for (int64_t m = 0; m < draws; ++m) {
-    int64_t mb = -1;
-    double mv = -std::numeric_limits<double>::infinity();
-    for (int64_t a = 0; a < K; ++a) {
-      if (!lin_eligible(s, mask, a)) continue;
-      const double score =
-          w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rp.normal() + bias_of(bias, a);
-      if (mb < 0 || score > mv) {
-        mb = a;
-        mv = score;
-      }
-    }
-    out[mb] += 1.0;
-  }
+  for (int64_t m = 0; m < draws; ++m) out[lin_ts_draw(p, s, mask, bias, w, rp)] += 1.0;
   const double denom = static_cast<double>(draws) + static_cast<double>(k_elig);
   for (int64_t a = 0; a < K; ++a) {
     if (lin_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;

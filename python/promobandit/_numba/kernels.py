@@ -6,6 +6,7 @@ then a Numba call that runs without the GIL, serialised by the kernel's
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,27 @@ from . import linear as lin
 from . import multiarmed as mab
 
 
-class MabKernel:
+class _Guarded(ABC):
+    """The lock and the array rebinding both kernels share (see _core's Guarded)."""
+
+    _lock: threading.RLock
+
+    @abstractmethod
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Checks and binds the kernel's state arrays."""
+
+    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            self._set_arrays(arrays)
+
+    def lock(self) -> None:
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+
+class MabKernel(_Guarded):
     def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
                  propensity_refresh: int, arrays: dict[str, np.ndarray]) -> None:
         self.kind = int(kind)
@@ -40,16 +61,6 @@ class MabKernel:
         self.seed = counters[3:4].view(np.uint64)[0]  # counter slot 3 holds the seed bits
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
-
-    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            self._set_arrays(arrays)
-
-    def lock(self) -> None:
-        self._lock.acquire()
-
-    def unlock(self) -> None:
-        self._lock.release()
 
     @property
     def n_arms(self) -> int:
@@ -143,7 +154,7 @@ class MabKernel:
             return out
 
 
-class LinKernel:
+class LinKernel(_Guarded):
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
                  refresh_every: int, propensity_draws: int,
                  arrays: dict[str, np.ndarray]) -> None:
@@ -176,16 +187,6 @@ class LinKernel:
         self._var = np.zeros(k)
         self._u = np.zeros(d)
         self._work = np.zeros(2 * d * d)
-
-    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            self._set_arrays(arrays)
-
-    def lock(self) -> None:
-        self._lock.acquire()
-
-    def unlock(self) -> None:
-        self._lock.release()
 
     @property
     def n_arms(self) -> int:

@@ -50,31 +50,47 @@ def moments(A_inv, theta, active, mask, x, mean, var, u):
 
 
 @nb.njit(**_JIT)
+def ucb_best(exploration, active, mask, bias, mean, var):
+    """Mirrors lin_ucb_best."""
+    best = -1
+    best_v = -np.inf
+    for a in range(mean.shape[0]):
+        if not (active[a] and mask[a]):
+            continue
+        score = mean[a] + exploration * math.sqrt(var[a]) + bias[a]
+        if best < 0 or score > best_v:
+            best = a
+            best_v = score
+    return best
+
+
+@nb.njit(**_JIT)
+def ts_draw(exploration, active, mask, bias, mean, var, st):
+    """Mirrors lin_ts_draw: one Thompson draw of every eligible score, the argmax."""
+    best = -1
+    best_v = -np.inf
+    for a in range(mean.shape[0]):
+        if not (active[a] and mask[a]):
+            continue
+        score = mean[a] + exploration * math.sqrt(var[a]) * normal(st) + bias[a]
+        if best < 0 or score > best_v:
+            best = a
+            best_v = score
+    return best
+
+
+@nb.njit(**_JIT)
 def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
            u):
     k = theta.shape[0]
     t = counters[CTR_DECISIONS]
     moments(A_inv, theta, active, mask, x, mean, var, u)
-    best = -1
-    best_v = -np.inf
     prop = 1.0
     if kind == LIN_UCB:
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            score = mean[a] + exploration * math.sqrt(var[a]) + bias[a]
-            if best < 0 or score > best_v:
-                best = a
-                best_v = score
+        best = ucb_best(exploration, active, mask, bias, mean, var)
     else:
-        st = stream_new(seed, t, PURPOSE_DECISION)
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            score = mean[a] + exploration * math.sqrt(var[a]) * normal(st) + bias[a]
-            if best < 0 or score > best_v:
-                best = a
-                best_v = score
+        best = ts_draw(exploration, active, mask, bias, mean, var,
+                       stream_new(seed, t, PURPOSE_DECISION))
         if draws <= 0:
             prop = np.nan
         else:
@@ -85,16 +101,7 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
                 if active[a] and mask[a]:
                     k_elig += 1
             for _ in range(draws):
-                mb = -1
-                mv = -np.inf
-                for a in range(k):
-                    if not (active[a] and mask[a]):
-                        continue
-                    score = mean[a] + exploration * math.sqrt(var[a]) * normal(sp) + bias[a]
-                    if mb < 0 or score > mv:
-                        mb = a
-                        mv = score
-                if mb == best:
+                if ts_draw(exploration, active, mask, bias, mean, var, sp) == best:
                     wins += 1
             prop = (float(wins) + 1.0) / (float(draws) + float(k_elig))
     counters[CTR_DECISIONS] = t + 1
@@ -113,16 +120,7 @@ def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, m
         for a in range(k):
             out[i, a] = 0.0
         if kind == LIN_UCB:
-            best = -1
-            best_v = -np.inf
-            for a in range(k):
-                if not (active[a] and mask[a]):
-                    continue
-                score = mean[a] + exploration * math.sqrt(var[a]) + bias[a]
-                if best < 0 or score > best_v:
-                    best = a
-                    best_v = score
-            out[i, best] = 1.0
+            out[i, ucb_best(exploration, active, mask, bias, mean, var)] = 1.0
             continue
         st = stream_new(seed, i, PURPOSE_EVALUATION)
         k_elig = 0
@@ -130,16 +128,7 @@ def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, m
             if active[a] and mask[a]:
                 k_elig += 1
         for _ in range(draws):
-            mb = -1
-            mv = -np.inf
-            for a in range(k):
-                if not (active[a] and mask[a]):
-                    continue
-                score = mean[a] + exploration * math.sqrt(var[a]) * normal(st) + bias[a]
-                if mb < 0 or score > mv:
-                    mb = a
-                    mv = score
-            out[i, mb] += 1.0
+            out[i, ts_draw(exploration, active, mask, bias, mean, var, st)] += 1.0
         denom = float(draws) + float(k_elig)
         for a in range(k):
             if active[a] and mask[a]:
