@@ -166,6 +166,32 @@ int check_threads(py::handle n_threads) {
   return static_cast<int>(t);
 }
 
+// The per-row arguments every select_batch takes, checked the same way.
+struct BatchArgs {
+  const uint8_t* m = nullptr;
+  const double* b = nullptr;
+  py::object keep_m, keep_b;
+  py::array_t<int64_t> arms;
+  py::array_t<double> props;
+  int64_t n = 0;
+  int threads = 1;
+
+  void check(int64_t rows, const py::object& masks, const py::object& biases,
+             const py::object& out_arms, const py::object& out_props, py::handle n_threads,
+             int64_t K, const uint8_t* active) {
+    n = rows;
+    m = check_masks(masks, n, K, active, keep_m);
+    if (m == nullptr) {
+      py::object none;
+      check_mask(py::none(), K, active, none);
+    }
+    b = check_biases(biases, n, K, keep_b);
+    arms = out_buffer<int64_t>(out_arms, n, "out_arms", Kind::Int64);
+    props = out_buffer<double>(out_props, n, "out_props", Kind::Float64);
+    threads = check_threads(n_threads);
+  }
+};
+
 // The mutex and generation logic shared by both kernels.
 class Guarded {
  public:
@@ -244,34 +270,18 @@ class MabKernel : public Guarded {
   py::tuple select_batch(const py::object& /*contexts*/, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props,
                          py::handle n_threads, const py::object& biases) {
-    struct Checked {
-      const uint8_t* m;
-      const double* b;
-      py::object keep, keep_b;
-      py::array_t<int64_t> arms;
-      py::array_t<double> props;
-      int64_t n;
-      int threads;
-    };
+    using Checked = BatchArgs;
     Checked out = guarded(
         [&] {
           Checked c;
-          c.n = n_obj.is_none() ? -1 : bind::to_index(n_obj, "n");
-          if (!masks.is_none() && c.n < 0) {
-            c.n = checked_array(masks, "masks", Kind::Bool, 2, {-1, s_.n_arms}).shape(0);
+          int64_t n = n_obj.is_none() ? -1 : bind::to_index(n_obj, "n");
+          if (!masks.is_none() && n < 0) {
+            n = checked_array(masks, "masks", Kind::Bool, 2, {-1, s_.n_arms}).shape(0);
           }
-          if (c.n < 0) {
+          if (n < 0) {
             throw std::invalid_argument("n: give the number of decisions or masks of shape (n, K)");
           }
-          c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
-          if (c.m == nullptr) {
-            py::object none;
-            check_mask(py::none(), s_.n_arms, s_.active, none);
-          }
-          c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
-          c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
-          c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
-          c.threads = check_threads(n_threads);
+          c.check(n, masks, biases, out_arms, out_props, n_threads, s_.n_arms, s_.active);
           return c;
         },
         [&](Checked& c) {
@@ -496,16 +506,9 @@ class LinKernel : public Guarded {
   py::tuple select_batch(const py::object& contexts, const py::object& masks, py::object n_obj,
                          const py::object& out_arms, const py::object& out_props,
                          py::handle n_threads, const py::object& biases) {
-    struct Checked {
-      py::array c;
-      py::object keep, keep_b;
-      const double* px;
-      const uint8_t* m;
-      const double* b;
-      py::array_t<int64_t> arms;
-      py::array_t<double> props;
-      int64_t n;
-      int threads;
+    struct Checked : BatchArgs {
+      py::object c;
+      const double* px = nullptr;
     };
     Checked out = guarded(
         [&] {
@@ -513,22 +516,15 @@ class LinKernel : public Guarded {
           if (contexts.is_none()) {
             throw std::invalid_argument("contexts: required for a contextual policy");
           }
-          c.c = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
-          c.n = c.c.shape(0);
-          if (!n_obj.is_none() && bind::to_index(n_obj, "n") != c.n) {
+          py::array ctx = checked_array(contexts, "contexts", Kind::Float64, 2, {-1, s_.dim});
+          c.c = ctx;
+          const int64_t n = ctx.shape(0);
+          if (!n_obj.is_none() && bind::to_index(n_obj, "n") != n) {
             throw std::invalid_argument("n: disagrees with the number of contexts");
           }
-          c.px = static_cast<const double*>(c.c.data());
-          bind::check_finite(c.px, c.n * s_.dim, "contexts");
-          c.m = check_masks(masks, c.n, s_.n_arms, s_.active, c.keep);
-          if (c.m == nullptr) {
-            py::object none;
-            check_mask(py::none(), s_.n_arms, s_.active, none);
-          }
-          c.b = check_biases(biases, c.n, s_.n_arms, c.keep_b);
-          c.arms = out_buffer<int64_t>(out_arms, c.n, "out_arms", Kind::Int64);
-          c.props = out_buffer<double>(out_props, c.n, "out_props", Kind::Float64);
-          c.threads = check_threads(n_threads);
+          c.px = static_cast<const double*>(ctx.data());
+          bind::check_finite(c.px, n * s_.dim, "contexts");
+          c.check(n, masks, biases, out_arms, out_props, n_threads, s_.n_arms, s_.active);
           return c;
         },
         [&](Checked& c) {
