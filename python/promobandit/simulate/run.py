@@ -134,6 +134,8 @@ class Scenario:
     start / end (unix seconds), days, step_seconds, step_bounds (decision row where
     each step starts, plus n), step_times (decision time of each step),
     n_sessions and sessions_per_day (all sessions, clicked or not), seed.
+    pre_spend: (n_users,) each shopper's spend in the behaviour history before the run
+    (currency; None: no history given), the A/B test's pre-period metric for CUPED.
     """
 
     market: Market
@@ -149,6 +151,7 @@ class Scenario:
     n_sessions: int
     sessions_per_day: np.ndarray
     seed: int = 0
+    pre_spend: np.ndarray | None = None
 
 
 def make_decisions(sessions: Any, shown: np.ndarray, clicked_pos: np.ndarray, start: float,
@@ -266,9 +269,14 @@ def _policy(spec: PolicySpec, catalogue: Catalogue, dim: int, seed: int) -> Any:
     return make_policy(spec.policy, k, dim, seed=seed, **settings)
 
 
-def make_engine(spec: PolicySpec, scenario: Scenario, log_dir: str | None) -> Engine:
-    """The engine of one run: its policy, the shared settings and this spec's limits."""
+def make_engine(spec: PolicySpec, scenario: Scenario, log_dir: str | None, *,
+                budget_share: float = 1.0) -> Engine:
+    """The engine of one run: its policy, the shared settings and this spec's limits.
+
+    budget_share: fraction of the daily budget this engine gets (runs with pacing), in
+    (0, 1]: an A/B variant serving a share of the shoppers gets that share."""
     es = scenario.engine
+    check_range("budget_share", budget_share, 0.0, 1.0, lo_open=True)
     catalogue, _ = engine_catalogue(spec, scenario.market)
     policy = _policy(spec, catalogue, scenario.contexts.dim, scenario.seed)
     if spec.pacing and es.budget is None:
@@ -281,7 +289,8 @@ def make_engine(spec: PolicySpec, scenario: Scenario, log_dir: str | None) -> En
         feedback_wait_seconds=es.feedback_wait_seconds,
         caps=(UserCapsConfig(max_offers_per_day=es.max_offers_per_day)
               if es.max_offers_per_day is not None else None),
-        budget=es.budget if spec.pacing else None,
+        budget=(dataclasses.replace(es.budget, amount=es.budget.amount * budget_share)
+                if spec.pacing and es.budget is not None else None),
         fairness=es.fairness if spec.fairness else None,
         seed=scenario.seed)
     return Engine(catalogue, policy, config,
@@ -295,16 +304,94 @@ def group_labels(market: Market, by: str) -> np.ndarray:
     return np.asarray(market.config.regions, dtype=object)[market.user_region]
 
 
+@dataclasses.dataclass
+class SplitRun:
+    """Engines serving disjoint shoppers over one scenario (an A/B test's variants).
+
+    specs: the policy of each engine. variant: (n,) index of the engine that decided
+    each decision (its shopper's engine). The per-decision arrays are those of
+    PolicyRun; the step arrays are (n_engines, n_steps) (NaN without pacing);
+    engine_stats and unbooked are per engine; seconds, market_seconds: of the loop.
+    """
+
+    specs: tuple[PolicySpec, ...]
+    variant: np.ndarray
+    offer: np.ndarray
+    propensity: np.ndarray
+    expected: np.ndarray
+    best: np.ndarray
+    profit: np.ndarray
+    revenue: np.ndarray
+    saving: np.ndarray
+    outcome: np.ndarray
+    source: np.ndarray
+    depth: np.ndarray
+    step_spent: np.ndarray
+    step_lambda: np.ndarray
+    step_planned: np.ndarray
+    expected_all: np.ndarray
+    eligible_all: np.ndarray
+    engine_stats: list[dict[str, int]]
+    seconds: float
+    market_seconds: float
+    unbooked: list[float]
+
+
 def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = None,
                progress: Callable[[int], None] | None = None) -> PolicyRun:
     """Runs one policy through the Engine over the scenario (see the module).
 
     progress: called with the number of decisions made after each step.
     """
+    r = run_split([spec], scenario, log_dirs=[log_dir], progress=progress)
+    return PolicyRun(spec=spec, offer=r.offer, propensity=r.propensity, expected=r.expected,
+                     best=r.best, profit=r.profit, revenue=r.revenue, saving=r.saving,
+                     outcome=r.outcome, source=r.source, depth=r.depth,
+                     step_spent=r.step_spent[0], step_lambda=r.step_lambda[0],
+                     step_planned=r.step_planned[0], expected_all=r.expected_all,
+                     eligible_all=r.eligible_all, engine_stats=r.engine_stats[0],
+                     seconds=r.seconds, market_seconds=r.market_seconds,
+                     unbooked=r.unbooked[0])
+
+
+def run_split(specs: Sequence[PolicySpec], scenario: Scenario, *,
+              user_variant: np.ndarray | None = None,
+              budget_shares: Sequence[float] | None = None,
+              log_dirs: Sequence[str | None] | None = None,
+              progress: Callable[[int], None] | None = None) -> SplitRun:
+    """Runs one Engine per spec over the scenario, each serving its own shoppers.
+
+    user_variant: (n_users,) index into specs of each shopper's engine (default: every
+        shopper to specs[0]); a shopper's every decision goes to that engine (sticky).
+    budget_shares: fraction of the daily budget each engine with pacing gets (default 1
+        each; an A/B test gives each variant its share of the traffic).
+    log_dirs: a decision-log folder per engine (None: no log).
+    progress: called with the number of decisions made after each step.
+    Every engine meets its shoppers' sessions with the scenario's common random
+    numbers, in one clock: a shopper's outcomes depend only on the offers of their
+    own engine, never on how the other shoppers were split.
+    """
     sc, mk, dec = scenario, scenario.market, scenario.decisions
-    engine = make_engine(spec, sc, log_dir)
-    _, arm_index = engine_catalogue(spec, mk)
+    specs = tuple(specs)
+    n_eng = len(specs)
+    if n_eng == 0:
+        raise ValueError("specs: expected at least one policy")
+    shares = [1.0] * n_eng if budget_shares is None else [float(s) for s in budget_shares]
+    dirs = [None] * n_eng if log_dirs is None else list(log_dirs)
+    if len(shares) != n_eng or len(dirs) != n_eng:
+        raise ValueError(f"budget_shares, log_dirs: expected {n_eng} values (one per spec)")
     n = len(dec)
+    if user_variant is None:
+        row_engine = np.zeros(n, np.int64)
+    else:
+        uv = np.asarray(user_variant, dtype=np.int64)
+        if uv.shape != (mk.config.n_users,) or (uv < 0).any() or (uv >= n_eng).any():
+            raise ValueError(f"user_variant: expected {mk.config.n_users} indices in "
+                             f"[0, {n_eng})")
+        row_engine = uv[dec.user]
+    engines = [make_engine(spec, sc, d, budget_share=sh)
+               for spec, d, sh in zip(specs, dirs, shares, strict=True)]
+    arm_index = [engine_catalogue(spec, mk)[1] for spec in specs]
     k = mk.n_offers
     holdings: Holdings = mk.new_holdings()
     groups = group_labels(mk, sc.engine.fairness_group)
@@ -319,20 +406,22 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
     outcome = np.zeros(n, np.int64)
     source = np.zeros(n, np.int64)
     n_steps = sc.step_times.shape[0]
-    step_spent = np.full(n_steps, np.nan)
-    step_lambda = np.full(n_steps, np.nan)
-    step_planned = np.full(n_steps, np.nan)
+    step_spent = np.full((n_eng, n_steps), np.nan)
+    step_lambda = np.full((n_eng, n_steps), np.nan)
+    step_planned = np.full((n_eng, n_steps), np.nan)
     baskets: dict[tuple[int, int], Basket] = {}
     queue: list[tuple[float, int, int, int, str]] = []  # (time, seq, kind, row, decision id)
     seq = 0
     params = mk.kernel_params()
-    unbooked = [0.0]  # redemption cost the budget could not book (see deliver)
+    unbooked = [0.0] * n_eng  # redemption cost the budget could not book (see deliver)
     market_time = 0.0
     t_start = time.perf_counter()
 
     def deliver(until: float) -> None:
         while queue and queue[0][0] <= until:
             t, _, kind, row, did = heapq.heappop(queue)
+            e = int(row_engine[row])
+            engine = engines[e]
             if kind == _EV_VIEW:
                 engine.feedback(did, f"{did}:view", clicked=True, now=t)
             elif kind == _EV_PURCHASE:
@@ -349,7 +438,7 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
                     # mask cost <= remaining, which masks every offer, and select raises.
                     engine.budget.report(t)  # rolls the budget period to t
                     fit = min(amount, max(engine.budget.remaining, 0.0))
-                    unbooked[0] += amount - fit
+                    unbooked[e] += amount - fit
                     amount = fit
                 engine.feedback(did, f"{ids[row]}:redeem", coupon_redeemed=True,
                                 discount=amount, now=t)
@@ -373,10 +462,25 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
                         mk.item_cost[[a, b]], np.ones(2, np.int64))
                 basket_list.append(bk)
             market_time += time.perf_counter() - t0
-            decisions = engine.decide_batch(users.tolist(), contexts=x, baskets=basket_list,
-                                            groups=groups[users].tolist(), now=now)
+            decisions: list[Any] = [None] * (hi - lo)
+            chosen = np.empty(hi - lo, np.int64)
+            step_engine = row_engine[lo:hi]
+            for e, engine in enumerate(engines):
+                if n_eng == 1:  # the whole step, no copies
+                    rows, xe, be = np.arange(hi - lo), x, basket_list
+                else:
+                    rows = np.flatnonzero(step_engine == e)
+                    if rows.size == 0:
+                        continue
+                    xe, be = x[rows], [basket_list[i] for i in rows.tolist()]
+                ue = users[rows]
+                got = engine.decide_batch(ue.tolist(), contexts=xe, baskets=be,
+                                          groups=groups[ue].tolist(), now=now)
+                for i, d in zip(rows.tolist(), got, strict=True):
+                    decisions[i] = d
+                chosen[rows] = arm_index[e][np.fromiter((d.offer for d in got), np.int64,
+                                                        len(got))]
             t0 = time.perf_counter()
-            chosen = arm_index[np.fromiter((d.offer for d in decisions), np.int64, hi - lo)]
             res = mk.step(users, items, addons, dec.time[lo:hi], chosen, dec.u_buy[lo:hi],
                           dec.u_recall[lo:hi], holdings, params=params)
             market_time += time.perf_counter() - t0
@@ -405,6 +509,7 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
                     t_buy = now + float(dec.purchase_delay[row])
                     seq += 1
                     heapq.heappush(queue, (t_buy, seq, _EV_PURCHASE, row, d.id))
+                    # A shopper's promotions come from their own engine (sticky).
                     held = coupon_src[u] if src == K.SOURCE_COUPON else (
                         timed_src[u] if src == K.SOURCE_TIMED else None)
                     if held is not None:
@@ -416,17 +521,21 @@ def run_policy(spec: PolicySpec, scenario: Scenario, *, log_dir: str | None = No
                     timed_src[u] = d.id
             if progress is not None:
                 progress(hi - lo)
-        if engine.budget is not None:
-            b = engine.budget.report(now)
-            step_spent[s], step_lambda[s], step_planned[s] = b["spent"], b["lambda"], b["planned"]
+        for e, engine in enumerate(engines):
+            if engine.budget is not None:
+                b = engine.budget.report(now)
+                step_spent[e, s], step_lambda[e, s], step_planned[e, s] = (
+                    b["spent"], b["lambda"], b["planned"])
     deliver(np.inf)
-    engine.close(now=float(sc.step_times[-1]) + sc.engine.feedback_wait_seconds + 1.0)
+    for engine in engines:
+        engine.close(now=float(sc.step_times[-1]) + sc.engine.feedback_wait_seconds + 1.0)
     seconds = time.perf_counter() - t_start
-    return PolicyRun(spec=spec, offer=offer, outcome=outcome, source=source,
-                     step_spent=step_spent, step_lambda=step_lambda, step_planned=step_planned,
-                     expected_all=expected_all, eligible_all=eligible_all,
-                     engine_stats=dict(engine.stats), seconds=seconds,
-                     market_seconds=market_time, unbooked=unbooked[0], **out)
+    return SplitRun(specs=specs, variant=row_engine, offer=offer, outcome=outcome,
+                    source=source, step_spent=step_spent, step_lambda=step_lambda,
+                    step_planned=step_planned, expected_all=expected_all,
+                    eligible_all=eligible_all,
+                    engine_stats=[dict(engine.stats) for engine in engines], seconds=seconds,
+                    market_seconds=market_time, unbooked=unbooked, **out)
 
 
 # --- several policies, in parallel processes ------------------------------------------
@@ -504,4 +613,5 @@ def scenario_days(start: float, end: float) -> int:
 
 
 __all__ = ["RUN_START", "Decisions", "EngineSettings", "PolicyRun", "PolicySpec", "Scenario",
-           "make_decisions", "make_engine", "run_policies", "run_policy", "step_layout"]
+           "SplitRun", "make_decisions", "make_engine", "run_policies", "run_policy",
+           "run_split", "step_layout"]
