@@ -18,6 +18,7 @@ the embedded default is ``default_config()``, ``--quick`` is ``quick_config()``)
     [budget]           # BudgetSection (used by policies with +pacing)
     [fairness]         # FairnessSection (used by policies with +fairness)
     [report]           # ReportSettings
+    [abtest]           # ABTestSection: an A/B test of two policies on split shoppers
     [catalogue]        # an offer catalogue (promobandit.offers.Catalogue.from_dict schema);
                        # default: promobandit.offers.default_catalogue()
     [policy_settings.<name>]   # config keywords of a policy, e.g. [policy_settings.lints] v = 0.5
@@ -38,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..constraints import BudgetConfig, FairnessConfig
+from ..evaluate.abtest import WEIGHT_ATOL
 from ..offers import Catalogue, default_catalogue
 from ..policies import POLICIES
 from ..policies.base import check_int, check_range
@@ -211,6 +213,56 @@ class ReportSettings:
         check_int("top_policies", self.top_policies, 1)
 
 
+# The control of "best_fixed": the fixed offer with the most profit in this run's
+# fixed-offer runs (hindsight).
+BEST_FIXED = "best_fixed"
+
+
+@dataclasses.dataclass(frozen=True)
+class ABTestSection:
+    """An A/B test inside the run (see promobandit.simulate.abtest).
+
+    enabled: run it (true by default; `--abtest/--no-abtest` overrides).
+    control, treatment: the variants' policies, by the names of `policies`, one policy
+        each ("fixed" alone names every offer: use "fixed:<offer id>" or "none"). The
+        control may also be "best_fixed": the fixed offer with the most profit in this
+        run's fixed-offer runs (hindsight; the run must include them).
+    weights: shares of shoppers (control, treatment), each in (0, 1), summing to 1.
+    salt: the experiment's name in the keyed assignment hash; another salt gives an
+        independent split of the same shoppers.
+    bootstrap: Poisson-bootstrap resamples of the per-shopper intervals (0: none).
+    srm_alpha: significance level of the sample-ratio-mismatch check (a fraction; the
+        customary 0.001, since a false alarm halts an experiment).
+    The level of the intervals and tests is report.confidence.
+    """
+
+    enabled: bool = True
+    control: str = "none"
+    treatment: str = "lints+pacing"
+    weights: tuple[float, ...] = (0.5, 0.5)
+    salt: str = "simulate-abtest"
+    bootstrap: int = 2000
+    srm_alpha: float = 0.001
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled: expected true or false, got {self.enabled!r}")
+        for name in ("control", "treatment", "salt"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+        w = self.weights
+        if isinstance(w, (str, bytes)) or not isinstance(w, (tuple, list)) or len(w) != 2:
+            raise ValueError(f"weights: expected two shares (control, treatment), got {w!r}")
+        shares = tuple(check_range(f"weights[{i}]", v, 0.0, 1.0, lo_open=True, hi_open=True)
+                       for i, v in enumerate(w))
+        if abs(sum(shares) - 1.0) > WEIGHT_ATOL:
+            raise ValueError(f"weights: expected shares summing to 1, got {list(shares)}")
+        object.__setattr__(self, "weights", shares)
+        check_int("bootstrap", self.bootstrap, 0)
+        check_range("srm_alpha", self.srm_alpha, 0.0, 1.0, lo_open=True, hi_open=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """Everything `promobandit simulate` runs (see the module for the file format).
@@ -237,6 +289,7 @@ class SimulationConfig:
     policy_settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     learner_offers: tuple[str, ...] | None = None
     features: tuple[str, ...] | None = DEFAULT_FEATURES
+    abtest: ABTestSection = dataclasses.field(default_factory=ABTestSection)
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, 0)
@@ -271,7 +324,12 @@ class SimulationConfig:
                                  "engine falls back to it)")
         if self.market.seed != self.seed:
             object.__setattr__(self, "market", dataclasses.replace(self.market, seed=self.seed))
-        self.specs()  # validates the names and settings
+        specs = self.specs()  # validates the names and settings
+        self.abtest_spec("treatment")
+        if self.abtest_spec("control") is None and self.abtest.enabled and not any(
+                s.policy == "fixed" for s in specs):
+            raise ValueError(f"abtest.control: {BEST_FIXED!r} needs fixed-offer runs among "
+                             "policies (e.g. 'fixed')")
 
     def settings_of(self, name: str) -> dict[str, Any]:
         return dict(dict(self.policy_settings).get(name, ()))
@@ -279,6 +337,17 @@ class SimulationConfig:
     def specs(self) -> list[PolicySpec]:
         """The policies to run, fixed offers expanded (errors name `policies`)."""
         out: list[PolicySpec] = []
+        for i, raw in enumerate(self.policies):
+            out += self.parse_policy(raw, f"policies[{i}]")
+        keys = [s.key for s in out]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"policies: {dup[0]!r} appears more than once")
+        return out
+
+    def parse_policy(self, raw: Any, where: str) -> list[PolicySpec]:
+        """The runs of one policy name ("fixed" expands to one per offer); errors name
+        `where`, e.g. "policies[2]" or "abtest.treatment"."""
         ids = self.catalogue.ids
         names = {o.id: (o.name or o.id) for o in self.catalogue.offers}
         none_id = next(o.id for o in self.catalogue.offers if o.kind == "none") if any(
@@ -286,53 +355,61 @@ class SimulationConfig:
         if none_id is None:
             raise ValueError("catalogue.offers: expected a no-discount offer (type 'none'); "
                              "the engine falls back to it")
-        for i, raw in enumerate(self.policies):
-            where = f"policies[{i}]"
-            if not isinstance(raw, str) or not raw:
-                raise ValueError(f"{where}: expected a policy name, got {raw!r}")
-            base, *mods = raw.split("+")
-            if base in ("fixed", "none") or base.startswith("fixed:"):
-                if mods:
-                    raise ValueError(f"{where}: fixed offers take no modifiers, got {raw!r}")
-                offers = ([none_id] if base == "none" else list(ids) if base == "fixed"
-                          else [base.split(":", 1)[1]])
-                for oid in offers:
-                    if oid not in ids:
-                        raise ValueError(f"{where}: unknown offer id {oid!r}; known: {list(ids)}")
-                    label = "no discount" if oid == none_id else f"fixed {names[oid]}"
-                    out.append(PolicySpec(key=f"fixed:{oid}", label=label, policy="fixed",
-                                          offer=oid))
-                continue
-            if base not in LEARNERS:
-                raise ValueError(f"{where}: unknown policy {base!r}; expected 'fixed', "
-                                 f"'fixed:<offer id>', 'none' or one of {sorted(LEARNERS)}")
-            bad = [m for m in mods if m not in MODIFIERS]
-            if bad or len(set(mods)) != len(mods):
-                raise ValueError(f"{where}: unknown or repeated modifier in {raw!r}; expected "
-                                 f"any of {list(MODIFIERS)}")
-            cls_name, defaults, label = LEARNERS[base]
-            settings = {**defaults, **self.settings_of(base)}
-            if cls_name != "random":
-                cfg_cls = POLICIES[cls_name].config_class
-                fields = {f.name for f in dataclasses.fields(cfg_cls)}
-                for key in settings:
-                    if key not in fields:
-                        raise ValueError(f"policy_settings.{base}.{key}: unknown key; "
-                                         f"expected one of {sorted(fields)}")
-                try:
-                    cfg_cls(**settings)
-                except ValueError as exc:
-                    raise _prefixed(f"policy_settings.{base}", exc) from None
-            mod_label = "".join(f" + {m}" for m in mods)
-            out.append(PolicySpec(key=raw, label=label + mod_label, policy=cls_name,
-                                  settings=tuple(sorted(settings.items())),
-                                  pacing="pacing" in mods, fairness="fairness" in mods,
-                                  offers=self.learner_offer_ids()))
-        keys = [s.key for s in out]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup:
-            raise ValueError(f"policies: {dup[0]!r} appears more than once")
-        return out
+        if not isinstance(raw, str) or not raw:
+            raise ValueError(f"{where}: expected a policy name, got {raw!r}")
+        base, *mods = raw.split("+")
+        if base in ("fixed", "none") or base.startswith("fixed:"):
+            if mods:
+                raise ValueError(f"{where}: fixed offers take no modifiers, got {raw!r}")
+            offers = ([none_id] if base == "none" else list(ids) if base == "fixed"
+                      else [base.split(":", 1)[1]])
+            out: list[PolicySpec] = []
+            for oid in offers:
+                if oid not in ids:
+                    raise ValueError(f"{where}: unknown offer id {oid!r}; known: {list(ids)}")
+                label = "no discount" if oid == none_id else f"fixed {names[oid]}"
+                out.append(PolicySpec(key=f"fixed:{oid}", label=label, policy="fixed",
+                                      offer=oid))
+            return out
+        if base not in LEARNERS:
+            raise ValueError(f"{where}: unknown policy {base!r}; expected 'fixed', "
+                             f"'fixed:<offer id>', 'none' or one of {sorted(LEARNERS)}")
+        bad = [m for m in mods if m not in MODIFIERS]
+        if bad or len(set(mods)) != len(mods):
+            raise ValueError(f"{where}: unknown or repeated modifier in {raw!r}; expected "
+                             f"any of {list(MODIFIERS)}")
+        cls_name, defaults, label = LEARNERS[base]
+        settings = {**defaults, **self.settings_of(base)}
+        if cls_name != "random":
+            cfg_cls = POLICIES[cls_name].config_class
+            fields = {f.name for f in dataclasses.fields(cfg_cls)}
+            for key in settings:
+                if key not in fields:
+                    raise ValueError(f"policy_settings.{base}.{key}: unknown key; "
+                                     f"expected one of {sorted(fields)}")
+            try:
+                cfg_cls(**settings)
+            except ValueError as exc:
+                raise _prefixed(f"policy_settings.{base}", exc) from None
+        mod_label = "".join(f" + {m}" for m in mods)
+        return [PolicySpec(key=raw, label=label + mod_label, policy=cls_name,
+                           settings=tuple(sorted(settings.items())),
+                           pacing="pacing" in mods, fairness="fairness" in mods,
+                           offers=self.learner_offer_ids())]
+
+    def abtest_spec(self, variant: str) -> PolicySpec | None:
+        """The policy of an A/B variant ("control" or "treatment"); None for a control
+        of "best_fixed", which the run resolves from its fixed-offer runs."""
+        raw = getattr(self.abtest, variant)
+        where = f"abtest.{variant}"
+        if variant == "control" and raw == BEST_FIXED:
+            return None
+        specs = self.parse_policy(raw, where)
+        if len(specs) != 1:
+            raise ValueError(f"{where}: {raw!r} names {len(specs)} policies; an A/B variant "
+                             f"runs one, e.g. 'none', 'fixed:<offer id>'"
+                             + (" or 'best_fixed'" if variant == "control" else ""))
+        return specs[0]
 
     def learner_offer_ids(self) -> tuple[str, ...]:
         """The offers learning policies may choose (see learner_offers)."""
@@ -363,7 +440,8 @@ class SimulationConfig:
             raise ValueError(f"config: expected a table of settings, got {type(data).__name__}")
         sections = {"market": MarketConfig, "recommender": RecommenderSettings,
                     "engine": EngineSection, "budget": BudgetSection,
-                    "fairness": FairnessSection, "report": ReportSettings}
+                    "fairness": FairnessSection, "report": ReportSettings,
+                    "abtest": ABTestSection}
         scalars = ("seed", "days", "step_minutes", "workers", "policies", "learner_offers",
                    "features")
         known = sorted([*scalars, *sections, "catalogue", "policy_settings"])
