@@ -2,8 +2,9 @@
 
 ``prepare`` builds what every policy shares (a ``Scenario``): the market, the behaviour
 history, the two-tower recommender trained on it, the run's sessions with the lists it
-shows and the clicks on them. ``simulate`` then runs every policy through the engine and
-returns a ``SimulationResult`` that ``promobandit.report`` turns into tables and plots.
+shows and the clicks on them. ``simulate`` then runs every policy through the engine,
+then the A/B test of ``[abtest]`` (``simulate.abtest``) on the same scenario, and returns
+a ``SimulationResult`` that ``promobandit.report`` turns into tables and plots.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..scoring import topk_softmax
+from .abtest import ABTestRun, run_abtest
 from .config import SimulationConfig
 from .context import ContextBuilder
 from .history import BehaviourHistory, behaviour_history
@@ -54,7 +56,8 @@ class RecommenderQuality:
 @dataclasses.dataclass
 class SimulationResult:
     """Everything a report needs: the config, the shared scenario, each policy's run,
-    the recommender's quality, the size of the history and stage timings (seconds)."""
+    the recommender's quality, the size of the history, stage timings (seconds) and the
+    A/B test (None when [abtest] is off)."""
 
     config: SimulationConfig
     scenario: Scenario
@@ -62,6 +65,7 @@ class SimulationResult:
     recommender: RecommenderQuality
     history_events: dict[str, int]
     timings: dict[str, float]
+    abtest: ABTestRun | None = None
 
     def run(self, key: str) -> PolicyRun:
         for r in self.runs:
@@ -121,9 +125,11 @@ def behaviour_features(market: Market, history: BehaviourHistory
 def scenario_from(market: Market, sessions: Sessions, shown: np.ndarray,
                   clicked_pos: np.ndarray, *, contexts: ContextBuilder,
                   engine: EngineSettings, days: int, step_seconds: float,
-                  start: float = RUN_START, seed: int = 0) -> Scenario:
+                  start: float = RUN_START, seed: int = 0,
+                  pre_spend: np.ndarray | None = None) -> Scenario:
     """A scenario from sessions (starting at `start`), the lists shown to them and the
-    clicked position per session (-1: no click, no decision)."""
+    clicked position per session (-1: no click, no decision). pre_spend: each shopper's
+    spend before the run (currency), for the A/B test's CUPED."""
     end = start + days * SECONDS_PER_DAY
     decisions = make_decisions(sessions, shown, clicked_pos, start, step_seconds)
     bounds, times = step_layout(decisions, start, end, step_seconds)
@@ -131,7 +137,7 @@ def scenario_from(market: Market, sessions: Sessions, shown: np.ndarray,
     return Scenario(market=market, decisions=decisions, contexts=contexts, engine=engine,
                     start=start, end=end, days=days, step_seconds=step_seconds,
                     step_bounds=bounds, step_times=times, n_sessions=len(sessions),
-                    sessions_per_day=per_day, seed=seed)
+                    sessions_per_day=per_day, seed=seed, pre_spend=pre_spend)
 
 
 def prepare(config: SimulationConfig, *, progress: Progress | None = None,
@@ -174,7 +180,8 @@ def prepare(config: SimulationConfig, *, progress: Progress | None = None,
                               behaviour_names=names)
     scenario = scenario_from(market, sessions, shown, pos, contexts=contexts,
                              engine=config.engine_settings(), days=days,
-                             step_seconds=60.0 * config.step_minutes, seed=config.seed)
+                             step_seconds=60.0 * config.step_minutes, seed=config.seed,
+                             pre_spend=history.summary.spend)
     recall = None
     if model.training_log:
         best = model.training_log[max(model.best_epoch, 0)] if model.best_epoch >= 0 \
@@ -191,7 +198,8 @@ def prepare(config: SimulationConfig, *, progress: Progress | None = None,
 def simulate(config: SimulationConfig, *, log_root: str | None = None,
              progress: Progress | None = None, train_progress: bool = False,
              on_run: Callable[[PolicyRun], None] | None = None) -> SimulationResult:
-    """Prepares the scenario and runs every configured policy (see the module)."""
+    """Prepares the scenario, runs every configured policy and then, when [abtest] is
+    on, the A/B test on the same scenario (see the module)."""
     scenario, quality, events, timings = prepare(config, progress=progress,
                                                  train_progress=train_progress)
     if progress is not None:
@@ -200,5 +208,31 @@ def simulate(config: SimulationConfig, *, log_root: str | None = None,
     runs = run_policies(config.specs(), scenario, workers=config.workers, log_root=log_root,
                         on_done=on_run)
     timings["policies"] = time.perf_counter() - t0
+    ab = None
+    if config.abtest.enabled:
+        if progress is not None:
+            progress("A/B test")
+        t0 = time.perf_counter()
+        ab = abtest(config, scenario, runs, log_root=log_root)
+        timings["abtest"] = time.perf_counter() - t0
     return SimulationResult(config=config, scenario=scenario, runs=runs, recommender=quality,
-                            history_events=events, timings=timings)
+                            history_events=events, timings=timings, abtest=ab)
+
+
+def abtest(config: SimulationConfig, scenario: Scenario, runs: list[PolicyRun], *,
+           log_root: str | None = None) -> ABTestRun:
+    """The configured A/B test over the scenario; a "best_fixed" control is the fixed
+    offer with the most profit among `runs` (the run's full-traffic fixed offers)."""
+    s = config.abtest
+    control = config.abtest_spec("control")
+    if control is None:
+        fixed = [r for r in runs if r.spec.policy == "fixed"]
+        if not fixed:
+            raise ValueError("abtest.control: 'best_fixed' needs fixed-offer runs among "
+                             "policies (e.g. 'fixed')")
+        control = max(fixed, key=lambda r: float(r.profit.sum())).spec
+    treatment = config.abtest_spec("treatment")
+    assert treatment is not None  # only a control may be resolved from the runs
+    return run_abtest(control, treatment, scenario, weights=s.weights, salt=s.salt,
+                      level=config.report.confidence, bootstrap=s.bootstrap,
+                      srm_alpha=s.srm_alpha, seed=config.seed, log_root=log_root)
