@@ -24,6 +24,13 @@ Definitions (money in the catalogue's currency, rates as fractions):
 * fairness gap = largest difference between two groups' average offered discount depth
   (the chosen offer's quoted cost over the basket's list price);
 * budget use = discount spend / (daily budget x days), for runs with pacing.
+
+The A/B test (``simulate.abtest``, when ``[abtest]`` is on) is reported per shopper in
+the experiment (shoppers with an offer decision): conversion (a fraction), revenue and
+profit per shopper (currency), the treatment's difference and relative lift against the
+control with analytic and bootstrap intervals at the same confidence, the CUPED-adjusted
+difference (pre-period metric: the shopper's spend before the run), the mSPRT
+always-valid p-value, and the SRM check of the split.
 """
 
 from __future__ import annotations
@@ -92,6 +99,87 @@ class PolicySummary:
     unbooked: float
 
 
+# Power at which the A/B table states the smallest detectable lift (a fraction).
+AB_POWER = 0.8
+AB_METRIC_LABELS = {"converted": "conversion", "revenue": "revenue per shopper",
+                    "profit": "profit per shopper"}
+
+
+@dataclasses.dataclass
+class ABMetric:
+    """One metric of the A/B test, per shopper in the experiment.
+
+    metric: "converted", "revenue" or "profit"; label: its words. control, treatment:
+    the variants' means (conversion a fraction, money in currency). diff: treatment -
+    control with its analytic interval (Wald / Welch); lift: treatment / control - 1
+    (delta method); boot_lift: the Poisson-bootstrap percentile interval of the lift
+    (None without bootstrap); p_value: two-proportion z-test (conversion) or Welch t.
+    cuped_diff, cuped_lift, cuped_p_value: the same after CUPED (None without a
+    pre-period metric); variance_reduction: 1 - var(adjusted) / var(raw).
+    seq_p_value: the mSPRT always-valid p-value (None when not computed).
+    mde: the relative lift the test detects with probability AB_POWER (two-sided, at
+    the confidence level), from the difference's standard error.
+    """
+
+    metric: str
+    label: str
+    control: float
+    treatment: float
+    diff: Interval
+    lift: Interval
+    boot_lift: Interval | None
+    p_value: float
+    cuped_diff: Interval | None
+    cuped_lift: Interval | None
+    cuped_p_value: float | None
+    variance_reduction: float | None
+    seq_p_value: float | None
+    mde: float | None
+
+
+@dataclasses.dataclass
+class ABSummary:
+    """The A/B test of the run (see simulate.abtest).
+
+    control_*, treatment_*: the variants' policies (key, label). weights: intended
+    shares of shoppers; salt: the assignment's salt. shoppers: shoppers in the
+    experiment per variant (with an offer decision); expected: what the weights
+    predict; decisions: offer decisions per variant. srm_p_value / srm_alpha /
+    srm_mismatch: the sample-ratio check. confidence: level of intervals and tests.
+    metrics: conversion, revenue, profit. pre_metric: the CUPED covariate (None: none).
+    full_traffic_lift: profit of the treatment's policy over the control's in the
+    full-traffic runs (same shoppers, same draws; None unless both ran).
+    counterfactual_lift: the treatment shoppers' profit in the test over what the same
+    shoppers made, with the same draws, in the control's full-traffic run: the lift a
+    noise-free test of this split would find (exact for a fixed-offer control, whose
+    outcomes for a shopper do not depend on the other shoppers; else None). budget_daily:
+    each variant's daily budget if it paces (currency), else None. sentence: the verdict.
+    """
+
+    control_key: str
+    control_label: str
+    treatment_key: str
+    treatment_label: str
+    weights: tuple[float, float]
+    salt: str
+    shoppers: tuple[int, int]
+    expected: tuple[float, float]
+    decisions: tuple[int, int]
+    srm_p_value: float
+    srm_alpha: float
+    srm_mismatch: bool
+    confidence: float
+    metrics: list[ABMetric]
+    pre_metric: str | None
+    full_traffic_lift: float | None
+    counterfactual_lift: float | None
+    budget_daily: tuple[float | None, float | None]
+    sentence: str
+
+    def metric(self, name: str) -> ABMetric | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+
 @dataclasses.dataclass
 class Summary:
     """Every policy's numbers and the comparisons the verdict is built from.
@@ -100,7 +188,7 @@ class Summary:
     best_discount: of the fixed offers that discount; none_key: no discount;
     headline: the contextual policy the verdict is about (LinTS with pacing if run).
     margin: the headline's profit over best_fixed (relative, with its paired interval);
-    margin_discount: over best_discount.
+    margin_discount: over best_discount. abtest: the A/B test (None when off).
     """
 
     policies: list[PolicySummary]
@@ -122,6 +210,7 @@ class Summary:
     timings: dict[str, float]
     learner_offers: tuple[str, ...]
     offer_ids: tuple[str, ...]
+    abtest: ABSummary | None = None
 
     def get(self, key: str | None) -> PolicySummary | None:
         return next((p for p in self.policies if p.key == key), None)
@@ -234,7 +323,85 @@ def summarise(result: SimulationResult) -> Summary:
         fairness_max_gap=sc.engine.fairness.max_gap if sc.engine.fairness else None,
         fairness_group=sc.engine.fairness_group, ctr=result.recommender.ctr,
         expected_ctr=dict(result.recommender.expected_ctr), timings=dict(result.timings),
-        learner_offers=cfg.learner_offer_ids(), offer_ids=ids)
+        learner_offers=cfg.learner_offer_ids(), offer_ids=ids,
+        abtest=summarise_abtest(result) if result.abtest is not None else None)
+
+
+def summarise_abtest(result: SimulationResult) -> ABSummary:
+    """The A/B test's numbers (see ABSummary); needs result.abtest."""
+    from scipy.special import ndtri
+
+    ab = result.abtest
+    assert ab is not None
+    rep = ab.report
+    level = float(rep.settings["level"])
+    z = float(ndtri(0.5 + level / 2.0))
+    z_power = float(ndtri(AB_POWER))
+    metrics = []
+    for name in rep.settings["metrics"]:
+        raw = next(m for m in rep.metrics if m.metric == name and not m.cuped)
+        cup = next((m for m in rep.metrics if m.metric == name and m.cuped), None)
+        boot = (Interval(raw.lift, raw.boot_lift_low, raw.boot_lift_high)
+                if math.isfinite(raw.boot_lift_low) else None)
+        se = (raw.diff_high - raw.diff) / z
+        metrics.append(ABMetric(
+            metric=name, label=AB_METRIC_LABELS.get(name, name), control=raw.mean_control,
+            treatment=raw.mean_treatment, diff=Interval(raw.diff, raw.diff_low, raw.diff_high),
+            lift=Interval(raw.lift, raw.lift_low, raw.lift_high), boot_lift=boot,
+            p_value=raw.p_value,
+            cuped_diff=Interval(cup.diff, cup.diff_low, cup.diff_high) if cup else None,
+            cuped_lift=Interval(cup.lift, cup.lift_low, cup.lift_high) if cup else None,
+            cuped_p_value=cup.p_value if cup else None,
+            variance_reduction=cup.variance_reduction if cup else None,
+            seq_p_value=raw.seq_p_value if math.isfinite(raw.seq_p_value) else None,
+            mde=((z + z_power) * se / abs(raw.mean_control)
+                 if raw.mean_control != 0 and math.isfinite(se) else None)))
+    srm = rep.srm
+    counts = dict(zip(srm.variants, srm.observed, strict=True))
+    expect = dict(zip(srm.variants, srm.expected, strict=True))
+    names = ("control", "treatment")
+    full = None
+    keys = {r.spec.key: r for r in result.runs}
+    if ab.control.key in keys and ab.treatment.key in keys:
+        c = float(keys[ab.control.key].profit.sum())
+        full = float(keys[ab.treatment.key].profit.sum()) / c - 1.0 if c != 0 else None
+    counterfactual = None
+    if ab.control.policy == "fixed" and ab.control.key in keys:
+        treated = ab.split.variant == 1
+        base = float(keys[ab.control.key].profit[treated].sum())
+        if base != 0:
+            counterfactual = float(ab.split.profit[treated].sum()) / base - 1.0
+    budget = result.scenario.engine.budget
+    daily = tuple(budget.amount * w if (spec.pacing and budget is not None) else None
+                  for spec, w in ((ab.control, ab.weights[0]), (ab.treatment, ab.weights[1])))
+    out = ABSummary(
+        control_key=ab.control.key, control_label=ab.control.label,
+        treatment_key=ab.treatment.key, treatment_label=ab.treatment.label,
+        weights=ab.weights, salt=ab.salt,
+        shoppers=(counts.get(names[0], 0), counts.get(names[1], 0)),
+        expected=(expect.get(names[0], 0.0), expect.get(names[1], 0.0)),
+        decisions=ab.decisions_per_variant(), srm_p_value=srm.p_value, srm_alpha=srm.alpha,
+        srm_mismatch=srm.mismatch, confidence=level, metrics=metrics,
+        pre_metric=("spend before the run" if rep.settings["pre_metric"] else None),
+        full_traffic_lift=full, counterfactual_lift=counterfactual, budget_daily=(daily[0], daily[1]), sentence="")
+    out.sentence = abtest_sentence(out)
+    return out
+
+
+def abtest_sentence(a: ABSummary) -> str:
+    """One plain sentence: the treatment's profit lift per shopper and the SRM check."""
+    m = a.metric("profit") or a.metrics[-1]
+    level = f"{100 * a.confidence:.0f}%"
+    sig = m.p_value < 1.0 - a.confidence
+    verb = ("raised" if m.lift.value > 0 else "lowered") if sig else "changed"
+    what = (f"significant at {level}, p = {m.p_value:.2g}" if sig else
+            f"not distinguishable from zero at {level}, p = {m.p_value:.2g}")
+    srm = (f"SRM check passed (p = {a.srm_p_value:.2f})" if not a.srm_mismatch else
+           f"SRM check FAILED (p = {a.srm_p_value:.2g}): the split is broken, do not trust "
+           "these numbers")
+    return (f"Treatment ({a.treatment_label}) {verb} {m.label} by {_pct(m.lift.value)} "
+            f"[{_pct(m.lift.lo)}, {_pct(m.lift.hi)}] against control ({a.control_label}), "
+            f"{what}; {srm}.")
 
 
 # --- words ----------------------------------------------------------------------------
@@ -315,6 +482,10 @@ def summary_text(s: Summary) -> str:
                      f"{p.regret_first_quarter:>8.2f}>{p.regret_last_quarter:<7.2f}{bud:>8}")
     lines.append(f"* best fixed offer in hindsight. {s.sessions:,} sessions, {s.decisions:,} "
                  f"offer decisions, {s.days} days; intervals: bootstrap over days.")
+    if s.abtest is not None:
+        a = s.abtest
+        lines.append(f"A/B test ({a.shoppers[0]:,} control / {a.shoppers[1]:,} treatment "
+                     f"shoppers): {a.sentence}")
     return "\n".join(lines)
 
 
@@ -504,6 +675,88 @@ def _row(p: PolicySummary, s: Summary) -> str:
     return f"<tr class='{cls}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
+def _ab_value(m: ABMetric, x: float) -> str:
+    return f"{100 * x:.2f}%" if m.metric == "converted" else f"{x:,.2f}"
+
+
+def _ab_diff(m: ABMetric, iv: Interval | None) -> str:
+    if iv is None:
+        return "-"
+    if m.metric == "converted":  # percentage points
+        return (f"{100 * iv.value:+.2f} [{100 * iv.lo:+.2f}, {100 * iv.hi:+.2f}] pp")
+    return iv.fmt("+,.2f")
+
+
+def _ab_p(p: float | None) -> str:
+    return "-" if p is None or not math.isfinite(p) else f"{p:.3g}"
+
+
+def abtest_html(a: ABSummary) -> str:
+    """The "A/B test" section of the report (tables and notes, no plots)."""
+    level = f"{100 * a.confidence:.0f}%"
+    variants = (("control", a.control_label, 0), ("treatment", a.treatment_label, 1))
+    assign = "".join(
+        f"<tr><td>{name}</td><td>{html.escape(label)}</td><td>{100 * a.weights[i]:.0f}%</td>"
+        f"<td>{a.shoppers[i]:,} ({a.expected[i]:,.0f})</td><td>{a.decisions[i]:,}</td>"
+        f"<td>{'-' if a.budget_daily[i] is None else f'{a.budget_daily[i]:,.0f}'}</td></tr>"
+        for name, label, i in variants)
+    head = ("<tr><th>per shopper</th><th>control</th><th>treatment</th>"
+            f"<th>difference [{level} CI]</th><th>lift [{level} CI]</th>"
+            f"<th>lift, bootstrap [{level}]</th><th>p-value</th>"
+            f"<th>CUPED difference [{level} CI]</th><th>CUPED p-value</th>"
+            "<th>variance reduction</th><th>always-valid p</th>"
+            f"<th>detectable lift ({100 * AB_POWER:.0f}% power)</th></tr>")
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{c}</td>" for c in (
+            html.escape(m.label), _ab_value(m, m.control), _ab_value(m, m.treatment),
+            _ab_diff(m, m.diff), m.lift.fmt("+.1%"),
+            m.boot_lift.fmt("+.1%") if m.boot_lift else "-", _ab_p(m.p_value),
+            _ab_diff(m, m.cuped_diff), _ab_p(m.cuped_p_value),
+            "-" if m.variance_reduction is None else f"{100 * m.variance_reduction:.1f}%",
+            _ab_p(m.seq_p_value), "-" if m.mde is None else f"&plusmn;{100 * m.mde:.1f}%"))
+        + "</tr>" for m in a.metrics)
+    srm = ("passed" if not a.srm_mismatch else "<strong>FAILED: the split is broken; do "
+           "not trust the numbers below</strong>")
+    full = ""
+    if a.full_traffic_lift is not None:
+        full = (f" In the full-traffic runs above (every shopper, the same draws) "
+                f"{html.escape(a.treatment_label)} earned {_pct(a.full_traffic_lift)} profit "
+                f"against {html.escape(a.control_label)}: the effect the test estimates, "
+                "give or take what a policy learns from a share of the shoppers and of the "
+                "budget.")
+    if a.counterfactual_lift is not None:
+        full += (f" The simulator knows the answer for this very split: the treatment's "
+                 f"shoppers made {_pct(a.counterfactual_lift)} profit against what the same "
+                 f"shoppers made with the same draws under {html.escape(a.control_label)}; "
+                 "the rest of the test's estimate is which shoppers fell in which variant.")
+    cuped = ("CUPED adjusts each shopper's outcome by their "
+             f"{html.escape(a.pre_metric)} (theta pooled over both variants), which narrows "
+             "the interval by the variance it explains." if a.pre_metric else
+             "No pre-period metric: no CUPED.")
+    return f"""<h2>A/B test</h2>
+<p class="verdict" id="abtest-verdict">{html.escape(a.sentence)}</p>
+<div class="scroll"><table id="abtest-assignment"><tr><th>variant</th><th>policy</th>
+<th>weight</th><th>shoppers (expected)</th><th>offer decisions</th><th>daily budget</th></tr>
+{assign}</table></div>
+<p class="note">Sample-ratio check: chi-square p = {a.srm_p_value:.3g} against the
+weights, {srm} (alarm below {a.srm_alpha:g}). Shoppers were assigned by a keyed hash of
+the salt <code>{html.escape(a.salt)}</code> and their id: sticky, so each saw only their
+variant's engine on every visit. Both engines ran on the same market, days and random
+draws as the runs above; a variant with pacing got its weight's share of the daily
+budget. In the experiment: the shoppers with at least one offer decision (the click
+comes before the offer, so who is in does not depend on the variant).</p>
+<div class="scroll"><table id="abtest-metrics">{head}{rows}</table></div>
+<p class="note">Per shopper over the run: conversion = bought at least once; revenue =
+paid; profit = paid - cost of goods. Tests: two-proportion z (conversion), Welch t
+(revenue, profit); lift = treatment / control - 1 with a delta-method interval and a
+Poisson-bootstrap percentile interval. {cuped} The always-valid p-value (mixture SPRT)
+stays valid however often the test is looked at while it runs; a fixed-horizon p-value
+does not. Detectable lift: the change the test finds with {100 * AB_POWER:.0f}%
+probability at {level}.{full} The per-shopper table is in <code>abtest.csv</code>
+(<code>promobandit abtest --log abtest.csv</code> repeats the analysis).</p>
+"""
+
+
 def render_html(result: SimulationResult, s: Summary, figures: dict[str, str]) -> str:
     """The report page (self-contained: inline CSS and SVG, no scripts)."""
     cfg = result.config
@@ -562,6 +815,7 @@ context (the decision's own session). Budget: {s.budget_daily:,.0f} a day for ru
 pacing. Fairness gap: largest difference in average offered discount depth between regions /
 between new and returning shoppers, in percentage points.</p>
 {learner_note}
+{abtest_html(s.abtest) if s.abtest is not None else ""}
 <h2>Profit and regret over time</h2>
 <div class="grid">
 {fig("profit", "Cumulative profit of each policy minus that of the best fixed offer in "
@@ -610,7 +864,8 @@ def _jsonable(s: Summary) -> dict[str, Any]:
 
 def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
                  summary: Summary | None = None) -> str:
-    """Writes index.html, summary.csv and summary.json into out_dir; returns the HTML path."""
+    """Writes index.html, summary.csv, summary.json and, with an A/B test, abtest.csv
+    (one row per shopper in the experiment) into out_dir; returns the HTML path."""
     s = summarise(result) if summary is None else summary
     os.makedirs(out_dir, exist_ok=True)
     page = render_html(result, s, plots(result, s))
@@ -619,6 +874,8 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
         fh.write(page)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump({**_jsonable(s), "verdict": verdict(s)}, fh, indent=2)
+    if result.abtest is not None:
+        result.abtest.users.to_csv(os.path.join(out_dir, "abtest.csv"), index=False)
     import csv
 
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as fh:
@@ -638,5 +895,6 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
     return path
 
 
-__all__ = ["Interval", "PolicySummary", "Summary", "plots", "render_html", "summarise",
+__all__ = ["ABMetric", "ABSummary", "Interval", "PolicySummary", "Summary", "abtest_html",
+           "abtest_sentence", "plots", "render_html", "summarise", "summarise_abtest",
            "summary_text", "verdict", "write_report"]

@@ -2,9 +2,11 @@
 
 With no arguments it runs the embedded default (simulate.config.default_config): builds
 the market, generates the behaviour history, trains the two-tower recommender, runs every
-policy through the engine on the same shoppers, prints the summary table and the verdict,
-and writes the HTML report, the table (CSV, JSON) and the Parquet decision logs into
---out (default ./promobandit-report/).
+policy through the engine on the same shoppers, then the A/B test of [abtest] (two
+engines, each serving its own share of the shoppers), prints the summary table (with a
+line for the A/B test) and the verdict, and writes the HTML report, the table (CSV,
+JSON), the A/B test's per-shopper table and the Parquet decision logs into --out
+(default ./promobandit-report/).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                           "(names in promobandit.simulate.config)")
     sim.add_argument("--workers", type=int, metavar="N",
                      help="processes running policies side by side")
+    sim.add_argument("--abtest", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the A/B test of [abtest] (default: on; its control, "
+                          "treatment, weights and salt are set in the config)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=run)
 
@@ -87,6 +92,8 @@ def build_config(args: argparse.Namespace) -> Any:
         flags["workers"] = args.workers
     if args.policies is not None:
         flags["policies"] = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if args.abtest is not None:
+        flags["abtest"] = {"enabled": args.abtest}
     return SimulationConfig.from_dict(flags, cfg) if flags else cfg
 
 
@@ -107,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import simulate
 
     n_runs = len(cfg.specs())
-    stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies")
+    stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies",
+              *(("A/B test",) if cfg.abtest.enabled else ()))
     bar = tqdm(total=len(stages) - 1 + n_runs + 1, desc="simulate", unit="step",
                disable=args.no_progress, file=sys.stderr, leave=False,
                bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
