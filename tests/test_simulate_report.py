@@ -291,3 +291,63 @@ def test_the_browser_check_catches_errors_and_empty_plots(tmp_path: Path) -> Non
     assert any("boom" in e for e in errors), errors
     assert any("bang" in e for e in errors), errors
     assert json.loads(value) == [0]
+
+
+# --- the A/B test in the quick run ---------------------------------------------------------
+
+def test_quick_run_reports_the_ab_test(quick_report) -> None:
+    out, printed = quick_report
+    line = next(ln for ln in printed.splitlines() if ln.startswith("A/B test ("))
+    assert "Treatment (LinTS + pacing)" in line and "against control (no discount)" in line
+    assert "SRM check passed" in line
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for anchor in ("<h2>A/B test</h2>", 'id="abtest-verdict"', 'id="abtest-assignment"',
+                   'id="abtest-metrics"'):
+        assert anchor in page, anchor
+    ab = json.loads((out / "summary.json").read_text())["abtest"]
+    assert ab["srm_mismatch"] is False and ab["srm_p_value"] > ab["srm_alpha"]
+    assert [m["metric"] for m in ab["metrics"]] == ["converted", "revenue", "profit"]
+    # The per-shopper table repeats the analysis (`promobandit abtest --log abtest.csv`).
+    from promobandit.evaluate.abtest import analyse_experiment
+
+    rep = analyse_experiment(out / "abtest.csv", n_bootstrap=0)
+    assert rep.n_users == sum(ab["shoppers"])
+    profit = next(m for m in rep.metrics if m.metric == "profit" and not m.cuped)
+    assert profit.p_value == pytest.approx(ab["metrics"][2]["p_value"], rel=1e-9)
+    assert profit.lift == pytest.approx(ab["metrics"][2]["lift"]["value"], rel=1e-9)
+    # Each variant's engine logged its own decisions, and together every decision.
+    rows = [DecisionLog.read(out / "logs" / f).num_rows
+            for f in ("abtest_control", "abtest_treatment")]
+    assert rows == ab["decisions"]
+    assert sum(rows) == json.loads((out / "summary.json").read_text())["decisions"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get "
+                    "install -y chromium); CI installs it, so this runs there")
+def test_the_ab_section_renders_in_a_headless_browser(quick_report, tmp_path: Path) -> None:
+    out, _ = quick_report
+    assert CHROMIUM is not None
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+        session = browser.call("Target.attachToTarget", targetId=target,
+                               flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.call(f"{domain}.enable", session)
+        browser.call("Page.navigate", session, url=(out / "index.html").resolve().as_uri())
+        browser.wait_for("Page.loadEventFired", timeout=60.0)
+        probe = ("JSON.stringify({rows: document.querySelectorAll('#abtest-metrics tr').length,"
+                 "assigned: document.querySelectorAll('#abtest-assignment tr').length,"
+                 "box: (r => [r.width, r.height])(document.getElementById('abtest-metrics')"
+                 ".getBoundingClientRect()),"
+                 "verdict: document.getElementById('abtest-verdict').innerText})")
+        value = browser.call("Runtime.evaluate", session, expression=probe,
+                             returnByValue=True)["result"]["value"]
+        errors = console_errors(browser.events)
+    finally:
+        browser.close()
+    assert errors == [], errors
+    found = json.loads(value)
+    assert found["rows"] == 4 and found["assigned"] == 3  # heads + 3 metrics / 2 variants
+    assert found["box"][0] > 500 and found["box"][1] > 60
+    assert found["verdict"].startswith("Treatment (LinTS + pacing)")
