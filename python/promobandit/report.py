@@ -393,14 +393,19 @@ def abtest_sentence(a: ABSummary) -> str:
     m = a.metric("profit") or a.metrics[-1]
     level = f"{100 * a.confidence:.0f}%"
     sig = m.p_value < 1.0 - a.confidence
-    verb = ("raised" if m.lift.value > 0 else "lowered") if sig else "changed"
+    change = (f"{_pct(m.lift.value)} [{_pct(m.lift.lo)}, {_pct(m.lift.hi)}]")
+    if not sig:
+        did = f"changed {m.label} by {change}"
+    elif m.lift.value > 0:
+        did = f"raised {m.label} by {change}"
+    else:
+        did = f"lowered {m.label}: {change}"
     what = (f"significant at {level}, p = {m.p_value:.2g}" if sig else
             f"not distinguishable from zero at {level}, p = {m.p_value:.2g}")
     srm = (f"SRM check passed (p = {a.srm_p_value:.2f})" if not a.srm_mismatch else
            f"SRM check FAILED (p = {a.srm_p_value:.2g}): the split is broken, do not trust "
            "these numbers")
-    return (f"Treatment ({a.treatment_label}) {verb} {m.label} by {_pct(m.lift.value)} "
-            f"[{_pct(m.lift.lo)}, {_pct(m.lift.hi)}] against control ({a.control_label}), "
+    return (f"Treatment ({a.treatment_label}) {did} against control ({a.control_label}), "
             f"{what}; {srm}.")
 
 
@@ -874,8 +879,11 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
         fh.write(page)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump({**_jsonable(s), "verdict": verdict(s)}, fh, indent=2)
+    ab_path = os.path.join(out_dir, "abtest.csv")
     if result.abtest is not None:
-        result.abtest.users.to_csv(os.path.join(out_dir, "abtest.csv"), index=False)
+        result.abtest.users.to_csv(ab_path, index=False)
+    elif os.path.exists(ab_path):
+        os.remove(ab_path)  # an earlier run's test would read as this run's
     import csv
 
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as fh:

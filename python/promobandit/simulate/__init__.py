@@ -2,7 +2,8 @@
 
 ``market``: the marketplace simulator (items, shoppers, sessions, offers, purchases);
 ``history``: behaviour before the run; ``context``: the contextual policies' features;
-``run``: policies through the real Engine; ``pipeline``: the whole simulation;
+``run``: policies through the real Engine; ``abtest``: an A/B test of two engines on
+split shoppers; ``pipeline``: the whole simulation;
 ``config``: its configuration; ``offer_problem``: a small contextual offer problem.
 ``promobandit simulate`` (``cli``) runs the whole flow and writes the report.
 """
