@@ -236,6 +236,7 @@ class Engine:
         self._offer_ids = catalogue.ids
         self._decided = np.zeros(k)  # decisions finalised per offer
         self._bought = np.zeros(k)  # of which purchases
+        self._update_p_buy()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._finalised: OrderedDict[str, set[str]] = OrderedDict()
         self._counter = 0
@@ -249,6 +250,12 @@ class Engine:
         self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
                       "unknown": 0, "purchases": 0, "coupons_redeemed": 0,
                       "log_write_errors": 0}
+
+    def _update_p_buy(self) -> None:
+        """Posterior mean purchase probability of each offer (Beta prior), for the
+        expected discount cost the budget prices; refreshed when outcomes arrive."""
+        a, b = self.config.conversion_prior
+        self._p_buy = (self._bought + a) / (self._decided + a + b)
 
     # --- identities ---------------------------------------------------------------------
     def pseudonym(self, user: Any) -> str:
@@ -313,18 +320,21 @@ class Engine:
                 masks[i] &= self.caps.mask(uh, now, self._discounted, costs[i])
         if self.budget is not None:
             masks &= self.budget.mask(now, costs)
-        a, b = self.config.conversion_prior
-        expected = ((self._bought + a) / (self._decided + a + b))[None, :] * costs
+        expected = self._p_buy[None, :] * costs
         lt = list_totals[:, None]
         depth = np.divide(costs, lt, out=np.zeros_like(costs), where=lt > 0)
         bias = None
         if self.budget is not None and self.budget.lam > 0.0:
             bias = self.budget.bias(expected, self.config.reward_scale)
         if self.fairness is not None:
-            fb = np.zeros_like(costs)
-            for g in set(groups):
-                rows = [i for i, gi in enumerate(groups) if gi == g]
-                fb[rows] = self.fairness.bias(g, depth[rows])
+            distinct = set(groups)
+            if len(distinct) == 1:  # one request, or a batch of one group
+                fb = self.fairness.bias(groups[0], depth)
+            else:
+                fb = np.zeros_like(costs)
+                for g in distinct:
+                    rows = [i for i, gi in enumerate(groups) if gi == g]
+                    fb[rows] = self.fairness.bias(g, depth[rows])
             if fb.any():
                 bias = fb if bias is None else bias + fb
         empty = ~masks.any(axis=1)
@@ -597,6 +607,7 @@ class Engine:
         if purchased:
             self._bought[rec.offer] += 1
             self.stats["purchases"] += 1
+        self._update_p_buy()
         coupon = bool(self._is_coupon[rec.offer])
         if coupon and rec.coupon_cost is not None:  # redeemed while pending
             disc = rec.coupon_cost
@@ -745,6 +756,7 @@ class Engine:
             self._counter = int(state["counter"])
             self._decided = np.asarray(state["decided"], dtype=float)
             self._bought = np.asarray(state["bought"], dtype=float)
+            self._update_p_buy()
             self._pending = OrderedDict((p.id, p) for p in pending)
             self._finalised = OrderedDict((k_, set(v)) for k_, v in state["finalised"])
             self._coupon_holds = OrderedDict((str(h[0]), [float(h[1]), float(h[2])])
