@@ -192,6 +192,37 @@ struct BatchArgs {
   }
 };
 
+// The arguments every update_batch takes (arms, rewards, optional weights), checked
+// row by row before anything is applied: a rejected batch changes nothing.
+struct UpdateArgs {
+  py::object keep_a, keep_r, keep_w;
+  const int64_t* pa = nullptr;
+  const double* pr = nullptr;
+  const double* pw = nullptr;
+  int64_t n = 0;
+
+  void check(const py::object& arms, const py::object& rewards, const py::object& weights,
+             int64_t K, bool unit_rewards) {
+    py::array a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
+    n = a.shape(0);
+    py::array r = checked_array(rewards, "rewards", Kind::Float64, 1, {n});
+    keep_a = a;
+    keep_r = r;
+    pa = static_cast<const int64_t*>(a.data());
+    pr = static_cast<const double*>(r.data());
+    if (!weights.is_none()) {
+      py::array w = checked_array(weights, "weights", Kind::Float64, 1, {n});
+      keep_w = w;
+      pw = static_cast<const double*>(w.data());
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      bind::check_arm(pa[i], K, "arms");
+      check_reward(unit_rewards, pr[i], "rewards");
+      if (pw) check_weight(pw[i], "weights");
+    }
+  }
+};
+
 // The mutex and generation logic shared by both kernels.
 class Guarded {
  public:
@@ -328,43 +359,20 @@ class MabKernel : public Guarded {
 
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& /*contexts*/,
                     const py::object& weights) {
-    struct Checked {
-      py::array a, r;
-      py::object w;
-      const int64_t* pa;
-      const double* pr;
-      const double* pw;
-      int64_t n;
-    };
     guarded(
         [&] {
-          Checked c;
-          c.a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
-          c.n = c.a.shape(0);
-          c.r = checked_array(rewards, "rewards", Kind::Float64, 1, {c.n});
-          c.pa = static_cast<const int64_t*>(c.a.data());
-          c.pr = static_cast<const double*>(c.r.data());
-          c.pw = nullptr;
-          if (!weights.is_none()) {
-            py::array w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
-            c.w = w;
-            c.pw = static_cast<const double*>(w.data());
-          }
-          // Every row is checked before any is applied: a rejected batch changes nothing.
-          for (int64_t i = 0; i < c.n; ++i) {
-            bind::check_arm(c.pa[i], s_.n_arms, "arms");
-            check_reward(p_.kind == kBetaTS, c.pr[i], "rewards");
-            if (c.pw) check_weight(c.pw[i], "weights");
-          }
+          UpdateArgs c;
+          c.check(arms, rewards, weights, s_.n_arms, p_.kind == kBetaTS);
           return c;
         },
-        [&](const Checked& c) {
+        [&](const UpdateArgs& c) {
           for (int64_t i = 0; i < c.n; ++i) {
             mab_update(p_, s_, c.pa[i], c.pr[i], c.pw ? c.pw[i] : 1.0);
           }
           return 0;
         });
   }
+
 
   // (n, K) action distributions for n requests (masks (n, K) or none): pure
   // functions of the state and the eligible set, computed once per distinct mask.
@@ -575,41 +583,21 @@ class LinKernel : public Guarded {
 
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& contexts,
                     const py::object& weights) {
-    struct Checked {
-      py::array a, r, c;
-      py::object w;
-      const int64_t* pa;
-      const double* pr;
-      const double* px;
-      const double* pw;
-      int64_t n;
+    struct Checked : UpdateArgs {
+      py::object keep_x;
+      const double* px = nullptr;
     };
     guarded(
         [&] {
           Checked c;
-          c.a = checked_array(arms, "arms", Kind::Int64, 1, {-1});
-          c.n = c.a.shape(0);
-          const int64_t d = s_.dim;
-          c.r = checked_array(rewards, "rewards", Kind::Float64, 1, {c.n});
+          c.check(arms, rewards, weights, s_.n_arms, false);
           if (contexts.is_none()) {
             throw std::invalid_argument("contexts: required for a contextual policy");
           }
-          c.c = checked_array(contexts, "contexts", Kind::Float64, 2, {c.n, d});
-          c.pa = static_cast<const int64_t*>(c.a.data());
-          c.pr = static_cast<const double*>(c.r.data());
-          c.px = static_cast<const double*>(c.c.data());
-          bind::check_finite(c.px, c.n * d, "contexts");
-          c.pw = nullptr;
-          if (!weights.is_none()) {
-            py::array w = checked_array(weights, "weights", Kind::Float64, 1, {c.n});
-            c.w = w;
-            c.pw = static_cast<const double*>(w.data());
-          }
-          for (int64_t i = 0; i < c.n; ++i) {
-            bind::check_arm(c.pa[i], s_.n_arms, "arms");
-            check_reward(false, c.pr[i], "rewards");
-            if (c.pw) check_weight(c.pw[i], "weights");
-          }
+          py::array x = checked_array(contexts, "contexts", Kind::Float64, 2, {c.n, s_.dim});
+          c.keep_x = x;
+          c.px = static_cast<const double*>(x.data());
+          bind::check_finite(c.px, c.n * s_.dim, "contexts");
           return c;
         },
         [&](const Checked& c) {
@@ -618,6 +606,7 @@ class LinKernel : public Guarded {
           return 0;
         });
   }
+
 
   // (n, K) action distributions for contexts (n, d): LinUCB one-hot, LinTS estimated
   // from `draws` score draws per row on the evaluation stream of the row's index.
