@@ -176,9 +176,9 @@ struct BatchArgs {
   int64_t n = 0;
   int threads = 1;
 
-  void check(int64_t rows, const py::object& masks, const py::object& biases,
-             const py::object& out_arms, const py::object& out_props, py::handle n_threads,
-             int64_t K, const uint8_t* active) {
+  // Masks (n, K) leaving an eligible arm in every row (or none) and biases (n, K).
+  void check_rows(int64_t rows, const py::object& masks, const py::object& biases, int64_t K,
+                  const uint8_t* active) {
     n = rows;
     m = check_masks(masks, n, K, active, keep_m);
     if (m == nullptr) {
@@ -186,6 +186,12 @@ struct BatchArgs {
       check_mask(py::none(), K, active, none);
     }
     b = check_biases(biases, n, K, keep_b);
+  }
+
+  void check(int64_t rows, const py::object& masks, const py::object& biases,
+             const py::object& out_arms, const py::object& out_props, py::handle n_threads,
+             int64_t K, const uint8_t* active) {
+    check_rows(rows, masks, biases, K, active);
     arms = out_buffer<int64_t>(out_arms, n, "out_arms", Kind::Int64);
     props = out_buffer<double>(out_props, n, "out_props", Kind::Float64);
     threads = check_threads(n_threads);
@@ -385,14 +391,10 @@ class MabKernel : public Guarded {
       n = checked_array(masks, "masks", Kind::Bool, 2, {-1, K}).shape(0);
     }
     if (n < 0) throw std::invalid_argument("n: give the number of rows or masks of shape (n, K)");
-    py::object keep;
-    const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
-    if (m == nullptr) {
-      py::object none;
-      check_mask(py::none(), K, s_.active, none);
-    }
-    py::object keep_b;
-    const double* b = check_biases(biases, n, K, keep_b);
+    BatchArgs rows;
+    rows.check_rows(n, masks, biases, K, s_.active);
+    const uint8_t* m = rows.m;
+    const double* b = rows.b;
     MabParams p = p_;
     p.propensity_draws = bind::to_index(draws_obj, "draws");
     if (mab_is_thompson(p) && p.propensity_draws < 1) {
@@ -619,14 +621,10 @@ class LinKernel : public Guarded {
     const int64_t n = c.shape(0), K = s_.n_arms, d = s_.dim;
     const double* px = static_cast<const double*>(c.data());
     bind::check_finite(px, n * d, "contexts");
-    py::object keep;
-    const uint8_t* m = check_masks(masks, n, K, s_.active, keep);
-    if (m == nullptr) {
-      py::object none;
-      check_mask(py::none(), K, s_.active, none);
-    }
-    py::object keep_b;
-    const double* b = check_biases(biases, n, K, keep_b);
+    BatchArgs rows;
+    rows.check_rows(n, masks, biases, K, s_.active);
+    const uint8_t* m = rows.m;
+    const double* b = rows.b;
     const int64_t draws = bind::to_index(draws_obj, "draws");
     if (p_.kind == kLinTS && draws < 1) {
       throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "

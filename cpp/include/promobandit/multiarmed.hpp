@@ -180,6 +180,26 @@ inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* 
   return s.prop_cache[arm];
 }
 
+// The eligible arm with the highest mean + bias (lowest id on ties) and the number of
+// eligible arms: the greedy choice of epsilon-greedy, and softmax's maximum.
+inline std::pair<int64_t, int64_t> mab_greedy(const MabParams& p, const MabState& s,
+                                              const uint8_t* mask, const double* bias,
+                                              double* best_value) {
+  int64_t greedy = -1, k_elig = 0;
+  double greedy_v = -std::numeric_limits<double>::infinity();
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (!mab_eligible(s, mask, a)) continue;
+    ++k_elig;
+    const double v = mab_expectation(p, s, a) + bias_of(bias, a);
+    if (greedy < 0 || v > greedy_v) {
+      greedy = a;
+      greedy_v = v;
+    }
+  }
+  *best_value = greedy_v;
+  return {greedy, k_elig};
+}
+
 // Decision number t among the eligible arms (active and not masked out), without
 // touching state: returns the arm and its exact propensity, or NaN for Thompson
 // sampling (see mab_select). Rows of a batch can run on any thread. The caller
@@ -241,18 +261,8 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       break;
     }
     case kEpsilonGreedy: {
-      int64_t greedy = -1;
-      double greedy_v = -std::numeric_limits<double>::infinity();
-      int64_t k_elig = 0;
-      for (int64_t a = 0; a < K; ++a) {
-        if (!mab_eligible(s, mask, a)) continue;
-        ++k_elig;
-        const double v = mab_expectation(p, s, a) + bias_of(bias, a);
-        if (greedy < 0 || v > greedy_v) {
-          greedy = a;
-          greedy_v = v;
-        }
-      }
+      double greedy_v;
+      const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &greedy_v);
       const double eps = p.p[0];
       const double u_explore = rs.uniform();
       const double u_arm = rs.uniform();
@@ -275,12 +285,8 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
     }
     case kSoftmax: {
       const double tau = p.p[0];
-      double vmax = -std::numeric_limits<double>::infinity();
-      for (int64_t a = 0; a < K; ++a) {
-        if (!mab_eligible(s, mask, a)) continue;
-        const double v = mab_expectation(p, s, a) + bias_of(bias, a);
-        if (v > vmax) vmax = v;
-      }
+      double vmax;
+      mab_greedy(p, s, mask, bias, &vmax);
       double z = 0.0;
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
@@ -341,17 +347,8 @@ inline void mab_action_probabilities(const MabParams& p, const MabState& s, cons
     out[mab_choose(p, s, mask, bias, 0).first] = 1.0;
     return;
   }
-  int64_t k_elig = 0, greedy = -1;
-  double vmax = -std::numeric_limits<double>::infinity();
-  for (int64_t a = 0; a < K; ++a) {
-    if (!mab_eligible(s, mask, a)) continue;
-    ++k_elig;
-    const double v = mab_expectation(p, s, a) + bias_of(bias, a);
-    if (greedy < 0 || v > vmax) {
-      greedy = a;
-      vmax = v;
-    }
-  }
+  double vmax;
+  const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &vmax);
   if (p.kind == kEpsilonGreedy) {
     for (int64_t a = 0; a < K; ++a) {
       if (mab_eligible(s, mask, a)) out[a] = p.p[0] / static_cast<double>(k_elig);

@@ -115,6 +115,23 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
 
 
 @nb.njit(**_JIT)
+def greedy_arm(kind, hyper, stats, active, mask, bias):
+    """Mirrors mab_greedy: (highest mean + bias arm, eligible count, its value)."""
+    greedy = -1
+    greedy_v = -np.inf
+    k_elig = 0
+    for a in range(stats.shape[0]):
+        if not (active[a] and mask[a]):
+            continue
+        k_elig += 1
+        v = expectation(kind, hyper, stats, a) + bias[a]
+        if greedy < 0 or v > greedy_v:
+            greedy = a
+            greedy_v = v
+    return greedy, k_elig, greedy_v
+
+
+@nb.njit(**_JIT)
 def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
            has_bias):
     k = stats.shape[0]
@@ -164,17 +181,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
                 best_v = score
         prop = 1.0
     elif kind == EPSILON_GREEDY:
-        greedy = -1
-        greedy_v = -np.inf
-        k_elig = 0
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            k_elig += 1
-            v = expectation(kind, hyper, stats, a) + bias[a]
-            if greedy < 0 or v > greedy_v:
-                greedy = a
-                greedy_v = v
+        greedy, k_elig, _ = greedy_arm(kind, hyper, stats, active, mask, bias)
         eps = hyper[0]
         u_explore = uniform(st)
         u_arm = uniform(st)
@@ -194,13 +201,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
         prop = eps / float(k_elig) + ((1.0 - eps) if best == greedy else 0.0)
     else:  # SOFTMAX
         tau = hyper[0]
-        vmax = -np.inf
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            v = expectation(kind, hyper, stats, a) + bias[a]
-            if v > vmax:
-                vmax = v
+        _, _, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
         z = 0.0
         for a in range(k):
             if not (active[a] and mask[a]):
@@ -242,17 +243,7 @@ def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask
                         np.zeros(k, dtype=np.bool_), mask, bias, True)
         out[arm] = 1.0
         return
-    k_elig = 0
-    greedy = -1
-    vmax = -np.inf
-    for a in range(k):
-        if not (active[a] and mask[a]):
-            continue
-        k_elig += 1
-        v = expectation(kind, hyper, stats, a) + bias[a]
-        if greedy < 0 or v > vmax:
-            greedy = a
-            vmax = v
+    greedy, k_elig, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
     if kind == EPSILON_GREEDY:
         for a in range(k):
             if active[a] and mask[a]:
