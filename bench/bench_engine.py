@@ -24,7 +24,8 @@ import numpy as np
 
 from _machine import machine
 from promobandit.constraints import BudgetConfig, FairnessConfig
-from promobandit.engine import Engine, EngineConfig, make_policy
+from promobandit.engine import Engine, EngineConfig
+from promobandit.engine.items import ItemRecommender
 from promobandit.offers import (
     Catalogue,
     Coupon,
@@ -33,7 +34,7 @@ from promobandit.offers import (
     SpendThreshold,
     TimeLimitedPercentOff,
 )
-from promobandit.recommend import ItemRecommender
+from promobandit.policies import make_policy
 from promobandit.scoring import topk_softmax
 
 N_ITEMS, DIM, K_ITEMS, D_CTX = 10_000, 64, 20, 16

@@ -147,7 +147,7 @@ def pandas_features(events: dict[str, np.ndarray], users: np.ndarray, now: float
 
 # --- a plain-Python eligibility baseline ---------------------------------------------------
 def python_eligible(cat: Catalogue, basket: Basket) -> np.ndarray:
-    """The margin-floor rule by loops over offers and lines (same rounding as offers.py)."""
+    """The margin-floor rule by loops over offers and lines (same rounding as promobandit.offers)."""
     per_unit = round(1 / cat.minor_unit)
     lines = list(zip(basket.item_ids.tolist(), basket.categories.tolist(),
                      basket.unit_prices.tolist(), basket.unit_costs.tolist(),

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from promobandit.cli import main
-from promobandit.engine import Engine, EngineConfig, make_policy
+from promobandit.engine import Engine, EngineConfig
 from promobandit.offers import Basket, Catalogue, NoDiscount, PercentOff
+from promobandit.policies import make_policy
 
 T0 = 1_700_000_000.0
 

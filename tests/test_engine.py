@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from promobandit.constraints import BudgetConfig, FairnessConfig, UserCapsConfig
-from promobandit.decision_log import DecisionLog
-from promobandit.engine import Engine, EngineConfig, make_policy
+from promobandit.engine import Engine, EngineConfig
+from promobandit.engine.decision_log import DecisionLogWriter
 from promobandit.offers import Basket, Catalogue, NoDiscount, PercentOff, default_catalogue
+from promobandit.policies import make_policy
 
 KEY = b"test-key-0123456789abcdef"
 T0 = 1_700_000_000.0
@@ -122,7 +123,7 @@ def test_decisions_are_logged_with_propensities_and_round_trip(tmp_path: Path) -
         if i % 3 == 0:
             eng.feedback(d.id, f"e{i}", purchased=True, now=T0 + i + 0.5)
     eng.close(now=T0 + 1000)
-    table = DecisionLog.read(tmp_path / "log")
+    table = DecisionLogWriter.read(tmp_path / "log")
     assert table.num_rows == 30
     assert sorted(table.column("decision_id").to_pylist()) == sorted(ids)
     probs = table.column("action_probs").to_pylist()

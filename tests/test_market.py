@@ -245,8 +245,8 @@ BANDITS = ("lints+pacing", "epsilon_greedy", "thompson", "ucb", "linucb", "lints
 
 @pytest.fixture(scope="module")
 def default_market_runs():
-    from promobandit.report import summarise
     from promobandit.simulate.pipeline import simulate
+    from promobandit.simulate.report import summarise
 
     cfg = SimulationConfig.from_dict({"policies": ["fixed", *BANDITS]})
     assert cfg.market == SimulationConfig().market  # the default market, unchanged

@@ -2,7 +2,7 @@
 BTS's action distribution, and (when fetched) the real sample against on-policy values.
 
 The integration test needs the data: `promobandit datasets fetch obd` (or
-`python -m promobandit.datasets fetch obd`) once; CI runs it before the tests.
+`python -m promobandit datasets fetch obd`) once; CI runs it before the tests.
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ from promobandit.offers import (
     QuoteBatch,
     SpendThreshold,
     TimeLimitedPercentOff,
-    _checked_columns,
     default_catalogue,
 )
+from promobandit.offers.catalogue import _checked_columns
 
 HOUR, DAY = 3600.0, 86400.0
 

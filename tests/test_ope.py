@@ -29,9 +29,9 @@ from promobandit.evaluate import (
     uniform_policy,
 )
 from promobandit.evaluate._kernels import bootstrap_sums, poisson_counts_reference
+from promobandit.evaluate.offer_problem import OfferProblem
 from promobandit.evaluate.ope import evaluate_policies
 from promobandit.evaluate.synthetic import SoftmaxOfferPolicy, simulate_log, true_value
-from promobandit.simulate import OfferProblem
 
 PROBLEM = OfferProblem(seed=0)
 K = PROBLEM.n_offers
@@ -557,9 +557,9 @@ def test_parquet_contract_errors_name_the_column(tmp_path) -> None:
 
 
 def test_reads_the_engine_log_folder(tmp_path) -> None:
-    """The engine writes a folder of part-NNNNN.parquet files in promobandit.decision_log's
+    """The engine writes a folder of part-NNNNN.parquet files in promobandit.engine.decision_log's
     schema (with extra columns); the reader takes the folder."""
-    from promobandit.decision_log import DecisionLog as EngineLogWriter
+    from promobandit.engine.decision_log import DecisionLogWriter as EngineLogWriter
 
     log = simulate_log(PROBLEM, LOGGING, 250, seed=8)
     writer = EngineLogWriter(tmp_path / "log", flush_rows=100)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from promobandit.recommend import EmbeddingExplorer, ExplorationConfig, ItemRecommender
+from promobandit.engine.items import EmbeddingExplorer, ExplorationConfig, ItemRecommender
 from promobandit.scoring import topk_softmax
 
 

@@ -484,7 +484,8 @@ def test_compare_recommenders_returns_the_three_rows(tiny_split):
 
 def test_torch_is_not_imported_by_the_package_or_the_numpy_modules():
     code = ("import sys, promobandit, promobandit.recommender, "
-            "promobandit.recommender.data, promobandit.recommender.metrics; "
+            "promobandit.recommender.data, promobandit.recommender.metrics, "
+            "promobandit.recommender.baselines, promobandit.recommender.compare; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "promobandit.recommender.TwoTowerConfig; "
             "assert 'torch' in sys.modules")

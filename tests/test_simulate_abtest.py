@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from promobandit.cli import build_parser, main
-from promobandit.decision_log import DecisionLog
+from promobandit.engine.decision_log import DecisionLogWriter
 from promobandit.evaluate.abtest import Assigner, analyse_experiment, srm_test
 from promobandit.simulate.abtest import (
     LOG_FOLDERS,
@@ -102,7 +102,7 @@ def test_each_shopper_only_ever_meets_their_variants_engine(small, tmp_path: Pat
     assert (np.bincount(user_days) >= 2).sum() > 300  # shoppers back on another day
     users = []
     for i, folder in enumerate(LOG_FOLDERS):
-        log = DecisionLog.read(tmp_path / folder)
+        log = DecisionLogWriter.read(tmp_path / folder)
         assert log.num_rows == ab.decisions_per_variant()[i]
         assert set(log.column("policy").to_pylist()) == {("FixedOffer", "LinTS")[i]}
         users.append(set(log.column("user").to_pylist()))
@@ -246,7 +246,7 @@ def test_the_abtest_flag_overrides_the_config(tmp_path: Path) -> None:
 # --- the report --------------------------------------------------------------------------
 
 def test_the_report_has_the_ab_section_only_with_a_test(small) -> None:
-    from promobandit.report import render_html, summarise, summary_text
+    from promobandit.simulate.report import render_html, summarise, summary_text
 
     cfg, sc = small
     cfg = SimulationConfig.from_dict({"policies": ["none", "lints+pacing"],

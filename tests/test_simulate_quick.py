@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from promobandit.evaluate.offer_problem import OfferProblem, run_problem
 from promobandit.policies import BetaTS, LinUCB
-from promobandit.simulate import OfferProblem, run_policy
 
 
 def test_expected_profit_is_probability_times_margin() -> None:
@@ -24,23 +24,23 @@ def test_expected_profit_is_probability_times_margin() -> None:
 
 def test_regret_is_exact_and_common_random_numbers() -> None:
     prob = OfferProblem(seed=1)
-    a = run_policy(prob, None, 2000, fixed_offer=2)
-    b = run_policy(prob, None, 2000, fixed_offer=2)
+    a = run_problem(prob, None, 2000, fixed_offer=2)
+    b = run_problem(prob, None, 2000, fixed_offer=2)
     np.testing.assert_array_equal(a.profit, b.profit)  # same shoppers, same draws
     best = prob.expected_profit(prob.contexts(2000)).max(axis=1)
     np.testing.assert_allclose(a.regret, best - a.expected)
     assert (a.regret >= 0).all()
-    same1 = run_policy(prob, BetaTS(prob.n_offers, seed=4), 2000)
-    same2 = run_policy(prob, BetaTS(prob.n_offers, seed=4), 2000)
+    same1 = run_problem(prob, BetaTS(prob.n_offers, seed=4), 2000)
+    same2 = run_problem(prob, BetaTS(prob.n_offers, seed=4), 2000)
     np.testing.assert_array_equal(same1.offers, same2.offers)
 
 
 def test_contextual_policy_beats_best_fixed_offer() -> None:
     prob = OfferProblem(seed=0)
     steps = 40_000
-    fixed = [run_policy(prob, None, steps, fixed_offer=j) for j in range(prob.n_offers)]
+    fixed = [run_problem(prob, None, steps, fixed_offer=j) for j in range(prob.n_offers)]
     best_fixed = max(r.expected.sum() for r in fixed)
-    lin = run_policy(prob, LinUCB(prob.n_offers, prob.context_dim, alpha=0.5), steps)
+    lin = run_problem(prob, LinUCB(prob.n_offers, prob.context_dim, alpha=0.5), steps)
     # Expected (not realised) profit, so the margin is not luck of the draws.
     assert lin.expected.sum() > 1.01 * best_fixed
 

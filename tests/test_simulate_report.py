@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from promobandit.cli import main
-from promobandit.decision_log import DecisionLog
+from promobandit.engine.decision_log import DecisionLogWriter
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"))
                  if p), None)
@@ -72,11 +72,11 @@ def test_decision_logs_are_parquet_with_one_row_per_decision(quick_report) -> No
     summary = json.loads((out / "summary.json").read_text())
     decisions = summary["decisions"]
     for folder in ("fixed_none", "lints_pacing", "thompson"):
-        table = DecisionLog.read(out / "logs" / folder)
+        table = DecisionLogWriter.read(out / "logs" / folder)
         assert table.num_rows == decisions, folder
         props = np.asarray(table.column("propensity").to_pylist())
         assert ((props > 0) & (props <= 1)).all()
-    lints = DecisionLog.read(out / "logs" / "lints_pacing")
+    lints = DecisionLogWriter.read(out / "logs" / "lints_pacing")
     assert set(lints.column("policy").to_pylist()) == {"LinTS"}
     assert len(lints.column("context").to_pylist()[0]) == 12  # the default features
 
@@ -316,7 +316,7 @@ def test_quick_run_reports_the_ab_test(quick_report) -> None:
     assert profit.p_value == pytest.approx(ab["metrics"][2]["p_value"], rel=1e-9)
     assert profit.lift == pytest.approx(ab["metrics"][2]["lift"]["value"], rel=1e-9)
     # Each variant's engine logged its own decisions, and together every decision.
-    rows = [DecisionLog.read(out / "logs" / f).num_rows
+    rows = [DecisionLogWriter.read(out / "logs" / f).num_rows
             for f in ("abtest_control", "abtest_treatment")]
     assert rows == ab["decisions"]
     assert sum(rows) == json.loads((out / "summary.json").read_text())["decisions"]

@@ -233,19 +233,94 @@ def check_range(name: str, value: Any, lo: float | None = None, hi: float | None
     return f
 
 
-def check_int(name: str, value: Any, lo: int) -> int:
-    """An integer >= lo (bools rejected)."""
+def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """An integer in [lo, hi] (hi None: unbounded; bools rejected), or ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name}: expected an integer >= {lo}, got {value!r}")
-    if int(value) < lo:
-        raise ValueError(f"{name}: expected an integer >= {lo}, got {value}")
-    return int(value)
+    v = int(value)
+    if v < lo or (hi is not None and v > hi):
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}: expected an integer {bound}, got {v}")
+    return v
 
 
-def check_seed(seed: Any) -> int:
-    """A seed: an integer in [0, 2**64)."""
+def check_bool(name: str, value: Any) -> bool:
+    """A bool (Python or NumPy), or ValueError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected a bool, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed: Any, name: str = "seed", *, bits: int = 64) -> int:
+    """A seed: an integer in [0, 2**bits). The kernels' Philox streams take 64 bits; torch's
+    generator takes a signed int64, so the recommender asks for ``bits=63``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
-        0 <= int(seed) < 2**64
+        0 <= int(seed) < 2**bits
     ):
-        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+        raise ValueError(f"{name}: expected an integer in [0, 2**{bits}), got {seed!r}")
     return int(seed)
+
+
+# --- columns: integer and float arrays of any length, frozen copies -----------------------
+
+def int_array(name: str, obj: Any, *, ndim: int = 1, lo: int | None = 0,
+              hi: int | None = None) -> np.ndarray:
+    """``obj`` as an int64 array with values in [lo, hi) (lossless integer casts only).
+
+    Any integer dtype is accepted and widened; floats, bools and objects are rejected
+    rather than truncated, so a float id column is caught instead of silently floored.
+    """
+    try:
+        a = np.asarray(obj)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a {ndim}-D integer array") from exc
+    if a.size == 0 and a.dtype.kind == "f":
+        a = a.astype(np.int64)  # np.asarray([]) is float64; an empty list is a valid empty column
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected an integer array, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: values exceed the int64 range")
+    a = a.astype(np.int64, copy=False)
+    if a.size:
+        if lo is not None and int(a.min()) < lo:
+            i = int(np.flatnonzero(a.reshape(-1) < lo)[0])
+            raise ValueError(f"{name}: expected values >= {lo}, got {int(a.reshape(-1)[i])} "
+                             f"at flat index {i}")
+        if hi is not None and int(a.max()) >= hi:
+            i = int(np.flatnonzero(a.reshape(-1) >= hi)[0])
+            raise ValueError(f"{name}: expected values < {hi}, got {int(a.reshape(-1)[i])} "
+                             f"at flat index {i}")
+    return a
+
+
+def float_array(name: str, obj: Any, *, ndim: int = 1, lo: float | None = None) -> np.ndarray:
+    """``obj`` as a finite float64 array (values >= lo when lo is given)."""
+    try:
+        a = np.asarray(obj)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a {ndim}-D float array") from exc
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a numeric array, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if a.size and not np.isfinite(a).all():
+        i = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
+        what = "NaN" if math.isnan(a.reshape(-1)[i]) else "inf"
+        raise ValueError(f"{name}: expected finite values, found {what} at flat index {i}")
+    if lo is not None and a.size and float(a.min()) < lo:
+        i = int(np.flatnonzero(a.reshape(-1) < lo)[0])
+        raise ValueError(f"{name}: expected values >= {lo:g}, got {a.reshape(-1)[i]!r} "
+                         f"at flat index {i}")
+    return a
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous read-only copy-if-needed of ``a`` (frozen dataclasses hold these)."""
+    out = np.ascontiguousarray(a)
+    if out.base is not None or out.flags.writeable:
+        out = out.copy()
+    out.setflags(write=False)
+    return out

@@ -32,9 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_int, check_range
-
-DAY_SECONDS = 86_400.0
-
+from .events import SECONDS_PER_DAY
 
 # ======================================================================================
 # Per-user caps
@@ -53,7 +51,7 @@ class UserCapsConfig:
 
     max_offers_per_day: int | None = 3
     max_discount_per_period: float | None = None
-    period_seconds: float = 7 * DAY_SECONDS
+    period_seconds: float = 7 * SECONDS_PER_DAY
     max_users: int = 1_000_000
 
     def __post_init__(self) -> None:
@@ -76,7 +74,7 @@ class UserCaps:
     def _row(self, user: str, now: float) -> list[float]:
         # [day index, offers that day, period index, discount cost that period]; the
         # indices are whole numbers (floor), kept as floats in one list per user.
-        day = float(math.floor(now / DAY_SECONDS))
+        day = float(math.floor(now / SECONDS_PER_DAY))
         period = float(math.floor(now / self.config.period_seconds))
         row = self._users.get(user)
         if row is None:
@@ -146,7 +144,7 @@ class BudgetConfig:
     """
 
     amount: float
-    period_seconds: float = DAY_SECONDS
+    period_seconds: float = SECONDS_PER_DAY
     start: float = 0.0
     plan: tuple[float, ...] = ()
     step_size: float = 0.5

@@ -12,4 +12,7 @@ EVENT_NAMES: tuple[str, ...] = ("view", "click", "cart", "purchase")
 N_EVENT_TYPES = len(EVENT_NAMES)
 POSITIVE_EVENTS: tuple[int, ...] = (CLICK, CART, PURCHASE)
 
+# The one definition of the clock's units: behaviour events, offers' validity, budget
+# periods and the simulator's days all count seconds.
+SECONDS_PER_HOUR = 3_600.0
 SECONDS_PER_DAY = 86_400.0

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.base import check_int, check_seed
+from .._validation import check_int, check_seed
 
 BEHAVIOR_POLICIES = ("random", "bts")
 CAMPAIGNS = ("all", "men", "women")

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.base import check_int, check_range, check_seed
+from .._validation import check_int, check_range, check_seed
 
 # Tolerance on weights that must sum to one (float rounding of a handful of numbers).
 WEIGHT_ATOL = 1e-9

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.base import check_int, check_range, check_seed
+from .._validation import check_int, check_range, check_seed
 from .log import PROB_ATOL, DecisionLog, as_decision_log
 from .reward_model import OPEWarning, RewardModel
 from .targets import TargetPolicy, check_target_chunk, target_function

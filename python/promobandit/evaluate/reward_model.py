@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.base import check_int, check_seed
+from .._validation import check_int, check_seed
 
 ENCODINGS = ("interactions", "concat")
 

@@ -1,6 +1,6 @@
 """Simulated decision logs with known ground truth, for testing estimators.
 
-Built on ``simulate.OfferProblem``: shoppers with features, offers with known
+Built on ``evaluate.offer_problem.OfferProblem``: shoppers with features, offers with known
 expected profit E[profit | x, a] in closed form. A logging policy with exact
 propensities draws offers, the problem draws purchases, and the true value of
 any target policy is the mean over shoppers of sum_a pi(a|x) E[profit | x, a].
@@ -12,9 +12,9 @@ import dataclasses
 
 import numpy as np
 
-from ..policies.base import check_int, check_range, check_seed
-from ..simulate.offer_problem import OfferProblem
+from .._validation import check_int, check_range, check_seed
 from .log import DecisionLog
+from .offer_problem import OfferProblem
 from .targets import TargetPolicy, check_target_chunk, target_function
 
 

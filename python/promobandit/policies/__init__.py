@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import Policy, PolicyConfig, ThompsonConfig
 from .greedy import EpsilonGreedy, EpsilonGreedyConfig, Softmax, SoftmaxConfig
 from .linear import LinearConfig, LinearPolicy, LinTS, LinTSConfig, LinUCB, LinUCBConfig
@@ -12,6 +14,20 @@ POLICIES: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (BetaTS, GaussianTS, UCB1, UCBTuned, EpsilonGreedy, Softmax, LinUCB, LinTS)
 }
+
+
+def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,
+                backend: str = "auto", **settings: Any) -> Policy:
+    """A policy by name ("BetaTS", "LinTS", ...) with its settings (config keywords)."""
+    if name not in POLICIES:
+        raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
+    cls = POLICIES[name]
+    if cls.contextual:
+        if n_features is None:
+            raise ValueError(f"n_features: required for the contextual policy {name}")
+        return cls(n_arms, n_features, seed=seed, backend=backend, **settings)
+    return cls(n_arms, seed=seed, backend=backend, **settings)
+
 
 __all__ = [
     "POLICIES",
@@ -35,4 +51,5 @@ __all__ = [
     "ThompsonConfig",
     "UCBConfig",
     "UCBTuned",
+    "make_policy",
 ]

@@ -4,7 +4,7 @@ It produces what the top-k softmax scorer consumes: an item matrix E (N x d,
 float32) and user vectors u (d,) from a user's recent history.
 
 torch is imported only when a two-tower name is first used (PEP 562 lazy attributes),
-so ``promobandit.recommender.data`` and ``.metrics`` (NumPy only) serve the simulator
+so ``promobandit.recommender.data``, ``.metrics`` and ``.baselines`` (NumPy only) serve the simulator
 and the business layer without torch installed. Nothing outside this package imports
 it at ``import promobandit`` time.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .baselines import ALSConfig, ImplicitALS, PopularityRecommender
+from .compare import compare_recommenders
 from .data import (
     CART,
     CLICK,
@@ -26,15 +28,7 @@ from .data import (
     synthetic_log,
     synthetic_world,
 )
-from .metrics import (
-    ALSConfig,
-    ImplicitALS,
-    PopularityRecommender,
-    compare_recommenders,
-    comparison_table,
-    dense_topk,
-    evaluate,
-)
+from .metrics import comparison_table, dense_topk, evaluate
 
 if TYPE_CHECKING:
     from .two_tower import TwoTowerConfig, TwoTowerModel

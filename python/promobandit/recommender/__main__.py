@@ -12,7 +12,7 @@ import dataclasses
 import json
 
 from .data import SyntheticConfig, synthetic_log
-from .metrics import compare_recommenders
+from .compare import compare_recommenders
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .._validation import check_int, check_range, check_seed, float_array, frozen, int_array
+
 # Event types (stored as int8 in the log) are shared with the feature store; they are
 # re-exported here for this module's callers.
 from ..events import CART as CART
@@ -29,7 +31,6 @@ from ..events import EVENT_NAMES, N_EVENT_TYPES, SECONDS_PER_DAY
 from ..events import POSITIVE_EVENTS as POSITIVE_EVENTS
 from ..events import PURCHASE as PURCHASE
 from ..events import VIEW as VIEW
-from ._checks import check_float, check_int, check_seed, float_array, frozen, int_array
 
 LOG_FORMAT = "promobandit.interaction_log"
 LOG_FORMAT_VERSION = 1
@@ -189,7 +190,7 @@ class InteractionLog:
         it and every timestamp of an earlier part is < that cut, so no event of a later
         part precedes an event of an earlier one.
         """
-        c = [check_float(f"cuts[{i}]", x) for i, x in enumerate(cuts)]
+        c = [check_range(f"cuts[{i}]", x) for i, x in enumerate(cuts)]
         if any(b <= a for a, b in itertools.pairwise(c)):
             raise ValueError(f"cuts: expected strictly increasing times, got {c}")
         part = np.searchsorted(np.asarray(c, dtype=np.float64), self.timestamps, side="right")
@@ -206,8 +207,8 @@ class InteractionLog:
         time all go to the later part, so fractions are approximate under ties.
         Returns (train, validation, test); see split_at_times for the ordering guarantee.
         """
-        v = check_float("validation_fraction", validation_fraction, 0.0, 1.0, hi_open=True)
-        t = check_float("test_fraction", test_fraction, 0.0, 1.0, hi_open=True)
+        v = check_range("validation_fraction", validation_fraction, 0.0, 1.0, hi_open=True)
+        t = check_range("test_fraction", test_fraction, 0.0, 1.0, hi_open=True)
         if v + t >= 1.0:
             raise ValueError(f"validation_fraction + test_fraction: expected < 1, got {v + t}")
         if len(self) == 0:
@@ -345,15 +346,15 @@ class SyntheticConfig:
         if self.n_categories > self.n_items:
             raise ValueError(f"n_categories: expected at most n_items={self.n_items}, "
                              f"got {self.n_categories}")
-        check_float("sessions_per_user", self.sessions_per_user, 1.0)
-        check_float("views_per_session", self.views_per_session, 1.0)
+        check_range("sessions_per_user", self.sessions_per_user, 1.0)
+        check_range("views_per_session", self.views_per_session, 1.0)
         for name in ("horizon_days", "mean_gap_seconds", "cluster_concentration",
                      "user_concentration", "base_price", "price_band_ratio"):
-            check_float(name, getattr(self, name), 0.0, lo_open=True)
+            check_range(name, getattr(self, name), 0.0, lo_open=True)
         for name in ("popularity_exponent", "taste_sigma", "price_fit_decay", "price_sigma"):
-            check_float(name, getattr(self, name), 0.0)
+            check_range(name, getattr(self, name), 0.0)
         for name in ("p_click", "p_cart", "p_purchase"):
-            check_float(name, getattr(self, name), 0.0, 1.0)
+            check_range(name, getattr(self, name), 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -428,7 +429,7 @@ def synthetic_world(config: SyntheticConfig | None = None, *, seed: int = 0) -> 
     cfg = SyntheticConfig() if config is None else config
     if not isinstance(cfg, SyntheticConfig):
         raise ValueError(f"config: expected a SyntheticConfig, got {type(cfg).__name__}")
-    seed = check_seed(seed)
+    seed = check_seed(seed, bits=63)
     rng = np.random.default_rng(seed)
     U, N, C, B, K = cfg.n_users, cfg.n_items, cfg.n_categories, cfg.n_price_bands, cfg.n_clusters
 

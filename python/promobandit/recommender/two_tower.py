@@ -56,7 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._checks import check_bool, check_float, check_int, check_seed, int_array
+from .._validation import check_bool, check_int, check_range, check_seed, int_array
 from .data import CLICK, N_EVENT_TYPES, InteractionLog
 from .metrics import evaluate
 
@@ -71,7 +71,7 @@ def _weights(name: str, value: Any, need_positive: bool) -> tuple[float, ...]:
     if not isinstance(value, (tuple, list)) or len(value) != N_EVENT_TYPES:
         raise ValueError(f"{name}: expected {N_EVENT_TYPES} weights (view, click, cart, "
                          f"purchase), got {value!r}")
-    out = tuple(check_float(f"{name}[{i}]", x, 0.0) for i, x in enumerate(value))
+    out = tuple(check_range(f"{name}[{i}]", x, 0.0) for i, x in enumerate(value))
     if need_positive and not any(x > 0 for x in out):
         raise ValueError(f"{name}: expected at least one weight > 0, got {out}")
     return out
@@ -152,21 +152,21 @@ class TwoTowerConfig:
         hidden = tuple(check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(self.hidden))
         object.__setattr__(self, "hidden", hidden)
         check_bool("normalize", self.normalize)
-        check_float("temperature", self.temperature, 0.0, lo_open=True)
-        check_float("lr", self.lr, 0.0, lo_open=True)
-        check_float("weight_decay", self.weight_decay, 0.0)
+        check_range("temperature", self.temperature, 0.0, lo_open=True)
+        check_range("lr", self.lr, 0.0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
         object.__setattr__(self, "history_event_weights",
                            _weights("history_event_weights", self.history_event_weights, False))
         object.__setattr__(self, "event_weights",
                            _weights("event_weights", self.event_weights, True))
         check_bool("history_excludes_target", self.history_excludes_target)
         check_bool("logq_correction", self.logq_correction)
-        check_float("user_id_dropout", self.user_id_dropout, 0.0, 1.0, hi_open=True)
-        check_float("embedding_init_std", self.embedding_init_std, 0.0, lo_open=True)
+        check_range("user_id_dropout", self.user_id_dropout, 0.0, 1.0, hi_open=True)
+        check_range("embedding_init_std", self.embedding_init_std, 0.0, lo_open=True)
         check_bool("eval_exclude_seen", self.eval_exclude_seen)
         if self.max_eval_users is not None:
             check_int("max_eval_users", self.max_eval_users, 1)
-        check_seed(self.seed)
+        check_seed(self.seed, bits=63)
         if self.num_threads is not None:
             check_int("num_threads", self.num_threads, 1)
         check_bool("deterministic", self.deterministic)

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._toml import load_toml
 from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from ..engine import EngineConfig
 from ..policies import POLICIES
@@ -348,7 +349,7 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
         "max_batch": (1, 100_000), "max_basket_lines": (1, 100_000), "max_k": (1, 100_000),
         "max_candidates": (1, 10_000_000), "max_events": (1, 100_000),
         "max_context": (1, 1_000_000), "max_id_length": (1, 100_000),
-        # Money must stay exact in minor units (offers.py keeps line amounts below 2**53).
+        # Money must stay exact in minor units (the offers catalogue keeps line amounts below 2**53).
         "max_money": (1.0, 1e12)})
     key = _privacy_key(_table("privacy", data.get("privacy", {})), env)
     cat_table = _table("catalogue", data.get("catalogue", {}))
@@ -381,16 +382,8 @@ def load(path: str | os.PathLike[str] | None = None, *,
     """The configuration from a TOML file, or the embedded default when path is None."""
     if path is None:
         return from_dict({}, environ=environ, source="<embedded default>")
-    import tomllib
-
     p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"config: no such file {str(p)!r}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config: {str(p)!r} is not valid TOML: {exc}") from None
+    data = load_toml(p, "config")
     return from_dict(data, base_dir=p.resolve().parent, environ=environ, source=str(p))
 
 

@@ -43,8 +43,9 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from ..engine import Decision, Engine, FeedbackResult, make_policy
+from ..engine import Decision, Engine, FeedbackResult
 from ..offers import Basket, Catalogue, default_catalogue
+from ..policies import make_policy
 from .config import ServiceConfig, fingerprint_data
 from .journal import Journal
 from .metrics import ServiceMetrics

@@ -4,13 +4,14 @@
 ``history``: behaviour before the run; ``context``: the contextual policies' features;
 ``run``: policies through the real Engine; ``abtest``: an A/B test of two engines on
 split shoppers; ``pipeline``: the whole simulation;
-``config``: its configuration; ``offer_problem``: a small contextual offer problem.
-``promobandit simulate`` (``cli``) runs the whole flow and writes the report.
+``config``: its configuration; ``report``: the summary tables, plots and HTML report.
+``promobandit simulate`` (``cli``) runs the whole flow and writes the report. The small
+contextual offer problem with closed-form ground truth lives in
+``promobandit.evaluate.offer_problem``.
 """
 
 from __future__ import annotations
 
 from .market import Market, MarketConfig, Sessions
-from .offer_problem import OfferProblem, PolicyRun, run_policy
 
-__all__ = ["Market", "MarketConfig", "OfferProblem", "PolicyRun", "Sessions", "run_policy"]
+__all__ = ["Market", "MarketConfig", "Sessions"]

@@ -61,15 +61,9 @@ def build_config(args: argparse.Namespace) -> Any:
     base = quick_config() if args.quick else default_config()
     data: dict[str, Any] = {}
     if args.config:
-        import tomllib
+        from .._toml import load_toml
 
-        try:
-            with open(args.config, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ValueError(f"--config: no such file {args.config!r}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"--config: {args.config} is not valid TOML: {exc}") from None
+        data = load_toml(args.config, "--config")
     budget_given = "daily" in data.get("budget", {}) if isinstance(data.get("budget"),
                                                                     dict) else False
     cfg = SimulationConfig.from_dict(data, base)
@@ -110,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..report import summarise, summary_text, verdict, write_report
     from .pipeline import simulate
+    from .report import summarise, summary_text, verdict, write_report
 
     n_runs = len(cfg.specs())
     stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies",

@@ -38,11 +38,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._toml import load_toml
+from .._validation import check_int, check_range
 from ..constraints import BudgetConfig, FairnessConfig
 from ..evaluate.abtest import WEIGHT_ATOL
+from ..events import SECONDS_PER_DAY
 from ..offers import Catalogue, default_catalogue
 from ..policies import POLICIES
-from ..policies.base import check_int, check_range
 from .market import MarketConfig
 from .run import EngineSettings, PolicySpec
 
@@ -421,7 +423,7 @@ class SimulationConfig:
         """The engine settings of every run (budget and fairness for the runs that use them)."""
         b, f = self.budget, self.fairness
         plan = self.market.hourly_visits if b.plan == "traffic" else ()
-        budget = BudgetConfig(amount=b.daily, period_seconds=86_400.0, start=_run_start(),
+        budget = BudgetConfig(amount=b.daily, period_seconds=SECONDS_PER_DAY, start=_run_start(),
                               plan=tuple(plan), step_size=b.step_size,
                               update_every=b.update_every, lambda_max=b.lambda_max)
         fair = FairnessConfig(max_gap=f.max_gap, metric=f.metric, halflife=f.halflife,
@@ -490,17 +492,7 @@ class SimulationConfig:
     def load(cls, path: str | os.PathLike[str], base: SimulationConfig | None = None
              ) -> SimulationConfig:
         """Reads a TOML configuration file over `base` (see from_dict)."""
-        import tomllib
-
-        p = os.fspath(path)
-        try:
-            with open(p, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ValueError(f"config: no such file {p!r}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config: {p} is not valid TOML: {exc}") from None
-        return cls.from_dict(data, base)
+        return cls.from_dict(load_toml(path, "config"), base)
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

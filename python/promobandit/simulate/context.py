@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..events import SECONDS_PER_DAY
 from . import _kernels as K
 from .history import ShopperSummary
-from .market import RUN_START, SECONDS_PER_DAY, Holdings, Market
+from .market import RUN_START, Holdings, Market
 
 # Add-one smoothing of the two conversion rates behind promo_lift (a Beta(1, 3) prior:
 # about the click-to-purchase rate of the shop).

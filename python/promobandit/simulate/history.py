@@ -16,9 +16,10 @@ import dataclasses
 
 import numpy as np
 
+from ..events import SECONDS_PER_DAY
 from ..recommender.data import CLICK, PURCHASE, InteractionLog
 from . import _kernels as K
-from .market import RUN_START, SECONDS_PER_DAY, Market, OfferTable
+from .market import RUN_START, Market, OfferTable
 
 # Stream ids of the history within the market's seed.
 _HISTORY_STREAM = 1

@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int, check_range
+from ..events import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..offers import (
     Catalogue,
     Coupon,
@@ -66,11 +68,8 @@ from ..offers import (
     SpendThreshold,
     TimeLimitedPercentOff,
 )
-from ..policies.base import check_int, check_range
 from . import _kernels as K
 
-SECONDS_PER_DAY = 86_400.0
-SECONDS_PER_HOUR = 3_600.0
 # The run starts on a Monday at midnight UTC (2026-01-05), so day-of-week profiles and
 # the engine's UTC day boundaries line up with simulated days.
 RUN_START = 1_767_571_200.0

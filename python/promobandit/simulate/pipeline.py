@@ -4,7 +4,7 @@
 history, the two-tower recommender trained on it, the run's sessions with the lists it
 shows and the clicks on them. ``simulate`` then runs every policy through the engine,
 then the A/B test of ``[abtest]`` (``simulate.abtest``) on the same scenario, and returns
-a ``SimulationResult`` that ``promobandit.report`` turns into tables and plots.
+a ``SimulationResult`` that ``simulate.report`` turns into tables and plots.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ..events import SECONDS_PER_DAY
 from ..scoring import topk_softmax
 from .abtest import ABTestRun, run_abtest
 from .config import SimulationConfig
 from .context import ContextBuilder
 from .history import BehaviourHistory, behaviour_history
-from .market import RUN_START, SECONDS_PER_DAY, Market, Sessions
+from .market import RUN_START, Market, Sessions
 from .run import (
     EngineSettings,
     PolicyRun,

@@ -34,14 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int, check_range
 from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
-from ..engine import Engine, EngineConfig, make_policy
+from ..engine import Engine, EngineConfig
+from ..events import SECONDS_PER_DAY
 from ..offers import Basket, Catalogue
-from ..policies.base import check_int, check_range
+from ..policies import make_policy
 from . import _kernels as K
 from .baselines import FixedOffer
 from .context import ContextBuilder
-from .market import RUN_START, SECONDS_PER_DAY, Holdings, Market
+from .market import RUN_START, Holdings, Market
 
 # Seconds between the decision and the product-page view event that joins it.
 _VIEW_DELAY_SECONDS = 1.0

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import rng as _rng
-from ._validation import check_int, check_range
-from .offers import Basket
-from .scoring import topk_softmax
+from .. import rng as _rng
+from .._validation import check_int, check_range
+from ..offers import Basket
+from ..scoring import topk_softmax
 
 UserVectorFn = Callable[[Sequence[int]], np.ndarray]
 

@@ -59,7 +59,7 @@ def schema() -> Any:
     return pa.schema([(name, types[t]) for name, t in COLUMNS])
 
 
-class DecisionLog:
+class DecisionLogWriter:
     """Buffers decision rows and writes them as Parquet parts in ``path`` (a folder).
 
     flush_rows: rows buffered before a part is written (memory vs. number of files).

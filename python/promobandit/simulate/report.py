@@ -46,9 +46,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..events import SECONDS_PER_DAY
+
 if TYPE_CHECKING:
-    from .simulate.pipeline import SimulationResult
-    from .simulate.run import PolicyRun
+    from .pipeline import SimulationResult
+    from .run import PolicyRun
 
 NO_DISCOUNT_KEY_PREFIX = "fixed:"
 HEADLINE_KEYS = ("lints+pacing", "lints+pacing+fairness", "lints")
@@ -543,7 +545,7 @@ def plots(result: SimulationResult, s: Summary) -> dict[str, str]:
     """Inline SVG of every plot, by name."""
     sc = result.scenario
     dec = sc.decisions
-    t_days = (dec.time - sc.start) / 86_400.0
+    t_days = (dec.time - sc.start) / SECONDS_PER_DAY
     runs = _shown(s, result.runs, result.config.report.top_policies)
     colour = {r.spec.key: _COLOURS[i % len(_COLOURS)] for i, r in enumerate(runs)}
     out: dict[str, str] = {}
@@ -589,7 +591,7 @@ def plots(result: SimulationResult, s: Summary) -> dict[str, str]:
     paced = [r for r in result.runs if r.spec.pacing]
     if paced and sc.engine.budget is not None:
         fig, ax = _figure()
-        st = (sc.step_times - sc.start) / 86_400.0
+        st = (sc.step_times - sc.start) / SECONDS_PER_DAY
         for i, r in enumerate(paced):
             c = _COLOURS[(i + 3) % len(_COLOURS)]
             ax.plot(st, r.step_spent, color=c, lw=1.2, label=f"{r.spec.label}: spent")

@@ -58,11 +58,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _backends
-from .policies.base import check_range
-
-SECONDS_PER_HOUR = 3600.0
-SECONDS_PER_DAY = 86_400.0
+from .. import _backends
+from .._toml import load_toml
+from .._validation import check_range
+from ..events import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 # Percent fractions are held in parts per million so that "fraction x total, rounded
 # half up" is decided in exact integer arithmetic.
@@ -89,7 +88,7 @@ _PER_OFFER = frozenset({"kind", "ppm", "ppm2", "threshold", "amount", "duration"
                         "is_fixed", "fixed_redeem", "is_coupon", "coupon_cost", "all_active"})
 
 # Pricing backends of quote / eligible / quote_batch. "numba": one compiled pass over
-# offers and lines (_offers_kernels.py); "numpy": the vectorised array path below, the
+# offers and lines (offers/_kernels.py); "numpy": the vectorised array path below, the
 # oracle of the tests and the fallback where Numba does not import; "auto": Numba when
 # it imports, else NumPy. PROMOBANDIT_BACKEND does not apply: pricing has no C++ or CUDA
 # kernel, and both backends give identical results.
@@ -103,11 +102,11 @@ _KERNELS: ModuleType | None = None
 
 
 def _offers_kernels() -> ModuleType:
-    """promobandit._offers_kernels, imported on first use: importing Numba takes ~0.3 s,
+    """promobandit.offers._kernels, imported on first use: importing Numba takes ~0.3 s,
     which ``import promobandit.offers`` alone should not pay."""
     global _KERNELS
     if _KERNELS is None:
-        from . import _offers_kernels as kern
+        from . import _kernels as kern
 
         _KERNELS = kern
     return _KERNELS
@@ -1055,19 +1054,7 @@ class Catalogue:
         """Reads a catalogue from a .toml or .json file (validated, see ``from_dict``)."""
         p = os.fspath(path)
         if p.endswith(".toml"):
-            try:
-                import tomllib  # type: ignore[import-not-found,unused-ignore]
-            except ModuleNotFoundError:  # Python 3.10
-                try:
-                    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
-                except ModuleNotFoundError as exc:
-                    raise ValueError("path: reading TOML needs Python 3.11+ or the tomli "
-                                     "package") from exc
-            with open(p, "rb") as fh:
-                try:
-                    data = tomllib.load(fh)
-                except tomllib.TOMLDecodeError as exc:
-                    raise ValueError(f"file: {p} is not valid TOML: {exc}") from exc
+            data = load_toml(p, "file")
         elif p.endswith(".json"):
             with open(p, encoding="utf-8") as fh:
                 try:

@@ -74,8 +74,8 @@ from typing import Any
 
 import numpy as np
 
-from .events import CART, EVENT_NAMES, N_EVENT_TYPES, PURCHASE, SECONDS_PER_DAY
-from .policies.base import check_int, check_range
+from .._validation import check_int, check_range
+from ..events import CART, EVENT_NAMES, N_EVENT_TYPES, PURCHASE, SECONDS_PER_DAY
 
 SECONDS_PER_MINUTE = 60.0
 

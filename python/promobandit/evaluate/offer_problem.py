@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.base import Policy, check_int, check_range
+from .._validation import check_int, check_range
+from ..policies.base import Policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ class OfferProblem:
 
 
 @dataclasses.dataclass
-class PolicyRun:
+class ProblemRun:
     """Outcome of a policy on an OfferProblem (money in currency units)."""
 
     name: str
@@ -120,9 +121,9 @@ class PolicyRun:
         }
 
 
-def run_policy(problem: OfferProblem, policy: Policy | None, steps: int, *, batch: int = 100,
+def run_problem(problem: OfferProblem, policy: Policy | None, steps: int, *, batch: int = 100,
                fixed_offer: int | None = None, name: str | None = None,
-               reward_scale: float | None = None) -> PolicyRun:
+               reward_scale: float | None = None) -> ProblemRun:
     """Runs a policy (or a fixed offer) for `steps` requests, learning after each batch.
 
     Requests and purchases use common random numbers: every policy sees the same
@@ -157,4 +158,4 @@ def run_policy(problem: OfferProblem, policy: Policy | None, steps: int, *, batc
     profit = np.where(bought, margins[offers], 0.0)
     expected = exp_all[rows, offers]
     label = name or (policy.name if policy is not None else f"fixed offer {fixed_offer}")
-    return PolicyRun(label, profit, expected, exp_all.max(axis=1) - expected, offers, props)
+    return ProblemRun(label, profit, expected, exp_all.max(axis=1) - expected, offers, props)

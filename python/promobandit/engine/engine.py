@@ -18,7 +18,7 @@ event id); a purchase finalises it, and decisions without a purchase are finalis
 after ``feedback_wait_seconds`` with the default reward (no event at all) or the
 objective of what happened (e.g. a click but no purchase: no profit). Finalising
 updates the policy with the scaled reward, settles the budget and appends a row to
-the decision log (see promobandit.decision_log for the columns).
+the decision log (see promobandit.engine.decision_log for the columns).
 
 Money is in the catalogue's currency. Rewards are the objective's value divided by
 ``reward_scale`` for the policy, and unscaled everywhere else.
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_int, check_range
-from .constraints import (
+from .._validation import check_int, check_range
+from ..constraints import (
     BudgetConfig,
     BudgetPacer,
     FairnessConfig,
@@ -48,9 +48,10 @@ from .constraints import (
     UserCaps,
     UserCapsConfig,
 )
-from .decision_log import DecisionLog
-from .offers import Basket, Catalogue, Coupon
-from .policies import POLICIES, BetaTS, Policy
+from ..events import SECONDS_PER_DAY
+from ..offers import Basket, Catalogue, Coupon
+from ..policies import BetaTS, Policy
+from .decision_log import DecisionLogWriter
 
 ENGINE_FORMAT = "promobandit.engine"
 ENGINE_FORMAT_VERSION = 1
@@ -196,7 +197,7 @@ class Engine:
     privacy_key: secret bytes (>= 16) for the keyed hash of user ids. Required: there
         is no default key.
     features: optional feature store with add(event) and vector(user, now).
-    recommender: optional promobandit.recommend.ItemRecommender.
+    recommender: optional promobandit.engine.ItemRecommender.
     log_dir: optional folder for the Parquet decision log.
     """
 
@@ -219,7 +220,7 @@ class Engine:
         self._key = bytes(privacy_key)[:64]
         self.features = features
         self.recommender = recommender
-        self.log = DecisionLog(log_dir, log_flush_rows) if log_dir is not None else None
+        self.log = DecisionLogWriter(log_dir, log_flush_rows) if log_dir is not None else None
         c = self.config
         self.caps = UserCaps(c.caps) if c.caps is not None else None
         self.budget = BudgetPacer(c.budget) if c.budget is not None else None
@@ -615,7 +616,7 @@ class Engine:
         if self.budget is not None:
             if coupon:  # keep the worst case reserved until the coupon expires
                 self.budget.settle(now, 0.0, rec.expected_cost, 0.0)
-                expires = rec.created + self._coupon_days[rec.offer] * 86_400.0
+                expires = rec.created + self._coupon_days[rec.offer] * SECONDS_PER_DAY
                 self._coupon_holds[rec.id] = [expires, rec.max_cost]
             else:
                 self.budget.settle(now, rec.max_cost, rec.expected_cost, disc)
@@ -889,17 +890,4 @@ class Engine:
         self.load_state_dict(s, pending=pending)
 
 
-def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,
-                backend: str = "auto", **settings: Any) -> Policy:
-    """A policy by name ("BetaTS", "LinTS", ...) with its settings (config keywords)."""
-    if name not in POLICIES:
-        raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
-    cls = POLICIES[name]
-    if cls.contextual:
-        if n_features is None:
-            raise ValueError(f"n_features: required for the contextual policy {name}")
-        return cls(n_arms, n_features, seed=seed, backend=backend, **settings)
-    return cls(n_arms, seed=seed, backend=backend, **settings)
-
-
-__all__ = ["Decision", "Engine", "EngineConfig", "FeedbackResult", "make_policy"]
+__all__ = ["Decision", "Engine", "EngineConfig", "FeedbackResult"]

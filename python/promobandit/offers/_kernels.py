@@ -34,7 +34,7 @@ COL_PERCENT, COL_FIXED, COL_THRESHOLD, COL_AMOUNT, COL_PPM2, COL_COUPON = range(
 N_COLS = 6
 
 # Per-basket status: OK, or HUGE (re-price on the exact NumPy path); a value >= 0 is
-# the line whose amount is beyond exact float pricing (offers.py raises for it).
+# the line whose amount is beyond exact float pricing (the catalogue raises for it).
 STATUS_OK = -1
 STATUS_HUGE = -2
 
@@ -43,7 +43,7 @@ STATUS_HUGE = -2
 def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, floor_mult, tol,
                  max_line, max_total, ppm, table, ex_item_ptr, ex_item_id, ex_cat_ptr,
                  ex_cat_id, active, line_list, headroom, weight, base, elig_out, cost_out,
-                 paid_out):  # pragma: no cover  (compiled; covered through offers.py)
+                 paid_out):  # pragma: no cover  (compiled; covered through the catalogue)
     """Quotes lines [lo, hi) into the (K,) rows elig_out / cost_out / paid_out.
 
     Returns (status, list total in minor units); line_list .. base are scratch of >= n.
@@ -95,7 +95,7 @@ def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, floor_mult, to
         s = 0
         if active[k]:
             if table[k, COL_PERCENT] != 0:
-                # fraction x total rounded half up, in integers (see offers.py)
+                # fraction x total rounded half up, in integers (see catalogue.py)
                 s = (table[k, COL_PPM2] * total + ppm) // two_ppm
             elif table[k, COL_FIXED] != 0 and total >= table[k, COL_THRESHOLD]:
                 s = table[k, COL_AMOUNT]
