@@ -227,9 +227,9 @@ def test_fetch_runs_pip_download_of_the_sdist(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(obd.subprocess, "run", failing_run)
     with pytest.raises(RuntimeError, match="No matching distribution"):
         obd.fetch_obd(tmp_path / "again")
-    from promobandit.datasets.__main__ import main
+    from promobandit.cli import main
 
-    assert main(["fetch", "obd", "--cache-dir", str(tmp_path / "again")]) == 1
+    assert main(["datasets", "fetch", "obd", "--cache-dir", str(tmp_path / "again")]) == 2
 
 
 def test_bts_action_distribution() -> None:
