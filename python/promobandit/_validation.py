@@ -9,27 +9,45 @@ backend and everything that is not a kernel argument.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-_KIND = {"float64": ("f", 8), "int64": ("i", 8), "bool": ("b", 1)}
 
-
-def _want(kind: str, ndim: int, shape: Sequence[int]) -> str:
+@functools.lru_cache(maxsize=1024)  # built on every check, read only in errors
+def _want(kind: str, ndim: int, shape: tuple[int, ...]) -> str:
     dims = ", ".join("n" if s < 0 else str(s) for s in shape)
     if len(shape) == 1:
         dims += ","
     return f"a {ndim}-D {kind} array of shape ({dims})"
 
 
-def checked_array(obj: Any, field: str, kind: str, ndim: int, shape: Sequence[int]) -> np.ndarray:
-    """``obj`` as an ndarray of dtype ``kind`` (no casting), C-contiguous, of the given shape.
+# dtype name -> (kind, itemsize): compared instead of dtype.name, which costs a microsecond.
+_DTYPES = {"float64": ("f", 8), "float32": ("f", 4), "float16": ("f", 2), "int64": ("i", 8),
+           "uint16": ("u", 2), "bool": ("b", 1)}
 
-    Entries of ``shape`` below zero are free. Sequences are turned into arrays with
-    their natural dtype; arrays of another dtype are rejected, not cast.
+
+def _fits(have: tuple[int, ...], shape: Sequence[int]) -> bool:
+    """Whether shape ``have`` is ``shape`` (entries below zero are free)."""
+    if len(have) != len(shape):
+        return False
+    for h, s in zip(have, shape, strict=True):
+        if s >= 0 and h != s:
+            return False
+    return True
+
+
+def array_of_form(obj: Any, field: str, want: str, dtypes: Sequence[str],
+                  shapes: Sequence[Sequence[int]], *, native: bool = True) -> np.ndarray:
+    """``obj`` as an ndarray, never cast: its dtype one of ``dtypes`` (names of
+    ``_DTYPES``; native byte order unless ``native`` is False), its shape one of
+    ``shapes`` (one per allowed ndim; entries below zero are free), C-contiguous.
+
+    ``want`` words the expected form in the errors. Sequences are turned into arrays
+    with their natural dtype; arrays of another dtype are rejected, not cast.
     """
     if isinstance(obj, np.ndarray):
         a = obj
@@ -37,24 +55,46 @@ def checked_array(obj: Any, field: str, kind: str, ndim: int, shape: Sequence[in
         try:
             a = np.asarray(obj)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{field}: expected {_want(kind, ndim, shape)}") from exc
-    want = _want(kind, ndim, shape)
-    code, size = _KIND[kind]
-    if a.dtype.kind != code or a.dtype.itemsize != size:
-        raise ValueError(f"{field}: expected {want}, got dtype {a.dtype}")
-    if a.ndim != ndim or any(s >= 0 and a.shape[i] != s for i, s in enumerate(shape)):
-        raise ValueError(f"{field}: expected {want}, got shape {a.shape}")
+            raise ValueError(f"{field}: expected {want}") from exc
+    dt = a.dtype
+    code = (dt.kind, dt.itemsize)
+    if code not in [_DTYPES[name] for name in dtypes] or (native and not dt.isnative):
+        raise ValueError(f"{field}: expected {want}, got dtype {dt}"
+                         f"{' (non-native byte order)' if native and not dt.isnative else ''}")
+    have = a.shape
+    for shape in shapes:
+        if have == shape or _fits(have, shape):
+            break
+    else:
+        raise ValueError(f"{field}: expected {want}, got shape {have}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{field}: expected a C-contiguous array (use numpy.ascontiguousarray)")
     return a
+
+
+def checked_array(obj: Any, field: str, kind: str, ndim: int, shape: Sequence[int]) -> np.ndarray:
+    """``obj`` as an ndarray of dtype ``kind`` (float64, int64 or bool; no casting),
+    C-contiguous, of the given ``ndim``-D shape (entries below zero are free).
+
+    Byte order is not checked here (the policies' arrays have always been let through
+    in either order); ``array_of_form`` with its default checks it.
+    """
+    shape = tuple(shape)
+    return array_of_form(obj, field, _want(kind, ndim, shape), (kind,), (shape,), native=False)
+
+
+def nonfinite_error(field: str, is_nan: bool, index: int) -> ValueError:
+    """The error for a non-finite entry at a flat ``index`` (for checks made elsewhere,
+    such as on a GPU, to word it alike)."""
+    what = "nan" if is_nan else "inf"
+    return ValueError(f"{field}: expected finite values, found {what} at flat index {index}")
 
 
 def check_finite_array(a: np.ndarray, field: str) -> None:
     if not np.isfinite(a).all():
         flat = a.reshape(-1)
         i = int(np.flatnonzero(~np.isfinite(flat))[0])
-        what = "nan" if math.isnan(flat[i]) else "inf"
-        raise ValueError(f"{field}: expected finite values, found {what} at flat index {i}")
+        raise nonfinite_error(field, math.isnan(flat[i]), i)
 
 
 def check_finite_scalar(v: Any, field: str) -> float:
@@ -205,6 +245,172 @@ def check_batch_updates(
             check_weight(float(w[np.flatnonzero(w < 0)[0]]), "weights")
     return a, r, w
 
+
+
+# --- the top-k scorer's arrays -------------------------------------------------------------
+# The arguments of scoring.topk_softmax on a CPU backend, with the messages of
+# cpp/bindings/topk_bindings.cpp (which checks again what crosses into C++). Arrays are
+# read in place: never cast, and in native byte order. uint16 items are bfloat16 bits.
+
+# 5e-39 is the smallest temperature whose log2(e) / T is still a finite float32.
+MIN_TEMPERATURE = 1.4426950408889634 / float(np.finfo(np.float32).max)
+
+
+def check_topk_items(items: Any) -> np.ndarray:
+    """(N, d) float32, float16 or bfloat16 bits (uint16), with N >= 1 and d >= 1."""
+    e = array_of_form(items, "items", "a 2-D float32, float16 or bfloat16 (uint16 bits, see "
+                      "to_bfloat16) array of shape (n, d)", ("float32", "float16", "uint16"),
+                      ((-1, -1),))
+    if e.shape[0] < 1 or e.shape[1] < 1:
+        raise ValueError(f"items: expected at least one item and one dimension, got shape "
+                         f"{e.shape}")
+    return e
+
+
+def check_topk_users(users: Any, d: int) -> np.ndarray:
+    """(d,) float32 for one user or (B, d) with B >= 1 (returned as given)."""
+    u = array_of_form(users, "users", f"a float32 array of shape ({d},) or (B, {d}) (d = the "
+                      "item dimension)", ("float32",), ((d,), (-1, d)))
+    if u.shape[0] < 1:
+        raise ValueError(f"users: expected at least one user, got shape {u.shape}")
+    return u
+
+
+def check_topk_k(k: Any, n_items: int) -> int:
+    """An integer 1 <= k <= n_items."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k: expected an integer with 1 <= k <= {n_items} (the number of "
+                         f"items), got {k!r}")
+    if k < 1 or k > n_items:
+        raise ValueError(f"k: expected 1 <= k <= {n_items} (the number of items), got {int(k)}")
+    return int(k)
+
+
+def check_temperature(temperature: Any) -> float:
+    """A finite temperature T > MIN_TEMPERATURE (so that log2(e) / T is a finite float32)."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"temperature: expected a finite number > 0 (at least 5e-39), got "
+                         f"{temperature!r}") from exc
+    if not (math.isfinite(t) and t > MIN_TEMPERATURE):
+        raise ValueError(f"temperature: expected a finite number > 0 (at least 5e-39), got {t}")
+    return t
+
+
+def check_topk_threads(n_threads: Any) -> int:
+    """An integer >= 0 (0: all cores). Unlike the policies' check_threads, no upper
+    bound: the top-k binding takes any count and its parallel-for caps it."""
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 0:
+        raise ValueError(f"n_threads: expected an integer >= 0 (0: all cores), got {n_threads!r}")
+    return int(n_threads)
+
+
+def check_topk_mask(mask: Any, n_items: int, n_users: int, single: bool) -> np.ndarray:
+    """(N,) bool for every user, or (B, N) bool per user (not for a single user)."""
+    if single:
+        return checked_array(mask, "mask", "bool", 1, (n_items,))
+    return array_of_form(mask, "mask", f"a bool array of shape ({n_items},) or ({n_users}, "
+                         f"{n_items})", ("bool",), ((n_items,), (n_users, n_items)))
+
+
+def check_topk_exclude(exclude: Any, n_users: int, single: bool) -> np.ndarray:
+    """(m,) int64 item ids for every user, or (B, m) per user (not for a single user);
+    an empty list is an empty exclusion. The ids are checked by check_exclude_ids."""
+    if isinstance(exclude, (list, tuple)) and len(exclude) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if single:
+        return array_of_form(exclude, "exclude", "a 1-D int64 array of item ids", ("int64",),
+                             ((-1,),))
+    return array_of_form(exclude, "exclude", f"a 1-D int64 array of item ids, or a 2-D one of "
+                         f"shape ({n_users}, m) (-1 pads short rows)", ("int64",),
+                         ((-1,), (n_users, -1)))
+
+
+def check_exclude_ids(exclude: np.ndarray, n_items: int) -> None:
+    """Item ids in [0, n_items); a 2-D exclusion also takes -1 (padding)."""
+    two_d = exclude.ndim == 2
+    flat = exclude.reshape(-1)
+    bad = (flat < 0) | (flat >= n_items)
+    if two_d:
+        bad &= flat != -1
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        pad = " or -1 (padding)" if two_d else ""
+        raise ValueError(f"exclude: expected item ids in [0, {n_items}){pad}, got {int(flat[i])} "
+                         f"at flat index {i}")
+
+
+def check_topk_bias(bias: Any, n_items: int) -> np.ndarray:
+    """(N,) float32, added to every score."""
+    return array_of_form(bias, "bias", _want("float32", 1, (n_items,)), ("float32",),
+                         ((n_items,),))
+
+
+def check_topk_out(out: Any, field: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A preallocated result array: writeable, of exactly ``dtype`` and ``shape``."""
+    a = array_of_form(out, field, f"a {dtype} array of shape {shape}", (dtype,), (shape,))
+    if not a.flags.writeable:
+        raise ValueError(f"{field}: expected a writeable array")
+    return a
+
+
+def check_finite_topk(a: np.ndarray, field: str) -> None:
+    """check_finite_array, reading a uint16 array as bfloat16 bits (an all-ones exponent
+    is inf or NaN)."""
+    if a.dtype != np.uint16:
+        check_finite_array(a, field)
+        return
+    flat = a.reshape(-1)
+    bad = (flat & 0x7F80) == 0x7F80
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise nonfinite_error(field, bool(flat[i] & 0x007F), i)
+
+
+def check_eligible_counts(n_mask: np.ndarray, n_excluded: np.ndarray, k: int,
+                          has_exclude: bool) -> None:
+    """Every row keeps at least k eligible items: n_mask[r] pass the mask, n_excluded[r]
+    of those are excluded. The mask is blamed when it alone leaves fewer than k."""
+    left = n_mask - n_excluded
+    short = np.flatnonzero(left < k)
+    if short.size:
+        r = int(short[0])
+        field = "mask" if not has_exclude or n_mask[r] < k else "exclude"
+        where = f"row {r} leaves " if n_mask.shape[0] > 1 else "leaves "
+        raise ValueError(f"{field}: {where}{int(left[r])} eligible items, fewer than k = {k}")
+
+
+def check_eligible(mask: np.ndarray | None, ex_ids: np.ndarray | None,
+                   ex_off: np.ndarray | None, ex_per_user: bool, n_users: int, n_items: int,
+                   k: int) -> None:
+    """check_eligible_counts for a mask ((N,) or (B, N)) and exclusions as CSR rows of
+    sorted unique ids (ids, offsets; one row for every user unless ex_per_user)."""
+    mask_rows = 0 if mask is None else (n_users if mask.ndim == 2 else 1)
+    ex_rows = 0 if ex_ids is None else (n_users if ex_per_user else 1)
+    rows = max(1, mask_rows, ex_rows)
+    m2 = None if mask is None else mask.reshape(-1, n_items)
+    n_mask = np.full(rows, n_items) if m2 is None else np.broadcast_to(
+        m2.sum(axis=1), (rows,))
+    n_ex = np.zeros(rows, dtype=np.int64)
+    if ex_ids is not None and ex_off is not None:
+        for r in range(rows):
+            er = r if ex_per_user else 0
+            e = ex_ids[ex_off[er]:ex_off[er + 1]]
+            n_ex[r] = e.size if m2 is None else int(m2[r if m2.shape[0] > 1 else 0, e].sum())
+    check_eligible_counts(n_mask, n_ex, k, ex_ids is not None)
+
+
+def score_overflow(user: int, item: int) -> ValueError:
+    """The error for a kernel's non-finite score once bias and items are known finite:
+    the dot product overflowed float32."""
+    return ValueError(f"items: the score of item {item} for user row {user} overflows "
+                      "float32; expected embeddings whose dot products fit in float32")
+
+
+def short_row(row: int, k: int) -> ValueError:
+    """The error for a row that the kernel found short of k eligible items."""
+    return ValueError(f"mask: row {row} leaves fewer than k = {k} eligible items")
 
 # --- settings: numbers in a range, counts, seeds -----------------------------------------
 

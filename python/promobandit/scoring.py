@@ -36,18 +36,33 @@ never imported by this module unless a tensor is passed in.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
 from . import _backends
+from ._validation import (
+    check_eligible,
+    check_eligible_counts,
+    check_exclude_ids,
+    check_finite_array,
+    check_finite_topk,
+    check_temperature,
+    check_topk_bias,
+    check_topk_exclude,
+    check_topk_items,
+    check_topk_k,
+    check_topk_mask,
+    check_topk_out,
+    check_topk_threads,
+    check_topk_users,
+    nonfinite_error,
+    score_overflow,
+    short_row,
+)
 
 ITEM_DTYPES = ("float32", "float16", "bfloat16")
-# 5e-39 is the smallest temperature whose log2(e) / T is still a finite float32.
-_MIN_TEMPERATURE = 1.4426950408889634 / float(np.finfo(np.float32).max)
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -95,7 +110,8 @@ def from_bfloat16(bits: Any) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------
-# Argument forms (shared by every backend; messages match cpp/bindings/topk_bindings.cpp).
+# Arguments: torch CPU tensors read as NumPy, then the checks of _validation (their
+# messages match cpp/bindings/topk_bindings.cpp).
 
 
 def _is_tensor(x: Any) -> bool:
@@ -121,70 +137,8 @@ def _host(x: Any, field: str) -> Any:
     return t.numpy()
 
 
-def _array(obj: Any, field: str, dtypes: Sequence[str], ndims: Sequence[int], want: str,
-           shapes: Sequence[Sequence[int]]) -> np.ndarray:
-    """``obj`` as an ndarray of one of ``dtypes`` (never cast), C-contiguous, of a shape
-    in ``shapes`` (one per allowed ndim; entries < 0 are free)."""
-    if isinstance(obj, np.ndarray):
-        a = obj
-    else:
-        try:
-            a = np.asarray(obj)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{field}: expected {want}") from exc
-    if a.dtype.name not in dtypes or not a.dtype.isnative:
-        raise ValueError(f"{field}: expected {want}, got dtype {a.dtype}"
-                         f"{'' if a.dtype.isnative else ' (non-native byte order)'}")
-    ok = False
-    for nd, shape in zip(ndims, shapes, strict=True):
-        if a.ndim == nd and all(s < 0 or a.shape[i] == s for i, s in enumerate(shape)):
-            ok = True
-    if not ok:
-        raise ValueError(f"{field}: expected {want}, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{field}: expected a C-contiguous array (use numpy.ascontiguousarray)")
-    return a
-
-
-def _item_type(dtype_name: str) -> str:
-    return {"float32": "float32", "float16": "float16", "uint16": "bfloat16"}[dtype_name]
-
-
-def _check_k(k: Any, n_items: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k: expected an integer with 1 <= k <= {n_items} (the number of "
-                         f"items), got {k!r}")
-    if k < 1 or k > n_items:
-        raise ValueError(f"k: expected 1 <= k <= {n_items} (the number of items), got {int(k)}")
-    return int(k)
-
-
-def _check_temperature(temperature: Any) -> float:
-    try:
-        t = float(temperature)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"temperature: expected a finite number > 0 (at least 5e-39), got "
-                         f"{temperature!r}") from exc
-    if not (math.isfinite(t) and t > _MIN_TEMPERATURE):
-        raise ValueError(f"temperature: expected a finite number > 0 (at least 5e-39), got {t}")
-    return t
-
-
-def _check_threads(n_threads: Any) -> int:
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 0:
-        raise ValueError(f"n_threads: expected an integer >= 0 (0: all cores), got {n_threads!r}")
-    return int(n_threads)
-
-
-def _exclude_array(exclude: Any, n_users: int, single: bool) -> np.ndarray:
-    if isinstance(exclude, (list, tuple)) and len(exclude) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if single:
-        return _array(exclude, "exclude", ("int64",), (1,), "a 1-D int64 array of item ids",
-                      ((-1,),))
-    return _array(exclude, "exclude", ("int64",), (1, 2),
-                  f"a 1-D int64 array of item ids, or a 2-D one of shape ({n_users}, m) "
-                  "(-1 pads short rows)", ((-1,), (n_users, -1)))
+# The kernels' item type by dtype character (dtype.name costs a microsecond a call).
+_ITEM_TYPE = {"f": "float32", "e": "float16", "H": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -205,39 +159,20 @@ class _Request:
 
 def _request(items: Any, users: Any, k: Any, temperature: Any, mask: Any, exclude: Any,
              bias: Any, n_threads: Any) -> _Request:
-    e = _array(_host(items, "items"), "items", ("float32", "float16", "uint16"), (2,),
-               "a 2-D float32, float16 or bfloat16 (uint16 bits, see to_bfloat16) array of "
-               "shape (n, d)", ((-1, -1),))
+    e = check_topk_items(_host(items, "items"))
     n_items, d = e.shape
-    if n_items < 1 or d < 1:
-        raise ValueError(f"items: expected at least one item and one dimension, got shape "
-                         f"{e.shape}")
-    u = _array(_host(users, "users"), "users", ("float32",), (1, 2),
-               f"a float32 array of shape ({d},) or (B, {d}) (d = the item dimension)",
-               ((d,), (-1, d)))
+    u = check_topk_users(_host(users, "users"), d)
     single = u.ndim == 1
     u2 = u.reshape(1, d) if single else u
-    if u2.shape[0] < 1:
-        raise ValueError(f"users: expected at least one user, got shape {u.shape}")
     n_users = u2.shape[0]
-    kk = _check_k(k, n_items)
-    t = _check_temperature(temperature)
-    m = None
-    if mask is not None:
-        if single:
-            m = _array(_host(mask, "mask"), "mask", ("bool",), (1,),
-                       f"a 1-D bool array of shape ({n_items},)", ((n_items,),))
-        else:
-            m = _array(_host(mask, "mask"), "mask", ("bool",), (1, 2),
-                       f"a bool array of shape ({n_items},) or ({n_users}, {n_items})",
-                       ((n_items,), (n_users, n_items)))
-    ex = None if exclude is None else _exclude_array(_host(exclude, "exclude"), n_users, single)
-    b = None
-    if bias is not None:
-        b = _array(_host(bias, "bias"), "bias", ("float32",), (1,),
-                   f"a 1-D float32 array of shape ({n_items},)", ((n_items,),))
-    return _Request(e, _item_type(e.dtype.name), u2, single, kk, t, m, ex, b,
-                    _check_threads(n_threads))
+    kk = check_topk_k(k, n_items)
+    t = check_temperature(temperature)
+    m = None if mask is None else check_topk_mask(_host(mask, "mask"), n_items, n_users, single)
+    ex = None if exclude is None else check_topk_exclude(_host(exclude, "exclude"), n_users,
+                                                         single)
+    b = None if bias is None else check_topk_bias(_host(bias, "bias"), n_items)
+    return _Request(e, _ITEM_TYPE[e.dtype.char], u2, single, kk, t, m, ex, b,
+                    check_topk_threads(n_threads))
 
 
 def _out_arrays(out: TopK | None, r: _Request) -> tuple[np.ndarray, ...] | None:
@@ -254,31 +189,20 @@ def _out_arrays(out: TopK | None, r: _Request) -> tuple[np.ndarray, ...] | None:
                                ("probs_topk", "float64", shape2),
                                ("probs_full", "float64", shape2),
                                ("log_normalizer", "float64", shape1)):
-        a = _array(getattr(out, name), f"out.{name}", (dtype,), (len(shape),),
-                   f"a {dtype} array of shape {shape}", (shape,))
-        if not a.flags.writeable:
-            raise ValueError(f"out.{name}: expected a writeable array")
+        a = check_topk_out(getattr(out, name), f"out.{name}", dtype, shape)
         views.append(a.reshape((n_users, k) if name != "log_normalizer" else (n_users,)))
     return tuple(views)
 
 
 # ----------------------------------------------------------------------------------------
-# Value checks of the Numba path (the C++ binding makes the same ones in C++).
+# The Numba path (the C++ binding makes the same value checks in C++).
 
 
 def _exclusion_rows(ex: np.ndarray, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray,
                                                                           bool]:
     """Sorted unique CSR rows (ids, offsets, per_user) after range checks."""
+    check_exclude_ids(ex, n_items)
     two_d = ex.ndim == 2
-    flat = ex.reshape(-1)
-    bad = (flat < 0) | (flat >= n_items)
-    if two_d:
-        bad &= flat != -1
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        pad = " or -1 (padding)" if two_d else ""
-        raise ValueError(f"exclude: expected item ids in [0, {n_items}){pad}, got {int(flat[i])} "
-                         f"at flat index {i}")
     rows = ex if two_d else ex.reshape(1, -1)
     ids: list[np.ndarray] = []
     offsets = [0]
@@ -290,55 +214,16 @@ def _exclusion_rows(ex: np.ndarray, n_users: int, n_items: int) -> tuple[np.ndar
             np.asarray(offsets, dtype=np.int64), two_d)
 
 
-def _check_eligible(mask: np.ndarray | None, ex_ids: np.ndarray | None,
-                    ex_off: np.ndarray | None, ex_per_user: bool, n_users: int, n_items: int,
-                    k: int) -> None:
-    mask_rows = 0 if mask is None else (n_users if mask.ndim == 2 else 1)
-    ex_rows = 0 if ex_ids is None else (n_users if ex_per_user else 1)
-    rows = max(1, mask_rows, ex_rows)
-    m2 = None if mask is None else mask.reshape(-1, n_items)
-    n_mask = np.full(rows, n_items) if m2 is None else np.broadcast_to(
-        m2.sum(axis=1), (rows,))
-    n_ex = np.zeros(rows, dtype=np.int64)
-    if ex_ids is not None and ex_off is not None:
-        for r in range(rows):
-            er = r if ex_per_user else 0
-            e = ex_ids[ex_off[er]:ex_off[er + 1]]
-            n_ex[r] = e.size if m2 is None else int(m2[r if m2.shape[0] > 1 else 0, e].sum())
-    short = np.flatnonzero(n_mask - n_ex < k)
-    if short.size:
-        r = int(short[0])
-        field = "mask" if ex_ids is None or n_mask[r] < k else "exclude"
-        where = f"row {r} leaves " if rows > 1 else "leaves "
-        raise ValueError(f"{field}: {where}{int(n_mask[r] - n_ex[r])} eligible items, fewer "
-                         f"than k = {k}")
-
-
-def _first_nonfinite(a: np.ndarray, field: str) -> None:
-    """Raises the standard finiteness ValueError if ``a`` (uint16: bfloat16 bits) has inf/NaN."""
-    flat = a.reshape(-1)
-    if flat.dtype == np.uint16:  # bfloat16 bits: an all-ones exponent is inf or NaN
-        bad = (flat & 0x7F80) == 0x7F80
-        nan = bad & ((flat & 0x007F) != 0)
-    else:
-        bad = ~np.isfinite(flat)
-        nan = np.isnan(flat)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        what = "nan" if nan[i] else "inf"
-        raise ValueError(f"{field}: expected finite values, found {what} at flat index {i}")
-
-
 def _run_numba(r: _Request, outs: tuple[np.ndarray, ...]) -> None:
     from ._numba import topk as nbk
 
     n_users, n_items = r.users.shape[0], r.items.shape[0]
-    _first_nonfinite(r.users, "users")
+    check_finite_array(r.users, "users")
     ex_ids = ex_off = None
     ex_per_user = False
     if r.exclude is not None:
         ex_ids, ex_off, ex_per_user = _exclusion_rows(r.exclude, n_users, n_items)
-    _check_eligible(r.mask, ex_ids, ex_off, ex_per_user, n_users, n_items, r.k)
+    check_eligible(r.mask, ex_ids, ex_off, ex_per_user, n_users, n_items, r.k)
     kind = {"float32": nbk.F32, "float16": nbk.F16, "bfloat16": nbk.BF16}[r.item_type]
     items = r.items.view(np.uint16) if kind != nbk.F32 else r.items
     bad_user, bad_item, short = nbk.run(items, kind, r.users, r.k, r.temperature, r.mask,
@@ -346,12 +231,11 @@ def _run_numba(r: _Request, outs: tuple[np.ndarray, ...]) -> None:
                                         ex_per_user, r.bias, r.n_threads, *outs)
     if bad_user >= 0:
         if r.bias is not None:
-            _first_nonfinite(r.bias, "bias")
-        _first_nonfinite(r.items, "items")
-        raise ValueError(f"items: the score of item {bad_item} for user row {bad_user} overflows "
-                         "float32; expected embeddings whose dot products fit in float32")
+            check_finite_array(r.bias, "bias")
+        check_finite_topk(r.items, "items")
+        raise score_overflow(bad_user, bad_item)
     if short >= 0:
-        raise ValueError(f"mask: row {short} leaves fewer than k = {r.k} eligible items")
+        raise short_row(short, r.k)
 
 
 # ----------------------------------------------------------------------------------------
@@ -408,12 +292,12 @@ def _run_cuda(items: Any, users: Any, k: Any, temperature: Any, mask: Any, exclu
     single = u.dim() == 1
     u2 = u.reshape(1, d) if single else u
     n_users = u2.shape[0]
-    kk = _check_k(k, n_items)
+    kk = check_topk_k(k, n_items)
     if kk > mod.max_k:
         raise ValueError(f"k: the cuda backend selects at most {mod.max_k} items, got {kk}")
-    t = _check_temperature(temperature)
+    t = check_temperature(temperature)
     if not bool(torch.isfinite(u2).all()):
-        _first_nonfinite(u.cpu().numpy(), "users")
+        check_finite_array(u.cpu().numpy(), "users")
     m = None
     if mask is not None:
         m = _to_device(mask, "mask", torch.bool, dev)
@@ -432,11 +316,7 @@ def _run_cuda(items: Any, users: Any, k: Any, temperature: Any, mask: Any, exclu
         if two_d:
             bad &= ex != -1
         if bool(bad.any()):
-            flat = ex.reshape(-1).cpu().numpy()
-            i = int(np.flatnonzero(bad.reshape(-1).cpu().numpy())[0])
-            pad = " or -1 (padding)" if two_d else ""
-            raise ValueError(f"exclude: expected item ids in [0, {n_items}){pad}, got "
-                             f"{int(flat[i])} at flat index {i}")
+            check_exclude_ids(ex.cpu().numpy(), n_items)
         # Sorted unique rows padded with INT64_MAX, as the kernel's binary search wants.
         rows = ex.reshape(1, -1) if not two_d else ex
         rows = torch.where(rows < 0, torch.full_like(rows, _INT64_MAX), rows)
@@ -489,15 +369,13 @@ def _run_cuda(items: Any, users: Any, k: Any, temperature: Any, mask: Any, exclu
     if st[0] != none:
         user, item = divmod(int(st[0]), n_items)
         if b is not None and not bool(torch.isfinite(b).all()):
-            _first_nonfinite(b.cpu().numpy(), "bias")
-        if not bool(torch.isfinite(e).all()):
+            check_finite_array(b.cpu().numpy(), "bias")
+        if not bool(torch.isfinite(e).all()):  # found on the device: items may not fit the host
             bad_at = int(torch.nonzero(~torch.isfinite(e.reshape(-1)))[0, 0])
-            what = "nan" if bool(torch.isnan(e.reshape(-1)[bad_at])) else "inf"
-            raise ValueError(f"items: expected finite values, found {what} at flat index {bad_at}")
-        raise ValueError(f"items: the score of item {item} for user row {user} overflows "
-                         "float32; expected embeddings whose dot products fit in float32")
+            raise nonfinite_error("items", bool(torch.isnan(e.reshape(-1)[bad_at])), bad_at)
+        raise score_overflow(user, item)
     if st[1] != none:
-        raise ValueError(f"mask: row {int(st[1])} leaves fewer than k = {kk} eligible items")
+        raise short_row(int(st[1]), kk)
     if out is not None:
         return out
     ids, scores, pt, pf, ln = res
@@ -507,7 +385,8 @@ def _run_cuda(items: Any, users: Any, k: Any, temperature: Any, mask: Any, exclu
 
 
 def _check_eligible_torch(mask: Any, ex_rows: Any, n_users: int, n_items: int, k: int) -> None:
-    """_check_eligible on the device: ex_rows are sorted unique rows padded with INT64_MAX."""
+    """check_eligible with the counts made on the device: ex_rows are sorted unique rows
+    padded with INT64_MAX."""
     import torch
 
     mask_rows = 0 if mask is None else (n_users if mask.dim() == 2 else 1)
@@ -529,14 +408,8 @@ def _check_eligible_torch(mask: Any, ex_rows: Any, n_users: int, n_items: int, k
             src = m2.expand(rows, n_items) if m2.shape[0] == 1 else m2
             hit = torch.gather(src, 1, idx.expand(rows, -1)) & valid
             n_ex = hit.sum(dim=1)
-    left = (n_mask - n_ex).cpu().numpy()
-    short = np.flatnonzero(left < k)
-    if short.size:
-        r = int(short[0])
-        nm = int(n_mask.cpu().numpy()[r])
-        field = "mask" if ex_rows is None or nm < k else "exclude"
-        where = f"row {r} leaves " if rows > 1 else "leaves "
-        raise ValueError(f"{field}: {where}{int(left[r])} eligible items, fewer than k = {k}")
+    counts = torch.stack((n_mask, n_ex)).cpu().numpy()  # one copy to the host
+    check_eligible_counts(counts[0], counts[1], k, ex_rows is not None)
 
 
 # ----------------------------------------------------------------------------------------
