@@ -11,8 +11,8 @@ import argparse
 import dataclasses
 import json
 
-from .data import SyntheticConfig, synthetic_log
 from .compare import compare_recommenders
+from .data import SyntheticConfig, synthetic_log
 
 
 def main(argv: list[str] | None = None) -> int:
