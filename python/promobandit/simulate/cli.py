@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from .._extras import require, require_extra
+
 DEFAULT_OUT = "promobandit-report"
 
 
@@ -93,6 +95,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    require_extra("simulate", "promobandit simulate")  # before anything is written
     cfg = build_config(args)
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(logs)  # a log folder appends parts: old runs would mix in
     os.makedirs(logs, exist_ok=True)
 
-    from tqdm import tqdm
+    tqdm = require("tqdm", "simulate", "promobandit simulate").tqdm
 
     from .pipeline import simulate
     from .report import summarise, summary_text, verdict, write_report
