@@ -31,7 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "report": ("matplotlib",),
     "torch": ("torch", "tqdm"),
     "simulate": ("pandas", "scipy", "sklearn", "pyarrow", "matplotlib", "torch", "tqdm"),
-    "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow"),
+    "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pyarrow"),
 }
 
 
@@ -57,12 +57,19 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         raise MissingExtraError(_message(what, [top], extra)) from exc
 
 
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it; a stub left in sys.modules
+        return False
+
+
 def require_extra(extra: str, what: str) -> None:
     """MissingExtraError naming ``extra`` when any module it brings cannot be found; called
     before a command starts work, so that it fails before writing anything. Finds the
     modules without importing them (the command imports each where it is used)."""
     if extra not in EXTRAS:
         raise ValueError(f"extra: expected one of {sorted(EXTRAS)}, got {extra!r}")
-    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    missing = [m for m in EXTRAS[extra] if not _found(m)]
     if missing:
         raise MissingExtraError(_message(what, missing, extra))
