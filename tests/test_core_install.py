@@ -127,7 +127,7 @@ def test_simulate_without_the_extra_names_it(tmp_path: Path) -> None:
     proc = run_core(tmp_path, "-m", "promobandit", "simulate", "--quick", "--out",
                     str(tmp_path / "report"))
     line = one_error_line(proc, "simulate")
-    assert line.startswith("promobandit simulate: error: promobandit simulate needs ")
+    assert line.startswith("promobandit: error: promobandit simulate needs ")
     assert not (tmp_path / "report").exists()  # it failed before writing anything
 
 
@@ -202,3 +202,11 @@ def test_require_extra_passes_where_installed(extra: str) -> None:
     from promobandit._extras import require_extra
 
     require_extra(extra, "this test")  # the test environment installs every extra
+
+
+def test_simulate_names_a_bad_config_before_the_missing_extra(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("seed = \n")
+    proc = run_core(tmp_path, "-m", "promobandit", "simulate", "--config", "bad.toml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("promobandit simulate: --config: bad.toml is not "
+                                          "valid TOML"), proc.stderr

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promobandit {args.command}: {exc}", file=sys.stderr)
         return 2
     except MissingExtraError as exc:
-        print(f"promobandit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"promobandit: error: {exc}", file=sys.stderr)  # exc names the command
         return 2
 
 

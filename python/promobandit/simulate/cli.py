@@ -95,8 +95,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    cfg = build_config(args)  # settings first: a bad one is named with or without the extra
     require_extra("simulate", "promobandit simulate")  # before anything is written
-    cfg = build_config(args)
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out: {args.out!r} exists and is not a folder")
