@@ -1,19 +1,48 @@
 """Optional dependencies behind extras: one place that imports them and, when one is
 missing, raises an error naming the extra to install instead of a raw traceback.
 
-The extras (``pyproject.toml``): ``evaluate`` (pandas, scipy, scikit-learn, pyarrow),
-``simulate`` (the evaluate extra plus matplotlib), ``report`` (matplotlib), ``log``
-(pyarrow, for the engine's Parquet decision log), ``torch``, ``service``, and ``all``.
+The core (``pip install promobandit``) needs only NumPy and Numba: the policies, top-k
+scoring, offers, constraints, features and the engine without a decision log. The extras
+(``pyproject.toml`` lists their distributions; ``EXTRAS`` below the modules they bring):
+
+- ``log``: pyarrow, for the engine's Parquet decision log (``EngineConfig.log_dir``);
+- ``evaluate``: pandas, scipy, scikit-learn and pyarrow, for off-policy evaluation, A/B
+  analysis and the Open Bandit Dataset (``promobandit evaluate``, ``abtest``);
+- ``report``: matplotlib, for the simulation report's plots;
+- ``torch``: the two-tower recommender;
+- ``simulate``: ``evaluate``, ``report`` and ``torch`` (``promobandit simulate`` trains the
+  two-tower on the simulated history);
+- ``service``: FastAPI, uvicorn, orjson, prometheus-client and the ``log`` extra
+  (``promobandit serve``);
+- ``all``: every one of them.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
+
+# The modules (import names) each extra brings; tests/test_core_install.py checks them
+# against the distributions pyproject.toml lists.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "log": ("pyarrow",),
+    "evaluate": ("pandas", "scipy", "sklearn", "pyarrow"),
+    "report": ("matplotlib",),
+    "torch": ("torch", "tqdm"),
+    "simulate": ("pandas", "scipy", "sklearn", "pyarrow", "matplotlib", "torch", "tqdm"),
+    "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pyarrow"),
+}
 
 
 class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def _message(what: str, missing: list[str], extra: str) -> str:
+    names = " and ".join(missing) if len(missing) < 3 else ", ".join(missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return f'{what} needs {names}, which {verb} not installed: pip install "promobandit[{extra}]"'
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -25,6 +54,22 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         top = module.split(".")[0]
         if exc.name is not None and exc.name.split(".")[0] != top:
             raise  # the module is there but one of its own imports is broken: show that
-        raise MissingExtraError(
-            f"{what} needs {top}, which is not installed: "
-            f'pip install "promobandit[{extra}]"') from exc
+        raise MissingExtraError(_message(what, [top], extra)) from exc
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it; a stub left in sys.modules
+        return False
+
+
+def require_extra(extra: str, what: str) -> None:
+    """MissingExtraError naming ``extra`` when any module it brings cannot be found; called
+    before a command starts work, so that it fails before writing anything. Finds the
+    modules without importing them (the command imports each where it is used)."""
+    if extra not in EXTRAS:
+        raise ValueError(f"extra: expected one of {sorted(EXTRAS)}, got {extra!r}")
+    missing = [m for m in EXTRAS[extra] if not _found(m)]
+    if missing:
+        raise MissingExtraError(_message(what, missing, extra))

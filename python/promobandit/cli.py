@@ -2,7 +2,9 @@
 
 Each command lives with its layer and registers itself here: ``simulate``
 (promobandit.simulate.cli), ``evaluate`` and ``abtest`` (promobandit.evaluate.cli),
-``serve`` (promobandit.service.cli), ``datasets`` (promobandit.datasets.cli). Commands import their heavy dependencies only when run.
+``serve`` (promobandit.service.cli), ``datasets`` (promobandit.datasets.cli). Commands
+import their dependencies only when run; one that is missing (an extra not installed) is a
+one-line error naming the extra, with exit status 2, like a bad setting.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from ._extras import MissingExtraError
+from ._version import __version__
 
 # Modules with a ``register(subparsers)`` function, in the order of the help text.
 COMMAND_MODULES = (
@@ -23,6 +28,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promobandit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -39,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ValueError as exc:
         print(f"promobandit {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except MissingExtraError as exc:
+        print(f"promobandit: error: {exc}", file=sys.stderr)  # exc names the command
         return 2
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from .._validation import check_int, check_seed
 
 BEHAVIOR_POLICIES = ("random", "bts")
@@ -313,7 +314,7 @@ def read_obd_csv(log_csv: str | os.PathLike[str], item_context_csv: str | os.Pat
                  behavior_policy: str = "", campaign: str = "",
                  include_affinity: bool = False) -> OBDData:
     """Reads one log CSV and its item_context.csv in the OBD format (see the module doc)."""
-    import pandas as pd
+    pd = require("pandas", "evaluate", "the Open Bandit Dataset")
 
     log_csv, item_context_csv = Path(log_csv), Path(item_context_csv)
     for p in (log_csv, item_context_csv):
@@ -417,7 +418,8 @@ def bts_action_dist(alpha: Any, beta: Any, len_list: int = LEN_LIST, *,
         return counts / n_sim
     if method != "quadrature":
         raise ValueError(f"method: expected 'quadrature' or 'monte_carlo', got {method!r}")
-    from scipy.special import betainc, betaincinv
+    _special = require("scipy.special", "evaluate", "the Open Bandit Dataset")
+    betainc, betaincinv = _special.betainc, _special.betaincinv
 
     n_nodes = check_int("n_nodes", n_nodes, 2)
     u, wq = np.polynomial.legendre.leggauss(n_nodes)
@@ -486,13 +488,13 @@ def obd_reward_model(seed: int = 0) -> Any:
     """The reward model used for DM/DR on OBD: logistic regression of click on
     [user one-hot, position one-hot, item one-hot] (additive log-odds; clicks are too
     rare, ~0.4%, for per-item interactions), 5-fold cross-fitted."""
-    from sklearn.linear_model import LogisticRegression
+    linear_model = require("sklearn.linear_model", "evaluate", "the Open Bandit Dataset")
 
     from ..evaluate.reward_model import RewardModel
 
     # max_iter: lbfgs needs a few hundred iterations on ~100 sparse one-hot columns.
-    return RewardModel(LogisticRegression(max_iter=2000), n_folds=5, encoding="concat",
-                       sparse=True, seed=seed)
+    return RewardModel(linear_model.LogisticRegression(max_iter=2000), n_folds=5,
+                       encoding="concat", sparse=True, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,7 +510,7 @@ class OBDComparison:
     rows: list[dict[str, Any]]
 
     def to_frame(self) -> Any:
-        import pandas as pd
+        pd = require("pandas", "evaluate", "the Open Bandit Dataset")
 
         return pd.DataFrame(self.rows)
 

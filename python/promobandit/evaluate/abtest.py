@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from .._validation import check_int, check_range, check_seed
 
 # Tolerance on weights that must sum to one (float rounding of a handful of numbers).
@@ -119,7 +120,7 @@ def two_proportion_ztest(x_t: Any, n_t: Any, x_c: Any, n_c: Any) -> tuple[Any, A
     x_*: conversions, n_* users (arrays broadcast: many experiments at once).
     Returns (z, p_value).
     """
-    from scipy.special import ndtr
+    ndtr = require("scipy.special", "evaluate", "A/B test analysis").ndtr
 
     x_t, n_t, x_c, n_c = (np.asarray(v, dtype=np.float64) for v in (x_t, n_t, x_c, n_c))
     p = (x_t + x_c) / (n_t + n_c)
@@ -135,7 +136,7 @@ def welch_ttest(mean_t: Any, var_t: Any, n_t: Any, mean_c: Any, var_c: Any, n_c:
 
     Arrays broadcast. Returns (t, degrees of freedom, p_value).
     """
-    from scipy.special import stdtr
+    stdtr = require("scipy.special", "evaluate", "A/B test analysis").stdtr
 
     mean_t, var_t, n_t, mean_c, var_c, n_c = (np.asarray(v, dtype=np.float64) for v in
                                               (mean_t, var_t, n_t, mean_c, var_c, n_c))
@@ -207,7 +208,7 @@ class SequentialResult:
         return float(self.p_values[-1])
 
     def to_frame(self) -> Any:
-        import pandas as pd
+        pd = require("pandas", "evaluate", "A/B test analysis")
 
         return pd.DataFrame({"n_treatment": self.n_treatment, "n_control": self.n_control,
                              "diff": self.diff, "p_value": self.p_values,
@@ -321,7 +322,7 @@ class MetricResult:
 
     def to_frame(self) -> Any:
         """A one-row pandas DataFrame of every field."""
-        import pandas as pd
+        pd = require("pandas", "evaluate", "A/B test analysis")
 
         return pd.DataFrame([dataclasses.asdict(self)])
 
@@ -343,7 +344,7 @@ class SRMResult:
     mismatch: bool
 
     def to_frame(self) -> Any:
-        import pandas as pd
+        pd = require("pandas", "evaluate", "A/B test analysis")
 
         return pd.DataFrame({"variant": self.variants, "observed": self.observed,
                              "expected": self.expected}).assign(p_value=self.p_value,
@@ -361,7 +362,7 @@ class ExperimentReport:
 
     def to_frame(self) -> Any:
         """One row per (treatment, metric, raw/CUPED)."""
-        import pandas as pd
+        pd = require("pandas", "evaluate", "A/B test analysis")
 
         return pd.DataFrame([dataclasses.asdict(m) for m in self.metrics])
 
@@ -432,7 +433,8 @@ def compare(y_t: Any, y_c: Any, *, kind: str = "mean", metric: str = "metric",
         var_raw = float(y_all.var(ddof=1))
         vr = 1.0 - float(adj.var(ddof=1)) / var_raw if var_raw > 0 else 0.0
         yt, yc = adj[:yt.size], adj[yt.size:]
-    from scipy.special import ndtri, stdtrit
+    _special = require("scipy.special", "evaluate", "A/B test analysis")
+    ndtri, stdtrit = _special.ndtri, _special.stdtrit
 
     z = float(ndtri(0.5 + level / 2.0))
     nt, nc = yt.size, yc.size
@@ -500,7 +502,7 @@ def srm_test(observed: Mapping[str, int] | Sequence[int], weights: Sequence[floa
     alpha: significance level; 0.001 is customary because an SRM check runs on every
         experiment and a false alarm halts one.
     """
-    from scipy.stats import chi2
+    chi2 = require("scipy.stats", "evaluate", "A/B test analysis").chi2
 
     if isinstance(observed, Mapping):
         names = tuple(str(k) for k in observed)
@@ -535,14 +537,14 @@ class SampleSize:
         return self.n_control + self.n_treatment
 
     def to_frame(self) -> Any:
-        import pandas as pd
+        pd = require("pandas", "evaluate", "A/B test analysis")
 
         return pd.DataFrame([{"n_control": self.n_control, "n_treatment": self.n_treatment,
                               "total": self.total}])
 
 
 def _power_args(alpha: float, power: float, ratio: float) -> tuple[float, float, float]:
-    from scipy.special import ndtri
+    ndtri = require("scipy.special", "evaluate", "A/B test analysis").ndtri
 
     alpha = check_range("alpha", alpha, 0.0, 1.0, lo_open=True, hi_open=True)
     power = check_range("power", power, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -585,7 +587,7 @@ def power_proportions(n_control: int, baseline: float, mde: float, *, relative: 
                       alpha: float = 0.05, ratio: float = 1.0) -> float:
     """Power (fraction) of the two-sided z-test with n_control users in control and
     ratio * n_control in treatment (see sample_size_proportions)."""
-    from scipy.special import ndtr
+    ndtr = require("scipy.special", "evaluate", "A/B test analysis").ndtr
 
     n_control = check_int("n_control", n_control, 1)
     za, _, r = _power_args(alpha, 0.5, ratio)
@@ -614,7 +616,7 @@ def sample_size_means(sd: float, mde: float, *, alpha: float = 0.05, power: floa
 def power_means(n_control: int, sd: float, mde: float, *, alpha: float = 0.05,
                 ratio: float = 1.0) -> float:
     """Power (fraction) of the two-sided test of means (normal approximation)."""
-    from scipy.special import ndtr
+    ndtr = require("scipy.special", "evaluate", "A/B test analysis").ndtr
 
     n_control = check_int("n_control", n_control, 1)
     za, _, r = _power_args(alpha, 0.5, ratio)
@@ -629,7 +631,7 @@ EXPERIMENT_METRICS = {"converted": "proportion", "revenue": "mean", "profit": "m
 
 
 def _read_table(source: Any) -> Any:
-    import pandas as pd
+    pd = require("pandas", "evaluate", "A/B test analysis")
 
     if isinstance(source, pd.DataFrame):
         return source

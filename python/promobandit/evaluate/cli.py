@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._extras import require, require_extra
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev = sub.add_parser("evaluate", help="off-policy estimates of a policy's value on a "
@@ -81,6 +83,7 @@ def _missing(value: str) -> str | float:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    require_extra("evaluate", "promobandit evaluate")
     from .api import evaluate_log_file
 
     _check_out(args.out)
@@ -96,7 +99,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_abtest(args: argparse.Namespace) -> int:
-    import pandas as pd
+    require_extra("evaluate", "promobandit abtest")
+    pd = require("pandas", "evaluate", "promobandit abtest")
 
     from .abtest import analyse_experiment
 

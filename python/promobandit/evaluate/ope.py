@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from .._validation import check_int, check_range, check_seed
 from .log import PROB_ATOL, DecisionLog, as_decision_log
 from .reward_model import OPEWarning, RewardModel
@@ -200,7 +201,7 @@ class EvaluationReport:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame, one row per estimator plus a final 'logged' row."""
-        import pandas as pd
+        pd = require("pandas", "evaluate", "off-policy evaluation")
 
         rows = [dataclasses.asdict(e) for e in [*self.estimates.values(), self.logged]]
         return pd.DataFrame(rows).set_index("estimator")
@@ -224,7 +225,7 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
 
 def _z(level: float) -> float:
-    from scipy.special import ndtri
+    ndtri = require("scipy.special", "evaluate", "off-policy evaluation").ndtri
 
     return float(ndtri(0.5 + level / 2.0))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from .._validation import check_int, check_seed
 
 ENCODINGS = ("interactions", "concat")
@@ -30,7 +31,7 @@ class OPEWarning(UserWarning):
 def default_estimator() -> Any:
     """Ridge regression with alpha = 1 (light shrinkage; features are one-hot blocks
     and the log's own feature scale)."""
-    from sklearn.linear_model import Ridge
+    Ridge = require("sklearn.linear_model", "evaluate", "the reward model").Ridge
 
     return Ridge(alpha=1.0)
 
@@ -46,7 +47,7 @@ def design_matrix(contexts: np.ndarray | None, actions: np.ndarray, n_actions: i
         themselves (gradient boosting, forests) or additive effects; dense, or CSR
         when `sparse` (faster for linear models when K is large).
     """
-    from scipy import sparse as sp
+    sp = require("scipy.sparse", "evaluate", "the reward model")
 
     n = actions.shape[0]
     k = n_actions
@@ -107,7 +108,7 @@ class RewardModel:
 
     def _fit(self, estimator: Any, x: Any, y: np.ndarray, classifier: bool,
              sample_weight: np.ndarray | None) -> Any:
-        from sklearn.base import clone
+        clone = require("sklearn.base", "evaluate", "the reward model").clone
 
         if classifier and np.unique(y).size < 2:
             return float(y[0])  # one class in this fold: its rate is the prediction
@@ -148,8 +149,8 @@ class RewardModel:
         sample_weight: optional (n,) non-negative row weights for the fits (bootstrap
         counts); rows of weight 0 are left out of training but still predicted.
         """
-        from sklearn.base import is_classifier
-        from sklearn.exceptions import ConvergenceWarning
+        is_classifier = require("sklearn.base", "evaluate", "the reward model").is_classifier
+        exceptions = require("sklearn.exceptions", "evaluate", "the reward model")
 
         estimator = default_estimator() if self.estimator is None else self.estimator
         classifier = bool(is_classifier(estimator))
@@ -188,7 +189,7 @@ class RewardModel:
             if msg in seen:
                 continue
             seen.add(msg)
-            if issubclass(w.category, ConvergenceWarning):
+            if issubclass(w.category, exceptions.ConvergenceWarning):
                 warnings.warn(f"reward model did not converge ({msg.splitlines()[0]}); "
                               "DM/DR estimates may be off: raise max_iter or scale contexts",
                               OPEWarning, stacklevel=3)

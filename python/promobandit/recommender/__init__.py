@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require
 from .baselines import ALSConfig, ImplicitALS, PopularityRecommender
 from .compare import compare_recommenders
 from .data import (
@@ -38,6 +39,7 @@ _LAZY = {"TwoTowerConfig", "TwoTowerModel"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        require("torch", "torch", "the two-tower recommender")
         from . import two_tower
 
         return getattr(two_tower, name)

@@ -9,6 +9,8 @@ import logging
 import socket
 import sys
 
+from .._extras import require, require_extra
+
 # Exit status when the state on disk cannot be recovered without losing acknowledged data.
 EXIT_UNRECOVERABLE = 3
 
@@ -77,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(_describe(cfg))
         return 0
-    import uvicorn
+    # The checked configuration needs only the core; serving needs the service extra.
+    require_extra("service", "promobandit serve")
+    uvicorn = require("uvicorn", "service", "promobandit serve")
 
     from .app import create_app
     from .runtime import DecisionService

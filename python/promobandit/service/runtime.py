@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from .._extras import require
 from ..engine import Decision, Engine, FeedbackResult
 from ..offers import Basket, Catalogue, default_catalogue
 from ..policies import make_policy
@@ -315,7 +316,7 @@ class DecisionService:
         if self.engine.log is not None:
             # The decision log imports pyarrow on its first flush, which happens at a
             # snapshot, under the apply lock: import it now instead (~0.3 s).
-            import pyarrow.parquet  # noqa: F401
+            require("pyarrow.parquet", "service", "the service's decision log")
         try:
             scratch = build_engine(self.config, self.catalogue, None)
             x = None if self.n_features is None else np.zeros(self.n_features)

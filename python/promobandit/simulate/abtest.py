@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from ..evaluate.abtest import Assigner, ExperimentReport, analyse_experiment
 from .run import PolicySpec, Scenario, SplitRun, run_split
 
@@ -89,7 +90,7 @@ def per_user_outcomes(split: SplitRun, scenario: Scenario, assignment: np.ndarra
     """One row per shopper with an offer decision, in order of their first decision:
     user, variant, converted (0/1), revenue, profit (currency, summed over the run) and,
     when the scenario has a history, pre_metric (spend before the run, currency)."""
-    import pandas as pd
+    pd = require("pandas", "simulate", "the simulated A/B test")
 
     dec = scenario.decisions
     n_users = scenario.market.config.n_users

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from .._extras import require, require_extra
+
 DEFAULT_OUT = "promobandit-report"
 
 
@@ -93,7 +95,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
-    cfg = build_config(args)
+    cfg = build_config(args)  # settings first: a bad one is named with or without the extra
+    require_extra("simulate", "promobandit simulate")  # before anything is written
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out: {args.out!r} exists and is not a folder")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(logs)  # a log folder appends parts: old runs would mix in
     os.makedirs(logs, exist_ok=True)
 
-    from tqdm import tqdm
+    tqdm = require("tqdm", "simulate", "promobandit simulate").tqdm
 
     from .pipeline import simulate
     from .report import summarise, summary_text, verdict, write_report

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._extras import require
 from ..events import SECONDS_PER_DAY
 
 if TYPE_CHECKING:
@@ -331,7 +332,7 @@ def summarise(result: SimulationResult) -> Summary:
 
 def summarise_abtest(result: SimulationResult) -> ABSummary:
     """The A/B test's numbers (see ABSummary); needs result.abtest."""
-    from scipy.special import ndtri
+    ndtri = require("scipy.special", "simulate", "the simulation report").ndtri
 
     ab = result.abtest
     assert ab is not None
@@ -513,7 +514,7 @@ def _svg(fig: Any) -> str:
     # namespaces nobody reads.
     fig.savefig(buf, format="svg", bbox_inches="tight",
                 metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "report", "the simulation report's plots")
 
     plt.close(fig)
     text = buf.getvalue()
@@ -521,10 +522,10 @@ def _svg(fig: Any) -> str:
 
 
 def _figure(width: float = 7.5, height: float = 3.6) -> tuple[Any, Any]:
-    import matplotlib
+    matplotlib = require("matplotlib", "report", "the simulation report's plots")
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "report", "the simulation report's plots")
 
     plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "promobandit",
                          "font.size": 9, "axes.spines.top": False,
