@@ -355,7 +355,8 @@ class Engine:
         arm = int(arm)
         rec = PendingDecision(
             id=self._next_id(), user=uh, group=group, offer=arm, propensity=float(prop),
-            probs=probs, eligible=mask, context=None if x is None else np.array(x, dtype=np.float64),
+            probs=probs, eligible=mask,
+            context=None if x is None else np.array(x, dtype=np.float64),
             items=items, item_probs=item_probs, created=now, version=self.policy.version,
             lam=self.budget.lam if self.budget is not None else 0.0, max_cost=max_cost,
             expected_cost=expected_cost,
