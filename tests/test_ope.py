@@ -227,9 +227,9 @@ def test_target_policy_forms_agree() -> None:
 def test_fixed_and_stationary_targets_respect_eligibility() -> None:
     masks = np.array([[True, True, True], [True, False, True], [False, False, True]])
     ctx = np.empty((3, 0))
-    fo = FixedOffer(1, 3).action_probabilities(ctx, masks)
+    fo = FixedOffer(3, offer=1).action_probabilities(ctx, masks)
     np.testing.assert_array_equal(fo, [[0, 1, 0], [1, 0, 0], [0, 0, 1]])
-    np.testing.assert_array_equal(FixedOffer(1, 3, fallback=None).action_probabilities(
+    np.testing.assert_array_equal(FixedOffer(3, offer=1, fallback=None).action_probabilities(
         ctx, masks)[1], [0.5, 0, 0.5])
     sp = StationaryPolicy((0.5, 0.25, 0.25)).action_probabilities(ctx, masks)
     np.testing.assert_allclose(sp, [[0.5, 0.25, 0.25], [2 / 3, 0, 1 / 3], [0, 0, 1]])
@@ -237,12 +237,12 @@ def test_fixed_and_stationary_targets_respect_eligibility() -> None:
     with pytest.raises(ValueError, match="probabilities"):
         StationaryPolicy((0.5, 0.4))
     with pytest.raises(ValueError, match="offer"):
-        FixedOffer(3, 3)
+        FixedOffer(3, offer=3)
 
 
 def test_evaluate_policies_shares_fits_and_ranks_fixed_promotions() -> None:
     log = simulate_log(PROBLEM, LOGGING, 6000, seed=4)
-    targets = {f"fixed {j}": FixedOffer(j, K) for j in range(K)}
+    targets = {f"fixed {j}": FixedOffer(K, offer=j) for j in range(K)}
     reports = evaluate_policies(log, targets, ["dr"], n_bootstrap=100, seed=3)
     truths = [true_value(PROBLEM, t, 100_000) for t in targets.values()]
     ests = [reports[n]["dr"].value for n in targets]
@@ -324,7 +324,7 @@ def test_warns_when_the_target_uses_offers_never_logged() -> None:
     rs = np.random.default_rng(1)
     log = _log(rs.integers(0, 2, n), np.full(n, 0.5), rs.random(n), k=3)
     with pytest.warns(OPEWarning) as record:
-        rep = evaluate(log, FixedOffer(2, 3), ["ips"])
+        rep = evaluate(log, FixedOffer(3, offer=2), ["ips"])
     text = " | ".join(str(w.message) for w in record)
     assert "offers [2] that the log never shows" in text
     assert "mean importance weight" in text
@@ -372,13 +372,13 @@ def test_warns_on_few_events_and_on_estimates_mostly_clipped_or_switched() -> No
     rewards[np.flatnonzero(actions == 1)[:5]] = 10.0  # five purchases of offer 1 only
     log = _log(actions, np.full(n, 0.25), rewards, k=4)
     with pytest.warns(OPEWarning) as record:
-        rep = evaluate(log, FixedOffer(2, 4), ["ips"])
+        rep = evaluate(log, FixedOffer(4, offer=2), ["ips"])
     assert rep["ips"].value == 0.0 and rep["ips"].ci_high == 0.0  # the degenerate interval
     assert rep.diagnostics.n_informative == 0
     assert any("only 0 rows have a positive weight" in str(w.message) for w in record)
     live = _log(actions, np.full(n, 0.25), rs.random(n), k=4)
     with pytest.warns(OPEWarning) as record:  # weights are 4: every one is clipped / switched
-        rep = evaluate(live, FixedOffer(2, 4), ["clipped-ips", "switch-dr"],
+        rep = evaluate(live, FixedOffer(4, offer=2), ["clipped-ips", "switch-dr"],
                        reward_predictions=np.full((n, 4), 0.5), clip_weight=2.0,
                        switch_threshold=3.0)
     text = " | ".join(str(w.message) for w in record)
@@ -387,7 +387,7 @@ def test_warns_on_few_events_and_on_estimates_mostly_clipped_or_switched() -> No
     assert rep.diagnostics.clipped_share == 1.0 and rep.diagnostics.switched_share == 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # IPS alone on the same log: nothing to report
-        assert math.isnan(evaluate(live, FixedOffer(2, 4), ["ips"]).diagnostics.clipped_share)
+        assert math.isnan(evaluate(live, FixedOffer(4, offer=2), ["ips"]).diagnostics.clipped_share)
 
 
 def test_reward_model_convergence_trouble_is_an_ope_warning() -> None:

@@ -20,6 +20,11 @@ objective of what happened (e.g. a click but no purchase: no profit). Finalising
 updates the policy with the scaled reward, settles the budget and appends a row to
 the decision log (see promobandit.engine.decision_log for the columns).
 
+This module is the request path. The pending decisions and their codec live in
+``_pending``, the budget and coupon bookkeeping in ``accounting`` (``DiscountLedger``),
+the log's schema in ``decision_log``. What the engine needs to know about its policy it
+reads from ``policy.traits`` (promobandit.policies.traits).
+
 Money is in the catalogue's currency. Rewards are the objective's value divided by
 ``reward_scale`` for the policy, and unscaled everywhere else.
 """
@@ -30,7 +35,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -48,10 +52,11 @@ from ..constraints import (
     UserCaps,
     UserCapsConfig,
 )
-from ..events import SECONDS_PER_DAY
-from ..offers import Basket, Catalogue, Coupon
-from ..policies import BetaTS, Policy
-from .decision_log import DecisionLogWriter
+from ..offers import Basket, Catalogue
+from ..policies import Policy
+from ._pending import PendingDecision, PendingStore
+from .accounting import DiscountLedger
+from .decision_log import DecisionLogWriter, DecisionRow
 
 ENGINE_FORMAT = "promobandit.engine"
 ENGINE_FORMAT_VERSION = 1
@@ -65,8 +70,8 @@ class EngineConfig:
     objective: "profit" (paid - cost of goods; the default), "revenue" (paid) or
         "conversion" (1 for a purchase).
     reward_scale: currency units per unit of policy reward (profit and revenue are
-        divided by it; conversion is not). Beta TS needs rewards in [0, 1]: scaled
-        rewards are clipped to [0, 1] for it.
+        divided by it; conversion is not). Scaled rewards are clipped to the range the
+        policy accepts (``policy.traits.reward_range``: [0, 1] for Beta TS).
     feedback_wait_seconds: how long a decision waits for a purchase before it is
         finalised without one.
     default_reward: the objective value (unscaled) given to a decision that got no
@@ -76,9 +81,10 @@ class EngineConfig:
     caps, budget, fairness: the limits (see promobandit.constraints); fairness is
         off unless given.
     log_action_probs: "auto" logs each decision's full action distribution when the
-        policy has it in closed form (UCB, epsilon-greedy, softmax, LinUCB); "always"
-        also estimates it for Thompson sampling (costly: draws x K per decision);
-        "never" logs only the propensity.
+        policy has it in closed form (``policy.traits.propensity``: UCB,
+        epsilon-greedy, softmax, LinUCB, a fixed offer); "always" also estimates it for
+        Thompson sampling (costly: draws x K per decision); "never" logs only the
+        propensity.
     remember_finalised: finalised decisions remembered for duplicate and late
         feedback detection (memory bound).
     seed: decision ids are derived from it and a counter.
@@ -153,40 +159,6 @@ class FeedbackResult:
     reward: float | None = None
 
 
-class _Pending:
-    __slots__ = ("clicked", "clicked_item", "context", "cost_total", "coupon_cost", "created",
-                 "discount_cost", "eligible", "events", "expected_cost", "group", "id",
-                 "item_probs", "items", "lam", "list_total", "max_cost", "offer", "paid_total",
-                 "probs", "propensity", "user", "version")
-
-    def to_json(self) -> dict[str, Any]:
-        out = {}
-        for name in self.__slots__:
-            v = getattr(self, name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, set):
-                v = sorted(v)
-            out[name] = v
-        return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> _Pending:
-        p = cls()
-        for name in cls.__slots__:
-            v = d[name]
-            if name in ("context", "probs", "item_probs") and v is not None:
-                v = np.asarray(v, dtype=np.float64)
-            elif name == "items" and v is not None:
-                v = np.asarray(v, dtype=np.int64)
-            elif name == "eligible":
-                v = np.asarray(v, dtype=bool)
-            elif name == "events":
-                v = set(v)
-            setattr(p, name, v)
-        return p
-
-
 class Engine:
     """Per-request discount decisions with a bandit policy, inside limits, logged.
 
@@ -225,38 +197,20 @@ class Engine:
         self.caps = UserCaps(c.caps) if c.caps is not None else None
         self.budget = BudgetPacer(c.budget) if c.budget is not None else None
         self.fairness = FairnessGuard(c.fairness) if c.fairness is not None else None
-        k = len(catalogue)
-        self._is_coupon = np.array([isinstance(o, Coupon) for o in catalogue.offers])
-        # A coupon can be redeemed until it expires, after its decision is finalised: its
-        # worst-case cost stays reserved in the budget until then (decision id ->
-        # [expiry time, amount]), so a late redemption can never overrun the budget.
-        self._coupon_days = np.array([o.days if isinstance(o, Coupon) else 0.0
-                                      for o in catalogue.offers])
-        self._coupon_holds: OrderedDict[str, list[float]] = OrderedDict()
-        self._discounted = np.array([o.kind != "none" for o in catalogue.offers])
+        self.ledger = DiscountLedger(catalogue, self.budget, self.caps, c.conversion_prior)
         self._offer_ids = catalogue.ids
-        self._decided = np.zeros(k)  # decisions finalised per offer
-        self._bought = np.zeros(k)  # of which purchases
-        self._update_p_buy()
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._pending = PendingStore()
         self._finalised: OrderedDict[str, set[str]] = OrderedDict()
         self._counter = 0
         self._lock = threading.RLock()
         self._id_key = hashlib.blake2b(self.config.seed.to_bytes(8, "little"),
                                        digest_size=16).digest()
-        self._clip_unit = isinstance(policy, BetaTS)
-        closed_form = policy.name in ("UCB1", "UCBTuned", "EpsilonGreedy", "Softmax", "LinUCB")
+        self._traits = policy.traits
         self._log_probs = (c.log_action_probs == "always"
-                           or (c.log_action_probs == "auto" and closed_form))
+                           or (c.log_action_probs == "auto" and self._traits.closed_form))
         self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
                       "unknown": 0, "purchases": 0, "coupons_redeemed": 0,
                       "log_write_errors": 0}
-
-    def _update_p_buy(self) -> None:
-        """Posterior mean purchase probability of each offer (Beta prior), for the
-        expected discount cost the budget prices; refreshed when outcomes arrive."""
-        a, b = self.config.conversion_prior
-        self._p_buy = (self._bought + a) / (self._decided + a + b)
 
     # --- identities ---------------------------------------------------------------------
     def pseudonym(self, user: Any) -> str:
@@ -318,10 +272,10 @@ class Engine:
         masks = eligible.copy()
         if self.caps is not None:
             for i, uh in enumerate(uhs):
-                masks[i] &= self.caps.mask(uh, now, self._discounted, costs[i])
+                masks[i] &= self.caps.mask(uh, now, self.ledger.discounted, costs[i])
         if self.budget is not None:
             masks &= self.budget.mask(now, costs)
-        expected = self._p_buy[None, :] * costs
+        expected = self.ledger.expected_costs(costs)
         lt = list_totals[:, None]
         depth = np.divide(costs, lt, out=np.zeros_like(costs), where=lt > 0)
         bias = None
@@ -398,27 +352,18 @@ class Engine:
                 list_total: float, expected_cost: float, metric: float, cost_total: float,
                 items: np.ndarray | None, item_probs: np.ndarray | None,
                 now: float) -> Decision:
-        rec = _Pending()
-        rec.id = self._next_id()
-        rec.user, rec.group, rec.offer, rec.propensity = uh, group, int(arm), float(prop)
-        rec.context = None if x is None else np.array(x, dtype=np.float64)
-        rec.probs, rec.eligible = probs, mask
-        rec.items, rec.item_probs = items, item_probs
-        rec.created, rec.version = now, self.policy.version
-        rec.max_cost = max_cost
-        rec.expected_cost = expected_cost
-        rec.discount_cost = 0.0 if self._is_coupon[arm] else max_cost
-        rec.paid_total = paid_total
-        rec.list_total = list_total
-        rec.cost_total = cost_total
-        rec.lam = self.budget.lam if self.budget is not None else 0.0
-        rec.events, rec.clicked, rec.clicked_item = set(), False, None
-        rec.coupon_cost = None
-        self._pending[rec.id] = rec
-        if self.budget is not None:
-            self.budget.commit(now, rec.max_cost, rec.expected_cost)
-        if self.caps is not None:
-            self.caps.record_offer(uh, now, bool(self._discounted[arm]))
+        arm = int(arm)
+        rec = PendingDecision(
+            id=self._next_id(), user=uh, group=group, offer=arm, propensity=float(prop),
+            probs=probs, eligible=mask,
+            context=None if x is None else np.array(x, dtype=np.float64),
+            items=items, item_probs=item_probs, created=now, version=self.policy.version,
+            lam=self.budget.lam if self.budget is not None else 0.0, max_cost=max_cost,
+            expected_cost=expected_cost,
+            discount_cost=self.ledger.purchase_discount(arm, max_cost),
+            paid_total=paid_total, list_total=list_total, cost_total=cost_total)
+        self._pending.add(rec)
+        self.ledger.reserve(uh, arm, max_cost, expected_cost, now)
         if self.fairness is not None:
             self.fairness.record(group, metric)
         self.stats["decisions"] += 1
@@ -529,8 +474,8 @@ class Engine:
                     self.stats["duplicate"] += 1
                     return FeedbackResult("duplicate", decision_id)
                 seen.add(event_id)
-                if coupon_redeemed:
-                    self._book_coupon(decision_id, discount, now)
+                if coupon_redeemed and self.ledger.redeem_coupon(decision_id, discount, now):
+                    self.stats["coupons_redeemed"] += 1
                 self.stats["late"] += 1
                 return FeedbackResult("late", decision_id)
             if event_id in rec.events:
@@ -538,7 +483,7 @@ class Engine:
                 return FeedbackResult("duplicate", decision_id)
             rec.events.add(event_id)
             if coupon_redeemed:
-                self._book_coupon(decision_id, discount, now, rec)
+                self.ledger.redeem_coupon(decision_id, discount, now, rec)
             rec.clicked = rec.clicked or clicked or purchased
             if item is not None and (clicked or purchased):
                 rec.clicked_item = int(item)
@@ -550,31 +495,6 @@ class Engine:
                 reward = self._finalise(rec, now, purchased=False)
                 return FeedbackResult("finalised", decision_id, reward)
             return FeedbackResult("applied", decision_id)
-
-    def _book_coupon(self, decision_id: str, discount: float | None, now: float,
-                     rec: _Pending | None = None) -> None:
-        """A coupon of this decision was redeemed: its cost leaves the reservation and
-        becomes spend (and counts against the user's discount cap)."""
-        if rec is not None:  # still pending: settled with the decision
-            rec.coupon_cost = rec.max_cost if discount is None else discount
-            return
-        hold = self._coupon_holds.pop(decision_id, None)
-        amount = discount if discount is not None else (hold[1] if hold is not None else 0.0)
-        if self.budget is not None:
-            if hold is not None:
-                self.budget.settle(now, hold[1], 0.0, amount)
-            else:  # no reservation left (expired or redeemed before): book it as it is
-                self.budget.book(now, amount)
-        self.stats["coupons_redeemed"] += 1
-
-    def _release_coupons(self, now: float) -> None:
-        while self._coupon_holds:
-            did, (expires, amount) = next(iter(self._coupon_holds.items()))
-            if expires > now:
-                break
-            del self._coupon_holds[did]
-            if self.budget is not None:
-                self.budget.settle(now, amount, 0.0, 0.0)
 
     def pending_created_at(self, decision_id: str) -> float | None:
         """When a pending decision was made (unix seconds), or None if it is not pending."""
@@ -590,38 +510,22 @@ class Engine:
             return revenue
         return revenue - cogs
 
-    def _finalise(self, rec: _Pending, now: float, *, purchased: bool,
+    def _finalise(self, rec: PendingDecision, now: float, *, purchased: bool,
                   revenue: float | None = None, cost_of_goods: float | None = None,
                   discount: float | None = None, defaulted: bool = False) -> float:
-        del self._pending[rec.id]
+        self._pending.remove(rec)
         paid = rec.paid_total if revenue is None else revenue
         cogs = rec.cost_total if cost_of_goods is None else cost_of_goods
         disc = (rec.discount_cost if discount is None else discount) if purchased else 0.0
         value = self.config.default_reward if defaulted else self._objective(purchased, paid, cogs)
         scaled = value if self.config.objective == "conversion" else value / self.config.reward_scale
-        if self._clip_unit:
-            scaled = min(max(scaled, 0.0), 1.0)
+        scaled = self._traits.clip_reward(scaled)
         self.policy.update(rec.offer, scaled, rec.context)
         if self.recommender is not None:
             self.recommender.observe(rec.user, rec.items, rec.clicked_item)
-        self._decided[rec.offer] += 1
         if purchased:
-            self._bought[rec.offer] += 1
             self.stats["purchases"] += 1
-        self._update_p_buy()
-        coupon = bool(self._is_coupon[rec.offer])
-        if coupon and rec.coupon_cost is not None:  # redeemed while pending
-            disc = rec.coupon_cost
-            coupon = False
-        if self.budget is not None:
-            if coupon:  # keep the worst case reserved until the coupon expires
-                self.budget.settle(now, 0.0, rec.expected_cost, 0.0)
-                expires = rec.created + self._coupon_days[rec.offer] * SECONDS_PER_DAY
-                self._coupon_holds[rec.id] = [expires, rec.max_cost]
-            else:
-                self.budget.settle(now, rec.max_cost, rec.expected_cost, disc)
-        if self.caps is not None and disc > 0:
-            self.caps.record_cost(rec.user, now, disc)
+        disc = self.ledger.settle(rec, purchased, disc, now)
         self.stats["finalised"] += 1
         if defaulted:
             self.stats["defaulted"] += 1
@@ -630,23 +534,13 @@ class Engine:
             while len(self._finalised) > self.config.remember_finalised:
                 self._finalised.popitem(last=False)
         if self.log is not None:
-            self._log_row({
-                "decision_id": rec.id, "ts": rec.created, "user": rec.user, "group": rec.group,
-                "offer": rec.offer, "offer_id": self._offer_ids[rec.offer],
-                "propensity": rec.propensity,
-                "action_probs": None if rec.probs is None else rec.probs.tolist(),
-                "policy": self.policy.name, "policy_version": rec.version,
-                "context": None if rec.context is None else rec.context.tolist(),
-                "eligible": rec.eligible.tolist(),
-                "items": None if rec.items is None else rec.items.tolist(),
-                "item_probs": None if rec.item_probs is None else rec.item_probs.tolist(),
-                "reward": value, "clicked": rec.clicked, "purchased": purchased,
-                "revenue": paid if purchased else 0.0, "discount_cost": disc,
-                "defaulted": defaulted, "feedback_at": now, "shadow_price": rec.lam,
-            })
+            self._log_row(DecisionRow.finalised(
+                rec, offer_id=self._offer_ids[rec.offer], policy=self.policy.name, reward=value,
+                purchased=purchased, revenue=paid if purchased else 0.0, discount_cost=disc,
+                defaulted=defaulted, feedback_at=now))
         return value
 
-    def _log_row(self, row: dict[str, Any]) -> None:
+    def _log_row(self, row: DecisionRow) -> None:
         # A failed write must not leave a decision half-finalised: the row stays in the
         # log's buffer (written with the next flush) and the failure is counted.
         try:
@@ -655,12 +549,10 @@ class Engine:
             self.stats["log_write_errors"] += 1
 
     def _expire(self, now: float) -> int:
-        if self._coupon_holds:
-            self._release_coupons(now)
+        self.ledger.release_expired_coupons(now)
         wait = self.config.feedback_wait_seconds
         n = 0
-        while self._pending:
-            rec = next(iter(self._pending.values()))
+        while (rec := self._pending.oldest()) is not None:
             if rec.created + wait > now:
                 break
             self._finalise(rec, now, purchased=False, defaulted=not rec.events)
@@ -697,10 +589,8 @@ class Engine:
                                    "policy_version": self.policy.version,
                                    "pending": len(self._pending), **self.stats,
                                    "offer_purchase_rate": dict(zip(
-                                       self._offer_ids,
-                                       ((self._bought + self.config.conversion_prior[0])
-                                        / (self._decided + sum(self.config.conversion_prior))
-                                        ).tolist(), strict=True))}
+                                       self._offer_ids, self.ledger.purchase_rate.tolist(),
+                                       strict=True))}
             if self.budget is not None:
                 out["budget"] = self.budget.report(now)
             if self.fairness is not None:
@@ -708,60 +598,59 @@ class Engine:
             return out
 
     # --- state --------------------------------------------------------------------------
+    # The state is a JSON-able header and named arrays: the policy's arrays and the pending
+    # decisions column by column (promobandit.engine._pending). to_bytes stores the arrays
+    # in an .npz with the prefixes "policy_" and "p_".
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: policy, limits, pending decisions."""
+        """Everything needed to continue exactly: policy, limits, pending decisions (the
+        header of their columns, with the arrays under "arrays")."""
         with self._lock:
-            s = self.state_dict_without_pending()
-            s["pending"] = [r.to_json() for r in self._pending.values()]
-            return s
+            s = self._state_header()
+            meta, arrays = self._pending.to_columns(len(self.catalogue))
+        s["pending"] = {**meta, "arrays": arrays}
+        return s
 
-    def state_dict_without_pending(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "format": ENGINE_FORMAT,
-                "format_version": ENGINE_FORMAT_VERSION,
-                "policy": self.policy.state_dict(),
-                "counter": self._counter,
-                "decided": self._decided.tolist(),
-                "bought": self._bought.tolist(),
-                "finalised": [[k, sorted(v)] for k, v in self._finalised.items()],
-                "coupon_holds": [[k, *v] for k, v in self._coupon_holds.items()],
-                "budget": None if self.budget is None else self.budget.state_dict(),
-                "fairness": None if self.fairness is None else self.fairness.state_dict(),
-                "caps": None if self.caps is None else self.caps.state_dict(),
-                "stats": dict(self.stats),
-            }
+    def _state_header(self) -> dict[str, Any]:
+        """Everything but the pending decisions (call under the lock)."""
+        ledger = self.ledger.state_dict()
+        return {
+            "format": ENGINE_FORMAT,
+            "format_version": ENGINE_FORMAT_VERSION,
+            "policy": self.policy.state_dict(),
+            "counter": self._counter,
+            "decided": ledger["decided"],
+            "bought": ledger["bought"],
+            "finalised": [[k, sorted(v)] for k, v in self._finalised.items()],
+            "coupon_holds": ledger["coupon_holds"],
+            "budget": None if self.budget is None else self.budget.state_dict(),
+            "fairness": None if self.fairness is None else self.fairness.state_dict(),
+            "caps": None if self.caps is None else self.caps.state_dict(),
+            "stats": dict(self.stats),
+        }
 
-    def load_state_dict(self, state: dict[str, Any],
-                        pending: list[_Pending] | None = None) -> None:
-        """Restores a state_dict; checked before anything changes. (`pending`: decisions
-        already decoded, by load_bytes.)"""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a state_dict; checked before anything changes."""
         if not isinstance(state, dict) or state.get("format") != ENGINE_FORMAT:
             raise ValueError(f"state: expected a {ENGINE_FORMAT} state dict")
         if state.get("format_version") != ENGINE_FORMAT_VERSION:
             raise ValueError(f"format_version: this promobandit reads version "
                              f"{ENGINE_FORMAT_VERSION}, got {state.get('format_version')!r}")
-        k = len(self.catalogue)
-        if len(state["decided"]) != k or len(state["bought"]) != k:
-            raise ValueError(f"state: offer statistics for {len(state['decided'])} offers, the "
-                             f"catalogue has {k}")
+        self.ledger.check_state_dict(state)
         for name, obj in (("budget", self.budget), ("fairness", self.fairness),
                           ("caps", self.caps)):
             if (state[name] is None) != (obj is None):
                 raise ValueError(f"{name}: the saved engine and this one differ in whether "
                                  f"{name} is configured")
-        if pending is None:
-            pending = [_Pending.from_json(d) for d in state["pending"]]
+        try:
+            pending = PendingStore.from_columns(state["pending"], state["pending"]["arrays"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"pending: unreadable pending decisions ({exc!r})") from exc
         with self._lock:
             self.policy.load_state_dict(state["policy"])
             self._counter = int(state["counter"])
-            self._decided = np.asarray(state["decided"], dtype=float)
-            self._bought = np.asarray(state["bought"], dtype=float)
-            self._update_p_buy()
-            self._pending = OrderedDict((p.id, p) for p in pending)
+            self.ledger.load_state_dict(state)
+            self._pending = pending
             self._finalised = OrderedDict((k_, set(v)) for k_, v in state["finalised"])
-            self._coupon_holds = OrderedDict((str(h[0]), [float(h[1]), float(h[2])])
-                                             for h in state.get("coupon_holds", []))
             if self.budget is not None:
                 self.budget.load_state_dict(state["budget"])
             if self.fairness is not None:
@@ -770,97 +659,22 @@ class Engine:
                 self.caps.load_state_dict(state["caps"])
             self.stats = dict(state["stats"])
 
-    # Pending decisions are stored column by column in to_bytes: one JSON object per
-    # decision made snapshots of 50k pending decisions take over a second.
-    _PENDING_FLOATS = ("created", "propensity", "max_cost", "expected_cost", "discount_cost",
-                       "paid_total", "list_total", "cost_total", "lam")
-    _PENDING_INTS = ("offer", "version")
-
-    def _pending_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        recs = list(self._pending.values())
-        n, k = len(recs), len(self.catalogue)
-        meta: dict[str, Any] = {
-            "n": n, "id": [r.id for r in recs], "user": [r.user for r in recs],
-            "group": [r.group for r in recs], "events": [sorted(r.events) for r in recs]}
-        arrays: dict[str, np.ndarray] = {}
-        for name in self._PENDING_FLOATS:
-            arrays[f"p_{name}"] = np.array([getattr(r, name) for r in recs], dtype=np.float64)
-        for name in self._PENDING_INTS:
-            arrays[f"p_{name}"] = np.array([getattr(r, name) for r in recs], dtype=np.int64)
-        arrays["p_clicked"] = np.array([r.clicked for r in recs], dtype=bool)
-        arrays["p_clicked_item"] = np.array(
-            [-1 if r.clicked_item is None else r.clicked_item for r in recs], dtype=np.int64)
-        arrays["p_coupon_cost"] = np.array(
-            [np.nan if r.coupon_cost is None else r.coupon_cost for r in recs], dtype=np.float64)
-        arrays["p_eligible"] = (np.stack([r.eligible for r in recs]) if n
-                                else np.zeros((0, k), dtype=bool))
-        has_ctx = n > 0 and recs[0].context is not None
-        meta["has_context"] = has_ctx
-        if has_ctx:
-            arrays["p_context"] = np.stack([r.context for r in recs])
-        has_probs = np.array([r.probs is not None for r in recs], dtype=bool)
-        arrays["p_has_probs"] = has_probs
-        probs = np.zeros((n, k))
-        for i in np.flatnonzero(has_probs):
-            probs[i] = recs[i].probs
-        arrays["p_probs"] = probs
-        for name, dtype in (("items", np.int64), ("item_probs", np.float64)):
-            lens = np.array([-1 if getattr(r, name) is None else len(getattr(r, name))
-                             for r in recs], dtype=np.int64)
-            parts = [getattr(r, name) for r in recs if getattr(r, name) is not None]
-            arrays[f"p_{name}_len"] = lens
-            arrays[f"p_{name}"] = (np.concatenate(parts).astype(dtype) if parts
-                                   else np.zeros(0, dtype=dtype))
-        return meta, arrays
-
-    @classmethod
-    def _pending_from_columns(cls, meta: dict[str, Any],
-                              z: dict[str, np.ndarray]) -> list[_Pending]:
-        n = int(meta["n"])
-        cols = {name: z[f"p_{name}"].tolist() for name in (*cls._PENDING_FLOATS,
-                                                           *cls._PENDING_INTS)}
-        clicked = z["p_clicked"].tolist()
-        citem = z["p_clicked_item"].tolist()
-        ccost = z["p_coupon_cost"].tolist()
-        has_probs = z["p_has_probs"].tolist()
-        ragged = {}
-        for name in ("items", "item_probs"):
-            lens = z[f"p_{name}_len"]
-            flat = z[f"p_{name}"]
-            ends = np.cumsum(np.maximum(lens, 0))
-            starts = ends - np.maximum(lens, 0)
-            ragged[name] = [None if lens[i] < 0 else flat[starts[i]:ends[i]].copy()
-                            for i in range(n)]
-        out = []
-        for i in range(n):
-            r = _Pending()
-            r.id, r.user, r.group = meta["id"][i], meta["user"][i], meta["group"][i]
-            r.events = set(meta["events"][i])
-            for name, vals in cols.items():
-                setattr(r, name, vals[i])
-            r.clicked = clicked[i]
-            r.clicked_item = None if citem[i] < 0 else citem[i]
-            r.coupon_cost = None if math.isnan(ccost[i]) else ccost[i]
-            r.eligible = z["p_eligible"][i].copy()
-            r.context = z["p_context"][i].copy() if meta["has_context"] else None
-            r.probs = z["p_probs"][i].copy() if has_probs[i] else None
-            r.items, r.item_probs = ragged["items"][i], ragged["item_probs"][i]
-            out.append(r)
-        return out
-
     def capture_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """A consistent copy of the state (JSON-able header, arrays), taken under the lock;
         encode it with encode_state outside the lock, so serving waits only for the copy."""
         with self._lock:
-            s = self.state_dict_without_pending()
-            meta, arrays = self._pending_columns()
+            s = self._state_header()
+            meta, pending = self._pending.to_columns(len(self.catalogue))
         s["pending"] = meta
+        arrays = {f"p_{k}": v for k, v in pending.items()}
         policy_arrays = s["policy"].pop("arrays")
         arrays.update({f"policy_{k}": v for k, v in policy_arrays.items()})
         return s, arrays
 
     @staticmethod
     def encode_state(captured: tuple[dict[str, Any], dict[str, np.ndarray]]) -> bytes:
+        """The bytes of a captured state: the header's length (8 bytes, little-endian),
+        the header as JSON, then the arrays as an .npz (no pickle)."""
         header, arrays = captured
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -868,8 +682,7 @@ class Engine:
         return len(h).to_bytes(8, "little") + h + buf.getvalue()
 
     def to_bytes(self) -> bytes:
-        """The state as bytes: a JSON header and arrays in an .npz (no pickle): the policy's
-        arrays and the pending decisions column by column."""
+        """The state as bytes (see encode_state)."""
         return self.encode_state(self.capture_state())
 
     def load_bytes(self, data: bytes) -> None:
@@ -883,11 +696,10 @@ class Engine:
                 arrays = {k: z[k] for k in z.files}
             s["policy"]["arrays"] = {k[7:]: v for k, v in arrays.items()
                                      if k.startswith("policy_")}
-            pending = self._pending_from_columns(s["pending"], arrays)
+            s["pending"]["arrays"] = {k[2:]: v for k, v in arrays.items() if k.startswith("p_")}
         except (ValueError, OSError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state: unreadable engine state ({exc})") from exc
-        s["pending"] = []
-        self.load_state_dict(s, pending=pending)
+        self.load_state_dict(s)
 
 
 __all__ = ["Decision", "Engine", "EngineConfig", "FeedbackResult"]

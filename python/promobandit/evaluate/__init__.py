@@ -11,6 +11,7 @@ Nothing here imports torch or the CLI; scikit-learn is imported only to fit rewa
 
 from __future__ import annotations
 
+from ..policies import FixedOffer
 from .abtest import (
     Assigner,
     ExperimentReport,
@@ -44,7 +45,7 @@ from .ope import (
     evaluate_policies,
 )
 from .reward_model import RewardModel
-from .targets import FixedOffer, StationaryPolicy, uniform_policy
+from .targets import StationaryPolicy, uniform_policy
 
 __all__ = [
     "DEFAULT_ESTIMATORS",

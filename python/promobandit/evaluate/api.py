@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..policies import POLICIES, FixedOffer
 from .abtest import analyse_experiment
 from .log import read_decision_log
 from .ope import DEFAULT_ESTIMATORS, EvaluationReport, evaluate
-from .targets import FixedOffer, StationaryPolicy, TargetPolicy, uniform_policy
+from .targets import StationaryPolicy, TargetPolicy, uniform_policy
 
 __all__ = ["analyse_experiment", "evaluate_log_file", "load_target_policy"]
 
@@ -53,7 +54,9 @@ def load_target_policy(spec: str | Path | Mapping[str, Any], n_actions: int) -> 
     if kind == "fixed":
         if "offer" not in spec:
             raise ValueError("offer: a fixed policy needs the offer index")
-        return FixedOffer(int(spec["offer"]), n_actions, spec.get("fallback", 0))
+        fallback = spec.get("fallback", 0)
+        return FixedOffer(n_actions, offer=int(spec["offer"]),
+                          fallback=None if fallback is None else int(fallback))
     if kind == "uniform":
         return uniform_policy(n_actions)
     if kind == "stationary":
@@ -62,8 +65,6 @@ def load_target_policy(spec: str | Path | Mapping[str, Any], n_actions: int) -> 
             raise ValueError(f"probabilities: expected {n_actions} (one per offer), got "
                              f"{len(probs)}")
         return StationaryPolicy(probs)
-    from ..policies import POLICIES
-
     if kind not in POLICIES:
         raise ValueError(f"policy: unknown policy {kind!r}; expected 'fixed', 'uniform', "
                          f"'stationary' or one of {sorted(POLICIES)}")

@@ -1,7 +1,8 @@
 """The decision log: what the engine decided, with which probability, and what it earned.
 
-The engine writes one Parquet row per decision (the contract, see
-``DECISION_LOG_COLUMNS``). ``read_decision_log`` turns such a file, a pyarrow
+The engine writes one Parquet row per decision; the columns are defined once, in
+``promobandit.engine.decision_log`` (``COLUMNS``, ``schema()``), and this module reads
+them by those names (``READ_COLUMNS``). ``read_decision_log`` turns such a file, a pyarrow
 Table or a pandas DataFrame into a validated ``DecisionLog`` of dense NumPy
 arrays; ``DecisionLog.from_arrays`` does the same for arrays a caller already
 holds (simulations, other log formats such as the Open Bandit Dataset).
@@ -20,24 +21,17 @@ from typing import Any
 
 import numpy as np
 
-# The Parquet contract: column -> (Arrow type, whether the evaluation needs it).
-DECISION_LOG_COLUMNS: dict[str, str] = {
-    "decision_id": "string",
-    "ts": "float64 (unix seconds)",
-    "user": "string (keyed hash)",
-    "group": "string",
-    "offer": "int64 (action index, 0..K-1)",
-    "offer_id": "string",
-    "propensity": "float64 (logging probability of the logged offer, in (0, 1])",
-    "action_probs": "list<float64> of length K, or null when unknown",
-    "policy": "string",
-    "policy_version": "int64",
-    "context": "list<float64> (features)",
-    "eligible": "list<bool> of length K",
-    "reward": "float64 (currency units; null while no feedback)",
-}
+from ..engine.decision_log import COLUMN_NAMES
+
 # Columns read into DecisionLog.extra when present (identifiers and metadata).
 METADATA_COLUMNS = ("decision_id", "ts", "user", "group", "offer_id", "policy", "policy_version")
+# The decision-log columns evaluation reads, in the schema's order: the logged offer, its
+# propensity and reward, what the logging policy saw, and the metadata. The outcome
+# details (clicked, revenue, ...) and the recommended items are not needed.
+READ_COLUMNS: tuple[str, ...] = tuple(
+    c for c in COLUMN_NAMES
+    if c in ("offer", "propensity", "reward", "context", "action_probs", "eligible",
+             *METADATA_COLUMNS))
 
 # Tolerance on probabilities that must sum to one or agree with each other: float64
 # rounding of K probabilities written by another process stays far below it.
@@ -294,8 +288,9 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
 
     source: a Parquet file or a folder of Parquet parts (the engine's
         ``part-NNNNN.parquet``; str or Path), a pyarrow Table, a pandas DataFrame
-        in the decision-log schema (``DECISION_LOG_COLUMNS``; outcome columns
-        such as clicked or revenue are ignored), or a mapping of column -> array.
+        in the decision-log schema (promobandit.engine.decision_log; only
+        ``READ_COLUMNS`` are read, outcome columns such as clicked or revenue are
+        ignored), or a mapping of column -> array.
     n_actions: K; by default the length of the action_probs / eligible lists, else
         max(offer) + 1 (a log in which the last offers were never chosen would
         then undercount K: pass it).
@@ -322,8 +317,7 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
         parts = []
         for f in files:
             names = pq.read_schema(f).names
-            parts.append(pq.read_table(f, columns=[c for c in DECISION_LOG_COLUMNS
-                                                   if c in names]))
+            parts.append(pq.read_table(f, columns=[c for c in READ_COLUMNS if c in names]))
         try:
             table = pa.concat_tables(parts, promote_options="default")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

@@ -5,9 +5,10 @@ probabilities: row i is the distribution over the K offers the policy would
 have used for request i, summing to one over the eligible offers. Anything of
 these forms is accepted by ``evaluate``:
 
-- an object with ``action_probabilities(contexts, masks) -> (n, K)`` (every
-  promobandit policy, once the core adds the method; the fixed promotions
-  below);
+- a promobandit policy (its ``action_probabilities``), e.g. the fixed promotion
+  ``promobandit.policies.FixedOffer`` (also importable from promobandit.evaluate);
+- an object with ``action_probabilities(contexts, masks) -> (n, K)`` (the
+  stationary distributions below);
 - a function ``f(contexts, masks) -> (n, K)``;
 - an (n, K) array, precomputed.
 
@@ -24,46 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..policies import Policy
 from .log import PROB_ATOL
-
-
-def _eligible_or_all(masks: np.ndarray | None, n: int, k: int) -> np.ndarray:
-    return np.ones((n, k), dtype=bool) if masks is None else np.asarray(masks, dtype=bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class FixedOffer:
-    """A fixed promotion: always offer `offer`; where it is not eligible, offer `fallback`
-    (None: spread uniformly over the eligible offers).
-
-    n_actions: K, the number of offers.
-    """
-
-    offer: int
-    n_actions: int
-    fallback: int | None = 0
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.offer < self.n_actions):
-            raise ValueError(f"offer: expected an index in [0, {self.n_actions}), got {self.offer}")
-        if self.fallback is not None and not (0 <= self.fallback < self.n_actions):
-            raise ValueError(f"fallback: expected an index in [0, {self.n_actions}) or None, "
-                             f"got {self.fallback}")
-
-    def action_probabilities(self, contexts: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
-        n = contexts.shape[0]
-        el = _eligible_or_all(masks, n, self.n_actions)
-        out = np.zeros((n, self.n_actions))
-        ok = el[:, self.offer]
-        out[ok, self.offer] = 1.0
-        rest = ~ok
-        if self.fallback is not None:
-            to_fallback = rest & el[:, self.fallback]
-            out[to_fallback, self.fallback] = 1.0
-            rest &= ~to_fallback
-        if rest.any():
-            out[rest] = el[rest] / el[rest].sum(axis=1, keepdims=True)
-        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +86,6 @@ def target_function(policy: TargetPolicy, n: int, k: int
         return lambda contexts, masks, rows: arr[rows]
     method = getattr(policy, "action_probabilities", None)
     if callable(method):
-        from ..policies.base import Policy
-
         if isinstance(policy, Policy):
             # promobandit policies take n for non-contextual batches and no context there.
             contextual = policy.contextual
@@ -140,8 +101,7 @@ def target_function(policy: TargetPolicy, n: int, k: int
         return lambda contexts, masks, rows: policy(contexts, masks)
     raise ValueError(f"policy: expected an object with action_probabilities(contexts, masks), a "
                      f"function (contexts, masks) -> (n, K) or an (n, K) array; got "
-                     f"{type(policy).__name__} (promobandit policies gain action_probabilities "
-                     "in the core; until then wrap them in a function)")
+                     f"{type(policy).__name__}")
 
 
 def check_target_chunk(probs: Any, m: int, k: int, masks: np.ndarray | None,

@@ -1,13 +1,21 @@
-"""Bandit policies: arrays in, arrays out, on the C++ or Numba backend."""
+"""Bandit policies: arrays in, arrays out, on the C++ or Numba backend.
+
+Every policy class declares its ``traits`` (``PolicyTraits``: deterministic or not,
+closed-form or estimated action probabilities, the rewards it accepts, contextual or
+not). ``POLICIES`` and ``make_policy`` hold the learners; ``FixedOffer`` is the fixed
+promotion they are compared with (in the simulator and as an off-policy target).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .base import Policy, PolicyConfig, ThompsonConfig
+from .fixed import FixedOffer, FixedOfferConfig
 from .greedy import EpsilonGreedy, EpsilonGreedyConfig, Softmax, SoftmaxConfig
 from .linear import LinearConfig, LinearPolicy, LinTS, LinTSConfig, LinUCB, LinUCBConfig
 from .thompson import BetaTS, BetaTSConfig, GaussianTS, GaussianTSConfig
+from .traits import PolicyTraits
 from .ucb import UCB1, UCBConfig, UCBTuned
 
 POLICIES: dict[str, type[Policy]] = {
@@ -36,6 +44,8 @@ __all__ = [
     "BetaTSConfig",
     "EpsilonGreedy",
     "EpsilonGreedyConfig",
+    "FixedOffer",
+    "FixedOfferConfig",
     "GaussianTS",
     "GaussianTSConfig",
     "LinTS",
@@ -46,6 +56,7 @@ __all__ = [
     "LinearPolicy",
     "Policy",
     "PolicyConfig",
+    "PolicyTraits",
     "Softmax",
     "SoftmaxConfig",
     "ThompsonConfig",

@@ -30,6 +30,7 @@ from .. import _backends
 from .._validation import check_int as check_int
 from .._validation import check_range as check_range
 from .._validation import check_seed as check_seed
+from .traits import PolicyTraits
 
 FORMAT = "promobandit.policy"
 FORMAT_VERSION = 1
@@ -111,11 +112,28 @@ class Policy(ABC):
     """
 
     name: ClassVar[str]
+    # Declared by every concrete policy class; read by callers instead of tests of the
+    # class or its name (see promobandit.policies.traits).
+    traits: ClassVar[PolicyTraits]
+    # Set from traits.contextual (kept as a class attribute: make_policy and the configs
+    # read it from the class).
     contextual: ClassVar[bool] = False
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        traits = cls.__dict__.get("traits")
+        if traits is not None:
+            if not isinstance(traits, PolicyTraits):
+                raise TypeError(f"{cls.__name__}.traits: expected a PolicyTraits, got "
+                                f"{type(traits).__name__}")
+            cls.contextual = traits.contextual
+
     def __init__(self, n_arms: int, config: PolicyConfig | None = None, *, seed: int = 0,
                  backend: str = "auto", **kwargs: Any) -> None:
+        if not isinstance(getattr(type(self), "traits", None), PolicyTraits):
+            raise TypeError(f"{type(self).__name__}: a policy class must declare "
+                            "traits = PolicyTraits(...)")
         if config is None:
             config = self.config_class(**kwargs)
         elif kwargs:
@@ -260,11 +278,12 @@ class Policy(ABC):
                              n_threads: int = 1, biases: Any = None) -> np.ndarray:
         """The policy's probability of choosing each arm, (n, K), for off-policy evaluation.
 
-        Rows sum to 1 over the eligible arms (0 elsewhere). Exact for UCB (one-hot),
-        epsilon-greedy and softmax, and LinUCB (one-hot); estimated for Thompson
-        sampling from `draws` posterior draws (default: the config's
-        propensity_draws), as (wins + 1) / (draws + K_eligible). For non-contextual
-        Thompson sampling this is the very estimate its propensities use.
+        Rows sum to 1 over the eligible arms (0 elsewhere). Exact where
+        ``traits.propensity`` is "closed_form" (UCB and LinUCB one-hot, epsilon-greedy,
+        softmax, a fixed offer); estimated for Thompson sampling from `draws` posterior
+        draws (default: the config's propensity_draws), as (wins + 1) / (draws +
+        K_eligible). For non-contextual Thompson sampling this is the very estimate its
+        propensities use.
         contexts: (n, d) float64 (contextual policies); masks: optional (n, K) bool;
         n: rows, for non-contextual policies without masks; biases: optional (n, K)
         score adjustments as in select. Changes no state.

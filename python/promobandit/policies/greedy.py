@@ -6,6 +6,7 @@ import dataclasses
 
 from ._multiarmed import MultiArmedPolicy
 from .base import PolicyConfig, check_range
+from .traits import PolicyTraits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SoftmaxConfig(PolicyConfig):
 class EpsilonGreedy(MultiArmedPolicy):
     """Epsilon-greedy; propensity eps / K_eligible (+ 1 - eps for the greedy arm)."""
 
+    traits = PolicyTraits(deterministic=False, propensity="closed_form")
     name = "EpsilonGreedy"
     config_class = EpsilonGreedyConfig
     _kind = 4
@@ -55,6 +57,7 @@ class Softmax(MultiArmedPolicy):
     """Boltzmann exploration: the weights are the arms' mean rewards learnt from
     updates, and the arm is drawn from their softmax; the propensity is exact."""
 
+    traits = PolicyTraits(deterministic=False, propensity="closed_form")
     name = "Softmax"
     config_class = SoftmaxConfig
     _kind = 5

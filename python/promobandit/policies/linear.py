@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .base import Policy, PolicyConfig, check_int, check_range, new_counters
+from .traits import PolicyTraits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,6 @@ class LinTSConfig(LinearConfig):
 class LinearPolicy(Policy):
     """Base of the disjoint linear policies. Extra argument: n_features (d)."""
 
-    contextual = True
     _kind: ClassVar[int]
     config: LinearConfig
 
@@ -147,6 +147,7 @@ class LinearPolicy(Policy):
 class LinUCB(LinearPolicy):
     """LinUCB with disjoint models (Li et al., 2010). Settings: LinUCBConfig."""
 
+    traits = PolicyTraits(deterministic=True, propensity="closed_form", contextual=True)
     name = "LinUCB"
     config_class = LinUCBConfig
     _kind = 0
@@ -162,6 +163,7 @@ class LinTS(LinearPolicy):
     O(K d) normal draws. Settings: LinTSConfig.
     """
 
+    traits = PolicyTraits(deterministic=False, propensity="estimated", contextual=True)
     name = "LinTS"
     config_class = LinTSConfig
     _kind = 1

@@ -6,6 +6,7 @@ import dataclasses
 
 from ._multiarmed import MultiArmedPolicy
 from .base import ThompsonConfig, check_range
+from .traits import PolicyTraits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class BetaTS(MultiArmedPolicy):
     """Beta-Bernoulli Thompson sampling for binary (or [0, 1]) rewards such as clicks
     and conversions. Settings: BetaTSConfig."""
 
+    traits = PolicyTraits(deterministic=False, propensity="estimated", reward_range=(0.0, 1.0))
     name = "BetaTS"
     config_class = BetaTSConfig
     _kind = 0
@@ -66,6 +68,7 @@ class GaussianTS(MultiArmedPolicy):
     """Normal-Inverse-Gamma Thompson sampling for continuous rewards (revenue, profit).
     Settings: GaussianTSConfig."""
 
+    traits = PolicyTraits(deterministic=False, propensity="estimated")
     name = "GaussianTS"
     config_class = GaussianTSConfig
     _kind = 1

@@ -6,6 +6,7 @@ import dataclasses
 
 from ._multiarmed import MultiArmedPolicy
 from .base import PolicyConfig, check_range
+from .traits import PolicyTraits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,7 @@ class UCBConfig(PolicyConfig):
 class UCB1(MultiArmedPolicy):
     """UCB1: mean + c * sqrt(2 ln N / n_a), N the total count over active arms."""
 
+    traits = PolicyTraits(deterministic=True, propensity="closed_form")
     name = "UCB1"
     config_class = UCBConfig
     _kind = 2
@@ -40,6 +42,7 @@ class UCBTuned(MultiArmedPolicy):
     """UCB-tuned: mean + c * sqrt(ln N / n_a * min(1/4, V_a)), with
     V_a = variance_a + sqrt(2 ln N / n_a)."""
 
+    traits = PolicyTraits(deterministic=True, propensity="closed_form")
     name = "UCBTuned"
     config_class = UCBConfig
     _kind = 3

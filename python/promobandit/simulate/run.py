@@ -39,9 +39,8 @@ from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from ..engine import Engine, EngineConfig
 from ..events import SECONDS_PER_DAY
 from ..offers import Basket, Catalogue
-from ..policies import make_policy
+from ..policies import FixedOffer, make_policy
 from . import _kernels as K
-from .baselines import FixedOffer
 from .context import ContextBuilder
 from .market import RUN_START, Holdings, Market
 
