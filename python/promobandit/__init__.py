@@ -11,7 +11,8 @@ The product in one import::
 - limits: ``BudgetConfig``, ``FairnessConfig``, ``UserCapsConfig``;
 - behaviour features: ``FeatureStore``, ``FeatureConfig``;
 - every policy (``BetaTS``, ``GaussianTS``, ``UCB1``, ``UCBTuned``, ``EpsilonGreedy``,
-  ``Softmax``, ``LinUCB``, ``LinTS``), ``Policy``, ``POLICIES`` and ``make_policy``;
+  ``Softmax``, ``LinUCB``, ``LinTS``), ``Policy``, ``PolicyTraits``, ``POLICIES``,
+  ``make_policy`` and ``FixedOffer`` (the fixed promotion they are compared with);
 - top-k softmax scoring: ``topk_softmax``, ``TopK``;
 - ``rng``, ``available_backends()``, ``__version__``.
 
@@ -35,10 +36,12 @@ from .policies import (
     UCB1,
     BetaTS,
     EpsilonGreedy,
+    FixedOffer,
     GaussianTS,
     LinTS,
     LinUCB,
     Policy,
+    PolicyTraits,
     Softmax,
     UCBTuned,
     make_policy,
@@ -101,6 +104,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureStore",
     "FeedbackResult",
+    "FixedOffer",
     "GaussianTS",
     "LinTS",
     "LinUCB",
@@ -108,6 +112,7 @@ __all__ = [
     "Offer",
     "PercentOff",
     "Policy",
+    "PolicyTraits",
     "Softmax",
     "SpendThreshold",
     "TimeLimitedPercentOff",
