@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import _codes
 from ._multiarmed import MultiArmedPolicy
 from .base import PolicyConfig, check_range
 
@@ -44,7 +45,7 @@ class EpsilonGreedy(MultiArmedPolicy):
 
     name = "EpsilonGreedy"
     config_class = EpsilonGreedyConfig
-    _kind = 4
+    _kind = _codes.EPSILON_GREEDY
     config: EpsilonGreedyConfig
 
     def _hyper(self) -> list[float]:
@@ -57,7 +58,7 @@ class Softmax(MultiArmedPolicy):
 
     name = "Softmax"
     config_class = SoftmaxConfig
-    _kind = 5
+    _kind = _codes.SOFTMAX
     config: SoftmaxConfig
 
     def _hyper(self) -> list[float]:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _codes
 from .base import Policy, PolicyConfig, check_int, check_range, new_counters
 
 
@@ -149,7 +150,7 @@ class LinUCB(LinearPolicy):
 
     name = "LinUCB"
     config_class = LinUCBConfig
-    _kind = 0
+    _kind = _codes.LIN_UCB
     config: LinUCBConfig
     _exploration_field = "alpha"
 
@@ -164,7 +165,7 @@ class LinTS(LinearPolicy):
 
     name = "LinTS"
     config_class = LinTSConfig
-    _kind = 1
+    _kind = _codes.LIN_TS
     config: LinTSConfig
     _exploration_field = "v"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import _codes
 from ._multiarmed import MultiArmedPolicy
 from .base import ThompsonConfig, check_range
 
@@ -55,7 +56,7 @@ class BetaTS(MultiArmedPolicy):
 
     name = "BetaTS"
     config_class = BetaTSConfig
-    _kind = 0
+    _kind = _codes.BETA_TS
     config: BetaTSConfig
 
     def _hyper(self) -> list[float]:
@@ -68,7 +69,7 @@ class GaussianTS(MultiArmedPolicy):
 
     name = "GaussianTS"
     config_class = GaussianTSConfig
-    _kind = 1
+    _kind = _codes.GAUSSIAN_TS
     config: GaussianTSConfig
 
     def _hyper(self) -> list[float]:
