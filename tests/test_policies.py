@@ -441,6 +441,39 @@ def test_action_probabilities_parity_and_shape(name: str) -> None:
     np.testing.assert_array_equal(out[0], out[1])
 
 
+MULTIARMED = [n for n in POLICIES if not POLICIES[n].contextual]
+
+
+@pytest.mark.parametrize("name", MULTIARMED)
+def test_action_probabilities_mask_cache_changes_no_number(name: str) -> None:
+    """Rows with equal masks share one computed distribution (the kernels' mask
+    cache): the batch equals the rows one at a time, bit for bit, on both backends."""
+    out = []
+    for b in ("cpp", "numba"):
+        p = make(name, b)
+        script(name, p, 200)  # adds an arm and removes arm 1 on the way
+        k = p.n_arms
+        rs = np.random.default_rng(8)
+        distinct = rs.random((4, k)) < 0.6
+        distinct[:, 2] = True
+        m = distinct[rs.integers(0, 4, 30)]  # 30 rows, 4 distinct masks
+        bias = 0.05 * rs.normal(size=(30, k))
+        batch = p.action_probabilities(masks=m, draws=64)
+        rows = np.concatenate([p.action_probabilities(masks=m[i:i + 1], draws=64)
+                               for i in range(30)])
+        np.testing.assert_array_equal(batch, rows)
+        none = p.action_probabilities(n=5, draws=64)
+        np.testing.assert_array_equal(none, np.repeat(none[:1], 5, axis=0))
+        biased = p.action_probabilities(masks=m, draws=64, biases=bias)
+        biased_rows = np.concatenate([
+            p.action_probabilities(masks=m[i:i + 1], draws=64, biases=bias[i:i + 1])
+            for i in range(30)])
+        np.testing.assert_array_equal(biased, biased_rows)
+        out.append((batch, none, biased))
+    for got, want in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("name", ["EpsilonGreedy", "Softmax", "UCB1", "UCBTuned"])
 def test_exact_action_probabilities_match_reference(name: str, backend: str) -> None:
     p = make(name, backend)

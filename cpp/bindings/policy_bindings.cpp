@@ -1,6 +1,8 @@
-// Bindings of the bandit kernels. A kernel object holds views of NumPy arrays
-// owned by the Python policy (state is data: the Python side saves, loads,
-// merges and resizes it), checks every argument, then runs with the GIL released.
+// Bindings of the bandit kernels: adapters only. A kernel object holds views of
+// NumPy arrays owned by the Python policy (state is data: the Python side saves,
+// loads, merges and resizes it), checks and converts every argument, then calls the
+// header's function (multiarmed.hpp, linear.hpp) with the GIL released; every loop
+// over rows, arms or threads lives in the headers.
 //
 // Threads: a kernel serialises its calls with its own mutex, so the Python policy
 // can expose the bound methods directly (no Python frame or lock per request).
@@ -13,7 +15,6 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -21,7 +22,7 @@
 #include "checks.hpp"
 #include "promobandit/linear.hpp"
 #include "promobandit/multiarmed.hpp"
-#include "promobandit/parallel.hpp"
+#include "promobandit/state.hpp"
 
 namespace py = pybind11;
 using namespace promobandit;
@@ -91,51 +92,6 @@ py::array_t<T> out_buffer(const py::object& out, int64_t n, const char* field, K
   if (out.is_none()) return py::array_t<T>(n);
   py::array a = checked_array(out, field, k, 1, {n});
   return py::reinterpret_borrow<py::array_t<T>>(a);
-}
-
-// The linear kernels' loops are compiled twice, for AVX2 and for baseline x86-64,
-// and picked at load time (GCC function multiversioning; no -march in a wheel).
-// FMA stays off (-ffp-contract=off, and "avx2" does not enable it), so both
-// versions give the same bits as each other and as the Numba backend.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PB_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define PB_MULTIVERSION
-#endif
-
-// Rows below this many per thread run on the calling thread only.
-constexpr int64_t kRowsPerThread = 64;
-
-PB_MULTIVERSION void lin_choose_rows(const LinParams& p, const LinState& s, const uint8_t* masks,
-                                     const double* biases, const double* X, int64_t lo, int64_t hi,
-                                     uint64_t t0, int64_t* arms, double* props, LinScratch& w) {
-  const int64_t K = s.n_arms;
-  for (int64_t i = lo; i < hi; ++i) {
-    auto r = lin_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
-                        X + i * s.dim, t0 + static_cast<uint64_t>(i), w);
-    arms[i] = r.first;
-    props[i] = r.second;
-  }
-}
-
-PB_MULTIVERSION void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
-                                     const double* rewards, const double* X, const double* weights,
-                                     int64_t n, LinScratch& w) {
-  for (int64_t i = 0; i < n; ++i) {
-    lin_update(p, s, arms[i], rewards[i], X + i * s.dim, weights ? weights[i] : 1.0, w);
-  }
-}
-
-void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks,
-                     const double* biases, int64_t lo, int64_t hi, uint64_t t0, int64_t* arms,
-                     double* props) {
-  const int64_t K = s.n_arms;
-  for (int64_t i = lo; i < hi; ++i) {
-    auto r = mab_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
-                        t0 + static_cast<uint64_t>(i));
-    arms[i] = r.first;
-    props[i] = r.second;
-  }
 }
 
 // Optional per-arm score adjustments: (K,) for one request, (n, K) for a batch.
@@ -270,7 +226,7 @@ class MabKernel : public Guarded {
  public:
   MabKernel(int kind, double decay, std::vector<double> hyper, int64_t propensity_draws,
             int64_t propensity_refresh, const py::dict& arrays) {
-    if (kind < kBetaTS || kind > kSoftmax) throw std::invalid_argument("kind: unknown policy kind");
+    if (!is_mab_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     if (hyper.size() > 4) throw std::invalid_argument("hyper: at most 4 hyperparameters");
     p_.kind = kind;
     p_.decay = decay;
@@ -322,24 +278,8 @@ class MabKernel : public Guarded {
           return c;
         },
         [&](Checked& c) {
-          int64_t* pa = c.arms.mutable_data();
-          double* pp = c.props.mutable_data();
-          const int64_t K = s_.n_arms;
-          const uint64_t t0 = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
-          // Decisions are pure functions of (state, decision number): any split of the
-          // rows over threads gives the same arms.
-          parallel_for(c.n, c.threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
-            mab_choose_rows(p_, s_, c.m, c.b, lo, hi, t0, pa, pp);
-          });
-          // Thompson propensities go through the one-entry cache in row order, exactly
-          // as n single selects would.
-          if (mab_is_thompson(p_)) {
-            for (int64_t i = 0; i < c.n; ++i) {
-              pp[i] = mab_ts_propensity(p_, s_, c.m ? c.m + i * K : nullptr,
-                                        c.b ? c.b + i * K : nullptr, pa[i]);
-            }
-          }
-          s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
+          mab_select_batch(p_, s_, c.m, c.b, c.n, c.threads, c.arms.mutable_data(),
+                           c.props.mutable_data());
           return std::move(c);
         });
     return py::make_tuple(out.arms, out.props);
@@ -372,16 +312,13 @@ class MabKernel : public Guarded {
           return c;
         },
         [&](const UpdateArgs& c) {
-          for (int64_t i = 0; i < c.n; ++i) {
-            mab_update(p_, s_, c.pa[i], c.pr[i], c.pw ? c.pw[i] : 1.0);
-          }
+          mab_update_batch(p_, s_, c.pa, c.pr, c.pw, c.n);
           return 0;
         });
   }
 
 
-  // (n, K) action distributions for n requests (masks (n, K) or none): pure
-  // functions of the state and the eligible set, computed once per distinct mask.
+  // (n, K) action distributions for n requests (masks (n, K) or none).
   py::array_t<double> action_probabilities(const py::object& masks, py::object n_obj,
                                            py::handle draws_obj, const py::object& biases) {
     auto lock = exclusive();
@@ -405,22 +342,7 @@ class MabKernel : public Guarded {
     double* o = out.mutable_data();
     {
       py::gil_scoped_release nogil;
-      std::map<std::vector<uint8_t>, int64_t> seen;
-      for (int64_t i = 0; i < n; ++i) {
-        std::vector<uint8_t> key;
-        if (m) key.assign(m + i * K, m + (i + 1) * K);
-        if (b) {  // rows with a bias are never shared
-          mab_action_probabilities(p, s_, m ? m + i * K : nullptr, b + i * K, o + i * K);
-          continue;
-        }
-        auto it = seen.find(key);
-        if (it != seen.end()) {
-          std::copy(o + it->second * K, o + (it->second + 1) * K, o + i * K);
-          continue;
-        }
-        mab_action_probabilities(p, s_, m ? m + i * K : nullptr, nullptr, o + i * K);
-        seen.emplace(std::move(key), i);
-      }
+      mab_action_probabilities_rows(p, s_, m, b, n, o);
     }
     return out;
   }
@@ -428,8 +350,7 @@ class MabKernel : public Guarded {
   py::array_t<double> expectations() {
     auto lock = exclusive();
     py::array_t<double> out(s_.n_arms);
-    double* o = out.mutable_data();
-    for (int64_t a = 0; a < s_.n_arms; ++a) o[a] = mab_expectation(p_, s_, a);
+    mab_expectations(p_, s_, out.mutable_data());
     return out;
   }
 
@@ -470,7 +391,7 @@ class LinKernel : public Guarded {
  public:
   LinKernel(int kind, double decay, double exploration, double ridge, int64_t refresh_every,
             int64_t propensity_draws, const py::dict& arrays) {
-    if (kind != kLinUCB && kind != kLinTS) throw std::invalid_argument("kind: unknown policy kind");
+    if (!is_lin_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     p_.kind = kind;
     p_.decay = decay;
     p_.exploration = exploration;
@@ -501,15 +422,7 @@ class LinKernel : public Guarded {
           c.b = check_bias(bias, s_.n_arms, c.keep_b);
           return c;
         },
-        [&](const Checked& c) {
-          auto w = scratch();
-          const uint64_t t = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
-          int64_t arm;
-          double prop;
-          lin_choose_rows(p_, s_, c.m, c.b, c.x, 0, 1, t, &arm, &prop, w);
-          s_.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
-          return std::make_pair(arm, prop);
-        });
+        [&](const Checked& c) { return lin_select(p_, s_, c.m, c.b, c.x, scratch_); });
     return py::make_tuple(r.first, r.second);
   }
 
@@ -538,19 +451,8 @@ class LinKernel : public Guarded {
           return c;
         },
         [&](Checked& c) {
-          int64_t* pa = c.arms.mutable_data();
-          double* pp = c.props.mutable_data();
-          const int64_t K = s_.n_arms, d = s_.dim;
-          const uint64_t t0 = static_cast<uint64_t>(s_.counters[kCtrDecisions]);
-          const int workers = resolve_threads(c.threads);
-          std::vector<std::vector<double>> bufs(static_cast<size_t>(workers));
-          parallel_for(c.n, c.threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int wk) {
-            auto& buf = bufs[static_cast<size_t>(wk)];
-            buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
-            LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
-            lin_choose_rows(p_, s_, c.m, c.b, c.px, lo, hi, t0, pa, pp, w);
-          });
-          s_.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(c.n));
+          lin_select_batch(p_, s_, c.m, c.b, c.px, c.n, c.threads, c.arms.mutable_data(),
+                           c.props.mutable_data());
           return std::move(c);
         });
     return py::make_tuple(out.arms, out.props);
@@ -577,8 +479,7 @@ class LinKernel : public Guarded {
           return c;
         },
         [&](const Checked& c) {
-          auto w = scratch();
-          lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, w);
+          lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, scratch_);
           return 0;
         });
   }
@@ -603,8 +504,7 @@ class LinKernel : public Guarded {
           return c;
         },
         [&](const Checked& c) {
-          auto ws = scratch();
-          lin_update_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, ws);
+          lin_update_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, scratch_);
           return 0;
         });
   }
@@ -635,18 +535,7 @@ class LinKernel : public Guarded {
     double* o = out.mutable_data();
     {
       py::gil_scoped_release nogil;
-      const int workers = resolve_threads(threads);
-      std::vector<std::vector<double>> bufs(static_cast<size_t>(workers));
-      parallel_for(n, threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int wk) {
-        auto& buf = bufs[static_cast<size_t>(wk)];
-        buf.assign(static_cast<size_t>(2 * K + d + 2 * d * d), 0.0);
-        LinScratch w{buf.data(), buf.data() + K, buf.data() + 2 * K, buf.data() + 2 * K + d};
-        for (int64_t i = lo; i < hi; ++i) {
-          lin_action_probabilities(p_, s_, m ? m + i * K : nullptr, b ? b + i * K : nullptr,
-                                   px + i * d,
-                                   static_cast<uint64_t>(i), draws, w, o + i * K);
-        }
-      });
+      lin_action_probabilities_rows(p_, s_, m, b, px, n, draws, threads, o);
     }
     return out;
   }
@@ -664,10 +553,7 @@ class LinKernel : public Guarded {
     const double* px = static_cast<const double*>(c.data());
     bind::check_finite(px, n * d, "contexts");
     py::array_t<double> out = single ? py::array_t<double>(K) : py::array_t<double>({n, K});
-    double* o = out.mutable_data();
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t a = 0; a < K; ++a) o[i * K + a] = dot(s_.theta + a * d, px + i * d, d);
-    }
+    lin_expectations(s_, px, n, out.mutable_data());
     return out;
   }
 
@@ -675,15 +561,13 @@ class LinKernel : public Guarded {
   void refresh_all() {
     auto lock = exclusive();
     py::gil_scoped_release nogil;
-    for (int64_t a = 0; a < s_.n_arms; ++a) lin_refresh_arm(s_, a, work_.data());
+    lin_refresh_all(s_, scratch_.work);
   }
 
   int64_t n_arms() const { return s_.n_arms; }
   int64_t dim() const { return s_.dim; }
 
  private:
-  LinScratch scratch() { return LinScratch{mean_.data(), var_.data(), u_.data(), work_.data()}; }
-
   const double* check_context(const py::object& context, const char* field, py::object& keep) {
     if (context.is_none()) {
       throw std::invalid_argument(std::string(field) + ": required for a contextual policy");
@@ -724,21 +608,27 @@ class LinKernel : public Guarded {
     s_.active = ptr<uint8_t>(active_);
     s_.counters = ptr<int64_t>(counters_);
     p_.seed = static_cast<uint64_t>(s_.counters[kCtrSeed]);
-    mean_.resize(K);
-    var_.resize(K);
-    u_.resize(d);
-    work_.resize(2 * d * d);
+    scratch_ = workspace_.reset(K, d);
   }
 
   LinParams p_;
   LinState s_;
   py::array A_, Ai_, b_, theta_, n_, since_, active_, counters_;
-  std::vector<double> mean_, var_, u_, work_;
+  LinWorkspace workspace_;  // the scratch of calls on the calling thread
+  LinScratch scratch_{};
 };
 
 }  // namespace
 
 void bind_policies(py::module_& m) {
+  // The codes of state.hpp, for python/promobandit/policies/_codes.py.
+  py::dict kinds, slots;
+  for (const auto& c : kMabKindNames) kinds[c.name] = c.code;
+  for (const auto& c : kLinKindNames) kinds[c.name] = c.code;
+  for (const auto& c : kCounterSlotNames) slots[c.name] = c.code;
+  m.attr("POLICY_KINDS") = kinds;
+  m.attr("COUNTER_SLOTS") = slots;
+
   py::class_<MabKernel>(m, "MabKernel",
                         "Non-contextual bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")

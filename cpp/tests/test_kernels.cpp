@@ -1,20 +1,11 @@
 // Plain C++ checks of the header-only kernels (built only when CMake runs on this
-// project directly): known-answer Philox vectors and a Cholesky inverse.
+// project directly): known-answer Philox vectors and a Cholesky inverse; the
+// policy kernels' batch loops are checked in test_policies.cpp.
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 
+#include "check.hpp"
 #include "promobandit/linalg.hpp"
 #include "promobandit/rng.hpp"
-
-static int failures = 0;
-#define CHECK(c)                                              \
-  do {                                                        \
-    if (!(c)) {                                               \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); \
-      ++failures;                                             \
-    }                                                         \
-  } while (0)
 
 int main() {
   using namespace promobandit;
@@ -47,7 +38,5 @@ int main() {
     for (int i = 0; i < n; ++i) m += s.uniform();
     CHECK(std::fabs(m / n - 0.5) < 0.01);
   }
-  if (failures) std::fprintf(stderr, "%d failures\n", failures);
-  else std::printf("all kernel checks passed\n");
-  return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test::report("test_kernels");
 }

@@ -4,7 +4,10 @@
 // Per arm: A = lambda*I + sum w x x^T (precision), b = sum w r x, and A^{-1},
 // theta = A^{-1} b kept current by Sherman-Morrison rank-one updates, with an
 // exact refresh (Cholesky inverse of A) every `refresh_every` updates of that arm
-// so rounding cannot drift. Mirrored in python/promobandit/_numba/linear.py.
+// so rounding cannot drift. The batch loops (rows over threads, each thread with its
+// own scratch), the Thompson propensity estimate and the scratch layout live here
+// too, so cpp/tests/ reaches them and the binding only checks, converts and calls.
+// Mirrored in python/promobandit/_numba/linear.py.
 #pragma once
 
 #include <cmath>
@@ -12,14 +15,25 @@
 #include <limits>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "promobandit/linalg.hpp"
-#include "promobandit/multiarmed.hpp"  // counter slots
+#include "promobandit/multiarmed.hpp"  // bias_of
+#include "promobandit/parallel.hpp"
 #include "promobandit/rng.hpp"
+#include "promobandit/state.hpp"
+
+// The row loops are compiled twice, for AVX2 and for baseline x86-64, and picked at
+// load time (GCC function multiversioning; no -march in a wheel). FMA stays off
+// (-ffp-contract=off, and "avx2" does not enable it), so both versions give the same
+// bits as each other and as the Numba backend.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PB_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define PB_MULTIVERSION
+#endif
 
 namespace promobandit {
-
-enum LinKind : int { kLinUCB = 0, kLinTS = 1 };
 
 struct LinParams {
   int kind = kLinUCB;
@@ -44,12 +58,31 @@ struct LinState {
   int64_t* counters = nullptr;       // kNumCounters
 };
 
-// Scratch the caller owns: K means, K variances, d for A^{-1} x, 2 d^2 for inversion.
+// Scratch the caller owns: K means, K variances, d for A^{-1} x, 2 d^2 for inversion,
+// laid out in that order in one buffer of lin_scratch_size(K, d) doubles.
 struct LinScratch {
   double* mean;
   double* var;
   double* u;
   double* work;
+};
+
+inline int64_t lin_scratch_size(int64_t K, int64_t d) { return 2 * K + d + 2 * d * d; }
+
+inline LinScratch lin_scratch_view(double* buf, int64_t K, int64_t d) {
+  return LinScratch{buf, buf + K, buf + 2 * K, buf + 2 * K + d};
+}
+
+// One thread's scratch, owned: reset(K, d) sizes and zeroes it and returns the view.
+class LinWorkspace {
+ public:
+  LinScratch reset(int64_t K, int64_t d) {
+    buf_.assign(static_cast<size_t>(lin_scratch_size(K, d)), 0.0);
+    return lin_scratch_view(buf_.data(), K, d);
+  }
+
+ private:
+  std::vector<double> buf_;
 };
 
 inline bool lin_eligible(const LinState& s, const uint8_t* mask, int64_t a) {
@@ -112,6 +145,24 @@ inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t*
   return best;
 }
 
+// LinTS propensity of `arm` at decision t, given the moments in w: the share of
+// p.propensity_draws score draws on the stream (seed, t, propensity) that `arm` wins,
+// as (wins + 1) / (draws + K_eligible), the multi-armed estimate's add-one smoothing;
+// NaN when propensity_draws is 0.
+inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uint8_t* mask,
+                                const double* bias, const LinScratch& w, uint64_t t,
+                                int64_t arm) {
+  if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
+  Stream rp(p.seed, t, kPurposePropensity);
+  int64_t wins = 0, k_elig = 0;
+  for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
+  for (int64_t m = 0; m < p.propensity_draws; ++m) {
+    wins += (lin_ts_draw(p, s, mask, bias, w, rp) == arm) ? 1 : 0;
+  }
+  return (static_cast<double>(wins) + 1.0) /
+         (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
+}
+
 // Decision number t for context x (length d), without touching state, so rows of
 // a batch can run on any thread (each with its own scratch). The caller
 // guarantees an eligible arm.
@@ -128,19 +179,7 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
     // score directly, the same decision distribution at O(K) draws instead of O(K d).
     Stream rs(p.seed, t, kPurposeDecision);
     best = lin_ts_draw(p, s, mask, bias, w, rs);
-    if (p.propensity_draws <= 0) {
-      prop = std::numeric_limits<double>::quiet_NaN();
-    } else {
-      Stream rp(p.seed, t, kPurposePropensity);
-      int64_t wins = 0, k_elig = 0;
-      for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
-      for (int64_t m = 0; m < p.propensity_draws; ++m) {
-        wins += (lin_ts_draw(p, s, mask, bias, w, rp) == best) ? 1 : 0;
-      }
-      // Same add-one smoothing as the multi-armed Thompson estimate.
-      prop = (static_cast<double>(wins) + 1.0) /
-             (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
-    }
+    prop = lin_ts_propensity(p, s, mask, bias, w, t, best);
   }
   return {best, prop};
 }
@@ -166,15 +205,6 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   for (int64_t a = 0; a < K; ++a) {
     if (lin_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;
   }
-}
-
-// One decision with the next decision number.
-inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
-                                             const double* bias, const double* x, LinScratch& w) {
-  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
-  auto r = lin_choose(p, s, mask, bias, x, t, w);
-  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
-  return r;
 }
 
 // Adds one weighted observation (x, r) to arm `arm`. With decay < 1 every arm
@@ -222,6 +252,93 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
     }
   }
   s.counters[kCtrUpdates] += 1;
+}
+
+// ---- batches: the loops every caller of a row-wise kernel runs -------------------------
+//
+// X is (n, d) row-major; masks and biases are (n, K) row-major or nullptr (every arm
+// eligible, no bias); the caller guarantees an eligible arm in every row.
+
+// Rows [lo, hi) of a batch: row i is decision number t0 + i for context X[i], state
+// untouched.
+PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& s,
+                                            const uint8_t* masks, const double* biases,
+                                            const double* X, int64_t lo, int64_t hi, uint64_t t0,
+                                            int64_t* arms, double* props, LinScratch& w) {
+  const int64_t K = s.n_arms;
+  for (int64_t i = lo; i < hi; ++i) {
+    auto r = lin_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        X + i * s.dim, t0 + static_cast<uint64_t>(i), w);
+    arms[i] = r.first;
+    props[i] = r.second;
+  }
+}
+
+// n updates in row order; weights nullptr means 1 for every row. The caller has
+// checked every row, so a batch is applied whole.
+PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
+                                            const double* rewards, const double* X,
+                                            const double* weights, int64_t n, LinScratch& w) {
+  for (int64_t i = 0; i < n; ++i) {
+    lin_update(p, s, arms[i], rewards[i], X + i * s.dim, weights ? weights[i] : 1.0, w);
+  }
+}
+
+// One decision for context x with the next decision number.
+inline std::pair<int64_t, double> lin_select(const LinParams& p, LinState& s, const uint8_t* mask,
+                                             const double* bias, const double* x, LinScratch& w) {
+  const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  int64_t arm;
+  double prop;
+  lin_choose_rows(p, s, mask, bias, x, 0, 1, t, &arm, &prop, w);
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
+  return {arm, prop};
+}
+
+// n decisions, bit for bit the same as n calls of lin_select: every row is a pure
+// function of (state, decision number, its context), so the rows split over threads
+// (each with its own scratch) in any way give the same arms and propensities.
+inline void lin_select_batch(const LinParams& p, LinState& s, const uint8_t* masks,
+                             const double* biases, const double* X, int64_t n, int n_threads,
+                             int64_t* arms, double* props) {
+  const uint64_t t0 = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  std::vector<LinWorkspace> ws(static_cast<size_t>(resolve_threads(n_threads)));
+  parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int worker) {
+    LinScratch w = ws[static_cast<size_t>(worker)].reset(s.n_arms, s.dim);
+    lin_choose_rows(p, s, masks, biases, X, lo, hi, t0, arms, props, w);
+  });
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(n));
+}
+
+// (n, K) action distributions into out: row i on the evaluation stream i, so any
+// split of the rows over threads gives the same numbers.
+inline void lin_action_probabilities_rows(const LinParams& p, const LinState& s,
+                                          const uint8_t* masks, const double* biases,
+                                          const double* X, int64_t n, int64_t draws,
+                                          int n_threads, double* out) {
+  const int64_t K = s.n_arms, d = s.dim;
+  std::vector<LinWorkspace> ws(static_cast<size_t>(resolve_threads(n_threads)));
+  parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int worker) {
+    LinScratch w = ws[static_cast<size_t>(worker)].reset(K, d);
+    for (int64_t i = lo; i < hi; ++i) {
+      lin_action_probabilities(p, s, masks ? masks + i * K : nullptr,
+                               biases ? biases + i * K : nullptr, X + i * d,
+                               static_cast<uint64_t>(i), draws, w, out + i * K);
+    }
+  });
+}
+
+// theta_a . x_i for every row and arm into out (n, K).
+inline void lin_expectations(const LinState& s, const double* X, int64_t n, double* out) {
+  const int64_t K = s.n_arms, d = s.dim;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t a = 0; a < K; ++a) out[i * K + a] = dot(s.theta + a * d, X + i * d, d);
+  }
+}
+
+// Exact refresh of every arm (after a merge summed A and b); work holds 2 d^2.
+inline void lin_refresh_all(LinState& s, double* work) {
+  for (int64_t a = 0; a < s.n_arms; ++a) lin_refresh_arm(s, a, work);
 }
 
 }  // namespace promobandit

@@ -3,38 +3,27 @@
 // Every arm keeps (n, s1, s2) = (sum of weights, sum of w*r, sum of w*r^2), so
 // Beta-Bernoulli TS, Normal-Inverse-Gamma TS, UCB1, UCB-tuned, epsilon-greedy
 // and softmax share one update, one merge (addition) and one decay rule; they
-// differ only in how they turn the table into a choice. Mirrored operation for
-// operation in python/promobandit/_numba/multiarmed.py.
+// differ only in how they turn the table into a choice. The batch loops live here
+// too (rows over threads, the Thompson propensity loop, update rows, the mask
+// cache of action distributions), so cpp/tests/ reaches them and the binding only
+// checks, converts and calls. Mirrored operation for operation in
+// python/promobandit/_numba/multiarmed.py.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include "promobandit/parallel.hpp"
 #include "promobandit/rng.hpp"
+#include "promobandit/state.hpp"
 
 namespace promobandit {
-
-enum MabKind : int {
-  kBetaTS = 0,
-  kGaussianTS = 1,
-  kUCB1 = 2,
-  kUCBTuned = 3,
-  kEpsilonGreedy = 4,
-  kSoftmax = 5,
-};
-
-// Counter slots shared by every policy.
-enum : int {
-  kCtrDecisions = 0,     // decisions made so far = stream id of the next decision
-  kCtrUpdates = 1,       // updates applied so far = the policy version
-  kCtrPropensityAt = 2,  // kCtrUpdates when the propensity cache was filled, -1 if empty
-  kCtrSeed = 3,          // the policy's seed (uint64 bits): state, so a load restores it
-  kNumCounters = 4,
-};
 
 // Hyperparameters; the meaning of p[] depends on the kind:
 //   BetaTS: p0 = alpha0, p1 = beta0
@@ -381,6 +370,90 @@ inline void mab_update(const MabParams& p, MabState& s, int64_t arm, double rewa
   row[1] += weight * reward;
   row[2] += weight * (reward * reward);
   s.counters[kCtrUpdates] += 1;
+}
+
+// ---- batches: the loops every caller of a row-wise kernel runs -------------------------
+//
+// masks and biases are (n, K) row-major or nullptr (every arm eligible, no bias); the
+// caller guarantees an eligible arm in every row and n_threads as parallel_for takes it.
+
+// Rows [lo, hi) of a batch: row i is decision number t0 + i, state untouched.
+inline void mab_choose_rows(const MabParams& p, const MabState& s, const uint8_t* masks,
+                            const double* biases, int64_t lo, int64_t hi, uint64_t t0,
+                            int64_t* arms, double* props) {
+  const int64_t K = s.n_arms;
+  for (int64_t i = lo; i < hi; ++i) {
+    auto r = mab_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        t0 + static_cast<uint64_t>(i));
+    arms[i] = r.first;
+    props[i] = r.second;
+  }
+}
+
+// The Thompson sampling propensities of a batch's chosen arms, in row order through
+// the one-entry cache, exactly as n single selects fill and reuse it (no update runs
+// between the rows, so every row draws on the same stream: the policy version).
+inline void mab_ts_propensity_rows(const MabParams& p, MabState& s, const uint8_t* masks,
+                                   const double* biases, const int64_t* arms, int64_t n,
+                                   double* props) {
+  const int64_t K = s.n_arms;
+  for (int64_t i = 0; i < n; ++i) {
+    props[i] = mab_ts_propensity(p, s, masks ? masks + i * K : nullptr,
+                                 biases ? biases + i * K : nullptr, arms[i]);
+  }
+}
+
+// n decisions, bit for bit the same as n calls of mab_select: the choices are pure
+// functions of (state, decision number), so the rows split over threads in any way
+// give the same arms; the propensities then go through the cache in row order.
+inline void mab_select_batch(const MabParams& p, MabState& s, const uint8_t* masks,
+                             const double* biases, int64_t n, int n_threads, int64_t* arms,
+                             double* props) {
+  const uint64_t t0 = static_cast<uint64_t>(s.counters[kCtrDecisions]);
+  parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
+    mab_choose_rows(p, s, masks, biases, lo, hi, t0, arms, props);
+  });
+  if (mab_is_thompson(p)) mab_ts_propensity_rows(p, s, masks, biases, arms, n, props);
+  s.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(n));
+}
+
+// n updates in row order; weights nullptr means 1 for every row. The caller has
+// checked every row, so a batch is applied whole.
+inline void mab_update_batch(const MabParams& p, MabState& s, const int64_t* arms,
+                             const double* rewards, const double* weights, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) mab_update(p, s, arms[i], rewards[i], weights ? weights[i] : 1.0);
+}
+
+// (n, K) action distributions into out. Without a bias a row's distribution is a
+// pure function of the state and its eligible set, so it is computed once per
+// distinct mask row and copied to the others; rows with a bias are never shared.
+inline void mab_action_probabilities_rows(const MabParams& p, const MabState& s,
+                                          const uint8_t* masks, const double* biases, int64_t n,
+                                          double* out) {
+  const int64_t K = s.n_arms;
+  std::map<std::vector<uint8_t>, int64_t> seen;  // mask row -> first row computed with it
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* m = masks ? masks + i * K : nullptr;
+    double* o = out + i * K;
+    if (biases) {
+      mab_action_probabilities(p, s, m, biases + i * K, o);
+      continue;
+    }
+    std::vector<uint8_t> key;
+    if (m) key.assign(m, m + K);
+    auto it = seen.find(key);
+    if (it != seen.end()) {
+      std::copy(out + it->second * K, out + (it->second + 1) * K, o);
+      continue;
+    }
+    mab_action_probabilities(p, s, m, nullptr, o);
+    seen.emplace(std::move(key), i);
+  }
+}
+
+// Every arm's posterior (or empirical) mean into out (K).
+inline void mab_expectations(const MabParams& p, const MabState& s, double* out) {
+  for (int64_t a = 0; a < s.n_arms; ++a) out[a] = mab_expectation(p, s, a);
 }
 
 }  // namespace promobandit

@@ -13,6 +13,10 @@
 
 namespace promobandit {
 
+// Batch kernels run rows on the calling thread only below 2 * kRowsPerThread rows:
+// starting a thread costs more than this many decisions.
+constexpr int64_t kRowsPerThread = 64;
+
 // Number of threads to use for `n_threads` (<= 0: hardware concurrency).
 inline int resolve_threads(int n_threads) {
   if (n_threads > 0) return n_threads;

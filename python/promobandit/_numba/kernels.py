@@ -14,6 +14,7 @@ import numpy as np
 from .. import _validation as v
 from . import linear as lin
 from . import multiarmed as mab
+from .codes import BETA_TS, CTR_SEED, GAUSSIAN_TS, LIN_TS, N_COUNTERS
 
 
 class _Guarded(ABC):
@@ -53,12 +54,12 @@ class MabKernel(_Guarded):
         stats = v.checked_array(arrays["stats"], "stats", "float64", 2, (-1, 3))
         k = stats.shape[0]
         active = v.checked_array(arrays["active"], "active", "bool", 1, (k,))
-        counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (4,))
+        counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (N_COUNTERS,))
         cache = v.checked_array(arrays["prop_cache"], "prop_cache", "float64", 1, (k,))
         pmask = v.checked_array(arrays["prop_mask"], "prop_mask", "bool", 1, (k,))
         self.stats, self.active, self.counters, self.cache, self.pmask = (
             stats, active, counters, cache, pmask)
-        self.seed = counters[3:4].view(np.uint64)[0]  # counter slot 3 holds the seed bits
+        self.seed = counters[CTR_SEED:CTR_SEED + 1].view(np.uint64)[0]  # the seed's bits
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
 
@@ -109,7 +110,7 @@ class MabKernel(_Guarded):
         with self._lock:
             a = v.check_arm(arm, self.n_arms)
             r = v.check_finite_scalar(reward, "reward")
-            if self.kind == mab.BETA_TS:
+            if self.kind == BETA_TS:
                 v.check_unit_reward(r, "reward")
             w = v.check_weight(weight)
             mab.update(self.decay, self.stats, self.counters, a, r, w)
@@ -118,7 +119,7 @@ class MabKernel(_Guarded):
                      weights: Any = None) -> None:
         with self._lock:
             a, r, w = v.check_batch_updates(arms, rewards, weights, self.n_arms,
-                                            self.kind == mab.BETA_TS)
+                                            self.kind == BETA_TS)
             if w is None:
                 w = np.ones(a.shape[0])
             mab.update_batch(self.decay, self.stats, self.counters, a, r, w)
@@ -136,21 +137,13 @@ class MabKernel(_Guarded):
                 n = v.checked_array(masks, "masks", "bool", 2, (-1, self.n_arms)).shape[0]
             m = v.check_masks(masks, n, self.active)
             b = v.check_biases(biases, n, self.n_arms)
-            draws = v.check_draws(draws, self.kind in (mab.BETA_TS, mab.GAUSSIAN_TS))
+            draws = v.check_draws(draws, self.kind in (BETA_TS, GAUSSIAN_TS))
             k = self.n_arms
             out = np.empty((n, k))
-            seen: dict[bytes, int] = {}
-            for i in range(n):
-                row = self._all if m is None else m[i]
-                key = row.tobytes()
-                if b is None and key in seen:
-                    out[i] = out[seen[key]]
-                    continue
-                mab.action_probabilities(self.kind, self.hyper, draws, self.seed, self.stats,
-                                         self.active, self.counters, row,
-                                         self._zeros if b is None else b[i], out[i])
-                if b is None:
-                    seen[key] = i
+            mab.action_probabilities_rows(
+                self.kind, self.hyper, draws, self.seed, self.stats, self.active, self.counters,
+                np.broadcast_to(self._all, (n, k)) if m is None else m,
+                np.broadcast_to(self._zeros, (n, k)) if b is None else b, b is not None, out)
             return out
 
 
@@ -179,8 +172,9 @@ class LinKernel(_Guarded):
         self.n = v.checked_array(arrays["n"], "n", "float64", 1, (k,))
         self.since = v.checked_array(arrays["since_refresh"], "since_refresh", "int64", 1, (k,))
         self.active = v.checked_array(arrays["active"], "active", "bool", 1, (k,))
-        self.counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (4,))
-        self.seed = self.counters[3:4].view(np.uint64)[0]
+        self.counters = v.checked_array(arrays["counters"], "counters", "int64", 1,
+                                        (N_COUNTERS,))
+        self.seed = self.counters[CTR_SEED:CTR_SEED + 1].view(np.uint64)[0]
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
         self._mean = np.zeros(k)
@@ -285,7 +279,7 @@ class LinKernel(_Guarded):
             b = v.check_biases(biases, n, self.n_arms)
             if b is None:
                 b = np.broadcast_to(self._zeros, (n, self.n_arms))
-            draws = v.check_draws(draws, self.kind == lin.LIN_TS)
+            draws = v.check_draws(draws, self.kind == LIN_TS)
             out = np.empty((n, self.n_arms))
             lin.action_probabilities(self.kind, self.exploration, draws, self.seed, self.A_inv,
                                      self.theta, self.active, m, b, xs, self._mean, self._var,

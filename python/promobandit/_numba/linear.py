@@ -1,8 +1,10 @@
-"""Disjoint linear bandit kernels (LinUCB, LinTS) in Numba; mirrors ``linear.hpp``.
+"""Disjoint linear bandit kernels (LinUCB, LinTS) in Numba; mirrors ``linear.hpp``,
+batch loops included (on one thread).
 
 State: ``A``, ``A_inv`` (K, d, d), ``b``, ``theta`` (K, d), ``n`` (K,),
-``since_refresh`` (K,) int64, ``active`` (K,) bool, ``counters`` (4,) int64.
-Scratch: ``mean``, ``var`` (K,), ``u`` (d,), ``work`` (2 d^2,).
+``since_refresh`` (K,) int64, ``active`` (K,) bool, ``counters`` (N_COUNTERS,)
+int64 in the slots of ``codes``.
+Scratch (the layout of ``lin_scratch_view``): ``mean``, ``var`` (K,), ``u`` (d,), ``work`` (2 d^2,).
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ import math
 import numba as nb
 import numpy as np
 
+from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB
 from .linalg import dot, spd_inverse, symv
 from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, normal, stream_new
-
-LIN_UCB, LIN_TS = 0, 1
-CTR_DECISIONS, CTR_UPDATES = 0, 1
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -32,6 +32,7 @@ def refresh_arm(A, A_inv, b, theta, since, a, work):
 
 @nb.njit(**_JIT)
 def refresh_all(A, A_inv, b, theta, since, work):
+    """Mirrors lin_refresh_all."""
     for a in range(A.shape[0]):
         refresh_arm(A, A_inv, b, theta, since, a, work)
 
@@ -80,10 +81,26 @@ def ts_draw(exploration, active, mask, bias, mean, var, st):
 
 
 @nb.njit(**_JIT)
-def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
-           u):
-    k = theta.shape[0]
-    t = counters[CTR_DECISIONS]
+def ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, arm):
+    """Mirrors lin_ts_propensity: (wins + 1) / (draws + K_eligible) of `arm` over
+    `draws` score draws on the stream (seed, t, propensity); NaN without draws."""
+    if draws <= 0:
+        return np.nan
+    sp = stream_new(seed, t, PURPOSE_PROPENSITY)
+    wins = 0
+    k_elig = 0
+    for a in range(mean.shape[0]):
+        if active[a] and mask[a]:
+            k_elig += 1
+    for _ in range(draws):
+        if ts_draw(exploration, active, mask, bias, mean, var, sp) == arm:
+            wins += 1
+    return (float(wins) + 1.0) / (float(draws) + float(k_elig))
+
+
+@nb.njit(**_JIT)
+def choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t, mean, var, u):
+    """Mirrors lin_choose: decision number t for context x, state untouched."""
     moments(A_inv, theta, active, mask, x, mean, var, u)
     prop = 1.0
     if kind == LIN_UCB:
@@ -91,58 +108,74 @@ def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask,
     else:
         best = ts_draw(exploration, active, mask, bias, mean, var,
                        stream_new(seed, t, PURPOSE_DECISION))
-        if draws <= 0:
-            prop = np.nan
-        else:
-            sp = stream_new(seed, t, PURPOSE_PROPENSITY)
-            wins = 0
-            k_elig = 0
-            for a in range(k):
-                if active[a] and mask[a]:
-                    k_elig += 1
-            for _ in range(draws):
-                if ts_draw(exploration, active, mask, bias, mean, var, sp) == best:
-                    wins += 1
-            prop = (float(wins) + 1.0) / (float(draws) + float(k_elig))
+        prop = ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, best)
+    return best, prop
+
+
+@nb.njit(**_JIT)
+def choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+                mean, var, u, out_arms, out_props):
+    """Mirrors lin_choose_rows: row i is decision number t0 + i, state untouched."""
+    for i in range(xs.shape[0]):
+        arm, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+                           biases[i], xs[i], t0 + i, mean, var, u)
+        out_arms[i] = arm
+        out_props[i] = prop
+
+
+@nb.njit(**_JIT)
+def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
+           u):
+    """Mirrors lin_select: one decision with the next decision number."""
+    t = counters[CTR_DECISIONS]
+    best, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t,
+                        mean, var, u)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs,
-                         mean, var, u, out):
-    """Mirrors lin_action_probabilities for every row i (stream = i)."""
-    k = theta.shape[0]
-    for i in range(xs.shape[0]):
-        mask = masks[i]
-        bias = biases[i]
-        moments(A_inv, theta, active, mask, xs[i], mean, var, u)
-        for a in range(k):
-            out[i, a] = 0.0
-        if kind == LIN_UCB:
-            out[i, ucb_best(exploration, active, mask, bias, mean, var)] = 1.0
-            continue
-        st = stream_new(seed, i, PURPOSE_EVALUATION)
-        k_elig = 0
-        for a in range(k):
-            if active[a] and mask[a]:
-                k_elig += 1
-        for _ in range(draws):
-            out[i, ts_draw(exploration, active, mask, bias, mean, var, st)] += 1.0
-        denom = float(draws) + float(k_elig)
-        for a in range(k):
-            if active[a] and mask[a]:
-                out[i, a] = (out[i, a] + 1.0) / denom
+def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, biases,
+                 xs, mean, var, u, out_arms, out_props):
+    """Mirrors lin_select_batch (on one thread)."""
+    t0 = counters[CTR_DECISIONS]
+    choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+                mean, var, u, out_arms, out_props)
+    counters[CTR_DECISIONS] = t0 + xs.shape[0]
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, biases,
-                 xs, mean, var, u, out_arms, out_props):
+def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x,
+                             stream, mean, var, u, out):
+    """Mirrors lin_action_probabilities: LinUCB one-hot; LinTS (wins + 1) /
+    (draws + K_eligible) over `draws` draws on the stream (seed, stream, evaluation)."""
+    k = theta.shape[0]
+    moments(A_inv, theta, active, mask, x, mean, var, u)
+    for a in range(k):
+        out[a] = 0.0
+    if kind == LIN_UCB:
+        out[ucb_best(exploration, active, mask, bias, mean, var)] = 1.0
+        return
+    st = stream_new(seed, stream, PURPOSE_EVALUATION)
+    k_elig = 0
+    for a in range(k):
+        if active[a] and mask[a]:
+            k_elig += 1
+    for _ in range(draws):
+        out[ts_draw(exploration, active, mask, bias, mean, var, st)] += 1.0
+    denom = float(draws) + float(k_elig)
+    for a in range(k):
+        if active[a] and mask[a]:
+            out[a] = (out[a] + 1.0) / denom
+
+
+@nb.njit(**_JIT)
+def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs,
+                         mean, var, u, out):
+    """Mirrors lin_action_probabilities_rows (on one thread): row i on stream i."""
     for i in range(xs.shape[0]):
-        arm, prop = select(kind, exploration, draws, seed, A_inv, theta, active, counters,
-                           masks[i], biases[i], xs[i], mean, var, u)
-        out_arms[i] = arm
-        out_props[i] = prop
+        action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+                                 biases[i], xs[i], i, mean, var, u, out[i])
 
 
 @nb.njit(**_JIT)

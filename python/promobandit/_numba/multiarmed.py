@@ -1,9 +1,9 @@
-"""Non-contextual bandit kernels in Numba; mirrors ``multiarmed.hpp``.
+"""Non-contextual bandit kernels in Numba; mirrors ``multiarmed.hpp``, batch loops included.
 
 State: ``stats`` (K, 3) of (sum w, sum w*r, sum w*r^2), ``active`` (K,) bool,
-``counters`` (4,) int64 [decisions, updates, propensity cache stamp, spare],
-``prop_cache`` (K,) float64, ``prop_mask`` (K,) bool. ``mask`` is always an
-array here (all True when the caller gave none).
+``counters`` (N_COUNTERS,) int64 in the slots of ``codes``, ``prop_cache`` (K,)
+float64, ``prop_mask`` (K,) bool. ``mask`` is always an array here (all True when
+the caller gave none), ``bias`` too (zeros, with ``has_bias`` False).
 """
 
 from __future__ import annotations
@@ -13,10 +13,18 @@ import math
 import numba as nb
 import numpy as np
 
+from .codes import (
+    BETA_TS,
+    CTR_DECISIONS,
+    CTR_PROPENSITY_AT,
+    CTR_UPDATES,
+    EPSILON_GREEDY,
+    GAUSSIAN_TS,
+    SOFTMAX,
+    UCB1,
+    UCB_TUNED,
+)
 from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, beta, gamma, normal, stream_new, uniform
-
-BETA_TS, GAUSSIAN_TS, UCB1, UCB_TUNED, EPSILON_GREEDY, SOFTMAX = 0, 1, 2, 3, 4, 5
-CTR_DECISIONS, CTR_UPDATES, CTR_PROPENSITY_AT = 0, 1, 2
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -132,10 +140,15 @@ def greedy_arm(kind, hyper, stats, active, mask, bias):
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
-           has_bias):
+def is_thompson(kind):
+    return kind == BETA_TS or kind == GAUSSIAN_TS
+
+
+@nb.njit(**_JIT)
+def choose(kind, hyper, seed, stats, active, mask, bias, t):
+    """Mirrors mab_choose: decision number t without touching state (NaN propensity
+    for Thompson sampling, which select and select_batch fill in)."""
     k = stats.shape[0]
-    t = counters[CTR_DECISIONS]
     st = stream_new(seed, t, PURPOSE_DECISION)
     best = -1
     prop = 1.0
@@ -148,8 +161,7 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
-        prop = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
-                             pmask, mask, bias, has_bias, best)
+        prop = np.nan
     elif kind == UCB1 or kind == UCB_TUNED:
         total = 0.0
         for a in range(k):
@@ -223,6 +235,18 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
         if best < 0:
             best = last
             prop = math.exp((expectation(kind, hyper, stats, best) + bias[best] - vmax) / tau) / z
+    return best, prop
+
+
+@nb.njit(**_JIT)
+def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
+           has_bias):
+    """Mirrors mab_select: choose with the next decision number, the Thompson propensity."""
+    t = counters[CTR_DECISIONS]
+    best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
+    if is_thompson(kind):
+        prop = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+                             pmask, mask, bias, has_bias, best)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
@@ -231,16 +255,14 @@ def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pm
 def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, bias, out):
     """Mirrors mab_action_probabilities: the policy's distribution over arms."""
     k = stats.shape[0]
-    if kind == BETA_TS or kind == GAUSSIAN_TS:
+    if is_thompson(kind):
         ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, counters[CTR_UPDATES],
                         out)
         return
     for a in range(k):
         out[a] = 0.0
     if kind == UCB1 or kind == UCB_TUNED:
-        scratch = counters.copy()  # select() advances the decision counter: keep ours intact
-        arm, _ = select(kind, hyper, 0, 1, seed, stats, active, scratch, out.copy(),
-                        np.zeros(k, dtype=np.bool_), mask, bias, True)
+        arm, _ = choose(kind, hyper, seed, stats, active, mask, bias, 0)
         out[arm] = 1.0
         return
     greedy, k_elig, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
@@ -260,13 +282,70 @@ def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
-                 masks, biases, has_bias, out_arms, out_props):
+def choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props):
+    """Mirrors mab_choose_rows: row i is decision number t0 + i, state untouched."""
     for i in range(out_arms.shape[0]):
-        arm, prop = select(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
-                           pmask, masks[i], biases[i], has_bias)
+        arm, prop = choose(kind, hyper, seed, stats, active, masks[i], biases[i], t0 + i)
         out_arms[i] = arm
         out_props[i] = prop
+
+
+@nb.njit(**_JIT)
+def ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+                       masks, biases, has_bias, arms, out_props):
+    """Mirrors mab_ts_propensity_rows: the chosen arms' propensities in row order
+    through the one-entry cache, as n single selects fill and reuse it."""
+    for i in range(arms.shape[0]):
+        out_props[i] = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters,
+                                     cache, pmask, masks[i], biases[i], has_bias, arms[i])
+
+
+@nb.njit(**_JIT)
+def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+                 masks, biases, has_bias, out_arms, out_props):
+    """Mirrors mab_select_batch (on one thread): the choices, then the Thompson
+    propensities in row order, then the decision counter."""
+    t0 = counters[CTR_DECISIONS]
+    choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
+    if is_thompson(kind):
+        ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+                           pmask, masks, biases, has_bias, out_arms, out_props)
+    counters[CTR_DECISIONS] = t0 + out_arms.shape[0]
+
+
+@nb.njit(**_JIT)
+def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters, masks, biases,
+                              has_bias, out):
+    """Mirrors mab_action_probabilities_rows: without a bias a row's distribution is
+    computed once per distinct mask row and copied to the others (rows found by a
+    hash of the mask, confirmed by comparing the rows)."""
+    n = out.shape[0]
+    k = out.shape[1]
+    seen = nb.typed.Dict.empty(key_type=nb.types.int64, value_type=nb.types.int64)
+    for i in range(n):
+        mask = masks[i]
+        if has_bias:
+            action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask,
+                                 biases[i], out[i])
+            continue
+        h = np.int64(k)
+        for a in range(k):
+            h = h * np.int64(1000003) + np.int64(1 if mask[a] else 0)
+        j = seen[h] if h in seen else np.int64(-1)
+        if j >= 0:
+            same = True
+            for a in range(k):
+                if masks[j, a] != mask[a]:
+                    same = False
+                    break
+            if same:
+                for a in range(k):
+                    out[i, a] = out[j, a]
+                continue
+        action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, biases[i],
+                             out[i])
+        if j < 0:
+            seen[h] = i
 
 
 @nb.njit(**_JIT)

@@ -32,13 +32,12 @@ from .._validation import check_range as check_range
 from .._validation import check_seed as check_seed
 from .traits import PolicyTraits
 
+# Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
+# CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
+from ._codes import CTR_DECISIONS, CTR_PROPENSITY_AT, CTR_SEED, CTR_UPDATES, N_COUNTERS
+
 FORMAT = "promobandit.policy"
 FORMAT_VERSION = 1
-
-# Counter slots (see cpp/include/promobandit/multiarmed.hpp); slot 3 holds the
-# seed's uint64 bits, so the seed is state like everything else.
-CTR_DECISIONS, CTR_UPDATES, CTR_PROPENSITY_AT, CTR_SEED = 0, 1, 2, 3
-N_COUNTERS = 4
 
 
 def new_counters(seed: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import _codes
 from ._multiarmed import MultiArmedPolicy
 from .base import PolicyConfig, check_range
 from .traits import PolicyTraits
@@ -46,7 +47,7 @@ class EpsilonGreedy(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=False, propensity="closed_form")
     name = "EpsilonGreedy"
     config_class = EpsilonGreedyConfig
-    _kind = 4
+    _kind = _codes.EPSILON_GREEDY
     config: EpsilonGreedyConfig
 
     def _hyper(self) -> list[float]:
@@ -60,7 +61,7 @@ class Softmax(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=False, propensity="closed_form")
     name = "Softmax"
     config_class = SoftmaxConfig
-    _kind = 5
+    _kind = _codes.SOFTMAX
     config: SoftmaxConfig
 
     def _hyper(self) -> list[float]:

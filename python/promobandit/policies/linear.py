@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _codes
 from .base import Policy, PolicyConfig, check_int, check_range, new_counters
 from .traits import PolicyTraits
 
@@ -150,7 +151,7 @@ class LinUCB(LinearPolicy):
     traits = PolicyTraits(deterministic=True, propensity="closed_form", contextual=True)
     name = "LinUCB"
     config_class = LinUCBConfig
-    _kind = 0
+    _kind = _codes.LIN_UCB
     config: LinUCBConfig
     _exploration_field = "alpha"
 
@@ -166,7 +167,7 @@ class LinTS(LinearPolicy):
     traits = PolicyTraits(deterministic=False, propensity="estimated", contextual=True)
     name = "LinTS"
     config_class = LinTSConfig
-    _kind = 1
+    _kind = _codes.LIN_TS
     config: LinTSConfig
     _exploration_field = "v"
 

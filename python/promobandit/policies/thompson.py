@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import _codes
 from ._multiarmed import MultiArmedPolicy
 from .base import ThompsonConfig, check_range
 from .traits import PolicyTraits
@@ -57,7 +58,7 @@ class BetaTS(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=False, propensity="estimated", reward_range=(0.0, 1.0))
     name = "BetaTS"
     config_class = BetaTSConfig
-    _kind = 0
+    _kind = _codes.BETA_TS
     config: BetaTSConfig
 
     def _hyper(self) -> list[float]:
@@ -71,7 +72,7 @@ class GaussianTS(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=False, propensity="estimated")
     name = "GaussianTS"
     config_class = GaussianTSConfig
-    _kind = 1
+    _kind = _codes.GAUSSIAN_TS
     config: GaussianTSConfig
 
     def _hyper(self) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import _codes
 from ._multiarmed import MultiArmedPolicy
 from .base import PolicyConfig, check_range
 from .traits import PolicyTraits
@@ -31,7 +32,7 @@ class UCB1(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=True, propensity="closed_form")
     name = "UCB1"
     config_class = UCBConfig
-    _kind = 2
+    _kind = _codes.UCB1
     config: UCBConfig
 
     def _hyper(self) -> list[float]:
@@ -45,7 +46,7 @@ class UCBTuned(MultiArmedPolicy):
     traits = PolicyTraits(deterministic=True, propensity="closed_form")
     name = "UCBTuned"
     config_class = UCBConfig
-    _kind = 3
+    _kind = _codes.UCB_TUNED
     config: UCBConfig
 
     def _hyper(self) -> list[float]:

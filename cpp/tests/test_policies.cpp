@@ -1,0 +1,463 @@
+// C++ checks of the policy kernels' batch loops, straight on the headers (no
+// Python): a batch is bit for bit the same as that many single calls, any split of
+// its rows over threads gives the same bits, the Thompson propensity estimate is
+// (wins + 1) / (draws + K_eligible) on its fixed stream, the mask cache changes no
+// number, and the kind codes and counter slots are the ones Python reads from _core.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "promobandit/linear.hpp"
+#include "promobandit/multiarmed.hpp"
+#include "promobandit/rng.hpp"
+#include "promobandit/state.hpp"
+
+using namespace promobandit;
+using promobandit::test::same_bits;
+
+namespace {
+
+constexpr uint64_t kSeed = 20240611;
+
+// Masks (n, K) with arm `removed` inactive and every row keeping an eligible arm,
+// and biases (n, K) in [-0.1, 0.1): drawn from a stream of their own.
+struct Rows {
+  std::vector<uint8_t> masks;
+  std::vector<double> biases;
+  Rows(int64_t n, int64_t K, int64_t removed) {
+    Stream rs(7, 7, kPurposeUser);
+    masks.assign(static_cast<size_t>(n * K), 1);
+    biases.resize(static_cast<size_t>(n * K));
+    for (int64_t i = 0; i < n; ++i) {
+      // Runs of equal rows (i / 4) so the mask cache both hits and misses.
+      Stream rm(11, static_cast<uint64_t>(i / 4), kPurposeUser);
+      for (int64_t a = 0; a < K; ++a) masks[i * K + a] = rm.uniform() < 0.7 ? 1 : 0;
+      masks[i * K + (removed + 1) % K] = 1;
+      for (int64_t a = 0; a < K; ++a) biases[i * K + a] = 0.2 * rs.uniform() - 0.1;
+    }
+  }
+};
+
+// ---- multi-armed ------------------------------------------------------------------------
+
+struct Mab {
+  std::vector<double> stats, cache;
+  std::vector<uint8_t> active, pmask;
+  std::vector<int64_t> counters;
+  MabParams p;
+  MabState s;
+
+  Mab(int kind, int64_t K) {
+    stats.assign(static_cast<size_t>(3 * K), 0.0);
+    cache.assign(static_cast<size_t>(K), 0.0);
+    active.assign(static_cast<size_t>(K), 1);
+    pmask.assign(static_cast<size_t>(K), 0);
+    counters.assign(kNumCounters, 0);
+    counters[kCtrPropensityAt] = -1;
+    counters[kCtrSeed] = static_cast<int64_t>(kSeed);
+    p.kind = kind;
+    p.seed = kSeed;
+    p.propensity_draws = 200;
+    p.propensity_refresh = 5;
+    const double hyper[6][4] = {{1, 1, 0, 0}, {0.5, 1, 1, 1}, {1, 0, 0, 0},
+                                {1, 0, 0, 0}, {0.1, 0.5, 0, 0}, {0.2, 0.5, 0, 0}};
+    for (int j = 0; j < 4; ++j) p.p[j] = hyper[kind][j];
+    bind();
+  }
+  Mab(const Mab& o)
+      : stats(o.stats), cache(o.cache), active(o.active), pmask(o.pmask), counters(o.counters),
+        p(o.p) {
+    bind();
+  }
+  Mab& operator=(const Mab&) = delete;
+
+  void bind() {
+    s.n_arms = static_cast<int64_t>(active.size());
+    s.stats = stats.data();
+    s.active = active.data();
+    s.counters = counters.data();
+    s.prop_cache = cache.data();
+    s.prop_mask = pmask.data();
+  }
+
+  // n updates with rewards in [0, 1] (Bernoulli for Beta TS), arm i mod K.
+  void learn(int64_t n) {
+    Stream rs(3, 3, kPurposeUser);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t a = i % s.n_arms;
+      const double u = rs.uniform();
+      const double r = p.kind == kBetaTS ? (u < 0.1 + 0.1 * static_cast<double>(a) ? 1.0 : 0.0) : u;
+      mab_update(p, s, a, r, 1.0);
+    }
+  }
+
+  bool same_as(const Mab& o) const {
+    return same_bits(stats.data(), o.stats.data(), static_cast<long>(stats.size())) &&
+           same_bits(cache.data(), o.cache.data(), static_cast<long>(cache.size())) &&
+           pmask == o.pmask && counters == o.counters;
+  }
+};
+
+void test_mab_batches() {
+  const int64_t K = 6, n = 300, removed = 2;
+  Rows rows(n, K, removed);
+  for (int kind = kBetaTS; kind <= kSoftmax; ++kind) {
+    Mab base(kind, K);
+    base.learn(50);
+    base.active[removed] = 0;
+    for (int variant = 0; variant < 3; ++variant) {
+      const uint8_t* m = variant >= 1 ? rows.masks.data() : nullptr;
+      const double* b = variant == 2 ? rows.biases.data() : nullptr;
+      // n single selects
+      Mab one(base);
+      std::vector<int64_t> arms1(n);
+      std::vector<double> props1(n);
+      for (int64_t i = 0; i < n; ++i) {
+        auto r = mab_select(one.p, one.s, m ? m + i * K : nullptr, b ? b + i * K : nullptr);
+        arms1[i] = r.first;
+        props1[i] = r.second;
+      }
+      // one batch on 1, 3 and all threads
+      for (int threads : {1, 3, 0}) {
+        Mab batch(base);
+        std::vector<int64_t> arms(n);
+        std::vector<double> props(n);
+        mab_select_batch(batch.p, batch.s, m, b, n, threads, arms.data(), props.data());
+        CHECK(arms == arms1);
+        CHECK(same_bits(props.data(), props1.data(), n));
+        CHECK(batch.same_as(one));
+        CHECK(batch.counters[kCtrDecisions] == n);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        CHECK(base.active[arms1[i]] && (m == nullptr || m[i * K + arms1[i]]));
+      }
+    }
+    // update_batch is n updates, with and without weights, with and without decay
+    for (double decay : {1.0, 0.99}) {
+      Mab one(base), batch(base), weighted(base), weighted1(base);
+      one.p.decay = batch.p.decay = weighted.p.decay = weighted1.p.decay = decay;
+      std::vector<int64_t> arms(n);
+      std::vector<double> rewards(n), weights(n);
+      Stream rs(5, 5, kPurposeUser);
+      for (int64_t i = 0; i < n; ++i) {
+        arms[i] = (i * 7) % K;
+        rewards[i] = rs.uniform() < 0.5 ? 1.0 : 0.0;
+        weights[i] = 2.0 * rs.uniform();
+      }
+      for (int64_t i = 0; i < n; ++i) mab_update(one.p, one.s, arms[i], rewards[i], 1.0);
+      mab_update_batch(batch.p, batch.s, arms.data(), rewards.data(), nullptr, n);
+      CHECK(batch.same_as(one));
+      for (int64_t i = 0; i < n; ++i) {
+        mab_update(weighted1.p, weighted1.s, arms[i], rewards[i], weights[i]);
+      }
+      mab_update_batch(weighted.p, weighted.s, arms.data(), rewards.data(), weights.data(), n);
+      CHECK(weighted.same_as(weighted1));
+      CHECK(weighted.counters[kCtrUpdates] == base.counters[kCtrUpdates] + n);
+    }
+    // the mask cache of action distributions changes no number
+    for (int variant = 0; variant < 3; ++variant) {
+      const uint8_t* m = variant >= 1 ? rows.masks.data() : nullptr;
+      const double* b = variant == 2 ? rows.biases.data() : nullptr;
+      std::vector<double> cached(static_cast<size_t>(n * K)), direct(static_cast<size_t>(n * K));
+      mab_action_probabilities_rows(base.p, base.s, m, b, n, cached.data());
+      for (int64_t i = 0; i < n; ++i) {
+        mab_action_probabilities(base.p, base.s, m ? m + i * K : nullptr,
+                                 b ? b + i * K : nullptr, direct.data() + i * K);
+      }
+      CHECK(same_bits(cached.data(), direct.data(), n * K));
+      for (int64_t i = 0; i < n; ++i) {
+        double total = 0.0;
+        for (int64_t a = 0; a < K; ++a) total += cached[i * K + a];
+        CHECK(std::fabs(total - 1.0) < 1e-12);
+        CHECK(cached[i * K + removed] == 0.0);
+      }
+    }
+  }
+}
+
+// The Thompson estimate, counted here from its definition: `draws` rounds of
+// posterior draws on the stream (seed, policy version, propensity), the winner of
+// each round among the eligible arms, then (wins + 1) / (draws + K_eligible).
+void test_mab_propensity_loop() {
+  const int64_t K = 5;
+  for (int kind : {kBetaTS, kGaussianTS}) {
+    Mab f(kind, K);
+    f.learn(40);
+    f.active[3] = 0;
+    const uint8_t mask[K] = {1, 1, 0, 1, 1};  // eligible: 0, 1, 4
+    const int64_t k_elig = 3;
+    const uint64_t version = static_cast<uint64_t>(f.counters[kCtrUpdates]);
+    std::vector<double> wins(K, 0.0);
+    Stream rp(kSeed, version, kPurposePropensity);
+    for (int64_t m = 0; m < f.p.propensity_draws; ++m) {
+      int64_t best = -1;
+      double best_v = 0.0;
+      for (int64_t a = 0; a < K; ++a) {
+        if (!f.active[a] || !mask[a]) continue;
+        const double v = mab_posterior_draw(f.p, f.s, a, rp);
+        if (best < 0 || v > best_v) {
+          best = a;
+          best_v = v;
+        }
+      }
+      wins[best] += 1.0;
+    }
+    std::vector<double> est(K);
+    mab_ts_propensities(f.p, f.s, mask, nullptr, version, est.data());
+    for (int64_t a = 0; a < K; ++a) {
+      const bool elig = f.active[a] && mask[a];
+      const double want =
+          elig ? (wins[a] + 1.0) / (static_cast<double>(f.p.propensity_draws) + k_elig) : 0.0;
+      CHECK(est[a] == want);
+    }
+    // through the cache: filled once, reused for the same eligible set, refreshed
+    // after propensity_refresh updates
+    CHECK(mab_ts_propensity(f.p, f.s, mask, nullptr, 4) == est[4]);
+    CHECK(f.counters[kCtrPropensityAt] == static_cast<int64_t>(version));
+    CHECK(mab_ts_propensity(f.p, f.s, mask, nullptr, 0) == est[0]);
+    for (int64_t i = 0; i < f.p.propensity_refresh - 1; ++i) mab_update(f.p, f.s, 0, 1.0, 1.0);
+    CHECK(mab_ts_propensity(f.p, f.s, mask, nullptr, 1) == est[1]);  // still cached
+    CHECK(f.counters[kCtrPropensityAt] == static_cast<int64_t>(version));
+    mab_update(f.p, f.s, 0, 1.0, 1.0);
+    mab_ts_propensity(f.p, f.s, mask, nullptr, 1);
+    CHECK(f.counters[kCtrPropensityAt] == f.counters[kCtrUpdates]);
+    // no draws: NaN, as the binding's propensity_draws=0 promises
+    f.p.propensity_draws = 0;
+    CHECK(std::isnan(mab_ts_propensity(f.p, f.s, mask, nullptr, 0)));
+  }
+}
+
+// ---- linear -----------------------------------------------------------------------------
+
+struct Lin {
+  std::vector<double> A, A_inv, b, theta, n;
+  std::vector<int64_t> since, counters;
+  std::vector<uint8_t> active;
+  LinParams p;
+  LinState s;
+  LinWorkspace ws;
+  LinScratch w{};
+
+  Lin(int kind, int64_t K, int64_t d) {
+    A.assign(static_cast<size_t>(K * d * d), 0.0);
+    A_inv = A;
+    for (int64_t a = 0; a < K; ++a) {
+      for (int64_t i = 0; i < d; ++i) A[a * d * d + i * d + i] = A_inv[a * d * d + i * d + i] = 1.0;
+    }
+    b.assign(static_cast<size_t>(K * d), 0.0);
+    theta = b;
+    n.assign(static_cast<size_t>(K), 0.0);
+    since.assign(static_cast<size_t>(K), 0);
+    active.assign(static_cast<size_t>(K), 1);
+    counters.assign(kNumCounters, 0);
+    counters[kCtrPropensityAt] = -1;
+    counters[kCtrSeed] = static_cast<int64_t>(kSeed);
+    p.kind = kind;
+    p.exploration = 0.5;
+    p.ridge = 1.0;
+    p.refresh_every = 8;
+    p.propensity_draws = 50;
+    p.seed = kSeed;
+    bind(K, d);
+  }
+  Lin(const Lin& o)
+      : A(o.A), A_inv(o.A_inv), b(o.b), theta(o.theta), n(o.n), since(o.since),
+        counters(o.counters), active(o.active), p(o.p) {
+    bind(static_cast<int64_t>(o.n.size()), o.s.dim);
+  }
+  Lin& operator=(const Lin&) = delete;
+
+  void bind(int64_t K, int64_t d) {
+    s.n_arms = K;
+    s.dim = d;
+    s.A = A.data();
+    s.A_inv = A_inv.data();
+    s.b = b.data();
+    s.theta = theta.data();
+    s.n = n.data();
+    s.since_refresh = since.data();
+    s.active = active.data();
+    s.counters = counters.data();
+    w = ws.reset(K, d);
+  }
+
+  bool same_as(const Lin& o) const {
+    auto eq = [](const std::vector<double>& x, const std::vector<double>& y) {
+      return x.size() == y.size() && same_bits(x.data(), y.data(), static_cast<long>(x.size()));
+    };
+    return eq(A, o.A) && eq(A_inv, o.A_inv) && eq(b, o.b) && eq(theta, o.theta) && eq(n, o.n) &&
+           since == o.since && counters == o.counters;
+  }
+};
+
+std::vector<double> contexts(int64_t n, int64_t d, uint64_t stream) {
+  Stream rs(13, stream, kPurposeUser);
+  std::vector<double> x(static_cast<size_t>(n * d));
+  for (auto& v : x) v = rs.normal();
+  return x;
+}
+
+void test_lin_batches() {
+  const int64_t K = 5, d = 4, n = 300, removed = 1;
+  Rows rows(n, K, removed);
+  const std::vector<double> X = contexts(n, d, 1), Xl = contexts(n, d, 2);
+  for (int kind : {kLinUCB, kLinTS}) {
+    Lin base(kind, K, d);
+    std::vector<int64_t> arms(n);
+    std::vector<double> rewards(n), weights(n);
+    Stream rs(17, 17, kPurposeUser);
+    for (int64_t i = 0; i < n; ++i) {
+      arms[i] = (i * 3) % K;
+      rewards[i] = Xl[i * d] - 0.5 * Xl[i * d + 1] + 0.1 * rs.normal();
+      weights[i] = 0.5 + rs.uniform();
+    }
+    // update rows are n updates (and cross refresh_every, so exact refreshes run)
+    for (double decay : {1.0, 0.995}) {
+      Lin one(base), batch(base);
+      one.p.decay = batch.p.decay = decay;
+      for (int64_t i = 0; i < n; ++i) {
+        lin_update(one.p, one.s, arms[i], rewards[i], Xl.data() + i * d, weights[i], one.w);
+      }
+      lin_update_rows(batch.p, batch.s, arms.data(), rewards.data(), Xl.data(), weights.data(), n,
+                      batch.w);
+      CHECK(batch.same_as(one));
+    }
+    lin_update_rows(base.p, base.s, arms.data(), rewards.data(), Xl.data(), nullptr, n, base.w);
+    base.active[removed] = 0;
+    for (int variant = 0; variant < 3; ++variant) {
+      const uint8_t* m = variant >= 1 ? rows.masks.data() : nullptr;
+      const double* b = variant == 2 ? rows.biases.data() : nullptr;
+      Lin one(base);
+      std::vector<int64_t> arms1(n);
+      std::vector<double> props1(n);
+      for (int64_t i = 0; i < n; ++i) {
+        auto r = lin_select(one.p, one.s, m ? m + i * K : nullptr, b ? b + i * K : nullptr,
+                            X.data() + i * d, one.w);
+        arms1[i] = r.first;
+        props1[i] = r.second;
+      }
+      for (int threads : {1, 3, 0}) {
+        Lin batch(base);
+        std::vector<int64_t> out_arms(n);
+        std::vector<double> out_props(n);
+        lin_select_batch(batch.p, batch.s, m, b, X.data(), n, threads, out_arms.data(),
+                         out_props.data());
+        CHECK(out_arms == arms1);
+        CHECK(same_bits(out_props.data(), props1.data(), n));
+        CHECK(batch.same_as(one));
+      }
+      // action distributions: any split of the rows gives the same bits
+      std::vector<double> ap1(static_cast<size_t>(n * K)), ap3(static_cast<size_t>(n * K));
+      lin_action_probabilities_rows(base.p, base.s, m, b, X.data(), n, 64, 1, ap1.data());
+      lin_action_probabilities_rows(base.p, base.s, m, b, X.data(), n, 64, 3, ap3.data());
+      CHECK(same_bits(ap1.data(), ap3.data(), n * K));
+      for (int64_t i = 0; i < n; ++i) {
+        double total = 0.0;
+        for (int64_t a = 0; a < K; ++a) total += ap1[i * K + a];
+        CHECK(std::fabs(total - 1.0) < 1e-12);
+        CHECK(ap1[i * K + removed] == 0.0);
+      }
+    }
+    // expectations are theta_a . x
+    std::vector<double> e(static_cast<size_t>(n * K));
+    lin_expectations(base.s, X.data(), n, e.data());
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t a = 0; a < K; ++a) {
+        double want = 0.0;
+        for (int64_t j = 0; j < d; ++j) want += base.theta[a * d + j] * X[i * d + j];
+        CHECK(std::fabs(e[i * K + a] - want) < 1e-12);
+      }
+    }
+  }
+}
+
+// LinTS: (wins + 1) / (draws + K_eligible), the wins counted here from score draws
+// on the stream (seed, decision number, propensity), and the same number from
+// lin_choose for the arm it chose.
+void test_lin_propensity_loop() {
+  const int64_t K = 4, d = 3;
+  Lin f(kLinTS, K, d);
+  const std::vector<double> X = contexts(60, d, 3);
+  for (int64_t i = 0; i < 60; ++i) {
+    lin_update(f.p, f.s, i % K, X[i * d] + 0.2 * X[i * d + 2], X.data() + i * d, 1.0, f.w);
+  }
+  const uint8_t mask[K] = {1, 0, 1, 1};
+  const double* x = X.data() + 5 * d;
+  const uint64_t t = 123;
+  lin_moments(f.s, mask, x, f.w);
+  std::vector<double> wins(K, 0.0);
+  Stream rp(kSeed, t, kPurposePropensity);
+  for (int64_t m = 0; m < f.p.propensity_draws; ++m) {
+    wins[lin_ts_draw(f.p, f.s, mask, nullptr, f.w, rp)] += 1.0;
+  }
+  for (int64_t a = 0; a < K; ++a) {
+    if (!mask[a]) continue;
+    const double want = (wins[a] + 1.0) / (static_cast<double>(f.p.propensity_draws) + 3.0);
+    CHECK(lin_ts_propensity(f.p, f.s, mask, nullptr, f.w, t, a) == want);
+  }
+  const auto chosen = lin_choose(f.p, f.s, mask, nullptr, x, t, f.w);
+  CHECK(chosen.second == lin_ts_propensity(f.p, f.s, mask, nullptr, f.w, t, chosen.first));
+  f.p.propensity_draws = 0;
+  CHECK(std::isnan(lin_ts_propensity(f.p, f.s, mask, nullptr, f.w, t, 0)));
+}
+
+void test_lin_scratch_layout() {
+  const int64_t K = 7, d = 5;
+  CHECK(lin_scratch_size(K, d) == 2 * K + d + 2 * d * d);
+  LinWorkspace ws;
+  const LinScratch w = ws.reset(K, d);
+  CHECK(w.var == w.mean + K);
+  CHECK(w.u == w.var + K);
+  CHECK(w.work == w.u + d);
+  CHECK(w.work + 2 * d * d == w.mean + lin_scratch_size(K, d));
+  for (int64_t i = 0; i < lin_scratch_size(K, d); ++i) CHECK(w.mean[i] == 0.0);
+}
+
+// The codes Python reads from _core.POLICY_KINDS and _core.COUNTER_SLOTS: pinned here
+// because saved states carry them (tests/test_codes.py pins the same on the Python side).
+void test_codes() {
+  struct Want {
+    const char* name;
+    int code;
+  };
+  const Want mab[] = {{"BETA_TS", 0}, {"GAUSSIAN_TS", 1}, {"UCB1", 2},
+                      {"UCB_TUNED", 3}, {"EPSILON_GREEDY", 4}, {"SOFTMAX", 5}};
+  const Want lin[] = {{"LIN_UCB", 0}, {"LIN_TS", 1}};
+  const Want slots[] = {{"DECISIONS", 0}, {"UPDATES", 1}, {"PROPENSITY_AT", 2}, {"SEED", 3}};
+  int i = 0;
+  for (const auto& c : kMabKindNames) {
+    CHECK(std::string(c.name) == mab[i].name && c.code == mab[i].code);
+    CHECK(is_mab_kind(c.code));
+    ++i;
+  }
+  CHECK(i == 6);
+  i = 0;
+  for (const auto& c : kLinKindNames) {
+    CHECK(std::string(c.name) == lin[i].name && c.code == lin[i].code);
+    CHECK(is_lin_kind(c.code));
+    ++i;
+  }
+  CHECK(i == 2);
+  i = 0;
+  for (const auto& c : kCounterSlotNames) {
+    CHECK(std::string(c.name) == slots[i].name && c.code == slots[i].code);
+    ++i;
+  }
+  CHECK(i == kNumCounters);
+  CHECK(!is_mab_kind(-1) && !is_mab_kind(6) && !is_lin_kind(2));
+}
+
+}  // namespace
+
+int main() {
+  test_codes();
+  test_lin_scratch_layout();
+  test_mab_propensity_loop();
+  test_mab_batches();
+  test_lin_propensity_loop();
+  test_lin_batches();
+  return test::report("test_policies");
+}
