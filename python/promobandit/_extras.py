@@ -12,7 +12,7 @@ scoring, offers, constraints, features and the engine without a decision log. Th
 - ``torch``: the two-tower recommender;
 - ``simulate``: ``evaluate``, ``report`` and ``torch`` (``promobandit simulate`` trains the
   two-tower on the simulated history);
-- ``service``: FastAPI, uvicorn, orjson, prometheus-client and the ``log`` extra
+- ``service``: FastAPI, uvicorn, orjson, prometheus-client, pydantic and the ``log`` extra
   (``promobandit serve``);
 - ``all``: every one of them.
 """
@@ -31,7 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "report": ("matplotlib",),
     "torch": ("torch", "tqdm"),
     "simulate": ("pandas", "scipy", "sklearn", "pyarrow", "matplotlib", "torch", "tqdm"),
-    "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pyarrow"),
+    "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow"),
 }
 
 

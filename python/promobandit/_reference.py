@@ -114,7 +114,8 @@ class Stream:
 # Bandit policies (cpp/include/promobandit/multiarmed.hpp, linear.hpp)
 # ======================================================================================
 
-BETA_TS, GAUSSIAN_TS, UCB1, UCB_TUNED, EPSILON_GREEDY, SOFTMAX = range(6)
+# Kind codes: state.hpp's, through the Numba backend's copy (which imports nothing).
+from ._numba.codes import BETA_TS, EPSILON_GREEDY, GAUSSIAN_TS, SOFTMAX, UCB1, UCB_TUNED  # noqa: E402
 
 
 class MultiArmed:

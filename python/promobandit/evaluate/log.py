@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from ..engine.decision_log import COLUMN_NAMES
 
 # Columns read into DecisionLog.extra when present (identifiers and metadata).
@@ -223,7 +225,7 @@ class DecisionLog:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame in the decision-log column names (list columns as lists)."""
-        import pandas as pd
+        pd = require("pandas", "evaluate", "DecisionLog.to_frame")
 
         data: dict[str, Any] = {k: v for k, v in self.extra.items()}
         data["offer"] = self.actions
@@ -243,8 +245,8 @@ def _list_column(table: Any, name: str, n: int, dtype: Any) -> np.ndarray | None
 
     Null rows (allowed for action_probs only) come back as NaN rows.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    pa = require("pyarrow", "evaluate", "reading a decision log")
+    pc = require("pyarrow.compute", "evaluate", "reading a decision log")
 
     col = table.column(name)
     if col.null_count == len(col):
@@ -301,10 +303,9 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
     check_action_probs: see DecisionLog.from_arrays.
     Returns a DecisionLog; raises ValueError naming the first missing or bad column.
     """
-    import pyarrow as pa
-
+    pa = require("pyarrow", "evaluate", "reading a decision log")
     if isinstance(source, (str, Path)):
-        import pyarrow.parquet as pq
+        pq = require("pyarrow.parquet", "evaluate", "reading a decision log")
 
         path = Path(source)
         if not path.exists():
@@ -329,10 +330,7 @@ def read_decision_log(source: Any, *, n_actions: int | None = None,
         table = pa.table({k: (list(v) if isinstance(v, np.ndarray) and v.ndim > 1 else v)
                           for k, v in source.items()})
     else:
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - pandas is a dependency
-            pd = None
+        pd = sys.modules.get("pandas")  # a DataFrame can only come from a loaded pandas
         if pd is not None and isinstance(source, pd.DataFrame):
             table = pa.Table.from_pandas(source, preserve_index=False)
         else:

@@ -17,24 +17,32 @@ next decision), ``CTR_UPDATES`` updates applied so far (the policy version),
 from __future__ import annotations
 
 from .. import _backends
+from .._numba import codes as _numba_copy
+
+# The names, bound from the Numba copy; the check below makes them _core's values too.
+from .._numba.codes import (  # noqa: F401  (re-exported)
+    BETA_TS,
+    CTR_DECISIONS,
+    CTR_PROPENSITY_AT,
+    CTR_SEED,
+    CTR_UPDATES,
+    EPSILON_GREEDY,
+    GAUSSIAN_TS,
+    LIN_TS,
+    LIN_UCB,
+    N_COUNTERS,
+    SOFTMAX,
+    UCB1,
+    UCB_TUNED,
+)
 
 if _backends.has_cpp():
     POLICY_KINDS: dict[str, int] = dict(_backends.core().POLICY_KINDS)
     COUNTER_SLOTS: dict[str, int] = dict(_backends.core().COUNTER_SLOTS)
+    if POLICY_KINDS != _numba_copy.POLICY_KINDS or COUNTER_SLOTS != _numba_copy.COUNTER_SLOTS:
+        raise ImportError(
+            "promobandit._core was built from another state.hpp than this package's Numba "
+            f"copy ({POLICY_KINDS}, {COUNTER_SLOTS}): rebuild the package (pip install .)")
 else:
-    from .._numba.codes import COUNTER_SLOTS, POLICY_KINDS
-
-BETA_TS = POLICY_KINDS["BETA_TS"]
-GAUSSIAN_TS = POLICY_KINDS["GAUSSIAN_TS"]
-UCB1 = POLICY_KINDS["UCB1"]
-UCB_TUNED = POLICY_KINDS["UCB_TUNED"]
-EPSILON_GREEDY = POLICY_KINDS["EPSILON_GREEDY"]
-SOFTMAX = POLICY_KINDS["SOFTMAX"]
-LIN_UCB = POLICY_KINDS["LIN_UCB"]
-LIN_TS = POLICY_KINDS["LIN_TS"]
-
-CTR_DECISIONS = COUNTER_SLOTS["DECISIONS"]
-CTR_UPDATES = COUNTER_SLOTS["UPDATES"]
-CTR_PROPENSITY_AT = COUNTER_SLOTS["PROPENSITY_AT"]
-CTR_SEED = COUNTER_SLOTS["SEED"]
-N_COUNTERS = len(COUNTER_SLOTS)
+    POLICY_KINDS = _numba_copy.POLICY_KINDS
+    COUNTER_SLOTS = _numba_copy.COUNTER_SLOTS

@@ -25,16 +25,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _backends
-
-# The range checks live with the other edge checks; re-exported for callers of this module.
-from .._validation import check_int as check_int
-from .._validation import check_range as check_range
-from .._validation import check_seed as check_seed
-from .traits import PolicyTraits
+from .._validation import check_int, check_range, check_seed
 
 # Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
 # CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
 from ._codes import CTR_DECISIONS, CTR_PROPENSITY_AT, CTR_SEED, CTR_UPDATES, N_COUNTERS
+from .traits import PolicyTraits
 
 FORMAT = "promobandit.policy"
 FORMAT_VERSION = 1

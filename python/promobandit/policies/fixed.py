@@ -22,15 +22,9 @@ import numpy as np
 
 from .. import _validation as v
 from .. import rng
-from .base import (
-    CTR_DECISIONS,
-    CTR_SEED,
-    CTR_UPDATES,
-    Policy,
-    PolicyConfig,
-    check_int,
-    new_counters,
-)
+from .._validation import check_int
+from ._codes import CTR_DECISIONS, CTR_SEED, CTR_UPDATES
+from .base import Policy, PolicyConfig, new_counters
 from .traits import PolicyTraits
 
 

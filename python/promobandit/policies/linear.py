@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._validation import check_int, check_range
 from . import _codes
-from .base import Policy, PolicyConfig, check_int, check_range, new_counters
+from .base import Policy, PolicyConfig, new_counters
 from .traits import PolicyTraits
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._validation import check_range
 from . import _codes
 from ._multiarmed import MultiArmedPolicy
-from .base import PolicyConfig, check_range
+from .base import PolicyConfig
 from .traits import PolicyTraits
 
 
