@@ -36,15 +36,21 @@ import numpy as np
 
 from . import pricing
 from .pricing import (
+    COL_AMOUNT,
+    COL_KIND,
+    COL_PPM,
+    COL_THRESHOLD,
     KIND_COUPON,
     KIND_PERCENT,
     KIND_SPEND,
     KIND_TIMED,
     MAX_INT64_TOTAL,
-    MAX_LINE_MINOR,
 )
 
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "error_model": "numpy"}
+# The shared steps are inlined into each kernel that calls them (Numba IR inlining): a
+# call per offer with array arguments costs more than the step itself.
+_STEP: dict[str, Any] = {**_JIT, "inline": "always"}
 
 # Per-basket status: OK, or HUGE (re-price on the exact NumPy path); a value >= 0 is
 # the line whose amount is beyond exact float pricing (the catalogue raises for it).
@@ -52,11 +58,11 @@ STATUS_OK = -1
 STATUS_HUGE = -2
 
 # The rounding rule of pricing.py, compiled as written there.
-line_minor = nb.njit(**_JIT)(pricing.line_minor)
-percent_saving = nb.njit(**_JIT)(pricing.percent_saving)
+line_minor = nb.njit(**_STEP)(pricing.line_minor)
+percent_saving = nb.njit(**_STEP)(pricing.percent_saving)
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_STEP)
 def offer_saving(kind, ppm, threshold, amount, total, redeem):  # pragma: no cover
     """The saving S (minor units) of an offer of ``kind`` on an eligible total: a percent
     or time-limited offer ppm / PPM of it rounded half up; a spend threshold (and a
@@ -69,7 +75,7 @@ def offer_saving(kind, ppm, threshold, amount, total, redeem):  # pragma: no cov
     return 0
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_STEP)
 def split_fits(s, total, weight, headroom, base, n):  # pragma: no cover
     """True when S spread over lines 0..n-1 by the largest-remainder method (weight: the
     eligible list amounts, summing to total) takes no line past its headroom; base is
@@ -103,13 +109,15 @@ def split_fits(s, total, weight, headroom, base, n):  # pragma: no cover
 
 
 @nb.njit(**_JIT)
-def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, margin_mult, kind, ppm,
-                 threshold, amount, ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active,
+def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, margin_mult, max_line, columns,
+                 ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active,
                  line_list, headroom, weight, base, elig_out, cost_out,
                  paid_out):  # pragma: no cover  (compiled; covered through the catalogue)
     """Quotes lines [lo, hi) into the (K,) rows elig_out / cost_out / paid_out.
 
     Returns (status, list total in minor units); line_list .. base are scratch of >= n.
+    max_line is pricing.MAX_LINE_MINOR, an argument rather than a global on purpose: as
+    a compile-time constant it makes LLVM compile the line loop to code twice as slow.
     """
     n = hi - lo
     worst = -1.0
@@ -120,17 +128,19 @@ def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, margin_mult, k
         if amt > worst:  # the first maximum, like np.argmax
             worst = amt
             worst_j = j
-        # converted only in range (the caller raises for lines beyond MAX_LINE_MINOR)
-        headroom[j] = np.int64(room) if room < MAX_LINE_MINOR else 0
-        line_list[j] = np.int64(amt) if amt < MAX_LINE_MINOR else 0
-    if worst >= MAX_LINE_MINOR:
+        # converted only in range (the caller raises for lines beyond max_line)
+        headroom[j] = np.int64(room) if room < max_line else 0
+        line_list[j] = np.int64(amt) if amt < max_line else 0
+    if worst >= max_line:
         return worst_j, 0
     total_all = 0
     for j in range(n):
         total_all += line_list[j]
         if total_all >= MAX_INT64_TOTAL:  # S * L_i could overflow int64: exact path instead
             return STATUS_HUGE, 0
-    for k in range(kind.shape[0]):
+    for k in range(columns.shape[0]):
+        kind, ppm = columns[k, COL_KIND], columns[k, COL_PPM]
+        threshold, amount = columns[k, COL_THRESHOLD], columns[k, COL_AMOUNT]
         a0, a1 = ex_item_ptr[k], ex_item_ptr[k + 1]
         c0, c1 = ex_cat_ptr[k], ex_cat_ptr[k + 1]
         total = 0
@@ -151,10 +161,10 @@ def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, margin_mult, k
             total += w
         s = 0
         if active[k]:
-            s = offer_saving(kind[k], ppm[k], threshold[k], amount[k], total, False)
+            s = offer_saving(kind, ppm, threshold, amount, total, False)
         elig_out[k] = split_fits(s, total, weight, headroom, base, n)
-        if kind[k] == KIND_COUPON:
-            cost_out[k] = amount[k] / per_unit
+        if kind == KIND_COUPON:
+            cost_out[k] = amount / per_unit
         else:
             cost_out[k] = s / per_unit
         paid_out[k] = (total_all - s) / per_unit
@@ -162,8 +172,8 @@ def _quote_lines(ids, cats, prices, costs, qty, lo, hi, per_unit, margin_mult, k
 
 
 @nb.njit(**_JIT)
-def quote_one(ids, cats, prices, costs, qty, per_unit, margin_mult, kind, ppm, threshold,
-              amount, ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active, elig_out,
+def quote_one(ids, cats, prices, costs, qty, per_unit, margin_mult, max_line, columns,
+              ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active, elig_out,
               cost_out, paid_out):  # pragma: no cover
     """One basket: fills the (K,) outputs; returns (status, list total in minor units)."""
     n = ids.shape[0]
@@ -171,14 +181,14 @@ def quote_one(ids, cats, prices, costs, qty, per_unit, margin_mult, kind, ppm, t
     headroom = np.empty(n, np.int64)
     weight = np.empty(n, np.int64)
     base = np.empty(n, np.int64)
-    return _quote_lines(ids, cats, prices, costs, qty, 0, n, per_unit, margin_mult, kind, ppm,
-                        threshold, amount, ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id,
+    return _quote_lines(ids, cats, prices, costs, qty, 0, n, per_unit, margin_mult, max_line,
+                        columns, ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id,
                         active, line_list, headroom, weight, base, elig_out, cost_out, paid_out)
 
 
 @nb.njit(**_JIT)
-def quote_csr(offsets, ids, cats, prices, costs, qty, per_unit, margin_mult, kind, ppm,
-              threshold, amount, ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active,
+def quote_csr(offsets, ids, cats, prices, costs, qty, per_unit, margin_mult, max_line, columns,
+              ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active,
               elig_out, cost_out, paid_out, list_out, status_out):  # pragma: no cover
     """B baskets as CSR lines (basket b is lines offsets[b]:offsets[b + 1]).
 
@@ -194,8 +204,8 @@ def quote_csr(offsets, ids, cats, prices, costs, qty, per_unit, margin_mult, kin
     base = np.empty(longest, np.int64)
     for b in range(n_baskets):
         status, total = _quote_lines(ids, cats, prices, costs, qty, offsets[b], offsets[b + 1],
-                                     per_unit, margin_mult, kind, ppm, threshold, amount,
-                                     ex_item_ptr, ex_item_id, ex_cat_ptr, ex_cat_id, active,
+                                     per_unit, margin_mult, max_line, columns, ex_item_ptr,
+                                     ex_item_id, ex_cat_ptr, ex_cat_id, active,
                                      line_list, headroom, weight, base, elig_out[b],
                                      cost_out[b], paid_out[b])
         status_out[b] = status

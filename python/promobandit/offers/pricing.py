@@ -72,6 +72,10 @@ MAX_INT64_TOTAL = 3_000_000_000
 # Line amounts stay exact integers in float64 (2**53) and far from int64 overflow.
 MAX_LINE_MINOR = float(2**53)
 
+# Columns of PricingTable.columns, the per-offer integers side by side (one argument of
+# the compiled kernels instead of four: each array argument costs a type check per call).
+COL_KIND, COL_PPM, COL_THRESHOLD, COL_AMOUNT = range(4)
+
 
 # --- the rounding rule (NumPy arrays or scalars; compiled as is by the Numba kernels) ----
 
@@ -221,7 +225,8 @@ class PricingTable:
     ex_cat_ptr, ex_cat_id: excluded categories, the same way.
 
     Arrays are read-only. Built by ``PricingTable.build`` (which checks the currency
-    grid); the derived masks (``is_percent`` ...) are computed once here.
+    grid); the derived masks (``is_percent`` ...) are computed once here, and
+    ``columns`` (K, 4) holds kind, ppm, threshold and amount side by side (``COL_*``).
     """
 
     per_unit: int
@@ -252,6 +257,8 @@ class PricingTable:
         set_(self, "ex_cat_offer", _frozen(np.repeat(np.arange(k), np.diff(self.ex_cat_ptr))))
         set_(self, "has_exclusions", bool(self.ex_item_id.size or self.ex_cat_id.size))
         set_(self, "all_active", _frozen(np.ones(k, dtype=bool)))
+        set_(self, "columns", _frozen(np.stack([kind, self.ppm, self.threshold, self.amount],
+                                               axis=1)))
 
     # Derived in __post_init__ (not fields: the table is defined by the fields above).
     margin_mult: float = dataclasses.field(init=False, repr=False)
@@ -264,6 +271,7 @@ class PricingTable:
     ex_cat_offer: np.ndarray = dataclasses.field(init=False, repr=False)
     has_exclusions: bool = dataclasses.field(init=False, repr=False)
     all_active: np.ndarray = dataclasses.field(init=False, repr=False)
+    columns: np.ndarray = dataclasses.field(init=False, repr=False)
 
     @classmethod
     def build(cls, offers: Sequence[Any], minor_unit: float, margin_floor: float
@@ -433,13 +441,21 @@ class PricingTable:
     # --- the Numba kernels' arguments -----------------------------------------------------
     def kernel_args(self) -> tuple[Any, ...]:
         """The table's constant arguments of ``offers._kernels.quote_one`` / ``quote_csr``:
-        (per_unit, margin_mult, kind, ppm, threshold, amount, ex_item_ptr, ex_item_id,
-        ex_cat_ptr, ex_cat_id). Plain numbers and read-only arrays."""
-        return (self.per_unit, self.margin_mult, self.kind, self.ppm, self.threshold,
-                self.amount, self.ex_item_ptr, self.ex_item_id, self.ex_cat_ptr, self.ex_cat_id)
+        (per_unit, margin_mult, MAX_LINE_MINOR, columns, ex_item_ptr, ex_item_id, ex_cat_ptr,
+        ex_cat_id). Plain numbers and read-only arrays, built once."""
+        args = self.__dict__.get("_kernel_args")
+        if args is None:
+            args = (self.per_unit, self.margin_mult, MAX_LINE_MINOR, self.columns,
+                    self.ex_item_ptr, self.ex_item_id, self.ex_cat_ptr, self.ex_cat_id)
+            object.__setattr__(self, "_kernel_args", args)
+        return args
 
 
 __all__ = [
+    "COL_AMOUNT",
+    "COL_KIND",
+    "COL_PPM",
+    "COL_THRESHOLD",
     "KIND_COUPON",
     "KIND_NONE",
     "KIND_PERCENT",
