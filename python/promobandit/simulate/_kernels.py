@@ -42,10 +42,11 @@ P_URGENCY, P_COUPON_RECALL, P_PER_UNIT = 4, 5, 6
 N_PARAMS = 7
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _price(kind: int, ppm: int, threshold: int, amount: int, redeem: bool,
            excluded: np.ndarray, item_a: int, item_b: int, item_list: np.ndarray,
-           item_headroom: np.ndarray, scratch: np.ndarray) -> tuple[int, bool]:
+           item_headroom: np.ndarray, weight: np.ndarray, room: np.ndarray,
+           base: np.ndarray) -> tuple[int, bool]:
     """(saving, usable) of one offer on the order [item_a] or [item_a, item_b].
 
     The offer's arrays are a PricingTable's entries (kind, ppm, threshold, amount);
@@ -53,9 +54,9 @@ def _price(kind: int, ppm: int, threshold: int, amount: int, redeem: bool,
     (else as issued: no saving). usable: the largest-remainder split keeps every line at
     or above its margin floor (a threshold that is not met gives saving 0, usable). The
     rule is offers._kernels' (offer_saving, split_fits), on the items' list amounts and
-    headrooms. item_b < 0: a one-line order. scratch: (3, >= 2) int64.
+    headrooms. item_b < 0: a one-line order. weight, room, base: int64 scratch of >= 2
+    (the lines' eligible amounts, headrooms and floor shares).
     """
-    weight, room, base = scratch[0], scratch[1], scratch[2]
     weight[0] = 0 if excluded[item_a] else item_list[item_a]
     room[0] = item_headroom[item_a]
     total = weight[0]
@@ -69,14 +70,14 @@ def _price(kind: int, ppm: int, threshold: int, amount: int, redeem: bool,
     return saving, split_fits(saving, total, weight, room, base, n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _offer_saving(k: int, off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray,
                   off_amt: np.ndarray, off_excl: np.ndarray, item_a: int, item_b: int,
                   item_list: np.ndarray, item_headroom: np.ndarray,
-                  scratch: np.ndarray) -> tuple[int, bool]:
+                  weight: np.ndarray, room: np.ndarray, base: np.ndarray) -> tuple[int, bool]:
     """Saving of offer k decided now on an order (a coupon is issued: no saving now)."""
     return _price(off_kind[k], off_ppm[k], off_thr[k], off_amt[k], False, off_excl[k],
-                  item_a, item_b, item_list, item_headroom, scratch)
+                  item_a, item_b, item_list, item_headroom, weight, room, base)
 
 
 @njit(cache=True)
@@ -84,7 +85,8 @@ def _order(k: int, recalled: bool, u: int, item_a: int, item_b: int, t: float,
            off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
            off_excl: np.ndarray, item_list: np.ndarray, item_headroom: np.ndarray,
            coupon_until: np.ndarray, coupon_offer: np.ndarray, timed_until: np.ndarray,
-           timed_offer: np.ndarray, scratch: np.ndarray) -> tuple[int, int]:
+           timed_offer: np.ndarray, weight: np.ndarray, room: np.ndarray,
+           base: np.ndarray) -> tuple[int, int]:
     """(best saving, its source) of an order under offer k and the shopper's holdings.
 
     One promotion per order: the largest saving wins; on ties the offer of this
@@ -92,19 +94,19 @@ def _order(k: int, recalled: bool, u: int, item_a: int, item_b: int, t: float,
     """
     best, src = 0, SOURCE_LIST
     s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, item_a, item_b,
-                          item_list, item_headroom, scratch)
+                          item_list, item_headroom, weight, room, base)
     if ok and s > 0:
         best, src = s, SOURCE_OFFER
     if recalled and coupon_until[u] > t:
         c = coupon_offer[u]  # a coupon offer: redeemed on this order
         s, ok = _price(off_kind[c], off_ppm[c], off_thr[c], off_amt[c], True, off_excl[c],
-                       item_a, item_b, item_list, item_headroom, scratch)
+                       item_a, item_b, item_list, item_headroom, weight, room, base)
         if ok and s > best:
             best, src = s, SOURCE_COUPON
     if timed_until[u] > t:
         c = timed_offer[u]  # a time-limited offer, still running
         s, ok = _price(off_kind[c], off_ppm[c], off_thr[c], off_amt[c], False, off_excl[c],
-                       item_a, item_b, item_list, item_headroom, scratch)
+                       item_a, item_b, item_list, item_headroom, weight, room, base)
         if ok and s > best:
             best, src = s, SOURCE_TIMED
     return best, src
@@ -118,11 +120,11 @@ def price_orders(item_a: np.ndarray, item_b: np.ndarray, redeem: bool, off_kind:
     """Every offer on every order [item_a[n]] (item_b[n] < 0) or [item_a[n], item_b[n]]:
     out_saving (n, K) minor units and out_usable (n, K), as ``step`` prices them (a
     coupon as issued, or as redeemed on the order when ``redeem``)."""
-    scratch = np.zeros((3, 2), np.int64)
+    weight, room, base = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64)
     for n in range(item_a.shape[0]):
         for k in range(off_kind.shape[0]):
             s, ok = _price(off_kind[k], off_ppm[k], off_thr[k], off_amt[k], redeem, off_excl[k],
-                           item_a[n], item_b[n], item_list, item_headroom, scratch)
+                           item_a[n], item_b[n], item_list, item_headroom, weight, room, base)
             out_saving[n, k] = s
             out_usable[n, k] = ok
 
@@ -170,7 +172,8 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
     """
     n_offers = off_kind.shape[0]
     per_unit = params[P_PER_UNIT]
-    scratch = np.zeros((3, 2), np.int64)  # _price's lines: weight, headroom, base
+    # _price's scratch: the lines' eligible amounts, headrooms and floor shares
+    weight, room, base = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64)
     recall_p = params[P_COUPON_RECALL]
     dim = item_vec.shape[1]
     for n in range(users.shape[0]):
@@ -191,7 +194,7 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
         # Expected profit of every offer: a mixture over whether a held coupon is recalled.
         for k in range(n_offers):
             s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, a, b,
-                                  item_list, item_headroom, scratch)
+                                  item_list, item_headroom, weight, room, base)
             out_eligible[n, k] = ok
             quoted = off_amt[k] if off_kind[k] == KIND_COUPON else s
             out_depth[n, k] = quoted / list_ab
@@ -207,10 +210,10 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
                     continue
                 sa, _ = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
                                off_excl, item_list, item_headroom, coupon_until, coupon_offer,
-                               timed_until, timed_offer, scratch)
+                               timed_until, timed_offer, weight, room, base)
                 sb, _ = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
                                off_excl, item_list, item_headroom, coupon_until, coupon_offer,
-                               timed_until, timed_offer, scratch)
+                               timed_until, timed_offer, weight, room, base)
                 pay_a = (list_a - sa) / per_unit
                 pay_b = (list_ab - sb) / per_unit
                 pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta,
@@ -225,10 +228,10 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
         urg = params[P_URGENCY] if off_kind[k] == KIND_TIMED else 0.0
         sa, src_a = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
                            off_excl, item_list, item_headroom, coupon_until, coupon_offer,
-                           timed_until, timed_offer, scratch)
+                           timed_until, timed_offer, weight, room, base)
         sb, src_b = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
                            off_excl, item_list, item_headroom, coupon_until, coupon_offer,
-                           timed_until, timed_offer, scratch)
+                           timed_until, timed_offer, weight, room, base)
         pay_a = (list_a - sa) / per_unit
         pay_b = (list_ab - sb) / per_unit
         pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta, shift[n],
