@@ -7,9 +7,10 @@ NumPy path calls the same functions on arrays), so line amounts, margin floors a
 percent savings are the same operations in the same order: results are equal, not
 close. ``offer_saving`` (which saving an offer kind gives on an eligible total) and
 ``split_fits`` (does the largest-remainder split keep every line above its floor) are
-the only compiled copies of those steps; ``simulate/_kernels.py`` calls them too. (Numba
-caches a kernel by its own file: after editing ``pricing.py`` or this module, clear the
-``__pycache__`` of ``simulate/`` too, or its cached kernels keep the old rule.)
+the only compiled copies of those steps; ``simulate/_kernels.py`` calls them too. Numba's
+cache checks only the file of the kernel it cached: after editing ``pricing.py``, clear
+``offers/__pycache__`` and ``simulate/__pycache__``; after editing this module,
+``simulate/__pycache__``.
 
 Why Numba: a quote of 10 offers on a 20-line basket is ~200 multiply-adds, but the
 NumPy path spends ~50 us in ~40 small-array calls; one compiled call is a few us.
