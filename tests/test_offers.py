@@ -28,7 +28,7 @@ from promobandit.offers import (
     TimeLimitedPercentOff,
     default_catalogue,
 )
-from promobandit.offers.catalogue import _checked_columns
+from promobandit.offers.basket import _checked_columns
 
 HOUR, DAY = 3600.0, 86400.0
 

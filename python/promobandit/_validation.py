@@ -530,3 +530,34 @@ def frozen(a: np.ndarray) -> np.ndarray:
         out = out.copy()
     out.setflags(write=False)
     return out
+
+
+# --- offers: basket columns ----------------------------------------------------------------
+# The lines of a basket: 1-D columns, always new arrays, errors naming the line. Stricter
+# than int_array / float_array: uint64 (which may not fit int64) and empty float columns
+# are rejected, and a non-finite value is reported with its line.
+
+def int_column(name: str, obj: Any) -> np.ndarray:
+    """``obj`` as a new 1-D int64 array (any signed or unsigned dtype below 64 bits, or
+    int64); floats, bools and objects are rejected rather than truncated."""
+    a = np.asarray(obj)
+    if a.dtype.kind not in "iu" or a.dtype == np.uint64:
+        raise ValueError(f"{name}: expected a 1-D integer array, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    return a.astype(np.int64)
+
+
+def float_column(name: str, obj: Any) -> np.ndarray:
+    """``obj`` as a new finite 1-D float64 array (any numeric dtype)."""
+    a = np.asarray(obj)
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a 1-D numeric array, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise ValueError(f"{name}: expected finite values, got {a[i]} at line {i}")
+    return a

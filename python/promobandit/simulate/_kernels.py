@@ -7,10 +7,11 @@ regret), then realises the offer that was chosen with the row's common random nu
 updates the shopper's held promotions (a coupon, a running time-limited offer).
 
 Money is in integer minor units inside the kernel (as in ``promobandit.offers``), and in
-the catalogue's currency (floats) where it leaves it. Pricing follows the catalogue's
-rules exactly: a percent saving is fraction x eligible total rounded half up in integers,
-fixed savings apply at or above their threshold, and a saving is spread over the lines by
-the largest-remainder method before the margin floor is checked line by line.
+the catalogue's currency (floats) where it leaves it. Pricing is the engine's, not a copy:
+the offers are the catalogue's ``PricingTable``, the items' list amounts and headrooms
+come from ``pricing.line_minor`` (``Market``), and each order is priced by
+``offers._kernels.offer_saving`` and ``split_fits`` (the largest-remainder split checked
+against the margin floor), the functions the engine's quote kernel calls.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import math
 import numpy as np
 from numba import njit
 
-# Offer kind codes (the catalogue's order).
-KIND_NONE, KIND_PERCENT, KIND_SPEND, KIND_TIMED, KIND_COUPON = 0, 1, 2, 3, 4
+from ..offers._kernels import offer_saving, split_fits
+
+# Kind codes are pricing's (one definition); run.py reads these two through this module.
+from ..offers.pricing import KIND_COUPON, KIND_TIMED
 
 # Which promotion priced a purchase (the `source` output).
 SOURCE_NONE = 0  # no purchase
@@ -35,80 +38,55 @@ OUTCOME_NONE, OUTCOME_ITEM, OUTCOME_BUNDLE = 0, 1, 2
 
 # Layout of the float parameter vector (see Market.kernel_params).
 P_BUY_INTERCEPT, P_BUY_AFFINITY, P_ADDON_INTERCEPT, P_ADDON_AFFINITY = 0, 1, 2, 3
-P_URGENCY, P_COUPON_RECALL, P_PER_UNIT, P_PPM = 4, 5, 6, 7
-N_PARAMS = 8
+P_URGENCY, P_COUPON_RECALL, P_PER_UNIT = 4, 5, 6
+N_PARAMS = 7
 
 
 @njit(cache=True, inline="always")
-def _percent_saving(ppm: int, total: int, ppm_scale: int) -> int:
-    # fraction x total rounded half up, in integers: floor((2 p E + PPM) / (2 PPM)).
-    return (2 * ppm * total + ppm_scale) // (2 * ppm_scale)
+def _price(kind: int, ppm: int, threshold: int, amount: int, redeem: bool,
+           excluded: np.ndarray, item_a: int, item_b: int, item_list: np.ndarray,
+           item_headroom: np.ndarray, weight: np.ndarray, room: np.ndarray,
+           base: np.ndarray) -> tuple[int, bool]:
+    """(saving, usable) of one offer on the order [item_a] or [item_a, item_b].
 
-
-@njit(cache=True)
-def _price(kind: int, ppm: int, threshold: int, amount: int, excluded: np.ndarray,
-           item_a: int, item_b: int, item_list: np.ndarray, item_floor: np.ndarray,
-           ppm_scale: int) -> tuple[int, bool]:
-    """(saving, usable) of one promotion on the order [item_a] or [item_a, item_b].
-
-    kind is KIND_PERCENT (ppm) or KIND_SPEND (threshold, amount); excluded is the
-    promotion's (N,) excluded-item mask. usable: no line falls below its margin floor
-    (a threshold that is not met gives saving 0, usable). item_b < 0: a one-line order.
+    The offer's arrays are a PricingTable's entries (kind, ppm, threshold, amount);
+    excluded is its (N,) excluded-item mask; redeem prices a coupon as used on this order
+    (else as issued: no saving). usable: the largest-remainder split keeps every line at
+    or above its margin floor (a threshold that is not met gives saving 0, usable). The
+    rule is offers._kernels' (offer_saving, split_fits), on the items' list amounts and
+    headrooms. item_b < 0: a one-line order. weight, room, base: int64 scratch of >= 2
+    (the lines' eligible amounts, headrooms and floor shares).
     """
-    la = item_list[item_a]
-    lb = item_list[item_b] if item_b >= 0 else 0
-    wa = 0 if excluded[item_a] else la
-    wb = 0 if (item_b < 0 or excluded[item_b]) else lb
-    total = wa + wb
-    if kind == KIND_PERCENT:
-        saving = _percent_saving(ppm, total, ppm_scale)
-    else:
-        if total < threshold:
-            return 0, True  # not applied: nothing is discounted, no floor is at risk
-        saving = amount
-    if saving == 0:
-        return 0, True
-    # Largest remainder: floor(S w / E) per line, the leftover unit to the larger
-    # remainder (ties: the first line). Two lines leave at most one unit over.
-    denom = total if total > 0 else 1
-    base_a = saving * wa // denom
-    base_b = saving * wb // denom
-    left = saving - base_a - base_b
-    if left > 0:
-        rem_a = saving * wa - base_a * denom
-        rem_b = saving * wb - base_b * denom
-        if rem_b > rem_a:
-            base_b += left
-        else:
-            base_a += left
-    ok = la - base_a >= item_floor[item_a]
+    weight[0] = 0 if excluded[item_a] else item_list[item_a]
+    room[0] = item_headroom[item_a]
+    total = weight[0]
+    n = 1
     if item_b >= 0:
-        ok = ok and (lb - base_b >= item_floor[item_b])
-    return saving, ok
+        weight[1] = 0 if excluded[item_b] else item_list[item_b]
+        room[1] = item_headroom[item_b]
+        total += weight[1]
+        n = 2
+    saving = offer_saving(kind, ppm, threshold, amount, total, redeem)
+    return saving, split_fits(saving, total, weight, room, base, n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _offer_saving(k: int, off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray,
                   off_amt: np.ndarray, off_excl: np.ndarray, item_a: int, item_b: int,
-                  item_list: np.ndarray, item_floor: np.ndarray,
-                  ppm_scale: int) -> tuple[int, bool]:
+                  item_list: np.ndarray, item_headroom: np.ndarray,
+                  weight: np.ndarray, room: np.ndarray, base: np.ndarray) -> tuple[int, bool]:
     """Saving of offer k decided now on an order (a coupon is issued: no saving now)."""
-    kind = off_kind[k]
-    if kind == KIND_NONE or kind == KIND_COUPON:
-        return 0, True
-    if kind == KIND_PERCENT or kind == KIND_TIMED:
-        return _price(KIND_PERCENT, off_ppm[k], 0, 0, off_excl[k], item_a, item_b, item_list,
-                      item_floor, ppm_scale)
-    return _price(KIND_SPEND, 0, off_thr[k], off_amt[k], off_excl[k], item_a, item_b,
-                  item_list, item_floor, ppm_scale)
+    return _price(off_kind[k], off_ppm[k], off_thr[k], off_amt[k], False, off_excl[k],
+                  item_a, item_b, item_list, item_headroom, weight, room, base)
 
 
 @njit(cache=True)
 def _order(k: int, recalled: bool, u: int, item_a: int, item_b: int, t: float,
            off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
-           off_excl: np.ndarray, item_list: np.ndarray, item_floor: np.ndarray,
+           off_excl: np.ndarray, item_list: np.ndarray, item_headroom: np.ndarray,
            coupon_until: np.ndarray, coupon_offer: np.ndarray, timed_until: np.ndarray,
-           timed_offer: np.ndarray, ppm_scale: int) -> tuple[int, int]:
+           timed_offer: np.ndarray, weight: np.ndarray, room: np.ndarray,
+           base: np.ndarray) -> tuple[int, int]:
     """(best saving, its source) of an order under offer k and the shopper's holdings.
 
     One promotion per order: the largest saving wins; on ties the offer of this
@@ -116,22 +94,39 @@ def _order(k: int, recalled: bool, u: int, item_a: int, item_b: int, t: float,
     """
     best, src = 0, SOURCE_LIST
     s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, item_a, item_b,
-                          item_list, item_floor, ppm_scale)
+                          item_list, item_headroom, weight, room, base)
     if ok and s > 0:
         best, src = s, SOURCE_OFFER
     if recalled and coupon_until[u] > t:
-        c = coupon_offer[u]
-        s, ok = _price(KIND_SPEND, 0, off_thr[c], off_amt[c], off_excl[c], item_a, item_b,
-                       item_list, item_floor, ppm_scale)
+        c = coupon_offer[u]  # a coupon offer: redeemed on this order
+        s, ok = _price(off_kind[c], off_ppm[c], off_thr[c], off_amt[c], True, off_excl[c],
+                       item_a, item_b, item_list, item_headroom, weight, room, base)
         if ok and s > best:
             best, src = s, SOURCE_COUPON
     if timed_until[u] > t:
-        c = timed_offer[u]
-        s, ok = _price(KIND_PERCENT, off_ppm[c], 0, 0, off_excl[c], item_a, item_b, item_list,
-                       item_floor, ppm_scale)
+        c = timed_offer[u]  # a time-limited offer, still running
+        s, ok = _price(off_kind[c], off_ppm[c], off_thr[c], off_amt[c], False, off_excl[c],
+                       item_a, item_b, item_list, item_headroom, weight, room, base)
         if ok and s > best:
             best, src = s, SOURCE_TIMED
     return best, src
+
+
+@njit(cache=True)
+def price_orders(item_a: np.ndarray, item_b: np.ndarray, redeem: bool, off_kind: np.ndarray,
+                 off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
+                 off_excl: np.ndarray, item_list: np.ndarray, item_headroom: np.ndarray,
+                 out_saving: np.ndarray, out_usable: np.ndarray) -> None:
+    """Every offer on every order [item_a[n]] (item_b[n] < 0) or [item_a[n], item_b[n]]:
+    out_saving (n, K) minor units and out_usable (n, K), as ``step`` prices them (a
+    coupon as issued, or as redeemed on the order when ``redeem``)."""
+    weight, room, base = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64)
+    for n in range(item_a.shape[0]):
+        for k in range(off_kind.shape[0]):
+            s, ok = _price(off_kind[k], off_ppm[k], off_thr[k], off_amt[k], redeem, off_excl[k],
+                           item_a[n], item_b[n], item_list, item_headroom, weight, room, base)
+            out_saving[n, k] = s
+            out_usable[n, k] = ok
 
 
 @njit(cache=True)
@@ -153,7 +148,7 @@ def _probabilities(pay_a: float, pay_b: float, ref_a: float, ref_ab: float, aff_
 def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.ndarray,
          shift: np.ndarray, beta_mult: np.ndarray, offers: np.ndarray, u_buy: np.ndarray,
          u_recall: np.ndarray,
-         item_list: np.ndarray, item_floor: np.ndarray, item_cost: np.ndarray,
+         item_list: np.ndarray, item_headroom: np.ndarray, item_cost: np.ndarray,
          item_ref: np.ndarray, item_vec: np.ndarray, item_quality: np.ndarray,
          user_vec: np.ndarray, user_beta: np.ndarray, user_ref: np.ndarray,
          off_kind: np.ndarray, off_ppm: np.ndarray, off_thr: np.ndarray, off_amt: np.ndarray,
@@ -177,7 +172,8 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
     """
     n_offers = off_kind.shape[0]
     per_unit = params[P_PER_UNIT]
-    ppm_scale = np.int64(params[P_PPM])
+    # _price's scratch: the lines' eligible amounts, headrooms and floor shares
+    weight, room, base = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64)
     recall_p = params[P_COUPON_RECALL]
     dim = item_vec.shape[1]
     for n in range(users.shape[0]):
@@ -198,7 +194,7 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
         # Expected profit of every offer: a mixture over whether a held coupon is recalled.
         for k in range(n_offers):
             s, ok = _offer_saving(k, off_kind, off_ppm, off_thr, off_amt, off_excl, a, b,
-                                  item_list, item_floor, ppm_scale)
+                                  item_list, item_headroom, weight, room, base)
             out_eligible[n, k] = ok
             quoted = off_amt[k] if off_kind[k] == KIND_COUPON else s
             out_depth[n, k] = quoted / list_ab
@@ -213,11 +209,11 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
                 if w == 0.0:
                     continue
                 sa, _ = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
-                               off_excl, item_list, item_floor, coupon_until, coupon_offer,
-                               timed_until, timed_offer, ppm_scale)
+                               off_excl, item_list, item_headroom, coupon_until, coupon_offer,
+                               timed_until, timed_offer, weight, room, base)
                 sb, _ = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
-                               off_excl, item_list, item_floor, coupon_until, coupon_offer,
-                               timed_until, timed_offer, ppm_scale)
+                               off_excl, item_list, item_headroom, coupon_until, coupon_offer,
+                               timed_until, timed_offer, weight, room, base)
                 pay_a = (list_a - sa) / per_unit
                 pay_b = (list_ab - sb) / per_unit
                 pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta,
@@ -231,11 +227,11 @@ def step(users: np.ndarray, item_a: np.ndarray, item_b: np.ndarray, times: np.nd
         recalled = has_coupon and u_recall[n] < recall_p
         urg = params[P_URGENCY] if off_kind[k] == KIND_TIMED else 0.0
         sa, src_a = _order(k, recalled, u, a, -1, t, off_kind, off_ppm, off_thr, off_amt,
-                           off_excl, item_list, item_floor, coupon_until, coupon_offer,
-                           timed_until, timed_offer, ppm_scale)
+                           off_excl, item_list, item_headroom, coupon_until, coupon_offer,
+                           timed_until, timed_offer, weight, room, base)
         sb, src_b = _order(k, recalled, u, a, b, t, off_kind, off_ppm, off_thr, off_amt,
-                           off_excl, item_list, item_floor, coupon_until, coupon_offer,
-                           timed_until, timed_offer, ppm_scale)
+                           off_excl, item_list, item_headroom, coupon_until, coupon_offer,
+                           timed_until, timed_offer, weight, room, base)
         pay_a = (list_a - sa) / per_unit
         pay_b = (list_ab - sb) / per_unit
         pa, pb = _probabilities(pay_a, pay_b, ref_a, ref_ab, aff_a, aff_b, beta, shift[n],

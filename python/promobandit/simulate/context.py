@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..events import SECONDS_PER_DAY
-from . import _kernels as K
+from ..offers.pricing import KIND_SPEND
 from .history import ShopperSummary
 from .market import RUN_START, Holdings, Market
 
@@ -103,7 +103,7 @@ class ContextBuilder:
         self.shopper = np.ascontiguousarray(np.stack(cols, axis=1))
         self.deal_share = deal
         self.price_unit = float(np.median(market.item_price)) if price_unit is None else price_unit
-        spend = np.flatnonzero(market.offers.kind == K.KIND_SPEND)
+        spend = np.flatnonzero(market.offers.kind == KIND_SPEND)
         self._threshold = (market.offers.threshold[spend[0]] / market.per_unit
                            if spend.size else np.inf)
         self.all_names = (["bias", "new"] + [f"region_{r}" for r in regions[1:]]

@@ -19,7 +19,7 @@ import numpy as np
 from ..events import SECONDS_PER_DAY
 from ..recommender.data import CLICK, PURCHASE, InteractionLog
 from . import _kernels as K
-from .market import RUN_START, Market, OfferTable
+from .market import RUN_START, Market
 
 # Stream ids of the history within the market's seed.
 _HISTORY_STREAM = 1
@@ -80,13 +80,12 @@ def behaviour_history(market: Market, *, end: float = RUN_START) -> BehaviourHis
     t_click = s.time[clicked] + s.click_delay[clicked]
     # Random promotions of the old shop: offer 0 is no discount, 1.. the fractions.
     promo_cat = market.promo_catalogue(c.history_promo_fractions)
-    table = OfferTable(promo_cat, market.item_category)
     rs = np.random.default_rng([c.seed, 4, _HISTORY_STREAM])
     m = clicked.shape[0]
     promo = rs.random(m) < c.history_promo_rate
     offers = np.where(promo, rs.integers(1, len(promo_cat), m), 0).astype(np.int64)
     res = market.step(s.user[clicked], items, addons, t_click, offers, s.u_buy[clicked],
-                      s.u_recall[clicked], market.new_holdings(), table=table)
+                      s.u_recall[clicked], market.new_holdings(), table=promo_cat.pricing)
     bought = res.outcome > K.OUTCOME_NONE
     bundle = res.outcome == K.OUTCOME_BUNDLE
     t_buy = t_click + s.purchase_delay[clicked]

@@ -60,14 +60,8 @@ import numpy as np
 
 from .._validation import check_int, check_range
 from ..events import SECONDS_PER_DAY, SECONDS_PER_HOUR
-from ..offers import (
-    Catalogue,
-    Coupon,
-    NoDiscount,
-    PercentOff,
-    SpendThreshold,
-    TimeLimitedPercentOff,
-)
+from ..offers import Catalogue, NoDiscount, PercentOff
+from ..offers.pricing import KIND_NONE, PricingTable, line_minor
 from . import _kernels as K
 
 # The run starts on a Monday at midnight UTC (2026-01-05), so day-of-week profiles and
@@ -76,10 +70,6 @@ RUN_START = 1_767_571_200.0
 
 # Streams of the NumPy generators: (seed, purpose[, part]).
 _WORLD, _SESSIONS, _LISTS, _HISTORY = 1, 2, 3, 4
-
-# Parts per million, as in promobandit.offers.
-_PPM = 1_000_000
-_MINOR_TOLERANCE = 1e-6
 
 DEFAULT_HOURLY = (0.4, 0.25, 0.15, 0.1, 0.1, 0.2, 0.4, 0.7, 0.9, 1.0, 1.0, 1.1,
                   1.2, 1.1, 1.0, 1.0, 1.1, 1.2, 1.4, 1.6, 1.7, 1.5, 1.1, 0.7)
@@ -320,43 +310,13 @@ class StepResult:
         return self.paid - self.cogs
 
 
-class OfferTable:
-    """A catalogue as the kernels read it: kind codes, minor-unit amounts and an (K, N)
-    mask of excluded items per offer (item ids and categories), for a market's items."""
-
-    def __init__(self, catalogue: Catalogue, item_category: np.ndarray) -> None:
-        k, n = len(catalogue), item_category.shape[0]
-        pu = round(1.0 / catalogue.minor_unit)
-        self.kind = np.zeros(k, np.int64)
-        self.ppm = np.zeros(k, np.int64)
-        self.threshold = np.zeros(k, np.int64)
-        self.amount = np.zeros(k, np.int64)
-        self.duration = np.zeros(k)
-        self.excluded = np.zeros((k, n), dtype=np.bool_)
-        for j, o in enumerate(catalogue.offers):
-            if isinstance(o, PercentOff):
-                self.kind[j], self.ppm[j] = K.KIND_PERCENT, round(o.fraction * _PPM)
-            elif isinstance(o, TimeLimitedPercentOff):
-                self.kind[j], self.ppm[j] = K.KIND_TIMED, round(o.fraction * _PPM)
-                self.duration[j] = o.hours * SECONDS_PER_HOUR
-            elif isinstance(o, SpendThreshold):
-                self.kind[j] = K.KIND_SPEND
-                self.threshold[j], self.amount[j] = round(o.spend * pu), round(o.save * pu)
-            elif isinstance(o, Coupon):
-                self.kind[j] = K.KIND_COUPON
-                self.threshold[j], self.amount[j] = round(o.min_spend * pu), round(o.amount * pu)
-                self.duration[j] = o.days * SECONDS_PER_DAY
-            elif not isinstance(o, NoDiscount):
-                raise ValueError(f"catalogue: offer {o.id!r} of kind {o.kind!r} is not "
-                                 "modelled by the market")
-            ex = np.isin(np.arange(n), np.asarray(o.exclude_items, dtype=np.int64))
-            ex |= np.isin(item_category, np.asarray(o.exclude_categories, dtype=np.int64))
-            self.excluded[j] = ex
-        nones = [j for j, o in enumerate(catalogue.offers) if isinstance(o, NoDiscount)]
-        if not nones:
-            raise ValueError("catalogue: the market needs a no-discount offer (the engine "
-                             "falls back to it when nothing else is eligible)")
-        self.none_offer = nones[0]
+def _none_offer(table: PricingTable) -> int:
+    """The first no-discount offer of a table (the market needs one)."""
+    nones = np.flatnonzero(table.kind == KIND_NONE)
+    if nones.size == 0:
+        raise ValueError("catalogue: the market needs a no-discount offer (the engine "
+                         "falls back to it when nothing else is eligible)")
+    return int(nones[0])
 
 
 class Market:
@@ -365,7 +325,10 @@ class Market:
     Attributes (arrays): item_category, item_price, item_cost, item_ref, item_vec,
     item_quality, item_price_band; user_vec, user_taste (U, C) category probabilities,
     user_beta, user_ref (reference-price multiplier), user_deal (ground-truth segment),
-    user_region, user_new, user_rate.
+    user_region, user_new, user_rate. Pricing: offers, the catalogue's PricingTable (the
+    engine's); excluded (K, N), the items each offer excludes; item_list_minor and
+    item_headroom_minor, each item's list amount and headroom above its margin floor in
+    minor units (``pricing.line_minor``, a one-unit line).
     """
 
     def __init__(self, config: MarketConfig, catalogue: Catalogue) -> None:
@@ -374,10 +337,15 @@ class Market:
         if not isinstance(catalogue, Catalogue):
             raise ValueError(f"catalogue: expected a Catalogue, got {type(catalogue).__name__}")
         self.config = config
-        self.catalogue = catalogue
-        self.per_unit = round(1.0 / catalogue.minor_unit)
+        self._set_catalogue(catalogue)
         self._build_world()
-        self.offers = OfferTable(catalogue, self.item_category)
+        self.excluded = self.excluded_items(self.offers)
+
+    def _set_catalogue(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.offers = catalogue.pricing
+        self.per_unit = self.offers.per_unit
+        self._none_offer = _none_offer(self.offers)
 
     # --- the world ------------------------------------------------------------------------
     def _build_world(self) -> None:
@@ -423,12 +391,16 @@ class Market:
         self._derive()
 
     def _derive(self) -> None:
-        """Minor-unit list prices and margin floors, as promobandit.offers computes them."""
-        per_unit = self.per_unit
-        self.item_list_minor = np.rint(self.item_price * per_unit).astype(np.int64)
-        floor = np.ceil(self.item_cost * (1.0 + self.catalogue.margin_floor) * 1.0 * per_unit
-                        - _MINOR_TOLERANCE).astype(np.int64)
-        self.item_floor_minor = np.minimum(floor, self.item_list_minor)
+        """Each item's list amount and headroom in minor units: a one-unit line, priced
+        by the engine's rule (``pricing.line_minor``)."""
+        amount, headroom = line_minor(self.item_price, self.item_cost, 1, self.per_unit,
+                                      self.offers.margin_mult)
+        self.item_list_minor = amount.astype(np.int64)
+        self.item_headroom_minor = headroom.astype(np.int64)
+
+    def excluded_items(self, table: PricingTable) -> np.ndarray:
+        """(K, N) bool: item i is excluded from offer k of ``table`` (by id or category)."""
+        return table.excluded_lines(np.arange(self.item_category.shape[0]), self.item_category)
 
     # Arrays a hand-made world must give (see from_world), with their dtypes.
     WORLD_ARRAYS: tuple[tuple[str, Any], ...] = (
@@ -448,8 +420,8 @@ class Market:
         if missing or extra:
             raise ValueError(f"arrays: missing {missing}, unknown {extra}")
         m = cls.__new__(cls)
-        m.config, m.catalogue = config, catalogue
-        m.per_unit = round(1.0 / catalogue.minor_unit)
+        m.config = config
+        m._set_catalogue(catalogue)
         c = config
         shapes = {"item_vec": (c.n_items, c.latent_dim), "user_vec": (c.n_users, c.latent_dim),
                   "user_taste": (c.n_users, c.n_categories)}
@@ -462,7 +434,7 @@ class Market:
         if (m.item_cost < 0).any() or (m.item_cost > m.item_price).any():
             raise ValueError("item_cost: expected costs in [0, item_price]")
         m._derive()
-        m.offers = OfferTable(catalogue, m.item_category)
+        m.excluded = m.excluded_items(m.offers)
         return m
 
     @property
@@ -472,7 +444,7 @@ class Market:
     @property
     def none_offer(self) -> int:
         """Index of the catalogue's no-discount offer."""
-        return self.offers.none_offer
+        return self._none_offer
 
     def kernel_params(self) -> np.ndarray:
         """The float parameter vector of the kernels (layout in _kernels.P_*)."""
@@ -481,7 +453,7 @@ class Market:
         p[K.P_BUY_INTERCEPT], p[K.P_BUY_AFFINITY] = c.buy_intercept, c.buy_affinity
         p[K.P_ADDON_INTERCEPT], p[K.P_ADDON_AFFINITY] = c.addon_intercept, c.addon_affinity
         p[K.P_URGENCY], p[K.P_COUPON_RECALL] = c.urgency, c.coupon_recall
-        p[K.P_PER_UNIT], p[K.P_PPM] = float(self.per_unit), float(_PPM)
+        p[K.P_PER_UNIT] = float(self.per_unit)
         return p
 
     def affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -615,25 +587,63 @@ class Market:
         return Holdings(np.full(u, -np.inf), np.zeros(u, np.int64), np.full(u, -np.inf),
                         np.zeros(u, np.int64))
 
+    def _table(self, table: PricingTable | None) -> tuple[PricingTable, np.ndarray]:
+        """(table, its (K, N) excluded-item mask); None: this market's catalogue."""
+        if table is None:
+            return self.offers, self.excluded
+        if not isinstance(table, PricingTable):
+            raise ValueError(f"table: expected a PricingTable, got {type(table).__name__}")
+        if (table.per_unit, table.margin_floor) != (self.per_unit, self.offers.margin_floor):
+            raise ValueError(f"table: expected the market's minor unit 1/{self.per_unit} and "
+                             f"margin floor {self.offers.margin_floor:g} (item amounts and "
+                             f"floors are priced with them), got 1/{table.per_unit} and "
+                             f"{table.margin_floor:g}")
+        return table, self.excluded_items(table)
+
+    def price_orders(self, items: np.ndarray, addons: np.ndarray, *, redeem: bool = False,
+                     table: PricingTable | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every offer on every order, as the market's kernels price it: (saving (n, K)
+        int64 minor units, usable (n, K) bool: no line below its margin floor).
+
+        Order n is one unit of items[n] and, unless addons[n] < 0, one of addons[n]. A
+        coupon is priced as issued (no saving), or as redeemed on the order when
+        ``redeem``. table: the offers (default this market's catalogue)."""
+        t, excluded = self._table(table)
+        a = np.ascontiguousarray(items, dtype=np.int64)
+        b = np.ascontiguousarray(addons, dtype=np.int64)
+        if a.ndim != 1 or b.shape != a.shape:
+            raise ValueError(f"addons: expected the shape of items {a.shape}, got {b.shape}")
+        n_items = self.item_category.shape[0]
+        for name, x, lo in (("items", a, 0), ("addons", b, -1)):
+            if x.size and (x.min() < lo or x.max() >= n_items):
+                raise ValueError(f"{name}: expected item ids in [{lo}, {n_items}), got "
+                                 f"[{x.min()}, {x.max()}]")
+        saving = np.empty((a.shape[0], len(t)), np.int64)
+        usable = np.empty((a.shape[0], len(t)), np.bool_)
+        K.price_orders(a, b, bool(redeem), t.kind, t.ppm, t.threshold, t.amount, excluded,
+                       self.item_list_minor, self.item_headroom_minor, saving, usable)
+        return saving, usable
+
     def step(self, users: np.ndarray, items: np.ndarray, addons: np.ndarray,
              times: np.ndarray, offers: np.ndarray, u_buy: np.ndarray, u_recall: np.ndarray,
-             holdings: Holdings, *, table: OfferTable | None = None,
+             holdings: Holdings, *, table: PricingTable | None = None,
              params: np.ndarray | None = None) -> StepResult:
         """Expected profit of every offer and the outcome of the chosen ones (see
         _kernels.step); offers[n] = -1 computes the expectations only. Updates holdings.
 
-        table: the offers (default this market's catalogue); params: kernel_params()."""
-        t = self.offers if table is None else table
-        n, k = users.shape[0], t.kind.shape[0]
+        table: the offers (default this market's catalogue: ``offers``); params:
+        kernel_params()."""
+        t, excluded = self._table(table)
+        n, k = users.shape[0], len(t)
         shift, mult = self.demand(times)
         out = StepResult(expected=np.empty((n, k)), eligible=np.empty((n, k), dtype=np.bool_),
                          depth=np.empty((n, k)), outcome=np.zeros(n, np.int64),
                          paid=np.zeros(n), cogs=np.zeros(n), saving=np.zeros(n),
                          source=np.zeros(n, np.int64))
         K.step(users, items, addons, times, shift, mult, offers, u_buy, u_recall,
-               self.item_list_minor, self.item_floor_minor, self.item_cost, self.item_ref,
+               self.item_list_minor, self.item_headroom_minor, self.item_cost, self.item_ref,
                self.item_vec, self.item_quality, self.user_vec, self.user_beta, self.user_ref,
-               t.kind, t.ppm, t.threshold, t.amount, t.duration, t.excluded,
+               t.kind, t.ppm, t.threshold, t.amount, t.duration, excluded,
                holdings.coupon_until,
                holdings.coupon_offer, holdings.timed_until, holdings.timed_offer,
                self.kernel_params() if params is None else params,
