@@ -39,6 +39,7 @@ from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from ..engine import Engine, EngineConfig
 from ..events import SECONDS_PER_DAY
 from ..offers import Basket, Catalogue
+from ..offers.pricing import KIND_COUPON, KIND_TIMED
 from ..policies import FixedOffer, make_policy
 from . import _kernels as K
 from .context import ContextBuilder
@@ -516,9 +517,9 @@ def run_split(specs: Sequence[PolicySpec], scenario: Scenario, *,
                     if held is not None:
                         seq += 1
                         heapq.heappush(queue, (t_buy, seq, _EV_REDEEM, row, held))
-                if kinds[j] == K.KIND_COUPON:
+                if kinds[j] == KIND_COUPON:
                     coupon_src[u] = d.id
-                elif kinds[j] == K.KIND_TIMED and src != K.SOURCE_OFFER:
+                elif kinds[j] == KIND_TIMED and src != K.SOURCE_OFFER:
                     timed_src[u] = d.id
             if progress is not None:
                 progress(hi - lo)
