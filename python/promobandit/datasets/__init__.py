@@ -2,7 +2,7 @@
 
 - ``fetch_obd`` / ``load_obd``: the Open Bandit Dataset sample (ZOZOTOWN), fetched once
   from obp's source package on PyPI into a cache folder, then read offline.
-  ``promobandit datasets fetch obd`` (or ``python -m promobandit.datasets fetch obd``)
+  ``promobandit datasets fetch obd`` (or ``python -m promobandit datasets fetch obd``)
   runs the fetch from the shell.
 """
 
