@@ -16,6 +16,7 @@ here the navigation is checked against the files.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import textwrap
 from collections.abc import Callable
@@ -24,8 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+import promobandit
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+PACKAGE_PARENT = str(Path(promobandit.__file__).resolve().parents[1])
 EXECUTED = ["getting-started.md", *sorted(
     str(p.relative_to(DOCS)) for p in (DOCS / "tutorials").glob("*.md"))]
 
@@ -83,6 +87,9 @@ def run_page(page: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     blocks = python_blocks(page.read_text(encoding="utf-8"))
     namespace: dict[str, object] = {"__name__": "__main__"}
     monkeypatch.chdir(workdir)
+    # Commands a page starts (python -m promobandit ...) import the package under test.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")) if p))
     for i, block in enumerate(blocks):
         if block.needs:
             if block.needs not in REQUIREMENTS:
