@@ -1,5 +1,6 @@
-"""The documentation runs: every ```python block of the getting-started page and of the
-tutorials is executed, page by page, so a failing example fails the suite.
+"""The documentation runs: every ```python block of the getting-started page, of the
+tutorials and of any other page that shows Python is executed, page by page, so a
+failing example fails the suite.
 
 A page's blocks run in order in one fresh namespace, in a temporary working directory
 (what a page writes stays there). A block that needs data fetched beforehand is marked on
@@ -30,7 +31,7 @@ import promobandit
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PACKAGE_PARENT = str(Path(promobandit.__file__).resolve().parents[1])
-EXECUTED = ["getting-started.md", *sorted(
+TUTORIALS = ["getting-started.md", *sorted(
     str(p.relative_to(DOCS)) for p in (DOCS / "tutorials").glob("*.md"))]
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -61,6 +62,13 @@ def python_blocks(text: str) -> list[Block]:
         code = textwrap.dedent(m.group("body"))
         blocks.append(Block(first, code, mark.group("what") if mark else ""))
     return blocks
+
+
+# Every page with python code runs (the API reference has none of its own): the getting
+# started page and every tutorial, and the concept pages that show code.
+EXECUTED = sorted({*TUTORIALS, *(
+    str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")
+    if python_blocks(p.read_text(encoding="utf-8")))})
 
 
 def _obd_present() -> bool:
@@ -110,6 +118,12 @@ def run_page(page: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 @pytest.mark.parametrize("name", EXECUTED)
 def test_page_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_page(DOCS / name, tmp_path, monkeypatch) > 0, f"{name} has no python block"
+
+
+def test_every_tutorial_has_code_that_runs() -> None:
+    assert len(TUTORIALS) >= 6
+    for name in TUTORIALS:
+        assert python_blocks((DOCS / name).read_text(encoding="utf-8")), name
 
 
 def test_the_checker_fails_on_a_broken_block(tmp_path: Path,
@@ -175,7 +189,7 @@ def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
     assert not missing, f"mkdocs.yml lists pages that do not exist: {missing}"
     pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
     assert pages == set(listed), f"pages outside the nav: {sorted(pages - set(listed))}"
-    for name in EXECUTED:
+    for name in TUTORIALS:
         assert name in listed
 
 
