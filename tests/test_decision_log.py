@@ -90,3 +90,37 @@ def test_writer_names_a_missing_column(tmp_path: Path) -> None:
     writer = dl.DecisionLogWriter(tmp_path / "log")
     with pytest.raises(ValueError, match=r"^decision_id: missing"):
         writer.append({"offer": 0})
+
+
+@pytest.mark.parametrize("name", ["BetaTS", "GaussianTS", "LinTS"])
+def test_estimated_propensities_logged_with_their_distribution_read_back(
+        tmp_path: Path, name: str) -> None:
+    # log_action_probs="always" on a Thompson policy: the propensity of each decision is
+    # taken from the one estimate that is logged as its distribution, so the log is
+    # consistent and evaluation accepts it (two separate estimates disagreed by ~0.01).
+    cat = catalogue()
+    dim = 3 if name == "LinTS" else None
+    pol = make_policy(name, len(cat), dim, seed=5, propensity_draws=200)
+    eng = Engine(cat, pol, EngineConfig(log_action_probs="always", reward_scale=20.0),
+                 privacy_key=KEY, log_dir=tmp_path / "log")
+    rs = np.random.default_rng(0)
+    decisions = []
+    for i in range(40):
+        x = rs.normal(size=dim) if dim else None
+        d = eng.decide(f"u{i}", context=x, basket=basket(), now=T0 + i)
+        decisions.append(d)
+        eng.feedback(d.id, f"e{i}", purchased=bool(i % 3 == 0), now=T0 + i + 1)
+    batch = eng.decide_batch([f"b{i}" for i in range(10)],
+                             contexts=rs.normal(size=(10, dim)) if dim else None,
+                             baskets=[basket()] * 10, now=T0 + 100)
+    for j, d in enumerate(batch):
+        eng.feedback(d.id, f"f{j}", purchased=True, now=T0 + 101)
+    eng.close(now=T0 + 200)
+    log = read_decision_log(tmp_path / "log")  # raised "propensities: row 0 ..." before
+    assert log.action_probs is not None
+    np.testing.assert_array_equal(
+        log.propensities, log.action_probs[np.arange(len(log)), log.actions])
+    # ... and it is the propensity the caller was given.
+    given = {d.id: d.propensity for d in decisions + batch}
+    logged = dict(zip(log.extra["decision_id"], log.propensities, strict=True))
+    assert len(logged) >= 20 and all(given[k] == p for k, p in logged.items())

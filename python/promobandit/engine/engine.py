@@ -83,8 +83,9 @@ class EngineConfig:
     log_action_probs: "auto" logs each decision's full action distribution when the
         policy has it in closed form (``policy.traits.propensity``: UCB,
         epsilon-greedy, softmax, LinUCB, a fixed offer); "always" also estimates it for
-        Thompson sampling (costly: draws x K per decision); "never" logs only the
-        propensity.
+        Thompson sampling (costly: draws x K per decision), and the decision's propensity
+        is then that estimate's entry for the chosen offer, so log and distribution
+        agree; "never" logs only the propensity.
     remember_finalised: finalised decisions remembered for duplicate and late
         feedback detection (memory bound).
     seed: decision ids are derived from it and a counter.
@@ -353,6 +354,10 @@ class Engine:
                 items: np.ndarray | None, item_probs: np.ndarray | None,
                 now: float) -> Decision:
         arm = int(arm)
+        if probs is not None and not self._traits.closed_form:
+            # One estimate for both: the propensity is the logged distribution's, so the
+            # log is consistent (a second estimate of the same probability would differ).
+            prop = float(probs[arm])
         rec = PendingDecision(
             id=self._next_id(), user=uh, group=group, offer=arm, propensity=float(prop),
             probs=probs, eligible=mask,
