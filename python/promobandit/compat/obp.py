@@ -124,9 +124,8 @@ def _inputs(action_dist: Any, position: Any, *, action: Any = None, reward: Any 
     n, k, len_list = dist.shape
     if n == 0:
         raise ValueError("`action_dist` has no rounds")
-    if not np.isfinite(dist).all() or dist.min() < 0.0:
-        raise ValueError("`action_dist` must be a probability distribution (finite, non-negative)")
-    if not np.allclose(dist.sum(axis=1), 1):
+    # obp's check (NaN or inf make a sum fail it too), plus non-negativity.
+    if not np.allclose(dist.sum(axis=1), 1) or dist.min() < 0.0:
         raise ValueError("`action_dist` must be a probability distribution")
     if position is None:
         if len_list > 1:
@@ -214,6 +213,9 @@ def _check_interval_args(alpha: Any, n_bootstrap_samples: Any, random_state: Any
     _random_state(random_state)
 
 
+_BOOT_BLOCK = 4_000_000
+
+
 def _bootstrap(samples: np.ndarray, alpha: float, n_bootstrap_samples: int,
                random_state: Any) -> dict[str, float]:
     """obp's estimate_confidence_interval_by_bootstrap, draw for draw: replicate b averages
@@ -222,8 +224,12 @@ def _bootstrap(samples: np.ndarray, alpha: float, n_bootstrap_samples: int,
     rs = _random_state(random_state)
     n = samples.shape[0]
     boot = np.empty(int(n_bootstrap_samples))
-    for b in range(boot.shape[0]):
-        boot[b] = np.mean(samples[rs.randint(0, n, size=n)])
+    # Replicates in blocks of ~4M draws: RandomState.randint of shape (m, n) is the same
+    # stream as m calls of size n, so the blocks change the speed, not the draws.
+    step = max(1, _BOOT_BLOCK // max(n, 1))
+    for lo in range(0, boot.shape[0], step):
+        hi = min(boot.shape[0], lo + step)
+        boot[lo:hi] = samples[rs.randint(0, n, size=(hi - lo, n))].mean(axis=1)
     level = 100 * (1.0 - alpha)
     return {"mean": float(np.mean(boot)),
             f"{level}% CI (lower)": float(np.percentile(boot, 100 * (alpha / 2))),
@@ -253,8 +259,9 @@ class BaseOffPolicyEstimator:
     def _value(self, inp: _Inputs) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _prepare(self, reward: Any, action: Any, action_dist: Any, pscore: Any, position: Any,
-                 estimated_rewards_by_reg_model: Any, kwargs: Mapping[str, Any]) -> _Inputs:
+    def _check_own(self, pscore: Any, estimated_rewards_by_reg_model: Any,
+                   kwargs: Mapping[str, Any]) -> bool:
+        """This estimator's own requirements; returns whether it needs the logged data."""
         _unsupported(kwargs)
         if getattr(self, "use_estimated_pscore", False):
             raise NotImplementedError("`use_estimated_pscore=True` is not supported by "
@@ -262,12 +269,17 @@ class BaseOffPolicyEstimator:
         if self.needs_model and estimated_rewards_by_reg_model is None:
             raise ValueError("`estimated_rewards_by_reg_model` must be given for "
                              f"{type(self).__name__}")
-        model_only = isinstance(self, DirectMethod)
-        if not model_only and pscore is None:
+        need_logged = not isinstance(self, DirectMethod)
+        if need_logged and pscore is None:
             raise ValueError("`pscore` must be given")
+        return need_logged
+
+    def _prepare(self, reward: Any, action: Any, action_dist: Any, pscore: Any, position: Any,
+                 estimated_rewards_by_reg_model: Any, kwargs: Mapping[str, Any]) -> _Inputs:
+        need_logged = self._check_own(pscore, estimated_rewards_by_reg_model, kwargs)
         return _inputs(action_dist, position, action=action, reward=reward, pscore=pscore,
                        estimated_rewards_by_reg_model=estimated_rewards_by_reg_model,
-                       need_logged=not model_only)
+                       need_logged=need_logged)
 
     def estimate_policy_value(self, reward: Any = None, action: Any = None,
                               action_dist: Any = None, pscore: Any = None, position: Any = None,
@@ -461,13 +473,25 @@ class OffPolicyEvaluation:
                              "`estimated_rewards_by_reg_model` must be given")
         _array(action_dist, "action_dist", 3)
 
-    def _args(self, name: str, action_dist: Any, estimated_rewards_by_reg_model: Any
-              ) -> dict[str, Any]:
+    def _all_inputs(self, action_dist: Any, estimated_rewards_by_reg_model: Any,
+                    kwargs: Mapping[str, Any]) -> dict[str, _Inputs]:
+        """Each estimator's validated rows; estimators sharing a reward model share them
+        (the checks and the gathers at the logged positions run once per model)."""
         fb = self.bandit_feedback
-        return {"reward": fb["reward"], "action": fb["action"], "position": fb["position"],
-                "pscore": fb.get("pscore"), "action_dist": action_dist,
-                "estimated_rewards_by_reg_model": self._model_for(
-                    name, estimated_rewards_by_reg_model)}
+        pscore = fb.get("pscore")
+        shared: dict[tuple[int, bool], _Inputs] = {}
+        out = {}
+        for name, est in self.ope_estimators_.items():
+            q = self._model_for(name, estimated_rewards_by_reg_model)
+            need_logged = est._check_own(pscore, q, kwargs)
+            key = (id(q), need_logged)
+            if key not in shared:
+                shared[key] = _inputs(action_dist, fb["position"], action=fb["action"],
+                                      reward=fb["reward"], pscore=pscore,
+                                      estimated_rewards_by_reg_model=q,
+                                      need_logged=need_logged)
+            out[name] = shared[key]
+        return out
 
     def estimate_policy_values(self, action_dist: Any,
                                estimated_rewards_by_reg_model: Any = None,
@@ -479,9 +503,8 @@ class OffPolicyEvaluation:
             required by DM / DR / SwitchDR.
         """
         self._check(action_dist, estimated_rewards_by_reg_model, kwargs)
-        return {name: est.estimate_policy_value(
-                    **self._args(name, action_dist, estimated_rewards_by_reg_model))
-                for name, est in self.ope_estimators_.items()}
+        inputs = self._all_inputs(action_dist, estimated_rewards_by_reg_model, kwargs)
+        return {name: est._value(inputs[name]) for name, est in self.ope_estimators_.items()}
 
     def estimate_intervals(self, action_dist: Any, estimated_rewards_by_reg_model: Any = None,
                            alpha: float = 0.05, n_bootstrap_samples: int = 100,
@@ -491,10 +514,9 @@ class OffPolicyEvaluation:
         (each estimator draws from its own RandomState(random_state), as in obp)."""
         self._check(action_dist, estimated_rewards_by_reg_model, kwargs)
         _check_interval_args(alpha, n_bootstrap_samples, random_state)
-        return {name: est.estimate_interval(
-                    **self._args(name, action_dist, estimated_rewards_by_reg_model),
-                    alpha=alpha, n_bootstrap_samples=n_bootstrap_samples,
-                    random_state=random_state)
+        inputs = self._all_inputs(action_dist, estimated_rewards_by_reg_model, kwargs)
+        return {name: _bootstrap(est._round_rewards(inputs[name]), alpha, n_bootstrap_samples,
+                                 random_state)
                 for name, est in self.ope_estimators_.items()}
 
     def summarize_off_policy_estimates(self, action_dist: Any,
