@@ -410,11 +410,24 @@ def test_readme_snippet_runs() -> None:
     assert list(ns["policy_value_df"].index) == ["ipw", "snipw", "dr"]
 
 
-def _readme_section() -> str | None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    m = re.search(r"^#+ Switching from Open Bandit Pipeline\n(.*?)(?=^#+ |\Z)", text,
-                  re.MULTILINE | re.DOTALL)
-    return None if m is None else m.group(1)
+def _readme_section(text: str | None = None) -> str | None:
+    """The README's "Switching from Open Bandit Pipeline" section, up to the next heading
+    outside a code block (a `# comment` in a block is not a heading)."""
+    if text is None:
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines, inside, fenced = [], False, False
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        heading = not fenced and re.match(r"#+ ", line) is not None
+        if heading and inside:
+            break
+        if heading and line.strip("# \n") == "Switching from Open Bandit Pipeline":
+            inside = True
+            continue
+        if inside:
+            lines.append(line)
+    return "".join(lines) if inside else None
 
 
 @pytest.mark.skipif(_readme_section() is None,
@@ -429,3 +442,12 @@ def test_readme_section_code_runs() -> None:
     for block in blocks:
         exec(compile(block, "README.md", "exec"), ns)
     assert "promobandit.compat.obp" in section and "obp.ope" in section
+
+
+def test_readme_section_is_found_past_comments_in_code() -> None:
+    text = ("# Title\n## Switching from Open Bandit Pipeline\nwords\n```python\n"
+            + README_AFTER + "```\nmore\n## Next\nnot this\n")
+    section = _readme_section(text)
+    assert section is not None and README_AFTER in section and "more" in section
+    assert "not this" not in section
+    assert _readme_section("# Title\nnothing\n") is None
