@@ -18,9 +18,15 @@ How each policy runs (MABWiser's rule is kept wherever it is deterministic):
   MABWiser); the ``binarizer`` is applied here before the rewards reach it.
 - ``EpsilonGreedy``: the native kernel (uniform arm with probability ``epsilon``, else the
   highest mean, untrained arms at 0, the first arm on ties).
-- ``LinUCB`` / ``LinTS``: the native disjoint ridge kernels with ``ridge = l2_lambda``
-  (A = l2_lambda I + X'X per arm, as MABWiser) and ``alpha`` as the bound's width (LinUCB)
-  or the posterior scale ``v`` (LinTS: N(theta, alpha^2 A^-1)).
+- ``LinUCB``: the native disjoint ridge kernel with ``ridge = l2_lambda`` (A = l2_lambda I
+  + X'X per arm, as MABWiser) and ``alpha`` the bound's width. MABWiser scores an arm
+  with no data since ``fit`` with A^-1 = l2_lambda I (not 1 / l2_lambda I); when
+  l2_lambda != 1 and such an arm exists, the bound is computed here from the native
+  state with that A^-1, so the choices still equal MABWiser's.
+- ``LinTS``: the native ridge kernel learns (N(theta, alpha^2 A^-1) as MABWiser); the
+  draw is made here, because MABWiser 2.7 draws every arm's weights from one shared
+  standard-normal vector per decision (correlated arms), which the native kernel's
+  independent draws would not reproduce in distribution.
 - ``LinGreedy``: the native LinUCB kernel with a zero-width bound (the ridge mean), the
   ``epsilon`` draw made here.
 - ``UCB1``: MABWiser's rule differs from the native one (it scores an untrained arm 0
@@ -32,6 +38,7 @@ How each policy runs (MABWiser's rule is kept wherever it is deterministic):
   native kernel, so it is drawn here over the native kernel's counts and sums.
 - ``Random``: a uniform arm, drawn here.
 
+``n_jobs`` sets the threads of a batch of native contextual decisions.
 Random policies match MABWiser in distribution, not draw for draw. Not covered, raising
 ``NotImplementedError``: neighbourhood policies, ``warm_start``, ``scale=True`` and
 ``l2_lambda=0``.
@@ -40,6 +47,7 @@ Random policies match MABWiser in distribution, not draw for draw. Not covered, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -163,7 +171,7 @@ def _translate(lp: Any) -> tuple[str, dict[str, Any]]:
     if name == "Softmax":
         _number(params, "tau", 0.0, True)
     if name in _CONTEXTUAL:
-        _number(params, "l2_lambda", 0.0, False)
+        _number(params, "l2_lambda", 0.0, name == "LinTS")
         if params["l2_lambda"] == 0:
             raise NotImplementedError(
                 "learning_policy: l2_lambda=0 (an unregularised, possibly singular "
@@ -299,7 +307,10 @@ class MAB:
         self.learning_policy = learning_policy
         self.neighborhood_policy = None
         self.seed = int(seed)
-        self.n_jobs = int(n_jobs)  # accepted as MABWiser does; the kernels run one thread
+        self.n_jobs = int(n_jobs)
+        # MABWiser's n_jobs: the threads a batch of contextual decisions is spread over.
+        self._threads = (int(n_jobs) if n_jobs > 0
+                         else max((os.cpu_count() or 1) + 1 + int(n_jobs), 1))
         self.backend = backend
         self._name = name
         self._params = params
@@ -492,6 +503,38 @@ class MAB:
         e = np.exp((means - means.max()) / self._params["tau"])
         return e / e.sum()
 
+    def _linear_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, A^-1) of the current arms as MABWiser holds them: an arm with no data
+        since fit keeps MABWiser's initial A^-1 = l2_lambda I (its models start A^-1 as a
+        copy of A = l2_lambda I), which differs from the native 1 / l2_lambda I unless
+        l2_lambda is 1. Its theta is 0 either way."""
+        state = self._native.state_dict()["arrays"]
+        theta, a_inv = state["theta"][self._ids], state["A_inv"][self._ids]
+        cold = state["n"][self._ids] == 0
+        if cold.any():
+            a_inv[cold] = float(self._params["l2_lambda"]) * np.eye(a_inv.shape[1])
+        return theta, a_inv
+
+    def _untrained_prior_differs(self) -> bool:
+        return float(self._params["l2_lambda"]) != 1.0 and bool(
+            (self._native.counts[self._ids] == 0).any())
+
+    def _linear_scores(self, x: np.ndarray) -> np.ndarray:
+        """(n, K) scores of LinUCB (theta.x + alpha sqrt(x' A^-1 x)) or of one LinTS draw.
+        MABWiser 2.7's LinTS arm models hold copies of one random generator, so every arm's
+        weights are drawn from the same standard-normal vector z per row:
+        theta_a + alpha L_a z with L_a L_a' = A_a^-1. The arms' draws are correlated, which
+        shapes the arm frequencies; that rule is reproduced here."""
+        theta, a_inv = self._linear_state()
+        mean = x @ theta.T
+        alpha = float(self._params["alpha"])
+        if self._name == "LinUCB":
+            quad = np.einsum("nd,kde,ne->nk", x, a_inv, x)
+            return mean + alpha * np.sqrt(np.maximum(quad, 0.0))
+        chol = np.linalg.cholesky(a_inv)  # (K, d, d)
+        z = self._rng.standard_normal((x.shape[0], x.shape[1]))
+        return mean + alpha * np.einsum("nd,kde,ne->nk", x, chol, z)
+
     def predict(self, contexts: Any = None) -> Any:
         """The arm to play: one label, or a list of labels for several context rows."""
         x, n = self._predict_contexts(contexts)
@@ -508,11 +551,14 @@ class MAB:
             ids = self._ids[np.argmax(draws, axis=1)]
         elif name == "Random":
             ids = self._ids[self._rng.integers(0, len(self._ids), rows)]
-        else:  # LinUCB, LinTS, LinGreedy: the native kernels
+        else:  # LinUCB, LinGreedy: the native kernels; LinTS: MABWiser's rule, here
             assert x is not None
-            if rows == 1 and name != "LinGreedy":
-                return self._labels[self._native.select(x[0])[0]]
-            ids = self._native.select_batch(x)[0]
+            if name == "LinTS" or (name == "LinUCB" and self._untrained_prior_differs()):
+                ids = self._ids[np.argmax(self._linear_scores(x), axis=1)]
+            else:
+                if rows == 1 and name == "LinUCB":
+                    return self._labels[self._native.select(x[0])[0]]
+                ids = self._native.select_batch(x, n_threads=self._threads)[0]
             if name == "LinGreedy" and self._params["epsilon"] > 0:
                 explore = self._rng.random(rows) < self._params["epsilon"]
                 k = int(explore.sum())
@@ -545,19 +591,12 @@ class MAB:
             values = rng.random((rows, k))
         else:
             assert x is not None
-            state = self._native.state_dict()["arrays"]
-            theta, a_inv = state["theta"][self._ids], state["A_inv"][self._ids]
-            mean = x @ theta.T
             if name == "LinGreedy":
-                values = mean
+                values = x @ self._native.theta[self._ids].T
                 explore = rng.random(rows) < p["epsilon"]
                 values[explore] = rng.random((int(explore.sum()), k))
             else:
-                width = np.sqrt(np.maximum(np.einsum("nd,kde,ne->nk", x, a_inv, x), 0.0))
-                if name == "LinUCB":
-                    values = mean + p["alpha"] * width
-                else:
-                    values = mean + p["alpha"] * width * rng.standard_normal((rows, k))
+                values = self._linear_scores(x)
         dicts = [dict(zip(self.arms, row, strict=True)) for row in values.tolist()]
         return dicts[0] if rows == 1 else dicts
 
