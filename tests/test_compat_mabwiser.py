@@ -154,6 +154,7 @@ def test_random_policies_match_mabwiser_in_distribution(policy: str, kw: dict,
     x = rs.normal(size=(n_fit, D))
     for mab in (m, c):
         mab.fit(dec, rew, x if ctx else None)
+    assert m.cold_arms == c.cold_arms  # Random never marks an arm trained, as MABWiser
     n = 4000
     rows = np.repeat(rs.normal(size=(1, D)), n, axis=0) if ctx else np.zeros((n, 1))
     fm = frequencies(m.predict(rows), ARMS)
@@ -321,3 +322,27 @@ def test_unsupported_things_raise_not_implemented_naming_the_alternative() -> No
 class NamedTupleLike(tuple):
     def _asdict(self) -> dict:
         return {}
+
+
+def test_linucb_online_program_makes_mabwisers_decisions() -> None:
+    # Deterministic: the same online program (predict one, partial_fit it, an arm added
+    # halfway) makes exactly MABWiser's decisions, l2_lambda != 1 included.
+    rs = np.random.default_rng(11)
+    xs = rs.normal(size=(240, D))
+    theta = rs.normal(size=(5, D))
+
+    def run(lib) -> list:
+        mab = lib.MAB([0, 1, 2, 3], lib.LearningPolicy.LinUCB(alpha=0.8, l2_lambda=2.5))
+        mab.fit([0, 1, 2, 3], [0.0, 0.1, 0.2, 0.3], xs[:4])
+        chosen = []
+        for t in range(4, 240):
+            if t == 120:
+                mab.add_arm(4)
+            a = mab.predict(xs[t:t + 1])
+            mab.partial_fit([a], [float(xs[t] @ theta[a])], xs[t:t + 1])
+            chosen.append(a)
+        return chosen
+
+    want, got = run(mw), run(pbm)
+    assert got == want
+    assert 4 in got  # the added arm was explored

@@ -309,8 +309,8 @@ class MAB:
         self.seed = int(seed)
         self.n_jobs = int(n_jobs)
         # MABWiser's n_jobs: the threads a batch of contextual decisions is spread over.
-        self._threads = (int(n_jobs) if n_jobs > 0
-                         else max((os.cpu_count() or 1) + 1 + int(n_jobs), 1))
+        cores = os.cpu_count() or 1
+        self._threads = min(int(n_jobs), cores) if n_jobs > 0 else max(cores + 1 + int(n_jobs), 1)
         self.backend = backend
         self._name = name
         self._params = params
@@ -453,7 +453,8 @@ class MAB:
                 self._native.update_batch(ids, r, x)
             elif self._name != "Random":
                 self._native.update_batch(ids, r)
-        self._trained.update(labels)
+        if self._name != "Random":  # MABWiser's Random never marks an arm trained
+            self._trained.update(labels)
         self._total += int(ids.size)
         if self._name == "Popularity":
             counts, sums = self._native.counts, self._native.reward_sums
