@@ -346,3 +346,37 @@ def test_linucb_online_program_makes_mabwisers_decisions() -> None:
     want, got = run(mw), run(pbm)
     assert got == want
     assert 4 in got  # the added arm was explored
+
+
+def test_bad_one_row_updates_of_a_linear_policy_learn_nothing() -> None:
+    c = fitted("LinUCB")
+    before = c._native.state_dict()["arrays"]
+    ok = np.ones((1, D))
+    for dec, rew, ctx, field in (
+            (["zz"], [1.0], ok, "decisions"), (["a"], [float("inf")], ok, "rewards"),
+            (["a"], [1.0], np.full((1, D), np.nan), "contexts"),
+            (["a"], [1.0], np.ones((1, D + 2)), "contexts"),
+            (["a"], [1.0], np.ones((2, D)), "decisions and contexts")):
+        with pytest.raises((ValueError, TypeError)) as info:
+            c.partial_fit(dec, rew, ctx)
+        assert str(info.value).startswith(field + ":"), str(info.value)
+    after = c._native.state_dict()["arrays"]
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_tuple_and_integer_labels() -> None:
+    # Tuples are labels too (not rows); integer decisions take the sorted-search path,
+    # and an integer that is not an arm is refused by row.
+    c = MAB([(1, "x"), (2, "y")], LearningPolicy.EpsilonGreedy(epsilon=0.0))
+    c.fit([(1, "x"), (2, "y"), (2, "y")], [0.0, 1.0, 1.0])
+    assert c.predict() == (2, "y")
+    assert c.predict(np.zeros((3, 1))) == [(2, "y")] * 3
+    i = MAB([5, 3, 9], LearningPolicy.UCB1())
+    i.fit(np.array([9, 3, 3, 5]), np.array([1, 0, 1, 0]))
+    m = mw.MAB([5, 3, 9], mw.LearningPolicy.UCB1())
+    m.fit(np.array([9, 3, 3, 5]), np.array([1, 0, 1, 0]))
+    assert_same_expectations(m, i)
+    before = i.predict_expectations()
+    with pytest.raises(ValueError, match=r"decisions: 4 \(row 2\) is not one of the arms"):
+        i.partial_fit(np.array([9, 3, 4]), np.array([1, 0, 1]))
+    assert i.predict_expectations() == before

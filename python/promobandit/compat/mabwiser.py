@@ -236,6 +236,10 @@ def _rewards(obj: Any, n: int) -> np.ndarray:
 def _matrix(obj: Any, field: str, *, fit_rows: int | None, width: int | None) -> np.ndarray:
     """Contexts (list of lists, 2-D array of any real dtype, DataFrame, or a Series as
     MABWiser reads one) as a C-contiguous float64 (n, d) array, checked finite."""
+    if type(obj) is np.ndarray and obj.dtype == np.float64 and obj.ndim == 2 \
+            and obj.flags.c_contiguous and (width is None or obj.shape[1] == width) \
+            and math.isfinite(obj.sum()):
+        return obj  # the zero-copy path (a finite sum means every entry is finite)
     if type(obj).__module__.startswith("pandas"):
         ndim = getattr(obj, "ndim", None)
         if ndim == 1:  # a Series: one column for several decisions, else one row
@@ -319,6 +323,7 @@ class MAB:
         self._native_seed = self.seed % 2**64
         self._native: Any = None
         self._labels: list[Any] = []          # native arm id -> label
+        self._label_array: np.ndarray | None = None  # the same, as an object array
         self._index: dict[Any, int] = {}      # label -> native arm id (current arms only)
         self._ids = np.zeros(0, dtype=np.int64)  # native ids of self.arms, in order
         self._trained: set[Any] = set()
@@ -359,12 +364,19 @@ class MAB:
             if self.is_contextual:
                 raise TypeError(f"contexts: required to fit the contextual policy {self._name}")
             x = None
-        try:
-            ids = [index.get(a) for a in labels]
-        except TypeError:
-            ids = [None if not _hashable(a) else index.get(a) for a in labels]
-        if None in ids:
-            i = ids.index(None)
+        ids_arr = _integer_ids(dec, index)
+        if ids_arr is None:
+            try:
+                ids = [index.get(a) for a in labels]
+            except TypeError:
+                ids = [None if not _hashable(a) else index.get(a) for a in labels]
+            if None in ids:
+                i = ids.index(None)
+                raise ValueError(f"decisions: {labels[i]!r} (row {i}) is not one of the arms "
+                                 f"{self.arms!r}; add it with add_arm first")
+            ids_arr = np.asarray(ids, dtype=np.int64)
+        elif ids_arr.size and ids_arr.min() < 0:
+            i = int(np.argmax(ids_arr < 0))
             raise ValueError(f"decisions: {labels[i]!r} (row {i}) is not one of the arms "
                              f"{self.arms!r}; add it with add_arm first")
         if self._name == "ThompsonSampling":
@@ -379,7 +391,7 @@ class MAB:
             elif ((r != 0) & (r != 1)).any():
                 raise ValueError("rewards: Thompson Sampling requires binary rewards (0 or 1) "
                                  "when no binarizer function is given")
-        return np.asarray(ids, dtype=np.int64), labels, r, x
+        return ids_arr, labels, r, x
 
     def _new_native(self, n_arms: int, width: int | None) -> Any:
         p, seed = self._params, self._native_seed
@@ -410,6 +422,7 @@ class MAB:
             self._native_seed = int(self._rng.integers(0, 2**63))
         self._native = self._new_native(len(self.arms), width)
         self._labels = list(self.arms)
+        self._label_array = None
         self._index = index
         self._ids = np.arange(len(self.arms), dtype=np.int64)
         self._n_features = width
@@ -424,27 +437,45 @@ class MAB:
         if not self._is_initial_fit:
             self.fit(decisions, rewards, contexts)
             return
-        if (self._name in ("ThompsonSampling", "EpsilonGreedy") and contexts is None
-                and type(decisions) is list and len(decisions) == 1
-                and type(rewards) is list and len(rewards) == 1):
-            # One decision at a time, the common online loop: the same checks, scalar path.
-            a, v = decisions[0], rewards[0]
-            i = self._index.get(a) if _hashable(a) else None
-            if i is not None and type(v) in (int, float, bool) and math.isfinite(v) \
-                    and (self._name != "ThompsonSampling" or self._binarizer is not None
-                         or v in (0, 1)):
-                if self._binarizer is not None:
-                    b = float(self._binarizer(a, float(v)))
-                    if b not in (0.0, 1.0):
-                        raise ValueError(f"rewards: the binarizer returned {b!r} at row 0; "
-                                         "expected True/False or 0/1")
-                    v = b
-                self._native.update(i, float(v))
-                self._trained.add(a)
-                return
+        if type(decisions) is list and type(rewards) is list and len(decisions) == 1 \
+                and len(rewards) == 1 and self._one_row(decisions[0], rewards[0], contexts):
+            return
         ids, labels, r, x = self._checked(decisions, rewards, contexts, self._index,
                                           self._n_features)
         self._learn(ids, labels, r, x)
+
+    def _one_row(self, a: Any, v: Any, contexts: Any) -> bool:
+        """One decision at a time, the common online loop: learn it on the scalar path
+        when it passes the checks outright (True); False sends it down the general path,
+        which checks again and names what is wrong. Changes nothing unless it learns."""
+        name = self._name
+        if self._binarizer is not None or (type(v) is not float and type(v) is not int):
+            return False
+        try:
+            i = self._index.get(a)
+        except TypeError:
+            return False
+        if i is None:
+            return False
+        if name == "ThompsonSampling":
+            if contexts is not None or (v != 0 and v != 1):
+                return False
+            self._native.update(i, float(v))
+        elif name == "EpsilonGreedy":
+            if contexts is not None or not math.isfinite(v):
+                return False
+            self._native.update(i, float(v))
+        elif name in _CONTEXTUAL:
+            x = contexts
+            if type(x) is not np.ndarray or x.dtype != np.float64 or x.shape != (
+                    1, self._n_features) or not x.flags.c_contiguous or not math.isfinite(v) \
+                    or not math.isfinite(x.sum()):
+                return False
+            self._native.update(i, float(v), x[0])
+        else:
+            return False
+        self._trained.add(a)
+        return True
 
     def _learn(self, ids: np.ndarray, labels: list[Any], r: np.ndarray,
                x: np.ndarray | None) -> None:
@@ -454,7 +485,7 @@ class MAB:
             elif self._name != "Random":
                 self._native.update_batch(ids, r)
         if self._name != "Random":  # MABWiser's Random never marks an arm trained
-            self._trained.update(labels)
+            self._trained.update(self._labels[i] for i in np.unique(ids).tolist())
         self._total += int(ids.size)
         if self._name == "Popularity":
             counts, sums = self._native.counts, self._native.reward_sums
@@ -538,6 +569,9 @@ class MAB:
 
     def predict(self, contexts: Any = None) -> Any:
         """The arm to play: one label, or a list of labels for several context rows."""
+        if contexts is None and self._is_initial_fit and (
+                self._name == "ThompsonSampling" or self._name == "EpsilonGreedy"):
+            return self._labels[self._native.select()[0]]
         x, n = self._predict_contexts(contexts)
         rows = 1 if n is None else n
         name = self._name
@@ -565,8 +599,11 @@ class MAB:
                 k = int(explore.sum())
                 ids = np.array(ids, copy=True)
                 ids[explore] = self._ids[self._rng.integers(0, len(self._ids), k)]
-        labels = self._labels
-        out = [labels[i] for i in ids.tolist()]
+        if self._label_array is None or len(self._label_array) != len(self._labels):
+            self._label_array = np.empty(len(self._labels), dtype=object)
+            for i, a in enumerate(self._labels):  # element by element: tuples stay labels
+                self._label_array[i] = a
+        out = self._label_array[ids].tolist()
         return out[0] if rows == 1 else out
 
     def predict_expectations(self, contexts: Any = None) -> Any:
@@ -645,6 +682,22 @@ class MAB:
             "warm_start: copying a trained arm's statistics to a similar cold arm is not "
             "implemented by promobandit.compat.mabwiser; use mabwiser.MAB for warm starts, or "
             "give a new arm prior data with partial_fit")
+
+
+def _integer_ids(dec: Any, index: dict[Any, int]) -> np.ndarray | None:
+    """Native ids of an integer array of decisions when every arm label is an integer,
+    found by a sorted search instead of a lookup per row (-1 where a decision is not an
+    arm); None when the labels or decisions are of another kind."""
+    if not isinstance(dec, np.ndarray) or dec.dtype.kind not in "iu" or dec.ndim != 1:
+        return None
+    if not all(type(a) is int or isinstance(a, np.integer) for a in index):
+        return None
+    keys = np.fromiter(index.keys(), dtype=np.int64, count=len(index))
+    vals = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    pos = np.minimum(np.searchsorted(keys, dec), len(keys) - 1)
+    return np.where(keys[pos] == dec, vals[pos], -1)
 
 
 def _hashable(a: Any) -> bool:
