@@ -171,6 +171,16 @@ def test_stream_warns_as_in_memory(tmp_path: Path) -> None:
     assert got_msgs[1] == re.sub(r"; 99th percentile [^)]*", "", ref_msgs[1])
 
 
+def test_evaluate_out_of_core_is_the_stream(dataset: Path) -> None:
+    log, _ = in_memory(dataset)
+    got = evaluate(dataset, target, ("ips", "snips"), out_of_core=True, n_bootstrap=20)
+    assert_same(got, evaluate(log, target, ("ips", "snips"), n_bootstrap=20))
+    with pytest.raises(ValueError, match="reward_model: a cross-fitted model"):
+        evaluate(dataset, target, ("dr",), out_of_core=True, reward_model=object())
+    with pytest.raises(ValueError, match="log: out of core expects a Parquet path"):
+        evaluate(log, target, out_of_core=True)
+
+
 def test_bad_input_names_the_field_and_the_row_group(tmp_path: Path, dataset: Path) -> None:
     with pytest.raises(ValueError, match="reward_predictions"):
         evaluate_stream(dataset, target, ("dr",))
@@ -200,6 +210,6 @@ def test_dask_cluster_equals_in_memory(dataset: Path) -> None:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        got = evaluate_stream(dataset, target, ("ips", "snips", "dr"), reward_predictions="q",
-                              client=client, **kw)
+        got = evaluate(str(dataset), target, ("ips", "snips", "dr"), reward_predictions="q",
+                       client=client, **kw)
     assert_same(got, ref)

@@ -50,6 +50,7 @@ from .._extras import require
 from .._validation import check_int, check_range, check_seed
 from .log import READ_COLUMNS, read_decision_log
 from .ope import (
+    DEFAULT_ESTIMATORS,
     LOGGED,
     DiagnosticThresholds,
     Estimate,
@@ -59,6 +60,7 @@ from .ope import (
     _names,
     _z,
 )
+from .ope import evaluate as evaluate_in_memory
 from .targets import TargetPolicy, check_target_chunk, target_function
 
 STREAM_ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -66,7 +68,38 @@ STREAM_ESTIMATORS = ("ips", "snips", "dm", "dr")
 # Columns of the per-row matrix whose co-moments are streamed.
 _R, _W, _WR, _DM, _WQ = range(5)
 
-__all__ = ["STREAM_ESTIMATORS", "Chunk", "dataset_chunks", "evaluate_stream"]
+__all__ = ["STREAM_ESTIMATORS", "Chunk", "dataset_chunks", "evaluate", "evaluate_stream"]
+
+
+def evaluate(log: Any, policy: TargetPolicy,
+             estimators: Sequence[str] | str = DEFAULT_ESTIMATORS, *,
+             out_of_core: bool = False, client: Any = None, **kwargs: Any) -> EvaluationReport:
+    """``promobandit.evaluate.evaluate``: the in-memory ``ope.evaluate`` (every keyword of
+    it), or, with ``out_of_core=True`` or a ``client``, ``evaluate_stream`` on a Parquet
+    log never held whole in memory.
+
+    out_of_core: `log` is a Parquet file, a folder of them (partitions searched
+        recursively) or a list of files, read one row group at a time: ips, snips, dm and
+        dr, with dm / dr given ``reward_predictions`` as a column name of the dataset or a
+        fitted model's function contexts -> (n, K). Accepts level, n_bootstrap, seed,
+        reward_predictions and thresholds; the other keywords raise.
+    client: a ``dask.distributed.Client``; implies out_of_core (row groups as its tasks).
+    """
+    if not (out_of_core or client is not None):
+        return evaluate_in_memory(log, policy, estimators, **kwargs)
+    if kwargs.get("reward_model") is not None:
+        raise ValueError("reward_model: a cross-fitted model is not fitted out of core; pass "
+                         "reward_predictions (a column name or a fitted model's function)")
+    allowed = {"level", "n_bootstrap", "seed", "reward_predictions", "thresholds",
+               "n_actions", "check_action_probs"}
+    unknown = sorted(set(kwargs) - allowed - {"reward_model"})
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not supported out of core (accepted: "
+                         f"{sorted(allowed)})")
+    kwargs.pop("reward_model", None)
+    if not isinstance(log, (str, Path, list, tuple)):
+        raise ValueError(f"log: out of core expects a Parquet path, got {type(log).__name__}")
+    return evaluate_stream(log, policy, estimators, client=client, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
