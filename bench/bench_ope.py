@@ -15,7 +15,16 @@ Timed per size (1M and 10M rows):
   - the cross-fitted Ridge reward model (5 folds) on the 1M log, once.
 Each figure is the median of --repeats runs with the min and max.
 
+Out of core (--rows N[,N...]): a decision log of N rows, K = 10 offers and 4 context
+features, written as a Parquet dataset partitioned by date (10M rows a day, row groups of
+1M rows), then evaluated by ``evaluate_stream`` in a fresh process: IPS + SNIPS + DR with
+analytic intervals (the target and the reward model are functions of the context, as a
+deployed policy and a model fitted beforehand would be), and the Poisson bootstrap
+(--ooc-boot replicates, on the first --ooc-boot-rows rows), one row group at a time or
+on a Dask LocalCluster (--dask-workers). Reports wall time and the process's peak RSS.
+
 Run: python bench/bench_ope.py [--quick] [--repeats R] [--json PATH]
+     python bench/bench_ope.py --rows 10000000,30000000 [--ooc-dir DIR] [--dask-workers 2]
 """
 
 from __future__ import annotations
@@ -92,6 +101,115 @@ def time_runs(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"median_s": statistics.median(secs), "min_s": min(secs), "max_s": max(secs)}
 
 
+K_OOC, D_OOC, DAY_ROWS, GROUP_ROWS = 10, 4, 10_000_000, 1_000_000
+THETA_OOC = np.random.default_rng(42).normal(size=(K_OOC, D_OOC))
+
+
+def ooc_target(contexts: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """The target policy: a softmax of a linear score (K = 10)."""
+    s = contexts @ THETA_OOC.T
+    s = np.exp(s - s.max(axis=1, keepdims=True))
+    return s / s.sum(axis=1, keepdims=True)
+
+
+def ooc_model(contexts: np.ndarray) -> np.ndarray:
+    """A reward model fitted beforehand: predictions q(x, a) for every offer."""
+    return 1.0 + 0.8 * (contexts @ THETA_OOC.T)
+
+
+def write_ooc_log(root: Path, n: int) -> None:
+    """n rows in date partitions of DAY_ROWS, one file a day, row groups of GROUP_ROWS."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rs = np.random.default_rng(0)
+    for day, lo in enumerate(range(0, n, DAY_ROWS)):
+        folder = root / f"date=2026-01-{day + 1:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(folder / "part-00000.parquet", pa.schema([
+                ("offer", pa.int64()), ("propensity", pa.float64()), ("reward", pa.float64()),
+                ("context", pa.list_(pa.float64()))])) as writer:
+            for g in range(lo, min(n, lo + DAY_ROWS), GROUP_ROWS):
+                m = min(n, lo + DAY_ROWS, g + GROUP_ROWS) - g
+                x = rs.normal(size=(m, D_OOC))
+                logging = np.exp(0.5 * (x @ THETA_OOC.T))
+                logging = 0.8 * logging / logging.sum(axis=1, keepdims=True) + 0.2 / K_OOC
+                a = (logging.cumsum(axis=1) < rs.random(m)[:, None]).sum(axis=1)
+                a = np.minimum(a, K_OOC - 1)
+                mu = 1.0 + x @ THETA_OOC.T
+                r = mu[np.arange(m), a] + rs.normal(size=m)
+                ctx = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), D_OOC)
+                writer.write_table(pa.table({
+                    "offer": a, "propensity": logging[np.arange(m), a], "reward": r,
+                    "context": ctx.cast(pa.list_(pa.float64()))}), row_group_size=GROUP_ROWS)
+
+
+def ooc_eval(root: Path, n_boot: int, boot_rows: int, dask_workers: int) -> dict[str, Any]:
+    """One out-of-core evaluation in this (fresh) process: timings and peak RSS."""
+    import resource
+
+    from promobandit.evaluate.stream import dataset_chunks, evaluate_stream
+
+    out: dict[str, Any] = {}
+    client = cluster = None
+    if dask_workers:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=False,
+                               dashboard_address=None)
+        client = Client(cluster)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        rep = evaluate_stream(root, ooc_target, ["ips", "snips", "dr"], n_actions=K_OOC,
+                              reward_predictions=ooc_model, client=client)
+        out["analytic_s"] = time.perf_counter() - t
+        out["n"] = rep.n_rows
+        out["estimates"] = {k: (e.value, e.ci_low, e.ci_high) for k, e in rep.estimates.items()}
+        if n_boot:
+            files = list(dict.fromkeys(c.path for c in dataset_chunks(root)))
+            chunks = [c for c in dataset_chunks(root) if c.start < boot_rows]
+            use = list(dict.fromkeys(c.path for c in chunks))
+            assert use == files[:len(use)]
+            t = time.perf_counter()
+            rep = evaluate_stream(use, ooc_target, ["ips", "snips", "dr"], n_actions=K_OOC,
+                                  reward_predictions=ooc_model, n_bootstrap=n_boot,
+                                  client=client)
+            out["boot_s"] = time.perf_counter() - t
+            out["boot_n"] = rep.n_rows
+            out["boot"] = {k: (e.boot_low, e.boot_high) for k, e in rep.estimates.items()}
+    if client is not None and cluster is not None:
+        client.close()
+        cluster.close()
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return out
+
+
+def out_of_core(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import subprocess
+    import sys
+    import tempfile
+
+    rows = []
+    for n in (int(x) for x in args.rows.split(",")):
+        root = Path(args.ooc_dir or tempfile.mkdtemp(prefix="ooc-log-")) / f"n{n}"
+        if not root.exists():
+            t = time.perf_counter()
+            write_ooc_log(root, n)
+            print(f"wrote {n:,} rows to {root} in {time.perf_counter() - t:.1f} s", flush=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--ooc-eval", str(root), "--ooc-boot", str(args.ooc_boot),
+             "--ooc-boot-rows", str(args.ooc_boot_rows), "--dask-workers",
+             str(args.dask_workers)], capture_output=True, text=True, check=True)
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        boot = (f"; bootstrap B={args.ooc_boot} on {res['boot_n']:,} rows "
+                f"{res['boot_s']:.1f} s" if "boot_s" in res else "")
+        how = f"dask {args.dask_workers} workers" if args.dask_workers else "one process"
+        print(f"{n:>13,} rows K={K_OOC} out of core ({how}): IPS+SNIPS+DR + CIs "
+              f"{res['analytic_s']:.1f} s ({n / res['analytic_s']:,.0f} rows/s){boot}; "
+              f"peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
+        rows.append({"n": n, "task": "out of core", "impl": how, **res})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -100,7 +218,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--boot", type=int, default=100, help="bootstrap replicates B")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "ope.json")
+    ap.add_argument("--rows", default=None,
+                    help="out of core: comma-separated log sizes (e.g. 10000000,100000000)")
+    ap.add_argument("--ooc-dir", default=None, help="where the Parquet logs are written/reused")
+    ap.add_argument("--ooc-boot", type=int, default=100, help="out-of-core bootstrap B")
+    ap.add_argument("--ooc-boot-rows", type=int, default=10_000_000,
+                    help="bootstrap on the first rows (whole days) of the log")
+    ap.add_argument("--dask-workers", type=int, default=0,
+                    help="out of core on a Dask LocalCluster of this many workers")
+    ap.add_argument("--ooc-eval", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.ooc_eval is not None:
+        print(json.dumps(ooc_eval(args.ooc_eval, args.ooc_boot, args.ooc_boot_rows,
+                                  args.dask_workers)))
+        return []
+    if args.rows:
+        rows = out_of_core(args)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        path = args.json.with_name(args.json.stem + "_ooc.json")
+        path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        print(f"wrote {path}")
+        return rows
     repeats = args.repeats or (3 if args.quick else 5)
     sizes = (100_000, 1_000_000) if args.quick else (1_000_000, 10_000_000)
 

@@ -14,6 +14,8 @@ scoring, offers, constraints, features and the engine without a decision log. Th
   two-tower on the simulated history);
 - ``service``: FastAPI, uvicorn, orjson, prometheus-client, pydantic and the ``log`` extra
   (``promobandit serve``);
+- ``distributed``: ``evaluate`` with dask and distributed, for off-policy evaluation of a
+  Parquet log on a Dask cluster (``evaluate_stream(..., client=...)``);
 - ``all``: every one of them.
 """
 
@@ -32,6 +34,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "tqdm"),
     "simulate": ("pandas", "scipy", "sklearn", "pyarrow", "matplotlib", "torch", "tqdm"),
     "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow"),
+    "distributed": ("pandas", "scipy", "sklearn", "pyarrow", "dask", "distributed"),
 }
 
 

@@ -2,7 +2,9 @@
 
 - ``read_decision_log`` / ``DecisionLog``: the engine's Parquet decision log, validated.
 - ``evaluate``: IPS, SNIPS, DM, DR, switch-DR, clipped IPS/DR with analytic and bootstrap
-  intervals and overlap diagnostics (``OPEWarning``).
+  intervals and overlap diagnostics (``OPEWarning``); ``evaluate_stream`` (or
+  ``evaluate(..., out_of_core=True / client=...)``) on a Parquet log too large for memory,
+  one row group at a time or on a Dask cluster.
 - ``abtest``: sticky assignment, z / Welch tests, CUPED, SRM, power, always-valid p-values.
 - ``evaluate_log_file`` / ``analyse_experiment``: file-in, report-out entry points for the CLI.
 
@@ -41,15 +43,16 @@ from .ope import (
     EvaluationReport,
     OPEWarning,
     effective_sample_size,
-    evaluate,
     evaluate_policies,
 )
 from .reward_model import RewardModel
+from .stream import STREAM_ESTIMATORS, evaluate, evaluate_stream
 from .targets import StationaryPolicy, uniform_policy
 
 __all__ = [
     "DEFAULT_ESTIMATORS",
     "ESTIMATORS",
+    "STREAM_ESTIMATORS",
     "Assigner",
     "DecisionLog",
     "DiagnosticThresholds",
@@ -73,6 +76,7 @@ __all__ = [
     "evaluate",
     "evaluate_log_file",
     "evaluate_policies",
+    "evaluate_stream",
     "load_target_policy",
     "power_means",
     "power_proportions",

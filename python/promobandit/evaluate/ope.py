@@ -567,15 +567,25 @@ def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds, names: Se
         switched = float((w > switch_threshold).sum()) / n_positive
     ess = effective_sample_size(w)
     w_mean, w_se = _mean_se(w)
-    p_min = float(log.propensities.min())
-    n_tiny = int((log.propensities < th.min_propensity).sum())
-    w_max = float(w.max())
-    w_q99 = float(np.quantile(w, 0.99))
-    logged_counts = np.bincount(log.actions, minlength=k)
-    mass = rows.target_mass / n
+    return _make_diagnostics(
+        n, ess, w_mean, w_se, float(w.max()), float(np.quantile(w, 0.99)),
+        float(log.propensities.min()), int((log.propensities < th.min_propensity).sum()),
+        np.bincount(log.actions, minlength=k), rows.target_mass, rows.unsupported,
+        rows.n_known, n_informative, clipped, switched, clip_weight, switch_threshold, th)
+
+
+def _make_diagnostics(n: int, ess: float, w_mean: float, w_se: float, w_max: float,
+                      w_q99: float, p_min: float, n_tiny: int, logged_counts: np.ndarray,
+                      target_mass: np.ndarray, unsupported_sum: float, n_known: int,
+                      n_informative: int, clipped: float, switched: float,
+                      clip_weight: float, switch_threshold: float,
+                      th: DiagnosticThresholds) -> Diagnostics:
+    """Diagnostics and their warnings from totals over the log (shared by the in-memory
+    and the streaming paths; the streaming one has no exact weight quantile: NaN)."""
+    mass = target_mass / n
     unlogged = tuple(int(a) for a in np.flatnonzero((logged_counts == 0) & (mass > 0.0)))
     unlogged_mass = float(mass[list(unlogged)].sum()) if unlogged else 0.0
-    unsupported = rows.unsupported / rows.n_known if rows.n_known else math.nan
+    unsupported = unsupported_sum / n_known if n_known else math.nan
 
     msgs = []
     if n_tiny:
@@ -583,8 +593,9 @@ def _diagnose(log: DecisionLog, rows: _Rows, th: DiagnosticThresholds, names: Se
                     f"{th.min_propensity:g} (smallest {p_min:.3g}): each can weigh up to "
                     f"{1.0 / p_min:.3g} rows in IPS/DR")
     if w_max > th.max_weight:
-        msgs.append(f"importance weights reach {w_max:.4g} (> {th.max_weight:g}; 99th percentile "
-                    f"{w_q99:.3g}): IPS/DR variance is dominated by a few rows; consider "
+        q99 = "" if math.isnan(w_q99) else f"; 99th percentile {w_q99:.3g}"
+        msgs.append(f"importance weights reach {w_max:.4g} (> {th.max_weight:g}{q99}): "
+                    "IPS/DR variance is dominated by a few rows; consider "
                     "clipped or switch estimators")
     if ess < th.min_ess_fraction * n:
         msgs.append(f"effective sample size {ess:.1f} is {ess / n:.2%} of {n} rows "
