@@ -13,6 +13,8 @@ import pytest
 from promobandit.compat import mabwiser as pbm
 from promobandit.compat.mabwiser import MAB, LearningPolicy, NeighborhoodPolicy
 
+from .readme import readme_section, run_python_blocks
+
 mw = pytest.importorskip(
     "mabwiser.mab", reason="MABWiser is not installed: pip install 'promobandit[compat-test]'")
 pd = pytest.importorskip("pandas", reason="pandas is not installed (the evaluate extra)")
@@ -380,3 +382,11 @@ def test_tuple_and_integer_labels() -> None:
     with pytest.raises(ValueError, match=r"decisions: 4 \(row 2\) is not one of the arms"):
         i.partial_fit(np.array([9, 3, 4]), np.array([1, 0, 1]))
     assert i.predict_expectations() == before
+
+
+def test_readme_switching_section_runs() -> None:
+    section = readme_section("Switching from MABWiser")
+    assert section is not None, "README.md has no 'Switching from MABWiser' section"
+    ns = run_python_blocks(section)
+    assert ns["offer"] in ns["mab"].arms
+    assert "from mabwiser.mab import MAB" in section  # the before line is shown

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,8 @@ from promobandit.compat.obp import (
 )
 from promobandit.datasets import obd
 from promobandit.evaluate import OPEWarning
+
+from .readme import readme_section, run_python_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -411,36 +411,13 @@ def test_readme_snippet_runs() -> None:
 
 
 def _readme_section(text: str | None = None) -> str | None:
-    """The README's "Switching from Open Bandit Pipeline" section, up to the next heading
-    outside a code block (a `# comment` in a block is not a heading)."""
-    if text is None:
-        text = (ROOT / "README.md").read_text(encoding="utf-8")
-    lines, inside, fenced = [], False, False
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-        heading = not fenced and re.match(r"#+ ", line) is not None
-        if heading and inside:
-            break
-        if heading and line.strip("# \n") == "Switching from Open Bandit Pipeline":
-            inside = True
-            continue
-        if inside:
-            lines.append(line)
-    return "".join(lines) if inside else None
+    return readme_section("Switching from Open Bandit Pipeline", text)
 
 
-@pytest.mark.skipif(_readme_section() is None,
-                    reason="README.md has no 'Switching from Open Bandit Pipeline' section")
 def test_readme_section_code_runs() -> None:
     section = _readme_section()
-    assert section is not None
-    blocks = [textwrap.dedent(b) for b in
-              re.findall(r"^```python\n(.*?)^```", section, re.MULTILINE | re.DOTALL)]
-    assert blocks, "the section shows no python block"
-    ns: dict = {"__name__": "__main__"}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), ns)
+    assert section is not None, "README.md has no 'Switching from Open Bandit Pipeline' section"
+    run_python_blocks(section)
     assert "promobandit.compat.obp" in section and "obp.ope" in section
 
 
