@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _backends
-from .._validation import check_int, check_range, check_seed
+from .._validation import check_int, check_range, check_seed, edge_bool, edge_float, edge_int
 
 # Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
 # CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
@@ -91,6 +91,56 @@ class ThompsonConfig(PolicyConfig):
         super().validate()
         check_int("propensity_draws", self.propensity_draws, 0)
         check_int("propensity_refresh", self.propensity_refresh, 1)
+
+
+# --- the edge: conversion of friendly inputs, only when the kernel refused them ----------
+
+def _edge_select(kernel_select: Any) -> Any:
+    def select(context: Any = None, mask: Any = None, bias: Any = None) -> tuple[int, float]:
+        try:
+            return kernel_select(context, mask, bias)
+        except ValueError:
+            pass
+        return kernel_select(edge_float(context, "context"), edge_bool(mask, "mask"),
+                             edge_float(bias, "bias"))
+    return select
+
+
+def _edge_select_batch(kernel_select_batch: Any) -> Any:
+    def select_batch(contexts: Any = None, masks: Any = None, n: int | None = None,
+                     out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
+                     biases: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return kernel_select_batch(contexts, masks, n, out_arms, out_props, n_threads,
+                                       biases)
+        except ValueError:
+            pass
+        return kernel_select_batch(edge_float(contexts, "contexts"), edge_bool(masks, "masks"),
+                                   n, out_arms, out_props, n_threads,
+                                   edge_float(biases, "biases"))
+    return select_batch
+
+
+def _edge_update(kernel_update: Any) -> Any:
+    def update(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
+        try:
+            return kernel_update(arm, reward, context, weight)
+        except ValueError:
+            pass
+        return kernel_update(arm, reward, edge_float(context, "context"), weight)
+    return update
+
+
+def _edge_update_batch(kernel_update_batch: Any) -> Any:
+    def update_batch(arms: Any, rewards: Any, contexts: Any = None, weights: Any = None) -> None:
+        try:
+            return kernel_update_batch(arms, rewards, contexts, weights)
+        except ValueError:
+            pass
+        return kernel_update_batch(edge_int(arms, "arms"), edge_float(rewards, "rewards"),
+                                   edge_float(contexts, "contexts"),
+                                   edge_float(weights, "weights"))
+    return update_batch
 
 
 class Policy(ABC):
@@ -173,12 +223,19 @@ class Policy(ABC):
         else:
             from .._numba import kernels as module
         self._kernel = self._make_kernel(module)
-        # The hot methods go straight to the kernel: no Python frame per request.
-        # Their documentation is on the class methods of the same names below.
-        self.select = self._kernel.select  # type: ignore[method-assign]
-        self.select_batch = self._kernel.select_batch  # type: ignore[method-assign]
-        self.update = self._kernel.update  # type: ignore[method-assign]
-        self.update_batch = self._kernel.update_batch  # type: ignore[method-assign]
+        # The hot methods call the kernel first with what they were given: arrays already
+        # in its form (C-contiguous float64 / int64 / bool) go straight through, no copy,
+        # no check in Python. Only when the kernel rejects the call (before touching any
+        # state) are the arguments converted at the edge (data frames, float32, integer
+        # or bool rewards, int32 arm ids, strided views) and the kernel called once more;
+        # what cannot be converted reaches the kernel unchanged and is rejected again with
+        # its own message. Their documentation is on the class methods of the same names.
+        self.select = _edge_select(self._kernel.select)  # type: ignore[method-assign]
+        self.select_batch = _edge_select_batch(  # type: ignore[method-assign]
+            self._kernel.select_batch)
+        self.update = _edge_update(self._kernel.update)  # type: ignore[method-assign]
+        self.update_batch = _edge_update_batch(  # type: ignore[method-assign]
+            self._kernel.update_batch)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -284,6 +341,9 @@ class Policy(ABC):
         score adjustments as in select. Changes no state.
         """
         d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
+        contexts = edge_float(contexts, "contexts")
+        masks = edge_bool(masks, "masks")
+        biases = edge_float(biases, "biases")
         if self.contextual:
             return self._kernel.action_probabilities(contexts, masks, d, n_threads, biases)
         return self._kernel.action_probabilities(masks, n, d, biases)
