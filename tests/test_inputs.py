@@ -190,6 +190,37 @@ def test_masks_as_lists_and_frames(kind: str, form: str, backend: str) -> None:
     assert_same_state(ref, p)
 
 
+@pytest.mark.parametrize("kind", ["LinTS", "GaussianTS"])
+def test_forms_mixed_call_by_call(kind: str, backend: str) -> None:
+    """A caller switching forms between calls (float32, then float64, then a list, then a
+    bad one) gets each call's answer as with float64 throughout."""
+    d = data(8)
+    ref, p = make(kind, backend), make(kind, backend)
+    forms: list[Callable[[np.ndarray], Any]] = [
+        lambda a: a.astype(np.float32), lambda a: a, lambda a: a, lambda a: a.tolist(),
+        lambda a: a.astype(np.float16), lambda a: a]
+    for i in range(24):
+        f = forms[i % len(forms)]
+        x = d["contexts"][i] if p.contextual else None
+        fx = f(x) if x is not None else None
+        m = d["masks"][i]
+        assert p.select(fx, (m.tolist() if i % 2 else m) if i % 3 else None) == ref.select(
+            x, d["masks"][i] if i % 3 else None)
+        arm = int(d["arms"][i])
+        p.update(arm, f(d["rewards"][i:i + 1])[0], fx)
+        ref.update(arm, float(d["rewards"][i]), x)
+        lo, hi = 5 * i, 5 * i + 5
+        xs = d["contexts"][lo:hi] if p.contextual else None
+        p.update_batch(f(d["arms"][lo:hi]) if i % 2 else d["arms"][lo:hi],
+                       f(d["rewards"][lo:hi]), f(xs) if xs is not None else None)
+        ref.update_batch(d["arms"][lo:hi], d["rewards"][lo:hi], xs)
+        if i % 5 == 4:  # a bad call in between changes nothing and breaks nothing
+            with pytest.raises(ValueError, match="rewards"):
+                p.update_batch(d["arms"][:2], f(np.array([np.nan, 1.0])),
+                               f(xs[:2]) if xs is not None else None)
+        assert_same_state(ref, p)
+
+
 def test_a_dataframe_row_is_a_context(backend: str) -> None:
     d = data(4)
     frame = pd.DataFrame(d["contexts"], columns=list("abcd"))

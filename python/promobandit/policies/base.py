@@ -94,52 +94,78 @@ class ThompsonConfig(PolicyConfig):
 
 
 # --- the edge: conversion of friendly inputs, only when the kernel refused them ----------
+# Each wrapper calls the kernel with the arguments as given. A refusal (ValueError, raised
+# before any state changed) costs a C++ exception, some microseconds, so a wrapper whose
+# caller needed a conversion converts first from then on (a no-op on arrays already in
+# the kernel's form) until a call needs none; a caller whose arrays are in the kernel's
+# form never pays for a check in Python.
 
 def _edge_select(kernel_select: Any) -> Any:
+    convert = False
+
     def select(context: Any = None, mask: Any = None, bias: Any = None) -> tuple[int, float]:
-        try:
-            return kernel_select(context, mask, bias)
-        except ValueError:
-            pass
-        return kernel_select(edge_float(context, "context"), edge_bool(mask, "mask"),
-                             edge_float(bias, "bias"))
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_select(context, mask, bias)
+            except ValueError:
+                pass
+        c, m, b = edge_float(context, "context"), edge_bool(mask, "mask"), edge_float(bias, "bias")
+        convert = not (c is context and m is mask and b is bias)
+        return kernel_select(c, m, b)
     return select
 
 
 def _edge_select_batch(kernel_select_batch: Any) -> Any:
+    convert = False
+
     def select_batch(contexts: Any = None, masks: Any = None, n: int | None = None,
                      out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
                      biases: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            return kernel_select_batch(contexts, masks, n, out_arms, out_props, n_threads,
-                                       biases)
-        except ValueError:
-            pass
-        return kernel_select_batch(edge_float(contexts, "contexts"), edge_bool(masks, "masks"),
-                                   n, out_arms, out_props, n_threads,
-                                   edge_float(biases, "biases"))
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_select_batch(contexts, masks, n, out_arms, out_props, n_threads,
+                                           biases)
+            except ValueError:
+                pass
+        c, m = edge_float(contexts, "contexts"), edge_bool(masks, "masks")
+        b = edge_float(biases, "biases")
+        convert = not (c is contexts and m is masks and b is biases)
+        return kernel_select_batch(c, m, n, out_arms, out_props, n_threads, b)
     return select_batch
 
 
 def _edge_update(kernel_update: Any) -> Any:
+    convert = False
+
     def update(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
-        try:
-            return kernel_update(arm, reward, context, weight)
-        except ValueError:
-            pass
-        return kernel_update(arm, reward, edge_float(context, "context"), weight)
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_update(arm, reward, context, weight)
+            except ValueError:
+                pass
+        c = edge_float(context, "context")  # scalars (arm, reward, weight) need no help
+        convert = c is not context
+        return kernel_update(arm, reward, c, weight)
     return update
 
 
 def _edge_update_batch(kernel_update_batch: Any) -> Any:
+    convert = False
+
     def update_batch(arms: Any, rewards: Any, contexts: Any = None, weights: Any = None) -> None:
-        try:
-            return kernel_update_batch(arms, rewards, contexts, weights)
-        except ValueError:
-            pass
-        return kernel_update_batch(edge_int(arms, "arms"), edge_float(rewards, "rewards"),
-                                   edge_float(contexts, "contexts"),
-                                   edge_float(weights, "weights"))
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_update_batch(arms, rewards, contexts, weights)
+            except ValueError:
+                pass
+        a, r = edge_int(arms, "arms"), edge_float(rewards, "rewards")
+        c, w = edge_float(contexts, "contexts"), edge_float(weights, "weights")
+        convert = not (a is arms and r is rewards and c is contexts and w is weights)
+        return kernel_update_batch(a, r, c, w)
     return update_batch
 
 
