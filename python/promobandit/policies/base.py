@@ -5,8 +5,16 @@ and hands views of them to a backend kernel (C++ or Numba) that does the
 per-request work with the GIL released. Because state is plain arrays, saving,
 loading, merging replicas and adding arms are written once, here.
 
-Threads: ``select``, ``select_batch``, ``update`` and ``update_batch`` are the
-kernel's own methods (bound on the instance, no Python frame per request); the
+Inputs: the kernels read C-contiguous float64 (contexts, rewards, weights, biases),
+int64 (arms) and bool (masks) arrays in place, and those go straight through. Anything
+else that has such a value is converted once at the edge: pandas DataFrames and Series
+(by position; the index is not aligned), lists, float16/float32, integer or bool
+rewards and contexts, arm ids of any integer dtype, strided or byte-swapped views. What
+has none (strings, object or datetime columns, float arm ids, 0/1 masks, missing arm
+ids) is refused with a ValueError naming the field, and nothing is learnt from it.
+
+Threads: ``select``, ``select_batch``, ``update`` and ``update_batch`` call the
+kernel's own methods (bound on the instance: one small Python frame per request); the
 kernel serialises them with its mutex and runs them without the GIL, so
 concurrent calls from several threads lose no update and other Python threads
 keep running. Structural changes (adding or removing arms, loading, merging,
@@ -309,7 +317,8 @@ class Policy(ABC):
                bias: Any = None) -> tuple[int, float]:
         """Choose an arm for one request.
 
-        context: (d,) float64 features (contextual policies; ignored otherwise).
+        context: (d,) features (contextual policies; ignored otherwise): a float64
+            array, or any form the module's "Inputs" lists (a Series, a list, float32).
         mask: optional (K,) bool, True where the arm is eligible for this request.
         bias: optional (K,) float64 added to each arm's score (sampled value, upper
             bound or mean) before the choice, in reward units: how a budget's shadow
@@ -327,7 +336,8 @@ class Policy(ABC):
                      biases: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Choose arms for n requests, as n calls of select without updates between them.
 
-        contexts: (n, d) float64 (contextual policies). masks: optional (n, K) bool.
+        contexts: (n, d) features, float64 or a DataFrame, any float dtype (contextual
+        policies). masks: optional (n, K) bool.
         n: number of decisions (non-contextual policies without masks).
         out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
         n_threads: threads for the rows (0: all cores; C++ backend only, batches of
@@ -348,7 +358,11 @@ class Policy(ABC):
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
         """Learn from n rewards in order, as n calls of update. Every row is checked
-        before any is applied: a rejected batch changes nothing."""
+        before any is applied: a rejected batch changes nothing.
+
+        arms: (n,) arm indices of any integer dtype (see ArmIndex for labels); rewards:
+        (n,) numbers, float, integer or bool; contexts: (n, d) as in select_batch;
+        weights: optional (n,) >= 0. Series and DataFrames are read by position."""
         self._kernel.update_batch(arms, rewards, contexts, weights)
 
     def action_probabilities(self, contexts: Any = None, masks: Any = None,
