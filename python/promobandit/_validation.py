@@ -577,7 +577,7 @@ _BOOL = np.dtype(np.bool_)
 
 
 def _frame_to_numpy(obj: Any, field: str, *, to_float: bool) -> np.ndarray:
-    """A pandas (or pandas-like) DataFrame or Series as a NumPy array, its columns
+    """A pandas DataFrame or Series as a NumPy array, its columns
     checked to be numeric or bool; missing values become NaN for a float field and are
     rejected for an integer or bool field."""
     dtypes = getattr(obj, "dtypes", None)
@@ -588,8 +588,8 @@ def _frame_to_numpy(obj: Any, field: str, *, to_float: bool) -> np.ndarray:
     numpy_dtypes = []
     for name, dt in columns:
         if getattr(dt, "kind", "O") not in "fiub":
-            col = f"column {name!r}" if name is not None else "the values"
-            raise ValueError(f"{field}: {col} has dtype {dt}; expected numeric or bool columns")
+            col = f"column {name!r} has" if name is not None else "got"
+            raise ValueError(f"{field}: {col} dtype {dt}; expected numeric or bool values")
         numpy_dtypes.append(np.dtype(getattr(dt, "numpy_dtype", dt)))
     if to_float:
         return np.asarray(obj.to_numpy(dtype=np.float64, na_value=np.nan))
@@ -605,7 +605,8 @@ def _as_array(obj: Any, field: str, *, to_float: bool) -> np.ndarray | None:
     scalar, a string): those go to the kernel unchanged."""
     if isinstance(obj, np.ndarray):
         return obj
-    if hasattr(obj, "to_numpy") and (hasattr(obj, "dtype") or hasattr(obj, "dtypes")):
+    module = type(obj).__module__
+    if (module == "pandas" or module.startswith("pandas.")) and hasattr(obj, "to_numpy"):
         return _frame_to_numpy(obj, field, to_float=to_float)
     if isinstance(obj, (list, tuple)) or hasattr(obj, "__array__"):
         try:
