@@ -74,13 +74,12 @@ def array_of_form(obj: Any, field: str, want: str, dtypes: Sequence[str],
 
 def checked_array(obj: Any, field: str, kind: str, ndim: int, shape: Sequence[int]) -> np.ndarray:
     """``obj`` as an ndarray of dtype ``kind`` (float64, int64 or bool; no casting),
-    C-contiguous, of the given ``ndim``-D shape (entries below zero are free).
-
-    Byte order is not checked here (the policies' arrays have always been let through
-    in either order); ``array_of_form`` with its default checks it.
+    C-contiguous, of the given ``ndim``-D shape (entries below zero are free), in native
+    byte order (a byte-swapped array would be misread by a kernel; the policies' edge
+    converts it before the call).
     """
     shape = tuple(shape)
-    return array_of_form(obj, field, _want(kind, ndim, shape), (kind,), (shape,), native=False)
+    return array_of_form(obj, field, _want(kind, ndim, shape), (kind,), (shape,))
 
 
 def nonfinite_error(field: str, is_nan: bool, index: int) -> ValueError:
@@ -561,3 +560,101 @@ def float_column(name: str, obj: Any) -> np.ndarray:
         i = int(np.argmin(finite))
         raise ValueError(f"{name}: expected finite values, got {a[i]} at line {i}")
     return a
+
+
+# --- friendly inputs: data frames, other dtypes, converted once at the edge ---------------
+# The policies' kernels take C-contiguous float64 / int64 / bool arrays and nothing else.
+# These turn what a caller naturally has (a pandas DataFrame or Series, a list of ints,
+# float32 features, 0/1 or bool rewards, int32 arm ids, a strided view) into that form,
+# once, before the kernel is called. An array already in the kernel's form is returned as
+# it is (no copy); what cannot be converted losslessly (strings, objects, float arm ids)
+# is returned unchanged for the kernel's own check to reject with its message, except
+# data-frame columns, which are named here.
+
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+_BOOL = np.dtype(np.bool_)
+
+
+def _frame_to_numpy(obj: Any, field: str, *, to_float: bool) -> np.ndarray:
+    """A pandas DataFrame or Series as a NumPy array, its columns
+    checked to be numeric or bool; missing values become NaN for a float field and are
+    rejected for an integer or bool field."""
+    dtypes = getattr(obj, "dtypes", None)
+    if dtypes is not None and hasattr(dtypes, "items"):  # a DataFrame: a Series of dtypes
+        columns = list(dtypes.items())
+    else:
+        columns = [(getattr(obj, "name", None), obj.dtype)]
+    numpy_dtypes = []
+    for name, dt in columns:
+        if getattr(dt, "kind", "O") not in "fiub":
+            col = f"column {name!r} has" if name is not None else "got"
+            raise ValueError(f"{field}: {col} dtype {dt}; expected numeric or bool values")
+        numpy_dtypes.append(np.dtype(getattr(dt, "numpy_dtype", dt)))
+    if to_float:
+        return np.asarray(obj.to_numpy(dtype=np.float64, na_value=np.nan))
+    missing = np.asarray(obj.isna())
+    if missing.any():
+        i = int(np.flatnonzero(missing.reshape(-1))[0])
+        raise ValueError(f"{field}: expected no missing values, found one at flat index {i}")
+    return np.asarray(obj.to_numpy(dtype=np.result_type(*numpy_dtypes)))
+
+
+def _as_array(obj: Any, field: str, *, to_float: bool) -> np.ndarray | None:
+    """``obj`` as an ndarray without casting, or None where it is not array-like (a
+    scalar, a string): those go to the kernel unchanged."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    module = type(obj).__module__
+    if (module == "pandas" or module.startswith("pandas.")) and hasattr(obj, "to_numpy"):
+        return _frame_to_numpy(obj, field, to_float=to_float)
+    if isinstance(obj, (list, tuple)) or hasattr(obj, "__array__"):
+        try:
+            return np.asarray(obj)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{field}: expected a rectangular numeric array ({exc})") from exc
+    return None
+
+
+def edge_float(obj: Any, field: str) -> Any:
+    """A float field (contexts, rewards, weights, biases) in the kernel's form: any
+    float, integer or bool dtype, lists and data frames become a C-contiguous float64
+    array (float16 and float32 exactly; integers exactly below 2**53). A C-contiguous
+    float64 array is returned itself; NaN and shapes are left to the kernel's checks."""
+    if obj is None or (type(obj) is np.ndarray and obj.dtype == _F64
+                       and obj.flags.c_contiguous):
+        return obj
+    a = _as_array(obj, field, to_float=True)
+    if a is None or a.dtype.kind not in "fiub":
+        return obj
+    return np.ascontiguousarray(a, dtype=_F64)
+
+
+def edge_int(obj: Any, field: str) -> Any:
+    """An integer field (arm ids) in the kernel's form: any signed or unsigned integer
+    dtype, lists and data frames become a C-contiguous int64 array. Floats and bools are
+    left for the kernel to reject rather than truncated."""
+    if obj is None or (type(obj) is np.ndarray and obj.dtype == _I64
+                       and obj.flags.c_contiguous):
+        return obj
+    a = _as_array(obj, field, to_float=False)
+    if a is None or a.dtype.kind not in "iu":
+        return obj
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        i = int(np.argmax(a.reshape(-1) > np.iinfo(np.int64).max))
+        raise ValueError(f"{field}: expected values in the int64 range, got "
+                         f"{int(a.reshape(-1)[i])} at flat index {i}")
+    return np.ascontiguousarray(a, dtype=_I64)
+
+
+def edge_bool(obj: Any, field: str) -> Any:
+    """A bool field (masks) in the kernel's form: lists, data frames and strided views of
+    bools become a C-contiguous bool array. Other dtypes (0/1 integers) are left for the
+    kernel to reject: a mask is never guessed from numbers."""
+    if obj is None or (type(obj) is np.ndarray and obj.dtype == _BOOL
+                       and obj.flags.c_contiguous):
+        return obj
+    a = _as_array(obj, field, to_float=False)
+    if a is None or a.dtype.kind != "b":
+        return obj
+    return np.ascontiguousarray(a, dtype=_BOOL)

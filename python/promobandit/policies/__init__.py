@@ -4,12 +4,18 @@ Every policy class declares its ``traits`` (``PolicyTraits``: deterministic or n
 closed-form or estimated action probabilities, the rewards it accepts, contextual or
 not). ``POLICIES`` and ``make_policy`` hold the learners; ``FixedOffer`` is the fixed
 promotion they are compared with (in the simulator and as an off-policy target).
+
+Inputs are taken as callers have them: pandas DataFrames and Series, lists, any float
+dtype, integer or bool rewards, any integer dtype of arm ids, converted once at the edge
+(C-contiguous float64 / int64 / bool arrays go to the kernel as they are). ``ArmIndex``
+maps arm labels (offer ids, strings) to the policies' arm indices.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .arms import ArmIndex
 from .base import Policy, PolicyConfig, ThompsonConfig
 from .fixed import FixedOffer, FixedOfferConfig
 from .greedy import EpsilonGreedy, EpsilonGreedyConfig, Softmax, SoftmaxConfig
@@ -40,6 +46,7 @@ def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: 
 __all__ = [
     "POLICIES",
     "UCB1",
+    "ArmIndex",
     "BetaTS",
     "BetaTSConfig",
     "EpsilonGreedy",

@@ -5,8 +5,16 @@ and hands views of them to a backend kernel (C++ or Numba) that does the
 per-request work with the GIL released. Because state is plain arrays, saving,
 loading, merging replicas and adding arms are written once, here.
 
-Threads: ``select``, ``select_batch``, ``update`` and ``update_batch`` are the
-kernel's own methods (bound on the instance, no Python frame per request); the
+Inputs: the kernels read C-contiguous float64 (contexts, rewards, weights, biases),
+int64 (arms) and bool (masks) arrays in place, and those go straight through. Anything
+else that has such a value is converted once at the edge: pandas DataFrames and Series
+(by position; the index is not aligned), lists, float16/float32, integer or bool
+rewards and contexts, arm ids of any integer dtype, strided or byte-swapped views. What
+has none (strings, object or datetime columns, float arm ids, 0/1 masks, missing arm
+ids) is refused with a ValueError naming the field, and nothing is learnt from it.
+
+Threads: ``select``, ``select_batch``, ``update`` and ``update_batch`` call the
+kernel's own methods (bound on the instance: one small Python frame per request); the
 kernel serialises them with its mutex and runs them without the GIL, so
 concurrent calls from several threads lose no update and other Python threads
 keep running. Structural changes (adding or removing arms, loading, merging,
@@ -25,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _backends
-from .._validation import check_int, check_range, check_seed
+from .._validation import check_int, check_range, check_seed, edge_bool, edge_float, edge_int
 
 # Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
 # CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
@@ -91,6 +99,82 @@ class ThompsonConfig(PolicyConfig):
         super().validate()
         check_int("propensity_draws", self.propensity_draws, 0)
         check_int("propensity_refresh", self.propensity_refresh, 1)
+
+
+# --- the edge: conversion of friendly inputs, only when the kernel refused them ----------
+# Each wrapper calls the kernel with the arguments as given. A refusal (ValueError, raised
+# before any state changed) costs a C++ exception, some microseconds, so a wrapper whose
+# caller needed a conversion converts first from then on (a no-op on arrays already in
+# the kernel's form) until a call needs none; a caller whose arrays are in the kernel's
+# form never pays for a check in Python.
+
+def _edge_select(kernel_select: Any) -> Any:
+    convert = False
+
+    def select(context: Any = None, mask: Any = None, bias: Any = None) -> tuple[int, float]:
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_select(context, mask, bias)
+            except ValueError:
+                pass
+        c, m, b = edge_float(context, "context"), edge_bool(mask, "mask"), edge_float(bias, "bias")
+        convert = not (c is context and m is mask and b is bias)
+        return kernel_select(c, m, b)
+    return select
+
+
+def _edge_select_batch(kernel_select_batch: Any) -> Any:
+    convert = False
+
+    def select_batch(contexts: Any = None, masks: Any = None, n: int | None = None,
+                     out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
+                     biases: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_select_batch(contexts, masks, n, out_arms, out_props, n_threads,
+                                           biases)
+            except ValueError:
+                pass
+        c, m = edge_float(contexts, "contexts"), edge_bool(masks, "masks")
+        b = edge_float(biases, "biases")
+        convert = not (c is contexts and m is masks and b is biases)
+        return kernel_select_batch(c, m, n, out_arms, out_props, n_threads, b)
+    return select_batch
+
+
+def _edge_update(kernel_update: Any) -> Any:
+    convert = False
+
+    def update(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_update(arm, reward, context, weight)
+            except ValueError:
+                pass
+        c = edge_float(context, "context")  # scalars (arm, reward, weight) need no help
+        convert = c is not context
+        return kernel_update(arm, reward, c, weight)
+    return update
+
+
+def _edge_update_batch(kernel_update_batch: Any) -> Any:
+    convert = False
+
+    def update_batch(arms: Any, rewards: Any, contexts: Any = None, weights: Any = None) -> None:
+        nonlocal convert
+        if not convert:
+            try:
+                return kernel_update_batch(arms, rewards, contexts, weights)
+            except ValueError:
+                pass
+        a, r = edge_int(arms, "arms"), edge_float(rewards, "rewards")
+        c, w = edge_float(contexts, "contexts"), edge_float(weights, "weights")
+        convert = not (a is arms and r is rewards and c is contexts and w is weights)
+        return kernel_update_batch(a, r, c, w)
+    return update_batch
 
 
 class Policy(ABC):
@@ -173,12 +257,19 @@ class Policy(ABC):
         else:
             from .._numba import kernels as module
         self._kernel = self._make_kernel(module)
-        # The hot methods go straight to the kernel: no Python frame per request.
-        # Their documentation is on the class methods of the same names below.
-        self.select = self._kernel.select  # type: ignore[method-assign]
-        self.select_batch = self._kernel.select_batch  # type: ignore[method-assign]
-        self.update = self._kernel.update  # type: ignore[method-assign]
-        self.update_batch = self._kernel.update_batch  # type: ignore[method-assign]
+        # The hot methods call the kernel first with what they were given: arrays already
+        # in its form (C-contiguous float64 / int64 / bool) go straight through, no copy,
+        # no check in Python. Only when the kernel rejects the call (before touching any
+        # state) are the arguments converted at the edge (data frames, float32, integer
+        # or bool rewards, int32 arm ids, strided views) and the kernel called once more;
+        # what cannot be converted reaches the kernel unchanged and is rejected again with
+        # its own message. Their documentation is on the class methods of the same names.
+        self.select = _edge_select(self._kernel.select)  # type: ignore[method-assign]
+        self.select_batch = _edge_select_batch(  # type: ignore[method-assign]
+            self._kernel.select_batch)
+        self.update = _edge_update(self._kernel.update)  # type: ignore[method-assign]
+        self.update_batch = _edge_update_batch(  # type: ignore[method-assign]
+            self._kernel.update_batch)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -226,7 +317,8 @@ class Policy(ABC):
                bias: Any = None) -> tuple[int, float]:
         """Choose an arm for one request.
 
-        context: (d,) float64 features (contextual policies; ignored otherwise).
+        context: (d,) features (contextual policies; ignored otherwise): a float64
+            array, or any form the module's "Inputs" lists (a Series, a list, float32).
         mask: optional (K,) bool, True where the arm is eligible for this request.
         bias: optional (K,) float64 added to each arm's score (sampled value, upper
             bound or mean) before the choice, in reward units: how a budget's shadow
@@ -244,7 +336,8 @@ class Policy(ABC):
                      biases: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Choose arms for n requests, as n calls of select without updates between them.
 
-        contexts: (n, d) float64 (contextual policies). masks: optional (n, K) bool.
+        contexts: (n, d) features, float64 or a DataFrame, any float dtype (contextual
+        policies). masks: optional (n, K) bool.
         n: number of decisions (non-contextual policies without masks).
         out_arms / out_props: optional preallocated (n,) int64 / float64 outputs.
         n_threads: threads for the rows (0: all cores; C++ backend only, batches of
@@ -265,7 +358,11 @@ class Policy(ABC):
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
         """Learn from n rewards in order, as n calls of update. Every row is checked
-        before any is applied: a rejected batch changes nothing."""
+        before any is applied: a rejected batch changes nothing.
+
+        arms: (n,) arm indices of any integer dtype (see ArmIndex for labels); rewards:
+        (n,) numbers, float, integer or bool; contexts: (n, d) as in select_batch;
+        weights: optional (n,) >= 0. Series and DataFrames are read by position."""
         self._kernel.update_batch(arms, rewards, contexts, weights)
 
     def action_probabilities(self, contexts: Any = None, masks: Any = None,
@@ -284,6 +381,9 @@ class Policy(ABC):
         score adjustments as in select. Changes no state.
         """
         d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
+        contexts = edge_float(contexts, "contexts")
+        masks = edge_bool(masks, "masks")
+        biases = edge_float(biases, "biases")
         if self.contextual:
             return self._kernel.action_probabilities(contexts, masks, d, n_threads, biases)
         return self._kernel.action_probabilities(masks, n, d, biases)

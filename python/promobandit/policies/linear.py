@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import check_int, check_range
+from .._validation import check_int, check_range, edge_float
 from . import _codes
 from .base import Policy, PolicyConfig, new_counters
 from .traits import PolicyTraits
@@ -131,7 +131,7 @@ class LinearPolicy(Policy):
 
     def expectations(self, context: Any = None) -> np.ndarray:
         """theta_a . x for every arm: (K,) for a (d,) context, (n, K) for (n, d) contexts."""
-        return self._kernel.expectations(context)
+        return self._kernel.expectations(edge_float(context, "contexts"))
 
     @property
     def theta(self) -> np.ndarray:
