@@ -90,6 +90,17 @@ inline py::array checked_array(const py::object& obj, const char* field, Kind k,
     throw std::invalid_argument(std::string(field) + ": expected " + expected_form(ndim, k, shape) +
                                 ", got dtype " + dtype_str(a));
   }
+  // A byte-swapped array would be read as other numbers: refuse it (the policies' edge
+  // converts it). '=' and '|' are native; '<' or '>' only when it is the other order.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  constexpr char swapped = '<';
+#else
+  constexpr char swapped = '>';
+#endif
+  if (a.dtype().byteorder() == swapped) {
+    throw std::invalid_argument(std::string(field) + ": expected " + expected_form(ndim, k, shape) +
+                                ", got dtype " + dtype_str(a) + " (non-native byte order)");
+  }
   bool ok = a.ndim() == ndim;
   int i = 0;
   for (auto s : shape) {
