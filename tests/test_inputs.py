@@ -439,3 +439,12 @@ def test_arm_index_from_a_catalogue_of_offers() -> None:
         ArmIndex.from_catalogue(object())
     with pytest.raises(ValueError, match="unknown arm 'pct-9'"):
         idx.indices(["pct-1", "pct-9"])
+
+
+def test_readme_using_the_policies_section_runs() -> None:
+    from .readme import readme_section, run_python_blocks
+
+    section = readme_section("Using the policies")
+    assert section is not None and "Inputs as you have them" in section
+    ns = run_python_blocks(section)
+    assert ns["arms"].label(ns["arm"]) in ("10%", "20%", "free-shipping")
