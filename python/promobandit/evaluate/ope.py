@@ -357,6 +357,16 @@ def _names(estimators: Sequence[str] | str) -> list[str]:
     return names
 
 
+def bootstrap_interval(reps: np.ndarray, level: float) -> tuple[float, float, float]:
+    """The percentile interval at `level` and the standard error of bootstrap replicates
+    (non-finite replicates left out; NaNs when fewer than two remain)."""
+    reps = reps[np.isfinite(reps)]
+    if reps.size < 2:
+        return math.nan, math.nan, math.nan
+    lo, hi = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi), float(reps.std(ddof=1))
+
+
 def evaluate(log: Any, policy: TargetPolicy, estimators: Sequence[str] | str = DEFAULT_ESTIMATORS,
              *, level: float = 0.95, n_bootstrap: int = 0, seed: int = 0,
              reward_model: RewardModel | None = None, reward_predictions: Any = None,
@@ -504,15 +514,6 @@ def _evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
             boot_spec.append((pname, name, i_num, i_den))
         all_estimates[pname] = estimates
 
-    lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
-
-    def summarise(reps: np.ndarray) -> tuple[float, float, float]:
-        reps = reps[np.isfinite(reps)]
-        if reps.size < 2:
-            return math.nan, math.nan, math.nan
-        lo, hi = np.quantile(reps, [lo_q, hi_q])
-        return float(lo), float(hi), float(reps.std(ddof=1))
-
     if n_bootstrap > 0:
         from ._kernels import bootstrap_sums
 
@@ -521,17 +522,17 @@ def _evaluate_policies(log: Any, policies: Mapping[str, TargetPolicy],
         with np.errstate(invalid="ignore", divide="ignore"):
             for pname, name, i_num, i_den in boot_spec:
                 reps = sums[:, i_num] / (counts if i_den is None else sums[:, i_den])
-                lo, hi, bse = summarise(reps)
+                lo, hi, bse = bootstrap_interval(reps, level)
                 all_estimates[pname][name] = dataclasses.replace(
                     all_estimates[pname][name], boot_low=lo, boot_high=hi, boot_stderr=bse)
-            lo, hi, bse = summarise(sums[:, 0] / counts)
+            lo, hi, bse = bootstrap_interval(sums[:, 0] / counts, level)
         logged = dataclasses.replace(logged, boot_low=lo, boot_high=hi, boot_stderr=bse)
     if refit_dm:
         assert model is not None
         tps = [all_rows[p].tp for p in policies]
         reps_dm = _dm_bootstrap(log, [t for t in tps if t is not None], model, n_boot_dm, seed)
         for j, pname in enumerate(policies):
-            lo, hi, bse = summarise(reps_dm[:, j])
+            lo, hi, bse = bootstrap_interval(reps_dm[:, j], level)
             all_estimates[pname]["dm"] = dataclasses.replace(
                 all_estimates[pname]["dm"], boot_low=lo, boot_high=hi, boot_stderr=bse)
 

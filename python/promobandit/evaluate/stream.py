@@ -59,6 +59,7 @@ from .ope import (
     _make_diagnostics,
     _names,
     _z,
+    bootstrap_interval,
 )
 from .ope import evaluate as evaluate_in_memory
 from .targets import TargetPolicy, check_target_chunk, target_function
@@ -399,24 +400,15 @@ def _report(t: _Partial, names: tuple[str, ...], level: float, n_boot: int, seed
             boot_spec.append((name, col, None))
             col += 1
     if n_boot and t.boot is not None:
-        lo_q, hi_q = (1.0 - level) / 2.0, (1.0 + level) / 2.0
-
-        def summarise(reps: np.ndarray) -> tuple[float, float, float]:
-            reps = reps[np.isfinite(reps)]
-            if reps.size < 2:
-                return math.nan, math.nan, math.nan
-            lo, hi = np.quantile(reps, [lo_q, hi_q])
-            return float(lo), float(hi), float(reps.std(ddof=1))
-
         sums = t.boot
         counts = sums[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             for name, i_num, i_den in boot_spec:
                 reps = sums[:, i_num] / (counts if i_den is None else sums[:, i_den])
-                lo, hi, bse = summarise(reps)
+                lo, hi, bse = bootstrap_interval(reps, level)
                 estimates[name] = dataclasses.replace(estimates[name], boot_low=lo,
                                                       boot_high=hi, boot_stderr=bse)
-            lo, hi, bse = summarise(sums[:, 0] / counts)
+            lo, hi, bse = bootstrap_interval(sums[:, 0] / counts, level)
         logged = dataclasses.replace(logged, boot_low=lo, boot_high=hi, boot_stderr=bse)
     unlogged = t.counts == 0
     mass = np.where(unlogged, t.target_mass, 0.0)
