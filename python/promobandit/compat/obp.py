@@ -361,23 +361,25 @@ class DirectMethod(BaseOffPolicyEstimator):
                               estimated_rewards_by_reg_model: Any = None, position: Any = None,
                               **kwargs: Any) -> float:
         """DM's value (obp's signature: no reward, action or pscore needed)."""
-        for logged in ("reward", "action", "pscore", "context"):
-            kwargs.pop(logged, None)
-        inp = self._prepare(None, None, action_dist, None, position,
-                            estimated_rewards_by_reg_model, kwargs)
-        return self._value(inp)
+        return self._value(self._dm_inputs(action_dist, estimated_rewards_by_reg_model,
+                                           position, kwargs))
 
     def estimate_interval(self, action_dist: Any = None,  # type: ignore[override]
                           estimated_rewards_by_reg_model: Any = None, position: Any = None,
                           alpha: float = 0.05, n_bootstrap_samples: int = 10000,
                           random_state: Any = None, **kwargs: Any) -> dict[str, float]:
         """obp's bootstrap interval of DM."""
+        _check_interval_args(alpha, n_bootstrap_samples, random_state)
+        inp = self._dm_inputs(action_dist, estimated_rewards_by_reg_model, position, kwargs)
+        return _bootstrap(self._round_rewards(inp), alpha, n_bootstrap_samples, random_state)
+
+    def _dm_inputs(self, action_dist: Any, estimated_rewards_by_reg_model: Any, position: Any,
+                   kwargs: dict[str, Any]) -> _Inputs:
+        # DM reads no logged data: obp's callers may still pass it, and it is ignored.
         for logged in ("reward", "action", "pscore", "context"):
             kwargs.pop(logged, None)
-        _check_interval_args(alpha, n_bootstrap_samples, random_state)
-        inp = self._prepare(None, None, action_dist, None, position,
-                            estimated_rewards_by_reg_model, kwargs)
-        return _bootstrap(self._round_rewards(inp), alpha, n_bootstrap_samples, random_state)
+        return self._prepare(None, None, action_dist, None, position,
+                             estimated_rewards_by_reg_model, kwargs)
 
 
 @dataclasses.dataclass
