@@ -13,8 +13,16 @@ mean reward of each with its difference in standard errors (Monte Carlo error of
 repetitions' seeds). Targets: >= 50x one at a time, >= 5x batched, mean reward equal
 within Monte Carlo error.
 
-Run: python bench/bench_compat.py [--quick] [--json PATH]   (needs the compat-test or
-bench extra: mabwiser)
+OPE (`--ope-rows`, default 1M): the same obp program, ``OffPolicyEvaluation`` with IPW,
+SNIPW, DM and DR on one synthetic ``bandit_feedback`` (K=10, len_list=1, a softmax target and
+a fixed reward model), run on obp and on ``promobandit.compat.obp``: seconds (median of the
+repetitions) and the largest difference between the two libraries' values. obp 0.5.7 pins
+old versions of its dependencies, so it is installed without them:
+``pip install --no-deps obp==0.5.7`` (it then runs on the packages already installed);
+without obp only the compat layer's time is printed.
+
+Run: python bench/bench_compat.py [--quick] [--ope-rows N] [--json PATH]   (needs the
+compat-test or bench extra: mabwiser)
 """
 
 from __future__ import annotations
@@ -111,11 +119,79 @@ def compare(kind: str, batched: bool, n: int, seeds: list[int]) -> dict[str, Any
     return out
 
 
+def ope_feedback(n: int, seed: int = 0) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """obp's bandit_feedback for n rounds (K=10, len_list=1), the target's action_dist and a
+    reward model's predictions, both of shape (n, K, 1)."""
+    rs = np.random.default_rng(seed)
+    x = rs.normal(size=(n, 4))
+    theta = rs.normal(size=(K, 4))
+    logit = x @ theta.T
+    logging = np.exp(0.5 * logit)
+    logging = 0.8 * logging / logging.sum(axis=1, keepdims=True) + 0.2 / K
+    action = np.minimum((logging.cumsum(axis=1) < rs.random(n)[:, None]).sum(axis=1), K - 1)
+    reward = (rs.random(n) < 1.0 / (1.0 + np.exp(-logit[np.arange(n), action]))).astype(float)
+    target = np.exp(logit - logit.max(axis=1, keepdims=True))
+    target /= target.sum(axis=1, keepdims=True)
+    q = 1.0 / (1.0 + np.exp(-0.8 * logit))
+    feedback = {"n_rounds": n, "n_actions": K, "action": action, "reward": reward,
+                "pscore": logging[np.arange(n), action], "position": np.zeros(n, dtype=int),
+                "context": x, "action_context": np.eye(K)}
+    return feedback, target[:, :, None], q[:, :, None]
+
+
+def ope_compare(n: int, repeats: int) -> dict[str, Any]:
+    """obp's OffPolicyEvaluation (IPW, SNIPW, DM, DR point estimates) against the compat
+    layer on the same inputs, in this run."""
+    import promobandit.compat.obp as pb
+
+    libs: list[tuple[str, Any]] = [("compat", pb)]
+    try:
+        import obp.ope as ob
+
+        libs.insert(0, ("obp", ob))
+    except ImportError:
+        pass
+    feedback, dist, q = ope_feedback(n)
+    out: dict[str, Any] = {"program": f"obp OffPolicyEvaluation IPW+SNIPW+DM+DR K={K}",
+                           "rows": n, "repetitions": repeats}
+    for name, lib in libs:
+        secs, values = [], {}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ope = lib.OffPolicyEvaluation(bandit_feedback=feedback, ope_estimators=[
+                lib.InverseProbabilityWeighting(),
+                lib.SelfNormalizedInverseProbabilityWeighting(),
+                lib.DirectMethod(), lib.DoublyRobust()])
+            values = ope.estimate_policy_values(action_dist=dist,
+                                                estimated_rewards_by_reg_model=q)
+            secs.append(time.perf_counter() - t0)
+        out[name] = {"seconds": statistics.median(secs),
+                     "values": {k: float(v) for k, v in values.items()}}
+    if "obp" in out:
+        out["speedup"] = out["obp"]["seconds"] / out["compat"]["seconds"]
+        out["max_abs_diff"] = max(abs(out["obp"]["values"][k] - out["compat"]["values"][k])
+                                  for k in out["compat"]["values"])
+    return out
+
+
+def print_ope(row: dict[str, Any]) -> None:
+    pb = row["compat"]
+    line = f"{row['program']} on {row['rows']:,} rows: compat {pb['seconds']:.3f} s"
+    if "obp" in row:
+        line += (f", obp {row['obp']['seconds']:.3f} s (x{row['speedup']:.1f}), largest "
+                 f"difference of the values {row['max_abs_diff']:.1e}")
+    else:
+        line += " (obp not installed: pip install --no-deps obp==0.5.7)"
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer decisions and repetitions")
     ap.add_argument("--json", type=Path,
                     default=Path(__file__).parent / "results" / "compat.json")
+    ap.add_argument("--ope-rows", type=int, default=1_000_000,
+                    help="rows of the obp OPE comparison (0 skips it)")
     args = ap.parse_args(argv)
     n_single = 500 if args.quick else 3_000
     n_batch = 5_000 if args.quick else 20_000
@@ -133,8 +209,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                   f"  compat {pb['decisions_per_s']:>11,.0f}/s  x{row['speedup']:.1f} ({ok} "
                   f">= {row['target']:.0f}x)  reward {mw['mean_reward']:.4f}+-{mw['se']:.4f} vs "
                   f"{pb['mean_reward']:.4f}+-{pb['se']:.4f} ({row['reward_diff_in_se']:+.1f} se)")
+    ope = ope_compare(args.ope_rows, 3 if args.quick else 5) if args.ope_rows else None
+    if ope is not None:
+        print_ope(ope)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    args.json.write_text(json.dumps({"machine": machine(), "rows": rows, "ope": ope},
+                                    indent=2))
     print(f"wrote {args.json}")
     return rows
 

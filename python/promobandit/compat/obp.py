@@ -124,8 +124,9 @@ def _inputs(action_dist: Any, position: Any, *, action: Any = None, reward: Any 
     n, k, len_list = dist.shape
     if n == 0:
         raise ValueError("`action_dist` has no rounds")
-    # obp's check (NaN or inf make a sum fail it too), plus non-negativity.
-    if not np.allclose(dist.sum(axis=1), 1) or dist.min() < 0.0:
+    # obp's check, np.allclose(sums, 1) (rtol 1e-5, atol 1e-8), written as one reduction
+    # (NaN or inf make a sum fail it too), plus non-negativity.
+    if not np.abs(dist.sum(axis=1) - 1.0).max() <= _SUM_TOL or dist.min() < 0.0:
         raise ValueError("`action_dist` must be a probability distribution")
     if position is None:
         if len_list > 1:
@@ -149,10 +150,10 @@ def _inputs(action_dist: Any, position: Any, *, action: Any = None, reward: Any 
         if q3.shape != dist.shape:
             raise ValueError("Expected `estimated_rewards_by_reg_model.shape == action_dist.shape`"
                              f", but found {q3.shape} != {dist.shape}")
-        q = q3.astype(np.float64, copy=False)[rows, :, pos]
-        if not np.isfinite(q).all():
+        q = _at_position(q3.astype(np.float64, copy=False), rows, pos)
+        if not np.isfinite(q.sum()) and not np.isfinite(q).all():
             raise ValueError("`estimated_rewards_by_reg_model` must be finite (found NaN or inf)")
-    target = dist[rows, :, pos]
+    target = _at_position(dist, rows, pos)
     if not need_logged:
         return _Inputs(np.empty(0, np.int64), np.empty(0), None, target, q)
     a = _array(action, "action", 1)
@@ -183,13 +184,41 @@ def _inputs(action_dist: Any, position: Any, *, action: Any = None, reward: Any 
     return _Inputs(a.astype(np.int64, copy=False), r, p, target, q)
 
 
-def _native(inp: _Inputs, name: str, **kw: Any) -> float:
-    """One promobandit estimate on these rows."""
+# obp's np.allclose(sums, 1): |s - 1| <= atol + rtol * 1.
+_SUM_TOL = 1e-8 + 1e-5
+
+
+def _at_position(arr: np.ndarray, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """arr[i, :, pos[i]] for every round: a view when there is one position (len_list 1)."""
+    if arr.shape[2] == 1:
+        return arr[:, :, 0]
+    return arr[rows, :, pos]
+
+
+# What an estimator asks of promobandit's evaluate: (estimator, its keyword arguments), or
+# a value that needs no estimate (a weight cap of zero).
+_Spec = tuple[str, tuple[tuple[str, float], ...]] | float
+
+
+def _natives(inp: _Inputs, specs: list[_Spec]) -> list[float]:
+    """promobandit's estimates of these rows, one evaluate call per set of keyword
+    arguments: estimators that share them share the pass over the rows (and its checks)."""
     log: dict[str, Any] = {"actions": inp.action, "rewards": inp.reward,
                            "propensities": inp.pscore, "n_actions": inp.target.shape[1]}
-    # evaluate's overlap diagnostics (OPEWarning) reach the caller, under its filters.
-    report = evaluate(log, inp.target, [name], reward_predictions=inp.q, **kw)
-    return float(report[name].value)
+    groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
+    for spec in specs:
+        if not isinstance(spec, float):
+            groups.setdefault(spec[1], []).append(spec[0])
+    values: dict[tuple[str, tuple[tuple[str, float], ...]], float] = {}
+    for kw, names in groups.items():
+        names = list(dict.fromkeys(names))
+        # evaluate's overlap diagnostics (OPEWarning) reach the caller, under its filters.
+        report = evaluate(log, inp.target, names, reward_predictions=inp.q, **dict(kw))
+        for name in names:
+            values[(name, kw)] = float(report[name].value)
+    return [spec if isinstance(spec, float) else values[spec] for spec in specs]
+
+
 
 
 def _random_state(random_state: Any) -> np.random.RandomState:
@@ -256,8 +285,13 @@ class BaseOffPolicyEstimator:
     def _round_rewards(self, inp: _Inputs) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _value(self, inp: _Inputs) -> float:  # pragma: no cover - abstract
+    def _spec(self, inp: _Inputs) -> _Spec:  # pragma: no cover - abstract
+        """The promobandit estimator (and keyword arguments) that gives this value, or the
+        value itself where no pass over the logged rows is needed."""
         raise NotImplementedError
+
+    def _value(self, inp: _Inputs) -> float:
+        return _natives(inp, [self._spec(inp)])[0]
 
     def _check_own(self, pscore: Any, estimated_rewards_by_reg_model: Any,
                    kwargs: Mapping[str, Any]) -> bool:
@@ -320,12 +354,12 @@ class InverseProbabilityWeighting(BaseOffPolicyEstimator):
     def _round_rewards(self, inp: _Inputs) -> np.ndarray:
         return inp.reward * np.minimum(inp.weights, self.lambda_)
 
-    def _value(self, inp: _Inputs) -> float:
+    def _spec(self, inp: _Inputs) -> _Spec:
         if math.isinf(self.lambda_):
-            return _native(inp, "ips")
+            return ("ips", ())
         if self.lambda_ == 0.0:  # every weight capped to zero
             return 0.0
-        return _native(inp, "clipped-ips", clip_weight=self.lambda_)
+        return ("clipped-ips", (("clip_weight", self.lambda_),))
 
 
 @dataclasses.dataclass
@@ -339,8 +373,8 @@ class SelfNormalizedInverseProbabilityWeighting(InverseProbabilityWeighting):
         w = inp.weights
         return inp.reward * w / w.mean()
 
-    def _value(self, inp: _Inputs) -> float:
-        return _native(inp, "snips")
+    def _spec(self, inp: _Inputs) -> _Spec:
+        return ("snips", ())
 
 
 @dataclasses.dataclass
@@ -353,7 +387,7 @@ class DirectMethod(BaseOffPolicyEstimator):
     def _round_rewards(self, inp: _Inputs) -> np.ndarray:
         return inp.dm_terms
 
-    def _value(self, inp: _Inputs) -> float:
+    def _spec(self, inp: _Inputs) -> _Spec:
         # DM needs no logged actions; the mean of sum_a pi q is promobandit's dm term.
         return float(inp.dm_terms.mean())
 
@@ -402,12 +436,12 @@ class DoublyRobust(BaseOffPolicyEstimator):
         w = np.minimum(inp.weights, self.lambda_)
         return inp.dm_terms + w * (inp.reward - inp.q_factual)
 
-    def _value(self, inp: _Inputs) -> float:
+    def _spec(self, inp: _Inputs) -> _Spec:
         if math.isinf(self.lambda_):
-            return _native(inp, "dr")
+            return ("dr", ())
         if self.lambda_ == 0.0:  # every correction capped away: DM
-            return _native(inp, "dm")
-        return _native(inp, "clipped-dr", clip_weight=self.lambda_)
+            return ("dm", ())
+        return ("clipped-dr", (("clip_weight", self.lambda_),))
 
 
 @dataclasses.dataclass
@@ -422,10 +456,10 @@ class SwitchDoublyRobust(DoublyRobust):
         w = inp.weights
         return inp.dm_terms + np.where(w <= self.lambda_, w, 0.0) * (inp.reward - inp.q_factual)
 
-    def _value(self, inp: _Inputs) -> float:
+    def _spec(self, inp: _Inputs) -> _Spec:
         if math.isinf(self.lambda_):  # no weight is switched off: DR
-            return _native(inp, "dr")
-        return _native(inp, "switch-dr", switch_threshold=self.lambda_)
+            return ("dr", ())
+        return ("switch-dr", (("switch_threshold", self.lambda_),))
 
 
 _FEEDBACK_KEYS = ("action", "position", "reward", "context")
@@ -482,10 +516,16 @@ class OffPolicyEvaluation:
         fb = self.bandit_feedback
         pscore = fb.get("pscore")
         shared: dict[tuple[int, bool], _Inputs] = {}
+        models = {name: self._model_for(name, estimated_rewards_by_reg_model)
+                  for name in self.ope_estimators_}
+        needs = {name: est._check_own(pscore, models[name], kwargs)
+                 for name, est in self.ope_estimators_.items()}
+        logged_models = {id(models[name]) for name in needs if needs[name]}
         out = {}
-        for name, est in self.ope_estimators_.items():
-            q = self._model_for(name, estimated_rewards_by_reg_model)
-            need_logged = est._check_own(pscore, q, kwargs)
+        for name in self.ope_estimators_:
+            q = models[name]
+            # DM reads only the target and model rows, which the logged estimators' rows hold.
+            need_logged = needs[name] or id(q) in logged_models
             key = (id(q), need_logged)
             if key not in shared:
                 shared[key] = _inputs(action_dist, fb["position"], action=fb["action"],
@@ -506,7 +546,16 @@ class OffPolicyEvaluation:
         """
         self._check(action_dist, estimated_rewards_by_reg_model, kwargs)
         inputs = self._all_inputs(action_dist, estimated_rewards_by_reg_model, kwargs)
-        return {name: est._value(inputs[name]) for name, est in self.ope_estimators_.items()}
+        # Estimators on the same rows share promobandit's passes over them.
+        by_rows: dict[int, list[str]] = {}
+        for name in self.ope_estimators_:
+            by_rows.setdefault(id(inputs[name]), []).append(name)
+        values: dict[str, float] = {}
+        for names in by_rows.values():
+            inp = inputs[names[0]]
+            specs = [self.ope_estimators_[name]._spec(inp) for name in names]
+            values.update(zip(names, _natives(inp, specs)))
+        return {name: values[name] for name in self.ope_estimators_}
 
     def estimate_intervals(self, action_dist: Any, estimated_rewards_by_reg_model: Any = None,
                            alpha: float = 0.05, n_bootstrap_samples: int = 100,
