@@ -209,6 +209,14 @@ def out_of_core(args: argparse.Namespace) -> list[dict[str, Any]]:
               f"{res['analytic_s']:.1f} s ({n / res['analytic_s']:,.0f} rows/s){boot}; "
               f"peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
         rows.append({"n": n, "task": "out of core", "impl": how, **res})
+    if args.obp_rows:
+        # The yardstick in the same run: obp (in memory only) on a log it can hold.
+        from bench_compat import ope_compare, print_ope
+
+        obp = ope_compare(args.obp_rows, 3)
+        print_ope(obp)
+        rows.append({"n": args.obp_rows, "task": "obp in memory", "impl": "obp vs compat",
+                     **obp})
     return rows
 
 
@@ -226,6 +234,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     help="bootstrap on the first rows (whole days) of the log")
     ap.add_argument("--dask-workers", type=int, default=0,
                     help="out of core on a Dask LocalCluster of this many workers")
+    ap.add_argument("--obp-rows", type=int, default=1_000_000,
+                    help="with --rows: obp's OffPolicyEvaluation on this many rows in memory "
+                         "beside the out-of-core run (0 skips; needs obp, see bench_compat.py)")
     ap.add_argument("--ooc-eval", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.ooc_eval is not None:
