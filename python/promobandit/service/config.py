@@ -130,6 +130,13 @@ class StorageConfig:
         the one before it, with the log since then).
     decision_log: write the engine's Parquet decision log to ``dir/decisions`` (flushed
         at each snapshot).
+    accept_log_loss: start even when the log is damaged where acknowledged records were
+        (a bad record followed by valid ones, a whole record with a bad checksum, a
+        missing segment): the records from the damage on are set aside as ``*.corrupt``
+        and the loss is reported in /readyz (``detail.recovery.data_loss``) and
+        ``promobandit_recovery_data_loss``. Default false: such damage refuses to start
+        (exit status 3, naming the file and byte offset). An operator's decision, for
+        one start (``promobandit serve --accept-log-loss``), not a setting to leave on.
     """
 
     kind: str = "files"
@@ -139,6 +146,7 @@ class StorageConfig:
     snapshot_every_events: int = 100_000
     snapshots_kept: int = 2
     decision_log: bool = True
+    accept_log_loss: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,7 @@ from .storage import (
     MemoryStorage,
     Storage,
     StorageCorrupt,
+    StorageLocked,
 )
 
 log = logging.getLogger("promobandit.service")
@@ -168,7 +169,8 @@ def make_storage(cfg: ServiceConfig) -> Storage:
     if cfg.storage.kind == "memory":
         return MemoryStorage()
     return FileStorage(cfg.storage.dir, fsync=cfg.storage.fsync,
-                       snapshots_kept=cfg.storage.snapshots_kept)
+                       snapshots_kept=cfg.storage.snapshots_kept,
+                       accept_log_loss=cfg.storage.accept_log_loss)
 
 
 class DecisionService:
@@ -288,18 +290,25 @@ class DecisionService:
             self._applied_seq = max(self._applied_seq, snap_seq, self.storage.last_seq)
             self._snapshot_seq = snap_seq
             self._since_snapshot = n
-        except (StorageCorrupt, FingerprintMismatch) as exc:
+        except (StorageCorrupt, FingerprintMismatch, StorageLocked) as exc:
             self.state = "failed"
             self.recovery = {"error": str(exc)}
             log.critical("recovery failed: %s", exc)
+            try:  # releases the folder's lock, so that a fixed configuration can start
+                self.storage.close()
+            except OSError:
+                pass
             raise
         problems = list(self.storage.problems)
+        data_loss = list(getattr(self.storage, "data_loss", []))
         for p in problems:
-            what = "snapshot" if "snapshot" in p.split(":", 1)[0] else "log"
+            what = ("data_loss" if p in data_loss
+                    else "snapshot" if "snapshot" in p.split(":", 1)[0] else "log")
             self.metrics.recovery_problems.labels(what).inc()
+        self.metrics.data_loss.set(len(data_loss))
         self.recovery = {"snapshot": used, "snapshot_seq": snap_seq, "replayed_records": n,
                          "replayed_rejected": rejected, "last_seq": self._applied_seq,
-                         "problems": problems,
+                         "problems": problems, "data_loss": data_loss,
                          "seconds": round(time.perf_counter() - t0, 3)}
         self.metrics.replayed.set(n)
         log.info("recovered: snapshot %s (seq %d), %d log records replayed, %d problems%s",
