@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     sock.bind((cfg.server.host, cfg.server.port))
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
+    from .app import warn_if_unauthenticated
+
+    warn_if_unauthenticated(cfg.server.api_key, str(host))
     rec = service.recovery
     print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
           f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "

@@ -52,7 +52,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("promobandit.service.storage")
@@ -88,6 +88,11 @@ class StorageError(OSError):
 
 class StorageCorrupt(RuntimeError):
     """Acknowledged data cannot be read back (not a torn tail): recovery refuses to go on."""
+
+
+class SnapshotInvalid(OSError):
+    """A snapshot read back after writing did not verify (checksum, or it does not load):
+    it is not installed, and no log segment is deleted."""
 
 
 class StorageLocked(RuntimeError):
@@ -156,8 +161,12 @@ class Storage(abc.ABC):
         """Makes every appended record durable; returns the last durable seq."""
 
     @abc.abstractmethod
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
-        """Stores a snapshot covering records <= seq (atomically), then compacts."""
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
+        """Stores a snapshot covering records <= seq (atomically), then compacts.
+        ``verify(payload)`` (raising ValueError when it does not load) is given the
+        payload as read back from storage, before the snapshot is installed and anything
+        it covers is deleted; a failure raises SnapshotInvalid and changes nothing."""
 
     @property
     @abc.abstractmethod
@@ -221,7 +230,14 @@ class MemoryStorage(Storage):
     def needs_sync(self) -> bool:
         return False
 
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
+        if verify is not None:
+            try:
+                verify(bytes(data))
+            except ValueError as exc:
+                raise SnapshotInvalid(errno.EINVAL, f"snapshot {seq}: does not load "
+                                      f"({exc}); not installed") from exc
         with self._lock:
             self._snapshots.append((seq, bytes(data), fingerprint))
             self._snapshots = self._snapshots[-2:]
@@ -660,7 +676,8 @@ class FileStorage(Storage):
     def synced_seq(self) -> int:
         return self._synced
 
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
         if len(fingerprint) != FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint: expected {FINGERPRINT_BYTES} bytes")
         # Start a new segment, so that the older ones can be deleted once covered.
@@ -678,6 +695,20 @@ class FileStorage(Storage):
         tmp = final.with_name(final.name + ".tmp")
         try:
             self._write_file(tmp, head + _SNAP_CRC.pack(crc) + data)
+            # Read back what is on disk and check it loads before it replaces anything.
+            with open(tmp, "rb") as fh:
+                blob = fh.read()
+            payload = blob[SNAPSHOT_HEADER_BYTES:]
+            if (len(payload) != len(data)
+                    or zlib.crc32(payload, zlib.crc32(blob[:_SNAP_HEAD.size])) != crc):
+                raise SnapshotInvalid(errno.EIO, f"{final.name}: read back with a checksum "
+                                      "mismatch; not installed")
+            if verify is not None:
+                try:
+                    verify(payload)
+                except ValueError as exc:
+                    raise SnapshotInvalid(errno.EINVAL, f"{final.name}: does not load "
+                                          f"({exc}); not installed") from exc
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
