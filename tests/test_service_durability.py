@@ -135,7 +135,7 @@ def test_replay_reproduces_the_engine_byte_for_byte(tmp_path: Path,
     assert svc.engine.stats["defaulted"] > 0 and svc.engine.budget.spent > 0
     # a coupon redeemed for more than its face value is refused: the budget holds
     d = drv.decide({"user": "x", "context": [0.0] * 4, "basket": basket()})
-    with pytest.raises(ValueError, match="^(coupon_redeemed|discount): "):
+    with pytest.raises(ValueError, match=r"^(coupon_redeemed|discount): "):
         drv.feedback({"decision_id": d.id, "event_id": "big-coupon", "coupon_redeemed": True,
                       "discount": 1000.0})
     assert svc.engine.budget.spent <= svc.engine.budget.config.amount

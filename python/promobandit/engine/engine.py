@@ -55,7 +55,7 @@ from ..constraints import (
 from ..offers import Basket, Catalogue
 from ..policies import Policy
 from ._pending import PendingDecision, PendingStore
-from .accounting import ConflictError, DiscountLedger, outcome_entry
+from .accounting import DiscountLedger, outcome_entry
 from .decision_log import DecisionLogWriter, DecisionRow
 
 ENGINE_FORMAT = "promobandit.engine"

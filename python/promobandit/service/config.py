@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._toml import load_toml
+from .._toml import load_toml, parse_toml_value
 from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from ..engine import EngineConfig
 from ..policies import POLICIES
@@ -362,11 +362,9 @@ def _privacy_key(table: Mapping[str, Any], environ: Mapping[str, str]) -> bytes:
 
 def _env_value(raw: str) -> Any:
     """A variable's value as TOML reads it, or the plain string when it is not TOML."""
-    import tomllib
-
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        return parse_toml_value(raw)
+    except ValueError:
         return raw
 
 

@@ -43,10 +43,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import errno
+import fcntl
 import itertools
 import logging
 import os
-import fcntl
 import socket
 import struct
 import threading
