@@ -312,13 +312,18 @@ def test_a_huge_context_is_refused_and_never_reaches_the_statistics() -> None:
                                        "context": [0.5, -1e6 - 1]})
         assert r.status_code == 422 and r.json()["error"].startswith("context[1]")
         assert svc.engine.to_bytes() == before
-        ok = c.post("/v1/decide", json={"user": "u", "basket": basket(),
-                                        "context": [1e6, -1e6]})
-        assert ok.status_code == 200
-        assert c.post("/v1/feedback", json={"decision_id": ok.json()["decision_id"],
-                                            "event_id": "e", "purchased": True}).json()[
-            "status"] == "finalised"
-        assert svc.snapshot() > 0  # verified by loading it: the statistics are finite
+        # The most a client may send, again and again: features at the bound, revenue at
+        # the largest multiple of the basket. The statistics stay finite (the snapshot is
+        # verified by loading it, which refuses non-finite arrays).
+        for i in range(200):
+            ok = c.post("/v1/decide", json={"user": f"u{i}", "basket": basket(),
+                                            "context": [1e6, -1e6]})
+            assert ok.status_code == 200
+            fb = c.post("/v1/feedback", json={
+                "decision_id": ok.json()["decision_id"], "event_id": "e", "purchased": True,
+                "revenue": 10.0 * 80.0, "cost_of_goods": 0.0})
+            assert fb.json()["status"] == "finalised", fb.text
+        assert svc.snapshot() > 0
 
 
 def test_a_snapshot_that_does_not_load_is_not_installed(tmp_path: Path) -> None:
