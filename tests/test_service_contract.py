@@ -441,3 +441,27 @@ def test_log_damage_refuses_to_start_naming_the_file_unless_accepted(tmp_path: P
     finally:
         env_srv.stop()
 
+
+
+def test_a_shopper_past_the_discount_cap_still_gets_the_no_discount_offer() -> None:
+    cap = 20.0
+    svc = DecisionService(make_config(None, engine={"caps": {
+        "max_offers_per_day": 50, "max_discount_per_period": cap}}))
+    with ServerThread(svc) as srv, srv.client() as c:
+        # Several offers pending at once each fit the cap alone; bought together they
+        # take the shopper's discount past it (the worst case is not reserved per user).
+        pending = []
+        for _ in range(30):
+            d = c.post("/v1/decide", json={"user": "keen", "basket": basket()}).json()
+            if d["discount_cost"] > 0 and not d["offer_id"].startswith("coupon"):
+                pending.append(d)
+            if sum(p["discount_cost"] for p in pending) > cap:
+                break
+        assert sum(p["discount_cost"] for p in pending) > cap
+        for i, d in enumerate(pending):
+            r = c.post("/v1/feedback", json={"decision_id": d["decision_id"],
+                                             "event_id": f"buy-{i}", "purchased": True})
+            assert r.json()["status"] == "finalised"
+        r = c.post("/v1/decide", json={"user": "keen", "basket": basket()})
+        assert r.status_code == 200, r.text
+        assert r.json()["discount_cost"] == 0.0  # "none", or an offer that costs nothing here
