@@ -251,3 +251,21 @@ def test_the_service_never_starts_without_an_acknowledged_record(tmp_path: Path)
         finally:
             svc.stop(snapshot=False)
     assert refused > 0
+
+
+def test_a_last_record_zeroed_from_a_sector_on_is_a_torn_write(tmp_path: Path) -> None:
+    """A power loss can persist a record's first sectors and leave the rest as zeros: that
+    record was never acknowledged (its fsync did not return), so it is cut, not refused."""
+    from promobandit.service.storage import SECTOR_BYTES
+
+    acked = _write(tmp_path, 3)
+    seg = sorted(tmp_path.glob("wal-*.log"))[-1]
+    size = seg.stat().st_size
+    rec = encode_record(4, 1, b"p" * (2 * SECTOR_BYTES))
+    boundary = -(-(size + 17) // SECTOR_BYTES) * SECTOR_BYTES
+    torn = rec[:boundary - size] + bytes(len(rec) - (boundary - size))
+    with open(seg, "ab") as fh:
+        fh.write(torn)
+    st, recs = _recover(tmp_path)
+    assert recs == acked and st.data_loss == [] and "unacknowledged tail" in st.problems[0]
+    st.close()

@@ -73,6 +73,13 @@ _SNAP_HEAD = struct.Struct("<8sIQ32sQ")
 _SNAP_CRC = struct.Struct("<I")
 SNAPSHOT_HEADER_BYTES = _SNAP_HEAD.size + _SNAP_CRC.size
 
+# A power loss can persist a record's first sectors and not the rest, which then read as
+# zeros: a whole-looking last record whose bytes are zero from a sector boundary to the
+# end of the file (at least ZERO_TAIL_MIN_BYTES of them, more than any one damaged byte
+# can make) is taken for such a torn write, not for damage.
+SECTOR_BYTES = 512
+ZERO_TAIL_MIN_BYTES = 16
+
 # The lock file of a state folder (see FileStorage._take_lock).
 LOCK_NAME = "LOCK"
 
@@ -477,6 +484,9 @@ class FileStorage(Storage):
             return False
         length, crc, seq, kind = _REC_HEAD.unpack_from(data, pos)
         body = pos + RECORD_HEADER_BYTES
+        sector = -(-body // SECTOR_BYTES) * SECTOR_BYTES
+        if end - sector >= ZERO_TAIL_MIN_BYTES and data.count(0, sector, end) == end - sector:
+            return False  # zeros from a sector boundary on: a write a power loss tore
         if seq == seq_next and length <= end - body:
             return True  # complete, the expected seq: a checksum failure is damage
         rest = data[body:end]
