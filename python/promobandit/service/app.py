@@ -343,6 +343,9 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
     errors_4xx: dict[int | str, dict[str, Any]] = {
         401: {"model": out.ErrorResponse, "description": "missing or wrong API key"},
         413: {"model": out.ErrorResponse, "description": "body too large"},
+        409: {"model": out.ErrorResponse, "description": "conflicts with what is recorded "
+              "(request_id with another body, event id with another outcome, coupon "
+              "already redeemed, too many events); names the field"},
         422: {"model": out.ErrorResponse, "description": "invalid request; names the field"},
         503: {"model": out.ErrorResponse, "description": "state cannot be written now"},
     }
