@@ -149,17 +149,17 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
 
         model_config = STRICT
         user: str = Field(min_length=1, max_length=id_len)
+        request_id: str | None = Field(
+            default=None, min_length=1, max_length=id_len,
+            description="optional idempotency key: a retry with the same body, while the "
+                        "decision is pending, returns the same decision; another body "
+                        "under the same key is a 409")
         context: list[feature] | None = Field(  # type: ignore[valid-type]
             default=None, min_length=ctx_min, max_length=ctx_max,
             description=(f"exactly {n_features} features, each within "
                          f"+-{limits.max_abs_feature:g} (the policy is contextual)"
                          if n_features is not None else
                          "ignored: the policy is not contextual"))
-        request_id: str | None = Field(
-            default=None, min_length=1, max_length=id_len,
-            description="optional idempotency key: a retry with the same body, while the "
-                        "decision is pending, returns the same decision; another body "
-                        "under the same key is a 409")
         events: list[Event] | None = Field(default=None, max_length=limits.max_events)
         k: int | None = Field(default=None, ge=1, le=limits.max_k)
         candidates: list[int] | None = Field(default=None, min_length=1,
