@@ -58,8 +58,12 @@ def test_decide_feedback_and_the_policy_report(threads: int) -> None:
         assert r.status_code == 200 and fb["status"] == "finalised"
         assert fb["reward"] == pytest.approx(d["price"] - 80.0 / 4 - 2 * 80.0 / 8)
         again = c.post("/v1/feedback", json={"decision_id": d["decision_id"], "event_id": "e1",
-                                             "purchased": True}).json()
+                                             "purchased": True, "revenue": d["price"]}).json()
         assert again["status"] == "duplicate"
+        # The same event id with another outcome is a conflict, not a silent "duplicate".
+        other = c.post("/v1/feedback", json={"decision_id": d["decision_id"], "event_id": "e1",
+                                             "purchased": True})
+        assert other.status_code == 409 and other.json()["error"].startswith("event_id: ")
         unknown = c.post("/v1/feedback", json={"decision_id": "nope", "event_id": "e2"}).json()
         assert unknown["status"] == "unknown"
         rep = c.get("/v1/policy").json()

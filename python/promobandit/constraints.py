@@ -95,7 +95,9 @@ class UserCaps:
         if c.max_offers_per_day is not None and offers >= c.max_offers_per_day:
             ok &= ~discounted
         if c.max_discount_per_period is not None:
-            ok &= (spent + max_costs) <= c.max_discount_per_period + 1e-9
+            # An offer that costs nothing always fits, even when spend has passed the cap
+            # (several pending offers bought): a cap never locks a shopper out.
+            ok &= ((spent + max_costs) <= c.max_discount_per_period + 1e-9) | (max_costs <= 0.0)
         return ok
 
     def record_offer(self, user: str, now: float, discounted: bool) -> None:

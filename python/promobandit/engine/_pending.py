@@ -10,7 +10,8 @@ header under ``"pending"`` and the arrays in its .npz with the prefix ``p_``; on
 object per decision made snapshots of 50k pending decisions take over a second.
 
 Header: ``n`` (decisions), ``id``, ``user``, ``group`` (lists of str), ``events``
-(lists of event ids), ``has_context``. Arrays, one row per decision in creation order:
+(lists of event ids), ``has_context``, and ``request`` (list of str, the idempotency key
+a decision was made under, "" for none; absent in states written before it). Arrays, one row per decision in creation order:
 the float64 and int64 fields below (``FLOAT_FIELDS``, ``INT_FIELDS``), ``clicked``
 (bool), ``clicked_item`` (int64, -1 for none), ``coupon_cost`` (float64, NaN for none),
 ``eligible`` (n, K) bool, ``context`` (n, d) float64 when ``has_context``,
@@ -49,7 +50,8 @@ class PendingDecision:
     the purchase (0 for a coupon, paid only on redemption); paid_total, list_total,
     cost_total: the basket's price under the offer, at list price, and its cost of goods.
     Feedback so far: events (event ids), clicked, clicked_item, coupon_cost (the cost
-    of a coupon redeemed while the decision is pending, else None).
+    of a coupon redeemed while the decision is pending, else None). request: the
+    idempotency key the decision was made under ("" for none; see PendingStore.by_request).
     """
 
     id: str
@@ -75,13 +77,20 @@ class PendingDecision:
     clicked: bool = False
     clicked_item: int | None = None
     coupon_cost: float | None = None
+    request: str = ""
+
+
+def _request_key(tag: str) -> str:
+    return tag.partition("\0")[0]
 
 
 class PendingStore:
-    """Pending decisions by id, oldest first."""
+    """Pending decisions by id, oldest first (and by idempotency key, when they have one)."""
 
     def __init__(self, records: Iterator[PendingDecision] | list[PendingDecision] = ()) -> None:
         self._by_id: OrderedDict[str, PendingDecision] = OrderedDict((r.id, r) for r in records)
+        self._by_request: dict[str, PendingDecision] = {
+            _request_key(r.request): r for r in self._by_id.values() if r.request}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -95,8 +104,20 @@ class PendingStore:
     def get(self, decision_id: str) -> PendingDecision | None:
         return self._by_id.get(decision_id)
 
+    def by_request(self, key: str) -> PendingDecision | None:
+        """The pending decision made under idempotency key `key`, or None."""
+        return self._by_request.get(key)
+
+    def tag(self, rec: PendingDecision, tag: str) -> None:
+        """Marks `rec` as made under an idempotency tag: "<key>" or "<key>\\0<what the
+        caller wants to compare on a retry>" (found again by_request(key))."""
+        rec.request = tag
+        self._by_request[_request_key(tag)] = rec
+
     def remove(self, rec: PendingDecision) -> None:
         del self._by_id[rec.id]
+        if rec.request and self._by_request.get(_request_key(rec.request)) is rec:
+            del self._by_request[_request_key(rec.request)]
 
     def oldest(self) -> PendingDecision | None:
         """The decision made first (the next to expire), or None when there is none."""
@@ -110,6 +131,8 @@ class PendingStore:
         meta: dict[str, Any] = {
             "n": n, "id": [r.id for r in recs], "user": [r.user for r in recs],
             "group": [r.group for r in recs], "events": [sorted(r.events) for r in recs]}
+        if any(r.request for r in recs):  # absent otherwise: the bytes stay as they were
+            meta["request"] = [r.request for r in recs]
         arrays: dict[str, np.ndarray] = {}
         for name in FLOAT_FIELDS:
             arrays[name] = np.array([getattr(r, name) for r in recs], dtype=np.float64)
@@ -160,6 +183,7 @@ class PendingStore:
             starts = ends - np.maximum(lens, 0)
             ragged[name] = [None if lens[i] < 0 else flat[starts[i]:ends[i]].copy()
                             for i in range(n)]
+        requests = meta.get("request") or [""] * n
         out = []
         for i in range(n):
             out.append(PendingDecision(
@@ -175,7 +199,8 @@ class PendingStore:
                 list_total=cols["list_total"][i], cost_total=cols["cost_total"][i],
                 events=set(meta["events"][i]), clicked=clicked[i],
                 clicked_item=None if citem[i] < 0 else citem[i],
-                coupon_cost=None if math.isnan(ccost[i]) else ccost[i]))
+                coupon_cost=None if math.isnan(ccost[i]) else ccost[i],
+                request=str(requests[i])))
         return cls(out)
 
 

@@ -88,13 +88,16 @@ class DiscountLedger:
         if coupon and rec.coupon_cost is not None:  # redeemed while pending
             discount = rec.coupon_cost
             coupon = False
-        if self.budget is not None:
-            if coupon:  # keep the worst case reserved until the coupon expires
+        if coupon:
+            # Keep the worst case reserved until the coupon expires; the hold is also the
+            # record that this decision has a coupon left to redeem (check_feedback), so it
+            # is kept with or without a budget.
+            if self.budget is not None:
                 self.budget.settle(now, 0.0, rec.expected_cost, 0.0)
-                expires = rec.created + self.coupon_days[rec.offer] * SECONDS_PER_DAY
-                self.coupon_holds[rec.id] = [expires, rec.max_cost]
-            else:
-                self.budget.settle(now, rec.max_cost, rec.expected_cost, discount)
+            expires = rec.created + self.coupon_days[rec.offer] * SECONDS_PER_DAY
+            self.coupon_holds[rec.id] = [expires, rec.max_cost]
+        elif self.budget is not None:
+            self.budget.settle(now, rec.max_cost, rec.expected_cost, discount)
         if self.caps is not None and discount > 0:
             self.caps.record_cost(rec.user, now, discount)
         return discount
@@ -126,6 +129,69 @@ class DiscountLedger:
             if self.budget is not None:
                 self.budget.settle(now, amount, 0.0, 0.0)
 
+    # --- what feedback may claim ---------------------------------------------------------------
+    def check_feedback(self, rec: PendingDecision | None, decision_id: str,
+                       events: set[str] | None, event_id: str, digest: str, *,
+                       purchased: bool, revenue: float | None, cost_of_goods: float | None,
+                       discount: float | None, coupon_redeemed: bool,
+                       revenue_multiple: float | None, max_events: int | None) -> None:
+        """Raises (naming the field) when feedback claims money the engine never quoted
+        for this decision: ValueError for amounts out of range, ConflictError for an
+        event id reused with another outcome or a coupon already redeemed.
+
+        rec: the pending decision (None once finalised); events: its event set (pending
+        or remembered as finalised), None for an unknown decision; digest: a digest of
+        this event's outcome (see outcome_entry). The rules: a purchase's discount is at
+        most the quoted worst case (``max_cost``); a coupon is redeemed once, only on a
+        decision that gave one, for at most its face value, while it has not expired;
+        revenue and cost of goods at most ``revenue_multiple`` times the quoted basket
+        (list price, cost); at most ``max_events`` events per decision. Changes nothing.
+        """
+        if events is None:
+            return  # unknown decision: the engine records nothing for it
+        if "\0" in event_id:
+            raise ValueError("event_id: expected no NUL character")
+        prior = outcome_of(events, event_id)
+        if prior is not None or event_id in events:
+            if prior is not None and prior != digest:
+                raise ConflictError(f"event_id: {event_id!r} was already recorded for this "
+                                    "decision with another outcome")
+            return  # a true duplicate: the engine answers "duplicate" and changes nothing
+        if max_events is not None and n_events(events) >= max_events:
+            raise ConflictError(f"event_id: decision {decision_id} already has {max_events} "
+                                "events (limits.max_events_per_decision)")
+        tol = 1e-9
+        if rec is not None:
+            if purchased and discount is not None and discount > rec.max_cost + tol:
+                raise ValueError(f"discount: expected at most {rec.max_cost!r}, the worst-case "
+                                 f"discount quoted for decision {decision_id}, got {discount!r}")
+            if revenue_multiple is not None:
+                for name, v, base in (("revenue", revenue, rec.list_total),
+                                      ("cost_of_goods", cost_of_goods, rec.cost_total)):
+                    if v is not None and v > revenue_multiple * base + tol:
+                        raise ValueError(
+                            f"{name}: expected at most {revenue_multiple:g} x the quoted basket "
+                            f"({base!r}) for decision {decision_id}, got {v!r} "
+                            "(limits.max_revenue_multiple)")
+        if coupon_redeemed:
+            if rec is not None:
+                if not self.is_coupon[rec.offer]:
+                    raise ValueError(f"coupon_redeemed: decision {decision_id} offered no coupon")
+                if rec.coupon_cost is not None:
+                    raise ConflictError(f"coupon_redeemed: the coupon of decision {decision_id} "
+                                        "was already redeemed")
+                face = rec.max_cost
+            else:
+                hold = self.coupon_holds.get(decision_id)
+                if hold is None:
+                    raise ConflictError(f"coupon_redeemed: decision {decision_id} has no coupon "
+                                        "left to redeem (none given, already redeemed, or "
+                                        "expired)")
+                face = hold[1]
+            if discount is not None and discount > face + tol:
+                raise ValueError(f"discount: expected at most the coupon's face value {face!r} "
+                                 f"for decision {decision_id}, got {discount!r}")
+
     # --- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """decided, bought (per offer) and coupon_holds ([id, expiry, amount] rows)."""
@@ -148,4 +214,32 @@ class DiscountLedger:
                                         for h in state.get("coupon_holds", []))
 
 
-__all__ = ["DiscountLedger"]
+class ConflictError(ValueError):
+    """A request that conflicts with what was already recorded (an HTTP 409): an event id
+    reused with another outcome, a coupon redeemed twice, an idempotency key reused with
+    another body, a decision with its maximum number of events."""
+
+
+# Outcome digests live beside the event ids in a decision's event set, as entries
+# "\0<event id>\0<digest>" (event ids never hold NUL), so they are saved and restored
+# with it and need no second structure.
+def outcome_entry(event_id: str, digest: str) -> str:
+    """The event-set entry that records the outcome digest of `event_id`."""
+    return f"\0{event_id}\0{digest}"
+
+
+def outcome_of(events: set[str], event_id: str) -> str | None:
+    """The outcome digest recorded for `event_id` in an event set, or None."""
+    prefix = f"\0{event_id}\0"
+    for e in events:
+        if e.startswith(prefix):
+            return e[len(prefix):]
+    return None
+
+
+def n_events(events: set[str]) -> int:
+    """Event ids in an event set (outcome entries not counted)."""
+    return sum(1 for e in events if not e.startswith("\0"))
+
+
+__all__ = ["ConflictError", "DiscountLedger", "n_events", "outcome_entry", "outcome_of"]

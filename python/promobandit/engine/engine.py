@@ -55,7 +55,7 @@ from ..constraints import (
 from ..offers import Basket, Catalogue
 from ..policies import Policy
 from ._pending import PendingDecision, PendingStore
-from .accounting import DiscountLedger
+from .accounting import DiscountLedger, outcome_entry
 from .decision_log import DecisionLogWriter, DecisionRow
 
 ENGINE_FORMAT = "promobandit.engine"
@@ -382,9 +382,9 @@ class Engine:
 
         Equivalent to calling decide for each row in order with the same `now`, except
         that all rows are chosen from the policy state and budget multiplier at the
-        start of the batch (a batch is one moment). Spend still never exceeds the
-        budget: rows whose worst-case cost would no longer fit after the rows before
-        them are decided again with those offers masked.
+        start of the batch (a batch is one moment). Limits are still charged row by row:
+        rows whose worst-case cost would no longer fit in the budget, or whose user's
+        caps the rows before them used up, are decided again with those offers masked.
         """
         now = time.time() if now is None else float(now)
         n = len(users)
@@ -417,10 +417,11 @@ class Engine:
             for i in range(n):
                 arm, prop = int(arms[i]), float(props[i])
                 p_i = None if probs is None else probs[i]
-                if self.budget is not None and costs[i, arm] > self.budget.remaining + 1e-9:
-                    # Earlier rows of the batch used up the budget this offer needed (the
-                    # pacer's own mask: offers that cost nothing always fit).
-                    masks[i] &= self.budget.mask(now, costs[i])
+                row_mask = self._row_limits(uhs[i], uhs[:i], costs[i], now)
+                if row_mask is not None and not row_mask[arm]:
+                    # Earlier rows of the batch used up the budget or the user's caps this
+                    # offer needed (offers that cost nothing always fit).
+                    masks[i] &= row_mask
                     x_i = None if xs is None else xs[i]
                     b_i = None if biases is None else biases[i]
                     arm, prop = self.policy.select(x_i, masks[i], b_i)
@@ -435,6 +436,19 @@ class Engine:
                     float(expected[i, arm]), float(metric[i, arm]),
                     self._cost_of_goods(baskets[i]), None, None, now))
             return out
+
+    def _row_limits(self, uh: str, earlier: Sequence[str], costs: np.ndarray,
+                    now: float) -> np.ndarray | None:
+        """A batch row's limits after the rows before it were charged (as sequential
+        decides would see them): the budget's mask, and the user's caps when the user
+        had an earlier row; None when neither applies."""
+        mask = None
+        if self.budget is not None:
+            mask = self.budget.mask(now, costs)
+        if self.caps is not None and uh in earlier:
+            caps = self.caps.mask(uh, now, self.ledger.discounted, costs)
+            mask = caps if mask is None else mask & caps
+        return mask
 
     # --- feedback -----------------------------------------------------------------------
     def feedback(self, decision_id: str, event_id: str, *, clicked: bool = False,
@@ -500,6 +514,53 @@ class Engine:
                 reward = self._finalise(rec, now, purchased=False)
                 return FeedbackResult("finalised", decision_id, reward)
             return FeedbackResult("applied", decision_id)
+
+    # --- checks a service makes before logging (issue 11: money, idempotency) -----------
+    def check_feedback(self, decision_id: str, event_id: str, digest: str, *,
+                       purchased: bool = False, revenue: float | None = None,
+                       cost_of_goods: float | None = None, discount: float | None = None,
+                       coupon_redeemed: bool = False, revenue_multiple: float | None = None,
+                       max_events: int | None = None) -> None:
+        """Raises (ValueError naming the field, or ConflictError) if this feedback claims
+        money the engine did not quote for the decision, reuses an event id with another
+        outcome (`digest`: the service's digest of the outcome fields), redeems a coupon
+        twice or where none was given, or exceeds `max_events`; changes nothing. See
+        DiscountLedger.check_feedback for the rules."""
+        with self._lock:
+            rec = self._pending.get(decision_id)
+            events = rec.events if rec is not None else self._finalised.get(decision_id)
+            self.ledger.check_feedback(
+                rec, decision_id, events, event_id, digest, purchased=purchased,
+                revenue=revenue, cost_of_goods=cost_of_goods, discount=discount,
+                coupon_redeemed=coupon_redeemed, revenue_multiple=revenue_multiple,
+                max_events=max_events)
+
+    def note_outcome(self, decision_id: str, event_id: str, digest: str) -> None:
+        """Records the outcome digest of an event just joined to `decision_id` (pending
+        or remembered as finalised), so a reuse of its id with another outcome is seen."""
+        with self._lock:
+            rec = self._pending.get(decision_id)
+            events = rec.events if rec is not None else self._finalised.get(decision_id)
+            if events is not None and event_id in events:
+                events.add(outcome_entry(event_id, digest))
+
+    def tag_request(self, decision_id: str, key: str) -> None:
+        """Marks a pending decision as made under idempotency key `key`."""
+        with self._lock:
+            rec = self._pending.get(decision_id)
+            if rec is not None:
+                self._pending.tag(rec, key)
+
+    def decision_for_request(self, key: str) -> tuple[Decision, str] | None:
+        """(the pending decision made under idempotency key `key`, its whole tag as given
+        to tag_request), or None when no pending decision has it."""
+        with self._lock:
+            rec = self._pending.by_request(key)
+            if rec is None:
+                return None
+            return (Decision(rec.id, rec.user, rec.group, rec.offer, self._offer_ids[rec.offer],
+                             rec.propensity, rec.version, rec.created, rec.paid_total,
+                             rec.max_cost, rec.items, rec.item_probs), rec.request)
 
     def pending_created_at(self, decision_id: str) -> float | None:
         """When a pending decision was made (unix seconds), or None if it is not pending."""

@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine import Decision as EngineDecision
+from ..engine.accounting import ConflictError
 from . import schemas as out
 from .metrics import ROUTES
 from .runtime import DecisionService, ServiceUnavailable
@@ -136,6 +137,8 @@ class WriteRoutes:
             prepared = prepare(req)
             result, seq = await svc.run(apply, prepared)
             await svc.journal.durable(seq)
+        except ConflictError as exc:
+            return 409, orjson.dumps({"error": str(exc)})
         except ValueError as exc:
             return 422, orjson.dumps({"error": str(exc)})
         except ServiceUnavailable as exc:
@@ -275,6 +278,40 @@ class EdgeMiddleware:
                     )(scope, receive, send)
 
 
+def warn_if_unauthenticated(api_key: str, host: str) -> bool:
+    """Logs a warning (and returns True) when no API key is set and `host` is reachable
+    from other machines: anyone who can reach the port could then decide and report
+    purchases."""
+    from .config import is_loopback
+
+    if api_key or is_loopback(host):
+        return False
+    log.warning("no API key is set (server.api_key or PROMOBANDIT_API_KEY) and the service "
+                "listens on %s, which is not a loopback address: every client that reaches "
+                "it can decide and report feedback", host)
+    return True
+
+
+def app_factory() -> FastAPI:
+    """The app for ASGI servers that build it themselves::
+
+        uvicorn --factory promobandit.service.app:app_factory --host 0.0.0.0 --port 8080
+        granian --interface asgi --factory promobandit.service.app:app_factory
+
+    The configuration comes from ``PROMOBANDIT_CONFIG`` (a TOML file; absent: the embedded
+    default) and the ``PROMOBANDIT_SECTION__KEY`` variables; the service recovers when the
+    app starts (its lifespan) and writes its final snapshot when it stops. The listen
+    address is the ASGI server's, so the warning about a missing API key is given unless
+    ``server.host`` (which the factory cannot check against the server's) is loopback."""
+    import os
+
+    from .config import CONFIG_FILE_ENV, load
+
+    cfg = load(os.environ.get(CONFIG_FILE_ENV) or None)
+    warn_if_unauthenticated(cfg.server.api_key, cfg.server.host)
+    return create_app(DecisionService(cfg))
+
+
 def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> FastAPI:
     """The FastAPI application serving ``service``.
 
@@ -306,6 +343,9 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
     errors_4xx: dict[int | str, dict[str, Any]] = {
         401: {"model": out.ErrorResponse, "description": "missing or wrong API key"},
         413: {"model": out.ErrorResponse, "description": "body too large"},
+        409: {"model": out.ErrorResponse, "description": "conflicts with what is recorded "
+              "(request_id with another body, event id with another outcome, coupon "
+              "already redeemed, too many events); names the field"},
         422: {"model": out.ErrorResponse, "description": "invalid request; names the field"},
         503: {"model": out.ErrorResponse, "description": "state cannot be written now"},
     }

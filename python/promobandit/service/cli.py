@@ -13,6 +13,8 @@ from .._extras import require, require_extra
 
 # Exit status when the state on disk cannot be recovered without losing acknowledged data.
 EXIT_UNRECOVERABLE = 3
+# Exit status when another process holds the state folder's lock (one writer per folder).
+EXIT_LOCKED = 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--threads", type=int, help="engine worker threads (server.threads)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                    help="log level (server.log_level)")
+    p.add_argument("--accept-log-loss", action="store_true",
+                   help="start even if the log is damaged where acknowledged records were; "
+                        "the loss is reported in /readyz and metrics (storage.accept_log_loss)")
     p.add_argument("--check", action="store_true",
                    help="validate the configuration, print it (secrets hidden) and exit")
     p.set_defaults(func=run)
@@ -58,6 +63,8 @@ def _apply_flags(cfg: object, args: argparse.Namespace) -> object:
         storage = dataclasses.replace(storage, dir=args.storage_dir)
     if args.memory:
         storage = dataclasses.replace(storage, kind="memory")
+    if getattr(args, "accept_log_loss", False):
+        storage = dataclasses.replace(storage, accept_log_loss=True)
     return dataclasses.replace(cfg, server=server, storage=storage)
 
 
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .runtime import DecisionService
-    from .storage import FingerprintMismatch, StorageCorrupt
+    from .storage import FingerprintMismatch, StorageCorrupt, StorageLocked
 
     level = getattr(logging, cfg.server.log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
@@ -93,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     service = DecisionService(cfg)
     try:
         service.start()
+    except StorageLocked as exc:
+        print(f"promobandit serve: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (StorageCorrupt, FingerprintMismatch) as exc:
         print(f"promobandit serve: cannot recover the state in {cfg.storage.dir}: {exc}",
               file=sys.stderr)
@@ -114,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     sock.bind((cfg.server.host, cfg.server.port))
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
+    from .app import warn_if_unauthenticated
+
+    warn_if_unauthenticated(cfg.server.api_key, str(host))
     rec = service.recovery
     print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
           f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "

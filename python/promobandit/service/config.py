@@ -22,6 +22,15 @@ has to be written into a file or onto a command line). The service refuses to st
 without a privacy key: there is no demo key, because the key is what keeps raw user ids
 out of every file the service writes.
 
+Every key can also be set from the environment (containers): ``PROMOBANDIT_<SECTION>__<KEY>``,
+with ``__`` between the levels of a nested key, e.g. ``PROMOBANDIT_STORAGE__DIR=/data``,
+``PROMOBANDIT_ENGINE__BUDGET__AMOUNT=5000``, ``PROMOBANDIT_POLICY__SETTINGS__ALPHA=0.5``.
+The value is read as a TOML value (``5000``, ``true``, ``[1.0, 9.0]``, ``"text"``), and as
+a plain string when it is not one (``/data``). The environment overrides the file; an
+unknown key is an error naming the key. Quote a string that would read as a number
+(``PROMOBANDIT_SERVER__API_KEY='"12345"'``). ``PROMOBANDIT_CONFIG`` names the TOML file the
+app factory (``promobandit.service.app:app_factory``) reads.
+
 Relative paths (``catalogue.path``, ``storage.dir``) are relative to the config file's
 folder, or to the working directory for the embedded default.
 """
@@ -35,13 +44,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._toml import load_toml
+from .._toml import load_toml, parse_toml_value
 from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from ..engine import EngineConfig
 from ..policies import POLICIES
 
 PRIVACY_KEY_ENV = "PROMOBANDIT_PRIVACY_KEY"
 API_KEY_ENV = "PROMOBANDIT_API_KEY"
+# Any key as PROMOBANDIT_SECTION__KEY (see the module doc); the config file for the factory.
+ENV_PREFIX = "PROMOBANDIT_"
+ENV_SEPARATOR = "__"
+CONFIG_FILE_ENV = "PROMOBANDIT_CONFIG"
 
 # The engine hashes user ids with a key of at least this many bytes (Engine checks it too).
 MIN_PRIVACY_KEY_BYTES = 16
@@ -86,6 +99,15 @@ class LimitsConfig:
         contextual policy requires exactly policy.n_features).
     max_id_length: characters in a user, group, decision or event id.
     max_money: largest amount of money in a request (currency units).
+    max_abs_feature: bound on every context feature, |x_i| <= max_abs_feature (a 422
+        naming ``context[i]`` outside it). The policy's statistics are sums of x x^T and
+        r x, so bounded features (and bounded money) keep them finite for far more
+        updates than a service will see; scale features to a few units.
+    max_revenue_multiple: a purchase's reported ``revenue`` (and ``cost_of_goods``) may be
+        at most this multiple of the basket the engine quoted for the decision (the
+        shopper may add items); above it, a 422 naming the field.
+    max_events_per_decision: feedback events one decision accepts (a 409 naming
+        ``event_id`` after that), so that no decision's state grows without bound.
     """
 
     max_batch: int = 256
@@ -96,6 +118,9 @@ class LimitsConfig:
     max_context: int = 1024
     max_id_length: int = 256
     max_money: float = 1e9
+    max_abs_feature: float = 1e6
+    max_revenue_multiple: float = 10.0
+    max_events_per_decision: int = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +155,13 @@ class StorageConfig:
         the one before it, with the log since then).
     decision_log: write the engine's Parquet decision log to ``dir/decisions`` (flushed
         at each snapshot).
+    accept_log_loss: start even when the log is damaged where acknowledged records were
+        (a bad record followed by valid ones, a whole record with a bad checksum, a
+        missing segment): the records from the damage on are set aside as ``*.corrupt``
+        and the loss is reported in /readyz (``detail.recovery.data_loss``) and
+        ``promobandit_recovery_data_loss``. Default false: such damage refuses to start
+        (exit status 3, naming the file and byte offset). An operator's decision, for
+        one start (``promobandit serve --accept-log-loss``), not a setting to leave on.
     """
 
     kind: str = "files"
@@ -139,6 +171,7 @@ class StorageConfig:
     snapshot_every_events: int = 100_000
     snapshots_kept: int = 2
     decision_log: bool = True
+    accept_log_loss: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,13 +360,44 @@ def _privacy_key(table: Mapping[str, Any], environ: Mapping[str, str]) -> bytes:
     return raw
 
 
+def _env_value(raw: str) -> Any:
+    """A variable's value as TOML reads it, or the plain string when it is not TOML."""
+    try:
+        return parse_toml_value(raw)
+    except ValueError:
+        return raw
+
+
+def with_environment(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The tables with every ``PROMOBANDIT_SECTION__KEY`` variable applied over them."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split(ENV_SEPARATOR)
+        if not all(parts):
+            raise ValueError(f"{name}: expected PROMOBANDIT_SECTION__KEY (empty level)")
+        table = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = table.get(part)
+            if nxt is None:
+                nxt = table[part] = {}
+            elif not isinstance(nxt, dict):
+                if not isinstance(nxt, Mapping):
+                    raise ValueError(f"{name}: {'.'.join(parts[:i + 1])} is not a table")
+                nxt = table[part] = dict(nxt)
+            table = nxt
+        table[parts[-1]] = _env_value(environ[name])
+    return out
+
+
 def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None,
               environ: Mapping[str, str] | None = None,
               source: str = "<dict>") -> ServiceConfig:
     """A validated ServiceConfig from the parsed TOML tables (errors name the key)."""
     env = os.environ if environ is None else environ
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    data = _table("config", data)
+    data = with_environment(_table("config", data), env)
     _unknown("", data, {"server", "limits", "privacy", "catalogue", "policy", "engine",
                         "storage"})
     server = _dataclass_from("server", ServerConfig, _table("server", data.get("server", {})))
@@ -350,7 +414,8 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
         "max_candidates": (1, 10_000_000), "max_events": (1, 100_000),
         "max_context": (1, 1_000_000), "max_id_length": (1, 100_000),
         # Money must stay exact in minor units (the offers catalogue keeps line amounts below 2**53).
-        "max_money": (1.0, 1e12)})
+        "max_money": (1.0, 1e12), "max_abs_feature": (1e-6, 1e12),
+        "max_revenue_multiple": (1.0, 1e6), "max_events_per_decision": (1, 1_000_000)})
     key = _privacy_key(_table("privacy", data.get("privacy", {})), env)
     cat_table = _table("catalogue", data.get("catalogue", {}))
     _unknown("catalogue", cat_table, {"path"})
@@ -406,5 +471,19 @@ __all__ = [
     "StorageConfig",
     "fingerprint_data",
     "from_dict",
+    "is_loopback",
     "load",
+    "with_environment",
 ]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is reachable only from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -71,6 +71,9 @@ class ServiceMetrics:
         self.recovery_problems = Counter("promobandit_recovery_problems_total",
                                          "Damaged files skipped at recovery (corrupt snapshot, "
                                          "torn log tail)", ["kind"], registry=r)
+        self.data_loss = Gauge("promobandit_recovery_data_loss",
+                               "Log damages accepted at the last start (storage."
+                               "accept_log_loss): acknowledged records were lost", registry=r)
         self.replayed = Gauge("promobandit_recovery_replayed_records",
                               "Log records replayed at the last start", registry=r)
         self.ready = Gauge("promobandit_ready", "1 when the service accepts decisions",

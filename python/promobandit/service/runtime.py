@@ -33,6 +33,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import logging
+import secrets
 import struct
 import threading
 import time
@@ -45,6 +46,7 @@ import orjson
 
 from .._extras import require
 from ..engine import Decision, Engine, FeedbackResult
+from ..engine.accounting import ConflictError
 from ..offers import Basket, Catalogue, default_catalogue
 from ..policies import make_policy
 from .config import ServiceConfig, fingerprint_data
@@ -56,6 +58,7 @@ from .storage import (
     MemoryStorage,
     Storage,
     StorageCorrupt,
+    StorageLocked,
 )
 
 log = logging.getLogger("promobandit.service")
@@ -94,25 +97,54 @@ class ServiceEngine(Engine):
     e.g. ``decide(..., pseudonymised=True)``, would make this subclass unnecessary.)
     """
 
+    # Decision ids the service drew (128 bits from the OS) for the next decisions, in
+    # order; logged with the record, so replay gives every decision the same id.
+    preset_ids: list[str]
+
     def pseudonym(self, user: Any) -> str:
         if type(user) is Pseudonym:
             return str(user)
         return super().pseudonym(user)
+
+    def _next_id(self) -> str:
+        ids = getattr(self, "preset_ids", None)
+        if ids:
+            return ids.pop(0)
+        # Records logged before ids were random (and the warm-up's scratch engine).
+        return super()._next_id()
 
 
 class ServiceUnavailable(RuntimeError):
     """The service cannot take writes now (recovering, failed, or storage full)."""
 
 
+# Bytes of randomness in a decision id (128 bits, from the OS: unguessable, and unique
+# across processes, deployments and restores from a backup).
+DECISION_ID_BYTES = 16
+
+
+def new_decision_id() -> str:
+    """A fresh decision id: 32 hex characters from ``secrets`` (the OS's generator)."""
+    return secrets.token_hex(DECISION_ID_BYTES)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 @dataclasses.dataclass
 class PreparedDecide:
-    """A checked decide request: engine inputs and the log payload (without ``now``)."""
+    """A checked decide request: engine inputs and the log payload (without ``now``).
+    request_tag: "<request_id>\\0<digest of the request>" when the client sent a
+    request_id, else ""."""
 
     user: Pseudonym
     context: np.ndarray | None
     basket: Basket
     group: str
     payload: bytes
+    decision_id: str = ""
+    request_tag: str = ""
 
 
 @dataclasses.dataclass
@@ -122,6 +154,7 @@ class PreparedBatch:
     baskets: list[Basket]
     groups: list[str]
     payload: bytes
+    decision_ids: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -130,6 +163,7 @@ class PreparedFeedback:
     decision_id: str
     event_id: str
     payload: bytes
+    digest: str = ""
 
 
 def _basket_columns(lines: list[Any]) -> list[list[Any]]:
@@ -168,7 +202,8 @@ def make_storage(cfg: ServiceConfig) -> Storage:
     if cfg.storage.kind == "memory":
         return MemoryStorage()
     return FileStorage(cfg.storage.dir, fsync=cfg.storage.fsync,
-                       snapshots_kept=cfg.storage.snapshots_kept)
+                       snapshots_kept=cfg.storage.snapshots_kept,
+                       accept_log_loss=cfg.storage.accept_log_loss)
 
 
 class DecisionService:
@@ -288,18 +323,25 @@ class DecisionService:
             self._applied_seq = max(self._applied_seq, snap_seq, self.storage.last_seq)
             self._snapshot_seq = snap_seq
             self._since_snapshot = n
-        except (StorageCorrupt, FingerprintMismatch) as exc:
+        except (StorageCorrupt, FingerprintMismatch, StorageLocked) as exc:
             self.state = "failed"
             self.recovery = {"error": str(exc)}
             log.critical("recovery failed: %s", exc)
+            try:  # releases the folder's lock, so that a fixed configuration can start
+                self.storage.close()
+            except OSError:
+                pass
             raise
         problems = list(self.storage.problems)
+        data_loss = list(getattr(self.storage, "data_loss", []))
         for p in problems:
-            what = "snapshot" if "snapshot" in p.split(":", 1)[0] else "log"
+            what = ("data_loss" if p in data_loss
+                    else "snapshot" if "snapshot" in p.split(":", 1)[0] else "log")
             self.metrics.recovery_problems.labels(what).inc()
+        self.metrics.data_loss.set(len(data_loss))
         self.recovery = {"snapshot": used, "snapshot_seq": snap_seq, "replayed_records": n,
                          "replayed_rejected": rejected, "last_seq": self._applied_seq,
-                         "problems": problems,
+                         "problems": problems, "data_loss": data_loss,
                          "seconds": round(time.perf_counter() - t0, 3)}
         self.metrics.replayed.set(n)
         log.info("recovered: snapshot %s (seq %d), %d log records replayed, %d problems%s",
@@ -338,22 +380,30 @@ class DecisionService:
         try:
             if kind == KIND_DECIDE:
                 ctx = body["x"]
-                self.engine.decide(Pseudonym(body["u"]),
-                                   context=None if ctx is None else np.array(ctx, np.float64),
-                                   basket=_basket(body["b"]), group=body["g"], now=now)
+                self.engine.preset_ids = [body["id"]] if "id" in body else []
+                d = self.engine.decide(Pseudonym(body["u"]),
+                                       context=None if ctx is None else np.array(ctx, np.float64),
+                                       basket=_basket(body["b"]), group=body["g"], now=now)
+                if body.get("rq"):
+                    self.engine.tag_request(d.id, body["rq"])
             elif kind == KIND_DECIDE_BATCH:
                 xs = body["xs"]
+                self.engine.preset_ids = list(body.get("ids", []))
                 self.engine.decide_batch([Pseudonym(u) for u in body["us"]],
                                          contexts=None if xs is None else np.array(xs, np.float64),
                                          baskets=[_basket(b) for b in body["bs"]],
                                          groups=body["gs"], now=now)
             elif kind == KIND_FEEDBACK:
                 self.engine.feedback(body["d"], body["e"], now=now, **_feedback_kwargs(body))
+                if body.get("h"):
+                    self.engine.note_outcome(body["d"], body["e"], body["h"])
             else:
                 self.engine.expire(now)
         except Exception as exc:  # live raised the same, so the state matches it
             log.debug("replayed record rejected as it was live: %s", exc)
             return True
+        finally:
+            self.engine.preset_ids = []
         return False
 
     # --- requests (called with checked request models) -----------------------------------
@@ -412,18 +462,44 @@ class DecisionService:
 
     def prepare_decide(self, req: Any) -> PreparedDecide:
         """Checks a decide request and builds the engine inputs and the log payload (the
-        pseudonym, never the raw user id). Raises ValueError naming the field."""
+        pseudonym, never the raw user id; the decision id drawn here). Raises ValueError
+        naming the field."""
         uh, ctx, x, cols, basket = self._checked(req)
-        payload = orjson.dumps({"u": uh, "x": ctx, "b": cols, "g": req.group})
-        return PreparedDecide(uh, x, basket, req.group, payload)
+        body: dict[str, Any] = {"u": uh, "x": ctx, "b": cols, "g": req.group}
+        tag = ""
+        rid = getattr(req, "request_id", None)
+        if rid is not None:
+            if "\0" in rid:
+                raise ValueError("request_id: expected no NUL character")
+            tag = f"{rid}\0{_digest(orjson.dumps(body))}"
+            body["rq"] = tag
+        did = new_decision_id()
+        body["id"] = did
+        return PreparedDecide(uh, x, basket, req.group, orjson.dumps(body), did, tag)
 
     def apply_decide(self, p: PreparedDecide) -> tuple[Decision, int]:
-        """Logs and applies one decision; returns it and its log seq (not yet durable)."""
+        """Logs and applies one decision; returns it and its log seq (not yet durable).
+        A request_id of a pending decision: the same body returns that decision (nothing
+        logged), another body raises ConflictError."""
         self._check_writable()
         with self._apply_lock:
+            if p.request_tag:
+                found = self.engine.decision_for_request(p.request_tag.partition("\0")[0])
+                if found is not None:
+                    if found[1] != p.request_tag:
+                        raise ConflictError("request_id: already used for a decision with "
+                                            "another request body (a retry must repeat the "
+                                            "request exactly)")
+                    return found[0], self._applied_seq  # durable once what precedes is
             now, seq = self._append(KIND_DECIDE, p.payload)
-            d = self.engine.decide(p.user, context=p.context, basket=p.basket, group=p.group,
-                                   now=now)
+            self.engine.preset_ids = [p.decision_id]
+            try:
+                d = self.engine.decide(p.user, context=p.context, basket=p.basket,
+                                       group=p.group, now=now)
+            finally:
+                self.engine.preset_ids = []
+            if p.request_tag:
+                self.engine.tag_request(d.id, p.request_tag)
         self._offer_counters[d.offer].inc()
         self._maybe_wake()
         return d, seq
@@ -432,6 +508,9 @@ class DecisionService:
         """As prepare_decide, for every request of a batch."""
         rows = []
         for i, r in enumerate(req.requests):
+            if getattr(r, "request_id", None) is not None:
+                raise ValueError(f"requests[{i}].request_id: not taken in a batch (send the "
+                                 "request to /v1/decide to make it idempotent)")
             try:
                 rows.append(self._checked(r))
             except ValueError as exc:
@@ -440,16 +519,21 @@ class DecisionService:
         ctxs = [r[1] for r in rows] if self.n_features is not None else None
         xs = np.array(ctxs, dtype=np.float64) if ctxs is not None else None
         groups = [r.group for r in req.requests]
+        ids = [new_decision_id() for _ in rows]
         payload = orjson.dumps({"us": users, "xs": ctxs, "bs": [r[3] for r in rows],
-                                "gs": groups})
-        return PreparedBatch(users, xs, [r[4] for r in rows], groups, payload)
+                                "gs": groups, "ids": ids})
+        return PreparedBatch(users, xs, [r[4] for r in rows], groups, payload, ids)
 
     def apply_batch(self, p: PreparedBatch) -> tuple[list[Decision], int]:
         self._check_writable()
         with self._apply_lock:
             now, seq = self._append(KIND_DECIDE_BATCH, p.payload)
-            out = self.engine.decide_batch(p.users, contexts=p.contexts, baskets=p.baskets,
-                                           groups=p.groups, now=now)
+            self.engine.preset_ids = list(p.decision_ids)
+            try:
+                out = self.engine.decide_batch(p.users, contexts=p.contexts,
+                                               baskets=p.baskets, groups=p.groups, now=now)
+            finally:
+                self.engine.preset_ids = []
         for d in out:
             self._offer_counters[d.offer].inc()
         self._maybe_wake()
@@ -459,15 +543,33 @@ class DecisionService:
         body = {"d": req.decision_id, "e": req.event_id, "c": req.clicked,
                 "p": req.purchased, "r": req.revenue, "cg": req.cost_of_goods,
                 "ds": req.discount, "cr": req.coupon_redeemed, "i": req.item}
+        if "\0" in req.event_id:
+            raise ValueError("event_id: expected no NUL character")
+        # The outcome's digest: an event id reused with another outcome is a conflict.
+        digest = _digest(orjson.dumps([body[k] for k in ("c", "p", "r", "cg", "ds", "cr",
+                                                          "i")]))
+        body["h"] = digest
         return PreparedFeedback(_feedback_kwargs(body), req.decision_id, req.event_id,
-                                orjson.dumps(body))
+                                orjson.dumps(body), digest)
 
     def apply_feedback(self, p: PreparedFeedback) -> tuple[FeedbackResult, int]:
+        """Checks the feedback against what the engine quoted for the decision (money,
+        coupon, event id, events per decision: nothing is logged when it fails), then
+        logs and applies it."""
         self._check_writable()
+        lim = self.config.limits
         with self._apply_lock:
+            k = p.kwargs
+            self.engine.check_feedback(
+                p.decision_id, p.event_id, p.digest, purchased=k["purchased"],
+                revenue=k["revenue"], cost_of_goods=k["cost_of_goods"],
+                discount=k["discount"], coupon_redeemed=k["coupon_redeemed"],
+                revenue_multiple=lim.max_revenue_multiple,
+                max_events=lim.max_events_per_decision)
             now, seq = self._append(KIND_FEEDBACK, p.payload)
             created = self._pending_created(p.decision_id)
             res = self.engine.feedback(p.decision_id, p.event_id, now=now, **p.kwargs)
+            self.engine.note_outcome(p.decision_id, p.event_id, p.digest)
         if created is not None:
             self.metrics.feedback_lag.observe(max(now - created, 0.0))
         c = self._feedback_counters.get(res.status)
@@ -576,7 +678,8 @@ class DecisionService:
                     since, self._since_snapshot = self._since_snapshot, 0
                 data = now_bytes + self.engine.encode_state(captured)
                 self._last_snapshot_at = time.monotonic()
-                self.storage.write_snapshot(seq, data, self.fingerprint)
+                self.storage.write_snapshot(seq, data, self.fingerprint,
+                                            verify=self._verify_snapshot)
             except OSError as exc:
                 with self._apply_lock:
                     self._since_snapshot += since
@@ -591,6 +694,13 @@ class DecisionService:
             self.metrics.snapshots.labels("ok").inc()
             self.metrics.snapshot_seconds.observe(time.perf_counter() - t0)
             return seq
+
+    def _verify_snapshot(self, data: bytes) -> None:
+        """Loads a snapshot's payload into a scratch engine of this configuration
+        (ValueError if it does not load: e.g. a non-finite statistic), so that a snapshot
+        the next start would refuse never replaces the log it covers."""
+        scratch = build_engine(self.config, self.catalogue, None)
+        scratch.load_bytes(data[_NOW.size:])
 
     def _maybe_wake(self) -> None:
         if self._since_snapshot >= self.config.storage.snapshot_every_events:

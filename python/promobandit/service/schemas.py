@@ -11,7 +11,7 @@ OpenAPI document lists them) but written directly with orjson.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -108,6 +108,7 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
     id_len = limits.max_id_length
     ctx_min = n_features if n_features is not None else 1
     ctx_max = n_features if n_features is not None else limits.max_context
+    feature = Annotated[float, Field(ge=-limits.max_abs_feature, le=limits.max_abs_feature)]
 
     class BasketLine(BaseModel):
         """One basket line (money in the catalogue's currency)."""
@@ -148,9 +149,15 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
 
         model_config = STRICT
         user: str = Field(min_length=1, max_length=id_len)
-        context: list[float] | None = Field(
+        request_id: str | None = Field(
+            default=None, min_length=1, max_length=id_len,
+            description="optional idempotency key: a retry with the same body, while the "
+                        "decision is pending, returns the same decision; another body "
+                        "under the same key is a 409")
+        context: list[feature] | None = Field(  # type: ignore[valid-type]
             default=None, min_length=ctx_min, max_length=ctx_max,
-            description=(f"exactly {n_features} features (the policy is contextual)"
+            description=(f"exactly {n_features} features, each within "
+                         f"+-{limits.max_abs_feature:g} (the policy is contextual)"
                          if n_features is not None else
                          "ignored: the policy is not contextual"))
         events: list[Event] | None = Field(default=None, max_length=limits.max_events)

@@ -43,13 +43,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 import errno
+import fcntl
 import itertools
 import logging
 import os
+import socket
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("promobandit.service.storage")
@@ -70,6 +73,16 @@ _SNAP_HEAD = struct.Struct("<8sIQ32sQ")
 _SNAP_CRC = struct.Struct("<I")
 SNAPSHOT_HEADER_BYTES = _SNAP_HEAD.size + _SNAP_CRC.size
 
+# A power loss can persist a record's first sectors and not the rest, which then read as
+# zeros: a whole-looking last record whose bytes are zero from a sector boundary to the
+# end of the file (at least ZERO_TAIL_MIN_BYTES of them, more than any one damaged byte
+# can make) is taken for such a torn write, not for damage.
+SECTOR_BYTES = 512
+ZERO_TAIL_MIN_BYTES = 16
+
+# The lock file of a state folder (see FileStorage._take_lock).
+LOCK_NAME = "LOCK"
+
 # A record larger than this is taken for garbage in a length field (a request body is
 # bounded far below it by server.max_body_bytes).
 MAX_RECORD_BYTES = 1 << 30
@@ -82,6 +95,15 @@ class StorageError(OSError):
 
 class StorageCorrupt(RuntimeError):
     """Acknowledged data cannot be read back (not a torn tail): recovery refuses to go on."""
+
+
+class SnapshotInvalid(OSError):
+    """A snapshot read back after writing did not verify (checksum, or it does not load):
+    it is not installed, and no log segment is deleted."""
+
+
+class StorageLocked(RuntimeError):
+    """Another process holds the state folder's lock (one writer per folder)."""
 
 
 class FingerprintMismatch(RuntimeError):
@@ -146,8 +168,12 @@ class Storage(abc.ABC):
         """Makes every appended record durable; returns the last durable seq."""
 
     @abc.abstractmethod
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
-        """Stores a snapshot covering records <= seq (atomically), then compacts."""
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
+        """Stores a snapshot covering records <= seq (atomically), then compacts.
+        ``verify(payload)`` (raising ValueError when it does not load) is given the
+        payload as read back from storage, before the snapshot is installed and anything
+        it covers is deleted; a failure raises SnapshotInvalid and changes nothing."""
 
     @property
     @abc.abstractmethod
@@ -211,7 +237,14 @@ class MemoryStorage(Storage):
     def needs_sync(self) -> bool:
         return False
 
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
+        if verify is not None:
+            try:
+                verify(bytes(data))
+            except ValueError as exc:
+                raise SnapshotInvalid(errno.EINVAL, f"snapshot {seq}: does not load "
+                                      f"({exc}); not installed") from exc
         with self._lock:
             self._snapshots.append((seq, bytes(data), fingerprint))
             self._snapshots = self._snapshots[-2:]
@@ -261,13 +294,16 @@ class FileStorage(Storage):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True,
-                 snapshots_kept: int = 2) -> None:
+                 snapshots_kept: int = 2, accept_log_loss: bool = False) -> None:
         if snapshots_kept < 1:
             raise ValueError(f"snapshots_kept: expected an integer >= 1, got {snapshots_kept}")
         self.path = Path(path)
         self.fsync = fsync
         self.snapshots_kept = snapshots_kept
+        self.accept_log_loss = accept_log_loss
         self.problems = []
+        self.data_loss: list[str] = []  # damage accepted with accept_log_loss (reported)
+        self._lock_fd = -1
         self.fingerprint = b"\0" * FINGERPRINT_BYTES
         self._lock = threading.Lock()  # appends and the segment switch
         self._sync_lock = threading.Lock()  # one fsync at a time; the fd stays open during it
@@ -331,9 +367,10 @@ class FileStorage(Storage):
             raise RuntimeError("storage: open() was already called")
         if len(fingerprint) != FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint: expected {FINGERPRINT_BYTES} bytes")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         self.fingerprint = fingerprint
         self._opened = True
-        self.path.mkdir(parents=True, exist_ok=True)
         for p in self.path.glob("*.tmp"):  # a snapshot being written when the process died
             p.unlink()
         refs = []
@@ -350,6 +387,31 @@ class FileStorage(Storage):
                 continue
             refs.append(SnapshotRef(seq, fp, p.name))
         return Recovery(refs, self.problems)
+
+    def _take_lock(self) -> None:
+        """One writer per folder: an exclusive flock on ``LOCK``, held until close() (the
+        kernel releases it when the process dies, kill -9 included). The file says who
+        holds it, so that a refused process can name the holder."""
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            try:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise StorageLocked(
+                f"{self.path / LOCK_NAME}: the state folder is in use by another process "
+                f"({holder}); one process serves one folder ({exc.strerror})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the last descriptor releases the flock
+            self._lock_fd = -1
 
     def read_snapshot(self, ref: SnapshotRef) -> bytes:
         p = self.path / ref.name
@@ -382,19 +444,78 @@ class FileStorage(Storage):
             raise StorageCorrupt(f"{p.name}: header says first seq {first}")
         return first, fp
 
+    def _damage(self, msg: str) -> None:
+        """Acknowledged records cannot be read: refuse (StorageCorrupt), or, when the
+        operator accepted the loss, report it (``data_loss``, ``problems``) and go on."""
+        if not self.accept_log_loss:
+            raise StorageCorrupt(f"{msg}: acknowledged records cannot be read; restore the "
+                                 "folder from a backup, or start with --accept-log-loss "
+                                 "to serve without them (the loss is then reported)")
+        msg = f"DATA LOSS accepted: {msg}"
+        self.data_loss.append(msg)
+        self.problems.append(msg)
+        log.critical("storage: %s", msg)
+
+    @staticmethod
+    def _valid_record_after(data: bytes, start: int, min_seq: int) -> int | None:
+        """The offset of the first complete record with a matching checksum and a seq >=
+        min_seq at or after `start`, or None: a crash tears only the end of the log, so
+        a valid record after a bad one means the bad one is damage, not a torn tail."""
+        end = len(data)
+        max_seq = min_seq + (end - start) // RECORD_HEADER_BYTES + 1
+        for pos in range(start, end - RECORD_HEADER_BYTES + 1):
+            length, crc, seq, kind = _REC_HEAD.unpack_from(data, pos)
+            if not min_seq <= seq <= max_seq or length > end - pos - RECORD_HEADER_BYTES:
+                continue
+            body = pos + RECORD_HEADER_BYTES
+            if _crc_record(seq, kind, data[body:body + length]) == crc:
+                return pos
+        return None
+
+    @staticmethod
+    def _damaged_not_torn(data: bytes, pos: int, seq_next: int) -> bool:
+        """Whether the bad record at `pos` (the last thing in the newest segment) is a
+        whole record that was damaged rather than one a crash tore. A crash leaves a
+        record shorter than its length field, or (power loss) zeros/garbage whose seq is
+        not the next one; a record whose bytes are all there is damage when its seq is the
+        expected one, or when its payload checks out under a corrected length or seq."""
+        end = len(data)
+        if end - pos < RECORD_HEADER_BYTES:
+            return False
+        length, crc, seq, kind = _REC_HEAD.unpack_from(data, pos)
+        body = pos + RECORD_HEADER_BYTES
+        sector = -(-body // SECTOR_BYTES) * SECTOR_BYTES
+        if end - sector >= ZERO_TAIL_MIN_BYTES and data.count(0, sector, end) == end - sector:
+            return False  # zeros from a sector boundary on: a write a power loss tore
+        if seq == seq_next and length <= end - body:
+            return True  # complete, the expected seq: a checksum failure is damage
+        rest = data[body:end]
+        if _crc_record(seq_next, kind, rest) == crc:
+            return True  # complete with a damaged length or seq field
+        if length <= end - body and _crc_record(seq_next, kind, data[body:body + length]) == crc:
+            return True
+        return False
+
     def replay(self, after: int) -> Iterator[tuple[int, int, bytes]]:
         if not self._opened:
             raise RuntimeError("storage: call open() first")
         segs = self._segments()
+        if after > 0 and not any(first > after for first, _ in segs):
+            # A snapshot at `after` is written only once the segment that follows it
+            # exists (write_snapshot switches segments first), and compaction never
+            # deletes the newest: that segment was removed.
+            self._damage(f"log: no segment starts after the snapshot at seq {after} (the "
+                         "newest log segment was deleted)")
         # Start at the segment holding record after+1; those before are covered by the snapshot.
         start = 0
         for i, (first, _) in enumerate(segs):
             if first <= after + 1:
                 start = i
         if segs and segs[start][0] > after + 1:
-            raise StorageCorrupt(f"log: records {after + 1}..{segs[start][0] - 1} are missing "
-                                 f"(the oldest segment is {segs[start][1].name}, the snapshot "
-                                 f"covers up to {after})")
+            self._damage(f"log: records {after + 1}..{segs[start][0] - 1} are missing "
+                         f"(the oldest segment is {segs[start][1].name}, the snapshot "
+                         f"covers up to {after})")
+            after = segs[start][0] - 1
         expected = after + 1
         tail: tuple[int, Path, int, int] | None = None  # (first, path, end, last seq in it)
         for i in range(start, len(segs)):
@@ -405,15 +526,19 @@ class FileStorage(Storage):
             try:
                 _, fp = self._read_segment_header(_BytesReader(data), p)
             except StorageCorrupt as exc:
-                if not is_last:
-                    raise
-                # Segments are created whole (temporary file, rename), so this is damage
-                # to the newest file; anything in it after the header was never acked.
-                self._quarantine(p, f"{exc}")
-                _fsync_dir(self.path)
+                if is_last and len(data) <= SEGMENT_HEADER_BYTES:
+                    # Segments are created whole (temporary file, rename); a damaged
+                    # header with no record after it lost nothing.
+                    self._quarantine(p, f"{exc}")
+                    _fsync_dir(self.path)
+                    break
+                self._damage(f"{exc} (byte 0 of {len(data)})")
+                self._quarantine_rest(segs[i:], "not replayed: after accepted damage")
                 break
             if first > expected:
-                raise StorageCorrupt(f"{p.name}: records {expected}..{first - 1} are missing")
+                self._damage(f"{p.name}: records {expected}..{first - 1} are missing")
+                self._quarantine_rest(segs[i:], "not replayed: after accepted damage")
+                break
             pos, seq_next, end = SEGMENT_HEADER_BYTES, first, len(data)
             bad: str | None = None
             while pos < end:
@@ -443,9 +568,22 @@ class FileStorage(Storage):
                     yield seq, kind, payload
             if bad is not None:
                 if not is_last:
-                    raise StorageCorrupt(f"{p.name}: {bad}, in a segment followed by others: "
-                                         "acknowledged records cannot be read")
-                self._cut_tail(p, pos, end - pos, bad)
+                    self._damage(f"{p.name}: {bad}, in a segment followed by others")
+                    self._cut_tail(p, pos, end - pos, bad, lost=True)
+                    self._quarantine_rest(segs[i + 1:], "not replayed: after accepted damage")
+                    tail = (first, p, pos, seq_next - 1)
+                    break
+                later = self._valid_record_after(data, pos + 1, seq_next)
+                if later is not None:
+                    self._damage(f"{p.name}: {bad}, followed by a valid record at byte "
+                                 f"{later}")
+                    self._cut_tail(p, pos, end - pos, bad, lost=True)
+                elif self._damaged_not_torn(data, pos, seq_next):
+                    self._damage(f"{p.name}: {bad}: a whole record that was damaged, not "
+                                 "a torn write")
+                    self._cut_tail(p, pos, end - pos, bad, lost=True)
+                else:
+                    self._cut_tail(p, pos, end - pos, bad)
             tail = (first, p, pos, seq_next - 1)
         self._last = expected - 1
         if tail is not None and tail[3] == self._last:
@@ -455,7 +593,13 @@ class FileStorage(Storage):
             self._new_segment(self._last + 1)
         self._synced = self._last
 
-    def _cut_tail(self, p: Path, pos: int, n: int, why: str) -> None:
+    def _quarantine_rest(self, segs: list[tuple[int, Path]], why: str) -> None:
+        for _, p in segs:
+            self._quarantine(p, why)
+        if segs:
+            _fsync_dir(self.path)
+
+    def _cut_tail(self, p: Path, pos: int, n: int, why: str, lost: bool = False) -> None:
         with open(p, "rb") as fh:
             fh.seek(pos)
             tail = fh.read()
@@ -466,8 +610,8 @@ class FileStorage(Storage):
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(self.path)
-        msg = (f"{p.name}: {why}; cut {n} bytes of unacknowledged tail (saved as "
-               f"{target.name})")
+        what = "bytes (accepted loss)" if lost else "bytes of unacknowledged tail"
+        msg = f"{p.name}: {why}; cut {n} {what} (saved as {target.name})"
         self.problems.append(msg)
         log.error("storage: %s", msg)
 
@@ -542,7 +686,8 @@ class FileStorage(Storage):
     def synced_seq(self) -> int:
         return self._synced
 
-    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes) -> None:
+    def write_snapshot(self, seq: int, data: bytes, fingerprint: bytes,
+                       verify: Callable[[bytes], None] | None = None) -> None:
         if len(fingerprint) != FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint: expected {FINGERPRINT_BYTES} bytes")
         # Start a new segment, so that the older ones can be deleted once covered.
@@ -560,6 +705,20 @@ class FileStorage(Storage):
         tmp = final.with_name(final.name + ".tmp")
         try:
             self._write_file(tmp, head + _SNAP_CRC.pack(crc) + data)
+            # Read back what is on disk and check it loads before it replaces anything.
+            with open(tmp, "rb") as fh:
+                blob = fh.read()
+            payload = blob[SNAPSHOT_HEADER_BYTES:]
+            if (len(payload) != len(data)
+                    or zlib.crc32(payload, zlib.crc32(blob[:_SNAP_HEAD.size])) != crc):
+                raise SnapshotInvalid(errno.EIO, f"{final.name}: read back with a checksum "
+                                      "mismatch; not installed")
+            if verify is not None:
+                try:
+                    verify(payload)
+                except ValueError as exc:
+                    raise SnapshotInvalid(errno.EINVAL, f"{final.name}: does not load "
+                                          f"({exc}); not installed") from exc
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
@@ -593,6 +752,9 @@ class FileStorage(Storage):
             finally:
                 os.close(self._fd)
                 self._fd = -1
+                self._release_lock()
+        else:
+            self._release_lock()
 
 
 class _BytesReader:
