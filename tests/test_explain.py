@@ -1,0 +1,257 @@
+"""Explanations: exact (the choice recomputed from their numbers, for every policy and
+backend), free when off (no work, same decisions and state), ineligible offers with their
+rule and numbers, feature contributions with the feature store's names, the sentence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from promobandit.constraints import BudgetConfig, FairnessConfig, UserCapsConfig
+from promobandit.engine import Engine, EngineConfig
+from promobandit.engine import explain as explain_mod
+from promobandit.features import FeatureStore
+from promobandit.offers import (
+    Basket,
+    Catalogue,
+    NoDiscount,
+    PercentOff,
+    SpendThreshold,
+)
+from promobandit.policies import FixedOffer, Policy, make_policy
+
+KEY = b"test-key-0123456789abcdef"
+T0 = 1_700_000_000.0
+D = 4
+
+SETTINGS = {
+    "BetaTS": {"propensity_draws": 50}, "GaussianTS": {"propensity_draws": 50},
+    "UCB1": {"c": 0.5}, "UCBTuned": {"c": 0.5}, "EpsilonGreedy": {"epsilon": 0.3},
+    "Softmax": {"temperature": 0.05}, "LinUCB": {"alpha": 0.3},
+    "LinTS": {"v": 0.3, "propensity_draws": 50},
+}
+ALL = [*SETTINGS, "FixedOffer"]
+
+
+def catalogue() -> Catalogue:
+    return Catalogue(offers=(NoDiscount(id="none"), PercentOff(id="p10", fraction=0.10),
+                             PercentOff(id="p20", fraction=0.20),
+                             PercentOff(id="p40", fraction=0.40),
+                             SpendThreshold(id="s200", spend=200.0, save=30.0)),
+                     currency="EUR", minor_unit=0.01, margin_floor=0.10)
+
+
+def basket(value: float) -> Basket:
+    # cost 60% of price: 40% off breaks the 10% margin floor
+    return Basket.from_lines([(1, 0, value / 2, value * 0.3, 1), (2, 1, value / 4, value * 0.15, 2)])
+
+
+def policy(name: str, backend: str, k: int = 5) -> Policy:
+    if name == "FixedOffer":
+        return FixedOffer(k, offer=2, fallback=None, seed=5, backend=backend)
+    return make_policy(name, k, D, seed=5, backend=backend, **SETTINGS[name])
+
+
+def make_engine(name: str, backend: str, **config) -> Engine:
+    config.setdefault("budget", BudgetConfig(amount=150.0, update_every=5, step_size=2.0))
+    config.setdefault("fairness", FairnessConfig(max_gap=0.02, step_size=0.5))
+    config.setdefault("caps", UserCapsConfig(max_offers_per_day=3))
+    return Engine(catalogue(), policy(name, backend), EngineConfig(**config), privacy_key=KEY)
+
+
+def run(eng: Engine, n: int, *, explain: bool, seed: int = 1) -> list:
+    """n decisions of a small market with purchases; returns the decisions."""
+    rs = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        now = T0 + 30.0 * i
+        x = np.array([1.0, rs.normal(), rs.normal(), float(rs.random() < 0.5)])
+        d = eng.decide(f"u{i % 7}", context=x, basket=basket(60.0 + 80.0 * rs.random()),
+                       group="a" if x[3] else "b", now=now, explain=explain)
+        out.append(d)
+        if rs.random() < 0.3 + 0.8 * d.discount_cost / max(d.price, 1.0):
+            eng.feedback(d.id, f"e{i}", purchased=True, now=now + 1.0)
+    return out
+
+
+def choose_from_numbers(e) -> int:
+    """The policy's rule, written here from the explanation's documented numbers only."""
+    elig = [o for o in e.offers if o.eligible]
+    p = e.to_dict()["params"]
+    best = max(o.score for o in elig)
+    first_best = next(o.offer for o in elig if o.score == best)
+    if e.rule == "argmax":
+        # the base value (sample for Thompson sampling, bound for UCB) plus the levers
+        for o in elig:
+            base = o.sample if not math.isnan(o.sample) else (
+                o.mean + o.width if not math.isnan(o.width) else o.mean)
+            assert o.score == pytest.approx(base + o.levers, rel=1e-9, abs=1e-12) or \
+                math.isinf(o.score)
+        return first_best
+    if e.rule == "epsilon_greedy":
+        if e.draws["u_explore"] < p["epsilon"]:
+            return elig[min(int(e.draws["u_arm"] * len(elig)), len(elig) - 1)].offer
+        return first_best
+    if e.rule == "softmax":
+        w = np.array([math.exp((o.score - best) / p["temperature"]) for o in elig])
+        j = int(np.searchsorted(np.cumsum(w), e.draws["u"] * w.sum(), side="right"))
+        return elig[min(j, len(elig) - 1)].offer
+    if e.rule == "fixed":
+        ids = [o.offer for o in elig]
+        if p["offer"] in ids:
+            return p["offer"]
+        return ids[min(int(e.draws["u"] * len(ids)), len(ids) - 1)]
+    raise AssertionError(e.rule)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_explanation_reproduces_every_decision(name: str, backend: str) -> None:
+    eng = make_engine(name, backend)
+    decisions = run(eng, 120, explain=True)
+    levers_seen = set()
+    for d in decisions:
+        e = d.explain()
+        assert e.offer == d.offer and e.decision_id == d.id
+        assert e.propensity == d.propensity or (math.isnan(e.propensity) and math.isnan(d.propensity))
+        assert e.recompute() == d.offer
+        assert choose_from_numbers(e) == d.offer
+        chosen = e.offers[d.offer]
+        assert chosen.eligible and chosen.price == pytest.approx(d.price)
+        assert chosen.discount_cost == pytest.approx(d.discount_cost)
+        assert e.sentence.startswith(f"{d.offer_id}:")
+        for o in e.offers:
+            if o.budget_lever:
+                levers_seen.add("budget")
+            if o.fairness_lever:
+                levers_seen.add("fairness")
+    # the budget's shadow price and the fairness multipliers did move these choices
+    assert levers_seen == {"budget", "fairness"}
+
+
+@pytest.mark.parametrize("name", ["BetaTS", "LinTS", "Softmax", "EpsilonGreedy", "LinUCB"])
+def test_explaining_changes_nothing(name: str, backend: str) -> None:
+    """Same decisions, propensities and final state with explanations on and off."""
+    a, b = make_engine(name, backend), make_engine(name, backend)
+    da, db = run(a, 80, explain=True), run(b, 80, explain=False)
+    assert [d.offer for d in da] == [d.offer for d in db]
+    assert [d.propensity for d in da] == pytest.approx([d.propensity for d in db], nan_ok=True)
+    sa, sb = a.policy.state_dict()["arrays"], b.policy.state_dict()["arrays"]
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k])
+    assert a.budget.state_dict() == b.budget.state_dict()
+    assert all(d.explanation is None for d in db)
+
+
+def test_off_does_no_explanation_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        raise AssertionError("explanation work on the plain decide path")
+
+    monkeypatch.setattr(explain_mod, "begin", spy)
+    monkeypatch.setattr(explain_mod, "finish", spy)
+    monkeypatch.setattr(explain_mod, "policy_numbers", spy)
+    eng = make_engine("LinTS", "numba")
+    ds = run(eng, 30, explain=False)
+    assert not calls and not eng._explanations
+    with pytest.raises(ValueError, match="explain=True"):
+        ds[-1].explain()
+    with pytest.raises(ValueError, match="decision_id"):
+        eng.explain(ds[-1].id)
+
+
+def test_engine_explain_within_the_wait_then_gone() -> None:
+    eng = make_engine("LinUCB", "numba", keep_explanations=True, feedback_wait_seconds=100.0)
+    x = np.array([1.0, 0.2, -0.3, 1.0])
+    d = eng.decide("u1", context=x, basket=basket(100.0), now=T0)
+    e = eng.explain(d.id)
+    assert e is d.explain() and e.recompute() == d.offer
+    # later decisions and updates change the state; the kept explanation is the decision's
+    for i in range(5):
+        d2 = eng.decide(f"v{i}", context=x, basket=basket(100.0), now=T0 + i)
+        eng.feedback(d2.id, f"e{i}", purchased=True, now=T0 + i + 0.5)
+    assert eng.explain(d.id) is e
+    eng.expire(T0 + 101.0)
+    with pytest.raises(ValueError, match="not a decision within its feedback wait"):
+        eng.explain(d.id)
+
+
+def test_ineligible_offers_carry_rule_and_numbers() -> None:
+    cat = catalogue()
+    eng = Engine(cat, FixedOffer(len(cat), offer=2, fallback=0),
+                 EngineConfig(budget=BudgetConfig(amount=25.0),
+                              caps=UserCapsConfig(max_offers_per_day=1)), privacy_key=KEY)
+    d = eng.decide("u1", basket=basket(100.0), now=T0, explain=True)
+    assert d.offer_id == "p20"  # 20 EUR off fits in the 25 EUR budget
+    e = d.explain()
+    by_id = {o.offer_id: o for o in e.offers}
+    floor = by_id["p40"]
+    assert not floor.eligible
+    (r,) = [r for r in floor.reasons if r["rule"] == "margin_floor"]
+    assert r["line_price"] < r["line_floor"]
+    assert r["line_price"] == pytest.approx(0.6 * 50.0) and r["line_floor"] == pytest.approx(33.0)
+    spend = by_id["s200"]
+    (r,) = spend.reasons
+    assert r == {"rule": "not_applicable", "threshold": 200.0, "basket_total": 100.0}
+    assert spend.eligible and spend.discount_cost == 0.0
+    # the budget: 20 EUR are reserved, so a 200 EUR basket's 20% (40 EUR) does not fit
+    e2 = eng.decide("u2", basket=basket(200.0), now=T0 + 1, explain=True).explain()
+    (r,) = [r for r in e2.offers[2].reasons if r["rule"] == "budget"]
+    assert r == {"rule": "budget", "worst_case_cost": pytest.approx(40.0),
+                 "remaining": pytest.approx(5.0)}
+    assert not e2.offers[2].eligible and e2.offer == 0
+    assert "p20 was not allowed" in e2.sentence or "none:" in e2.sentence
+    # the per-user cap: u1 had a discount offer today already
+    e3 = eng.decide("u1", basket=basket(10.0), now=T0 + 2, explain=True).explain()
+    capped = [o for o in e3.offers if any(r["rule"] == "per_user_offers" for r in o.reasons)]
+    assert {o.offer_id for o in capped} == {"p10", "p20", "p40", "s200"}
+    assert all(not o.eligible for o in capped) and e3.offers[0].eligible
+    (r,) = [r for r in capped[0].reasons if r["rule"] == "per_user_offers"]
+    assert r == {"rule": "per_user_offers", "offers_today": 1, "max_offers_per_day": 1}
+
+
+def test_feature_contributions_use_the_store_names() -> None:
+    store = FeatureStore()
+    names = store.config.feature_names()
+    d = len(names)
+    cat = catalogue()
+    pol = make_policy("LinUCB", len(cat), d, seed=1, alpha=0.1)
+    eng = Engine(cat, pol, EngineConfig(caps=None), privacy_key=KEY, features=store)
+    rs = np.random.default_rng(0)
+    for i in range(40):
+        x = rs.random(d)
+        pol.update(i % len(cat), float(rs.random()), x)
+    dec = eng.decide("shopper", basket=basket(100.0), now=T0, explain=True)
+    e = dec.explain()
+    assert 0 < len(e.features) <= explain_mod.TOP_FEATURES
+    x = store.vector(eng.pseudonym("shopper"), T0)
+    theta = pol.theta[dec.offer]
+    contrib = theta * x
+    top = np.argsort(-np.abs(contrib), kind="stable")[:len(e.features)]
+    assert [f["name"] for f in e.features] == [names[i] for i in top]
+    for f, i in zip(e.features, top, strict=True):
+        assert f["contribution"] == pytest.approx(theta[i] * x[i])
+    # the contributions sum (over all features) to the chosen offer's mean
+    assert contrib.sum() == pytest.approx(e.offers[dec.offer].mean)
+
+
+def test_sentence_names_offer_and_lever() -> None:
+    # a budget with a high shadow price: the cheap offer wins over the one that scores
+    # higher before the budget's price
+    eng = make_engine("LinUCB", "numba", fairness=None, caps=None,
+                      budget=BudgetConfig(amount=1e6, lambda_init=50.0, lambda_max=50.0))
+    x = np.array([1.0, 0.0, 0.0, 0.0])
+    for _ in range(30):
+        eng.policy.update(0, 0.50, x)
+        eng.policy.update(3 - 1, 0.60, x)  # 20% off earns a little more before its cost
+    d = eng.decide("u", context=x, basket=basket(100.0), now=T0, explain=True)
+    e = d.explain()
+    assert d.offer_id == "none"
+    assert e.sentence.startswith("none: highest optimistic profit")
+    assert "within budget" in e.sentence
+    assert "p20 scored higher but is above today's budget price" in e.sentence
+    js = e.to_dict()
+    assert js["offers"][2]["budget_lever"] < 0 and js["lam"] == 50.0
