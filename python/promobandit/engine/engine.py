@@ -267,6 +267,12 @@ class Engine:
         return self.objective.name if self.objective is not None else str(self.config.objective)
 
     @property
+    def conversion_multiplier(self) -> float:
+        """The conversion floor's multiplier mu (reward units per conversion; 0 without a
+        floor): every offer's score gets + mu x its purchase rate."""
+        return self._floor.multiplier if self._floor is not None else 0.0
+
+    @property
     def objective_is_money(self) -> bool:
         """True when the objective is in currency (divided by reward_scale for the policy)."""
         return self.objective is not None or self.config.objective != "conversion"

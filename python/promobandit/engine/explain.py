@@ -418,9 +418,8 @@ def begin(engine: Engine, uh: str, group: str, x: np.ndarray | None, basket: Bas
         if cfg is not None and hasattr(cfg, "feature_names"):
             cand = list(cfg.feature_names())
             names = cand if len(cand) == len(x) else None
-    obj = engine.objective
     return Pending(numbers, rows, t, engine.budget.lam if engine.budget is not None else 0.0,
-                   fm, obj.multiplier if obj is not None else 0.0, group,
+                   fm, engine.conversion_multiplier, group,
                    None if x is None else np.array(x, dtype=np.float64), names,
                    None if bias is None else np.array(bias, dtype=np.float64))
 
