@@ -113,6 +113,7 @@ class PreparedDecide:
     basket: Basket
     group: str
     payload: bytes
+    explain: bool = False  # the request asked for the explanation (changes no state)
 
 
 @dataclasses.dataclass
@@ -423,7 +424,7 @@ class DecisionService:
         with self._apply_lock:
             now, seq = self._append(KIND_DECIDE, p.payload)
             d = self.engine.decide(p.user, context=p.context, basket=p.basket, group=p.group,
-                                   now=now)
+                                   now=now, explain=p.explain)
         self._offer_counters[d.offer].inc()
         self._maybe_wake()
         return d, seq
