@@ -210,11 +210,15 @@ class Engine:
     features: optional feature store with add(event) and vector(user, now).
     recommender: optional promobandit.engine.ItemRecommender.
     log_dir: optional folder for the Parquet decision log.
+    context_names: optional names of the context vector's features, in order, for
+        explanations of contexts given with the request (without them, explanations use
+        the feature store's names, else x0, x1, ...).
     """
 
     def __init__(self, catalogue: Catalogue, policy: Policy, config: EngineConfig | None = None,
                  *, privacy_key: bytes, features: Any = None, recommender: Any = None,
-                 log_dir: str | None = None, log_flush_rows: int = 50_000) -> None:
+                 log_dir: str | None = None, log_flush_rows: int = 50_000,
+                 context_names: Sequence[str] | None = None) -> None:
         if not isinstance(catalogue, Catalogue):
             raise ValueError(f"catalogue: expected a Catalogue, got {type(catalogue).__name__}")
         if not isinstance(policy, Policy):
@@ -225,6 +229,10 @@ class Engine:
         if not isinstance(privacy_key, (bytes, bytearray)) or len(privacy_key) < 16:
             raise ValueError("privacy_key: expected at least 16 secret bytes (user ids are "
                              "pseudonymised with it; there is no default)")
+        if context_names is not None and (isinstance(context_names, str) or not all(
+                isinstance(n, str) for n in context_names)):
+            raise ValueError("context_names: expected a sequence of feature names (str)")
+        self.context_names = None if context_names is None else tuple(context_names)
         self.catalogue = catalogue
         self.policy = policy
         self.config = config or EngineConfig()

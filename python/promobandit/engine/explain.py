@@ -123,8 +123,9 @@ class Explanation:
     rewards map to the objective. lam: the budget's shadow price; fairness_multiplier:
     the shopper group's; conversion_multiplier: the conversion floor's (0 when off).
     features: for linear policies, the chosen offer's largest contributions
-    (name, value, coefficient, coefficient x value), with ``intercept`` the rest of the
-    score. offers: every offer (OfferExplanation). sentence: the reason in one sentence.
+    (name, value, coefficient, coefficient x value), names from ``Engine.context_names``
+    or the feature store's documented context vector (else x0, x1, ...); the constant
+    feature named "bias" (the intercept) is not ranked. offers: every offer (OfferExplanation). sentence: the reason in one sentence.
     """
 
     decision_id: str
@@ -413,7 +414,10 @@ def begin(engine: Engine, uh: str, group: str, x: np.ndarray | None, basket: Bas
         row = engine.fairness.groups.get(group)
         fm = 0.0 if row is None else float(row[2])
     names = None
-    if x is not None and engine.features is not None:
+    given = getattr(engine, "context_names", None)
+    if x is not None and given is not None and len(given) == len(x):
+        names = list(given)
+    elif x is not None and engine.features is not None:
         cfg = getattr(engine.features, "config", None)
         if cfg is not None and hasattr(cfg, "feature_names"):
             cand = list(cfg.feature_names())
@@ -504,8 +508,10 @@ def finish(engine: Engine, pend: Pending, decision_id: str, arm: int, propensity
     if nb.theta is not None and pend.x is not None:
         coef = nb.theta[arm]
         contrib = coef * pend.x
-        order = np.argsort(-np.abs(contrib), kind="stable")[:TOP_FEATURES]
         names = pend.feature_names or [f"x{i}" for i in range(len(pend.x))]
+        # the constant "bias" feature is the intercept, not a reason: left out of the ranking
+        order = [int(i) for i in np.argsort(-np.abs(contrib), kind="stable")
+                 if names[i] != "bias"][:TOP_FEATURES]
         features = tuple({"name": names[i], "value": float(pend.x[i]), "coefficient": float(coef[i]),
                           "contribution": float(contrib[i])} for i in order)
     expl = Explanation(
@@ -542,7 +548,8 @@ def sentence(e: Explanation, money: bool = True) -> str:
     """One sentence a merchant can read: the chosen offer, its leading reason, and the
     strongest offer the levers or the limits set aside."""
     chosen = e.offers[e.offer]
-    what = e.objective
+    # a weighted objective is "value" in the sentence (its terms are on the explanation)
+    what = e.objective if e.objective in ("profit", "revenue", "conversion") else "value"
     est = _num(chosen.mean_value, money)
     unc = "" if not math.isfinite(chosen.sd_value) else f" ± {abs(chosen.sd_value):.2f}"
     if e.rule == "epsilon_greedy" and e.draws.get("u_explore", 1.0) < e._params.get("epsilon", 0):
