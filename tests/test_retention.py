@@ -97,3 +97,22 @@ def test_pareto_front_by_hand() -> None:
 
     assert pareto_front([pt(10, 0.5), pt(9, 0.6), pt(8, 0.55), pt(10, 0.4)],
                         "retention") == [True, True, False, False]
+
+
+def test_report_sections_and_their_config() -> None:
+    pytest.importorskip("matplotlib")
+    from promobandit.simulate.config import SimulationConfig, TradeoffSection
+    from promobandit.simulate.pareto import report_sections
+
+    t = TradeoffSection(n_shoppers=120, days=14.0, retention_weights=(0.0, 40.0),
+                        conversion_weights=(20.0,), bootstrap=20)
+    sections, sentence = report_sections(t, seed=0)
+    assert len(sections) == 2 and "<svg" in sections[0] and "id='tradeoff'" in sections[0]
+    assert "Who got which offer, and why" in sections[1]
+    assert "at-risk shoppers" in sentence
+    with pytest.raises(ValueError, match=r"tradeoff.retention_weights\[1\]"):
+        SimulationConfig.from_dict({"tradeoff": {"retention_weights": [0.0, -5.0]}})
+    with pytest.raises(ValueError, match=r"tradeoff\.window: unknown key"):
+        SimulationConfig.from_dict({"tradeoff": {"window": 3}})
+    cfg = SimulationConfig.from_dict({"tradeoff": {"enabled": False}})
+    assert cfg.tradeoff.enabled is False

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     n_runs = len(cfg.specs())
     stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies",
-              *(("A/B test",) if cfg.abtest.enabled else ()))
+              *(("A/B test",) if cfg.abtest.enabled else ()),
+              *(("trade-off",) if cfg.tradeoff.enabled else ()))
     bar = tqdm(total=len(stages) - 1 + n_runs + 1, desc="simulate", unit="step",
                disable=args.no_progress, file=sys.stderr, leave=False,
                bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
@@ -130,10 +131,19 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = simulate(cfg, log_root=logs, progress=stage, on_run=done)
+        sections: list[str] = []
+        tradeoff = ""
+        if cfg.tradeoff.enabled:
+            from .pareto import report_sections
+
+            stage("trade-off")
+            t0 = time.perf_counter()
+            sections, tradeoff = report_sections(cfg.tradeoff, cfg.seed)
+            result.timings["trade-off"] = time.perf_counter() - t0
         bar.set_postfix_str("report")
         t0 = time.perf_counter()
         summary = summarise(result)
-        path = write_report(result, out, summary)
+        path = write_report(result, out, summary, sections)
         result.timings["report"] = time.perf_counter() - t0
         bar.update(1)
     finally:
@@ -145,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
           f"{cfg.fairness.max_gap:.0%} by {cfg.fairness.group} for +fairness)\n")
     print(summary_text(summary))
     print("\n" + verdict(summary) + "\n")
+    if tradeoff:
+        print(tradeoff + "\n")
     total = time.perf_counter() - t_start
     print(f"report: {path}\ndecision logs: {logs}\ntime: {total:.1f} s ("
           + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")")

@@ -167,3 +167,17 @@ def tradeoff_html(points: Sequence[ParetoPoint], config: RetentionConfig,
         + (f"<div class='plot' id='plot-tradeoff'>{figure_svg}</div>" if figure_svg else "")
         + f"<p class='verdict'>{html.escape(tradeoff_sentence(points))}</p>"
         + f"<div class='scroll'>{tradeoff_table(points)}</div>")
+
+
+def report_sections(tradeoff: Any, seed: int) -> tuple[list[str], str]:
+    """The report's two sections (the trade-off; who got which offer, and why) and the
+    trade-off's sentence, from a ``TradeoffSection`` (simulate.config) and the run's seed."""
+    from .explain_report import explain_html
+    from .report import _svg
+
+    rc = RetentionConfig(n_shoppers=tradeoff.n_shoppers, days=tradeoff.days, seed=seed)
+    points, kept = sweep(rc, tradeoff.retention_weights, tradeoff.conversion_weights,
+                         n_boot=tradeoff.bootstrap)
+    svg = _svg(tradeoff_figure(points))
+    return [tradeoff_html(points, rc, svg), explain_html(kept, seed=seed)], \
+        tradeoff_sentence(points)
