@@ -258,3 +258,13 @@ def test_sentence_names_offer_and_lever() -> None:
     assert "p20 scored higher but is above today's budget price" in e.sentence
     js = e.to_dict()
     assert js["offers"][2]["budget_lever"] < 0 and js["lam"] == 50.0
+
+
+def test_readme_section_runs() -> None:
+    from .readme import readme_section, run_python_blocks
+
+    section = readme_section("Why this offer, and what to maximise")
+    assert section is not None
+    ns = run_python_blocks(section)
+    assert ns["e"].recompute() == ns["d"].offer
+    assert ns["engine"].policy.version == 1  # learnt once the shopper came back
