@@ -268,3 +268,13 @@ def test_readme_section_runs() -> None:
     ns = run_python_blocks(section)
     assert ns["e"].recompute() == ns["d"].offer
     assert ns["engine"].policy.version == 1  # learnt once the shopper came back
+
+
+def test_an_offer_excluding_the_whole_basket_says_so() -> None:
+    cat = Catalogue(offers=(NoDiscount(id="none"),
+                            PercentOff(id="p10_not_food", fraction=0.10, exclude_categories=(0, 1))),
+                    currency="EUR", minor_unit=0.01)
+    eng = Engine(cat, make_policy("UCB1", 2, seed=0), EngineConfig(caps=None), privacy_key=KEY)
+    e = eng.decide("u", basket=basket(100.0), now=T0, explain=True).explain()
+    assert e.offers[1].reasons == ({"rule": "exclusion", "excluded_lines": 2},)
+    assert e.offers[1].eligible and e.offers[1].discount_cost == 0.0

@@ -246,8 +246,8 @@ def policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
     engine's mask) and `bias` (the levers, reward units). Reads a copy of the state;
     changes nothing and draws from no stream the policy will use otherwise."""
     k = policy.n_arms
-    state = policy.state_dict()
-    arrays = state["arrays"]
+    with policy._exclusive():  # a consistent copy of the arrays (what state_dict copies)
+        arrays = {name: a.copy() for name, a in policy._arrays.items()}
     active = arrays["active"]
     elig = np.asarray(eligible, dtype=bool) & active
     b = np.zeros(k) if bias is None else np.asarray(bias, dtype=np.float64)
@@ -437,7 +437,9 @@ def ineligibility(engine: Engine, uh: str, basket: Basket, quote: Quote,
     out: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     table = cat.pricing
     per_unit = table.per_unit
-    excluded = table.excluded_lines(basket.item_ids, basket.categories)
+    n_lines = basket.item_ids.shape[0]
+    all_excluded = table.excluded_lines(basket.item_ids, basket.categories).all(axis=1) \
+        if n_lines else np.zeros(k, dtype=bool)
     costs = quote.discount_cost
     for a, o in enumerate(cat.offers):
         if not quote.eligible[a]:
@@ -453,8 +455,7 @@ def ineligibility(engine: Engine, uh: str, basket: Basket, quote: Quote,
                            "line_floor": float(floor[i] / per_unit) if i >= 0 else math.nan})
         if o.kind == "none":
             continue
-        n_lines = basket.item_ids.shape[0]
-        if n_lines and excluded[a].all():
+        if all_excluded[a]:
             out[a].append({"rule": "exclusion", "excluded_lines": int(n_lines)})
         elif quote.eligible[a] and costs[a] <= 0.0:
             rule: dict[str, Any] = {"rule": "not_applicable"}
