@@ -99,7 +99,8 @@ class EngineConfig:
     keep_explanations: every decision computes its explanation (promobandit.engine.explain)
         and keeps it until it is finalised, for ``Engine.explain(decision_id)``; off, only
         decisions made with ``decide(..., explain=True)`` are explained (and kept), and
-        the decide path does no explanation work at all.
+        the decide path does no explanation work at all. Explanations are per request:
+        decide_batch does not compute them.
     """
 
     objective: Any = "profit"
