@@ -278,3 +278,19 @@ def test_an_offer_excluding_the_whole_basket_says_so() -> None:
     e = eng.decide("u", basket=basket(100.0), now=T0, explain=True).explain()
     assert e.offers[1].reasons == ({"rule": "exclusion", "excluded_lines": 2},)
     assert e.offers[1].eligible and e.offers[1].discount_cost == 0.0
+
+
+def test_the_discount_cap_rule_carries_its_numbers() -> None:
+    cat = catalogue()
+    eng = Engine(cat, FixedOffer(len(cat), offer=2, fallback=0),
+                 EngineConfig(caps=UserCapsConfig(max_discount_per_period=15.0)),
+                 privacy_key=KEY)
+    e = eng.decide("u1", basket=basket(100.0), now=T0, explain=True).explain()
+    # 20% of 100 EUR is more than the shopper's 15 EUR cap: the fallback is chosen
+    assert e.offer == 0 and not e.offers[2].eligible
+    (r,) = e.offers[2].reasons
+    assert r == {"rule": "per_user_discount", "spent": 0.0,
+                 "worst_case_cost": pytest.approx(20.0), "max_discount_per_period": 15.0}
+    assert e.offers[1].eligible  # 10 EUR fits
+    assert "p20 was not allowed: it would pass the shopper's discount cap" in e.sentence or \
+        "was not allowed" in e.sentence

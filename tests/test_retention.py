@@ -116,3 +116,14 @@ def test_report_sections_and_their_config() -> None:
         SimulationConfig.from_dict({"tradeoff": {"window": 3}})
     cfg = SimulationConfig.from_dict({"tradeoff": {"enabled": False}})
     assert cfg.tradeoff.enabled is False
+
+
+def test_the_tradeoff_flag() -> None:
+    from promobandit.cli import build_parser
+    from promobandit.simulate.cli import build_config
+
+    args = build_parser().parse_args(["simulate", "--quick", "--no-tradeoff"])
+    assert build_config(args).tradeoff.enabled is False
+    args = build_parser().parse_args(["simulate", "--quick"])
+    cfg = build_config(args)
+    assert cfg.tradeoff.enabled is True and cfg.tradeoff.n_shoppers == 300

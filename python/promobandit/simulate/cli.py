@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim.add_argument("--abtest", action=argparse.BooleanOptionalAction, default=None,
                      help="also run the A/B test of [abtest] (default: on; its control, "
                           "treatment, weights and salt are set in the config)")
+    sim.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the profit / conversion / retention sweep of [tradeoff] "
+                          "and explain who got which offer (default: on)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=run)
 
@@ -90,6 +93,8 @@ def build_config(args: argparse.Namespace) -> Any:
         flags["policies"] = [p.strip() for p in args.policies.split(",") if p.strip()]
     if args.abtest is not None:
         flags["abtest"] = {"enabled": args.abtest}
+    if getattr(args, "tradeoff", None) is not None:
+        flags["tradeoff"] = {"enabled": args.tradeoff}
     return SimulationConfig.from_dict(flags, cfg) if flags else cfg
 
 
