@@ -294,3 +294,14 @@ def test_the_discount_cap_rule_carries_its_numbers() -> None:
     assert e.offers[1].eligible  # 10 EUR fits
     assert "p20 was not allowed: it would pass the shopper's discount cap" in e.sentence or \
         "was not allowed" in e.sentence
+
+
+def test_explanations_are_not_state() -> None:
+    eng = make_engine("LinTS", "numba", keep_explanations=True)
+    ds = run(eng, 10, explain=False)
+    pending = [d for d in ds if eng.pending_created_at(d.id) is not None]
+    assert pending and eng.explain(pending[-1].id).offer == pending[-1].offer
+    twin = make_engine("LinTS", "numba", keep_explanations=True)
+    twin.load_bytes(eng.to_bytes())
+    with pytest.raises(ValueError, match="restored"):
+        twin.explain(pending[-1].id)

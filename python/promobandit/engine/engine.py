@@ -467,9 +467,10 @@ class Engine:
             if e is not None:
                 return e
             if self._pending.get(decision_id) is not None:
-                raise ValueError(f"decision_id: {decision_id!r} was decided without an "
-                                 "explanation (decide with explain=True, or set "
-                                 "EngineConfig(keep_explanations=True)); the state it used has "
+                raise ValueError(f"decision_id: {decision_id!r} has no explanation kept "
+                                 "(decided without explain=True or EngineConfig("
+                                 "keep_explanations=True), or before the engine was restored: "
+                                 "explanations are not saved state); the state it used has "
                                  "changed since, so none can be computed now")
             raise ValueError(f"decision_id: {decision_id!r} is not a decision within its "
                              "feedback wait (unknown, or already finalised)")
