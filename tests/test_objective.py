@@ -165,3 +165,11 @@ def test_conversion_floor_raises_conversion_through_its_multiplier() -> None:
     assert e.conversion_multiplier == floor._floor.multiplier
     assert e.offers[2].conversion_lever > e.offers[0].conversion_lever > 0.0
     assert e.recompute() == e.offer
+
+
+def test_a_window_shorter_than_the_wait_is_learnt_at_the_same_expiry() -> None:
+    obj = Objective(weights=RET, retention_window_seconds=50.0)
+    eng = engine(obj, feedback_wait_seconds=100.0)
+    eng.decide("u", basket=basket(), now=T0)
+    eng.expire(T0 + 100.0)  # finalised at the wait; its window ended before
+    assert eng.policy.version == 1 and not eng._awaiting

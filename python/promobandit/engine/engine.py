@@ -609,11 +609,11 @@ class Engine:
             rec = self._pending.get(decision_id)
             if rec is None:
                 if returned and decision_id in self._awaiting:
-                    seen = self._finalised.setdefault(decision_id, set())
-                    if event_id in seen:
-                        self.stats["duplicate"] += 1
-                        return FeedbackResult("duplicate", decision_id)
-                    seen.add(event_id)
+                    # the decision is complete now: a repeat of this event is then "late"
+                    # or, remembered, "duplicate", as for any finalised decision
+                    seen = self._finalised.get(decision_id)
+                    if seen is not None:
+                        seen.add(event_id)
                     value = self._learn(self._awaiting.pop(decision_id), True, now)
                     return FeedbackResult("finalised", decision_id, value)
                 seen = self._finalised.get(decision_id)
@@ -738,16 +738,18 @@ class Engine:
         self.ledger.release_expired_coupons(now)
         wait = self.config.feedback_wait_seconds
         n = 0
-        due = self._awaiting_due
-        while due and due[0][0] <= now:  # retention windows that ended without a return
-            aw = self._awaiting.pop(heapq.heappop(due)[1], None)
-            if aw is not None:
-                self._learn(aw, False, now)
         while (rec := self._pending.oldest()) is not None:
             if rec.created + wait > now:
                 break
             self._finalise(rec, now, purchased=False, defaulted=not rec.events)
             n += 1
+        # retention windows that ended without a return (after the waits: a decision just
+        # finalised whose window is over too is learnt now, not at the next call)
+        due = self._awaiting_due
+        while due and due[0][0] <= now:
+            aw = self._awaiting.pop(heapq.heappop(due)[1], None)
+            if aw is not None:
+                self._learn(aw, False, now)
         return n
 
     def expire(self, now: float | None = None) -> int:
