@@ -4,6 +4,7 @@ rule and numbers, feature contributions with the feature store's names, the sent
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -305,3 +306,29 @@ def test_explanations_are_not_state() -> None:
     twin.load_bytes(eng.to_bytes())
     with pytest.raises(ValueError, match="restored"):
         twin.explain(pending[-1].id)
+
+
+def test_a_policy_can_supply_its_own_numbers() -> None:
+    from promobandit.policies import UCB1
+
+    class Scored(UCB1):
+        """A UCB1 that reports its bounds itself (as a new policy family would)."""
+
+        def explanation_numbers(self, x, eligible, bias, t):
+            base = explain_mod.policy_numbers(UCB1(self.n_arms, self.config), x, eligible,
+                                              bias, t)
+            return dataclasses.replace(base, rule="argmax")
+
+    cat = catalogue()
+    eng = Engine(cat, Scored(len(cat)), EngineConfig(caps=None), privacy_key=KEY)
+    e = eng.decide("u", basket=basket(100.0), now=T0, explain=True).explain()
+    assert e.rule == "argmax" and e.recompute() == e.offer
+
+    class Broken(UCB1):
+        def explanation_numbers(self, x, eligible, bias, t):
+            return {"rule": "argmax"}
+
+    eng = Engine(cat, Broken(len(cat)), EngineConfig(caps=None), privacy_key=KEY)
+    with pytest.raises(TypeError, match="explanation_numbers"):
+        eng.decide("u", basket=basket(100.0), now=T0, explain=True)
+    assert eng.n_pending == 0 and eng.policy.n_decisions == 0  # nothing was decided

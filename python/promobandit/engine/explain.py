@@ -244,7 +244,18 @@ def policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
                    bias: np.ndarray | None, t: int) -> PolicyNumbers:
     """The policy's numbers for decision number t (its stream) under `eligible` (the
     engine's mask) and `bias` (the levers, reward units). Reads a copy of the state;
-    changes nothing and draws from no stream the policy will use otherwise."""
+    changes nothing and draws from no stream the policy will use otherwise.
+
+    A policy class this module does not know (e.g. a conversion model) can explain itself
+    by a method ``explanation_numbers(x, eligible, bias, t) -> PolicyNumbers`` with the
+    same contract; without one its rule is "opaque" (its expectations only)."""
+    hook = getattr(policy, "explanation_numbers", None)
+    if callable(hook):
+        own = hook(x, np.asarray(eligible, dtype=bool), bias, t)
+        if not isinstance(own, PolicyNumbers) or own.rule not in RULES:
+            raise TypeError(f"{type(policy).__name__}.explanation_numbers: expected "
+                            f"PolicyNumbers with a rule among {RULES}")
+        return own
     k = policy.n_arms
     with policy._exclusive():  # a consistent copy of the arrays (what state_dict copies)
         arrays = {name: a.copy() for name, a in policy._arrays.items()}
