@@ -155,9 +155,14 @@ def test_off_does_no_explanation_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(explain_mod, "begin", spy)
     monkeypatch.setattr(explain_mod, "finish", spy)
     monkeypatch.setattr(explain_mod, "policy_numbers", spy)
+    monkeypatch.setattr(explain_mod, "again", spy)
     eng = make_engine("LinTS", "numba")
     ds = run(eng, 30, explain=False)
+    rs = np.random.default_rng(0)
+    batch = eng.decide_batch([f"b{i}" for i in range(40)], contexts=rs.normal(size=(40, D)),
+                             baskets=[basket(150.0)] * 40, now=T0 + 1e4)
     assert not calls and not eng._explanations
+    assert all(d.explanation is None for d in batch)
     with pytest.raises(ValueError, match="explain=True"):
         ds[-1].explain()
     with pytest.raises(ValueError, match="decision_id"):
@@ -332,3 +337,34 @@ def test_a_policy_can_supply_its_own_numbers() -> None:
     with pytest.raises(TypeError, match="explanation_numbers"):
         eng.decide("u", basket=basket(100.0), now=T0, explain=True)
     assert eng.n_pending == 0 and eng.policy.n_decisions == 0  # nothing was decided
+
+
+@pytest.mark.parametrize("name", ["LinTS", "BetaTS", "EpsilonGreedy", "Softmax", "UCB1",
+                                  "FixedOffer"])
+def test_batch_explanations_reproduce_every_row(name: str, backend: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    again = []
+    real_again = explain_mod.again
+    monkeypatch.setattr(explain_mod, "again",
+                        lambda *a, **k: again.append(1) or real_again(*a, **k))
+    rs = np.random.default_rng(4)
+    # a budget small enough that later rows of a batch are decided again
+    a = make_engine(name, backend, budget=BudgetConfig(amount=120.0))
+    b = make_engine(name, backend, budget=BudgetConfig(amount=120.0))
+    for step in range(6):
+        users = [f"u{step}-{i}" for i in range(12)]
+        xs = rs.normal(size=(12, D))
+        baskets = [basket(60.0 + 80.0 * rs.random()) for _ in users]
+        now = T0 + 3600.0 * step
+        da = a.decide_batch(users, contexts=xs, baskets=baskets, now=now, explain=True)
+        db = b.decide_batch(users, contexts=xs, baskets=baskets, now=now)
+        assert [d.offer for d in da] == [d.offer for d in db]
+        for d in da:
+            e = d.explain()
+            assert e.recompute() == d.offer == choose_from_numbers(e)
+            if d.offer and step % 2 == 0:
+                a.feedback(d.id, f"e{d.id}", purchased=True, now=now + 1)
+                b.feedback(d.id, f"e{d.id}", purchased=True, now=now + 1)
+    assert again  # rows were decided again after the budget ran short, and explained again
+    np.testing.assert_array_equal(a.policy.state_dict()["arrays"]["counters"],
+                                  b.policy.state_dict()["arrays"]["counters"])

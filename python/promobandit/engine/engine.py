@@ -99,8 +99,7 @@ class EngineConfig:
     keep_explanations: every decision computes its explanation (promobandit.engine.explain)
         and keeps it until it is finalised, for ``Engine.explain(decision_id)``; off, only
         decisions made with ``decide(..., explain=True)`` are explained (and kept), and
-        the decide path does no explanation work at all. Explanations are per request:
-        decide_batch does not compute them.
+        the decide path does no explanation work at all (decide and decide_batch).
     """
 
     objective: Any = "profit"
@@ -508,7 +507,8 @@ class Engine:
 
     def decide_batch(self, users: Sequence[Any], *, contexts: Any = None,
                      baskets: Sequence[Basket], groups: Sequence[str] | None = None,
-                     now: float | None = None, n_threads: int = 1) -> list[Decision]:
+                     now: float | None = None, n_threads: int = 1,
+                     explain: bool = False) -> list[Decision]:
         """Decisions for many requests at once (offline and batch serving).
 
         Equivalent to calling decide for each row in order with the same `now`, except
@@ -516,6 +516,8 @@ class Engine:
         start of the batch (a batch is one moment). Spend still never exceeds the
         budget: rows whose worst-case cost would no longer fit after the rows before
         them are decided again with those offers masked.
+        explain: compute every row's explanation, as decide does (row i is the policy's
+        decision number t + i of the batch; a row decided again is explained again).
         """
         now = time.time() if now is None else float(now)
         n = len(users)
@@ -539,6 +541,14 @@ class Engine:
             costs = qb.discount_cost
             masks, biases, expected, metric = self._levers(uhs, groups, costs, qb.eligible,
                                                            qb.list_total, now)
+            pends: list[Any] | None = None
+            if explain or self.config.keep_explanations:
+                t0 = self.policy.n_decisions
+                pends = [_explain.begin(
+                    self, uhs[i], groups[i], None if xs is None else xs[i], baskets[i],
+                    qb.row(i), masks[i], None if biases is None else biases[i], expected[i],
+                    self._lever_parts(groups[i], costs[i], expected[i], float(qb.list_total[i])),
+                    now, t=t0 + i) for i in range(n)]
             arms, props = self.policy.select_batch(xs, masks, n, n_threads=n_threads,
                                                    biases=biases)
             probs = None
@@ -554,17 +564,25 @@ class Engine:
                     masks[i] &= self.budget.mask(now, costs[i])
                     x_i = None if xs is None else xs[i]
                     b_i = None if biases is None else biases[i]
+                    if pends is not None:
+                        pends[i] = _explain.again(self, pends[i], masks[i], costs[i])
                     arm, prop = self.policy.select(x_i, masks[i], b_i)
                     if p_i is not None:
                         p_i = self.policy.action_probabilities(
                             None if x_i is None else x_i[None], masks[i][None], 1,
                             biases=None if b_i is None else b_i[None])[0]
-                out.append(self._commit(
+                d = self._commit(
                     uhs[i], groups[i], None if xs is None else xs[i], arm, prop,
                     p_i, masks[i], float(costs[i, arm]),
                     float(qb.paid_total[i, arm]), float(qb.list_total[i]),
                     float(expected[i, arm]), float(metric[i, arm]),
-                    self._cost_of_goods(baskets[i]), None, None, now))
+                    self._cost_of_goods(baskets[i]), None, None, now)
+                if pends is not None:
+                    e = _explain.finish(self, pends[i], d.id, d.offer, d.propensity,
+                                        d.policy_version)
+                    self._explanations[d.id] = e
+                    d = dataclasses.replace(d, explanation=e)
+                out.append(d)
             return out
 
     # --- feedback -----------------------------------------------------------------------

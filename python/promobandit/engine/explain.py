@@ -401,12 +401,13 @@ class Pending:
 
 def begin(engine: Engine, uh: str, group: str, x: np.ndarray | None, basket: Basket,
           quote: Quote, mask: np.ndarray, bias: np.ndarray | None, expected: np.ndarray,
-          lever_parts: dict[str, np.ndarray], now: float) -> Pending:
+          lever_parts: dict[str, np.ndarray], now: float, t: int | None = None) -> Pending:
     """Everything the explanation of the coming decision needs, read before the policy
-    chooses (call under the engine's lock; changes nothing)."""
+    chooses (call under the engine's lock; changes nothing). t: the decision's number
+    (default the policy's next; row i of a batch is the batch's first + i)."""
     policy = engine.policy
     k = len(engine.catalogue)
-    t = policy.n_decisions
+    t = policy.n_decisions if t is None else int(t)
     numbers = policy_numbers(policy, x, mask, bias, t)
     reasons = ineligibility(engine, uh, basket, quote, now)
     rows = []
@@ -437,6 +438,25 @@ def begin(engine: Engine, uh: str, group: str, x: np.ndarray | None, basket: Bas
                    fm, engine.conversion_multiplier, group,
                    None if x is None else np.array(x, dtype=np.float64), names,
                    None if bias is None else np.array(bias, dtype=np.float64))
+
+
+def again(engine: Engine, pend: Pending, mask: np.ndarray, costs: np.ndarray) -> Pending:
+    """The explanation of a batch row decided again after earlier rows used the budget
+    up: the policy's numbers for its new decision number and mask, and the budget's rule
+    on the offers that no longer fit (everything else as the batch saw it)."""
+    remaining = float(engine.budget.remaining) if engine.budget is not None else math.inf
+    rows = []
+    for r in pend.offers:
+        a = r["offer"]
+        r = dict(r)
+        if r["eligible"] and not mask[a]:
+            r["reasons"] = (*r["reasons"], {"rule": "budget", "worst_case_cost": float(costs[a]),
+                                            "remaining": remaining})
+        r["eligible"] = bool(mask[a])
+        rows.append(r)
+    t = engine.policy.n_decisions
+    numbers = policy_numbers(engine.policy, pend.x, mask, pend.bias, t)
+    return dataclasses.replace(pend, numbers=numbers, offers=rows, stream=t)
 
 
 def ineligibility(engine: Engine, uh: str, basket: Basket, quote: Quote,
