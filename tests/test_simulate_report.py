@@ -51,7 +51,9 @@ def test_quick_run_prints_the_table_and_writes_the_report(quick_report) -> None:
     for anchor in ("id='plot-profit'", "id='plot-regret'", "id='plot-regret_daily'",
                    "id='plot-budget'",
                    "id='plot-mix'", "id='plot-fairness'", "id='plot-recommend'",
-                   'id="verdict"', 'id="summary"'):
+                   'id="verdict"', 'id="summary"',
+                   "id='plot-tradeoff'", "id='tradeoff'", "id='who-segments'",
+                   "id='who-sample'"):
         assert anchor in page, anchor
     # Self-contained: nothing is fetched from anywhere (namespace URIs are names only).
     for ref in ('src="http', "src='http", 'href="http', "href='http", "url(http", "@import",
@@ -247,7 +249,8 @@ def test_report_loads_in_a_headless_browser_without_errors_and_plots_render(
     found = json.loads(value)
     plots = {name: (w, h, marks) for name, w, h, marks in found["svgs"]}
     assert set(plots) == {"plot-profit", "plot-regret", "plot-regret_daily", "plot-budget",
-                          "plot-mix", "plot-fairness", "plot-recommend"}
+                          "plot-mix", "plot-fairness", "plot-recommend",
+                          "plot-tradeoff"}  # the profit / conversion / retention sweep
     for name, (w, h, marks) in plots.items():
         assert w > 200 and h > 100, (name, w, h)
         assert marks > 10, (name, marks)  # lines, bars and labels were drawn

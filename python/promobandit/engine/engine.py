@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import io
 import json
 import threading
@@ -54,9 +55,11 @@ from ..constraints import (
 )
 from ..offers import Basket, Catalogue
 from ..policies import Policy
+from . import explain as _explain
 from ._pending import PendingDecision, PendingStore
 from .accounting import DiscountLedger, outcome_entry
 from .decision_log import DecisionLogWriter, DecisionRow
+from .objective import ConversionFloor, Objective
 
 ENGINE_FORMAT = "promobandit.engine"
 ENGINE_FORMAT_VERSION = 1
@@ -68,7 +71,11 @@ class EngineConfig:
     """Settings of the engine (money in the catalogue's currency).
 
     objective: "profit" (paid - cost of goods; the default), "revenue" (paid) or
-        "conversion" (1 for a purchase).
+        "conversion" (1 for a purchase); or a weighted combination of profit, revenue,
+        conversion and retention, optionally under a conversion floor: an
+        ``Objective``, or a mapping of weights (e.g. {"profit": 1.0, "retention": 5.0}
+        with retention_window_seconds; see promobandit.engine.objective). Weighted
+        objectives are in currency and divided by reward_scale.
     reward_scale: currency units per unit of policy reward (profit and revenue are
         divided by it; conversion is not). Scaled rewards are clipped to the range the
         policy accepts (``policy.traits.reward_range``: [0, 1] for Beta TS).
@@ -89,9 +96,13 @@ class EngineConfig:
     remember_finalised: finalised decisions remembered for duplicate and late
         feedback detection (memory bound).
     seed: decision ids are derived from it and a counter.
+    keep_explanations: every decision computes its explanation (promobandit.engine.explain)
+        and keeps it until it is finalised, for ``Engine.explain(decision_id)``; off, only
+        decisions made with ``decide(..., explain=True)`` are explained (and kept), and
+        the decide path does no explanation work at all (decide and decide_batch).
     """
 
-    objective: str = "profit"
+    objective: Any = "profit"
     reward_scale: float = 20.0
     feedback_wait_seconds: float = 1800.0
     default_reward: float = 0.0
@@ -102,10 +113,14 @@ class EngineConfig:
     log_action_probs: str = "auto"
     remember_finalised: int = 200_000
     seed: int = 0
+    keep_explanations: bool = False
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective: expected one of {OBJECTIVES}, got {self.objective!r}")
+        if not (isinstance(self.objective, str) and self.objective in OBJECTIVES):
+            # a weighted objective (names, weights and windows are checked there)
+            object.__setattr__(self, "objective", Objective.from_any(self.objective))
+        if not isinstance(self.keep_explanations, bool):
+            raise ValueError(f"keep_explanations: expected a bool, got {self.keep_explanations!r}")
         check_range("reward_scale", self.reward_scale, 0.0, lo_open=True)
         check_range("feedback_wait_seconds", self.feedback_wait_seconds, 0.0)
         check_range("default_reward", self.default_reward)
@@ -146,6 +161,29 @@ class Decision:
     discount_cost: float
     items: np.ndarray | None = None
     item_probs: np.ndarray | None = None
+    explanation: _explain.Explanation | None = dataclasses.field(default=None, repr=False,
+                                                                  compare=False)
+
+    def explain(self) -> _explain.Explanation:
+        """Why this offer (promobandit.engine.explain): available when the decision was
+        made with ``explain=True`` or ``EngineConfig(keep_explanations=True)``."""
+        if self.explanation is None:
+            raise ValueError("explain: this decision was made without an explanation; decide "
+                             "with explain=True (or EngineConfig(keep_explanations=True))")
+        return self.explanation
+
+
+@dataclasses.dataclass
+class _Awaiting:
+    """A finalised decision whose policy update waits for the shopper's return (retention
+    objective): its record and outcome, money in currency."""
+
+    rec: PendingDecision
+    value: float  # the objective without the return
+    purchased: bool
+    revenue: float
+    discount: float
+    defaulted: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,11 +210,15 @@ class Engine:
     features: optional feature store with add(event) and vector(user, now).
     recommender: optional promobandit.engine.ItemRecommender.
     log_dir: optional folder for the Parquet decision log.
+    context_names: optional names of the context vector's features, in order, for
+        explanations of contexts given with the request (without them, explanations use
+        the feature store's names, else x0, x1, ...).
     """
 
     def __init__(self, catalogue: Catalogue, policy: Policy, config: EngineConfig | None = None,
                  *, privacy_key: bytes, features: Any = None, recommender: Any = None,
-                 log_dir: str | None = None, log_flush_rows: int = 50_000) -> None:
+                 log_dir: str | None = None, log_flush_rows: int = 50_000,
+                 context_names: Sequence[str] | None = None) -> None:
         if not isinstance(catalogue, Catalogue):
             raise ValueError(f"catalogue: expected a Catalogue, got {type(catalogue).__name__}")
         if not isinstance(policy, Policy):
@@ -187,6 +229,10 @@ class Engine:
         if not isinstance(privacy_key, (bytes, bytearray)) or len(privacy_key) < 16:
             raise ValueError("privacy_key: expected at least 16 secret bytes (user ids are "
                              "pseudonymised with it; there is no default)")
+        if context_names is not None and (isinstance(context_names, str) or not all(
+                isinstance(n, str) for n in context_names)):
+            raise ValueError("context_names: expected a sequence of feature names (str)")
+        self.context_names = None if context_names is None else tuple(context_names)
         self.catalogue = catalogue
         self.policy = policy
         self.config = config or EngineConfig()
@@ -212,6 +258,32 @@ class Engine:
         self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
                       "unknown": 0, "purchases": 0, "coupons_redeemed": 0,
                       "log_write_errors": 0}
+        obj = c.objective
+        self.objective: Objective | None = obj if isinstance(obj, Objective) else None
+        self._floor = (ConversionFloor(obj) if isinstance(obj, Objective)
+                       and obj.conversion_floor is not None else None)
+        # Retention objective: finalised decisions waiting for the shopper's return before
+        # the policy learns (id -> _Awaiting), their due times, and returns seen early.
+        self._awaiting: dict[str, _Awaiting] = {}
+        self._awaiting_due: list[tuple[float, str]] = []
+        self._returned: set[str] = set()
+        self._explanations: dict[str, _explain.Explanation] = {}
+
+    @property
+    def objective_name(self) -> str:
+        """The objective's label ("profit", or the weighted terms)."""
+        return self.objective.name if self.objective is not None else str(self.config.objective)
+
+    @property
+    def conversion_multiplier(self) -> float:
+        """The conversion floor's multiplier mu (reward units per conversion; 0 without a
+        floor): every offer's score gets + mu x its purchase rate."""
+        return self._floor.multiplier if self._floor is not None else 0.0
+
+    @property
+    def objective_is_money(self) -> bool:
+        """True when the objective is in currency (divided by reward_scale for the policy)."""
+        return self.objective is not None or self.config.objective != "conversion"
 
     # --- identities ---------------------------------------------------------------------
     def pseudonym(self, user: Any) -> str:
@@ -293,6 +365,9 @@ class Engine:
                     fb[rows] = self.fairness.bias(g, depth[rows])
             if fb.any():
                 bias = fb if bias is None else bias + fb
+        if self._floor is not None and self._floor.multiplier > 0.0:
+            cb = self._conversion_bias(costs.shape[0])
+            bias = cb if bias is None else bias + cb
         empty = ~masks.any(axis=1)
         if empty.any():
             raise ValueError(f"basket: no offer is eligible for request {int(np.argmax(empty))} "
@@ -301,9 +376,33 @@ class Engine:
         metric = self.fairness.value(depth) if self.fairness is not None else depth
         return masks, bias, expected, metric
 
+    def _conversion_bias(self, n: int) -> np.ndarray:
+        """(n, K): + mu x each offer's purchase rate (the conversion floor's lever)."""
+        assert self._floor is not None
+        row = self.ledger.purchase_rate * self._floor.multiplier
+        return np.broadcast_to(row, (n, row.shape[0])).copy()
+
+    def _lever_parts(self, group: str, costs: np.ndarray, expected: np.ndarray,
+                     list_total: float) -> dict[str, np.ndarray]:
+        """The per-offer score adjustments of one request, lever by lever (what _levers
+        summed): for explanations only."""
+        k = costs.shape[0]
+        zero = np.zeros(k)
+        budget = zero
+        if self.budget is not None and self.budget.lam > 0.0:
+            budget = self.budget.bias(expected, self.config.reward_scale)
+        fairness = zero
+        if self.fairness is not None:
+            depth = costs / list_total if list_total > 0 else np.zeros_like(costs)
+            fairness = self.fairness.bias(group, depth)
+        conversion = zero
+        if self._floor is not None and self._floor.multiplier > 0.0:
+            conversion = self._conversion_bias(1)[0]
+        return {"budget": budget, "fairness": fairness, "conversion": conversion}
+
     def decide(self, user: Any, *, context: Any = None, events: Iterable[Any] | None = None,
                basket: Basket | None = None, candidates: Any = None, k: int | None = None,
-               group: str = "", now: float | None = None) -> Decision:
+               group: str = "", now: float | None = None, explain: bool = False) -> Decision:
         """Decide the items and the offer for one request (see the module doc).
 
         user: the shopper's id (any str/int/bytes; pseudonymised at once).
@@ -314,6 +413,9 @@ class Engine:
         candidates: item ids the recommender may choose from (default all).
         k: items to recommend (default the recommender's k). group: the fairness group.
         now: decision time in unix seconds (default the clock).
+        explain: compute the decision's explanation (``Decision.explain()``, and
+            ``Engine.explain(id)`` until it is finalised); changes no state, draws from no
+            stream the policy uses.
         """
         now = time.time() if now is None else float(now)
         with self._lock:
@@ -333,16 +435,44 @@ class Engine:
                 (uh,), (group,), q.discount_cost[None], q.eligible[None],
                 np.array([q.list_total]), now)
             bias = None if biases is None else biases[0]
+            pend = None
+            if explain or self.config.keep_explanations:
+                pend = _explain.begin(
+                    self, uh, group, x, basket, q, masks[0], bias, expected[0],
+                    self._lever_parts(group, q.discount_cost, expected[0], float(q.list_total)),
+                    now)
             arm, prop = self.policy.select(x, masks[0], bias)
             probs = None
             if self._log_probs:
                 probs = self.policy.action_probabilities(
                     None if x is None else x[None], masks, 1, biases=biases)[0]
-            return self._commit(uh, group, x, arm, prop, probs, masks[0],
-                                float(q.discount_cost[arm]), float(q.paid_total[arm]),
-                                float(q.list_total), float(expected[0, arm]),
-                                float(metric[0, arm]), self._cost_of_goods(basket), items,
-                                item_probs, now)
+            d = self._commit(uh, group, x, arm, prop, probs, masks[0],
+                             float(q.discount_cost[arm]), float(q.paid_total[arm]),
+                             float(q.list_total), float(expected[0, arm]),
+                             float(metric[0, arm]), self._cost_of_goods(basket), items,
+                             item_probs, now)
+            if pend is None:
+                return d
+            e = _explain.finish(self, pend, d.id, d.offer, d.propensity, d.policy_version)
+            self._explanations[d.id] = e
+            return dataclasses.replace(d, explanation=e)
+
+    def explain(self, decision_id: str) -> _explain.Explanation:
+        """The explanation of a decision that is still within its feedback wait, computed
+        when it was made (decide(..., explain=True) or EngineConfig(keep_explanations=
+        True)): from the state the decision used, not today's."""
+        with self._lock:
+            e = self._explanations.get(decision_id)
+            if e is not None:
+                return e
+            if self._pending.get(decision_id) is not None:
+                raise ValueError(f"decision_id: {decision_id!r} has no explanation kept "
+                                 "(decided without explain=True or EngineConfig("
+                                 "keep_explanations=True), or before the engine was restored: "
+                                 "explanations are not saved state); the state it used has "
+                                 "changed since, so none can be computed now")
+            raise ValueError(f"decision_id: {decision_id!r} is not a decision within its "
+                             "feedback wait (unknown, or already finalised)")
 
     @staticmethod
     def _cost_of_goods(basket: Basket) -> float:
@@ -377,7 +507,8 @@ class Engine:
 
     def decide_batch(self, users: Sequence[Any], *, contexts: Any = None,
                      baskets: Sequence[Basket], groups: Sequence[str] | None = None,
-                     now: float | None = None, n_threads: int = 1) -> list[Decision]:
+                     now: float | None = None, n_threads: int = 1,
+                     explain: bool = False) -> list[Decision]:
         """Decisions for many requests at once (offline and batch serving).
 
         Equivalent to calling decide for each row in order with the same `now`, except
@@ -385,6 +516,8 @@ class Engine:
         start of the batch (a batch is one moment). Limits are still charged row by row:
         rows whose worst-case cost would no longer fit in the budget, or whose user's
         caps the rows before them used up, are decided again with those offers masked.
+        explain: compute every row's explanation, as decide does (row i is the policy's
+        decision number t + i of the batch; a row decided again is explained again).
         """
         now = time.time() if now is None else float(now)
         n = len(users)
@@ -408,6 +541,14 @@ class Engine:
             costs = qb.discount_cost
             masks, biases, expected, metric = self._levers(uhs, groups, costs, qb.eligible,
                                                            qb.list_total, now)
+            pends: list[Any] | None = None
+            if explain or self.config.keep_explanations:
+                t0 = self.policy.n_decisions
+                pends = [_explain.begin(
+                    self, uhs[i], groups[i], None if xs is None else xs[i], baskets[i],
+                    qb.row(i), masks[i], None if biases is None else biases[i], expected[i],
+                    self._lever_parts(groups[i], costs[i], expected[i], float(qb.list_total[i])),
+                    now, t=t0 + i) for i in range(n)]
             arms, props = self.policy.select_batch(xs, masks, n, n_threads=n_threads,
                                                    biases=biases)
             probs = None
@@ -424,17 +565,25 @@ class Engine:
                     masks[i] &= row_mask
                     x_i = None if xs is None else xs[i]
                     b_i = None if biases is None else biases[i]
+                    if pends is not None:
+                        pends[i] = _explain.again(self, pends[i], masks[i], costs[i])
                     arm, prop = self.policy.select(x_i, masks[i], b_i)
                     if p_i is not None:
                         p_i = self.policy.action_probabilities(
                             None if x_i is None else x_i[None], masks[i][None], 1,
                             biases=None if b_i is None else b_i[None])[0]
-                out.append(self._commit(
+                d = self._commit(
                     uhs[i], groups[i], None if xs is None else xs[i], arm, prop,
                     p_i, masks[i], float(costs[i, arm]),
                     float(qb.paid_total[i, arm]), float(qb.list_total[i]),
                     float(expected[i, arm]), float(metric[i, arm]),
-                    self._cost_of_goods(baskets[i]), None, None, now))
+                    self._cost_of_goods(baskets[i]), None, None, now)
+                if pends is not None:
+                    e = _explain.finish(self, pends[i], d.id, d.offer, d.propensity,
+                                        d.policy_version)
+                    self._explanations[d.id] = e
+                    d = dataclasses.replace(d, explanation=e)
+                out.append(d)
             return out
 
     def _row_limits(self, uh: str, earlier: Sequence[str], costs: np.ndarray,
@@ -455,7 +604,8 @@ class Engine:
                  purchased: bool = False, revenue: float | None = None,
                  cost_of_goods: float | None = None, discount: float | None = None,
                  coupon_redeemed: bool = False, item: int | None = None,
-                 ended: bool = False, now: float | None = None) -> FeedbackResult:
+                 ended: bool = False, returned: bool = False,
+                 now: float | None = None) -> FeedbackResult:
         """Joins one feedback event to its decision.
 
         event_id: unique per event; a repeated id changes nothing ("duplicate").
@@ -471,6 +621,9 @@ class Engine:
         ended: the shopper's session ended without a purchase: the decision is finalised
             now (objective of no purchase) instead of holding its budget reservation for
             the whole wait.
+        returned: the shopper came back (a retention objective's outcome; see
+            promobandit.engine.objective). Within the window it completes a decision that
+            waits for it ("finalised"); earlier, it is remembered ("applied").
         now: event time (unix seconds, default the clock).
         """
         now = time.time() if now is None else float(now)
@@ -482,9 +635,19 @@ class Engine:
                         ("discount", discount)):
             if v is not None:
                 check_range(name, v, 0.0)
+        if returned and (self.objective is None or not self.objective.retention):
+            raise ValueError("returned: this engine's objective has no retention term")
         with self._lock:
             rec = self._pending.get(decision_id)
             if rec is None:
+                if returned and decision_id in self._awaiting:
+                    # the decision is complete now: a repeat of this event is then "late"
+                    # or, remembered, "duplicate", as for any finalised decision
+                    seen = self._finalised.get(decision_id)
+                    if seen is not None:
+                        seen.add(event_id)
+                    value = self._learn(self._awaiting.pop(decision_id), True, now)
+                    return FeedbackResult("finalised", decision_id, value)
                 seen = self._finalised.get(decision_id)
                 if seen is None:
                     self.stats["unknown"] += 1
@@ -501,6 +664,8 @@ class Engine:
                 self.stats["duplicate"] += 1
                 return FeedbackResult("duplicate", decision_id)
             rec.events.add(event_id)
+            if returned:
+                self._returned.add(decision_id)
             if coupon_redeemed:
                 self.ledger.redeem_coupon(decision_id, discount, now, rec)
             rec.clicked = rec.clicked or clicked or purchased
@@ -568,6 +733,8 @@ class Engine:
         return None if rec is None else rec.created
 
     def _objective(self, purchased: bool, revenue: float, cogs: float) -> float:
+        if self.objective is not None:
+            return self.objective.value(purchased, revenue, cogs)
         if not purchased:
             return 0.0
         if self.config.objective == "conversion":
@@ -584,9 +751,15 @@ class Engine:
         cogs = rec.cost_total if cost_of_goods is None else cost_of_goods
         disc = (rec.discount_cost if discount is None else discount) if purchased else 0.0
         value = self.config.default_reward if defaulted else self._objective(purchased, paid, cogs)
-        scaled = value if self.config.objective == "conversion" else value / self.config.reward_scale
-        scaled = self._traits.clip_reward(scaled)
-        self.policy.update(rec.offer, scaled, rec.context)
+        self._explanations.pop(rec.id, None)
+        if self._floor is not None:
+            self._floor.observe(purchased)
+        waits = self.objective is not None and self.objective.retention
+        if not waits:
+            scaled = value if self.config.objective == "conversion" else \
+                value / self.config.reward_scale
+            scaled = self._traits.clip_reward(scaled)
+            self.policy.update(rec.offer, scaled, rec.context)
         if self.recommender is not None:
             self.recommender.observe(rec.user, rec.items, rec.clicked_item)
         if purchased:
@@ -599,11 +772,37 @@ class Engine:
             self._finalised[rec.id] = rec.events
             while len(self._finalised) > self.config.remember_finalised:
                 self._finalised.popitem(last=False)
+        if waits:
+            # The policy learns when the shopper returns or the window ends (_learn).
+            aw = _Awaiting(rec, value, purchased, paid if purchased else 0.0, disc, defaulted)
+            if rec.id in self._returned:  # the return came before the purchase or the wait
+                self._returned.discard(rec.id)
+                return self._learn(aw, True, now)
+            due = rec.created + float(self.objective.retention_window_seconds)  # type: ignore
+            self._awaiting[rec.id] = aw
+            heapq.heappush(self._awaiting_due, (due, rec.id))
+            return value
         if self.log is not None:
             self._log_row(DecisionRow.finalised(
                 rec, offer_id=self._offer_ids[rec.offer], policy=self.policy.name, reward=value,
                 purchased=purchased, revenue=paid if purchased else 0.0, discount_cost=disc,
                 defaulted=defaulted, feedback_at=now))
+        return value
+
+    def _learn(self, aw: _Awaiting, returned: bool, now: float) -> float:
+        """A retention objective's decision is complete: the policy learns its value (with
+        the return's weight when the shopper returned) and the log gets its row."""
+        assert self.objective is not None
+        rec = aw.rec
+        value = aw.value + (self.objective.weights.get("retention", 0.0) if returned else 0.0)
+        scaled = self._traits.clip_reward(value / self.config.reward_scale)
+        self.policy.update(rec.offer, scaled, rec.context)
+        self.stats["returned"] = self.stats.get("returned", 0) + int(returned)
+        if self.log is not None:
+            self._log_row(DecisionRow.finalised(
+                rec, offer_id=self._offer_ids[rec.offer], policy=self.policy.name, reward=value,
+                purchased=aw.purchased, revenue=aw.revenue, discount_cost=aw.discount,
+                defaulted=aw.defaulted, feedback_at=now))
         return value
 
     def _log_row(self, row: DecisionRow) -> None:
@@ -623,6 +822,13 @@ class Engine:
                 break
             self._finalise(rec, now, purchased=False, defaulted=not rec.events)
             n += 1
+        # retention windows that ended without a return (after the waits: a decision just
+        # finalised whose window is over too is learnt now, not at the next call)
+        due = self._awaiting_due
+        while due and due[0][0] <= now:
+            aw = self._awaiting.pop(heapq.heappop(due)[1], None)
+            if aw is not None:
+                self._learn(aw, False, now)
         return n
 
     def expire(self, now: float | None = None) -> int:
@@ -673,8 +879,15 @@ class Engine:
         with self._lock:
             s = self._state_header()
             meta, arrays = self._pending.to_columns(len(self.catalogue))
+            if self.objective is not None:
+                ameta, aarrays = self._awaiting_columns()
+                s["objective_state"]["awaiting_pending"] = {**ameta, "arrays": aarrays}
         s["pending"] = {**meta, "arrays": arrays}
         return s
+
+    def _awaiting_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return PendingStore([a.rec for a in self._awaiting.values()]).to_columns(
+            len(self.catalogue))
 
     def _state_header(self) -> dict[str, Any]:
         """Everything but the pending decisions (call under the lock)."""
@@ -692,6 +905,13 @@ class Engine:
             "fairness": None if self.fairness is None else self.fairness.state_dict(),
             "caps": None if self.caps is None else self.caps.state_dict(),
             "stats": dict(self.stats),
+            **({} if self.objective is None else {"objective_state": {
+                "objective": self.objective.to_dict(),
+                "floor": None if self._floor is None else self._floor.state_dict(),
+                "returned": sorted(self._returned),
+                "awaiting": [[k_, a.value, a.purchased, a.revenue, a.discount, a.defaulted]
+                             for k_, a in self._awaiting.items()],
+                "awaiting_due": [list(d) for d in self._awaiting_due]}}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -711,6 +931,26 @@ class Engine:
             pending = PendingStore.from_columns(state["pending"], state["pending"]["arrays"])
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"pending: unreadable pending decisions ({exc!r})") from exc
+        obj_state = state.get("objective_state")
+        if (obj_state is None) != (self.objective is None):
+            raise ValueError("objective_state: the saved engine and this one differ in whether "
+                             "a weighted objective is configured")
+        awaiting: dict[str, _Awaiting] = {}
+        if obj_state is not None:
+            if obj_state.get("objective") != self.objective.to_dict():  # type: ignore[union-attr]
+                raise ValueError("objective_state: saved with a different objective")
+            try:
+                ap = obj_state["awaiting_pending"]
+                recs = {r.id: r for r in PendingStore.from_columns(ap, ap["arrays"])}
+                for id_, value, bought, revenue, disc, dflt in obj_state["awaiting"]:
+                    awaiting[id_] = _Awaiting(recs[id_], float(value), bool(bought),
+                                              float(revenue), float(disc), bool(dflt))
+                due = [(float(t_), str(i_)) for t_, i_ in obj_state["awaiting_due"]]
+                returned = {str(r) for r in obj_state["returned"]}
+                if (obj_state["floor"] is None) != (self._floor is None):
+                    raise ValueError("floor: differs in whether a conversion floor is set")
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise ValueError(f"objective_state: unreadable ({exc!r})") from exc
         with self._lock:
             self.policy.load_state_dict(state["policy"])
             self._counter = int(state["counter"])
@@ -724,6 +964,14 @@ class Engine:
             if self.caps is not None:
                 self.caps.load_state_dict(state["caps"])
             self.stats = dict(state["stats"])
+            if obj_state is not None:
+                self._awaiting = awaiting
+                self._awaiting_due = due
+                heapq.heapify(self._awaiting_due)
+                self._returned = returned
+                if self._floor is not None:
+                    self._floor.load_state_dict(obj_state["floor"])
+            self._explanations = {}  # explanations are not state: they end with a restart
 
     def capture_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """A consistent copy of the state (JSON-able header, arrays), taken under the lock;
@@ -731,8 +979,13 @@ class Engine:
         with self._lock:
             s = self._state_header()
             meta, pending = self._pending.to_columns(len(self.catalogue))
+            if self.objective is not None:
+                ameta, aarrays = self._awaiting_columns()
+                s["objective_state"]["awaiting_pending"] = ameta
         s["pending"] = meta
         arrays = {f"p_{k}": v for k, v in pending.items()}
+        if self.objective is not None:
+            arrays.update({f"a_{k}": v for k, v in aarrays.items()})
         policy_arrays = s["policy"].pop("arrays")
         arrays.update({f"policy_{k}": v for k, v in policy_arrays.items()})
         return s, arrays
@@ -763,6 +1016,9 @@ class Engine:
             s["policy"]["arrays"] = {k[7:]: v for k, v in arrays.items()
                                      if k.startswith("policy_")}
             s["pending"]["arrays"] = {k[2:]: v for k, v in arrays.items() if k.startswith("p_")}
+            if "objective_state" in s:
+                s["objective_state"]["awaiting_pending"]["arrays"] = {
+                    k[2:]: v for k, v in arrays.items() if k.startswith("a_")}
         except (ValueError, OSError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state: unreadable engine state ({exc})") from exc
         self.load_state_dict(s)

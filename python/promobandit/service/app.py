@@ -86,7 +86,8 @@ def _decision(d: EngineDecision) -> dict[str, Any]:
             "propensity": prop if prop == prop else None, "policy_version": d.policy_version,
             "price": d.price, "discount_cost": d.discount_cost,
             "items": None if d.items is None else d.items.tolist(),
-            "item_probs": None if d.item_probs is None else d.item_probs.tolist()}
+            "item_probs": None if d.item_probs is None else d.item_probs.tolist(),
+            **({} if d.explanation is None else {"explanation": d.explanation.to_dict()})}
 
 
 def _error_body(errors: list[Any]) -> tuple[int, bytes]:
@@ -151,8 +152,14 @@ class WriteRoutes:
 
     async def decide(self, body: bytes) -> tuple[int, bytes]:
         svc = self.service
-        return await self._write(self.s.DecideRequest, body, svc.prepare_decide,
-                                 svc.apply_decide, _decision)
+
+        def prepare(req: Any) -> Any:
+            p = svc.prepare_decide(req)
+            p.explain = req.explain
+            return p
+
+        return await self._write(self.s.DecideRequest, body, prepare, svc.apply_decide,
+                                 _decision)
 
     async def decide_batch(self, body: bytes) -> tuple[int, bytes]:
         svc = self.service

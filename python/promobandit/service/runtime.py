@@ -145,6 +145,7 @@ class PreparedDecide:
     payload: bytes
     decision_id: str = ""
     request_tag: str = ""
+    explain: bool = False  # the request asked for the explanation (changes no state)
 
 
 @dataclasses.dataclass
@@ -495,7 +496,7 @@ class DecisionService:
             self.engine.preset_ids = [p.decision_id]
             try:
                 d = self.engine.decide(p.user, context=p.context, basket=p.basket,
-                                       group=p.group, now=now)
+                                       group=p.group, now=now, explain=p.explain)
             finally:
                 self.engine.preset_ids = []
             if p.request_tag:

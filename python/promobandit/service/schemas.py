@@ -43,6 +43,10 @@ class Decision(_Out):
                                  "coupon's face value)")
     items: list[int] | None = None
     item_probs: list[float] | None = None
+    explanation: dict[str, Any] | None = Field(
+        default=None, description="with \"explain\": true, why this offer: every offer's "
+        "price, discount cost, eligibility with the rules that excluded it, the policy's mean, "
+        "sd, sample and levers, and a one-sentence reason (promobandit.engine.explain)")
 
 
 class DecideBatchResponse(_Out):
@@ -166,6 +170,8 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
                                              max_length=limits.max_candidates)
         basket: Basket | None = None
         group: str = Field(default="", max_length=id_len, description="fairness group")
+        explain: bool = Field(default=False, description="return the decision's explanation "
+                              "(computed from the state the decision used; costs only when on)")
 
         @field_validator("candidates")
         @classmethod

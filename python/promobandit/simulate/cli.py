@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim.add_argument("--abtest", action=argparse.BooleanOptionalAction, default=None,
                      help="also run the A/B test of [abtest] (default: on; its control, "
                           "treatment, weights and salt are set in the config)")
+    sim.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the profit / conversion / retention sweep of [tradeoff] "
+                          "and explain who got which offer (default: on)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=run)
 
@@ -90,6 +93,8 @@ def build_config(args: argparse.Namespace) -> Any:
         flags["policies"] = [p.strip() for p in args.policies.split(",") if p.strip()]
     if args.abtest is not None:
         flags["abtest"] = {"enabled": args.abtest}
+    if getattr(args, "tradeoff", None) is not None:
+        flags["tradeoff"] = {"enabled": args.tradeoff}
     return SimulationConfig.from_dict(flags, cfg) if flags else cfg
 
 
@@ -112,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     n_runs = len(cfg.specs())
     stages = ("behaviour history", "two-tower recommender", "sessions and lists", "policies",
-              *(("A/B test",) if cfg.abtest.enabled else ()))
+              *(("A/B test",) if cfg.abtest.enabled else ()),
+              *(("trade-off",) if cfg.tradeoff.enabled else ()))
     bar = tqdm(total=len(stages) - 1 + n_runs + 1, desc="simulate", unit="step",
                disable=args.no_progress, file=sys.stderr, leave=False,
                bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
@@ -130,10 +136,19 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = simulate(cfg, log_root=logs, progress=stage, on_run=done)
+        sections: list[str] = []
+        tradeoff = ""
+        if cfg.tradeoff.enabled:
+            from .pareto import report_sections
+
+            stage("trade-off")
+            t0 = time.perf_counter()
+            sections, tradeoff = report_sections(cfg.tradeoff, cfg.seed)
+            result.timings["trade-off"] = time.perf_counter() - t0
         bar.set_postfix_str("report")
         t0 = time.perf_counter()
         summary = summarise(result)
-        path = write_report(result, out, summary)
+        path = write_report(result, out, summary, sections)
         result.timings["report"] = time.perf_counter() - t0
         bar.update(1)
     finally:
@@ -145,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
           f"{cfg.fairness.max_gap:.0%} by {cfg.fairness.group} for +fairness)\n")
     print(summary_text(summary))
     print("\n" + verdict(summary) + "\n")
+    if tradeoff:
+        print(tradeoff + "\n")
     total = time.perf_counter() - t_start
     print(f"report: {path}\ndecision logs: {logs}\ntime: {total:.1f} s ("
           + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")")

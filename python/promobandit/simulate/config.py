@@ -19,6 +19,8 @@ the embedded default is ``default_config()``, ``--quick`` is ``quick_config()``)
     [fairness]         # FairnessSection (used by policies with +fairness)
     [report]           # ReportSettings
     [abtest]           # ABTestSection: an A/B test of two policies on split shoppers
+    [tradeoff]         # TradeoffSection: profit / conversion / retention sweep and
+                       # "who got which offer, and why" (the retention world)
     [catalogue]        # an offer catalogue (promobandit.offers.Catalogue.from_dict schema);
                        # default: promobandit.offers.default_catalogue()
     [policy_settings.<name>]   # config keywords of a policy, e.g. [policy_settings.lints] v = 0.5
@@ -266,6 +268,42 @@ class ABTestSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class TradeoffSection:
+    """The report's trade-off between profit, conversion and retention, and its "who got
+    which offer, and why", run in the retention world (promobandit.simulate.retention,
+    pareto, explain_report) with the run's seed.
+
+    enabled: run it (true by default).
+    retention_weights: EUR per returning shopper of each retention run (0: profit alone).
+    conversion_weights: EUR per purchase of each conversion run.
+    n_shoppers, days: the retention world's size. bootstrap: resamples of each point's
+    intervals (percentile bootstrap over shoppers, 95%).
+    """
+
+    enabled: bool = True
+    retention_weights: tuple[float, ...] = (0.0, 10.0, 20.0, 40.0, 80.0)
+    conversion_weights: tuple[float, ...] = (10.0, 20.0, 40.0)
+    n_shoppers: int = 600
+    days: float = 42.0
+    bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled: expected true or false, got {self.enabled!r}")
+        for name in ("retention_weights", "conversion_weights"):
+            ws = getattr(self, name)
+            if isinstance(ws, (str, bytes)) or not isinstance(ws, (tuple, list)):
+                raise ValueError(f"{name}: expected a list of weights, got {ws!r}")
+            object.__setattr__(self, name, tuple(
+                check_range(f"{name}[{i}]", w, 0.0) for i, w in enumerate(ws)))
+        if not self.retention_weights:
+            raise ValueError("retention_weights: expected at least one weight")
+        check_int("n_shoppers", self.n_shoppers, 1)
+        check_range("days", self.days, 0.0, lo_open=True)
+        check_int("bootstrap", self.bootstrap, 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """Everything `promobandit simulate` runs (see the module for the file format).
 
@@ -292,6 +330,7 @@ class SimulationConfig:
     learner_offers: tuple[str, ...] | None = None
     features: tuple[str, ...] | None = DEFAULT_FEATURES
     abtest: ABTestSection = dataclasses.field(default_factory=ABTestSection)
+    tradeoff: TradeoffSection = dataclasses.field(default_factory=TradeoffSection)
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, 0)
@@ -443,7 +482,7 @@ class SimulationConfig:
         sections = {"market": MarketConfig, "recommender": RecommenderSettings,
                     "engine": EngineSection, "budget": BudgetSection,
                     "fairness": FairnessSection, "report": ReportSettings,
-                    "abtest": ABTestSection}
+                    "abtest": ABTestSection, "tradeoff": TradeoffSection}
         scalars = ("seed", "days", "step_minutes", "workers", "policies", "learner_offers",
                    "features")
         known = sorted([*scalars, *sections, "catalogue", "policy_settings"])
@@ -518,4 +557,7 @@ def quick_config() -> SimulationConfig:
         market=dataclasses.replace(base.market, n_users=2500, n_items=240, history_days=14.0),
         recommender=dataclasses.replace(base.recommender, epochs=1, max_eval_users=500,
                                         validation_days=2.0),
-        budget=dataclasses.replace(base.budget, daily=400.0))
+        budget=dataclasses.replace(base.budget, daily=400.0),
+        tradeoff=dataclasses.replace(base.tradeoff, n_shoppers=300, days=28.0,
+                                     retention_weights=(0.0, 20.0, 40.0),
+                                     conversion_weights=(20.0,)))

@@ -765,8 +765,10 @@ probability at {level}.{full} The per-shopper table is in <code>abtest.csv</code
 """
 
 
-def render_html(result: SimulationResult, s: Summary, figures: dict[str, str]) -> str:
-    """The report page (self-contained: inline CSS and SVG, no scripts)."""
+def render_html(result: SimulationResult, s: Summary, figures: dict[str, str],
+                extra_sections: Sequence[str] = ()) -> str:
+    """The report page (self-contained: inline CSS and SVG, no scripts). extra_sections:
+    HTML sections placed before "Run" (e.g. simulate.pareto.report_sections)."""
     cfg = result.config
     level = f"{100 * s.confidence:.0f}%"
     head = ("<tr><th>policy</th><th>profit [" + level + " CI]</th><th>vs best fixed ["
@@ -848,6 +850,7 @@ between new and returning shoppers, in percentage points.</p>
      "(shown in the run) and the true tastes (the ceiling).")}
 <p class="note">Clicks come before the offer in this market (the offer is made on the
 clicked item's page), so every policy met the same clicks: {s.ctr:.1%} of sessions.</p>
+{"".join(extra_sections)}
 <h2>Run</h2>
 <p class="note">Timings: {html.escape(timing)}. Decision logs (Parquet, one folder per
 policy) are in <code>logs/</code> next to this page.</p>
@@ -871,12 +874,13 @@ def _jsonable(s: Summary) -> dict[str, Any]:
 
 
 def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
-                 summary: Summary | None = None) -> str:
+                 summary: Summary | None = None, extra_sections: Sequence[str] = ()) -> str:
     """Writes index.html, summary.csv, summary.json and, with an A/B test, abtest.csv
-    (one row per shopper in the experiment) into out_dir; returns the HTML path."""
+    (one row per shopper in the experiment) into out_dir; returns the HTML path.
+    extra_sections: HTML sections added to the page (see render_html)."""
     s = summarise(result) if summary is None else summary
     os.makedirs(out_dir, exist_ok=True)
-    page = render_html(result, s, plots(result, s))
+    page = render_html(result, s, plots(result, s), extra_sections)
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)
