@@ -111,38 +111,37 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
   }
 }
 
-// The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), lowest id on ties.
+inline double lin_ucb_score(const LinParams& p, const double* bias, const LinScratch& w,
+                            int64_t a) {
+  return w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
+}
+
+// The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), exact ties broken at
+// random from `ties` (a cold start ties every arm); *n_tied gets the number tied.
 inline int64_t lin_ucb_best(const LinParams& p, const LinState& s, const uint8_t* mask,
-                            const double* bias, const LinScratch& w) {
-  int64_t best = -1;
-  double best_v = -std::numeric_limits<double>::infinity();
+                            const double* bias, const LinScratch& w, Stream& ties,
+                            int64_t* n_tied) {
+  TieArgmax am;
   for (int64_t a = 0; a < s.n_arms; ++a) {
-    if (!lin_eligible(s, mask, a)) continue;
-    const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
-    if (best < 0 || score > best_v) {
-      best = a;
-      best_v = score;
-    }
+    if (lin_eligible(s, mask, a)) am.offer(a, lin_ucb_score(p, bias, w, a), ties);
   }
-  return best;
+  *n_tied = am.count;
+  return am.best;
 }
 
 // One Thompson draw: every eligible arm's score theta~.x ~ N(mean, v^2 var) (+ bias),
-// drawn in arm order from `rs`; returns the arm with the highest (lowest id on ties).
+// drawn in arm order from `rs`; returns the arm with the highest, exact ties broken
+// from `ties` (which may be `rs` itself).
 inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t* mask,
-                           const double* bias, const LinScratch& w, Stream& rs) {
-  int64_t best = -1;
-  double best_v = -std::numeric_limits<double>::infinity();
+                           const double* bias, const LinScratch& w, Stream& rs, Stream& ties) {
+  TieArgmax am;
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!lin_eligible(s, mask, a)) continue;
     const double score =
         w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal() + bias_of(bias, a);
-    if (best < 0 || score > best_v) {
-      best = a;
-      best_v = score;
-    }
+    am.offer(a, score, ties);
   }
-  return best;
+  return am.best;
 }
 
 // LinTS propensity of `arm` at decision t, given the moments in w: the share of
@@ -157,7 +156,7 @@ inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uin
   int64_t wins = 0, k_elig = 0;
   for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
   for (int64_t m = 0; m < p.propensity_draws; ++m) {
-    wins += (lin_ts_draw(p, s, mask, bias, w, rp) == arm) ? 1 : 0;
+    wins += (lin_ts_draw(p, s, mask, bias, w, rp, rp) == arm) ? 1 : 0;
   }
   return (static_cast<double>(wins) + 1.0) /
          (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
@@ -172,13 +171,16 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
   lin_moments(s, mask, x, w);
   int64_t best = -1;
   double prop = 1.0;
+  Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
   if (p.kind == kLinUCB) {
-    best = lin_ucb_best(p, s, mask, bias, w);
+    int64_t n_tied;
+    best = lin_ucb_best(p, s, mask, bias, w, ties, &n_tied);
+    prop = 1.0 / static_cast<double>(n_tied);
   } else {
     // theta~ ~ N(theta, v^2 A^{-1}) gives theta~ . x ~ N(mean, v^2 var): draw the
     // score directly, the same decision distribution at O(K) draws instead of O(K d).
     Stream rs(p.seed, t, kPurposeDecision);
-    best = lin_ts_draw(p, s, mask, bias, w, rs);
+    best = lin_ts_draw(p, s, mask, bias, w, rs, ties);
     prop = lin_ts_propensity(p, s, mask, bias, w, t, best);
   }
   return {best, prop};
@@ -193,14 +195,22 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   const int64_t K = s.n_arms;
   lin_moments(s, mask, x, w);
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
-  if (p.kind == kLinUCB) {
-    out[lin_ucb_best(p, s, mask, bias, w)] = 1.0;
+  if (p.kind == kLinUCB) {  // the tied maxima share the choice equally
+    Stream ties(p.seed, stream, kPurposeTie);
+    int64_t n_tied;
+    const int64_t best = lin_ucb_best(p, s, mask, bias, w, ties, &n_tied);
+    const double top = lin_ucb_score(p, bias, w, best);
+    for (int64_t a = 0; a < K; ++a) {
+      if (lin_eligible(s, mask, a) && lin_ucb_score(p, bias, w, a) == top) {
+        out[a] = 1.0 / static_cast<double>(n_tied);
+      }
+    }
     return;
   }
   Stream rp(p.seed, stream, kPurposeEvaluation);
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
-  for (int64_t m = 0; m < draws; ++m) out[lin_ts_draw(p, s, mask, bias, w, rp)] += 1.0;
+  for (int64_t m = 0; m < draws; ++m) out[lin_ts_draw(p, s, mask, bias, w, rp, rp)] += 1.0;
   const double denom = static_cast<double>(draws) + static_cast<double>(k_elig);
   for (int64_t a = 0; a < K; ++a) {
     if (lin_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;

@@ -16,7 +16,16 @@ import numpy as np
 
 from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB
 from .linalg import dot, spd_inverse, symv
-from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, normal, stream_new
+from .rng import (
+    PURPOSE_DECISION,
+    PURPOSE_EVALUATION,
+    PURPOSE_PROPENSITY,
+    PURPOSE_TIE,
+    no_stream,
+    normal,
+    stream_new,
+    tie_replaces,
+)
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -51,10 +60,12 @@ def moments(A_inv, theta, active, mask, x, mean, var, u):
 
 
 @nb.njit(**_JIT)
-def ucb_best(exploration, active, mask, bias, mean, var):
-    """Mirrors lin_ucb_best."""
+def ucb_best(exploration, seed, t, active, mask, bias, mean, var):
+    """Mirrors lin_ucb_best with the tie stream (seed, t, tie): (arm, number tied, top)."""
     best = -1
     best_v = -np.inf
+    count = 0
+    ties = no_stream()
     for a in range(mean.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -62,14 +73,24 @@ def ucb_best(exploration, active, mask, bias, mean, var):
         if best < 0 or score > best_v:
             best = a
             best_v = score
-    return best
+            count = 1
+        elif score == best_v:
+            count += 1
+            if ties.shape[0] == 0:
+                ties = stream_new(seed, t, PURPOSE_TIE)
+            if tie_replaces(ties, count):
+                best = a
+    return best, count, best_v
 
 
 @nb.njit(**_JIT)
-def ts_draw(exploration, active, mask, bias, mean, var, st):
-    """Mirrors lin_ts_draw: one Thompson draw of every eligible score, the argmax."""
+def ts_draw_ties(exploration, active, mask, bias, mean, var, st, seed, t, own_ties):
+    """Mirrors lin_ts_draw: one Thompson draw of every eligible score, the argmax; exact
+    ties from `st` itself when own_ties, else from the tie stream (seed, t, tie)."""
     best = -1
     best_v = -np.inf
+    count = 0
+    ties = st if own_ties else no_stream()
     for a in range(mean.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -77,7 +98,20 @@ def ts_draw(exploration, active, mask, bias, mean, var, st):
         if best < 0 or score > best_v:
             best = a
             best_v = score
+            count = 1
+        elif score == best_v:
+            count += 1
+            if ties.shape[0] == 0:
+                ties = stream_new(seed, t, PURPOSE_TIE)
+            if tie_replaces(ties, count):
+                best = a
     return best
+
+
+@nb.njit(**_JIT)
+def ts_draw(exploration, active, mask, bias, mean, var, st):
+    """lin_ts_draw(..., rs, rs): ties from the drawing stream itself (estimates)."""
+    return ts_draw_ties(exploration, active, mask, bias, mean, var, st, 0, 0, True)
 
 
 @nb.njit(**_JIT)
@@ -104,10 +138,11 @@ def choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, 
     moments(A_inv, theta, active, mask, x, mean, var, u)
     prop = 1.0
     if kind == LIN_UCB:
-        best = ucb_best(exploration, active, mask, bias, mean, var)
+        best, n_tied, _ = ucb_best(exploration, seed, t, active, mask, bias, mean, var)
+        prop = 1.0 / float(n_tied)
     else:
-        best = ts_draw(exploration, active, mask, bias, mean, var,
-                       stream_new(seed, t, PURPOSE_DECISION))
+        best = ts_draw_ties(exploration, active, mask, bias, mean, var,
+                            stream_new(seed, t, PURPOSE_DECISION), seed, t, False)
         prop = ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, best)
     return best, prop
 
@@ -154,7 +189,10 @@ def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, activ
     for a in range(k):
         out[a] = 0.0
     if kind == LIN_UCB:
-        out[ucb_best(exploration, active, mask, bias, mean, var)] = 1.0
+        _, n_tied, top = ucb_best(exploration, seed, stream, active, mask, bias, mean, var)
+        for a in range(k):
+            if active[a] and mask[a] and mean[a] + exploration * math.sqrt(var[a]) + bias[a] == top:
+                out[a] = 1.0 / float(n_tied)
         return
     st = stream_new(seed, stream, PURPOSE_EVALUATION)
     k_elig = 0

@@ -24,7 +24,18 @@ from .codes import (
     UCB1,
     UCB_TUNED,
 )
-from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, beta, gamma, normal, stream_new, uniform
+from .rng import (
+    PURPOSE_DECISION,
+    PURPOSE_PROPENSITY,
+    PURPOSE_TIE,
+    beta,
+    gamma,
+    no_stream,
+    normal,
+    stream_new,
+    tie_replaces,
+    uniform,
+)
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -82,6 +93,7 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
     for _ in range(draws):
         best = -1
         best_v = -np.inf
+        count = 0
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
@@ -89,6 +101,11 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
+                count = 1
+            elif v == best_v:
+                count += 1
+                if tie_replaces(st, count):
+                    best = a
         out[best] += 1.0
     denom = float(draws) + float(k_elig)
     for a in range(k):
@@ -123,11 +140,14 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
 
 
 @nb.njit(**_JIT)
-def greedy_arm(kind, hyper, stats, active, mask, bias):
-    """Mirrors mab_greedy: (highest mean + bias arm, eligible count, its value)."""
+def greedy_arm(kind, hyper, seed, stats, active, mask, bias, t):
+    """Mirrors mab_greedy with the tie stream (seed, t, tie): (highest mean + bias arm,
+    eligible count, its value, number of arms tied at it)."""
     greedy = -1
     greedy_v = -np.inf
     k_elig = 0
+    count = 0
+    ties = no_stream()
     for a in range(stats.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -136,7 +156,44 @@ def greedy_arm(kind, hyper, stats, active, mask, bias):
         if greedy < 0 or v > greedy_v:
             greedy = a
             greedy_v = v
-    return greedy, k_elig, greedy_v
+            count = 1
+        elif v == greedy_v:
+            count += 1
+            if ties.shape[0] == 0:
+                ties = stream_new(seed, t, PURPOSE_TIE)
+            if tie_replaces(ties, count):
+                greedy = a
+    return greedy, k_elig, greedy_v, count
+
+
+@nb.njit(**_JIT)
+def ucb_log_total(stats, active):
+    """Mirrors mab_ucb_log_total."""
+    total = 0.0
+    for a in range(stats.shape[0]):
+        if active[a]:
+            total += stats[a, 0]
+    return math.log(total if total > 1.0 else 1.0)
+
+
+@nb.njit(**_JIT)
+def ucb_score(kind, hyper, stats, bias, a, log_total):
+    """Mirrors mab_ucb_score: +inf for an arm never updated."""
+    n = stats[a, 0]
+    if not (n > 0.0):
+        return np.inf
+    mean = stats[a, 1] / n
+    if kind == UCB1:
+        bonus = hyper[0] * math.sqrt(2.0 * log_total / n)
+    else:
+        var = stats[a, 2] / n - mean * mean
+        if var < 0.0:
+            var = 0.0
+        v = var + math.sqrt(2.0 * log_total / n)
+        if v > 0.25:
+            v = 0.25
+        bonus = hyper[0] * math.sqrt(log_total / n * v)
+    return mean + bonus + bias[a]
 
 
 @nb.njit(**_JIT)
@@ -150,50 +207,35 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
     for Thompson sampling, which select and select_batch fill in)."""
     k = stats.shape[0]
     st = stream_new(seed, t, PURPOSE_DECISION)
+    ties = no_stream()  # the tie stream (seed, t, tie), made at the first tie
     best = -1
     prop = 1.0
-    if kind == BETA_TS or kind == GAUSSIAN_TS:
+    if kind == BETA_TS or kind == GAUSSIAN_TS or kind == UCB1 or kind == UCB_TUNED:
+        thompson = kind == BETA_TS or kind == GAUSSIAN_TS
+        log_total = 0.0 if thompson else ucb_log_total(stats, active)
         best_v = -np.inf
+        count = 0
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
+            if thompson:
+                v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
+            else:
+                v = ucb_score(kind, hyper, stats, bias, a, log_total)
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
-        prop = np.nan
-    elif kind == UCB1 or kind == UCB_TUNED:
-        total = 0.0
-        for a in range(k):
-            if active[a]:
-                total += stats[a, 0]
-        log_total = math.log(total if total > 1.0 else 1.0)
-        best_v = -np.inf
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            n = stats[a, 0]
-            if not (n > 0.0):
-                best = a
-                break
-            mean = stats[a, 1] / n
-            if kind == UCB1:
-                bonus = hyper[0] * math.sqrt(2.0 * log_total / n)
-            else:
-                var = stats[a, 2] / n - mean * mean
-                if var < 0.0:
-                    var = 0.0
-                v = var + math.sqrt(2.0 * log_total / n)
-                if v > 0.25:
-                    v = 0.25
-                bonus = hyper[0] * math.sqrt(log_total / n * v)
-            score = mean + bonus + bias[a]
-            if best < 0 or score > best_v:
-                best = a
-                best_v = score
-        prop = 1.0
+                count = 1
+            elif v == best_v:
+                count += 1
+                if ties.shape[0] == 0:
+                    ties = stream_new(seed, t, PURPOSE_TIE)
+                if tie_replaces(ties, count):
+                    best = a
+        prop = np.nan if thompson else 1.0 / float(count)
     elif kind == EPSILON_GREEDY:
-        greedy, k_elig, _ = greedy_arm(kind, hyper, stats, active, mask, bias)
+        greedy, k_elig, greedy_v, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask,
+                                                      bias, t)
         eps = hyper[0]
         u_explore = uniform(st)
         u_arm = uniform(st)
@@ -210,10 +252,11 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
                 j -= 1
         else:
             best = greedy
-        prop = eps / float(k_elig) + ((1.0 - eps) if best == greedy else 0.0)
+        tied = expectation(kind, hyper, stats, best) + bias[best] == greedy_v
+        prop = eps / float(k_elig) + ((1.0 - eps) / float(n_tied) if tied else 0.0)
     else:  # SOFTMAX
         tau = hyper[0]
-        _, _, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
+        _, _, vmax, _ = greedy_arm(kind, hyper, seed, stats, active, mask, bias, t)
         z = 0.0
         for a in range(k):
             if not (active[a] and mask[a]):
@@ -262,15 +305,28 @@ def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask
     for a in range(k):
         out[a] = 0.0
     if kind == UCB1 or kind == UCB_TUNED:
-        arm, _ = choose(kind, hyper, seed, stats, active, mask, bias, 0)
-        out[arm] = 1.0
+        log_total = ucb_log_total(stats, active)
+        top = -np.inf
+        count = 0
+        for a in range(k):
+            if active[a] and mask[a]:
+                v = ucb_score(kind, hyper, stats, bias, a, log_total)
+                if count == 0 or v > top:
+                    top = v
+                    count = 1
+                elif v == top:
+                    count += 1
+        for a in range(k):
+            if active[a] and mask[a] and ucb_score(kind, hyper, stats, bias, a, log_total) == top:
+                out[a] = 1.0 / float(count)
         return
-    greedy, k_elig, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
+    _, k_elig, vmax, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask, bias, 0)
     if kind == EPSILON_GREEDY:
         for a in range(k):
             if active[a] and mask[a]:
                 out[a] = hyper[0] / float(k_elig)
-        out[greedy] += 1.0 - hyper[0]
+                if expectation(kind, hyper, stats, a) + bias[a] == vmax:
+                    out[a] += (1.0 - hyper[0]) / float(n_tied)
         return
     z = 0.0
     for a in range(k):

@@ -35,7 +35,9 @@ class LinearConfig(PolicyConfig):
 @dataclasses.dataclass(frozen=True)
 class LinUCBConfig(LinearConfig):
     """alpha (>= 0): width of the upper bound, score = theta.x + alpha * sqrt(x' A^-1 x).
-    The choice is deterministic, so the propensity is 1."""
+    The choice is deterministic except between exactly tied scores (a cold start ties
+    every arm), broken uniformly at random from the policy's stream (seed, decision,
+    tie): the propensity is 1, or 1/m when m arms tie."""
 
     alpha: float = 1.0
 
