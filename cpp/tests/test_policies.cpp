@@ -12,6 +12,7 @@
 #include "check.hpp"
 #include "promobandit/linear.hpp"
 #include "promobandit/multiarmed.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -475,7 +476,24 @@ void test_tie_argmax() {
   CHECK(am.best == 3 && am.count == 1 && untouched.next_u32() == fresh.next_u32());
 }
 
+// Quadrature propensities: symmetric arms share 1/K; two normal scores give the closed
+// form P(X_0 > X_1) = Phi((m0 - m1) / sqrt(s0^2 + s1^2)); every set sums to 1.
+void test_quadrature() {
+  const int64_t K = 5;
+  std::vector<double> a(K, 3.0), b(K, 7.0), c(K, 0.0), out(K);
+  std::vector<int64_t> arms = {0, 1, 2, 3, 4};
+  quad_max_propensities(kQuadBeta, a.data(), b.data(), c.data(), arms.data(), K, out.data());
+  for (int64_t i = 0; i < K; ++i) CHECK(std::fabs(out[i] - 0.2) < 1e-6);
+  const double m[2] = {0.3, 0.1}, sd[2] = {0.2, 0.1}, z[2] = {0.0, 0.0};
+  const int64_t two[2] = {0, 1};
+  double o2[2];
+  quad_max_propensities(kQuadNormal, m, sd, z, two, 2, o2);
+  const double want = 0.5 * std::erfc(-(0.2 / std::sqrt(0.05)) / std::sqrt(2.0));
+  CHECK(std::fabs(o2[0] - want) < 1e-6 && std::fabs(o2[0] + o2[1] - 1.0) < 1e-12);
+}
+
 int main() {
+  test_quadrature();
   test_tie_argmax();
   test_codes();
   test_lin_scratch_layout();

@@ -20,6 +20,7 @@
 #include "promobandit/linalg.hpp"
 #include "promobandit/multiarmed.hpp"  // bias_of
 #include "promobandit/parallel.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -43,6 +44,9 @@ struct LinParams {
   int64_t refresh_every = 64;  // exact refresh of an arm's inverse after this many of its updates
   int64_t propensity_draws = 0;
   uint64_t seed = 0;
+  // kPropensityQuadrature: LinTS propensities exact by quadrature over the normal
+  // scores (quadrature.hpp) instead of counted over propensity_draws draws.
+  int propensity_method = kPropensityDraws;
 };
 
 struct LinState {
@@ -144,6 +148,39 @@ inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t*
   return am.best;
 }
 
+// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
+// the others). The scores are N(mean + bias, v^2 var): quadrature when every sd is
+// positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and
+// the tied maxima share it; returns false for a mix of zero and positive sds, which
+// the callers then estimate by draws.
+inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
+                              const double* bias, const LinScratch& w, double* out) {
+  const int64_t K = s.n_arms;
+  std::vector<double> m(K), sd(K), zero(K, 0.0);
+  std::vector<int64_t> arms(K);
+  int64_t n = 0, n_zero = 0;
+  for (int64_t a = 0; a < K; ++a) {
+    out[a] = 0.0;
+    if (!lin_eligible(s, mask, a)) continue;
+    m[n] = w.mean[a] + bias_of(bias, a);
+    sd[n] = p.exploration * std::sqrt(w.var[a]);
+    n_zero += sd[n] > 0.0 ? 0 : 1;
+    arms[n] = a;
+    ++n;
+  }
+  if (n_zero == n) {
+    double top = m[0];
+    for (int64_t i = 1; i < n; ++i) top = m[i] > top ? m[i] : top;
+    int64_t tied = 0;
+    for (int64_t i = 0; i < n; ++i) tied += m[i] == top ? 1 : 0;
+    for (int64_t i = 0; i < n; ++i) out[arms[i]] = m[i] == top ? 1.0 / static_cast<double>(tied) : 0.0;
+    return true;
+  }
+  if (n_zero > 0) return false;
+  quad_max_propensities(kQuadNormal, m.data(), sd.data(), zero.data(), arms.data(), n, out);
+  return true;
+}
+
 // LinTS propensity of `arm` at decision t, given the moments in w: the share of
 // p.propensity_draws score draws on the stream (seed, t, propensity) that `arm` wins,
 // as (wins + 1) / (draws + K_eligible), the multi-armed estimate's add-one smoothing;
@@ -152,6 +189,10 @@ inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uin
                                 const double* bias, const LinScratch& w, uint64_t t,
                                 int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (p.propensity_method == kPropensityQuadrature) {
+    std::vector<double> all(static_cast<size_t>(s.n_arms));
+    if (lin_ts_quadrature(p, s, mask, bias, w, all.data())) return all[static_cast<size_t>(arm)];
+  }
   Stream rp(p.seed, t, kPurposePropensity);
   int64_t wins = 0, k_elig = 0;
   for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
@@ -207,6 +248,12 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
     }
     return;
   }
+  // draws == 0 with the quadrature method: the exact distribution the propensities use.
+  if (draws == 0 && p.propensity_method == kPropensityQuadrature &&
+      lin_ts_quadrature(p, s, mask, bias, w, out)) {
+    return;
+  }
+  if (draws == 0) draws = 1000;  // quadrature could not run (zero and positive sds mix)
   Stream rp(p.seed, stream, kPurposeEvaluation);
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "promobandit/parallel.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -38,6 +39,9 @@ struct MabParams {
   int64_t propensity_draws = 0;    // Thompson sampling: posterior draws per estimate (0: NaN)
   int64_t propensity_refresh = 1;  // reuse an estimate for up to this many updates
   uint64_t seed = 0;
+  // kPropensityQuadrature: Beta TS propensities exact by quadrature (quadrature.hpp)
+  // instead of counted over propensity_draws draws; other kinds always count draws.
+  int propensity_method = kPropensityDraws;
 };
 
 // Views of arrays owned elsewhere (NumPy). stats is K x 3 row-major.
@@ -110,12 +114,39 @@ inline double mab_posterior_draw(const MabParams& p, const MabState& s, int64_t 
 // expression on every path, so backends agree bit for bit.
 inline double bias_of(const double* bias, int64_t a) { return bias ? bias[a] : 0.0; }
 
+// Beta TS: every eligible arm's probability of the largest draw, exact by quadrature
+// (quad_max_propensities over the Beta(alpha0 + s1, beta0 + n - s1) + bias scores); 0
+// for the others.
+inline void mab_beta_quadrature(const MabParams& p, const MabState& s, const uint8_t* mask,
+                                const double* bias, double* out) {
+  const int64_t K = s.n_arms;
+  std::vector<double> a(K), b(K), c(K);
+  std::vector<int64_t> arms(K);
+  int64_t n = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    out[k] = 0.0;
+    if (!mab_eligible(s, mask, k)) continue;
+    const double cnt = s.stats[k * 3 + 0], s1 = s.stats[k * 3 + 1];
+    a[n] = p.p[0] + s1;
+    b[n] = p.p[1] + (cnt - s1);
+    c[n] = bias_of(bias, k);
+    arms[n] = k;
+    ++n;
+  }
+  quad_max_propensities(kQuadBeta, a.data(), b.data(), c.data(), arms.data(), n, out);
+}
+
 // Draws `draws` rounds of posterior samples (purpose: propensity) and fills
 // out[a] = (wins_a + 1) / (draws + K_eligible) for eligible arms, 0 otherwise.
 // The add-one smoothing keeps every eligible arm's estimate positive, which
-// inverse-propensity estimators need; its bias is at most K / draws.
+// inverse-propensity estimators need; its bias is at most K / draws. With
+// kPropensityQuadrature (Beta TS), the exact values by quadrature instead.
 inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uint8_t* mask,
                                 const double* bias, uint64_t stream, double* out) {
+  if (p.propensity_method == kPropensityQuadrature && p.kind == kBetaTS) {
+    mab_beta_quadrature(p, s, mask, bias, out);
+    return;
+  }
   const int64_t K = s.n_arms;
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) {

@@ -16,6 +16,7 @@ import numpy as np
 
 from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB
 from .linalg import dot, spd_inverse, symv
+from .quadrature import FAMILY_NORMAL, max_propensities
 from .rng import (
     PURPOSE_DECISION,
     PURPOSE_EVALUATION,
@@ -28,6 +29,8 @@ from .rng import (
 )
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+METHOD_QUADRATURE = 1  # state.hpp's PropensityMethod
 
 
 @nb.njit(**_JIT)
@@ -115,11 +118,51 @@ def ts_draw(exploration, active, mask, bias, mean, var, st):
 
 
 @nb.njit(**_JIT)
-def ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, arm):
+def ts_quadrature(exploration, active, mask, bias, mean, var, out):
+    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
+    and positive score sds mix (the caller then counts draws)."""
+    k = mean.shape[0]
+    m = np.empty(k)
+    sd = np.empty(k)
+    zero = np.zeros(k)
+    arms = np.empty(k, dtype=np.int64)
+    n = 0
+    n_zero = 0
+    for a in range(k):
+        out[a] = 0.0
+        if not (active[a] and mask[a]):
+            continue
+        m[n] = mean[a] + bias[a]
+        sd[n] = exploration * math.sqrt(var[a])
+        n_zero += 0 if sd[n] > 0.0 else 1
+        arms[n] = a
+        n += 1
+    if n_zero == n:
+        top = m[0]
+        for i in range(1, n):
+            top = m[i] if m[i] > top else top
+        tied = 0
+        for i in range(n):
+            tied += 1 if m[i] == top else 0
+        for i in range(n):
+            out[arms[i]] = 1.0 / float(tied) if m[i] == top else 0.0
+        return True
+    if n_zero > 0:
+        return False
+    max_propensities(FAMILY_NORMAL, m, sd, zero, arms, n, out)
+    return True
+
+
+@nb.njit(**_JIT)
+def ts_propensity(exploration, draws, method, seed, active, mask, bias, mean, var, t, arm):
     """Mirrors lin_ts_propensity: (wins + 1) / (draws + K_eligible) of `arm` over
     `draws` score draws on the stream (seed, t, propensity); NaN without draws."""
     if draws <= 0:
         return np.nan
+    if method == METHOD_QUADRATURE:
+        allp = np.empty(mean.shape[0])
+        if ts_quadrature(exploration, active, mask, bias, mean, var, allp):
+            return allp[arm]
     sp = stream_new(seed, t, PURPOSE_PROPENSITY)
     wins = 0
     k_elig = 0
@@ -133,7 +176,7 @@ def ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, ar
 
 
 @nb.njit(**_JIT)
-def choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t, mean, var, u):
+def choose(kind, exploration, draws, method, seed, A_inv, theta, active, mask, bias, x, t, mean, var, u):
     """Mirrors lin_choose: decision number t for context x, state untouched."""
     moments(A_inv, theta, active, mask, x, mean, var, u)
     prop = 1.0
@@ -143,44 +186,44 @@ def choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, 
     else:
         best = ts_draw_ties(exploration, active, mask, bias, mean, var,
                             stream_new(seed, t, PURPOSE_DECISION), seed, t, False)
-        prop = ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, best)
+        prop = ts_propensity(exploration, draws, method, seed, active, mask, bias, mean, var, t, best)
     return best, prop
 
 
 @nb.njit(**_JIT)
-def choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+def choose_rows(kind, exploration, draws, method, seed, A_inv, theta, active, masks, biases, xs, t0,
                 mean, var, u, out_arms, out_props):
     """Mirrors lin_choose_rows: row i is decision number t0 + i, state untouched."""
     for i in range(xs.shape[0]):
-        arm, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+        arm, prop = choose(kind, exploration, draws, method, seed, A_inv, theta, active, masks[i],
                            biases[i], xs[i], t0 + i, mean, var, u)
         out_arms[i] = arm
         out_props[i] = prop
 
 
 @nb.njit(**_JIT)
-def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
+def select(kind, exploration, draws, method, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
            u):
     """Mirrors lin_select: one decision with the next decision number."""
     t = counters[CTR_DECISIONS]
-    best, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t,
+    best, prop = choose(kind, exploration, draws, method, seed, A_inv, theta, active, mask, bias, x, t,
                         mean, var, u)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, biases,
+def select_batch(kind, exploration, draws, method, seed, A_inv, theta, active, counters, masks, biases,
                  xs, mean, var, u, out_arms, out_props):
     """Mirrors lin_select_batch (on one thread)."""
     t0 = counters[CTR_DECISIONS]
-    choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+    choose_rows(kind, exploration, draws, method, seed, A_inv, theta, active, masks, biases, xs, t0,
                 mean, var, u, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + xs.shape[0]
 
 
 @nb.njit(**_JIT)
-def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x,
+def action_probabilities_row(kind, exploration, draws, method, seed, A_inv, theta, active, mask, bias, x,
                              stream, mean, var, u, out):
     """Mirrors lin_action_probabilities: LinUCB one-hot; LinTS (wins + 1) /
     (draws + K_eligible) over `draws` draws on the stream (seed, stream, evaluation)."""
@@ -194,6 +237,11 @@ def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, activ
             if active[a] and mask[a] and mean[a] + exploration * math.sqrt(var[a]) + bias[a] == top:
                 out[a] = 1.0 / float(n_tied)
         return
+    if draws == 0 and method == METHOD_QUADRATURE:
+        if ts_quadrature(exploration, active, mask, bias, mean, var, out):
+            return
+    if draws == 0:
+        draws = 1000
     st = stream_new(seed, stream, PURPOSE_EVALUATION)
     k_elig = 0
     for a in range(k):
@@ -208,11 +256,11 @@ def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, activ
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs,
+def action_probabilities(kind, exploration, draws, method, seed, A_inv, theta, active, masks, biases, xs,
                          mean, var, u, out):
     """Mirrors lin_action_probabilities_rows (on one thread): row i on stream i."""
     for i in range(xs.shape[0]):
-        action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+        action_probabilities_row(kind, exploration, draws, method, seed, A_inv, theta, active, masks[i],
                                  biases[i], xs[i], i, mean, var, u, out[i])
 
 

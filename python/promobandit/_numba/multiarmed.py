@@ -24,6 +24,7 @@ from .codes import (
     UCB1,
     UCB_TUNED,
 )
+from .quadrature import FAMILY_BETA, max_propensities
 from .rng import (
     PURPOSE_DECISION,
     PURPOSE_PROPENSITY,
@@ -38,6 +39,9 @@ from .rng import (
 )
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+METHOD_DRAWS = 0  # state.hpp's PropensityMethod
+METHOD_QUADRATURE = 1
 
 
 @nb.njit(**_JIT)
@@ -82,7 +86,33 @@ def posterior_draw(kind, hyper, stats, a, st):
 
 
 @nb.njit(**_JIT)
-def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream, out):
+def beta_quadrature(hyper, stats, active, mask, bias, out):
+    """Mirrors mab_beta_quadrature: exact Beta TS propensities of the eligible arms."""
+    k = stats.shape[0]
+    a = np.empty(k)
+    b = np.empty(k)
+    c = np.empty(k)
+    arms = np.empty(k, dtype=np.int64)
+    n = 0
+    for j in range(k):
+        out[j] = 0.0
+        if not (active[j] and mask[j]):
+            continue
+        cnt = stats[j, 0]
+        s1 = stats[j, 1]
+        a[n] = hyper[0] + s1
+        b[n] = hyper[1] + (cnt - s1)
+        c[n] = bias[j]
+        arms[n] = j
+        n += 1
+    max_propensities(FAMILY_BETA, a, b, c, arms, n, out)
+
+
+@nb.njit(**_JIT)
+def ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, stream, out):
+    if method == METHOD_QUADRATURE and kind == BETA_TS:
+        beta_quadrature(hyper, stats, active, mask, bias, out)
+        return
     k = stats.shape[0]
     k_elig = 0
     for a in range(k):
@@ -114,7 +144,7 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
 
 
 @nb.njit(**_JIT)
-def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask,
+def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask,
                   bias, has_bias, arm):
     if draws <= 0:
         return np.nan
@@ -122,7 +152,7 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
     updates = counters[CTR_UPDATES]
     if has_bias:
         tmp = np.empty(k)
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, tmp)
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, tmp)
         return tmp[arm]
     at = counters[CTR_PROPENSITY_AT]
     valid = at >= 0 and updates - at < refresh
@@ -132,7 +162,7 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
                 valid = False
                 break
     if not valid:
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, cache)
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
         for a in range(k):
             pmask[a] = active[a] and mask[a]
         counters[CTR_PROPENSITY_AT] = updates
@@ -282,24 +312,24 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
+def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
            has_bias):
     """Mirrors mab_select: choose with the next decision number, the Thompson propensity."""
     t = counters[CTR_DECISIONS]
     best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
     if is_thompson(kind):
-        prop = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+        prop = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
                              pmask, mask, bias, has_bias, best)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, bias, out):
+def action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask, bias, out):
     """Mirrors mab_action_probabilities: the policy's distribution over arms."""
     k = stats.shape[0]
     if is_thompson(kind):
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, counters[CTR_UPDATES],
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, counters[CTR_UPDATES],
                         out)
         return
     for a in range(k):
@@ -347,30 +377,30 @@ def choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, o
 
 
 @nb.njit(**_JIT)
-def ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+def ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
                        masks, biases, has_bias, arms, out_props):
     """Mirrors mab_ts_propensity_rows: the chosen arms' propensities in row order
     through the one-entry cache, as n single selects fill and reuse it."""
     for i in range(arms.shape[0]):
-        out_props[i] = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters,
+        out_props[i] = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
                                      cache, pmask, masks[i], biases[i], has_bias, arms[i])
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+def select_batch(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
                  masks, biases, has_bias, out_arms, out_props):
     """Mirrors mab_select_batch (on one thread): the choices, then the Thompson
     propensities in row order, then the decision counter."""
     t0 = counters[CTR_DECISIONS]
     choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
     if is_thompson(kind):
-        ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+        ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
                            pmask, masks, biases, has_bias, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + out_arms.shape[0]
 
 
 @nb.njit(**_JIT)
-def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters, masks, biases,
+def action_probabilities_rows(kind, hyper, draws, method, seed, stats, active, counters, masks, biases,
                               has_bias, out):
     """Mirrors mab_action_probabilities_rows: without a bias a row's distribution is
     computed once per distinct mask row and copied to the others (rows found by a
@@ -381,7 +411,7 @@ def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters,
     for i in range(n):
         mask = masks[i]
         if has_bias:
-            action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask,
+            action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask,
                                  biases[i], out[i])
             continue
         h = np.int64(k)
@@ -398,7 +428,7 @@ def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters,
                 for a in range(k):
                     out[i, a] = out[j, a]
                 continue
-        action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, biases[i],
+        action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask, biases[i],
                              out[i])
         if j < 0:
             seen[h] = i

@@ -75,12 +75,25 @@ class PolicyConfig:
         return dataclasses.asdict(self)
 
 
+PROPENSITY_METHODS = {"draws": 0, "quadrature": 1}  # state.hpp's PropensityMethod codes
+
+
+def check_method(method: Any) -> int:
+    """The kernel code of a propensity_method setting ("quadrature" or "draws")."""
+    if method not in PROPENSITY_METHODS:
+        raise ValueError(f"propensity_method: expected one of {sorted(PROPENSITY_METHODS)}, "
+                         f"got {method!r}")
+    return PROPENSITY_METHODS[method]
+
+
 @dataclasses.dataclass(frozen=True)
 class ThompsonConfig(PolicyConfig):
     """Settings of Thompson sampling policies.
 
     propensity_draws: posterior draws used to estimate the propensity of the
-        chosen arm (the probability that it wins the posterior draw). The
+        chosen arm (the probability that it wins the posterior draw) where the
+        propensity is estimated by draws (GaussianTS; BetaTS and LinTS with
+        propensity_method="draws"; they compute it exactly by default). The
         estimate is (wins + 1) / (draws + K_eligible): add-one smoothing keeps
         it positive for inverse-propensity estimators, at a bias of at most
         K / draws. 0 skips the estimate and returns NaN. Its standard error is
@@ -372,15 +385,18 @@ class Policy(ABC):
 
         Rows sum to 1 over the eligible arms (0 elsewhere). Exact where
         ``traits.propensity`` is "closed_form" (UCB and LinUCB one-hot, epsilon-greedy,
-        softmax, a fixed offer); estimated for Thompson sampling from `draws` posterior
-        draws (default: the config's propensity_draws), as (wins + 1) / (draws +
-        K_eligible). For non-contextual Thompson sampling this is the very estimate its
-        propensities use.
+        softmax, a fixed offer); for Thompson sampling exact by quadrature where the
+        config's propensity_method is "quadrature" (BetaTS, LinTS by default) and `draws`
+        is None or 0, else estimated from `draws` posterior draws (default: the config's
+        propensity_draws) as (wins + 1) / (draws + K_eligible). Without `draws`, this is
+        the very distribution the logged propensities come from.
         contexts: (n, d) float64 (contextual policies); masks: optional (n, K) bool;
         n: rows, for non-contextual policies without masks; biases: optional (n, K)
         score adjustments as in select. Changes no state.
         """
         d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
+        if draws is None and getattr(self.config, "propensity_method", "draws") == "quadrature":
+            d = 0  # the exact distribution, the one the logged propensities come from
         contexts = edge_float(contexts, "contexts")
         masks = edge_bool(masks, "masks")
         biases = edge_float(biases, "biases")
