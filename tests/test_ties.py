@@ -92,3 +92,21 @@ def test_epsilon_greedy_propensity_counts_the_tied_greedy_arms(backend: str) -> 
         want = 0.2 / 4 + (0.8 / 2 if a in (0, 2) else 0.0)
         assert np.allclose(props[arms == a], want)
         assert abs(np.mean(arms == a) - want) < 0.03
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ties_first_keeps_the_lowest_id_without_a_draw(name: str, backend: str) -> None:
+    kw = {"LinTS": {"v": 0.0, "propensity_draws": 0}, "EpsilonGreedy": {"epsilon": 0.0}}
+    cls = {"LinUCB": LinUCB, "LinTS": LinTS, "UCB1": UCB1, "UCBTuned": UCBTuned,
+           "EpsilonGreedy": EpsilonGreedy}[name]
+    args = (K, D) if cls.contextual else (K,)
+    p = cls(*args, seed=3, backend=backend, ties="first", **kw.get(name, {}))
+    arms, props = batch(p, 50)
+    assert (arms == 0).all()
+    if name != "LinTS":
+        assert (props == 1.0).all()
+        xs = contexts(2) if p.contextual else None
+        probs = p.action_probabilities(xs, None, None if xs is not None else 2)
+        np.testing.assert_array_equal(probs, np.eye(K)[[0, 0]])
+    with pytest.raises(ValueError, match=r"^ties"):
+        cls(*args, ties="lowest")

@@ -234,7 +234,8 @@ class Guarded {
 class MabKernel : public Guarded {
  public:
   MabKernel(int kind, double decay, std::vector<double> hyper, int64_t propensity_draws,
-            int64_t propensity_refresh, const py::dict& arrays, int propensity_method) {
+            int64_t propensity_refresh, const py::dict& arrays, int propensity_method,
+            bool first_on_ties) {
     if (!is_mab_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     if (hyper.size() > 4) throw std::invalid_argument("hyper: at most 4 hyperparameters");
     p_.kind = kind;
@@ -243,6 +244,7 @@ class MabKernel : public Guarded {
     p_.propensity_draws = propensity_draws;
     p_.propensity_refresh = propensity_refresh < 1 ? 1 : propensity_refresh;
     p_.propensity_method = check_method(propensity_method);
+    p_.first_on_ties = first_on_ties;
     set_arrays(arrays);
   }
 
@@ -403,7 +405,8 @@ class MabKernel : public Guarded {
 class LinKernel : public Guarded {
  public:
   LinKernel(int kind, double decay, double exploration, double ridge, int64_t refresh_every,
-            int64_t propensity_draws, const py::dict& arrays, int propensity_method) {
+            int64_t propensity_draws, const py::dict& arrays, int propensity_method,
+            bool first_on_ties) {
     if (!is_lin_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     p_.kind = kind;
     p_.decay = decay;
@@ -412,6 +415,7 @@ class LinKernel : public Guarded {
     p_.refresh_every = refresh_every < 1 ? 1 : refresh_every;
     p_.propensity_draws = propensity_draws;
     p_.propensity_method = check_method(propensity_method);
+    p_.first_on_ties = first_on_ties;
     set_arrays(arrays);
   }
 
@@ -649,9 +653,10 @@ void bind_policies(py::module_& m) {
   py::class_<MabKernel>(m, "MabKernel",
                         "Non-contextual bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict, int>(),
+      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict, int, bool>(),
            py::arg("kind"), py::arg("decay"), py::arg("hyper"), py::arg("propensity_draws"),
-           py::arg("propensity_refresh"), py::arg("arrays"), py::arg("propensity_method") = 0)
+           py::arg("propensity_refresh"), py::arg("arrays"), py::arg("propensity_method") = 0,
+           py::arg("first_on_ties") = false)
       .def("select", &MabKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context=None, mask=None, bias=None) -> (arm, propensity); context is ignored")
@@ -679,10 +684,10 @@ void bind_policies(py::module_& m) {
   py::class_<LinKernel>(m, "LinKernel",
                         "Disjoint linear bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict, int>(),
+      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict, int, bool>(),
            py::arg("kind"), py::arg("decay"), py::arg("exploration"), py::arg("ridge"),
            py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"),
-           py::arg("propensity_method") = 0)
+           py::arg("propensity_method") = 0, py::arg("first_on_ties") = false)
       .def("select", &LinKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context, mask=None, bias=None) -> (arm, propensity)")

@@ -47,6 +47,7 @@ struct LinParams {
   // kPropensityQuadrature: LinTS propensities exact by quadrature over the normal
   // scores (quadrature.hpp) instead of counted over propensity_draws draws.
   int propensity_method = kPropensityDraws;
+  bool first_on_ties = false;  // exact ties to the lowest id instead of at random
 };
 
 struct LinState {
@@ -121,15 +122,15 @@ inline double lin_ucb_score(const LinParams& p, const double* bias, const LinScr
 }
 
 // The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), exact ties broken at
-// random from `ties` (a cold start ties every arm); *n_tied gets the number tied.
+// random from `ties` (a cold start ties every arm); *argmax gets it with its tie count.
 inline int64_t lin_ucb_best(const LinParams& p, const LinState& s, const uint8_t* mask,
                             const double* bias, const LinScratch& w, Stream& ties,
-                            int64_t* n_tied) {
-  TieArgmax am;
+                            TieArgmax* argmax) {
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (lin_eligible(s, mask, a)) am.offer(a, lin_ucb_score(p, bias, w, a), ties);
   }
-  *n_tied = am.count;
+  *argmax = am;
   return am.best;
 }
 
@@ -138,7 +139,7 @@ inline int64_t lin_ucb_best(const LinParams& p, const LinState& s, const uint8_t
 // from `ties` (which may be `rs` itself).
 inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t* mask,
                            const double* bias, const LinScratch& w, Stream& rs, Stream& ties) {
-  TieArgmax am;
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!lin_eligible(s, mask, a)) continue;
     const double score =
@@ -173,7 +174,13 @@ inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8
     for (int64_t i = 1; i < n; ++i) top = m[i] > top ? m[i] : top;
     int64_t tied = 0;
     for (int64_t i = 0; i < n; ++i) tied += m[i] == top ? 1 : 0;
-    for (int64_t i = 0; i < n; ++i) out[arms[i]] = m[i] == top ? 1.0 / static_cast<double>(tied) : 0.0;
+    bool first = true;  // with first_on_ties only the first tied arm is ever chosen
+    for (int64_t i = 0; i < n; ++i) {
+      const bool at_top = m[i] == top;
+      out[arms[i]] = !at_top ? 0.0 : !p.first_on_ties ? 1.0 / static_cast<double>(tied)
+                                                       : first ? 1.0 : 0.0;
+      if (at_top) first = false;
+    }
     return true;
   }
   if (n_zero > 0) return false;
@@ -214,9 +221,9 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
   double prop = 1.0;
   Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
   if (p.kind == kLinUCB) {
-    int64_t n_tied;
-    best = lin_ucb_best(p, s, mask, bias, w, ties, &n_tied);
-    prop = 1.0 / static_cast<double>(n_tied);
+    TieArgmax am;
+    best = lin_ucb_best(p, s, mask, bias, w, ties, &am);
+    prop = am.share();
   } else {
     // theta~ ~ N(theta, v^2 A^{-1}) gives theta~ . x ~ N(mean, v^2 var): draw the
     // score directly, the same decision distribution at O(K) draws instead of O(K d).
@@ -238,12 +245,11 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
   if (p.kind == kLinUCB) {  // the tied maxima share the choice equally
     Stream ties(p.seed, stream, kPurposeTie);
-    int64_t n_tied;
-    const int64_t best = lin_ucb_best(p, s, mask, bias, w, ties, &n_tied);
-    const double top = lin_ucb_score(p, bias, w, best);
+    TieArgmax am;
+    lin_ucb_best(p, s, mask, bias, w, ties, &am);
     for (int64_t a = 0; a < K; ++a) {
-      if (lin_eligible(s, mask, a) && lin_ucb_score(p, bias, w, a) == top) {
-        out[a] = 1.0 / static_cast<double>(n_tied);
+      if (lin_eligible(s, mask, a) && am.shares(a, lin_ucb_score(p, bias, w, a))) {
+        out[a] = am.share();
       }
     }
     return;

@@ -42,6 +42,7 @@ struct MabParams {
   // kPropensityQuadrature: Beta TS propensities exact by quadrature (quadrature.hpp)
   // instead of counted over propensity_draws draws; other kinds always count draws.
   int propensity_method = kPropensityDraws;
+  bool first_on_ties = false;  // exact ties to the lowest id instead of at random
 };
 
 // Views of arrays owned elsewhere (NumPy). stats is K x 3 row-major.
@@ -155,7 +156,7 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
   }
   Stream rp(p.seed, stream, kPurposePropensity);
   for (int64_t m = 0; m < p.propensity_draws; ++m) {
-    TieArgmax am;  // ties (rare for draws) from the same stream
+    TieArgmax am(p.first_on_ties);  // ties (rare for draws) from the same stream
     for (int64_t a = 0; a < K; ++a) {
       if (!mab_eligible(s, mask, a)) continue;
       am.offer(a, mab_posterior_draw(p, s, a, rp) + bias_of(bias, a), rp);
@@ -197,20 +198,20 @@ inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* 
 
 // The eligible arm with the highest mean + bias and the number of eligible arms: the
 // greedy choice of epsilon-greedy, and softmax's maximum. Exact ties are broken at
-// random from `ties` (see TieArgmax); *n_tied is the number of arms tied at the maximum.
+// random from `ties` (see TieArgmax); *argmax gets the argmax with its tie count.
 inline std::pair<int64_t, int64_t> mab_greedy(const MabParams& p, const MabState& s,
                                               const uint8_t* mask, const double* bias,
                                               double* best_value, Stream& ties,
-                                              int64_t* n_tied) {
+                                              TieArgmax* argmax) {
   int64_t k_elig = 0;
-  TieArgmax am;
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!mab_eligible(s, mask, a)) continue;
     ++k_elig;
     am.offer(a, mab_expectation(p, s, a) + bias_of(bias, a), ties);
   }
   *best_value = am.value;
-  *n_tied = am.count;
+  *argmax = am;
   return {am.best, k_elig};
 }
 
@@ -257,7 +258,7 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
   switch (p.kind) {
     case kBetaTS:
     case kGaussianTS: {
-      TieArgmax am;
+      TieArgmax am(p.first_on_ties);
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
         am.offer(a, mab_posterior_draw(p, s, a, rs) + bias_of(bias, a), ties);
@@ -269,19 +270,19 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
     case kUCB1:
     case kUCBTuned: {
       const double log_total = mab_ucb_log_total(s);
-      TieArgmax am;
+      TieArgmax am(p.first_on_ties);
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
         am.offer(a, mab_ucb_score(p, s, bias, a, log_total), ties);
       }
       best = am.best;
-      prop = 1.0 / static_cast<double>(am.count);
+      prop = am.share();
       break;
     }
     case kEpsilonGreedy: {
       double greedy_v;
-      int64_t n_tied;
-      const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &greedy_v, ties, &n_tied);
+      TieArgmax gm;
+      const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &greedy_v, ties, &gm);
       const double eps = p.p[0];
       const double u_explore = rs.uniform();
       const double u_arm = rs.uniform();
@@ -300,16 +301,15 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
         best = greedy;
       }
       // The greedy share goes to the tied maxima equally.
-      const bool tied = mab_expectation(p, s, best) + bias_of(bias, best) == greedy_v;
-      prop = eps / static_cast<double>(k_elig) +
-             (tied ? (1.0 - eps) / static_cast<double>(n_tied) : 0.0);
+      const bool tied = gm.shares(best, mab_expectation(p, s, best) + bias_of(bias, best));
+      prop = eps / static_cast<double>(k_elig) + (tied ? (1.0 - eps) * gm.share() : 0.0);
       break;
     }
     case kSoftmax: {
       const double tau = p.p[0];
       double vmax;
-      int64_t n_tied;
-      mab_greedy(p, s, mask, bias, &vmax, ties, &n_tied);
+      TieArgmax gm;
+      mab_greedy(p, s, mask, bias, &vmax, ties, &gm);
       double z = 0.0;
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
@@ -369,27 +369,27 @@ inline void mab_action_probabilities(const MabParams& p, const MabState& s, cons
   Stream ties(p.seed, 0, kPurposeTie);  // only the maximum's value and tie count are read
   if (p.kind == kUCB1 || p.kind == kUCBTuned) {  // the tied maxima share the choice equally
     const double log_total = mab_ucb_log_total(s);
-    TieArgmax am;
+    TieArgmax am(p.first_on_ties);
     for (int64_t a = 0; a < K; ++a) {
       if (mab_eligible(s, mask, a)) am.offer(a, mab_ucb_score(p, s, bias, a, log_total), ties);
     }
     for (int64_t a = 0; a < K; ++a) {
-      if (mab_eligible(s, mask, a) && mab_ucb_score(p, s, bias, a, log_total) == am.value) {
-        out[a] = 1.0 / static_cast<double>(am.count);
+      if (mab_eligible(s, mask, a) && am.shares(a, mab_ucb_score(p, s, bias, a, log_total))) {
+        out[a] = am.share();
       }
     }
     return;
   }
   double vmax;
-  int64_t n_tied;
-  const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &vmax, ties, &n_tied);
+  TieArgmax gm;
+  const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &vmax, ties, &gm);
   (void)greedy;
   if (p.kind == kEpsilonGreedy) {
     for (int64_t a = 0; a < K; ++a) {
       if (!mab_eligible(s, mask, a)) continue;
       out[a] = p.p[0] / static_cast<double>(k_elig);
-      if (mab_expectation(p, s, a) + bias_of(bias, a) == vmax) {
-        out[a] += (1.0 - p.p[0]) / static_cast<double>(n_tied);
+      if (gm.shares(a, mab_expectation(p, s, a) + bias_of(bias, a))) {
+        out[a] += (1.0 - p.p[0]) * gm.share();
       }
     }
     return;

@@ -173,10 +173,16 @@ class Stream {
 // tied arms wins with probability 1/m (to 2^-32). A tie-free argmax consumes no draw,
 // so decisions without ties are those of a plain argmax. `count` ends as the number
 // of arms tied at the maximum (the 1/count is the choice's share among them).
+// With first_on_ties the first tied arm stays (the lowest id: MABWiser's rule, which
+// promobandit.compat reproduces) and no draw is made.
 struct TieArgmax {
   int64_t best = -1;
   double value = 0.0;
   int64_t count = 0;
+  bool first_on_ties = false;
+
+  TieArgmax() = default;
+  explicit TieArgmax(bool first) : first_on_ties(first) {}
 
   void offer(int64_t a, double v, Stream& ties) {
     if (best < 0 || v > value) {
@@ -185,9 +191,14 @@ struct TieArgmax {
       count = 1;
     } else if (v == value) {
       ++count;
-      if (ties.uniform32() * static_cast<double>(count) < 1.0) best = a;
+      if (!first_on_ties && ties.uniform32() * static_cast<double>(count) < 1.0) best = a;
     }
   }
+
+  // The chosen arm's share among the tied maxima: 1/count, or 1 with first_on_ties.
+  double share() const { return first_on_ties ? 1.0 : 1.0 / static_cast<double>(count); }
+  // Whether arm a (with value v) gets that share.
+  bool shares(int64_t a, double v) const { return first_on_ties ? a == best : v == value; }
 };
 
 }  // namespace promobandit

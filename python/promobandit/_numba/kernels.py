@@ -47,11 +47,12 @@ class _Guarded(ABC):
 class MabKernel(_Guarded):
     def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
                  propensity_refresh: int, arrays: dict[str, np.ndarray],
-                 propensity_method: int = 0) -> None:
+                 propensity_method: int = 0, first_on_ties: bool = False) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
-        h = np.zeros(4)
+        h = np.zeros(5)  # the kind's hyperparameters, then 1.0 for first_on_ties
         h[: len(hyper)] = hyper
+        h[4] = 1.0 if first_on_ties else 0.0
         self.hyper = h
         self.draws = int(propensity_draws)
         self.refresh = max(1, int(propensity_refresh))
@@ -162,7 +163,8 @@ class MabKernel(_Guarded):
 class LinKernel(_Guarded):
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
                  refresh_every: int, propensity_draws: int,
-                 arrays: dict[str, np.ndarray], propensity_method: int = 0) -> None:
+                 arrays: dict[str, np.ndarray], propensity_method: int = 0,
+                 first_on_ties: bool = False) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
         self.exploration = float(exploration)
@@ -170,6 +172,7 @@ class LinKernel(_Guarded):
         self.refresh_every = max(1, int(refresh_every))
         self.draws = int(propensity_draws)
         self.method = _check_method(propensity_method)
+        self.first = bool(first_on_ties)
         self._lock = threading.RLock()
         self._set_arrays(arrays)
 
@@ -212,7 +215,7 @@ class LinKernel(_Guarded):
         x = v.check_context(context, self.dim)
         m = v.check_mask(mask, self.active)
         b = v.check_bias(bias, self.n_arms)
-        arm, prop = lin.select(self.kind, self.exploration, self.draws, self.method, self.seed, self.A_inv,
+        arm, prop = lin.select(self.kind, self.exploration, self.first, self.draws, self.method, self.seed, self.A_inv,
                                self.theta, self.active, self.counters,
                                self._all if m is None else m, self._zeros if b is None else b,
                                x, self._mean, self._var, self._u)
@@ -239,7 +242,7 @@ class LinKernel(_Guarded):
             b = np.broadcast_to(self._zeros, (n, self.n_arms))
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
-        lin.select_batch(self.kind, self.exploration, self.draws, self.method, self.seed, self.A_inv,
+        lin.select_batch(self.kind, self.exploration, self.first, self.draws, self.method, self.seed, self.A_inv,
                          self.theta, self.active, self.counters, m, b, xs, self._mean, self._var,
                          self._u, arms, props)
         return arms, props
@@ -296,7 +299,7 @@ class LinKernel(_Guarded):
             draws = v.check_draws(draws, self.kind == LIN_TS and not exact)
             method = self.method if draws < 1 else mab.METHOD_DRAWS
             out = np.empty((n, self.n_arms))
-            lin.action_probabilities(self.kind, self.exploration, draws, method, self.seed, self.A_inv,
+            lin.action_probabilities(self.kind, self.exploration, self.first, draws, method, self.seed, self.A_inv,
                                      self.theta, self.active, m, b, xs, self._mean, self._var,
                                      self._u, out)
             return out

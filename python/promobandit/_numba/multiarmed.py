@@ -134,7 +134,7 @@ def ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias,
                 count = 1
             elif v == best_v:
                 count += 1
-                if tie_replaces(st, count):
+                if hyper[4] == 0.0 and tie_replaces(st, count):
                     best = a
         out[best] += 1.0
     denom = float(draws) + float(k_elig)
@@ -189,10 +189,11 @@ def greedy_arm(kind, hyper, seed, stats, active, mask, bias, t):
             count = 1
         elif v == greedy_v:
             count += 1
-            if ties.shape[0] == 0:
-                ties = stream_new(seed, t, PURPOSE_TIE)
-            if tie_replaces(ties, count):
-                greedy = a
+            if hyper[4] == 0.0:  # random ties (1.0: the first tied arm stays)
+                if ties.shape[0] == 0:
+                    ties = stream_new(seed, t, PURPOSE_TIE)
+                if tie_replaces(ties, count):
+                    greedy = a
     return greedy, k_elig, greedy_v, count
 
 
@@ -258,11 +259,12 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
                 count = 1
             elif v == best_v:
                 count += 1
-                if ties.shape[0] == 0:
-                    ties = stream_new(seed, t, PURPOSE_TIE)
-                if tie_replaces(ties, count):
-                    best = a
-        prop = np.nan if thompson else 1.0 / float(count)
+                if hyper[4] == 0.0:  # random ties (1.0: the first tied arm stays)
+                    if ties.shape[0] == 0:
+                        ties = stream_new(seed, t, PURPOSE_TIE)
+                    if tie_replaces(ties, count):
+                        best = a
+        prop = np.nan if thompson else (1.0 if hyper[4] != 0.0 else 1.0 / float(count))
     elif kind == EPSILON_GREEDY:
         greedy, k_elig, greedy_v, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask,
                                                       bias, t)
@@ -282,8 +284,13 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
                 j -= 1
         else:
             best = greedy
-        tied = expectation(kind, hyper, stats, best) + bias[best] == greedy_v
-        prop = eps / float(k_elig) + ((1.0 - eps) / float(n_tied) if tied else 0.0)
+        if hyper[4] != 0.0:
+            tied = best == greedy
+            share = 1.0
+        else:
+            tied = expectation(kind, hyper, stats, best) + bias[best] == greedy_v
+            share = 1.0 / float(n_tied)
+        prop = eps / float(k_elig) + ((1.0 - eps) * share if tied else 0.0)
     else:  # SOFTMAX
         tau = hyper[0]
         _, _, vmax, _ = greedy_arm(kind, hyper, seed, stats, active, mask, bias, t)
@@ -338,25 +345,33 @@ def action_probabilities(kind, hyper, draws, method, seed, stats, active, counte
         log_total = ucb_log_total(stats, active)
         top = -np.inf
         count = 0
+        first = -1
         for a in range(k):
             if active[a] and mask[a]:
                 v = ucb_score(kind, hyper, stats, bias, a, log_total)
                 if count == 0 or v > top:
                     top = v
                     count = 1
+                    first = a
                 elif v == top:
                     count += 1
         for a in range(k):
-            if active[a] and mask[a] and ucb_score(kind, hyper, stats, bias, a, log_total) == top:
+            if hyper[4] != 0.0:
+                if a == first:
+                    out[a] = 1.0
+            elif active[a] and mask[a] and ucb_score(kind, hyper, stats, bias, a, log_total) == top:
                 out[a] = 1.0 / float(count)
         return
-    _, k_elig, vmax, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask, bias, 0)
+    greedy, k_elig, vmax, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask, bias, 0)
     if kind == EPSILON_GREEDY:
         for a in range(k):
             if active[a] and mask[a]:
                 out[a] = hyper[0] / float(k_elig)
-                if expectation(kind, hyper, stats, a) + bias[a] == vmax:
-                    out[a] += (1.0 - hyper[0]) / float(n_tied)
+                if hyper[4] != 0.0:
+                    if a == greedy:
+                        out[a] += (1.0 - hyper[0]) * 1.0
+                elif expectation(kind, hyper, stats, a) + bias[a] == vmax:
+                    out[a] += (1.0 - hyper[0]) * (1.0 / float(n_tied))
         return
     z = 0.0
     for a in range(k):

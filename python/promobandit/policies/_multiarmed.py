@@ -45,6 +45,7 @@ class MultiArmedPolicy(Policy):
             c.propensity_refresh if ts else 1,
             self._arrays,
             check_method(getattr(c, "propensity_method", "draws")),
+            c.ties == "first",
         )
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:

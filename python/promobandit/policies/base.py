@@ -61,15 +61,23 @@ class PolicyConfig:
         (discounted bandits: an observation k updates old weighs gamma**k, an
         effective memory of about 1 / (1 - gamma) updates); priors keep their
         weight. 1.0 (the default) never forgets.
+    ties: how an exact tie of the highest score is broken. "random" (the default):
+        uniformly among the tied arms, from the policy's own stream (seed, decision
+        number, tie purpose), so a cold start spreads over the arms; propensities
+        count the share (1/m among m tied arms). "first": the lowest arm id, with no
+        draw (MABWiser's rule, used by promobandit.compat to reproduce it).
     """
 
     decay: float = 1.0
+    ties: str = "random"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         check_range("decay", self.decay, 0.0, 1.0, lo_open=True)
+        if self.ties not in ("random", "first"):
+            raise ValueError(f"ties: expected 'random' or 'first', got {self.ties!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -116,6 +116,7 @@ class LinearPolicy(Policy):
         return module.LinKernel(
             self._kind, c.decay, self._exploration(), c.ridge, c.refresh_every, self._draws(),
             self._arrays, check_method(getattr(c, "propensity_method", "draws")),
+            c.ties == "first",
         )
 
     def _identity(self) -> dict[str, Any]:
