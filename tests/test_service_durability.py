@@ -129,7 +129,9 @@ def test_replay_reproduces_the_engine_byte_for_byte(tmp_path: Path,
     drv.feedback({"decision_id": d.id, "event_id": "big-coupon", "coupon_redeemed": True,
                   "discount": 1000.0})
     after = drv.decide({"user": "y", "context": [0.0] * 4, "basket": basket()})
-    assert after.offer_id == "none"
+    # only offers that cost nothing here remain (no discount, or a threshold this basket
+    # misses); a zero context ties their scores, and ties are broken at random
+    assert after.discount_cost == 0.0
     before = canonical(svc)
     svc.stop(snapshot=False)  # as after a crash: only the log and older snapshots exist
     svc2 = recovered(cfg)
