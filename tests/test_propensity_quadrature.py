@@ -127,3 +127,23 @@ def test_propensity_method_is_checked_and_draws_still_switch_off() -> None:
     q.update(0, 1.0)
     est = q.action_probabilities(n=1, draws=50)[0]
     assert {round(v * 53) for v in est} <= set(range(1, 52))  # (wins + 1) / 53
+
+
+def test_propensity_method_codes_have_one_definition() -> None:
+    from promobandit._numba import codes
+    from promobandit.policies import _codes
+    from promobandit.policies.base import PROPENSITY_METHODS
+
+    assert codes.PROPENSITY_METHODS == {"DRAWS": 0, "QUADRATURE": 1}
+    if _backends.has_cpp():
+        assert dict(_backends.core().PROPENSITY_METHODS) == codes.PROPENSITY_METHODS
+    assert _codes.PROPENSITY_METHODS == codes.PROPENSITY_METHODS
+    assert PROPENSITY_METHODS == {"draws": codes.METHOD_DRAWS,
+                                  "quadrature": codes.METHOD_QUADRATURE}
+
+
+def test_exact_beta_propensity_of_a_small_state(backend: str) -> None:
+    # Beta(2, 1) against two Beta(1, 1): P = integral of 2x * x^2 dx = 1/2, the others 1/4.
+    p = BetaTS(3, backend=backend)
+    p.update(0, 1.0)
+    np.testing.assert_allclose(p.action_probabilities(n=1)[0], [0.5, 0.25, 0.25], atol=1e-9)

@@ -649,6 +649,9 @@ void bind_policies(py::module_& m) {
   for (const auto& c : kCounterSlotNames) slots[c.name] = c.code;
   m.attr("POLICY_KINDS") = kinds;
   m.attr("COUNTER_SLOTS") = slots;
+  py::dict methods;
+  for (const auto& c : kPropensityMethodNames) methods[c.name] = c.code;
+  m.attr("PROPENSITY_METHODS") = methods;
 
   py::class_<MabKernel>(m, "MabKernel",
                         "Non-contextual bandit kernel over views of NumPy state; calls are "

@@ -54,6 +54,9 @@ inline constexpr NamedCode kMabKindNames[] = {
 
 inline constexpr NamedCode kLinKindNames[] = {{"LIN_UCB", kLinUCB}, {"LIN_TS", kLinTS}};
 
+inline constexpr NamedCode kPropensityMethodNames[] = {
+    {"DRAWS", kPropensityDraws}, {"QUADRATURE", kPropensityQuadrature}};
+
 inline constexpr NamedCode kCounterSlotNames[] = {
     {"DECISIONS", kCtrDecisions},
     {"UPDATES", kCtrUpdates},

@@ -14,12 +14,20 @@ import numpy as np
 from .. import _validation as v
 from . import linear as lin
 from . import multiarmed as mab
-from .codes import BETA_TS, CTR_SEED, GAUSSIAN_TS, LIN_TS, N_COUNTERS
+from .codes import (
+    BETA_TS,
+    CTR_SEED,
+    GAUSSIAN_TS,
+    LIN_TS,
+    METHOD_DRAWS,
+    METHOD_QUADRATURE,
+    N_COUNTERS,
+)
 
 
 def _check_method(method: int) -> int:
     """0: count wins over posterior draws; 1: exact by quadrature (see _core)."""
-    if method not in (mab.METHOD_DRAWS, mab.METHOD_QUADRATURE):
+    if method not in (METHOD_DRAWS, METHOD_QUADRATURE):
         raise ValueError(f"propensity_method: expected 0 (draws) or 1 (quadrature), got {method!r}")
     return int(method)
 
@@ -148,9 +156,9 @@ class MabKernel(_Guarded):
             m = v.check_masks(masks, n, self.active)
             b = v.check_biases(biases, n, self.n_arms)
             # draws >= 1 counts wins over draws; 0 asks for the exact (quadrature) distribution.
-            exact = self.kind == BETA_TS and self.method == mab.METHOD_QUADRATURE
+            exact = self.kind == BETA_TS and self.method == METHOD_QUADRATURE
             draws = v.check_draws(draws, self.kind in (BETA_TS, GAUSSIAN_TS) and not exact)
-            method = self.method if draws < 1 else mab.METHOD_DRAWS
+            method = self.method if draws < 1 else METHOD_DRAWS
             k = self.n_arms
             out = np.empty((n, k))
             mab.action_probabilities_rows(
@@ -295,9 +303,9 @@ class LinKernel(_Guarded):
             b = v.check_biases(biases, n, self.n_arms)
             if b is None:
                 b = np.broadcast_to(self._zeros, (n, self.n_arms))
-            exact = self.method == lin.METHOD_QUADRATURE
+            exact = self.method == METHOD_QUADRATURE
             draws = v.check_draws(draws, self.kind == LIN_TS and not exact)
-            method = self.method if draws < 1 else mab.METHOD_DRAWS
+            method = self.method if draws < 1 else METHOD_DRAWS
             out = np.empty((n, self.n_arms))
             lin.action_probabilities(self.kind, self.exploration, self.first, draws, method, self.seed, self.A_inv,
                                      self.theta, self.active, m, b, xs, self._mean, self._var,

@@ -14,7 +14,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB
+from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB, METHOD_QUADRATURE
 from .linalg import dot, spd_inverse, symv
 from .quadrature import FAMILY_NORMAL, max_propensities
 from .rng import (
@@ -29,8 +29,6 @@ from .rng import (
 )
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
-
-METHOD_QUADRATURE = 1  # state.hpp's PropensityMethod
 
 
 @nb.njit(**_JIT)

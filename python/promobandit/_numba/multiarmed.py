@@ -13,13 +13,14 @@ import math
 import numba as nb
 import numpy as np
 
-from .codes import (
+from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     BETA_TS,
     CTR_DECISIONS,
     CTR_PROPENSITY_AT,
     CTR_UPDATES,
     EPSILON_GREEDY,
     GAUSSIAN_TS,
+    METHOD_QUADRATURE,
     SOFTMAX,
     UCB1,
     UCB_TUNED,
@@ -39,9 +40,6 @@ from .rng import (
 )
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
-
-METHOD_DRAWS = 0  # state.hpp's PropensityMethod
-METHOD_QUADRATURE = 1
 
 
 @nb.njit(**_JIT)

@@ -37,7 +37,15 @@ from .._validation import check_int, check_range, check_seed, edge_bool, edge_fl
 
 # Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
 # CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
-from ._codes import CTR_DECISIONS, CTR_PROPENSITY_AT, CTR_SEED, CTR_UPDATES, N_COUNTERS
+from ._codes import (
+    CTR_DECISIONS,
+    CTR_PROPENSITY_AT,
+    CTR_SEED,
+    CTR_UPDATES,
+    METHOD_DRAWS,
+    METHOD_QUADRATURE,
+    N_COUNTERS,
+)
 from .traits import PolicyTraits
 
 FORMAT = "promobandit.policy"
@@ -83,7 +91,8 @@ class PolicyConfig:
         return dataclasses.asdict(self)
 
 
-PROPENSITY_METHODS = {"draws": 0, "quadrature": 1}  # state.hpp's PropensityMethod codes
+# propensity_method settings -> state.hpp's PropensityMethod codes (read through _codes)
+PROPENSITY_METHODS = {"draws": METHOD_DRAWS, "quadrature": METHOD_QUADRATURE}
 
 
 def check_method(method: Any) -> int:
