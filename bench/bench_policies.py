@@ -1,16 +1,23 @@
-"""Decisions per second of the bandit policies, beside baselines in the same run.
+"""Decisions per second and mean reward of the bandit policies, beside baselines in the
+same run.
 
-Workloads (one thread):
-  Beta TS, K=10 arms, Bernoulli rewards;
-  LinUCB and LinTS, K=10 arms, d=20 features, linear rewards.
-Modes: one decision at a time through the Python API (select, then update), and
-batches of 1,000 (select_batch, then update_batch).
-Implementations: promobandit on the cpp and numba backends; a plain NumPy
-implementation of the same algorithm; MABWiser and Vowpal Wabbit when installed
-(`pip install ".[bench]"`). Each figure is the median of --repeats runs, with the
-min and max beside it.
+Workloads: Beta TS (and every non-contextual policy) on K=10 Bernoulli arms paying with
+probability 0.05 + 0.03 a; LinUCB and LinTS on K=10 arms, d=20 features, rewards
+x . theta_a + N(0, 0.1^2).
+Modes: "single", one decision at a time through the Python API (select, then update);
+"batch", select_batch of 1,000 then update_batch (every decision of a batch sees the state
+at the batch's start), on --threads threads (select_batch's n_threads; updates are
+sequential).
+Implementations: promobandit on the cpp and numba backends, with default settings
+(propensities on: exact by quadrature for Beta TS and LinTS) and with propensities off; a
+plain NumPy implementation of the same algorithm (vectorised over a batch); MABWiser,
+Vowpal Wabbit and contextualbandits when installed (`pip install ".[bench]"`).
+Throughput: the median of --repeats runs, with the min and max beside it, decisions per
+second. Mean reward: the average reward per decision over --reward-n decisions, mean over
+--reward-seeds problems (each its own rewards and policy seed) with its standard error
+(std / sqrt(seeds)), every implementation on the same problems and the same batches.
 
-Run as a script: python bench/bench_policies.py [--quick] [--json PATH]
+Run as a script: python bench/bench_policies.py [--quick] [--threads 1 2] [--json PATH]
 Or with pytest-benchmark: python -m pytest bench/bench_policies.py --benchmark-enable
 """
 
@@ -29,6 +36,7 @@ import numpy as np
 from _machine import machine
 
 K, D, BATCH = 10, 20, 1000
+LIN_ALPHA, LIN_V = 1.0, 0.5  # LinUCB bound width, LinTS posterior scale (every implementation)
 
 
 # --- workloads -----------------------------------------------------------------------------
@@ -47,73 +55,101 @@ def linear_problem(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- promobandit -------------------------------------------------------------------------
-def pb_policy(kind: str, backend: str, draws: int, refresh: int) -> Any:
-    from promobandit.policies import BetaTS, LinTS, LinUCB
-
-    if kind == "beta":
-        return BetaTS(K, seed=1, backend=backend, propensity_draws=draws,
-                      propensity_refresh=refresh)
-    if kind == "linucb":
-        return LinUCB(K, D, seed=1, backend=backend, alpha=1.0)
-    return LinTS(K, D, seed=1, backend=backend, v=0.5, propensity_draws=draws)
+MAB_POLICIES = ("BetaTS", "GaussianTS", "UCB1", "UCBTuned", "EpsilonGreedy", "Softmax")
 
 
-def run_pb_single(policy: Any, n: int, rewards: np.ndarray, xs: np.ndarray | None) -> None:
+def pb_policy(name: str, backend: str, propensities: bool = True, seed: int = 1) -> Any:
+    """A promobandit policy with default settings (propensities=False: switched off)."""
+    from promobandit.policies import POLICIES
+
+    cls = POLICIES[name]
+    kw: dict[str, Any] = {}
+    if name == "LinUCB":
+        kw["alpha"] = LIN_ALPHA
+    if name == "LinTS":
+        kw["v"] = LIN_V
+    if not propensities and hasattr(cls.config_class, "propensity_draws"):
+        kw["propensity_draws"] = 0
+    if cls.contextual:
+        return cls(K, D, seed=seed, backend=backend, **kw)
+    return cls(K, seed=seed, backend=backend, **kw)
+
+
+def run_pb_single(policy: Any, n: int, rewards: np.ndarray, xs: np.ndarray | None) -> float:
     select, update = policy.select, policy.update
+    total = 0.0
     if xs is None:
         for i in range(n):
             arm, _ = select()
-            update(arm, rewards[i, arm])
+            r = rewards[i, arm]
+            update(arm, r)
+            total += r
     else:
         for i in range(n):
             x = xs[i]
             arm, _ = select(x)
-            update(arm, rewards[i, arm], x)
+            r = rewards[i, arm]
+            update(arm, r, x)
+            total += r
+    return total / n
 
 
-def run_pb_batch(policy: Any, n: int, rewards: np.ndarray, xs: np.ndarray | None) -> None:
+def run_pb_batch(policy: Any, n: int, rewards: np.ndarray, xs: np.ndarray | None,
+                 threads: int = 1) -> float:
     rows = np.arange(BATCH)
+    total = 0.0
     for lo in range(0, n, BATCH):
         if xs is None:
-            arms, _ = policy.select_batch(n=BATCH)
-            policy.update_batch(arms, rewards[lo + rows, arms])
+            arms, _ = policy.select_batch(n=BATCH, n_threads=threads)
+            r = rewards[lo + rows, arms]
+            policy.update_batch(arms, r)
         else:
             x = xs[lo:lo + BATCH]
-            arms, _ = policy.select_batch(x)
-            policy.update_batch(arms, rewards[lo + rows, arms], x)
+            arms, _ = policy.select_batch(x, n_threads=threads)
+            r = rewards[lo + rows, arms]
+            policy.update_batch(arms, r, x)
+        total += float(r.sum())
+    return total / n
 
 
 # --- plain NumPy baselines ---------------------------------------------------------------
-def run_numpy_beta_single(n: int, rewards: np.ndarray) -> None:
-    rs = np.random.default_rng(1)
+def run_numpy_beta_single(n: int, rewards: np.ndarray, seed: int = 1) -> float:
+    rs = np.random.default_rng(seed)
     a, b = np.ones(K), np.ones(K)
+    total = 0.0
     for i in range(n):
         arm = int(np.argmax(rs.beta(a, b)))
         r = rewards[i, arm]
         a[arm] += r
         b[arm] += 1.0 - r
+        total += r
+    return total / n
 
 
-def run_numpy_beta_batch(n: int, rewards: np.ndarray) -> None:
-    rs = np.random.default_rng(1)
+def run_numpy_beta_batch(n: int, rewards: np.ndarray, seed: int = 1) -> float:
+    rs = np.random.default_rng(seed)
     a, b = np.ones(K), np.ones(K)
     rows = np.arange(BATCH)
+    total = 0.0
     for lo in range(0, n, BATCH):
         arms = rs.beta(a[None], b[None], size=(BATCH, K)).argmax(axis=1)
         r = rewards[lo + rows, arms]
         np.add.at(a, arms, r)
         np.add.at(b, arms, 1.0 - r)
+        total += float(r.sum())
+    return total / n
 
 
 class NumpyLinear:
-    """Disjoint LinUCB/LinTS with Sherman-Morrison updates in NumPy."""
+    """Disjoint LinUCB/LinTS with Sherman-Morrison updates in NumPy (ties to the first
+    arm, as np.argmax)."""
 
-    def __init__(self, ts: bool) -> None:
+    def __init__(self, ts: bool, seed: int = 1) -> None:
         self.ts = ts
         self.Ai = np.repeat(np.eye(D)[None], K, axis=0)
         self.b = np.zeros((K, D))
         self.theta = np.zeros((K, D))
-        self.rs = np.random.default_rng(1)
+        self.rs = np.random.default_rng(seed)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """x (n, D) -> (n, K)."""
@@ -121,8 +157,8 @@ class NumpyLinear:
         var = np.einsum("nd,kde,ne->nk", x, self.Ai, x)
         width = np.sqrt(np.maximum(var, 0.0))
         if self.ts:
-            return mean + 0.5 * width * self.rs.normal(size=mean.shape)
-        return mean + width
+            return mean + LIN_V * width * self.rs.normal(size=mean.shape)
+        return mean + LIN_ALPHA * width
 
     def update(self, arm: int, r: float, x: np.ndarray) -> None:
         u = self.Ai[arm] @ x
@@ -131,40 +167,49 @@ class NumpyLinear:
         self.theta[arm] = self.Ai[arm] @ self.b[arm]
 
 
-def run_numpy_linear_single(ts: bool, n: int, rewards: np.ndarray, xs: np.ndarray) -> None:
-    m = NumpyLinear(ts)
+def run_numpy_linear_single(ts: bool, n: int, rewards: np.ndarray, xs: np.ndarray,
+                            seed: int = 1) -> float:
+    m = NumpyLinear(ts, seed)
+    total = 0.0
     for i in range(n):
         x = xs[i]
         arm = int(np.argmax(m.scores(x[None])[0]))
         m.update(arm, rewards[i, arm], x)
+        total += rewards[i, arm]
+    return total / n
 
 
-def run_numpy_linear_batch(ts: bool, n: int, rewards: np.ndarray, xs: np.ndarray) -> None:
-    m = NumpyLinear(ts)
+def run_numpy_linear_batch(ts: bool, n: int, rewards: np.ndarray, xs: np.ndarray,
+                           seed: int = 1) -> float:
+    m = NumpyLinear(ts, seed)
+    total = 0.0
     for lo in range(0, n, BATCH):
         x = xs[lo:lo + BATCH]
         arms = m.scores(x).argmax(axis=1)
         for j, arm in enumerate(arms):
             m.update(int(arm), rewards[lo + j, arm], x[j])
+            total += rewards[lo + j, arm]
+    return total / n
 
 
 # --- peers ---------------------------------------------------------------------------------
-def mabwiser_runner(kind: str, batched: bool) -> Callable[[int, np.ndarray, Any], None] | None:
+def mabwiser_runner(kind: str, batched: bool) -> Callable[..., float] | None:
     try:
         from mabwiser.mab import MAB, LearningPolicy
     except ImportError:
         return None
     arms = list(range(K))
 
-    def run(n: int, rewards: np.ndarray, xs: np.ndarray | None) -> None:
+    def run(n: int, rewards: np.ndarray, xs: np.ndarray | None, seed: int = 1) -> float:
         if kind == "beta":
-            mab = MAB(arms, LearningPolicy.ThompsonSampling(), seed=1)
+            mab = MAB(arms, LearningPolicy.ThompsonSampling(), seed=seed)
             mab.fit([0, 1], [0, 1])
         else:
-            lp = (LearningPolicy.LinUCB(alpha=1.0) if kind == "linucb"
-                  else LearningPolicy.LinTS(alpha=0.5))
-            mab = MAB(arms, lp, seed=1)
+            lp = (LearningPolicy.LinUCB(alpha=LIN_ALPHA) if kind == "linucb"
+                  else LearningPolicy.LinTS(alpha=LIN_V))
+            mab = MAB(arms, lp, seed=seed)
             mab.fit([0, 1], [0.0, 0.0], xs[:2])
+        total = 0.0
         if not batched:
             for i in range(n):
                 if kind == "beta":
@@ -173,51 +218,88 @@ def mabwiser_runner(kind: str, batched: bool) -> Callable[[int, np.ndarray, Any]
                 else:
                     arm = mab.predict(xs[i:i + 1])
                     mab.partial_fit([arm], [rewards[i, arm]], xs[i:i + 1])
-            return
+                total += rewards[i, arm]
+            return total / n
         for lo in range(0, n, BATCH):
             if kind == "beta":
                 # MABWiser draws one non-contextual decision per predict call.
                 arms_b = [mab.predict() for _ in range(BATCH)]
-                mab.partial_fit(arms_b, [rewards[lo + j, a] for j, a in enumerate(arms_b)])
+                r = [rewards[lo + j, a] for j, a in enumerate(arms_b)]
+                mab.partial_fit(arms_b, r)
             else:
                 x = xs[lo:lo + BATCH]
                 arms_b = mab.predict(x)
-                mab.partial_fit(arms_b, [rewards[lo + j, a] for j, a in enumerate(arms_b)], x)
+                r = [rewards[lo + j, a] for j, a in enumerate(arms_b)]
+                mab.partial_fit(arms_b, r, x)
+            total += float(np.sum(r))
+        return total / n
 
     return run
 
 
-def vw_runner(kind: str) -> Callable[[int, np.ndarray, Any], None] | None:
+def contextualbandits_runner(kind: str) -> Callable[..., float] | None:
+    """contextualbandits' LinUCB / LinTS (batched: predict a batch, then partial_fit it)."""
+    try:
+        from contextualbandits.online import LinTS, LinUCB
+    except ImportError:
+        return None
+
+    def run(n: int, rewards: np.ndarray, xs: np.ndarray, seed: int = 1) -> float:
+        if kind == "linucb":
+            model = LinUCB(K, alpha=LIN_ALPHA, lambda_=1.0, fit_intercept=False,
+                           random_state=seed)
+        else:
+            model = LinTS(K, v_sq=LIN_V ** 2, lambda_=1.0, fit_intercept=False,
+                          random_state=seed)
+        total = 0.0
+        for lo in range(0, n, BATCH):
+            x = xs[lo:lo + BATCH]
+            if lo == 0:
+                arms = np.random.default_rng(seed).integers(0, K, len(x))  # unfitted: random
+            else:
+                arms = np.asarray(model.predict(x)).astype(np.int64)
+            r = rewards[lo + np.arange(len(x)), arms]
+            model.partial_fit(x, arms, r)
+            total += float(r.sum())
+        return total / n
+
+    return run
+
+
+def vw_runner() -> Callable[..., float] | None:
     try:
         import vowpalwabbit
     except ImportError:
         return None
     # VW has no Thompson sampling or LinUCB; the closest one-at-a-time workload is a
-    # contextual bandit over K actions with epsilon-greedy exploration (cb_explore_adf).
+    # contextual bandit over K actions with epsilon-greedy exploration (cb_explore_adf),
+    # the action drawn from its pmf.
 
-    def run(n: int, rewards: np.ndarray, xs: np.ndarray | None) -> None:
-        vw = vowpalwabbit.Workspace("--cb_explore_adf --epsilon 0.1 --quiet --random_seed 1")
+    def run(n: int, rewards: np.ndarray, xs: np.ndarray | None, seed: int = 1) -> float:
+        vw = vowpalwabbit.Workspace(f"--cb_explore_adf --epsilon 0.1 --quiet --random_seed {seed}")
+        rs = np.random.default_rng(seed)
         actions = "\n".join(f"|a a{a}" for a in range(K))
-        if xs is None:
-            shared = "shared |s c"
+        shared = "shared |s c"
+        total = 0.0
         for i in range(n):
             if xs is not None:
                 shared = "shared |s " + " ".join(f"f{j}:{v:.4f}" for j, v in enumerate(xs[i]))
-            ex = f"{shared}\n{actions}"
-            pmf = vw.predict(ex)
-            arm = int(np.argmax(pmf))
+            pmf = np.asarray(vw.predict(f"{shared}\n{actions}"), dtype=float)
+            arm = int(rs.choice(K, p=pmf / pmf.sum()))
             lines = [shared] + [
                 (f"0:{-rewards[i, a]:.4f}:{pmf[a]:.4f} " if a == arm else "") + f"|a a{a}"
                 for a in range(K)
             ]
             vw.learn("\n".join(lines))
+            total += rewards[i, arm]
         vw.finish()
+        return total / n
 
     return run
 
 
 # --- measurement ---------------------------------------------------------------------------
-def time_runs(fn: Callable[[], None], n: int, repeats: int) -> dict[str, float]:
+def time_runs(fn: Callable[[], Any], n: int, repeats: int) -> dict[str, float]:
     rates = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -226,17 +308,23 @@ def time_runs(fn: Callable[[], None], n: int, repeats: int) -> dict[str, float]:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-
-
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer decisions and repeats")
+    ap.add_argument("--quick", action="store_true", help="fewer decisions, repeats and seeds")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "policies.json")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="thread counts of the batched promobandit rows (default: 1 2)")
+    ap.add_argument("--reward-n", type=int, default=None, help="decisions per reward run")
+    ap.add_argument("--reward-seeds", type=int, default=None, help="problems per reward row")
+    ap.add_argument("--skip-rewards", action="store_true", help="throughput only")
+    ap.add_argument("--json", type=Path,
+                    default=Path(__file__).parent / "results" / "policies.json")
     args = ap.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
     n_fast = 20_000 if args.quick else 100_000  # decisions per timed run, native backends
     n_slow = 2_000 if args.quick else 5_000  # NumPy loops, MABWiser, VW
+    reward_n = args.reward_n or (4_000 if args.quick else 20_000)
+    seeds = args.reward_seeds or (3 if args.quick else 5)
 
     from promobandit import _backends
 
@@ -245,80 +333,156 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     xs, rewards_l = linear_problem(max(n_fast, n_slow))
     rows: list[dict[str, Any]] = []
 
-    def add(workload: str, mode: str, impl: str, setting: str, n: int, fn: Callable[[], None]):
-        fn_warm = fn
-        fn_warm()  # compile (Numba), warm caches
+    def add(workload: str, mode: str, impl: str, setting: str, n: int,
+            fn: Callable[[], Any], threads: int = 1) -> None:
+        fn()  # compile (Numba), warm caches
         stats = time_runs(fn, n, repeats)
         rows.append({"workload": workload, "mode": mode, "impl": impl, "setting": setting,
-                     "n": n, **stats})
-        print(f"{workload:<20}{mode:<8}{impl:<14}{setting:<34}{stats['median']:>14,.0f}/s "
-              f"[{stats['min']:,.0f} - {stats['max']:,.0f}]", flush=True)
+                     "threads": threads, "n": n, **stats})
+        print(f"{workload:<18}{mode:<7}{threads:>2}t {impl:<18}{setting:<26}"
+              f"{stats['median']:>13,.0f}/s [{stats['min']:,.0f} - {stats['max']:,.0f}]",
+              flush=True)
 
-    print(f"machine: {machine()}; one thread; decisions/s, median [min - max] of {repeats}")
+    print(f"machine: {machine()}")
+    print(f"throughput: decisions/s, median [min - max] of {repeats} runs")
+    # -- Beta TS ----------------------------------------------------------------------------
+    w = "BetaTS K=10"
     for b in backends:
-        for setting, draws, refresh in (("propensity off", 0, 1),
-                                        ("propensity 1000 draws, per 100 upd", 1000, 100)):
-            add("BetaTS K=10", "single", f"pb-{b}", setting, n_fast,
-                lambda b=b, d=draws, r=refresh: run_pb_single(pb_policy("beta", b, d, r), n_fast,
-                                                              rewards_b, None))
-        for setting, draws in (("propensity off", 0), ("propensity 1000 draws, per batch", 1000)):
-            add("BetaTS K=10", "batch", f"pb-{b}", setting, n_fast,
-                lambda b=b, d=draws: run_pb_batch(pb_policy("beta", b, d, 1), n_fast, rewards_b,
-                                                  None))
-    add("BetaTS K=10", "single", "numpy", "no propensity", n_slow,
+        for setting, props in (("defaults (exact props)", True), ("propensity off", False)):
+            add(w, "single", f"pb-{b}", setting, n_fast,
+                lambda b=b, p=props: run_pb_single(pb_policy("BetaTS", b, p), n_fast,
+                                                   rewards_b, None))
+            for t in (args.threads if b == "cpp" else [1]):
+                add(w, "batch", f"pb-{b}", setting, n_fast,
+                    lambda b=b, p=props, t=t: run_pb_batch(pb_policy("BetaTS", b, p), n_fast,
+                                                           rewards_b, None, t), threads=t)
+    add(w, "single", "numpy loop", "no propensity", n_slow,
         lambda: run_numpy_beta_single(n_slow, rewards_b))
-    add("BetaTS K=10", "batch", "numpy", "no propensity", n_fast,
+    add(w, "batch", "numpy vectorised", "no propensity", n_fast,
         lambda: run_numpy_beta_batch(n_fast, rewards_b))
     for mode, batched in (("single", False), ("batch", True)):
         mw = mabwiser_runner("beta", batched)
         if mw:
-            add("BetaTS K=10", mode, "mabwiser", "no propensity", n_slow // 5,
+            add(w, mode, "mabwiser", "no propensity", n_slow // 5,
                 lambda mw=mw: mw(n_slow // 5, rewards_b, None))
-
-    for kind, label in (("linucb", "LinUCB d=20 K=10"), ("lints", "LinTS d=20 K=10")):
+    vw = vw_runner()
+    if vw:
+        add(w, "single", "vowpalwabbit", "cb_explore_adf eps 0.1", n_slow,
+            lambda: vw(n_slow, rewards_b, None))
+    # -- LinUCB, LinTS ----------------------------------------------------------------------
+    for name, kind in (("LinUCB", "linucb"), ("LinTS", "lints")):
+        w = f"{name} d=20 K=10"
+        settings = ([("defaults (props 1)", True)] if name == "LinUCB" else
+                    [("defaults (exact props)", True), ("propensity off", False)])
         for b in backends:
-            settings = [("deterministic", 0)] if kind == "linucb" else [("propensity off", 0),
-                                                                       ("propensity 100 draws", 100)]
-            for setting, draws in settings:
-                add(label, "single", f"pb-{b}", setting, n_fast // 2,
-                    lambda b=b, k=kind, d=draws: run_pb_single(pb_policy(k, b, d, 1), n_fast // 2,
-                                                               rewards_l, xs))
-                add(label, "batch", f"pb-{b}", setting, n_fast,
-                    lambda b=b, k=kind, d=draws: run_pb_batch(pb_policy(k, b, d, 1), n_fast,
-                                                              rewards_l, xs))
-        add(label, "single", "numpy", "no propensity", n_slow,
+            for setting, props in settings:
+                add(w, "single", f"pb-{b}", setting, n_fast // 2,
+                    lambda b=b, p=props, nm=name: run_pb_single(pb_policy(nm, b, p),
+                                                                n_fast // 2, rewards_l, xs))
+                for t in (args.threads if b == "cpp" else [1]):
+                    add(w, "batch", f"pb-{b}", setting, n_fast,
+                        lambda b=b, p=props, t=t, nm=name: run_pb_batch(
+                            pb_policy(nm, b, p), n_fast, rewards_l, xs, t), threads=t)
+        add(w, "single", "numpy loop", "no propensity", n_slow,
             lambda k=kind: run_numpy_linear_single(k == "lints", n_slow, rewards_l, xs))
-        add(label, "batch", "numpy", "no propensity", n_slow,
+        add(w, "batch", "numpy", "no propensity", n_slow,
             lambda k=kind: run_numpy_linear_batch(k == "lints", n_slow, rewards_l, xs))
         for mode, batched in (("single", False), ("batch", True)):
             mw = mabwiser_runner(kind, batched)
             if mw:
                 n_mw = n_slow // 10 if not batched else n_slow
-                add(label, mode, "mabwiser", "no propensity", n_mw,
+                add(w, mode, "mabwiser", "no propensity", n_mw,
                     lambda mw=mw, n=n_mw: mw(n, rewards_l, xs))
-    vw = vw_runner("lin")
-    if vw:
-        add("VW cb_explore_adf d=20 K=10", "single", "vowpalwabbit", "epsilon 0.1, pmf", n_slow,
-            lambda: vw(n_slow, rewards_l, xs))
-        add("VW cb_explore_adf K=10", "single", "vowpalwabbit", "epsilon 0.1, pmf", n_slow,
-            lambda: vw(n_slow, rewards_b, None))
+        cb = contextualbandits_runner(kind)
+        if cb:
+            add(w, "batch", "contextualbandits", "no propensity", n_slow,
+                lambda cb=cb: cb(n_slow, rewards_l, xs))
+        if vw and name == "LinUCB":
+            add("VW d=20 K=10", "single", "vowpalwabbit", "cb_explore_adf eps 0.1", n_slow,
+                lambda: vw(n_slow, rewards_l, xs))
+
+    rewards_rows: list[dict[str, Any]] = []
+    if not args.skip_rewards:
+        rewards_rows = mean_rewards(reward_n, seeds, vw)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "repeats": repeats, "rows": rows},
-                                    indent=1))
+    out = {"machine": machine(), "repeats": repeats, "rows": rows,
+           "reward_n": reward_n, "reward_seeds": seeds, "rewards": rewards_rows}
+    args.json.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")
-    return rows
+    return out
+
+
+def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[dict[str, Any]]:
+    """Mean reward per decision of every implementation on the same problems and batches."""
+    print(f"\nmean reward per decision over {n:,} decisions, mean +- standard error over "
+          f"{seeds} problems (seeds 0..{seeds - 1}); batch = {BATCH:,} decisions per "
+          "select_batch / update_batch")
+    out: list[dict[str, Any]] = []
+
+    def row(workload: str, mode: str, impl: str, fn: Callable[[int], float],
+            n_used: int = n) -> None:
+        vals = np.array([fn(s) for s in range(seeds)])
+        se = float(vals.std(ddof=1) / np.sqrt(seeds)) if seeds > 1 else float("nan")
+        out.append({"workload": workload, "mode": mode, "impl": impl, "n": n_used,
+                    "mean": float(vals.mean()), "se": se})
+        print(f"{workload:<18}{mode:<7}{impl:<22}{vals.mean():>9.4f} +- {se:.4f}"
+              + (f"  ({n_used:,} decisions)" if n_used != n else ""), flush=True)
+
+    bern = {s: bernoulli_table(n, seed=100 + s) for s in range(seeds)}
+    lin = {s: linear_problem(n, seed=100 + s) for s in range(seeds)}
+    for name in MAB_POLICIES:
+        for mode in ("single", "batch"):
+            run = run_pb_single if mode == "single" else run_pb_batch
+            row("K=10 Bernoulli", mode, f"pb {name}",
+                lambda s, name=name, run=run: run(pb_policy(name, "cpp", seed=s + 1), n,
+                                                  bern[s], None))
+    row("K=10 Bernoulli", "single", "numpy Beta TS",
+        lambda s: run_numpy_beta_single(n, bern[s], seed=s + 1))
+    row("K=10 Bernoulli", "batch", "numpy Beta TS",
+        lambda s: run_numpy_beta_batch(n, bern[s], seed=s + 1))
+    mw_b = mabwiser_runner("beta", True)
+    if mw_b:
+        row("K=10 Bernoulli", "batch", "mabwiser TS", lambda s: mw_b(n, bern[s], None, s + 1))
+    if vw:
+        n_vw = min(n, 5_000)
+        row("K=10 Bernoulli", "single", "vowpalwabbit eps 0.1",
+            lambda s: vw(n_vw, bern[s], None, s + 1), n_vw)
+    for name, kind in (("LinUCB", "linucb"), ("LinTS", "lints")):
+        w = "d=20 K=10 linear"
+        for mode in ("single", "batch"):
+            run = run_pb_single if mode == "single" else run_pb_batch
+            row(w, mode, f"pb {name}",
+                lambda s, name=name, run=run: run(pb_policy(name, "cpp", seed=s + 1), n,
+                                                  lin[s][1], lin[s][0]))
+        row(w, "batch", f"numpy {name}",
+            lambda s, k=kind: run_numpy_linear_batch(k == "lints", n, lin[s][1], lin[s][0],
+                                                     s + 1))
+        mw = mabwiser_runner(kind, True)
+        if mw:
+            row(w, "batch", f"mabwiser {name}", lambda s, mw=mw: mw(n, lin[s][1], lin[s][0],
+                                                                    s + 1))
+        mw1 = mabwiser_runner(kind, False)
+        if mw1:
+            n_mw = min(n, 2_000)
+            row(w, "single", f"mabwiser {name}",
+                lambda s, mw1=mw1, n_mw=n_mw: mw1(n_mw, lin[s][1], lin[s][0], s + 1), n_mw)
+        cb = contextualbandits_runner(kind)
+        if cb:
+            row(w, "batch", f"contextualbandits {name}",
+                lambda s, cb=cb: cb(n, lin[s][1], lin[s][0], s + 1))
+    return out
 
 
 # --- pytest-benchmark entry points ---------------------------------------------------------
 def test_beta_ts_single_cpp(benchmark: Any) -> None:
     rewards = bernoulli_table(10_000)
-    benchmark(lambda: run_pb_single(pb_policy("beta", "cpp", 0, 1), 10_000, rewards, None))
+    benchmark(lambda: run_pb_single(pb_policy("BetaTS", "cpp"), 10_000, rewards, None))
 
 
 def test_beta_ts_batch_cpp(benchmark: Any) -> None:
     rewards = bernoulli_table(100_000)
-    benchmark(lambda: run_pb_batch(pb_policy("beta", "cpp", 0, 1), 100_000, rewards, None))
+    benchmark(lambda: run_pb_batch(pb_policy("BetaTS", "cpp"), 100_000, rewards, None))
 
 
 def test_beta_ts_batch_numpy(benchmark: Any) -> None:
@@ -328,12 +492,12 @@ def test_beta_ts_batch_numpy(benchmark: Any) -> None:
 
 def test_linucb_single_cpp(benchmark: Any) -> None:
     xs, rewards = linear_problem(10_000)
-    benchmark(lambda: run_pb_single(pb_policy("linucb", "cpp", 0, 1), 10_000, rewards, xs))
+    benchmark(lambda: run_pb_single(pb_policy("LinUCB", "cpp"), 10_000, rewards, xs))
 
 
 def test_linucb_batch_cpp(benchmark: Any) -> None:
     xs, rewards = linear_problem(100_000)
-    benchmark(lambda: run_pb_batch(pb_policy("linucb", "cpp", 0, 1), 100_000, rewards, xs))
+    benchmark(lambda: run_pb_batch(pb_policy("LinUCB", "cpp"), 100_000, rewards, xs))
 
 
 def test_linucb_single_numpy(benchmark: Any) -> None:

@@ -45,6 +45,15 @@ void check_reward(bool unit_interval, double r, const char* field) {
   }
 }
 
+// 0: count wins over posterior draws; 1: exact by quadrature (state.hpp's PropensityMethod).
+int check_method(int method) {
+  if (method != kPropensityDraws && method != kPropensityQuadrature) {
+    throw std::invalid_argument("propensity_method: expected 0 (draws) or 1 (quadrature), got " +
+                                std::to_string(method));
+  }
+  return method;
+}
+
 void check_weight(double w, const char* field) {
   bind::check_finite_scalar(w, field);
   if (w < 0.0) {
@@ -225,7 +234,8 @@ class Guarded {
 class MabKernel : public Guarded {
  public:
   MabKernel(int kind, double decay, std::vector<double> hyper, int64_t propensity_draws,
-            int64_t propensity_refresh, const py::dict& arrays) {
+            int64_t propensity_refresh, const py::dict& arrays, int propensity_method,
+            bool first_on_ties) {
     if (!is_mab_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     if (hyper.size() > 4) throw std::invalid_argument("hyper: at most 4 hyperparameters");
     p_.kind = kind;
@@ -233,6 +243,8 @@ class MabKernel : public Guarded {
     for (size_t i = 0; i < hyper.size(); ++i) p_.p[i] = hyper[i];
     p_.propensity_draws = propensity_draws;
     p_.propensity_refresh = propensity_refresh < 1 ? 1 : propensity_refresh;
+    p_.propensity_method = check_method(propensity_method);
+    p_.first_on_ties = first_on_ties;
     set_arrays(arrays);
   }
 
@@ -334,7 +346,10 @@ class MabKernel : public Guarded {
     const double* b = rows.b;
     MabParams p = p_;
     p.propensity_draws = bind::to_index(draws_obj, "draws");
-    if (mab_is_thompson(p) && p.propensity_draws < 1) {
+    // draws >= 1 counts wins over draws; 0 asks for the exact (quadrature) distribution.
+    if (p.propensity_draws >= 1) p.propensity_method = kPropensityDraws;
+    if (mab_is_thompson(p) && p.propensity_draws < 1 &&
+        !(p.kind == kBetaTS && p.propensity_method == kPropensityQuadrature)) {
       throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "
                                   "from posterior draws; expected draws >= 1");
     }
@@ -390,7 +405,8 @@ class MabKernel : public Guarded {
 class LinKernel : public Guarded {
  public:
   LinKernel(int kind, double decay, double exploration, double ridge, int64_t refresh_every,
-            int64_t propensity_draws, const py::dict& arrays) {
+            int64_t propensity_draws, const py::dict& arrays, int propensity_method,
+            bool first_on_ties) {
     if (!is_lin_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     p_.kind = kind;
     p_.decay = decay;
@@ -398,6 +414,8 @@ class LinKernel : public Guarded {
     p_.ridge = ridge;
     p_.refresh_every = refresh_every < 1 ? 1 : refresh_every;
     p_.propensity_draws = propensity_draws;
+    p_.propensity_method = check_method(propensity_method);
+    p_.first_on_ties = first_on_ties;
     set_arrays(arrays);
   }
 
@@ -526,7 +544,10 @@ class LinKernel : public Guarded {
     const uint8_t* m = rows.m;
     const double* b = rows.b;
     const int64_t draws = bind::to_index(draws_obj, "draws");
-    if (p_.kind == kLinTS && draws < 1) {
+    // draws >= 1 counts wins over draws; 0 asks for the exact (quadrature) distribution.
+    LinParams p = p_;
+    if (draws >= 1) p.propensity_method = kPropensityDraws;
+    if (p.kind == kLinTS && draws < 1 && p.propensity_method != kPropensityQuadrature) {
       throw std::invalid_argument("draws: Thompson sampling estimates its action distribution "
                                   "from posterior draws; expected draws >= 1");
     }
@@ -535,7 +556,7 @@ class LinKernel : public Guarded {
     double* o = out.mutable_data();
     {
       py::gil_scoped_release nogil;
-      lin_action_probabilities_rows(p_, s_, m, b, px, n, draws, threads, o);
+      lin_action_probabilities_rows(p, s_, m, b, px, n, draws, threads, o);
     }
     return out;
   }
@@ -628,13 +649,17 @@ void bind_policies(py::module_& m) {
   for (const auto& c : kCounterSlotNames) slots[c.name] = c.code;
   m.attr("POLICY_KINDS") = kinds;
   m.attr("COUNTER_SLOTS") = slots;
+  py::dict methods;
+  for (const auto& c : kPropensityMethodNames) methods[c.name] = c.code;
+  m.attr("PROPENSITY_METHODS") = methods;
 
   py::class_<MabKernel>(m, "MabKernel",
                         "Non-contextual bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict>(),
+      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict, int, bool>(),
            py::arg("kind"), py::arg("decay"), py::arg("hyper"), py::arg("propensity_draws"),
-           py::arg("propensity_refresh"), py::arg("arrays"))
+           py::arg("propensity_refresh"), py::arg("arrays"), py::arg("propensity_method") = 0,
+           py::arg("first_on_ties") = false)
       .def("select", &MabKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context=None, mask=None, bias=None) -> (arm, propensity); context is ignored")
@@ -662,9 +687,10 @@ void bind_policies(py::module_& m) {
   py::class_<LinKernel>(m, "LinKernel",
                         "Disjoint linear bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict>(),
+      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict, int, bool>(),
            py::arg("kind"), py::arg("decay"), py::arg("exploration"), py::arg("ridge"),
-           py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"))
+           py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"),
+           py::arg("propensity_method") = 0, py::arg("first_on_ties") = false)
       .def("select", &LinKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context, mask=None, bias=None) -> (arm, propensity)")

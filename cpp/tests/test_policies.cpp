@@ -12,6 +12,7 @@
 #include "check.hpp"
 #include "promobandit/linear.hpp"
 #include "promobandit/multiarmed.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -391,7 +392,7 @@ void test_lin_propensity_loop() {
   std::vector<double> wins(K, 0.0);
   Stream rp(kSeed, t, kPurposePropensity);
   for (int64_t m = 0; m < f.p.propensity_draws; ++m) {
-    wins[lin_ts_draw(f.p, f.s, mask, nullptr, f.w, rp)] += 1.0;
+    wins[lin_ts_draw(f.p, f.s, mask, nullptr, f.w, rp, rp)] += 1.0;
   }
   for (int64_t a = 0; a < K; ++a) {
     if (!mask[a]) continue;
@@ -452,7 +453,48 @@ void test_codes() {
 
 }  // namespace
 
+// Exact ties: each of m tied arms wins about 1/m of the time, a tie-free argmax draws
+// nothing from the tie stream, and the tie count is the number tied at the maximum.
+void test_tie_argmax() {
+  const double vals[5] = {0.5, 1.0, 0.25, 1.0, 1.0};
+  int64_t wins[5] = {0, 0, 0, 0, 0};
+  const int64_t rounds = 30000;
+  for (int64_t r = 0; r < rounds; ++r) {
+    Stream ties(kSeed, static_cast<uint64_t>(r), kPurposeTie);
+    TieArgmax am;
+    for (int64_t a = 0; a < 5; ++a) am.offer(a, vals[a], ties);
+    CHECK(am.count == 3 && am.value == 1.0);
+    wins[am.best] += 1;
+  }
+  CHECK(wins[0] == 0 && wins[2] == 0);
+  for (int64_t a : {1, 3, 4}) {  // Binomial(30000, 1/3): sd 82; 6 sd
+    CHECK(std::fabs(static_cast<double>(wins[a]) - rounds / 3.0) < 6 * 82.0);
+  }
+  Stream untouched(kSeed, 0, kPurposeTie), fresh(kSeed, 0, kPurposeTie);
+  TieArgmax am;
+  for (int64_t a = 0; a < 4; ++a) am.offer(a, static_cast<double>(a), untouched);
+  CHECK(am.best == 3 && am.count == 1 && untouched.next_u32() == fresh.next_u32());
+}
+
+// Quadrature propensities: symmetric arms share 1/K; two normal scores give the closed
+// form P(X_0 > X_1) = Phi((m0 - m1) / sqrt(s0^2 + s1^2)); every set sums to 1.
+void test_quadrature() {
+  const int64_t K = 5;
+  std::vector<double> a(K, 3.0), b(K, 7.0), c(K, 0.0), out(K);
+  std::vector<int64_t> arms = {0, 1, 2, 3, 4};
+  quad_max_propensities(kQuadBeta, a.data(), b.data(), c.data(), arms.data(), K, out.data());
+  for (int64_t i = 0; i < K; ++i) CHECK(std::fabs(out[i] - 0.2) < 1e-6);
+  const double m[2] = {0.3, 0.1}, sd[2] = {0.2, 0.1}, z[2] = {0.0, 0.0};
+  const int64_t two[2] = {0, 1};
+  double o2[2];
+  quad_max_propensities(kQuadNormal, m, sd, z, two, 2, o2);
+  const double want = 0.5 * std::erfc(-(0.2 / std::sqrt(0.05)) / std::sqrt(2.0));
+  CHECK(std::fabs(o2[0] - want) < 1e-6 && std::fabs(o2[0] + o2[1] - 1.0) < 1e-12);
+}
+
 int main() {
+  test_quadrature();
+  test_tie_argmax();
   test_codes();
   test_lin_scratch_layout();
   test_mab_propensity_loop();

@@ -8,6 +8,7 @@ agreement with them means something. Nothing in the package calls this module.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,30 @@ class Stream:
 # Bandit policies (cpp/include/promobandit/multiarmed.hpp, linear.hpp)
 # ======================================================================================
 
+PURPOSE_TIE = 4
+
+
+class TieArgmax:
+    """rng.hpp's TieArgmax: values offered in arm order; the m-th arm tying the best so
+    far replaces it when uniform32 * m < 1, drawn from `ties` (a Stream, or a function
+    returning one, called at the first tie)."""
+
+    def __init__(self, ties: Any) -> None:
+        self.ties = ties
+        self.best = -1
+        self.value = 0.0
+        self.count = 0
+
+    def offer(self, a: int, v: float) -> None:
+        if self.best < 0 or v > self.value:
+            self.best, self.value, self.count = a, v, 1
+        elif v == self.value:
+            self.count += 1
+            if not isinstance(self.ties, Stream):
+                self.ties = self.ties()
+            if self.ties.uniform32() * self.count < 1.0:
+                self.best = a
+
 # Kind codes: state.hpp's, through the Numba backend's copy (which imports nothing).
 from ._numba.codes import BETA_TS, EPSILON_GREEDY, GAUSSIAN_TS, SOFTMAX, UCB1, UCB_TUNED  # noqa: E402
 
@@ -195,14 +220,17 @@ class MultiArmed:
         b = np.zeros(k) if bias is None else bias
         p = np.zeros(k)
         idx = np.flatnonzero(eligible)
-        if self.kind in (UCB1, UCB_TUNED):
-            p[int(np.argmax(self.ucb_scores(eligible, b)))] = 1.0
+        if self.kind in (UCB1, UCB_TUNED):  # tied maxima share the choice
+            scores = self.ucb_scores(eligible, b)
+            top = scores[idx].max()
+            p[idx[scores[idx] == top]] = 1.0 / int((scores[idx] == top).sum())
             return p
         means = np.array([self.expectation(a) + b[a] for a in idx])
         if self.kind == EPSILON_GREEDY:
             eps = self.hyper[0]
             p[idx] = eps / len(idx)
-            p[idx[int(np.argmax(means))]] += 1.0 - eps
+            tied = means == means.max()
+            p[idx[tied]] += (1.0 - eps) / int(tied.sum())
             return p
         if self.kind == SOFTMAX:
             w = np.exp((means - means.max()) / self.hyper[0])
@@ -218,19 +246,26 @@ class MultiArmed:
             raise ValueError("mask: no eligible arm")
         idx = np.flatnonzero(eligible)
         rs = Stream(self.seed, self.t, 0)
+        t = self.t
         self.t += 1
+        am = TieArgmax(lambda: Stream(self.seed, t, PURPOSE_TIE))
         if self.kind in (BETA_TS, GAUSSIAN_TS):
-            vals = [self.draw(int(a), rs) + b[a] for a in idx]
-            arm = int(idx[int(np.argmax(vals))])
+            for a in idx:
+                am.offer(int(a), self.draw(int(a), rs) + b[a])
+            arm = am.best
             return arm, self.ts_propensities(eligible, b)[arm] if self.draws else math.nan
         p = self.action_probabilities(eligible, b)
         assert p is not None
         if self.kind in (UCB1, UCB_TUNED):
-            return int(np.argmax(p)), 1.0
+            scores = self.ucb_scores(eligible, b)
+            for a in idx:
+                am.offer(int(a), float(scores[a]))
+            return am.best, float(p[am.best])
         if self.kind == EPSILON_GREEDY:
             u_explore, u_arm = rs.uniform(), rs.uniform()
-            means = [self.expectation(int(a)) + b[a] for a in idx]
-            greedy = int(idx[int(np.argmax(means))])
+            for a in idx:
+                am.offer(int(a), self.expectation(int(a)) + b[a])
+            greedy = am.best
             if u_explore < self.hyper[0]:
                 arm = int(idx[min(int(u_arm * len(idx)), len(idx) - 1)])
             else:
@@ -250,8 +285,10 @@ class MultiArmed:
         wins = np.zeros(len(self.stats))
         rp = Stream(self.seed, self.updates, 1)
         for _ in range(self.draws):
-            vals = [self.draw(int(a), rp) + b[a] for a in idx]
-            wins[idx[int(np.argmax(vals))]] += 1
+            am = TieArgmax(rp)  # ties from the drawing stream, interleaved with the draws
+            for a in idx:
+                am.offer(int(a), self.draw(int(a), rp) + b[a])
+            wins[am.best] += 1
         out = np.zeros(len(self.stats))
         out[idx] = (wins[idx] + 1) / (self.draws + len(idx))
         return out

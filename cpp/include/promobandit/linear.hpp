@@ -20,6 +20,7 @@
 #include "promobandit/linalg.hpp"
 #include "promobandit/multiarmed.hpp"  // bias_of
 #include "promobandit/parallel.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -43,6 +44,10 @@ struct LinParams {
   int64_t refresh_every = 64;  // exact refresh of an arm's inverse after this many of its updates
   int64_t propensity_draws = 0;
   uint64_t seed = 0;
+  // kPropensityQuadrature: LinTS propensities exact by quadrature over the normal
+  // scores (quadrature.hpp) instead of counted over propensity_draws draws.
+  int propensity_method = kPropensityDraws;
+  bool first_on_ties = false;  // exact ties to the lowest id instead of at random
 };
 
 struct LinState {
@@ -111,38 +116,76 @@ inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x,
   }
 }
 
-// The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), lowest id on ties.
+inline double lin_ucb_score(const LinParams& p, const double* bias, const LinScratch& w,
+                            int64_t a) {
+  return w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
+}
+
+// The LinUCB choice: the highest mean + alpha * sqrt(var) (+ bias), exact ties broken at
+// random from `ties` (a cold start ties every arm); *argmax gets it with its tie count.
 inline int64_t lin_ucb_best(const LinParams& p, const LinState& s, const uint8_t* mask,
-                            const double* bias, const LinScratch& w) {
-  int64_t best = -1;
-  double best_v = -std::numeric_limits<double>::infinity();
+                            const double* bias, const LinScratch& w, Stream& ties,
+                            TieArgmax* argmax) {
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
-    if (!lin_eligible(s, mask, a)) continue;
-    const double score = w.mean[a] + p.exploration * std::sqrt(w.var[a]) + bias_of(bias, a);
-    if (best < 0 || score > best_v) {
-      best = a;
-      best_v = score;
-    }
+    if (lin_eligible(s, mask, a)) am.offer(a, lin_ucb_score(p, bias, w, a), ties);
   }
-  return best;
+  *argmax = am;
+  return am.best;
 }
 
 // One Thompson draw: every eligible arm's score theta~.x ~ N(mean, v^2 var) (+ bias),
-// drawn in arm order from `rs`; returns the arm with the highest (lowest id on ties).
+// drawn in arm order from `rs`; returns the arm with the highest, exact ties broken
+// from `ties` (which may be `rs` itself).
 inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t* mask,
-                           const double* bias, const LinScratch& w, Stream& rs) {
-  int64_t best = -1;
-  double best_v = -std::numeric_limits<double>::infinity();
+                           const double* bias, const LinScratch& w, Stream& rs, Stream& ties) {
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!lin_eligible(s, mask, a)) continue;
     const double score =
         w.mean[a] + p.exploration * std::sqrt(w.var[a]) * rs.normal() + bias_of(bias, a);
-    if (best < 0 || score > best_v) {
-      best = a;
-      best_v = score;
-    }
+    am.offer(a, score, ties);
   }
-  return best;
+  return am.best;
+}
+
+// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
+// the others). The scores are N(mean + bias, v^2 var): quadrature when every sd is
+// positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and
+// the tied maxima share it; returns false for a mix of zero and positive sds, which
+// the callers then estimate by draws.
+inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
+                              const double* bias, const LinScratch& w, double* out) {
+  const int64_t K = s.n_arms;
+  std::vector<double> m(K), sd(K), zero(K, 0.0);
+  std::vector<int64_t> arms(K);
+  int64_t n = 0, n_zero = 0;
+  for (int64_t a = 0; a < K; ++a) {
+    out[a] = 0.0;
+    if (!lin_eligible(s, mask, a)) continue;
+    m[n] = w.mean[a] + bias_of(bias, a);
+    sd[n] = p.exploration * std::sqrt(w.var[a]);
+    n_zero += sd[n] > 0.0 ? 0 : 1;
+    arms[n] = a;
+    ++n;
+  }
+  if (n_zero == n) {
+    double top = m[0];
+    for (int64_t i = 1; i < n; ++i) top = m[i] > top ? m[i] : top;
+    int64_t tied = 0;
+    for (int64_t i = 0; i < n; ++i) tied += m[i] == top ? 1 : 0;
+    bool first = true;  // with first_on_ties only the first tied arm is ever chosen
+    for (int64_t i = 0; i < n; ++i) {
+      const bool at_top = m[i] == top;
+      out[arms[i]] = !at_top ? 0.0 : !p.first_on_ties ? 1.0 / static_cast<double>(tied)
+                                                       : first ? 1.0 : 0.0;
+      if (at_top) first = false;
+    }
+    return true;
+  }
+  if (n_zero > 0) return false;
+  quad_max_propensities(kQuadNormal, m.data(), sd.data(), zero.data(), arms.data(), n, out);
+  return true;
 }
 
 // LinTS propensity of `arm` at decision t, given the moments in w: the share of
@@ -153,11 +196,15 @@ inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uin
                                 const double* bias, const LinScratch& w, uint64_t t,
                                 int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (p.propensity_method == kPropensityQuadrature) {
+    std::vector<double> all(static_cast<size_t>(s.n_arms));
+    if (lin_ts_quadrature(p, s, mask, bias, w, all.data())) return all[static_cast<size_t>(arm)];
+  }
   Stream rp(p.seed, t, kPurposePropensity);
   int64_t wins = 0, k_elig = 0;
   for (int64_t a = 0; a < s.n_arms; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
   for (int64_t m = 0; m < p.propensity_draws; ++m) {
-    wins += (lin_ts_draw(p, s, mask, bias, w, rp) == arm) ? 1 : 0;
+    wins += (lin_ts_draw(p, s, mask, bias, w, rp, rp) == arm) ? 1 : 0;
   }
   return (static_cast<double>(wins) + 1.0) /
          (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
@@ -172,13 +219,16 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
   lin_moments(s, mask, x, w);
   int64_t best = -1;
   double prop = 1.0;
+  Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
   if (p.kind == kLinUCB) {
-    best = lin_ucb_best(p, s, mask, bias, w);
+    TieArgmax am;
+    best = lin_ucb_best(p, s, mask, bias, w, ties, &am);
+    prop = am.share();
   } else {
     // theta~ ~ N(theta, v^2 A^{-1}) gives theta~ . x ~ N(mean, v^2 var): draw the
     // score directly, the same decision distribution at O(K) draws instead of O(K d).
     Stream rs(p.seed, t, kPurposeDecision);
-    best = lin_ts_draw(p, s, mask, bias, w, rs);
+    best = lin_ts_draw(p, s, mask, bias, w, rs, ties);
     prop = lin_ts_propensity(p, s, mask, bias, w, t, best);
   }
   return {best, prop};
@@ -193,14 +243,27 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   const int64_t K = s.n_arms;
   lin_moments(s, mask, x, w);
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
-  if (p.kind == kLinUCB) {
-    out[lin_ucb_best(p, s, mask, bias, w)] = 1.0;
+  if (p.kind == kLinUCB) {  // the tied maxima share the choice equally
+    Stream ties(p.seed, stream, kPurposeTie);
+    TieArgmax am;
+    lin_ucb_best(p, s, mask, bias, w, ties, &am);
+    for (int64_t a = 0; a < K; ++a) {
+      if (lin_eligible(s, mask, a) && am.shares(a, lin_ucb_score(p, bias, w, a))) {
+        out[a] = am.share();
+      }
+    }
     return;
   }
+  // draws == 0 with the quadrature method: the exact distribution the propensities use.
+  if (draws == 0 && p.propensity_method == kPropensityQuadrature &&
+      lin_ts_quadrature(p, s, mask, bias, w, out)) {
+    return;
+  }
+  if (draws == 0) draws = 1000;  // quadrature could not run (zero and positive sds mix)
   Stream rp(p.seed, stream, kPurposeEvaluation);
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) k_elig += lin_eligible(s, mask, a) ? 1 : 0;
-  for (int64_t m = 0; m < draws; ++m) out[lin_ts_draw(p, s, mask, bias, w, rp)] += 1.0;
+  for (int64_t m = 0; m < draws; ++m) out[lin_ts_draw(p, s, mask, bias, w, rp, rp)] += 1.0;
   const double denom = static_cast<double>(draws) + static_cast<double>(k_elig);
   for (int64_t a = 0; a < K; ++a) {
     if (lin_eligible(s, mask, a)) out[a] = (out[a] + 1.0) / denom;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "promobandit/parallel.hpp"
+#include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
 #include "promobandit/state.hpp"
 
@@ -38,6 +39,10 @@ struct MabParams {
   int64_t propensity_draws = 0;    // Thompson sampling: posterior draws per estimate (0: NaN)
   int64_t propensity_refresh = 1;  // reuse an estimate for up to this many updates
   uint64_t seed = 0;
+  // kPropensityQuadrature: Beta TS propensities exact by quadrature (quadrature.hpp)
+  // instead of counted over propensity_draws draws; other kinds always count draws.
+  int propensity_method = kPropensityDraws;
+  bool first_on_ties = false;  // exact ties to the lowest id instead of at random
 };
 
 // Views of arrays owned elsewhere (NumPy). stats is K x 3 row-major.
@@ -110,12 +115,39 @@ inline double mab_posterior_draw(const MabParams& p, const MabState& s, int64_t 
 // expression on every path, so backends agree bit for bit.
 inline double bias_of(const double* bias, int64_t a) { return bias ? bias[a] : 0.0; }
 
+// Beta TS: every eligible arm's probability of the largest draw, exact by quadrature
+// (quad_max_propensities over the Beta(alpha0 + s1, beta0 + n - s1) + bias scores); 0
+// for the others.
+inline void mab_beta_quadrature(const MabParams& p, const MabState& s, const uint8_t* mask,
+                                const double* bias, double* out) {
+  const int64_t K = s.n_arms;
+  std::vector<double> a(K), b(K), c(K);
+  std::vector<int64_t> arms(K);
+  int64_t n = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    out[k] = 0.0;
+    if (!mab_eligible(s, mask, k)) continue;
+    const double cnt = s.stats[k * 3 + 0], s1 = s.stats[k * 3 + 1];
+    a[n] = p.p[0] + s1;
+    b[n] = p.p[1] + (cnt - s1);
+    c[n] = bias_of(bias, k);
+    arms[n] = k;
+    ++n;
+  }
+  quad_max_propensities(kQuadBeta, a.data(), b.data(), c.data(), arms.data(), n, out);
+}
+
 // Draws `draws` rounds of posterior samples (purpose: propensity) and fills
 // out[a] = (wins_a + 1) / (draws + K_eligible) for eligible arms, 0 otherwise.
 // The add-one smoothing keeps every eligible arm's estimate positive, which
-// inverse-propensity estimators need; its bias is at most K / draws.
+// inverse-propensity estimators need; its bias is at most K / draws. With
+// kPropensityQuadrature (Beta TS), the exact values by quadrature instead.
 inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uint8_t* mask,
                                 const double* bias, uint64_t stream, double* out) {
+  if (p.propensity_method == kPropensityQuadrature && p.kind == kBetaTS) {
+    mab_beta_quadrature(p, s, mask, bias, out);
+    return;
+  }
   const int64_t K = s.n_arms;
   int64_t k_elig = 0;
   for (int64_t a = 0; a < K; ++a) {
@@ -124,17 +156,12 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
   }
   Stream rp(p.seed, stream, kPurposePropensity);
   for (int64_t m = 0; m < p.propensity_draws; ++m) {
-    int64_t best = -1;
-    double best_v = -std::numeric_limits<double>::infinity();
+    TieArgmax am(p.first_on_ties);  // ties (rare for draws) from the same stream
     for (int64_t a = 0; a < K; ++a) {
       if (!mab_eligible(s, mask, a)) continue;
-      const double v = mab_posterior_draw(p, s, a, rp) + bias_of(bias, a);
-      if (best < 0 || v > best_v) {
-        best = a;
-        best_v = v;
-      }
+      am.offer(a, mab_posterior_draw(p, s, a, rp) + bias_of(bias, a), rp);
     }
-    out[best] += 1.0;
+    out[am.best] += 1.0;
   }
   const double denom = static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig);
   for (int64_t a = 0; a < K; ++a) {
@@ -169,24 +196,52 @@ inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* 
   return s.prop_cache[arm];
 }
 
-// The eligible arm with the highest mean + bias (lowest id on ties) and the number of
-// eligible arms: the greedy choice of epsilon-greedy, and softmax's maximum.
+// The eligible arm with the highest mean + bias and the number of eligible arms: the
+// greedy choice of epsilon-greedy, and softmax's maximum. Exact ties are broken at
+// random from `ties` (see TieArgmax); *argmax gets the argmax with its tie count.
 inline std::pair<int64_t, int64_t> mab_greedy(const MabParams& p, const MabState& s,
                                               const uint8_t* mask, const double* bias,
-                                              double* best_value) {
-  int64_t greedy = -1, k_elig = 0;
-  double greedy_v = -std::numeric_limits<double>::infinity();
+                                              double* best_value, Stream& ties,
+                                              TieArgmax* argmax) {
+  int64_t k_elig = 0;
+  TieArgmax am(p.first_on_ties);
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!mab_eligible(s, mask, a)) continue;
     ++k_elig;
-    const double v = mab_expectation(p, s, a) + bias_of(bias, a);
-    if (greedy < 0 || v > greedy_v) {
-      greedy = a;
-      greedy_v = v;
-    }
+    am.offer(a, mab_expectation(p, s, a) + bias_of(bias, a), ties);
   }
-  *best_value = greedy_v;
-  return {greedy, k_elig};
+  *best_value = am.value;
+  *argmax = am;
+  return {am.best, k_elig};
+}
+
+// UCB score of eligible arm a (+ bias): +inf for an arm never updated, so that every
+// arm is played once (in random order) before bounds are trusted.
+inline double mab_ucb_score(const MabParams& p, const MabState& s, const double* bias, int64_t a,
+                            double log_total) {
+  const double n = s.stats[a * 3 + 0];
+  if (!(n > 0.0)) return std::numeric_limits<double>::infinity();
+  const double mean = s.stats[a * 3 + 1] / n;
+  double bonus;
+  if (p.kind == kUCB1) {
+    bonus = p.p[0] * std::sqrt(2.0 * log_total / n);
+  } else {
+    double var = s.stats[a * 3 + 2] / n - mean * mean;
+    if (var < 0.0) var = 0.0;
+    double v = var + std::sqrt(2.0 * log_total / n);
+    if (v > 0.25) v = 0.25;
+    bonus = p.p[0] * std::sqrt(log_total / n * v);
+  }
+  return mean + bonus + bias_of(bias, a);
+}
+
+// log of the total count over active arms (at least log 1), UCB's ln N.
+inline double mab_ucb_log_total(const MabState& s) {
+  double total = 0.0;
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (s.active[a]) total += s.stats[a * 3 + 0];
+  }
+  return std::log(total > 1.0 ? total : 1.0);
 }
 
 // Decision number t among the eligible arms (active and not masked out), without
@@ -197,61 +252,37 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
                                              const uint8_t* mask, const double* bias, uint64_t t) {
   const int64_t K = s.n_arms;
   Stream rs(p.seed, t, kPurposeDecision);
+  Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
   int64_t best = -1;
   double prop = 1.0;
   switch (p.kind) {
     case kBetaTS:
     case kGaussianTS: {
-      double best_v = -std::numeric_limits<double>::infinity();
+      TieArgmax am(p.first_on_ties);
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
-        const double v = mab_posterior_draw(p, s, a, rs) + bias_of(bias, a);
-        if (best < 0 || v > best_v) {
-          best = a;
-          best_v = v;
-        }
+        am.offer(a, mab_posterior_draw(p, s, a, rs) + bias_of(bias, a), ties);
       }
+      best = am.best;
       prop = std::numeric_limits<double>::quiet_NaN();
       break;
     }
     case kUCB1:
     case kUCBTuned: {
-      double total = 0.0;
-      for (int64_t a = 0; a < K; ++a) {
-        if (s.active[a]) total += s.stats[a * 3 + 0];
-      }
-      const double log_total = std::log(total > 1.0 ? total : 1.0);
-      double best_v = -std::numeric_limits<double>::infinity();
+      const double log_total = mab_ucb_log_total(s);
+      TieArgmax am(p.first_on_ties);
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
-        const double n = s.stats[a * 3 + 0];
-        if (!(n > 0.0)) {  // play every arm once before trusting a bound
-          best = a;
-          break;
-        }
-        const double mean = s.stats[a * 3 + 1] / n;
-        double bonus;
-        if (p.kind == kUCB1) {
-          bonus = p.p[0] * std::sqrt(2.0 * log_total / n);
-        } else {
-          double var = s.stats[a * 3 + 2] / n - mean * mean;
-          if (var < 0.0) var = 0.0;
-          double v = var + std::sqrt(2.0 * log_total / n);
-          if (v > 0.25) v = 0.25;
-          bonus = p.p[0] * std::sqrt(log_total / n * v);
-        }
-        const double score = mean + bonus + bias_of(bias, a);
-        if (best < 0 || score > best_v) {
-          best = a;
-          best_v = score;
-        }
+        am.offer(a, mab_ucb_score(p, s, bias, a, log_total), ties);
       }
-      prop = 1.0;
+      best = am.best;
+      prop = am.share();
       break;
     }
     case kEpsilonGreedy: {
       double greedy_v;
-      const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &greedy_v);
+      TieArgmax gm;
+      const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &greedy_v, ties, &gm);
       const double eps = p.p[0];
       const double u_explore = rs.uniform();
       const double u_arm = rs.uniform();
@@ -269,13 +300,16 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
       } else {
         best = greedy;
       }
-      prop = eps / static_cast<double>(k_elig) + (best == greedy ? 1.0 - eps : 0.0);
+      // The greedy share goes to the tied maxima equally.
+      const bool tied = gm.shares(best, mab_expectation(p, s, best) + bias_of(bias, best));
+      prop = eps / static_cast<double>(k_elig) + (tied ? (1.0 - eps) * gm.share() : 0.0);
       break;
     }
     case kSoftmax: {
       const double tau = p.p[0];
       double vmax;
-      mab_greedy(p, s, mask, bias, &vmax);
+      TieArgmax gm;
+      mab_greedy(p, s, mask, bias, &vmax, ties, &gm);
       double z = 0.0;
       for (int64_t a = 0; a < K; ++a) {
         if (!mab_eligible(s, mask, a)) continue;
@@ -332,17 +366,32 @@ inline void mab_action_probabilities(const MabParams& p, const MabState& s, cons
     return;
   }
   for (int64_t a = 0; a < K; ++a) out[a] = 0.0;
-  if (p.kind == kUCB1 || p.kind == kUCBTuned) {
-    out[mab_choose(p, s, mask, bias, 0).first] = 1.0;
+  Stream ties(p.seed, 0, kPurposeTie);  // only the maximum's value and tie count are read
+  if (p.kind == kUCB1 || p.kind == kUCBTuned) {  // the tied maxima share the choice equally
+    const double log_total = mab_ucb_log_total(s);
+    TieArgmax am(p.first_on_ties);
+    for (int64_t a = 0; a < K; ++a) {
+      if (mab_eligible(s, mask, a)) am.offer(a, mab_ucb_score(p, s, bias, a, log_total), ties);
+    }
+    for (int64_t a = 0; a < K; ++a) {
+      if (mab_eligible(s, mask, a) && am.shares(a, mab_ucb_score(p, s, bias, a, log_total))) {
+        out[a] = am.share();
+      }
+    }
     return;
   }
   double vmax;
-  const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &vmax);
+  TieArgmax gm;
+  const auto [greedy, k_elig] = mab_greedy(p, s, mask, bias, &vmax, ties, &gm);
+  (void)greedy;
   if (p.kind == kEpsilonGreedy) {
     for (int64_t a = 0; a < K; ++a) {
-      if (mab_eligible(s, mask, a)) out[a] = p.p[0] / static_cast<double>(k_elig);
+      if (!mab_eligible(s, mask, a)) continue;
+      out[a] = p.p[0] / static_cast<double>(k_elig);
+      if (gm.shares(a, mab_expectation(p, s, a) + bias_of(bias, a))) {
+        out[a] += (1.0 - p.p[0]) * gm.share();
+      }
     }
-    out[greedy] += 1.0 - p.p[0];
     return;
   }
   double z = 0.0;  // softmax, same arithmetic as mab_choose

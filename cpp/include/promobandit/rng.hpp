@@ -65,6 +65,7 @@ enum : uint32_t {
   kPurposePropensity = 1,
   kPurposeUser = 2,
   kPurposeEvaluation = 3,  // action distributions for off-policy evaluation
+  kPurposeTie = 4,         // breaking exact ties of a decision's argmax
 };
 
 // A stream of draws addressed by (seed, stream id, purpose). The counter is
@@ -164,6 +165,40 @@ class Stream {
   uint32_t ctr_[4];
   uint32_t buf_[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int pos_ = 8;
+};
+
+// Argmax over values offered in arm order, exact ties broken uniformly at random by
+// reservoir sampling: the m-th arm equal to the best so far replaces it when
+// uniform32 * m < 1 (one draw from `ties` per tie, none without a tie), so each of m
+// tied arms wins with probability 1/m (to 2^-32). A tie-free argmax consumes no draw,
+// so decisions without ties are those of a plain argmax. `count` ends as the number
+// of arms tied at the maximum (the 1/count is the choice's share among them).
+// With first_on_ties the first tied arm stays (the lowest id: MABWiser's rule, which
+// promobandit.compat reproduces) and no draw is made.
+struct TieArgmax {
+  int64_t best = -1;
+  double value = 0.0;
+  int64_t count = 0;
+  bool first_on_ties = false;
+
+  TieArgmax() = default;
+  explicit TieArgmax(bool first) : first_on_ties(first) {}
+
+  void offer(int64_t a, double v, Stream& ties) {
+    if (best < 0 || v > value) {
+      best = a;
+      value = v;
+      count = 1;
+    } else if (v == value) {
+      ++count;
+      if (!first_on_ties && ties.uniform32() * static_cast<double>(count) < 1.0) best = a;
+    }
+  }
+
+  // The chosen arm's share among the tied maxima: 1/count, or 1 with first_on_ties.
+  double share() const { return first_on_ties ? 1.0 : 1.0 / static_cast<double>(count); }
+  // Whether arm a (with value v) gets that share.
+  bool shares(int64_t a, double v) const { return first_on_ties ? a == best : v == value; }
 };
 
 }  // namespace promobandit

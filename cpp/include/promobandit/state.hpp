@@ -25,6 +25,10 @@ enum MabKind : int {
 // codes start at 0 again.
 enum LinKind : int { kLinUCB = 0, kLinTS = 1 };
 
+// How Thompson sampling policies compute propensities: by counting wins over posterior
+// draws, or exactly by quadrature (quadrature.hpp; Beta TS and LinTS).
+enum PropensityMethod : int { kPropensityDraws = 0, kPropensityQuadrature = 1 };
+
 inline constexpr bool is_mab_kind(int kind) { return kind >= kBetaTS && kind <= kSoftmax; }
 inline constexpr bool is_lin_kind(int kind) { return kind == kLinUCB || kind == kLinTS; }
 
@@ -49,6 +53,9 @@ inline constexpr NamedCode kMabKindNames[] = {
 };
 
 inline constexpr NamedCode kLinKindNames[] = {{"LIN_UCB", kLinUCB}, {"LIN_TS", kLinTS}};
+
+inline constexpr NamedCode kPropensityMethodNames[] = {
+    {"DRAWS", kPropensityDraws}, {"QUADRATURE", kPropensityQuadrature}};
 
 inline constexpr NamedCode kCounterSlotNames[] = {
     {"DECISIONS", kCtrDecisions},

@@ -14,7 +14,22 @@ import numpy as np
 from .. import _validation as v
 from . import linear as lin
 from . import multiarmed as mab
-from .codes import BETA_TS, CTR_SEED, GAUSSIAN_TS, LIN_TS, N_COUNTERS
+from .codes import (
+    BETA_TS,
+    CTR_SEED,
+    GAUSSIAN_TS,
+    LIN_TS,
+    METHOD_DRAWS,
+    METHOD_QUADRATURE,
+    N_COUNTERS,
+)
+
+
+def _check_method(method: int) -> int:
+    """0: count wins over posterior draws; 1: exact by quadrature (see _core)."""
+    if method not in (METHOD_DRAWS, METHOD_QUADRATURE):
+        raise ValueError(f"propensity_method: expected 0 (draws) or 1 (quadrature), got {method!r}")
+    return int(method)
 
 
 class _Guarded(ABC):
@@ -39,14 +54,17 @@ class _Guarded(ABC):
 
 class MabKernel(_Guarded):
     def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
-                 propensity_refresh: int, arrays: dict[str, np.ndarray]) -> None:
+                 propensity_refresh: int, arrays: dict[str, np.ndarray],
+                 propensity_method: int = 0, first_on_ties: bool = False) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
-        h = np.zeros(4)
+        h = np.zeros(5)  # the kind's hyperparameters, then 1.0 for first_on_ties
         h[: len(hyper)] = hyper
+        h[4] = 1.0 if first_on_ties else 0.0
         self.hyper = h
         self.draws = int(propensity_draws)
         self.refresh = max(1, int(propensity_refresh))
+        self.method = _check_method(propensity_method)
         self._lock = threading.RLock()
         self._set_arrays(arrays)
 
@@ -75,7 +93,7 @@ class MabKernel(_Guarded):
     def _select(self, mask: Any, bias: Any) -> tuple[int, float]:
         m = v.check_mask(mask, self.active)
         b = v.check_bias(bias, self.n_arms)
-        arm, prop = mab.select(self.kind, self.hyper, self.draws, self.refresh, self.seed,
+        arm, prop = mab.select(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed,
                                self.stats, self.active, self.counters, self.cache, self.pmask,
                                self._all if m is None else m,
                                self._zeros if b is None else b, b is not None)
@@ -100,7 +118,7 @@ class MabKernel(_Guarded):
         b = v.check_biases(biases, n, self.n_arms)
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
-        mab.select_batch(self.kind, self.hyper, self.draws, self.refresh, self.seed, self.stats,
+        mab.select_batch(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed, self.stats,
                          self.active, self.counters, self.cache, self.pmask, m,
                          np.broadcast_to(self._zeros, (n, self.n_arms)) if b is None else b,
                          b is not None, arms, props)
@@ -137,11 +155,14 @@ class MabKernel(_Guarded):
                 n = v.checked_array(masks, "masks", "bool", 2, (-1, self.n_arms)).shape[0]
             m = v.check_masks(masks, n, self.active)
             b = v.check_biases(biases, n, self.n_arms)
-            draws = v.check_draws(draws, self.kind in (BETA_TS, GAUSSIAN_TS))
+            # draws >= 1 counts wins over draws; 0 asks for the exact (quadrature) distribution.
+            exact = self.kind == BETA_TS and self.method == METHOD_QUADRATURE
+            draws = v.check_draws(draws, self.kind in (BETA_TS, GAUSSIAN_TS) and not exact)
+            method = self.method if draws < 1 else METHOD_DRAWS
             k = self.n_arms
             out = np.empty((n, k))
             mab.action_probabilities_rows(
-                self.kind, self.hyper, draws, self.seed, self.stats, self.active, self.counters,
+                self.kind, self.hyper, draws, method, self.seed, self.stats, self.active, self.counters,
                 np.broadcast_to(self._all, (n, k)) if m is None else m,
                 np.broadcast_to(self._zeros, (n, k)) if b is None else b, b is not None, out)
             return out
@@ -150,13 +171,16 @@ class MabKernel(_Guarded):
 class LinKernel(_Guarded):
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
                  refresh_every: int, propensity_draws: int,
-                 arrays: dict[str, np.ndarray]) -> None:
+                 arrays: dict[str, np.ndarray], propensity_method: int = 0,
+                 first_on_ties: bool = False) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
         self.exploration = float(exploration)
         self.ridge = float(ridge)
         self.refresh_every = max(1, int(refresh_every))
         self.draws = int(propensity_draws)
+        self.method = _check_method(propensity_method)
+        self.first = bool(first_on_ties)
         self._lock = threading.RLock()
         self._set_arrays(arrays)
 
@@ -199,7 +223,7 @@ class LinKernel(_Guarded):
         x = v.check_context(context, self.dim)
         m = v.check_mask(mask, self.active)
         b = v.check_bias(bias, self.n_arms)
-        arm, prop = lin.select(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
+        arm, prop = lin.select(self.kind, self.exploration, self.first, self.draws, self.method, self.seed, self.A_inv,
                                self.theta, self.active, self.counters,
                                self._all if m is None else m, self._zeros if b is None else b,
                                x, self._mean, self._var, self._u)
@@ -226,7 +250,7 @@ class LinKernel(_Guarded):
             b = np.broadcast_to(self._zeros, (n, self.n_arms))
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
-        lin.select_batch(self.kind, self.exploration, self.draws, self.seed, self.A_inv,
+        lin.select_batch(self.kind, self.exploration, self.first, self.draws, self.method, self.seed, self.A_inv,
                          self.theta, self.active, self.counters, m, b, xs, self._mean, self._var,
                          self._u, arms, props)
         return arms, props
@@ -279,9 +303,11 @@ class LinKernel(_Guarded):
             b = v.check_biases(biases, n, self.n_arms)
             if b is None:
                 b = np.broadcast_to(self._zeros, (n, self.n_arms))
-            draws = v.check_draws(draws, self.kind == LIN_TS)
+            exact = self.method == METHOD_QUADRATURE
+            draws = v.check_draws(draws, self.kind == LIN_TS and not exact)
+            method = self.method if draws < 1 else METHOD_DRAWS
             out = np.empty((n, self.n_arms))
-            lin.action_probabilities(self.kind, self.exploration, draws, self.seed, self.A_inv,
+            lin.action_probabilities(self.kind, self.exploration, self.first, draws, method, self.seed, self.A_inv,
                                      self.theta, self.active, m, b, xs, self._mean, self._var,
                                      self._u, out)
             return out

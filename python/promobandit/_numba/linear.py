@@ -14,9 +14,19 @@ import math
 import numba as nb
 import numpy as np
 
-from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB
+from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB, METHOD_QUADRATURE
 from .linalg import dot, spd_inverse, symv
-from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, normal, stream_new
+from .quadrature import FAMILY_NORMAL, max_propensities
+from .rng import (
+    PURPOSE_DECISION,
+    PURPOSE_EVALUATION,
+    PURPOSE_PROPENSITY,
+    PURPOSE_TIE,
+    no_stream,
+    normal,
+    stream_new,
+    tie_replaces,
+)
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -51,10 +61,12 @@ def moments(A_inv, theta, active, mask, x, mean, var, u):
 
 
 @nb.njit(**_JIT)
-def ucb_best(exploration, active, mask, bias, mean, var):
-    """Mirrors lin_ucb_best."""
+def ucb_best(exploration, first, seed, t, active, mask, bias, mean, var):
+    """Mirrors lin_ucb_best with the tie stream (seed, t, tie): (arm, number tied, top)."""
     best = -1
     best_v = -np.inf
+    count = 0
+    ties = no_stream()
     for a in range(mean.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -62,14 +74,25 @@ def ucb_best(exploration, active, mask, bias, mean, var):
         if best < 0 or score > best_v:
             best = a
             best_v = score
-    return best
+            count = 1
+        elif score == best_v:
+            count += 1
+            if not first:  # random ties (first: the first tied arm stays)
+                if ties.shape[0] == 0:
+                    ties = stream_new(seed, t, PURPOSE_TIE)
+                if tie_replaces(ties, count):
+                    best = a
+    return best, count, best_v
 
 
 @nb.njit(**_JIT)
-def ts_draw(exploration, active, mask, bias, mean, var, st):
-    """Mirrors lin_ts_draw: one Thompson draw of every eligible score, the argmax."""
+def ts_draw_ties(exploration, first, active, mask, bias, mean, var, st, seed, t, own_ties):
+    """Mirrors lin_ts_draw: one Thompson draw of every eligible score, the argmax; exact
+    ties from `st` itself when own_ties, else from the tie stream (seed, t, tie)."""
     best = -1
     best_v = -np.inf
+    count = 0
+    ties = st if own_ties else no_stream()
     for a in range(mean.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -77,15 +100,78 @@ def ts_draw(exploration, active, mask, bias, mean, var, st):
         if best < 0 or score > best_v:
             best = a
             best_v = score
+            count = 1
+        elif score == best_v:
+            count += 1
+            if not first:
+                if ties.shape[0] == 0:
+                    ties = stream_new(seed, t, PURPOSE_TIE)
+                if tie_replaces(ties, count):
+                    best = a
     return best
 
 
 @nb.njit(**_JIT)
-def ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, arm):
+def ts_draw(exploration, first, active, mask, bias, mean, var, st):
+    """lin_ts_draw(..., rs, rs): ties from the drawing stream itself (estimates)."""
+    return ts_draw_ties(exploration, first, active, mask, bias, mean, var, st, 0, 0, True)
+
+
+@nb.njit(**_JIT)
+def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
+    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
+    and positive score sds mix (the caller then counts draws)."""
+    k = mean.shape[0]
+    m = np.empty(k)
+    sd = np.empty(k)
+    zero = np.zeros(k)
+    arms = np.empty(k, dtype=np.int64)
+    n = 0
+    n_zero = 0
+    for a in range(k):
+        out[a] = 0.0
+        if not (active[a] and mask[a]):
+            continue
+        m[n] = mean[a] + bias[a]
+        sd[n] = exploration * math.sqrt(var[a])
+        n_zero += 0 if sd[n] > 0.0 else 1
+        arms[n] = a
+        n += 1
+    if n_zero == n:
+        top = m[0]
+        for i in range(1, n):
+            top = m[i] if m[i] > top else top
+        tied = 0
+        for i in range(n):
+            tied += 1 if m[i] == top else 0
+        is_first = True  # with first only the first tied arm is ever chosen
+        for i in range(n):
+            at_top = m[i] == top
+            if not at_top:
+                out[arms[i]] = 0.0
+            elif not first:
+                out[arms[i]] = 1.0 / float(tied)
+            else:
+                out[arms[i]] = 1.0 if is_first else 0.0
+            if at_top:
+                is_first = False
+        return True
+    if n_zero > 0:
+        return False
+    max_propensities(FAMILY_NORMAL, m, sd, zero, arms, n, out)
+    return True
+
+
+@nb.njit(**_JIT)
+def ts_propensity(exploration, first, draws, method, seed, active, mask, bias, mean, var, t, arm):
     """Mirrors lin_ts_propensity: (wins + 1) / (draws + K_eligible) of `arm` over
     `draws` score draws on the stream (seed, t, propensity); NaN without draws."""
     if draws <= 0:
         return np.nan
+    if method == METHOD_QUADRATURE:
+        allp = np.empty(mean.shape[0])
+        if ts_quadrature(exploration, first, active, mask, bias, mean, var, allp):
+            return allp[arm]
     sp = stream_new(seed, t, PURPOSE_PROPENSITY)
     wins = 0
     k_elig = 0
@@ -93,59 +179,60 @@ def ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, ar
         if active[a] and mask[a]:
             k_elig += 1
     for _ in range(draws):
-        if ts_draw(exploration, active, mask, bias, mean, var, sp) == arm:
+        if ts_draw(exploration, first, active, mask, bias, mean, var, sp) == arm:
             wins += 1
     return (float(wins) + 1.0) / (float(draws) + float(k_elig))
 
 
 @nb.njit(**_JIT)
-def choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t, mean, var, u):
+def choose(kind, exploration, first, draws, method, seed, A_inv, theta, active, mask, bias, x, t, mean, var, u):
     """Mirrors lin_choose: decision number t for context x, state untouched."""
     moments(A_inv, theta, active, mask, x, mean, var, u)
     prop = 1.0
     if kind == LIN_UCB:
-        best = ucb_best(exploration, active, mask, bias, mean, var)
+        best, n_tied, _ = ucb_best(exploration, first, seed, t, active, mask, bias, mean, var)
+        prop = 1.0 if first else 1.0 / float(n_tied)
     else:
-        best = ts_draw(exploration, active, mask, bias, mean, var,
-                       stream_new(seed, t, PURPOSE_DECISION))
-        prop = ts_propensity(exploration, draws, seed, active, mask, bias, mean, var, t, best)
+        best = ts_draw_ties(exploration, first, active, mask, bias, mean, var,
+                            stream_new(seed, t, PURPOSE_DECISION), seed, t, False)
+        prop = ts_propensity(exploration, first, draws, method, seed, active, mask, bias, mean, var, t, best)
     return best, prop
 
 
 @nb.njit(**_JIT)
-def choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+def choose_rows(kind, exploration, first, draws, method, seed, A_inv, theta, active, masks, biases, xs, t0,
                 mean, var, u, out_arms, out_props):
     """Mirrors lin_choose_rows: row i is decision number t0 + i, state untouched."""
     for i in range(xs.shape[0]):
-        arm, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+        arm, prop = choose(kind, exploration, first, draws, method, seed, A_inv, theta, active, masks[i],
                            biases[i], xs[i], t0 + i, mean, var, u)
         out_arms[i] = arm
         out_props[i] = prop
 
 
 @nb.njit(**_JIT)
-def select(kind, exploration, draws, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
+def select(kind, exploration, first, draws, method, seed, A_inv, theta, active, counters, mask, bias, x, mean, var,
            u):
     """Mirrors lin_select: one decision with the next decision number."""
     t = counters[CTR_DECISIONS]
-    best, prop = choose(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x, t,
+    best, prop = choose(kind, exploration, first, draws, method, seed, A_inv, theta, active, mask, bias, x, t,
                         mean, var, u)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, exploration, draws, seed, A_inv, theta, active, counters, masks, biases,
+def select_batch(kind, exploration, first, draws, method, seed, A_inv, theta, active, counters, masks, biases,
                  xs, mean, var, u, out_arms, out_props):
     """Mirrors lin_select_batch (on one thread)."""
     t0 = counters[CTR_DECISIONS]
-    choose_rows(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs, t0,
+    choose_rows(kind, exploration, first, draws, method, seed, A_inv, theta, active, masks, biases, xs, t0,
                 mean, var, u, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + xs.shape[0]
 
 
 @nb.njit(**_JIT)
-def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, mask, bias, x,
+def action_probabilities_row(kind, exploration, first, draws, method, seed, A_inv, theta, active, mask, bias, x,
                              stream, mean, var, u, out):
     """Mirrors lin_action_probabilities: LinUCB one-hot; LinTS (wins + 1) /
     (draws + K_eligible) over `draws` draws on the stream (seed, stream, evaluation)."""
@@ -154,15 +241,27 @@ def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, activ
     for a in range(k):
         out[a] = 0.0
     if kind == LIN_UCB:
-        out[ucb_best(exploration, active, mask, bias, mean, var)] = 1.0
+        best, n_tied, top = ucb_best(exploration, first, seed, stream, active, mask, bias, mean,
+                                     var)
+        for a in range(k):
+            if first:
+                if a == best:
+                    out[a] = 1.0
+            elif active[a] and mask[a] and mean[a] + exploration * math.sqrt(var[a]) + bias[a] == top:
+                out[a] = 1.0 / float(n_tied)
         return
+    if draws == 0 and method == METHOD_QUADRATURE:
+        if ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
+            return
+    if draws == 0:
+        draws = 1000
     st = stream_new(seed, stream, PURPOSE_EVALUATION)
     k_elig = 0
     for a in range(k):
         if active[a] and mask[a]:
             k_elig += 1
     for _ in range(draws):
-        out[ts_draw(exploration, active, mask, bias, mean, var, st)] += 1.0
+        out[ts_draw(exploration, first, active, mask, bias, mean, var, st)] += 1.0
     denom = float(draws) + float(k_elig)
     for a in range(k):
         if active[a] and mask[a]:
@@ -170,11 +269,11 @@ def action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, activ
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, exploration, draws, seed, A_inv, theta, active, masks, biases, xs,
+def action_probabilities(kind, exploration, first, draws, method, seed, A_inv, theta, active, masks, biases, xs,
                          mean, var, u, out):
     """Mirrors lin_action_probabilities_rows (on one thread): row i on stream i."""
     for i in range(xs.shape[0]):
-        action_probabilities_row(kind, exploration, draws, seed, A_inv, theta, active, masks[i],
+        action_probabilities_row(kind, exploration, first, draws, method, seed, A_inv, theta, active, masks[i],
                                  biases[i], xs[i], i, mean, var, u, out[i])
 
 

@@ -13,18 +13,31 @@ import math
 import numba as nb
 import numpy as np
 
-from .codes import (
+from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     BETA_TS,
     CTR_DECISIONS,
     CTR_PROPENSITY_AT,
     CTR_UPDATES,
     EPSILON_GREEDY,
     GAUSSIAN_TS,
+    METHOD_QUADRATURE,
     SOFTMAX,
     UCB1,
     UCB_TUNED,
 )
-from .rng import PURPOSE_DECISION, PURPOSE_PROPENSITY, beta, gamma, normal, stream_new, uniform
+from .quadrature import FAMILY_BETA, max_propensities
+from .rng import (
+    PURPOSE_DECISION,
+    PURPOSE_PROPENSITY,
+    PURPOSE_TIE,
+    beta,
+    gamma,
+    no_stream,
+    normal,
+    stream_new,
+    tie_replaces,
+    uniform,
+)
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -71,7 +84,33 @@ def posterior_draw(kind, hyper, stats, a, st):
 
 
 @nb.njit(**_JIT)
-def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream, out):
+def beta_quadrature(hyper, stats, active, mask, bias, out):
+    """Mirrors mab_beta_quadrature: exact Beta TS propensities of the eligible arms."""
+    k = stats.shape[0]
+    a = np.empty(k)
+    b = np.empty(k)
+    c = np.empty(k)
+    arms = np.empty(k, dtype=np.int64)
+    n = 0
+    for j in range(k):
+        out[j] = 0.0
+        if not (active[j] and mask[j]):
+            continue
+        cnt = stats[j, 0]
+        s1 = stats[j, 1]
+        a[n] = hyper[0] + s1
+        b[n] = hyper[1] + (cnt - s1)
+        c[n] = bias[j]
+        arms[n] = j
+        n += 1
+    max_propensities(FAMILY_BETA, a, b, c, arms, n, out)
+
+
+@nb.njit(**_JIT)
+def ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, stream, out):
+    if method == METHOD_QUADRATURE and kind == BETA_TS:
+        beta_quadrature(hyper, stats, active, mask, bias, out)
+        return
     k = stats.shape[0]
     k_elig = 0
     for a in range(k):
@@ -82,6 +121,7 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
     for _ in range(draws):
         best = -1
         best_v = -np.inf
+        count = 0
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
@@ -89,6 +129,11 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
+                count = 1
+            elif v == best_v:
+                count += 1
+                if hyper[4] == 0.0 and tie_replaces(st, count):
+                    best = a
         out[best] += 1.0
     denom = float(draws) + float(k_elig)
     for a in range(k):
@@ -97,7 +142,7 @@ def ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, stream,
 
 
 @nb.njit(**_JIT)
-def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask,
+def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask,
                   bias, has_bias, arm):
     if draws <= 0:
         return np.nan
@@ -105,7 +150,7 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
     updates = counters[CTR_UPDATES]
     if has_bias:
         tmp = np.empty(k)
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, tmp)
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, tmp)
         return tmp[arm]
     at = counters[CTR_PROPENSITY_AT]
     valid = at >= 0 and updates - at < refresh
@@ -115,7 +160,7 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
                 valid = False
                 break
     if not valid:
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, updates, cache)
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
         for a in range(k):
             pmask[a] = active[a] and mask[a]
         counters[CTR_PROPENSITY_AT] = updates
@@ -123,11 +168,14 @@ def ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, ca
 
 
 @nb.njit(**_JIT)
-def greedy_arm(kind, hyper, stats, active, mask, bias):
-    """Mirrors mab_greedy: (highest mean + bias arm, eligible count, its value)."""
+def greedy_arm(kind, hyper, seed, stats, active, mask, bias, t):
+    """Mirrors mab_greedy with the tie stream (seed, t, tie): (highest mean + bias arm,
+    eligible count, its value, number of arms tied at it)."""
     greedy = -1
     greedy_v = -np.inf
     k_elig = 0
+    count = 0
+    ties = no_stream()
     for a in range(stats.shape[0]):
         if not (active[a] and mask[a]):
             continue
@@ -136,7 +184,45 @@ def greedy_arm(kind, hyper, stats, active, mask, bias):
         if greedy < 0 or v > greedy_v:
             greedy = a
             greedy_v = v
-    return greedy, k_elig, greedy_v
+            count = 1
+        elif v == greedy_v:
+            count += 1
+            if hyper[4] == 0.0:  # random ties (1.0: the first tied arm stays)
+                if ties.shape[0] == 0:
+                    ties = stream_new(seed, t, PURPOSE_TIE)
+                if tie_replaces(ties, count):
+                    greedy = a
+    return greedy, k_elig, greedy_v, count
+
+
+@nb.njit(**_JIT)
+def ucb_log_total(stats, active):
+    """Mirrors mab_ucb_log_total."""
+    total = 0.0
+    for a in range(stats.shape[0]):
+        if active[a]:
+            total += stats[a, 0]
+    return math.log(total if total > 1.0 else 1.0)
+
+
+@nb.njit(**_JIT)
+def ucb_score(kind, hyper, stats, bias, a, log_total):
+    """Mirrors mab_ucb_score: +inf for an arm never updated."""
+    n = stats[a, 0]
+    if not (n > 0.0):
+        return np.inf
+    mean = stats[a, 1] / n
+    if kind == UCB1:
+        bonus = hyper[0] * math.sqrt(2.0 * log_total / n)
+    else:
+        var = stats[a, 2] / n - mean * mean
+        if var < 0.0:
+            var = 0.0
+        v = var + math.sqrt(2.0 * log_total / n)
+        if v > 0.25:
+            v = 0.25
+        bonus = hyper[0] * math.sqrt(log_total / n * v)
+    return mean + bonus + bias[a]
 
 
 @nb.njit(**_JIT)
@@ -150,50 +236,36 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
     for Thompson sampling, which select and select_batch fill in)."""
     k = stats.shape[0]
     st = stream_new(seed, t, PURPOSE_DECISION)
+    ties = no_stream()  # the tie stream (seed, t, tie), made at the first tie
     best = -1
     prop = 1.0
-    if kind == BETA_TS or kind == GAUSSIAN_TS:
+    if kind == BETA_TS or kind == GAUSSIAN_TS or kind == UCB1 or kind == UCB_TUNED:
+        thompson = kind == BETA_TS or kind == GAUSSIAN_TS
+        log_total = 0.0 if thompson else ucb_log_total(stats, active)
         best_v = -np.inf
+        count = 0
         for a in range(k):
             if not (active[a] and mask[a]):
                 continue
-            v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
+            if thompson:
+                v = posterior_draw(kind, hyper, stats, a, st) + bias[a]
+            else:
+                v = ucb_score(kind, hyper, stats, bias, a, log_total)
             if best < 0 or v > best_v:
                 best = a
                 best_v = v
-        prop = np.nan
-    elif kind == UCB1 or kind == UCB_TUNED:
-        total = 0.0
-        for a in range(k):
-            if active[a]:
-                total += stats[a, 0]
-        log_total = math.log(total if total > 1.0 else 1.0)
-        best_v = -np.inf
-        for a in range(k):
-            if not (active[a] and mask[a]):
-                continue
-            n = stats[a, 0]
-            if not (n > 0.0):
-                best = a
-                break
-            mean = stats[a, 1] / n
-            if kind == UCB1:
-                bonus = hyper[0] * math.sqrt(2.0 * log_total / n)
-            else:
-                var = stats[a, 2] / n - mean * mean
-                if var < 0.0:
-                    var = 0.0
-                v = var + math.sqrt(2.0 * log_total / n)
-                if v > 0.25:
-                    v = 0.25
-                bonus = hyper[0] * math.sqrt(log_total / n * v)
-            score = mean + bonus + bias[a]
-            if best < 0 or score > best_v:
-                best = a
-                best_v = score
-        prop = 1.0
+                count = 1
+            elif v == best_v:
+                count += 1
+                if hyper[4] == 0.0:  # random ties (1.0: the first tied arm stays)
+                    if ties.shape[0] == 0:
+                        ties = stream_new(seed, t, PURPOSE_TIE)
+                    if tie_replaces(ties, count):
+                        best = a
+        prop = np.nan if thompson else (1.0 if hyper[4] != 0.0 else 1.0 / float(count))
     elif kind == EPSILON_GREEDY:
-        greedy, k_elig, _ = greedy_arm(kind, hyper, stats, active, mask, bias)
+        greedy, k_elig, greedy_v, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask,
+                                                      bias, t)
         eps = hyper[0]
         u_explore = uniform(st)
         u_arm = uniform(st)
@@ -210,10 +282,16 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
                 j -= 1
         else:
             best = greedy
-        prop = eps / float(k_elig) + ((1.0 - eps) if best == greedy else 0.0)
+        if hyper[4] != 0.0:
+            tied = best == greedy
+            share = 1.0
+        else:
+            tied = expectation(kind, hyper, stats, best) + bias[best] == greedy_v
+            share = 1.0 / float(n_tied)
+        prop = eps / float(k_elig) + ((1.0 - eps) * share if tied else 0.0)
     else:  # SOFTMAX
         tau = hyper[0]
-        _, _, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
+        _, _, vmax, _ = greedy_arm(kind, hyper, seed, stats, active, mask, bias, t)
         z = 0.0
         for a in range(k):
             if not (active[a] and mask[a]):
@@ -239,38 +317,59 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
+def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
            has_bias):
     """Mirrors mab_select: choose with the next decision number, the Thompson propensity."""
     t = counters[CTR_DECISIONS]
     best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
     if is_thompson(kind):
-        prop = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+        prop = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
                              pmask, mask, bias, has_bias, best)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
 
 @nb.njit(**_JIT)
-def action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, bias, out):
+def action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask, bias, out):
     """Mirrors mab_action_probabilities: the policy's distribution over arms."""
     k = stats.shape[0]
     if is_thompson(kind):
-        ts_propensities(kind, hyper, draws, seed, stats, active, mask, bias, counters[CTR_UPDATES],
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, counters[CTR_UPDATES],
                         out)
         return
     for a in range(k):
         out[a] = 0.0
     if kind == UCB1 or kind == UCB_TUNED:
-        arm, _ = choose(kind, hyper, seed, stats, active, mask, bias, 0)
-        out[arm] = 1.0
+        log_total = ucb_log_total(stats, active)
+        top = -np.inf
+        count = 0
+        first = -1
+        for a in range(k):
+            if active[a] and mask[a]:
+                v = ucb_score(kind, hyper, stats, bias, a, log_total)
+                if count == 0 or v > top:
+                    top = v
+                    count = 1
+                    first = a
+                elif v == top:
+                    count += 1
+        for a in range(k):
+            if hyper[4] != 0.0:
+                if a == first:
+                    out[a] = 1.0
+            elif active[a] and mask[a] and ucb_score(kind, hyper, stats, bias, a, log_total) == top:
+                out[a] = 1.0 / float(count)
         return
-    greedy, k_elig, vmax = greedy_arm(kind, hyper, stats, active, mask, bias)
+    greedy, k_elig, vmax, n_tied = greedy_arm(kind, hyper, seed, stats, active, mask, bias, 0)
     if kind == EPSILON_GREEDY:
         for a in range(k):
             if active[a] and mask[a]:
                 out[a] = hyper[0] / float(k_elig)
-        out[greedy] += 1.0 - hyper[0]
+                if hyper[4] != 0.0:
+                    if a == greedy:
+                        out[a] += (1.0 - hyper[0]) * 1.0
+                elif expectation(kind, hyper, stats, a) + bias[a] == vmax:
+                    out[a] += (1.0 - hyper[0]) * (1.0 / float(n_tied))
         return
     z = 0.0
     for a in range(k):
@@ -291,30 +390,30 @@ def choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, o
 
 
 @nb.njit(**_JIT)
-def ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+def ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
                        masks, biases, has_bias, arms, out_props):
     """Mirrors mab_ts_propensity_rows: the chosen arms' propensities in row order
     through the one-entry cache, as n single selects fill and reuse it."""
     for i in range(arms.shape[0]):
-        out_props[i] = ts_propensity(kind, hyper, draws, refresh, seed, stats, active, counters,
+        out_props[i] = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
                                      cache, pmask, masks[i], biases[i], has_bias, arms[i])
 
 
 @nb.njit(**_JIT)
-def select_batch(kind, hyper, draws, refresh, seed, stats, active, counters, cache, pmask,
+def select_batch(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
                  masks, biases, has_bias, out_arms, out_props):
     """Mirrors mab_select_batch (on one thread): the choices, then the Thompson
     propensities in row order, then the decision counter."""
     t0 = counters[CTR_DECISIONS]
     choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
     if is_thompson(kind):
-        ts_propensity_rows(kind, hyper, draws, refresh, seed, stats, active, counters, cache,
+        ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
                            pmask, masks, biases, has_bias, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + out_arms.shape[0]
 
 
 @nb.njit(**_JIT)
-def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters, masks, biases,
+def action_probabilities_rows(kind, hyper, draws, method, seed, stats, active, counters, masks, biases,
                               has_bias, out):
     """Mirrors mab_action_probabilities_rows: without a bias a row's distribution is
     computed once per distinct mask row and copied to the others (rows found by a
@@ -325,7 +424,7 @@ def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters,
     for i in range(n):
         mask = masks[i]
         if has_bias:
-            action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask,
+            action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask,
                                  biases[i], out[i])
             continue
         h = np.int64(k)
@@ -342,7 +441,7 @@ def action_probabilities_rows(kind, hyper, draws, seed, stats, active, counters,
                 for a in range(k):
                     out[i, a] = out[j, a]
                 continue
-        action_probabilities(kind, hyper, draws, seed, stats, active, counters, mask, biases[i],
+        action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask, biases[i],
                              out[i])
         if j < 0:
             seen[h] = i

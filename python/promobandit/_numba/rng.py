@@ -27,6 +27,7 @@ PURPOSE_DECISION = 0
 PURPOSE_PROPENSITY = 1
 PURPOSE_USER = 2
 PURPOSE_EVALUATION = 3
+PURPOSE_TIE = 4
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -149,6 +150,18 @@ def beta(st, a, b):
     if not (s > 0.0):
         return a / (a + b)
     return x / s
+
+
+@nb.njit(**_JIT)
+def tie_replaces(st, count):
+    """Mirrors TieArgmax::offer on a tie: whether the count-th tied arm replaces the best."""
+    return uniform32(st) * float(count) < 1.0
+
+
+@nb.njit(**_JIT)
+def no_stream():
+    """An empty stream placeholder, replaced by stream_new at the first tie."""
+    return np.empty(0, dtype=np.uint64)
 
 
 @nb.njit(**_JIT)

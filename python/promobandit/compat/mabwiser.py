@@ -396,18 +396,22 @@ class MAB:
     def _new_native(self, n_arms: int, width: int | None) -> Any:
         p, seed = self._params, self._native_seed
         name = self._name
+        # MABWiser breaks exact ties at the first arm; the native default is at random.
+        first = "first"
         if name == "ThompsonSampling":
-            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, propensity_draws=0)
+            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, propensity_draws=0,
+                                 ties=first)
         if name in ("EpsilonGreedy", "UCB1", "Softmax", "Popularity", "Random"):
             eps = float(p["epsilon"]) if name == "EpsilonGreedy" else 0.0
-            return _NativeEpsilonGreedy(n_arms, seed=seed, epsilon=eps, initial_value=0.0)
+            return _NativeEpsilonGreedy(n_arms, seed=seed, epsilon=eps, initial_value=0.0,
+                                        ties=first)
         assert width is not None
         ridge = float(p["l2_lambda"])
         if name == "LinTS":
             return _NativeLinTS(n_arms, width, seed=seed, v=float(p["alpha"]), ridge=ridge,
-                                propensity_draws=0)
+                                propensity_draws=0, ties=first)
         alpha = float(p["alpha"]) if name == "LinUCB" else 0.0
-        return _NativeLinUCB(n_arms, width, seed=seed, alpha=alpha, ridge=ridge)
+        return _NativeLinUCB(n_arms, width, seed=seed, alpha=alpha, ridge=ridge, ties=first)
 
     def fit(self, decisions: Any, rewards: Any, contexts: Any = None) -> None:
         """Learn from scratch: every statistic is reset, then the rows are learnt."""

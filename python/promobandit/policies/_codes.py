@@ -30,6 +30,8 @@ from .._numba.codes import (  # noqa: F401  (re-exported)
     GAUSSIAN_TS,
     LIN_TS,
     LIN_UCB,
+    METHOD_DRAWS,
+    METHOD_QUADRATURE,
     N_COUNTERS,
     SOFTMAX,
     UCB1,
@@ -39,10 +41,14 @@ from .._numba.codes import (  # noqa: F401  (re-exported)
 if _backends.has_cpp():
     POLICY_KINDS: dict[str, int] = dict(_backends.core().POLICY_KINDS)
     COUNTER_SLOTS: dict[str, int] = dict(_backends.core().COUNTER_SLOTS)
-    if POLICY_KINDS != _numba_copy.POLICY_KINDS or COUNTER_SLOTS != _numba_copy.COUNTER_SLOTS:
+    PROPENSITY_METHODS: dict[str, int] = dict(
+        getattr(_backends.core(), "PROPENSITY_METHODS", _numba_copy.PROPENSITY_METHODS))
+    if (POLICY_KINDS != _numba_copy.POLICY_KINDS or COUNTER_SLOTS != _numba_copy.COUNTER_SLOTS
+            or PROPENSITY_METHODS != _numba_copy.PROPENSITY_METHODS):
         raise ImportError(
             "promobandit._core was built from another state.hpp than this package's Numba "
             f"copy ({POLICY_KINDS}, {COUNTER_SLOTS}): rebuild the package (pip install .)")
 else:
     POLICY_KINDS = _numba_copy.POLICY_KINDS
     COUNTER_SLOTS = _numba_copy.COUNTER_SLOTS
+    PROPENSITY_METHODS = _numba_copy.PROPENSITY_METHODS

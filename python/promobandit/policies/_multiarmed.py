@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Policy, ThompsonConfig, new_counters
+from .base import Policy, ThompsonConfig, check_method, new_counters
 
 
 class MultiArmedPolicy(Policy):
@@ -44,6 +44,8 @@ class MultiArmedPolicy(Policy):
             c.propensity_draws if ts else 0,
             c.propensity_refresh if ts else 1,
             self._arrays,
+            check_method(getattr(c, "propensity_method", "draws")),
+            c.ties == "first",
         )
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:

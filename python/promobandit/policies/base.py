@@ -37,7 +37,15 @@ from .._validation import check_int, check_range, check_seed, edge_bool, edge_fl
 
 # Counter slots, defined in cpp/include/promobandit/state.hpp and read from _core;
 # CTR_SEED holds the seed's uint64 bits, so the seed is state like everything else.
-from ._codes import CTR_DECISIONS, CTR_PROPENSITY_AT, CTR_SEED, CTR_UPDATES, N_COUNTERS
+from ._codes import (
+    CTR_DECISIONS,
+    CTR_PROPENSITY_AT,
+    CTR_SEED,
+    CTR_UPDATES,
+    METHOD_DRAWS,
+    METHOD_QUADRATURE,
+    N_COUNTERS,
+)
 from .traits import PolicyTraits
 
 FORMAT = "promobandit.policy"
@@ -61,18 +69,38 @@ class PolicyConfig:
         (discounted bandits: an observation k updates old weighs gamma**k, an
         effective memory of about 1 / (1 - gamma) updates); priors keep their
         weight. 1.0 (the default) never forgets.
+    ties: how an exact tie of the highest score is broken. "random" (the default):
+        uniformly among the tied arms, from the policy's own stream (seed, decision
+        number, tie purpose), so a cold start spreads over the arms; propensities
+        count the share (1/m among m tied arms). "first": the lowest arm id, with no
+        draw (MABWiser's rule, used by promobandit.compat to reproduce it).
     """
 
     decay: float = 1.0
+    ties: str = "random"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         check_range("decay", self.decay, 0.0, 1.0, lo_open=True)
+        if self.ties not in ("random", "first"):
+            raise ValueError(f"ties: expected 'random' or 'first', got {self.ties!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# propensity_method settings -> state.hpp's PropensityMethod codes (read through _codes)
+PROPENSITY_METHODS = {"draws": METHOD_DRAWS, "quadrature": METHOD_QUADRATURE}
+
+
+def check_method(method: Any) -> int:
+    """The kernel code of a propensity_method setting ("quadrature" or "draws")."""
+    if method not in PROPENSITY_METHODS:
+        raise ValueError(f"propensity_method: expected one of {sorted(PROPENSITY_METHODS)}, "
+                         f"got {method!r}")
+    return PROPENSITY_METHODS[method]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +108,9 @@ class ThompsonConfig(PolicyConfig):
     """Settings of Thompson sampling policies.
 
     propensity_draws: posterior draws used to estimate the propensity of the
-        chosen arm (the probability that it wins the posterior draw). The
+        chosen arm (the probability that it wins the posterior draw) where the
+        propensity is estimated by draws (GaussianTS; BetaTS and LinTS with
+        propensity_method="draws"; they compute it exactly by default). The
         estimate is (wins + 1) / (draws + K_eligible): add-one smoothing keeps
         it positive for inverse-propensity estimators, at a bias of at most
         K / draws. 0 skips the estimate and returns NaN. Its standard error is
@@ -372,15 +402,18 @@ class Policy(ABC):
 
         Rows sum to 1 over the eligible arms (0 elsewhere). Exact where
         ``traits.propensity`` is "closed_form" (UCB and LinUCB one-hot, epsilon-greedy,
-        softmax, a fixed offer); estimated for Thompson sampling from `draws` posterior
-        draws (default: the config's propensity_draws), as (wins + 1) / (draws +
-        K_eligible). For non-contextual Thompson sampling this is the very estimate its
-        propensities use.
+        softmax, a fixed offer); for Thompson sampling exact by quadrature where the
+        config's propensity_method is "quadrature" (BetaTS, LinTS by default) and `draws`
+        is None or 0, else estimated from `draws` posterior draws (default: the config's
+        propensity_draws) as (wins + 1) / (draws + K_eligible). Without `draws`, this is
+        the very distribution the logged propensities come from.
         contexts: (n, d) float64 (contextual policies); masks: optional (n, K) bool;
         n: rows, for non-contextual policies without masks; biases: optional (n, K)
         score adjustments as in select. Changes no state.
         """
         d = getattr(self.config, "propensity_draws", 0) if draws is None else draws
+        if draws is None and getattr(self.config, "propensity_method", "draws") == "quadrature":
+            d = 0  # the exact distribution, the one the logged propensities come from
         contexts = edge_float(contexts, "contexts")
         masks = edge_bool(masks, "masks")
         biases = edge_float(biases, "biases")

@@ -14,7 +14,8 @@ from .traits import PolicyTraits
 @dataclasses.dataclass(frozen=True)
 class EpsilonGreedyConfig(PolicyConfig):
     """epsilon in [0, 1]: probability of a uniformly random eligible arm; otherwise
-    the arm with the highest mean reward (lowest id on ties).
+    the arm with the highest mean reward (exact ties broken uniformly at random from
+    the policy's stream; the greedy share 1 - epsilon is split among the tied arms).
     initial_value: mean assumed for an arm before its first update (set it high
     for optimistic initial exploration)."""
 

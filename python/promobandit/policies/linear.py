@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validation import check_int, check_range, edge_float
 from . import _codes
-from .base import Policy, PolicyConfig, new_counters
+from .base import Policy, PolicyConfig, check_method, new_counters
 from .traits import PolicyTraits
 
 
@@ -35,7 +35,9 @@ class LinearConfig(PolicyConfig):
 @dataclasses.dataclass(frozen=True)
 class LinUCBConfig(LinearConfig):
     """alpha (>= 0): width of the upper bound, score = theta.x + alpha * sqrt(x' A^-1 x).
-    The choice is deterministic, so the propensity is 1."""
+    The choice is deterministic except between exactly tied scores (a cold start ties
+    every arm), broken uniformly at random from the policy's stream (seed, decision,
+    tie): the propensity is 1, or 1/m when m arms tie."""
 
     alpha: float = 1.0
 
@@ -49,18 +51,26 @@ class LinTSConfig(LinearConfig):
     """v (>= 0): posterior scale (the noise level of rewards, in reward units);
     weights are drawn from N(theta, v^2 A^-1).
 
-    propensity_draws: posterior draws per decision used to estimate the chosen
-    arm's propensity, (wins + 1) / (draws + K_eligible); 0 returns NaN. Costs
-    about draws * K normal draws per decision.
+    propensity_method: "quadrature" (the default): the chosen arm's propensity is
+    exact, the probability that its normal score N(theta.x + bias, v^2 x'A^-1 x) is
+    the largest, integrated numerically (composite 6-point Gauss-Legendre over panels
+    of at most 2 score sds, each score cut at +- 12 sds; see
+    cpp/include/promobandit/quadrature.hpp), within 0.003 of a 10^6-draw Monte Carlo
+    estimate in the tests; with v = 0 the tied maxima share the choice. "draws":
+    estimated from propensity_draws score draws per decision, (wins + 1) / (draws +
+    K_eligible), about draws * K normal draws per decision.
+    propensity_draws: the draws of that estimate; 0 returns NaN under either method.
     """
 
     v: float = 1.0
     propensity_draws: int = 1000
+    propensity_method: str = "quadrature"
 
     def validate(self) -> None:
         super().validate()
         check_range("v", self.v, 0.0)
         check_int("propensity_draws", self.propensity_draws, 0)
+        check_method(self.propensity_method)
 
 
 class LinearPolicy(Policy):
@@ -105,7 +115,8 @@ class LinearPolicy(Policy):
         c = self.config
         return module.LinKernel(
             self._kind, c.decay, self._exploration(), c.ridge, c.refresh_every, self._draws(),
-            self._arrays,
+            self._arrays, check_method(getattr(c, "propensity_method", "draws")),
+            c.ties == "first",
         )
 
     def _identity(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import dataclasses
 from .._validation import check_range
 from . import _codes
 from ._multiarmed import MultiArmedPolicy
-from .base import ThompsonConfig
+from .base import ThompsonConfig, check_method
 from .traits import PolicyTraits
 
 
@@ -18,15 +18,30 @@ class BetaTSConfig(ThompsonConfig):
     alpha0, beta0: Beta prior pseudo-counts of successes and failures (> 0).
     Rewards must lie in [0, 1]; a fractional reward r counts as r of a success
     and 1 - r of a failure.
+
+    propensity_method: "quadrature" (the default): every propensity is exact, the
+        probability that the arm's Beta posterior draw (plus bias) is the largest,
+        integrated numerically (composite 6-point Gauss-Legendre over panels of at most
+        2 posterior standard deviations, each posterior cut at +- 12 sds; see
+        cpp/include/promobandit/quadrature.hpp): no draws, a few microseconds for 10
+        arms, within 0.003 of a 10^6-draw Monte Carlo estimate in the tests with priors
+        >= 1, and never below 1e-12 for an eligible arm. With alpha0 or beta0 < 1 a
+        posterior with under one success (or failure) has a density that is infinite at
+        0 (or 1), which the fixed panels resolve less well: 0.02 off in the one such
+        state measured. "draws": the (wins + 1) / (draws + K) estimate
+        from propensity_draws posterior draws. propensity_draws = 0 switches
+        propensities off (NaN) under either method.
     """
 
     alpha0: float = 1.0
     beta0: float = 1.0
+    propensity_method: str = "quadrature"
 
     def validate(self) -> None:
         super().validate()
         check_range("alpha0", self.alpha0, 0.0, lo_open=True)
         check_range("beta0", self.beta0, 0.0, lo_open=True)
+        check_method(self.propensity_method)
 
 
 @dataclasses.dataclass(frozen=True)

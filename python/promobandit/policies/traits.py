@@ -20,7 +20,8 @@ class PolicyTraits:
     """The traits a policy class declares.
 
     deterministic: the choice is a function of the state, the context and the eligible
-        arms, with no random draw, so every propensity is 1 (UCB, LinUCB).
+        arms, with a random draw only to break exact ties (uniformly, from the policy's
+        own stream), so every propensity is 1, or 1/m among m tied arms (UCB, LinUCB).
     propensity: "closed_form" when action probabilities are exact and cheap (UCB,
         epsilon-greedy, softmax, LinUCB, a fixed offer); "estimated" when they are
         estimated from posterior draws (Thompson sampling: draws x K per row).

@@ -16,8 +16,10 @@ class UCBConfig(PolicyConfig):
     """c (>= 0): exploration coefficient multiplying the confidence width. The
     textbook bounds assume rewards in [0, 1]; scale rewards (or c) otherwise.
 
-    Every eligible arm is played once (lowest id first) before bounds are used;
-    the choice is deterministic, so the propensity is 1.
+    Every eligible arm is played once (in random order) before bounds are used. The
+    choice is deterministic except between exactly tied bounds (arms never played, equal
+    statistics), which are broken uniformly at random from the policy's stream (seed,
+    decision, tie); the propensity is 1, or 1/m when m arms tie.
     """
 
     c: float = 1.0

@@ -1,0 +1,243 @@
+// Exact Thompson-sampling propensities by quadrature, instead of counting wins over
+// posterior draws.
+//
+// With independent scores X_b (a Beta posterior draw shifted by a bias, or a normal
+// score), the probability that X_a is the largest is
+//     P(a) = integral of f_a(x) * prod_{b != a} F_b(x) dx,
+// one integral per arm, all of them over one set of nodes here:
+//   * each score's range is its mean +- kQuadSpanSd standard deviations, clipped to
+//     its support; below the largest lower end no score can win, and a score whose
+//     range ends there gets 0 (its true value is below the tail mass, ~1e-20);
+//   * the ranges' ends cut the axis into segments, each split into panels at most
+//     kQuadPanelSd standard deviations of the narrowest score covering it, so every
+//     density is smooth on the scale of a panel;
+//   * on each panel a 6-point Gauss-Legendre rule integrates; F_b at the nodes comes
+//     from the same node values through the rule's cumulative-integration matrix
+//     (exact for polynomials of degree 5), the densities are unnormalised (log density
+//     minus its value at the mean) and each F_b is normalised by its own total, so no
+//     log-Beta function is needed;
+//   * the propensities are normalised to sum to 1 and floored at kQuadFloor, so an
+//     arm that can win is never logged with propensity 0.
+// The error against 10^6-draw Monte Carlo is below 0.003 absolute on the states in
+// tests/test_propensity_quadrature.py (Beta shapes >= 1, counts up to 10^4, biases,
+// normal scores); a Beta shape below 1 puts an infinite density at the support's end,
+// which the fixed panels resolve less well (0.02 off in the one such state measured).
+// The cost is 2-70 microseconds for K = 10 (more when the posteriors' widths differ a
+// lot: the narrow ones set the panels), and no draws at all.
+// Mirrored operation for operation in python/promobandit/_numba/quadrature.py.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace promobandit {
+
+enum QuadFamily : int { kQuadBeta = 0, kQuadNormal = 1 };
+
+constexpr double kQuadSpanSd = 12.0;   // each score's range: mean +- this many sds
+constexpr double kQuadPanelSd = 2.0;   // panel width: at most this many sds (narrowest score)
+constexpr int64_t kQuadMaxPanels = 4096;  // cap on panels per call (wider panels beyond it)
+constexpr double kQuadFloor = 1e-12;   // smallest propensity given to an eligible arm
+constexpr int kQuadNodes = 6;
+
+// 6-point Gauss-Legendre on [0, 1]: nodes, weights, and kQuadS[i][j] = integral from 0 to
+// node i of the j-th Lagrange basis polynomial (cumulative integrals at the nodes).
+inline constexpr double kQuadT[kQuadNodes] = {0.03376524289842403, 0.16939530676686776,
+                                              0.38069040695840156, 0.6193095930415985,
+                                              0.8306046932331322,  0.9662347571015759};
+inline constexpr double kQuadW[kQuadNodes] = {0.08566224618958514, 0.18038078652406936,
+                                              0.23395696728634552, 0.23395696728634552,
+                                              0.18038078652406936, 0.08566224618958514};
+inline constexpr double kQuadS[kQuadNodes][kQuadNodes] = {
+    {0.04283112309479248, -0.01476372599719705, 0.00932505070647724, -0.00566885804948314,
+     0.00285443331509915, -0.00081278017126471},
+    {0.09267349143037971, 0.09019039326203344, -0.0203001022932373, 0.01036315624024471,
+     -0.00488719292803692, 0.00135556105548489},
+    {0.08224792261284486, 0.1960321623332472, 0.11697848364317483, -0.02048252774565842,
+     0.00798999189966241, -0.00207562578486614},
+    {0.08773787197445339, 0.17239079462441312, 0.2544394950319984, 0.11697848364317057,
+     -0.01565137580917854, 0.00341432357674248},
+    {0.08430668513410124, 0.18526797945212342, 0.22359381104608458, 0.25425706957958205,
+     0.0901903932620232, -0.00701124524078999},
+    {0.0864750263608505, 0.1775263532089931, 0.23962582533580185, 0.22463191657987058,
+     0.19514451252124712, 0.04283112309479839},
+};
+
+// Unnormalised log density of one score at x: Beta(p0, p1) shifted by `shift` (minus
+// `off`, its log density at the mean), or N(p0, p1^2).
+inline double quad_log_density(int family, double p0, double p1, double shift, double off,
+                               double x) {
+  if (family == kQuadBeta) {
+    const double y = x - shift;
+    return (p0 - 1.0) * std::log(y) + (p1 - 1.0) * std::log(1.0 - y) - off;
+  }
+  const double z = (x - p0) / p1;
+  return -0.5 * (z * z);
+}
+
+// out[arms[i]] = P(score i is the largest) for the n scores (p0, p1, shift)[i]:
+// Beta(p0, p1) + shift, or N(p0, p1^2) (shift unused; every p1 > 0).
+inline void quad_max_propensities(int family, const double* p0, const double* p1,
+                                  const double* shift, const int64_t* arms, int64_t n,
+                                  double* out) {
+  std::vector<double> cen(n), sd(n), lo(n), hi(n), off(n, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (family == kQuadBeta) {
+      const double a = p0[i], b = p1[i];
+      const double m = a / (a + b);
+      const double s = std::sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)));
+      double lo_y = m - kQuadSpanSd * s;
+      double hi_y = m + kQuadSpanSd * s;
+      if (lo_y < 0.0) lo_y = 0.0;
+      if (hi_y > 1.0) hi_y = 1.0;
+      off[i] = (a - 1.0) * std::log(m) + (b - 1.0) * std::log(1.0 - m);
+      cen[i] = m + shift[i];
+      sd[i] = s;
+      lo[i] = lo_y + shift[i];
+      hi[i] = hi_y + shift[i];
+    } else {
+      cen[i] = p0[i];
+      sd[i] = p1[i];
+      lo[i] = p0[i] - kQuadSpanSd * p1[i];
+      hi[i] = p0[i] + kQuadSpanSd * p1[i];
+    }
+  }
+  // Below the largest lower end some score is surely above x: no score wins there.
+  double top_lo = lo[0];
+  for (int64_t i = 1; i < n; ++i) {
+    if (lo[i] > top_lo) top_lo = lo[i];
+  }
+  std::vector<int64_t> live(n);
+  int64_t n_live = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    out[arms[i]] = 0.0;
+    if (hi[i] > top_lo) live[n_live++] = i;
+  }
+  if (n_live == 1) {
+    out[arms[live[0]]] = 1.0;
+    return;
+  }
+  // Segment ends: every live score's range ends, sorted (insertion sort, n is small).
+  std::vector<double> ev(2 * n_live);
+  for (int64_t j = 0; j < n_live; ++j) {
+    ev[2 * j] = lo[live[j]];
+    ev[2 * j + 1] = hi[live[j]];
+  }
+  for (int64_t j = 1; j < 2 * n_live; ++j) {
+    const double v = ev[j];
+    int64_t k = j - 1;
+    while (k >= 0 && ev[k] > v) {
+      ev[k + 1] = ev[k];
+      --k;
+    }
+    ev[k + 1] = v;
+  }
+  // Panels per segment: at most kQuadPanelSd sds of the narrowest score covering it.
+  const int64_t n_seg = 2 * n_live - 1;
+  std::vector<int64_t> seg_panels(n_seg, 0);
+  int64_t total = 0;
+  for (int64_t g = 0; g < n_seg; ++g) {
+    const double e0 = ev[g], e1 = ev[g + 1];
+    if (!(e1 > e0)) continue;
+    double width = e1 - e0;
+    for (int64_t j = 0; j < n_live; ++j) {
+      const int64_t i = live[j];
+      if (lo[i] <= e0 && hi[i] >= e1 && kQuadPanelSd * sd[i] < width) width = kQuadPanelSd * sd[i];
+    }
+    int64_t np_g = static_cast<int64_t>(std::ceil((e1 - e0) / width));
+    if (np_g < 1) np_g = 1;
+    seg_panels[g] = np_g;
+    total += np_g;
+  }
+  if (total > kQuadMaxPanels) {  // wider panels everywhere, in proportion
+    const int64_t old = total;
+    total = 0;
+    for (int64_t g = 0; g < n_seg; ++g) {
+      if (seg_panels[g] > 0) {
+        const int64_t np_g = (seg_panels[g] * kQuadMaxPanels) / old;
+        seg_panels[g] = np_g > 0 ? np_g : 1;
+        total += seg_panels[g];
+      }
+    }
+  }
+  const int64_t n_nodes = total * kQuadNodes;
+  std::vector<double> wt(n_nodes), f(n_nodes * n_live), F(n_nodes * n_live), cum(n_live, 0.0);
+  double fp[kQuadNodes], lx[kQuadNodes], l1x[kQuadNodes];
+  int64_t node = 0;
+  for (int64_t g = 0; g < n_seg; ++g) {
+    const int64_t np_g = seg_panels[g];
+    if (np_g == 0) continue;
+    const double e0 = ev[g], e1 = ev[g + 1];
+    const double h = (e1 - e0) / static_cast<double>(np_g);
+    for (int64_t q = 0; q < np_g; ++q) {
+      const double left = e0 + static_cast<double>(q) * h;
+      if (family == kQuadBeta) {  // shared by every unshifted score (x - 0.0 == x)
+        for (int t = 0; t < kQuadNodes; ++t) {
+          const double x = left + h * kQuadT[t];
+          if (x > 0.0 && x < 1.0) {
+            lx[t] = std::log(x);
+            l1x[t] = std::log(1.0 - x);
+          }
+        }
+      }
+      for (int64_t j = 0; j < n_live; ++j) {
+        const int64_t i = live[j];
+        if (!(lo[i] < e1 && hi[i] > e0)) {  // the segment is outside this score's range
+          for (int t = 0; t < kQuadNodes; ++t) {
+            F[(node + t) * n_live + j] = cum[j];
+            f[(node + t) * n_live + j] = 0.0;
+          }
+          continue;
+        }
+        for (int t = 0; t < kQuadNodes; ++t) {
+          const double x = left + h * kQuadT[t];
+          if (x > lo[i] && x < hi[i]) {
+            double ld;
+            if (family == kQuadBeta && shift[i] == 0.0) {
+              ld = (p0[i] - 1.0) * lx[t] + (p1[i] - 1.0) * l1x[t] - off[i];
+            } else {
+              ld = quad_log_density(family, p0[i], p1[i], shift[i], off[i], x);
+            }
+            fp[t] = std::exp(ld);
+          } else {
+            fp[t] = 0.0;
+          }
+        }
+        for (int t = 0; t < kQuadNodes; ++t) {
+          double acc = 0.0;
+          for (int u = 0; u < kQuadNodes; ++u) acc += kQuadS[t][u] * fp[u];
+          const double c = cum[j] + h * acc;
+          F[(node + t) * n_live + j] = c > 0.0 ? c : 0.0;
+          f[(node + t) * n_live + j] = fp[t];
+        }
+        double acc = 0.0;
+        for (int t = 0; t < kQuadNodes; ++t) acc += kQuadW[t] * fp[t];
+        cum[j] += h * acc;
+      }
+      for (int t = 0; t < kQuadNodes; ++t) wt[node + t] = h * kQuadW[t];
+      node += kQuadNodes;
+    }
+  }
+  // P_a = sum over nodes of wt * f_a / Z_a * prod_{b != a} F_b / Z_b (prefix/suffix products).
+  std::vector<double> prob(n_live, 0.0), pre(n_live + 1);
+  for (int64_t r = 0; r < n_nodes; ++r) {
+    const double* Fr = F.data() + r * n_live;
+    const double* fr = f.data() + r * n_live;
+    pre[0] = 1.0;
+    for (int64_t j = 0; j < n_live; ++j) pre[j + 1] = pre[j] * (Fr[j] / cum[j]);
+    double suf = 1.0;
+    for (int64_t j = n_live - 1; j >= 0; --j) {
+      if (fr[j] > 0.0) prob[j] += wt[r] * (fr[j] / cum[j]) * (pre[j] * suf);
+      suf = suf * (Fr[j] / cum[j]);
+    }
+  }
+  double s = 0.0;
+  for (int64_t j = 0; j < n_live; ++j) s += prob[j];
+  for (int64_t j = 0; j < n_live; ++j) out[arms[live[j]]] = prob[j] / s;
+  for (int64_t i = 0; i < n; ++i) {
+    if (out[arms[i]] < kQuadFloor) out[arms[i]] = kQuadFloor;
+  }
+}
+
+}  // namespace promobandit
