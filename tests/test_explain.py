@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from promobandit._reference import PURPOSE_TIE, Stream, TieArgmax
 from promobandit.constraints import BudgetConfig, FairnessConfig, UserCapsConfig
 from promobandit.engine import Engine, EngineConfig
 from promobandit.engine import explain as explain_mod
@@ -83,6 +84,13 @@ def choose_from_numbers(e) -> int:
     p = e.to_dict()["params"]
     best = max(o.score for o in elig)
     first_best = next(o.offer for o in elig if o.score == best)
+    if p.get("ties") == "random":
+        # exact ties broken as the kernels do, by the reference's TieArgmax on the
+        # decision's tie stream (named in the explanation's params)
+        am = TieArgmax(lambda: Stream(p["tie_seed"], p["tie_stream"], PURPOSE_TIE))
+        for o in elig:
+            am.offer(o.offer, o.score)
+        first_best = am.best
     if e.rule == "argmax":
         # the base value (sample for Thompson sampling, bound for UCB) plus the levers
         for o in elig:

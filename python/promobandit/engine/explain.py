@@ -184,12 +184,12 @@ def _apply_rule(rule: str, offers: tuple[OfferExplanation, ...], draws: dict[str
     if not elig:
         return -1
     if rule == "argmax":
-        return _first_max([(o.offer, o.score) for o in offers if o.eligible])
+        return _tie_max([(o.offer, o.score) for o in offers if o.eligible], params)
     if rule == "epsilon_greedy":
         if draws["u_explore"] < params["epsilon"]:
             j = min(int(draws["u_arm"] * len(elig)), len(elig) - 1)
             return elig[j]
-        return _first_max([(o.offer, o.score) for o in offers if o.eligible])
+        return _tie_max([(o.offer, o.score) for o in offers if o.eligible], params)
     if rule == "softmax":
         tau = params["temperature"]
         vals = [(o.offer, o.score) for o in offers if o.eligible]
@@ -213,12 +213,25 @@ def _apply_rule(rule: str, offers: tuple[OfferExplanation, ...], draws: dict[str
     return -1
 
 
-def _first_max(pairs: list[tuple[int, float]]) -> int:
-    """The first offer of highest value (the kernels' tie rule: lowest id wins)."""
-    best, best_v = -1, -math.inf
+def _tie_max(pairs: list[tuple[int, float]], params: dict[str, Any]) -> int:
+    """The offer of highest value, exact ties broken by the policy's rule (the kernels'
+    TieArgmax): ``ties="first"`` keeps the lowest id; ``"random"`` lets the m-th tied offer
+    (in id order) replace the best with probability 1/m, drawn from the decision's tie
+    stream (params ``tie_seed``, ``tie_stream``), opened at the first tie."""
+    best, best_v, count = -1, -math.inf, 0
+    st = None
     for a, v in pairs:
         if best < 0 or v > best_v:
-            best, best_v = a, v
+            best, best_v, count = a, v, 1
+        elif v == best_v:
+            count += 1
+            if params.get("ties", "first") != "random":
+                continue
+            if st is None:
+                st = _nrng.stream_new(np.uint64(params["tie_seed"]),
+                                      np.uint64(params["tie_stream"]), _nrng.PURPOSE_TIE)
+            if _nrng.tie_replaces(st, count):
+                best = a
     return best
 
 
@@ -242,6 +255,17 @@ class PolicyNumbers:
 
 def policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
                    bias: np.ndarray | None, t: int) -> PolicyNumbers:
+    """The policy's numbers (see _policy_numbers), with its tie rule and the decision's
+    tie stream among the rule's parameters, so that an exact tie is recomputed too."""
+    nb = _policy_numbers(policy, x, eligible, bias, t)
+    ties = getattr(getattr(policy, "config", None), "ties", None)
+    if ties is not None and "ties" not in nb.params:
+        nb.params.update({"ties": ties, "tie_seed": int(policy.seed), "tie_stream": int(t)})
+    return nb
+
+
+def _policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
+                    bias: np.ndarray | None, t: int) -> PolicyNumbers:
     """The policy's numbers for decision number t (its stream) under `eligible` (the
     engine's mask) and `bias` (the levers, reward units). Reads a copy of the state;
     changes nothing and draws from no stream the policy will use otherwise.
@@ -305,7 +329,12 @@ def policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
             idx = np.flatnonzero(elig)
             if idx.size:
                 prob[idx] = eps / idx.size
-                prob[_first_max([(int(a), mean[a] + b[a]) for a in idx])] += 1.0 - eps
+                v = mean[idx] + b[idx]
+                if getattr(policy.config, "ties", "first") == "random":
+                    tied = idx[v == v.max()]  # the greedy share split over exact ties
+                else:
+                    tied = idx[[int(np.argmax(v))]]
+                prob[tied] += (1.0 - eps) / tied.size
             return PolicyNumbers("epsilon_greedy", mean, nan.copy(), nan.copy(), nan.copy(),
                                  mean, prob, {"u_explore": u_explore, "u_arm": u_arm},
                                  {"epsilon": eps})
