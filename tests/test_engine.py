@@ -332,7 +332,10 @@ def test_coupons_stay_reserved_until_they_expire_so_redemptions_never_overrun() 
     pol = make_policy("EpsilonGreedy", 2, seed=0, epsilon=0.0)
     pol.update(1, 5.0)  # the policy wants to give coupons
     eng = Engine(cat, pol, EngineConfig(caps=None, feedback_wait_seconds=60.0,
-                                        budget=BudgetConfig(amount=25.0, start=T0)),
+                                        # reservations are the subject here: pacing's
+                                        # ahead-of-plan band is off
+                                        budget=BudgetConfig(amount=25.0, start=T0,
+                                                            ahead_band=1.0)),
                  privacy_key=KEY)
     b = basket(80.0)
     ds = [eng.decide(f"u{i}", basket=b, now=T0 + i) for i in range(6)]

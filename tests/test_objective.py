@@ -159,7 +159,8 @@ def test_conversion_floor_raises_conversion_through_its_multiplier() -> None:
                    policy="EpsilonGreedy")
     r_free, r_floor = _market(free, 3000), _market(floor, 3000)
     assert r_free < 0.5  # profit alone prefers the shallow offers
-    assert r_floor > r_free + 0.15
+    # the floor (0.6) is held within a stated tolerance of 0.02, well above the free run
+    assert r_floor >= 0.6 - 0.02 and r_floor > r_free + 0.1
     assert floor._floor is not None and floor._floor.multiplier > 0.0
     e = floor.decide("x", basket=basket(), now=T0 + 1e6, explain=True).explain()
     assert e.conversion_multiplier == floor._floor.multiplier

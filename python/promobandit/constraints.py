@@ -141,6 +141,13 @@ class BudgetConfig:
         weight share. Empty: spend evenly.
     step_size: eta of the multiplier update, per unit of relative pacing error.
     update_every: decisions between multiplier updates.
+    ahead_band: share of the amount (0-1) by which committed spend (realised plus
+        expected) may run ahead of the plan: beyond it, offers that can cost anything are
+        masked until the plan catches up (1 turns the band off). The multiplier prices
+        spend between its updates; the band bounds what a burst spends before the
+        multiplier reacts (a cold start, where every offer ties and discounts are
+        explored at random, would otherwise spend for `update_every` decisions at no
+        price).
     lambda_init, lambda_max: the shadow price's start and cap (reward units per
         currency unit of expected discount cost, after reward scaling).
     """
@@ -151,6 +158,7 @@ class BudgetConfig:
     plan: tuple[float, ...] = ()
     step_size: float = 0.5
     update_every: int = 50
+    ahead_band: float = 0.02
     lambda_init: float = 0.0
     lambda_max: float = 100.0
 
@@ -164,6 +172,7 @@ class BudgetConfig:
             raise ValueError("plan: expected weights with a positive sum")
         check_range("step_size", self.step_size, 0.0)
         check_int("update_every", self.update_every, 1)
+        check_range("ahead_band", self.ahead_band, 0.0, 1.0)
         check_range("lambda_init", self.lambda_init, 0.0)
         check_range("lambda_max", self.lambda_max, self.lambda_init)
 
@@ -220,10 +229,14 @@ class BudgetPacer:
         return self.config.amount - self.spent - self.reserved
 
     def mask(self, now: float, max_costs: np.ndarray) -> np.ndarray:
-        """Offers whose worst-case cost fits in what is left (same shape as max_costs).
-        An offer that costs nothing always fits, even when an unreserved cost (see
-        book) has taken spend past the budget."""
+        """Offers whose worst-case cost fits in what is left (same shape as max_costs),
+        and only offers that cost nothing while committed spend runs more than
+        `ahead_band` of the amount ahead of the plan. An offer that costs nothing always
+        fits, even when an unreserved cost (see book) has taken spend past the budget."""
         self._roll(now)
+        c = self.config
+        if self.spent + self.expected > self.planned(now) + c.ahead_band * c.amount:
+            return max_costs <= 0.0  # ahead of the plan: only what costs nothing
         return (max_costs <= self.remaining + 1e-9) | (max_costs <= 0.0)
 
     def bias(self, expected_costs: np.ndarray, reward_scale: float) -> np.ndarray:

@@ -554,7 +554,7 @@ class OffPolicyEvaluation:
         for names in by_rows.values():
             inp = inputs[names[0]]
             specs = [self.ope_estimators_[name]._spec(inp) for name in names]
-            values.update(zip(names, _natives(inp, specs)))
+            values.update(zip(names, _natives(inp, specs), strict=True))
         return {name: values[name] for name in self.ope_estimators_}
 
     def estimate_intervals(self, action_dist: Any, estimated_rewards_by_reg_model: Any = None,

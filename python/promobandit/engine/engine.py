@@ -566,7 +566,7 @@ class Engine:
                     x_i = None if xs is None else xs[i]
                     b_i = None if biases is None else biases[i]
                     if pends is not None:
-                        pends[i] = _explain.again(self, pends[i], masks[i], costs[i])
+                        pends[i] = _explain.again(self, pends[i], masks[i], costs[i], now)
                     arm, prop = self.policy.select(x_i, masks[i], b_i)
                     if p_i is not None:
                         p_i = self.policy.action_probabilities(

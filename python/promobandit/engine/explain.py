@@ -469,7 +469,8 @@ def begin(engine: Engine, uh: str, group: str, x: np.ndarray | None, basket: Bas
                    None if bias is None else np.array(bias, dtype=np.float64))
 
 
-def again(engine: Engine, pend: Pending, mask: np.ndarray, costs: np.ndarray) -> Pending:
+def again(engine: Engine, pend: Pending, mask: np.ndarray, costs: np.ndarray,
+          now: float) -> Pending:
     """The explanation of a batch row decided again after earlier rows used the budget
     or the user's caps up: the policy's numbers for its new decision number and mask, and
     the rule on the offers that no longer fit (everything else as the batch saw it)."""
@@ -479,7 +480,13 @@ def again(engine: Engine, pend: Pending, mask: np.ndarray, costs: np.ndarray) ->
         a = r["offer"]
         r = dict(r)
         if r["eligible"] and not mask[a]:
-            if float(costs[a]) > remaining + 1e-9:
+            bp = engine.budget
+            if bp is not None and bp.spent + bp.expected > bp.planned(now) + \
+                    bp.config.ahead_band * bp.config.amount:
+                why = {"rule": "ahead_of_plan", "committed": float(bp.spent + bp.expected),
+                       "planned": float(bp.planned(now)),
+                       "ahead_band": float(bp.config.ahead_band * bp.config.amount)}
+            elif float(costs[a]) > remaining + 1e-9:
                 why = {"rule": "budget", "worst_case_cost": float(costs[a]),
                        "remaining": remaining}
             else:  # the budget still fits it: the user's earlier rows used the caps
@@ -543,9 +550,18 @@ def ineligibility(engine: Engine, uh: str, basket: Basket, quote: Quote,
                                "worst_case_cost": float(costs[a]),
                                "max_discount_per_period": float(c.max_discount_per_period)})
     if engine.budget is not None:
-        remaining = float(engine.budget.remaining)
+        bp = engine.budget
+        remaining = float(bp.remaining)
+        committed = float(bp.spent + bp.expected)
+        planned = float(bp.planned(now))
+        band = float(bp.config.ahead_band * bp.config.amount)
         for a in range(k):
-            if not (costs[a] <= remaining + 1e-9 or costs[a] <= 0.0):
+            if costs[a] <= 0.0:
+                continue
+            if committed > planned + band:
+                out[a].append({"rule": "ahead_of_plan", "committed": committed,
+                               "planned": planned, "ahead_band": band})
+            elif costs[a] > remaining + 1e-9:
                 out[a].append({"rule": "budget", "worst_case_cost": float(costs[a]),
                                "remaining": remaining})
     return out
@@ -597,6 +613,7 @@ _RULE_TEXT = {
     "per_user_offers": "the shopper reached today's offer cap",
     "per_user_discount": "it would pass the shopper's discount cap",
     "budget": "its worst-case cost does not fit in what is left of the budget",
+    "ahead_of_plan": "discount spend is ahead of today's plan",
     "per_user_caps": "the shopper's earlier rows of this batch used up their caps",
     "exclusion": "it excludes every item in the basket",
     "not_applicable": "it gives nothing on this basket",
