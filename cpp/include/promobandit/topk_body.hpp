@@ -144,19 +144,29 @@ template <int MR>
 inline void micro(const float* U, int64_t d, const float* panel, float* out, int64_t ldo,
                   const float* bias) {
   constexpr int NV = O::kNV;
+  // Every loop over the tile is unrolled, so the accumulators live in registers from
+  // the first instruction to the last (with rolled loops GCC kept a zeroed copy of the
+  // tile on the stack and moved it in and out at every call).
   V acc[MR][NV];
+  PROMOBANDIT_UNROLL(16)
   for (int r = 0; r < MR; ++r) {
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) acc[r][v] = O::zero();
   }
   for (int64_t k = 0; k < d; ++k) {
     V b[NV];
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) b[v] = O::load(panel + k * kNR + 16 * v);
+    PROMOBANDIT_UNROLL(16)
     for (int r = 0; r < MR; ++r) {
       const V a = O::set1(U[r * d + k]);
+      PROMOBANDIT_UNROLL(4)
       for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(b[v], a, acc[r][v]);
     }
   }
+  PROMOBANDIT_UNROLL(16)
   for (int r = 0; r < MR; ++r) {
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) {
       V s = acc[r][v];
       if (bias != nullptr) s = O::add(s, O::load(bias + 16 * v));
