@@ -35,11 +35,12 @@ import numpy as np
 STREAM_BYTES = 512 * 2**20
 # Repetitions of each probe; the best one is the limit.
 STREAM_REPS = 7
-FMA_REPS = 15
-# FMA iterations per repetition: 24 chains x 16 lanes x 2 flops x 2e6 = 1.5 GFLOP per
-# thread, a few ms (short, so that some repetitions run with the core to themselves).
-FMA_ITERS = 2_000_000
-CLOCK_ITERS = 2_000_000
+FMA_REPS = 60
+# FMA iterations per repetition: 24 chains x 16 lanes x 2 flops x 3e5 = 0.23 GFLOP per
+# thread, about 1 ms, and 2.4 M cycles of the clock probe: short, so that on a shared
+# machine some repetitions run with the core to themselves.
+FMA_ITERS = 300_000
+CLOCK_ITERS = 300_000
 
 
 def machine() -> str:
