@@ -103,7 +103,8 @@ def real_path(eng: Engine, users: list[str], ctx: np.ndarray, groups: list[str],
     """The request path as served: a returning user, decide, then that request's feedback
     (a click, a purchase that finalises, or nothing, so the decision expires with the
     default reward after the wait, inside a later decide). Returns per-request seconds
-    (total, decide, feedback) and the time reached."""
+    (total and decide for every request, feedback for those with an event) and the time
+    reached."""
     total, dec, fb = [], [], []
     now = t_start
     for i, user in enumerate(users):
@@ -118,7 +119,8 @@ def real_path(eng: Engine, users: list[str], ctx: np.ndarray, groups: list[str],
         t2 = time.perf_counter()
         total.append(t2 - t0)
         dec.append(t1 - t0)
-        fb.append(t2 - t1)
+        if outcome[i]:  # the feedback latency of requests that had an event
+            fb.append(t2 - t1)
     return total, dec, fb, now
 
 
