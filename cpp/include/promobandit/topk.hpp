@@ -41,6 +41,16 @@
 #include "promobandit/parallel.hpp"
 #include "promobandit/topk_simd.hpp"
 
+// Loop unrolling hint for the register-tile loops (fixed trip counts).
+#define PROMOBANDIT_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define PROMOBANDIT_UNROLL(n) PROMOBANDIT_PRAGMA(unroll n)
+#elif defined(__GNUC__)
+#define PROMOBANDIT_UNROLL(n) PROMOBANDIT_PRAGMA(GCC unroll n)
+#else
+#define PROMOBANDIT_UNROLL(n)
+#endif
+
 namespace promobandit {
 
 enum class ItemType : int { F32 = 0, F16 = 1, BF16 = 2 };

@@ -144,19 +144,29 @@ template <int MR>
 inline void micro(const float* U, int64_t d, const float* panel, float* out, int64_t ldo,
                   const float* bias) {
   constexpr int NV = O::kNV;
+  // Every loop over the tile is unrolled, so the accumulators live in registers from
+  // the first instruction to the last (with rolled loops GCC kept a zeroed copy of the
+  // tile on the stack and moved it in and out at every call).
   V acc[MR][NV];
+  PROMOBANDIT_UNROLL(16)
   for (int r = 0; r < MR; ++r) {
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) acc[r][v] = O::zero();
   }
   for (int64_t k = 0; k < d; ++k) {
     V b[NV];
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) b[v] = O::load(panel + k * kNR + 16 * v);
+    PROMOBANDIT_UNROLL(16)
     for (int r = 0; r < MR; ++r) {
       const V a = O::set1(U[r * d + k]);
+      PROMOBANDIT_UNROLL(4)
       for (int v = 0; v < NV; ++v) acc[r][v] = O::fma(b[v], a, acc[r][v]);
     }
   }
+  PROMOBANDIT_UNROLL(16)
   for (int r = 0; r < MR; ++r) {
+    PROMOBANDIT_UNROLL(4)
     for (int v = 0; v < NV; ++v) {
       V s = acc[r][v];
       if (bias != nullptr) s = O::add(s, O::load(bias + 16 * v));
@@ -195,7 +205,9 @@ inline int64_t epilogue(float* sc, int64_t i0, int64_t cnt, const RowCtx& row, f
     ex_end = row.excl + row.n_excl;
     ex = std::lower_bound(row.excl, ex_end, i0);
   }
-  for (int64_t v = 0; v < nvec; ++v) {
+  // One vector of 16 scores, in item order: non-finite detection, eligibility, the
+  // block max, and the top-k candidates above the heap's threshold.
+  auto one = [&](int64_t v) {
     const int64_t base = i0 + 16 * v;
     const int n = static_cast<int>(std::min<int64_t>(16, cnt - 16 * v));
     uint32_t valid = n == 16 ? 0xFFFFu : ((1u << n) - 1u);
@@ -232,7 +244,31 @@ inline int64_t epilogue(float* sc, int64_t i0, int64_t cnt, const RowCtx& row, f
       }
       thr = heap.threshold();
     }
+  };
+  int64_t v = 0;
+  if (row.mask == nullptr && row.n_excl == 0) {
+    // Fast path, every item eligible: four full vectors per step, one branch for
+    // "a non-finite score or a candidate somewhere among them" (rare once the heap is
+    // full), which sends those four through `one` in order. The block max is the same
+    // whatever the grouping: all scores are finite here (a non-finite one fails the
+    // call), and max is exact (a +0 / -0 block max shifts every term alike).
+    const int64_t nfull = cnt / 16;
+    for (; v + 4 <= nfull; v += 4) {
+      const V x0 = O::load(sc + 16 * v), x1 = O::load(sc + 16 * v + 16);
+      const V x2 = O::load(sc + 16 * v + 32), x3 = O::load(sc + 16 * v + 48);
+      const V t = O::set1(thr);
+      const uint32_t flag = (O::nonfinite_bits(x0) | O::nonfinite_bits(x1) |
+                             O::nonfinite_bits(x2) | O::nonfinite_bits(x3)) |
+                            (O::gt_bits(x0, t) | O::gt_bits(x1, t) | O::gt_bits(x2, t) |
+                             O::gt_bits(x3, t));
+      if (flag != 0) {
+        for (int j = 0; j < 4; ++j) one(v + j);
+        continue;
+      }
+      vmax = O::max(vmax, O::max(O::max(x0, x1), O::max(x2, x3)));
+    }
   }
+  for (; v < nvec; ++v) one(v);
   part.m = O::hmax(vmax);
   part.s = 0.0;
   if (part.m == -std::numeric_limits<float>::infinity()) return bad;
