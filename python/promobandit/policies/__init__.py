@@ -17,6 +17,7 @@ from typing import Any
 
 from .arms import ArmIndex
 from .base import Policy, PolicyConfig, ThompsonConfig
+from .conversion import ConversionTS, ConversionTSConfig
 from .fixed import FixedOffer, FixedOfferConfig
 from .greedy import EpsilonGreedy, EpsilonGreedyConfig, Softmax, SoftmaxConfig
 from .linear import LinearConfig, LinearPolicy, LinTS, LinTSConfig, LinUCB, LinUCBConfig
@@ -28,6 +29,7 @@ POLICIES: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (BetaTS, GaussianTS, UCB1, UCBTuned, EpsilonGreedy, Softmax, LinUCB, LinTS)
 }
+POLICIES[ConversionTS.name] = ConversionTS  # takes quotes (traits.needs_quotes)
 
 
 def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,
@@ -49,6 +51,8 @@ __all__ = [
     "ArmIndex",
     "BetaTS",
     "BetaTSConfig",
+    "ConversionTS",
+    "ConversionTSConfig",
     "EpsilonGreedy",
     "EpsilonGreedyConfig",
     "FixedOffer",
