@@ -57,6 +57,7 @@ LEARNERS: dict[str, tuple[str, dict[str, Any], str]] = {
     "ucb": ("UCB1", {"c": 0.5}, "UCB1"),
     "linucb": ("LinUCB", {"alpha": 0.3}, "LinUCB"),
     "lints": ("LinTS", {"v": 0.25, "propensity_draws": 100}, "LinTS"),
+    "conversion": ("ConversionTS", {"propensity_draws": 100}, "conversion model"),
 }
 MODIFIERS = ("pacing", "fairness")
 

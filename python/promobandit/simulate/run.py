@@ -603,7 +603,8 @@ def run_policies(specs: Sequence[PolicySpec], scenario: Scenario, *, workers: in
 
 def _cost(spec: PolicySpec) -> float:
     """Relative run time of a spec (contextual Thompson sampling is the slowest)."""
-    return {"LinTS": 3.0, "GaussianTS": 2.0, "LinUCB": 1.5}.get(spec.policy, 1.0)
+    return {"LinTS": 3.0, "ConversionTS": 3.0, "GaussianTS": 2.0,
+            "LinUCB": 1.5}.get(spec.policy, 1.0)
 
 
 def _slug(key: str) -> str:
