@@ -1,9 +1,10 @@
-// Conversion-model Thompson sampling: two logistic heads of the shopper's response
+// Conversion-model Thompson sampling: two probit heads of the shopper's response
 // (P(buy | x, offer), P(whole basket | buy, x, offer)) over shared offer x context
 // features phi(x, k, c) = [x, c x, c, e_k] (p = 2 d + 1 + K), each with a Gaussian
-// (Laplace) posterior updated online by one Newton step per observation; the decision
+// posterior updated online by assumed density filtering (an exact moment match per
+// observation); the decision
 // maximises the exact value of each offer (the caller's quote of this basket) times the
-// sampled response probabilities. The maths and every knob are documented in
+// response probabilities drawn jointly over the offers (K x K Cholesky per head). The maths and every knob are documented in
 // python/promobandit/policies/conversion.py. Mirrored operation for operation in
 // python/promobandit/_numba/conversion.py (same loops, same order, same draws).
 #pragma once
@@ -18,8 +19,12 @@
 
 namespace promobandit {
 
-// Logits are clamped to +-kLogitClamp before the sigmoid (exp stays finite).
-inline constexpr double kLogitClamp = 35.0;
+inline constexpr double kInvSqrt2 = 0.7071067811865476;
+inline constexpr double kInvSqrt2Pi = 0.3989422804014327;
+// Below this the inverse Mills ratio comes from its asymptotic series (Phi nears underflow).
+inline constexpr double kMillsAsymptotic = -30.0;
+// The most one observation may shrink the variance along its own direction.
+inline constexpr double kMaxShrink = 0.999;
 // Quote columns: value if the lead line alone is bought, value if the whole basket is
 // (reward units); log price cut of the lead line, of the basket (>= 0).
 enum : int { kQValueLead = 0, kQValueBasket = 1, kQCutLead = 2, kQCutBasket = 3, kNQuote = 4 };
@@ -42,12 +47,14 @@ struct ConvState {
   int64_t p() const { return 2 * dim + 1 + n_arms; }
 };
 
-// Scratch of one caller: means, sds (2 K), sa, sb, phi, u (p each), parts (5).
+// Scratch of one caller: means, z (2 K), chol (2 K K), sa, sb, phi, u (p each), parts (5).
 struct ConvWorkspace {
-  std::vector<double> means, sds, sa, sb, phi, u, parts;
+  std::vector<double> means, z, chol, sa, sb, phi, u, parts, cvec;
   void reset(int64_t K, int64_t p) {
+    cvec.assign(K, 0.0);
     means.assign(2 * K, 0.0);
-    sds.assign(2 * K, 0.0);
+    z.assign(2 * K, 0.0);
+    chol.assign(2 * K * K, 0.0);
     sa.assign(p, 0.0);
     sb.assign(p, 0.0);
     phi.assign(p, 0.0);
@@ -56,13 +63,16 @@ struct ConvWorkspace {
   }
 };
 
-inline double conv_sigmoid(double z) {
-  if (z > kLogitClamp) {
-    z = kLogitClamp;
-  } else if (z < -kLogitClamp) {
-    z = -kLogitClamp;
+// Phi(z), the standard normal CDF: the response probability of a latent score z.
+inline double conv_probit(double z) { return 0.5 * std::erfc(-z * kInvSqrt2); }
+
+// N(a) / Phi(a), the inverse Mills ratio; the asymptotic series below kMillsAsymptotic.
+inline double conv_mills(double a) {
+  if (a < kMillsAsymptotic) {
+    const double a2 = a * a;
+    return -a / (1.0 - 1.0 / a2 + 3.0 / (a2 * a2));
   }
-  return 1.0 / (1.0 + std::exp(-z));
+  return kInvSqrt2Pi * std::exp(-0.5 * a * a) / (0.5 * std::erfc(-a * kInvSqrt2));
 }
 
 // The offer-independent parts of the logit moments: [a'Sa, a'Sb, b'Sb, mu.a, mu.b]
@@ -95,26 +105,62 @@ inline void conv_head_moments(const double* mu, const double* S, const double* x
   out[4] = mb + mu[2 * d];
 }
 
-// Every eligible offer's logit mean and sd under both heads (means, sds: 2 x K).
-inline void conv_moments(const ConvState& s, const uint8_t* mask, const double* x,
-                         const double* quotes, ConvWorkspace& w) {
+// In place: the lower triangle of L (n x n, a covariance) becomes its Cholesky factor;
+// a pivot that is not positive gives a zero column (a semi-definite covariance).
+inline void conv_cholesky_lower(double* L, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double s = L[j * n + j];
+    for (int64_t m = 0; m < j; ++m) s -= L[j * n + m] * L[j * n + m];
+    const double piv = s > 0.0 ? std::sqrt(s) : 0.0;
+    L[j * n + j] = piv;
+    for (int64_t i = j + 1; i < n; ++i) {
+      double t = L[i * n + j];
+      for (int64_t m = 0; m < j; ++m) t -= L[i * n + m] * L[j * n + m];
+      L[i * n + j] = piv > 0.0 ? t / piv : 0.0;
+    }
+  }
+}
+
+// The price cut head h sees for offer k: head 1 the basket's extra log cut over the lead
+// line's; head 0 the lead line's cut plus P(whole basket | buy) (at head 1's mean score)
+// times that extra cut, the first-order change of the nested choice's inclusive value.
+inline double conv_head_cut(const double* quotes, int64_t k, int h, double basket_mean) {
+  const double extra = quotes[k * kNQuote + kQCutBasket] - quotes[k * kNQuote + kQCutLead];
+  if (h == 1) return extra;
+  return quotes[k * kNQuote + kQCutLead] + conv_probit(basket_mean) * extra;
+}
+
+// Every offer's score mean (means: 2 x K) and the Cholesky factor of the offers' joint
+// score covariance Phi' Sigma Phi (chol: 2 x K x K, lower) under both heads, head 1 first
+// (head 0's cut reads its mean). Every offer is included, so the draws do not depend on
+// the mask.
+inline void conv_moments(const ConvState& s, const double* x, const double* quotes,
+                         ConvWorkspace& w) {
   const int64_t K = s.n_arms, d = s.dim, p = s.p();
-  for (int h = 0; h < 2; ++h) {
+  for (int hh = 0; hh < 2; ++hh) {
+    const int h = 1 - hh;
     const double* mu = s.mu + h * p;
     const double* S = s.Sigma + h * p * p;
     conv_head_moments(mu, S, x, d, K, w.sa.data(), w.sb.data(), w.parts.data());
     const double* parts = w.parts.data();
+    const double* sa = w.sa.data();
+    const double* sb = w.sb.data();
+    double* cvec = w.cvec.data();
+    for (int64_t k = 0; k < K; ++k) cvec[k] = conv_head_cut(quotes, k, h, w.means[K + k]);
+    double* L = w.chol.data() + h * K * K;
     for (int64_t k = 0; k < K; ++k) {
-      if (!(s.active[k] && (mask == nullptr || mask[k]))) continue;
-      double c = quotes[k * kNQuote + kQCutLead];
-      if (h == 1) c = quotes[k * kNQuote + kQCutBasket] - quotes[k * kNQuote + kQCutLead];
-      const int64_t j = 2 * d + 1 + k;
-      const double mean = parts[3] + c * parts[4] + mu[j];
-      const double var = parts[0] + 2.0 * c * parts[1] + c * c * parts[2] + 2.0 * w.sa[j] +
-                         2.0 * c * w.sb[j] + S[j * p + j];
-      w.means[h * K + k] = mean;
-      w.sds[h * K + k] = var > 0.0 ? std::sqrt(var) : 0.0;
+      const double ck = cvec[k];
+      const int64_t jk = 2 * d + 1 + k;
+      w.means[h * K + k] = parts[3] + ck * parts[4] + mu[jk];
+      for (int64_t m = 0; m <= k; ++m) {
+        const double cm = cvec[m];
+        const int64_t jm = 2 * d + 1 + m;
+        // phi_k' S phi_m with phi = a + c b + e_j (see conv_head_moments)
+        L[k * K + m] = parts[0] + cm * parts[1] + sa[jm] + ck * parts[1] + ck * cm * parts[2] +
+                       ck * sb[jm] + sa[jk] + cm * sb[jk] + S[jk * p + jm];
+      }
     }
+    conv_cholesky_lower(L, K);
   }
 }
 
@@ -124,19 +170,28 @@ inline double conv_expected_value(double p_buy, double p_basket, const double* q
                   p_basket * quotes[k * kNQuote + kQValueBasket]);
 }
 
-// One Thompson draw (head 0 then head 1, offer by offer), the argmax of expected value
-// plus bias, lowest index on ties.
+// One joint Thompson draw (K normals for head 0, then K for head 1; logits = mean +
+// v L z), the argmax over eligible offers of expected value plus bias, lowest index on ties.
 inline int64_t conv_draw(const ConvParams& prm, const ConvState& s, const uint8_t* mask,
-                         const double* bias, const double* quotes, const ConvWorkspace& w,
+                         const double* bias, const double* quotes, ConvWorkspace& w,
                          Stream& st) {
   const int64_t K = s.n_arms;
+  double* z = w.z.data();
+  for (int64_t i = 0; i < 2 * K; ++i) z[i] = st.normal();
+  const double* L0 = w.chol.data();
+  const double* L1 = w.chol.data() + K * K;
   int64_t best = -1;
   double best_v = -std::numeric_limits<double>::infinity();
   for (int64_t k = 0; k < K; ++k) {
     if (!(s.active[k] && (mask == nullptr || mask[k]))) continue;
-    const double z0 = w.means[k] + prm.exploration * w.sds[k] * st.normal();
-    const double z1 = w.means[K + k] + prm.exploration * w.sds[K + k] * st.normal();
-    const double score = conv_expected_value(conv_sigmoid(z0), conv_sigmoid(z1), quotes, k) +
+    double z0 = 0.0, z1 = 0.0;
+    for (int64_t m = 0; m <= k; ++m) {
+      z0 += L0[k * K + m] * z[m];
+      z1 += L1[k * K + m] * z[K + m];
+    }
+    const double l0 = w.means[k] + prm.exploration * z0;
+    const double l1 = w.means[K + k] + prm.exploration * z1;
+    const double score = conv_expected_value(conv_probit(l0), conv_probit(l1), quotes, k) +
                          (bias == nullptr ? 0.0 : bias[k]);
     if (best < 0 || score > best_v) {
       best = k;
@@ -157,7 +212,7 @@ inline std::pair<int64_t, double> conv_choose(const ConvParams& prm, const ConvS
                                               const uint8_t* mask, const double* bias,
                                               const double* x, const double* quotes,
                                               uint64_t t, ConvWorkspace& w) {
-  conv_moments(s, mask, x, quotes, w);
+  conv_moments(s, x, quotes, w);
   Stream sd(prm.seed, t, kPurposeDecision);
   const int64_t best = conv_draw(prm, s, mask, bias, quotes, w, sd);
   double prop = std::numeric_limits<double>::quiet_NaN();
@@ -200,7 +255,7 @@ inline void conv_action_probabilities(const ConvParams& prm, const ConvState& s,
     const uint8_t* m = masks == nullptr ? nullptr : masks + i * K;
     const double* b = biases == nullptr ? nullptr : biases + i * K;
     const double* q = quotes + i * K * kNQuote;
-    conv_moments(s, m, xs + i * d, q, w);
+    conv_moments(s, xs + i * d, q, w);
     double* o = out + i * K;
     for (int64_t k = 0; k < K; ++k) o[k] = 0.0;
     Stream st(prm.seed, static_cast<uint64_t>(i), kPurposeEvaluation);
@@ -212,7 +267,7 @@ inline void conv_action_probabilities(const ConvParams& prm, const ConvState& s,
   }
 }
 
-// One online Laplace (Newton) step of a logistic head on phi (see the Python module).
+// One assumed-density-filtering step of a probit head on phi (see the Python module).
 inline void conv_head_step(double* mu, double* S, const double* phi, double y, double weight,
                            double* u, int64_t p) {
   double s = 0.0, m = 0.0;
@@ -226,11 +281,15 @@ inline void conv_head_step(double* mu, double* S, const double* phi, double y, d
     s += phi[i] * u[i];
     m += mu[i] * phi[i];
   }
-  const double pr = conv_sigmoid(m);
-  const double g = weight * pr * (1.0 - pr);
-  const double den = 1.0 + g * s;
-  const double r = g / den;
-  const double step = weight * (y - pr) / den;
+  const double t = y > 0.5 ? 1.0 : -1.0;
+  const double var = 1.0 + s;
+  const double sd = std::sqrt(var);
+  const double a = t * m / sd;
+  const double v = conv_mills(a);
+  const double w = v * (v + a);
+  const double step = weight * t * v / sd;
+  double r = weight * w / var;
+  if (r * s > kMaxShrink) r = kMaxShrink / s;
   for (int64_t i = 0; i < p; ++i) {
     const double ru = r * u[i];
     double* row = S + i * p;
@@ -265,10 +324,15 @@ inline void conv_update_rows(const ConvParams& prm, const ConvState& s, const in
       const double inv = 1.0 / prm.decay;
       for (int64_t i = 0; i < 2 * p * p; ++i) s.Sigma[i] *= inv;
     }
-    conv_fill_phi(w.phi.data(), x, cut_lead, arm, d, p);
+    const double extra = cut_basket - cut_lead;
+    // head 0's cut reads P(whole basket | buy) at head 1's mean before this update
+    conv_fill_phi(w.phi.data(), x, extra, arm, d, p);
+    double m1 = 0.0;
+    for (int64_t i = 0; i < p; ++i) m1 += s.mu[p + i] * w.phi[i];
+    conv_fill_phi(w.phi.data(), x, cut_lead + conv_probit(m1) * extra, arm, d, p);
     conv_head_step(s.mu, s.Sigma, w.phi.data(), outcome > 0 ? 1.0 : 0.0, weight, w.u.data(), p);
     if (outcome > 0) {
-      conv_fill_phi(w.phi.data(), x, cut_basket - cut_lead, arm, d, p);
+      conv_fill_phi(w.phi.data(), x, extra, arm, d, p);
       conv_head_step(s.mu + p, s.Sigma + p * p, w.phi.data(), outcome == 2 ? 1.0 : 0.0, weight,
                      w.u.data(), p);
     }
@@ -281,14 +345,11 @@ inline void conv_update_rows(const ConvParams& prm, const ConvState& s, const in
 inline void conv_expectations(const ConvState& s, const double* xs, const double* quotes,
                               int64_t n, double* out, ConvWorkspace& w) {
   const int64_t K = s.n_arms, d = s.dim;
-  std::vector<uint8_t> all(static_cast<size_t>(K), 1);
-  ConvState everything = s;
-  everything.active = all.data();
   for (int64_t i = 0; i < n; ++i) {
     const double* q = quotes + i * K * kNQuote;
-    conv_moments(everything, nullptr, xs + i * d, q, w);
+    conv_moments(s, xs + i * d, q, w);
     for (int64_t k = 0; k < K; ++k) {
-      out[i * K + k] = conv_expected_value(conv_sigmoid(w.means[k]), conv_sigmoid(w.means[K + k]),
+      out[i * K + k] = conv_expected_value(conv_probit(w.means[k]), conv_probit(w.means[K + k]),
                                            q, k);
     }
   }

@@ -3,11 +3,11 @@ operation (same loops, same order of floating-point operations, same draws), so 
 seed gives the same decisions as the C++ backend.
 
 The model (see ``promobandit.policies.conversion`` for the maths and the knobs): two
-logistic heads over the features phi(x, k, c) = [x, c * x, c, e_k] (p = 2 d + 1 + K):
+probit heads over the features phi(x, k, c) = [x, c * x, c, e_k] (p = 2 d + 1 + K):
 head 0 is P(buy | x, offer k) with c the offer's log price cut on the lead line; head 1 is
 P(whole basket | buy, x, k) with c the basket's extra log cut over the lead line's. Each
-head keeps a Gaussian (Laplace) posterior N(mu, Sigma) updated online by one Newton step
-per observation.
+head keeps a Gaussian (Laplace) posterior N(mu, Sigma) updated online by assumed density
+filtering (one exact moment match per observation).
 
 State: ``mu`` (2, p), ``Sigma`` (2, p, p), ``n`` (K,), ``active`` (K,) bool, ``counters``.
 Quotes of a request: (K, 4) float64 rows (value if the lead line alone is bought, value if
@@ -30,21 +30,33 @@ from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, norma
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-# Logits are clamped to +-LOGIT_CLAMP before the sigmoid (exp stays finite; a
-# probability of 1 - 6e-16 is as good as 1 for every decision).
-LOGIT_CLAMP = 35.0
+INV_SQRT2 = 0.7071067811865476
+INV_SQRT_2PI = 0.3989422804014327
+# Below this the inverse Mills ratio is taken from its asymptotic series (relative error
+# under 1e-7 there), since Phi(a) nears underflow.
+MILLS_ASYMPTOTIC = -30.0
+# The most one observation may shrink the variance along its own direction (a weight
+# above 1 could otherwise make Sigma lose positive definiteness).
+MAX_SHRINK = 0.999
 # Quote columns.
 Q_VALUE_LEAD, Q_VALUE_BASKET, Q_CUT_LEAD, Q_CUT_BASKET = 0, 1, 2, 3
 N_QUOTE = 4
 
 
 @nb.njit(**_JIT)
-def sigmoid(z):
-    if z > LOGIT_CLAMP:
-        z = LOGIT_CLAMP
-    elif z < -LOGIT_CLAMP:
-        z = -LOGIT_CLAMP
-    return 1.0 / (1.0 + math.exp(-z))
+def probit(z):
+    """Phi(z), the standard normal CDF: the response probability of a latent score z."""
+    return 0.5 * math.erfc(-z * INV_SQRT2)
+
+
+@nb.njit(**_JIT)
+def mills(a):
+    """N(a) / Phi(a) (the inverse Mills ratio), stable for very negative a (asymptotic
+    series below MILLS_ASYMPTOTIC, where Phi(a) nears underflow)."""
+    if a < MILLS_ASYMPTOTIC:
+        a2 = a * a
+        return -a / (1.0 - 1.0 / a2 + 3.0 / (a2 * a2))
+    return INV_SQRT_2PI * math.exp(-0.5 * a * a) / (0.5 * math.erfc(-a * INV_SQRT2))
 
 
 @nb.njit(**_JIT)
@@ -80,31 +92,61 @@ def head_moments(mu, S, x, d, k_arms, sa, sb, out):
 
 
 @nb.njit(**_JIT)
-def offer_moment(mu, S, sa, sb, parts, d, k, c):
-    """(mean, sd) of offer k's logit with cut c, from head_moments' parts."""
-    j = 2 * d + 1 + k
-    mean = parts[3] + c * parts[4] + mu[j]
-    var = (parts[0] + 2.0 * c * parts[1] + c * c * parts[2] + 2.0 * sa[j]
-           + 2.0 * c * sb[j] + S[j, j])
-    return mean, math.sqrt(var) if var > 0.0 else 0.0
+def head_cut(quotes, k, h, basket_mean):
+    """The price cut head h sees for offer k: head 1 the basket's extra log cut over the
+    lead line's; head 0 the lead line's cut plus P(whole basket | buy) (at head 1's mean
+    score basket_mean) times that extra cut (the first-order change of the nested
+    choice's inclusive value: what a spend-X-save-Y offer does to buying at all)."""
+    extra = quotes[k, Q_CUT_BASKET] - quotes[k, Q_CUT_LEAD]
+    if h == 1:
+        return extra
+    return quotes[k, Q_CUT_LEAD] + probit(basket_mean) * extra
 
 
 @nb.njit(**_JIT)
-def moments(mu, Sigma, active, mask, x, quotes, means, sds, sa, sb, parts):
-    """means, sds (2, K): every eligible offer's logit mean and sd under both heads."""
-    k_arms = active.shape[0]
+def moments(mu, Sigma, active, mask, x, quotes, means, chol, sa, sb, parts, cvec):
+    """means (2, K): every offer's score mean under both heads; chol (2, K, K): the lower
+    Cholesky factor of the offers' joint score covariance Phi' Sigma Phi (a pivot that is
+    not positive gives a zero column: a semi-definite covariance). Head 1 first (head 0's
+    cut reads its mean). Every offer is included (the draws do not depend on the mask);
+    active and mask are unused here. cvec: (K,) scratch for the cuts."""
+    k_arms = quotes.shape[0]
     d = x.shape[0]
-    for h in range(2):
-        head_moments(mu[h], Sigma[h], x, d, k_arms, sa, sb, parts)
+    for hh in range(2):
+        h = 1 - hh
+        S = Sigma[h]
+        head_moments(mu[h], S, x, d, k_arms, sa, sb, parts)
         for k in range(k_arms):
-            if not (active[k] and mask[k]):
-                continue
-            c = quotes[k, Q_CUT_LEAD]
-            if h == 1:
-                c = quotes[k, Q_CUT_BASKET] - quotes[k, Q_CUT_LEAD]
-            m, s = offer_moment(mu[h], Sigma[h], sa, sb, parts, d, k, c)
-            means[h, k] = m
-            sds[h, k] = s
+            cvec[k] = head_cut(quotes, k, h, means[1, k])
+        L = chol[h]
+        for k in range(k_arms):
+            ck = cvec[k]
+            jk = 2 * d + 1 + k
+            means[h, k] = parts[3] + ck * parts[4] + mu[h, jk]
+            for m in range(k + 1):
+                cm = cvec[m]
+                jm = 2 * d + 1 + m
+                # phi_k' S phi_m with phi = a + c b + e_j (see head_moments)
+                L[k, m] = (parts[0] + cm * parts[1] + sa[jm] + ck * parts[1]
+                           + ck * cm * parts[2] + ck * sb[jm] + sa[jk] + cm * sb[jk]
+                           + S[jk, jm])
+        cholesky_lower(L, k_arms)
+
+
+@nb.njit(**_JIT)
+def cholesky_lower(L, n):
+    """In place: the lower triangle of L (a covariance) becomes its Cholesky factor."""
+    for j in range(n):
+        s = L[j, j]
+        for m in range(j):
+            s -= L[j, m] * L[j, m]
+        piv = math.sqrt(s) if s > 0.0 else 0.0
+        L[j, j] = piv
+        for i in range(j + 1, n):
+            t = L[i, j]
+            for m in range(j):
+                t -= L[i, m] * L[j, m]
+            L[i, j] = t / piv if piv > 0.0 else 0.0
 
 
 @nb.njit(**_JIT)
@@ -114,18 +156,27 @@ def expected_value(p_buy, p_basket, quotes, k):
 
 
 @nb.njit(**_JIT)
-def draw(exploration, active, mask, bias, quotes, means, sds, st):
-    """One Thompson draw of both heads' logits for every eligible offer (head 0, then
-    head 1, offer by offer), the argmax of the expected value plus bias (lowest index on
-    ties)."""
+def draw(exploration, active, mask, bias, quotes, means, chol, z, st):
+    """One joint Thompson draw of every offer's logits under both heads (K normals for
+    head 0, then K for head 1; logits = mean + v L z), the argmax over eligible offers of
+    the expected value plus bias (lowest index on ties)."""
+    k_arms = quotes.shape[0]
+    for h in range(2):
+        for k in range(k_arms):
+            z[h, k] = normal(st)
     best = -1
     best_v = -np.inf
-    for k in range(active.shape[0]):
+    for k in range(k_arms):
         if not (active[k] and mask[k]):
             continue
-        z0 = means[0, k] + exploration * sds[0, k] * normal(st)
-        z1 = means[1, k] + exploration * sds[1, k] * normal(st)
-        score = expected_value(sigmoid(z0), sigmoid(z1), quotes, k) + bias[k]
+        z0 = 0.0
+        z1 = 0.0
+        for m in range(k + 1):
+            z0 += chol[0, k, m] * z[0, m]
+            z1 += chol[1, k, m] * z[1, m]
+        l0 = means[0, k] + exploration * z0
+        l1 = means[1, k] + exploration * z1
+        score = expected_value(probit(l0), probit(l1), quotes, k) + bias[k]
         if best < 0 or score > best_v:
             best = k
             best_v = score
@@ -133,7 +184,7 @@ def draw(exploration, active, mask, bias, quotes, means, sds, st):
 
 
 @nb.njit(**_JIT)
-def propensity(exploration, draws, seed, active, mask, bias, quotes, means, sds, t, arm):
+def propensity(exploration, draws, seed, active, mask, bias, quotes, means, chol, z, t, arm):
     if draws <= 0:
         return np.nan
     sp = stream_new(seed, t, PURPOSE_PROPENSITY)
@@ -143,28 +194,29 @@ def propensity(exploration, draws, seed, active, mask, bias, quotes, means, sds,
         if active[k] and mask[k]:
             k_elig += 1
     for _ in range(draws):
-        if draw(exploration, active, mask, bias, quotes, means, sds, sp) == arm:
+        if draw(exploration, active, mask, bias, quotes, means, chol, z, sp) == arm:
             wins += 1
     return (float(wins) + 1.0) / (float(draws) + float(k_elig))
 
 
 @nb.njit(**_JIT)
-def choose(exploration, draws, seed, mu, Sigma, active, mask, bias, x, quotes, t, means, sds,
-           sa, sb, parts):
-    moments(mu, Sigma, active, mask, x, quotes, means, sds, sa, sb, parts)
-    best = draw(exploration, active, mask, bias, quotes, means, sds,
+def choose(exploration, draws, seed, mu, Sigma, active, mask, bias, x, quotes, t, means, chol,
+           z, sa, sb, parts, cvec):
+    moments(mu, Sigma, active, mask, x, quotes, means, chol, sa, sb, parts, cvec)
+    best = draw(exploration, active, mask, bias, quotes, means, chol, z,
                 stream_new(seed, t, PURPOSE_DECISION))
-    prop = propensity(exploration, draws, seed, active, mask, bias, quotes, means, sds, t, best)
+    prop = propensity(exploration, draws, seed, active, mask, bias, quotes, means, chol, z, t,
+                      best)
     return best, prop
 
 
 @nb.njit(**_JIT)
 def select_batch(exploration, draws, seed, mu, Sigma, active, counters, masks, biases, xs,
-                 quotes, means, sds, sa, sb, parts, out_arms, out_props):
+                 quotes, means, chol, z, sa, sb, parts, cvec, out_arms, out_props):
     t0 = counters[CTR_DECISIONS]
     for i in range(xs.shape[0]):
         arm, prop = choose(exploration, draws, seed, mu, Sigma, active, masks[i], biases[i],
-                           xs[i], quotes[i], t0 + i, means, sds, sa, sb, parts)
+                           xs[i], quotes[i], t0 + i, means, chol, z, sa, sb, parts, cvec)
         out_arms[i] = arm
         out_props[i] = prop
     counters[CTR_DECISIONS] = t0 + xs.shape[0]
@@ -172,11 +224,11 @@ def select_batch(exploration, draws, seed, mu, Sigma, active, counters, masks, b
 
 @nb.njit(**_JIT)
 def action_probabilities(exploration, draws, seed, mu, Sigma, active, masks, biases, xs,
-                         quotes, means, sds, sa, sb, parts, out):
+                         quotes, means, chol, z, sa, sb, parts, cvec, out):
     """Row i: (wins + 1) / (draws + K_eligible) over draws on stream (seed, i, evaluation)."""
     k_arms = active.shape[0]
     for i in range(xs.shape[0]):
-        moments(mu, Sigma, active, masks[i], xs[i], quotes[i], means, sds, sa, sb, parts)
+        moments(mu, Sigma, active, masks[i], xs[i], quotes[i], means, chol, sa, sb, parts, cvec)
         for k in range(k_arms):
             out[i, k] = 0.0
         st = stream_new(seed, i, PURPOSE_EVALUATION)
@@ -185,7 +237,7 @@ def action_probabilities(exploration, draws, seed, mu, Sigma, active, masks, bia
             if active[k] and masks[i, k]:
                 k_elig += 1
         for _ in range(draws):
-            out[i, draw(exploration, active, masks[i], biases[i], quotes[i], means, sds,
+            out[i, draw(exploration, active, masks[i], biases[i], quotes[i], means, chol, z,
                         st)] += 1.0
         denom = float(draws) + float(k_elig)
         for k in range(k_arms):
@@ -195,9 +247,11 @@ def action_probabilities(exploration, draws, seed, mu, Sigma, active, masks, bia
 
 @nb.njit(**_JIT)
 def head_step(mu, S, phi, y, weight, u):
-    """One online Laplace (Newton) step of a logistic head on feature vector phi:
-    Sigma <- Sigma - g u u' / (1 + g s), mu <- mu + w (y - p) u / (1 + g s), with
-    u = Sigma phi, s = phi' u, p = sigmoid(mu . phi), g = w p (1 - p)."""
+    """One assumed-density-filtering step of a probit head on feature vector phi (the
+    exact moment match of the Gaussian posterior times the new likelihood term):
+    u = Sigma phi, s = phi'u, m = mu . phi, sd = sqrt(1 + s), t = +-1 (y), a = t m / sd,
+    v = N(a) / Phi(a), w = v (v + a); mu <- mu + weight t v / sd u,
+    Sigma <- Sigma - r u u' with r = weight w / sd^2 (capped so Sigma stays positive)."""
     p = phi.shape[0]
     s = 0.0
     m = 0.0
@@ -209,11 +263,16 @@ def head_step(mu, S, phi, y, weight, u):
     for i in range(p):
         s += phi[i] * u[i]
         m += mu[i] * phi[i]
-    pr = sigmoid(m)
-    g = weight * pr * (1.0 - pr)
-    den = 1.0 + g * s
-    r = g / den
-    step = weight * (y - pr) / den
+    t = 1.0 if y > 0.5 else -1.0
+    var = 1.0 + s
+    sd = math.sqrt(var)
+    a = t * m / sd
+    v = mills(a)
+    w = v * (v + a)
+    step = weight * t * v / sd
+    r = weight * w / var
+    if r * s > MAX_SHRINK:
+        r = MAX_SHRINK / s
     for i in range(p):
         ru = r * u[i]
         for j in range(p):
@@ -243,10 +302,16 @@ def update(decay, mu, Sigma, n, counters, arm, outcome, x, cut_lead, cut_basket,
             for i in range(p):
                 for j in range(p):
                     Sigma[h, i, j] *= inv
-    fill_phi(phi, x, cut_lead, arm, d)
+    extra = cut_basket - cut_lead
+    # head 0's cut reads P(whole basket | buy) at head 1's mean before this update
+    fill_phi(phi, x, extra, arm, d)
+    m1 = 0.0
+    for i in range(p):
+        m1 += mu[1, i] * phi[i]
+    fill_phi(phi, x, cut_lead + probit(m1) * extra, arm, d)
     head_step(mu[0], Sigma[0], phi, 1.0 if outcome > 0 else 0.0, weight, u)
     if outcome > 0:
-        fill_phi(phi, x, cut_basket - cut_lead, arm, d)
+        fill_phi(phi, x, extra, arm, d)
         head_step(mu[1], Sigma[1], phi, 1.0 if outcome == 2 else 0.0, weight, u)
     n[arm] += weight
     counters[CTR_UPDATES] += 1
@@ -260,15 +325,13 @@ def update_batch(decay, mu, Sigma, n, counters, arms, outcomes, xs, cuts, weight
 
 
 @nb.njit(**_JIT)
-def expectations(mu, Sigma, active, xs, quotes, means, sds, sa, sb, parts, out):
+def expectations(mu, Sigma, active, xs, quotes, means, chol, sa, sb, parts, cvec, out):
     """Expected value of every offer at the posterior mean of both heads."""
     k_arms = active.shape[0]
-    mask = np.ones(k_arms, dtype=np.bool_)
-    everything = np.ones(k_arms, dtype=np.bool_)
     for i in range(xs.shape[0]):
-        moments(mu, Sigma, everything, mask, xs[i], quotes[i], means, sds, sa, sb, parts)
+        moments(mu, Sigma, active, active, xs[i], quotes[i], means, chol, sa, sb, parts, cvec)
         for k in range(k_arms):
-            out[i, k] = expected_value(sigmoid(means[0, k]), sigmoid(means[1, k]), quotes[i], k)
+            out[i, k] = expected_value(probit(means[0, k]), probit(means[1, k]), quotes[i], k)
 
 
 # --- the kernel object: the interface of _core.ConvKernel ------------------------------
@@ -337,7 +400,9 @@ class ConvKernel:
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
         self._means = np.zeros((2, k))
-        self._sds = np.zeros((2, k))
+        self._chol = np.zeros((2, k, k))
+        self._cvec = np.zeros(k)
+        self._z = np.zeros((2, k))
         self._sa = np.zeros(p)
         self._sb = np.zeros(p)
         self._parts = np.zeros(5)
@@ -379,7 +444,7 @@ class ConvKernel:
                          self.active, self.counters,
                          (self._all if m is None else m)[None],
                          (self._zeros if b is None else b)[None], x[None], q, self._means,
-                         self._sds, self._sa, self._sb, self._parts, arms, props)
+                         self._chol, self._z, self._sa, self._sb, self._parts, self._cvec, arms, props)
             return int(arms[0]), float(props[0])
 
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
@@ -404,8 +469,8 @@ class ConvKernel:
             arms = v.check_out(out_arms, n, "out_arms", "int64")
             props = v.check_out(out_props, n, "out_props", "float64")
             select_batch(self.exploration, self.draws, self.seed, self.mu, self.Sigma,
-                         self.active, self.counters, m, b, xs, q, self._means, self._sds,
-                         self._sa, self._sb, self._parts, arms, props)
+                         self.active, self.counters, m, b, xs, q, self._means, self._chol,
+                         self._z, self._sa, self._sb, self._parts, self._cvec, arms, props)
             return arms, props
 
     def update(self, arm: int, outcome: int, context: Any = None, cuts: Any = None,
@@ -453,8 +518,8 @@ class ConvKernel:
             xs = v.check_contexts(contexts, self._d)
             q = check_quotes(quotes, xs.shape[0], self.n_arms)
             out = np.empty((xs.shape[0], self.n_arms))
-            expectations(self.mu, self.Sigma, self.active, xs, q, self._means, self._sds,
-                         self._sa, self._sb, self._parts, out)
+            expectations(self.mu, self.Sigma, self.active, xs, q, self._means, self._chol,
+                         self._sa, self._sb, self._parts, self._cvec, out)
             return out
 
     def action_probabilities(self, contexts: Any, masks: Any = None, draws: int = 1000,
@@ -476,6 +541,6 @@ class ConvKernel:
             draws = v.check_draws(draws, True)
             out = np.empty((n, k))
             action_probabilities(self.exploration, draws, self.seed, self.mu, self.Sigma,
-                                 self.active, m, b, xs, q, self._means, self._sds, self._sa,
-                                 self._sb, self._parts, out)
+                                 self.active, m, b, xs, q, self._means, self._chol, self._z,
+                                 self._sa, self._sb, self._parts, self._cvec, out)
             return out

@@ -7,32 +7,44 @@ engine's quote of *this* basket.
 
 The response model. For a request with context x (d,) and a basket whose first line is
 the *lead* item (the one the shopper is looking at), the shopper buys nothing, the lead
-line alone, or the whole basket. Two logistic heads:
+line alone, or the whole basket. Two probit heads (Phi the standard normal CDF):
 
-* head 0, P(buy | x, k) = sigmoid(theta_0 . phi(x, k, c_lead_k)),
-* head 1, P(whole basket | buy, x, k) = sigmoid(theta_1 . phi(x, k, c_basket_k - c_lead_k)),
+* head 1, P(whole basket | buy, x, k) = Phi(theta_1 . phi(x, k, e_k)) with
+  e_k = c_basket_k - c_lead_k, the basket's extra log price cut over the lead line's,
+* head 0, P(buy | x, k) = Phi(theta_0 . phi(x, k, c_lead_k + pi_k e_k)) with pi_k the
+  basket head's P(whole basket | buy) at its posterior mean,
 
-with the shared features phi(x, k, c) = [x, c * x, c, e_k] (p = 2 d + 1 + K): c is the
-offer's log price cut, log(list / paid), on the lead line (head 0) or the basket's extra
-cut over the lead line's (head 1: how much more the whole basket saves, the
-spend-X-save-Y uplift), and e_k the offer's own intercept (urgency, framing). Everything
+with the shared features phi(x, k, c) = [x, c * x, c, 1_k] (p = 2 d + 1 + K): c is a log
+price cut, log(list / paid), and 1_k the indicator of the offer's own intercept (urgency,
+framing). Head 1's cut is how much more the whole basket saves (the spend-X-save-Y
+uplift). Head 0's is the first-order change of the nested choice's inclusive value: a
+percent offer cuts both options alike (c_lead), a threshold offer only the basket, which
+moves buying at all in proportion to how likely the basket is chosen. Everything
 learnt about the price response (c * x) is shared by every offer: a percent offer
 teaches the model about every other depth.
 
-Each head's posterior is Gaussian (a Laplace approximation), N(mu, Sigma), with prior
-mu = 0 except the offer intercepts (``prior_logit_buy``, ``prior_logit_basket``) and
-Sigma = ``prior_var`` * I. Every observation makes one online Newton step (the exact
-Laplace update for the new term, Sherman-Morrison on Sigma):
-u = Sigma phi, p = sigmoid(mu . phi), g = w p (1 - p),
-Sigma <- Sigma - g u u' / (1 + g phi'u), mu <- mu + w (y - p) u / (1 + g phi'u).
+Each head's posterior is Gaussian, N(mu, Sigma), with prior mu = 0 except the offer
+intercepts (``prior_mean_buy``, ``prior_mean_basket``) and
+Sigma diagonal: ``prior_var`` for the context weights, ``prior_var_cut`` for the price
+response weights, ``prior_var_offer`` for the offer intercepts. Every observation is absorbed by assumed density filtering, the exact moment match of
+the Gaussian posterior times the new probit likelihood (as in AdPredictor; no
+linearisation, so a wide prior does not make the first observations overshoot):
+u = Sigma phi, s = phi'u, m = mu . phi, sd = sqrt(1 + s), t = +1 if y else -1,
+a = t m / sd, v = N(a) / Phi(a), w = v (v + a),
+mu <- mu + weight t v / sd u, Sigma <- Sigma - weight w / sd^2 u u' (0 < w < 1, so Sigma
+stays positive definite; the shrink is capped at 0.999 along phi for weights above 1).
 Head 0 learns from every decision (y: bought); head 1 only from purchases (y: the whole
-basket). On separable data the step shrinks with |y - p| and g, so the weights grow
-slowly and never overflow; logits are clamped to +-35 before the sigmoid: no NaN.
+basket). On separable data v and w vanish as the data stops surprising the model, so
+the weights stop growing: no overflow, no NaN (the Mills ratio has a stable series for
+a < -30).
 
-The decision. Each eligible offer's two logits are drawn from their posterior marginals,
-z ~ N(mu . phi, v^2 phi' Sigma phi) (independently per offer and head: the per-arm draw
-LinTS makes, at O(K) draws per decision), and the offer maximising
-    p_buy * ((1 - p_basket) * value_lead + p_basket * value_basket) + bias
+The decision. Every offer's scores are drawn jointly from the posterior, per head
+z ~ N(Phi' mu, v^2 Phi' Sigma Phi) over the K offers' feature vectors Phi (a K x K
+Cholesky factor per head and request, K normal draws per head: O(p d + K^2 p) work, no
+p x p factorisation). Joint, not per offer: the uncertainty the offers share (how likely
+this shopper is to buy at all) moves every offer's logit together and does not make one
+offer look better than another by chance. The offer maximising
+    Phi(z_buy) * ((1 - Phi(z_basket)) * value_lead + Phi(z_basket) * value_basket) + bias
 is chosen (lowest index on ties). value_lead / value_basket are the objective's exact
 value if the lead line / the whole basket is bought under this offer (profit: paid minus
 cost of goods, in reward units), and bias is the engine's budget and fairness adjustment,
@@ -66,31 +78,43 @@ from .traits import PolicyTraits
 class ConversionTSConfig(PolicyConfig):
     """Settings of ConversionTS (see the module for the model).
 
-    v (>= 0): exploration scale: logits are drawn with standard deviation v times the
+    v (>= 0): exploration scale: scores are drawn with standard deviation v times the
         posterior's (0: act on the posterior mean, no exploration).
-    prior_var (> 0): prior variance of every weight of both heads (logit units squared).
-    prior_logit_buy: prior mean of each offer's intercept in the purchase head (logit
-        of the prior purchase rate: -2.0 is about 12%).
-    prior_logit_basket: prior mean of each offer's intercept in the basket head (logit
-        of the prior share of purchases that take the whole basket: -1.5 is about 18%).
+    prior_var (> 0): prior variance of the context weights x of both heads (probit
+        score units squared).
+    prior_var_cut (> 0): prior variance of the price-response weights (c * x and c):
+        probit score change per unit of log price cut. Wide: a cut is a small number
+        (0.2 for 18% off) and shoppers' price sensitivity runs to 5 or more.
+    prior_var_offer (> 0): prior variance of each offer's own intercept e_k. Small: an
+        offer's response is mostly its price cut, which the shared weights learn from
+        every offer; the intercept keeps what the cut does not explain (urgency,
+        framing). A wide one would make every offer learn alone.
+    prior_mean_buy: prior mean of each offer's intercept in the purchase head (probit
+        of the prior purchase rate: -1.2 is about 12%).
+    prior_mean_basket: prior mean of each offer's intercept in the basket head (probit
+        of the prior share of purchases that take the whole basket: -0.9 is about 18%).
     propensity_draws (>= 0): draws per decision for the chosen offer's propensity,
         (wins + 1) / (draws + K_eligible); 0 returns NaN. About 2 K normal draws each.
     decay: as for every policy, but here as forgetting: each update divides both heads'
         covariance by decay (1.0: never forget).
     """
 
-    v: float = 1.0
+    v: float = 0.5
     prior_var: float = 1.0
-    prior_logit_buy: float = -2.0
-    prior_logit_basket: float = -1.5
+    prior_var_cut: float = 25.0
+    prior_var_offer: float = 0.1
+    prior_mean_buy: float = -1.2
+    prior_mean_basket: float = -0.9
     propensity_draws: int = 1000
 
     def validate(self) -> None:
         super().validate()
         check_range("v", self.v, 0.0)
         check_range("prior_var", self.prior_var, 0.0, lo_open=True)
-        check_range("prior_logit_buy", self.prior_logit_buy, -35.0, 35.0)
-        check_range("prior_logit_basket", self.prior_logit_basket, -35.0, 35.0)
+        check_range("prior_var_cut", self.prior_var_cut, 0.0, lo_open=True)
+        check_range("prior_var_offer", self.prior_var_offer, 0.0, lo_open=True)
+        check_range("prior_mean_buy", self.prior_mean_buy, -30.0, 30.0)
+        check_range("prior_mean_basket", self.prior_mean_basket, -30.0, 30.0)
         check_int("propensity_draws", self.propensity_draws, 0)
 
 
@@ -119,9 +143,12 @@ class ConversionTS(Policy):
         d, c = self.n_features, self.config
         p = 2 * d + 1 + n_arms
         mu = np.zeros((2, p))
-        mu[0, 2 * d + 1:] = c.prior_logit_buy
-        mu[1, 2 * d + 1:] = c.prior_logit_basket
-        sigma = np.repeat((c.prior_var * np.eye(p))[None], 2, axis=0)
+        mu[0, 2 * d + 1:] = c.prior_mean_buy
+        mu[1, 2 * d + 1:] = c.prior_mean_basket
+        var = np.full(p, c.prior_var)
+        var[d:2 * d + 1] = c.prior_var_cut
+        var[2 * d + 1:] = c.prior_var_offer
+        sigma = np.repeat(np.diag(var)[None], 2, axis=0)
         return {"mu": mu, "Sigma": np.ascontiguousarray(sigma), "n": np.zeros(n_arms),
                 "active": np.ones(n_arms, dtype=np.bool_), "counters": new_counters(self._seed)}
 
@@ -237,11 +264,14 @@ class ConversionTS(Policy):
         with self._exclusive():
             k = self.n_arms
             p = self._arrays["mu"].shape[1]
-            means, sds = np.zeros((2, k)), np.zeros((2, k))
+            means, chol = np.zeros((2, k)), np.zeros((2, k, k))
             _moments(self._arrays["mu"], self._arrays["Sigma"], np.ones(k, np.bool_),
-                     np.ones(k, np.bool_), x, q, means, sds, np.zeros(p), np.zeros(p),
-                     np.zeros(5))
-        return 1.0 / (1.0 + np.exp(-means[0])), 1.0 / (1.0 + np.exp(-means[1]))
+                     np.ones(k, np.bool_), x, q, means, chol, np.zeros(p), np.zeros(p),
+                     np.zeros(5), np.zeros(k))
+        from .._numba.conversion import probit
+
+        return (np.array([probit(z) for z in means[0]]),
+                np.array([probit(z) for z in means[1]]))
 
     @property
     def counts(self) -> np.ndarray:

@@ -59,6 +59,15 @@ LEARNERS: dict[str, tuple[str, dict[str, Any], str]] = {
     "lints": ("LinTS", {"v": 0.25, "propensity_draws": 100}, "LinTS"),
     "conversion": ("ConversionTS", {"propensity_draws": 100}, "conversion model"),
 }
+# Learners with context columns of their own (the rest use `features`). The conversion
+# model learns the shopper's response, not the money: the shopper's deal signals, the
+# basket's price, margin and threshold, and a running time-limited offer tell it apart;
+# the profit-scaled products in DEFAULT_FEATURES (price x margin, ...) are what a profit
+# regression needs and only add noise to a purchase model.
+LEARNER_FEATURES: dict[str, tuple[str, ...]] = {
+    "conversion": ("bias", "deal_share", "discount_share", "via_deals",
+                   "pair_over_threshold", "holds_timed", "price", "margin"),
+}
 MODIFIERS = ("pacing", "fairness")
 
 # Context columns of the contextual policies (simulate.context lists every name): the
@@ -72,7 +81,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 
 DEFAULT_POLICIES: tuple[str, ...] = (
     "fixed", "random", "epsilon_greedy", "thompson", "ucb", "linucb", "lints",
-    "thompson+pacing", "lints+pacing", "lints+pacing+fairness")
+    "thompson+pacing", "lints+pacing", "lints+pacing+fairness", "conversion+pacing")
 
 
 def _prefixed(prefix: str, exc: ValueError) -> ValueError:
@@ -398,7 +407,8 @@ class SimulationConfig:
         return [PolicySpec(key=raw, label=label + mod_label, policy=cls_name,
                            settings=tuple(sorted(settings.items())),
                            pacing="pacing" in mods, fairness="fairness" in mods,
-                           offers=self.learner_offer_ids())]
+                           offers=self.learner_offer_ids(),
+                           features=LEARNER_FEATURES.get(base))]
 
     def abtest_spec(self, variant: str) -> PolicySpec | None:
         """The policy of an A/B variant ("control" or "treatment"); None for a control
