@@ -9,7 +9,7 @@ import pytest
 from promobandit import _backends
 from promobandit.engine import Engine, EngineConfig
 from promobandit.offers import Basket, Catalogue, NoDiscount, PercentOff, SpendThreshold
-from promobandit.policies import POLICIES, ConversionTS, make_policy
+from promobandit.policies import POLICIES, QUOTED_POLICIES, ConversionTS, make_policy
 
 BACKENDS = [b for b in ("cpp", "numba") if b != "cpp" or _backends.has_cpp()]
 KEY = b"test-key-0123456789abcdef"
@@ -154,7 +154,8 @@ def test_state_round_trips_and_continues_identically(backend: str) -> None:
     copy = ConversionTS.from_state_dict(pol.state_dict(), backend=backend)
     np.testing.assert_array_equal(pol.select_batch(x[10:], quotes=q[10:])[0],
                                   copy.select_batch(x[10:], quotes=q[10:])[0])
-    assert "ConversionTS" in POLICIES
+    assert QUOTED_POLICIES["ConversionTS"] is ConversionTS
+    assert "ConversionTS" not in POLICIES  # POLICIES share the reward interface
     assert isinstance(make_policy("ConversionTS", 4, 3, seed=1), ConversionTS)
 
 
@@ -244,7 +245,7 @@ def test_segment_market_reaches_95_percent_of_the_oracle_and_beats_the_linear_po
     market = PlantedMarket(DEPTHS, a=[-1.0, -2.0, -3.0], b=[1.0, 6.0, 12.0], n=50_000,
                            seed=42)
     best = np.argmax(np.where(market.eligible, market.expected, -np.inf), axis=1)
-    depth = np.asarray(DEPTHS + [0.0])[best]
+    depth = np.asarray([*DEPTHS, 0.0])[best]
     # the best offer differs by segment: none for segment 0, deeper cuts further on
     assert (best[market.seg == 0] == 0).mean() > 0.9
     assert depth[market.seg == 1].mean() < depth[market.seg == 2].mean() - 0.03

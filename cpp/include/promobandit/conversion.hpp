@@ -80,16 +80,23 @@ inline double conv_mills(double a) {
 inline void conv_head_moments(const double* mu, const double* S, const double* x, int64_t d,
                               int64_t K, double* sa, double* sb, double* out) {
   const int64_t p = 2 * d + 1 + K;
+  // Row by row (Sigma is exactly symmetric): elementwise loops, the same sums in the
+  // same order whether or not the compiler vectorises them.
   for (int64_t i = 0; i < p; ++i) {
-    const double* row = S + i * p;
-    double s1 = 0.0, s2 = 0.0;
-    for (int64_t j = 0; j < d; ++j) {
-      s1 += row[j] * x[j];
-      s2 += row[d + j] * x[j];
-    }
-    sa[i] = s1;
-    sb[i] = s2 + row[2 * d];
+    sa[i] = 0.0;
+    sb[i] = 0.0;
   }
+  for (int64_t j = 0; j < d; ++j) {
+    const double xj = x[j];
+    const double* ra = S + j * p;
+    const double* rb = S + (d + j) * p;
+    for (int64_t i = 0; i < p; ++i) {
+      sa[i] += ra[i] * xj;
+      sb[i] += rb[i] * xj;
+    }
+  }
+  const double* rc = S + 2 * d * p;
+  for (int64_t i = 0; i < p; ++i) sb[i] += rc[i];
   double asa = 0.0, asb = 0.0, bsb = 0.0, ma = 0.0, mb = 0.0;
   for (int64_t i = 0; i < d; ++i) {
     asa += x[i] * sa[i];
@@ -271,11 +278,13 @@ inline void conv_action_probabilities(const ConvParams& prm, const ConvState& s,
 inline void conv_head_step(double* mu, double* S, const double* phi, double y, double weight,
                            double* u, int64_t p) {
   double s = 0.0, m = 0.0;
-  for (int64_t i = 0; i < p; ++i) {
-    const double* row = S + i * p;
-    double acc = 0.0;
-    for (int64_t j = 0; j < p; ++j) acc += row[j] * phi[j];
-    u[i] = acc;
+  for (int64_t i = 0; i < p; ++i) u[i] = 0.0;
+  for (int64_t j = 0; j < p; ++j) {  // phi is sparse (2 d + 2 nonzeros); Sigma is symmetric
+    const double f = phi[j];
+    if (f != 0.0) {
+      const double* row = S + j * p;
+      for (int64_t i = 0; i < p; ++i) u[i] += row[i] * f;
+    }
   }
   for (int64_t i = 0; i < p; ++i) {
     s += phi[i] * u[i];
@@ -291,10 +300,11 @@ inline void conv_head_step(double* mu, double* S, const double* phi, double y, d
   double r = weight * w / var;
   if (r * s > kMaxShrink) r = kMaxShrink / s;
   for (int64_t i = 0; i < p; ++i) {
-    const double ru = r * u[i];
+    const double ui = u[i];
     double* row = S + i * p;
-    for (int64_t j = 0; j < p; ++j) row[j] -= ru * u[j];
-    mu[i] += step * u[i];
+    // u_i u_j = u_j u_i exactly: Sigma stays symmetric
+    for (int64_t j = 0; j < p; ++j) row[j] -= r * (ui * u[j]);
+    mu[i] += step * ui;
   }
 }
 

@@ -65,14 +65,18 @@ def head_moments(mu, S, x, d, k_arms, sa, sb, out):
     offer: out = [a'Sa, a'Sb, b'Sb, mu.a, mu.b] with a = [x, 0, 0, 0], b = [0, x, 1, 0];
     sa = S a, sb = S b (p,)."""
     p = 2 * d + 1 + k_arms
+    # Row by row (Sigma is exactly symmetric): elementwise loops, the same sums in the
+    # same order whether or not the compiler vectorises them.
     for i in range(p):
-        s1 = 0.0
-        s2 = 0.0
-        for j in range(d):
-            s1 += S[i, j] * x[j]
-            s2 += S[i, d + j] * x[j]
-        sa[i] = s1
-        sb[i] = s2 + S[i, 2 * d]
+        sa[i] = 0.0
+        sb[i] = 0.0
+    for j in range(d):
+        xj = x[j]
+        for i in range(p):
+            sa[i] += S[j, i] * xj
+            sb[i] += S[d + j, i] * xj
+    for i in range(p):
+        sb[i] += S[2 * d, i]
     asa = 0.0
     asb = 0.0
     bsb = 0.0
@@ -256,10 +260,12 @@ def head_step(mu, S, phi, y, weight, u):
     s = 0.0
     m = 0.0
     for i in range(p):
-        acc = 0.0
-        for j in range(p):
-            acc += S[i, j] * phi[j]
-        u[i] = acc
+        u[i] = 0.0
+    for j in range(p):  # phi is sparse (2 d + 2 nonzeros); Sigma is exactly symmetric
+        f = phi[j]
+        if f != 0.0:
+            for i in range(p):
+                u[i] += S[j, i] * f
     for i in range(p):
         s += phi[i] * u[i]
         m += mu[i] * phi[i]
@@ -274,10 +280,10 @@ def head_step(mu, S, phi, y, weight, u):
     if r * s > MAX_SHRINK:
         r = MAX_SHRINK / s
     for i in range(p):
-        ru = r * u[i]
+        ui = u[i]
         for j in range(p):
-            S[i, j] -= ru * u[j]
-        mu[i] += step * u[i]
+            S[i, j] -= r * (ui * u[j])  # u_i u_j = u_j u_i exactly: Sigma stays symmetric
+        mu[i] += step * ui
 
 
 @nb.njit(**_JIT)

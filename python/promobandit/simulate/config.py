@@ -44,7 +44,7 @@ from ..constraints import BudgetConfig, FairnessConfig
 from ..evaluate.abtest import WEIGHT_ATOL
 from ..events import SECONDS_PER_DAY
 from ..offers import Catalogue, default_catalogue
-from ..policies import POLICIES
+from ..policies import POLICIES, QUOTED_POLICIES
 from .market import MarketConfig
 from .run import EngineSettings, PolicySpec
 
@@ -393,7 +393,7 @@ class SimulationConfig:
         cls_name, defaults, label = LEARNERS[base]
         settings = {**defaults, **self.settings_of(base)}
         if cls_name != "random":
-            cfg_cls = POLICIES[cls_name].config_class
+            cfg_cls = {**POLICIES, **QUOTED_POLICIES}[cls_name].config_class
             fields = {f.name for f in dataclasses.fields(cfg_cls)}
             for key in settings:
                 if key not in fields:

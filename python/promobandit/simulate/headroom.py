@@ -123,6 +123,28 @@ def _fit_predict(z_fit: np.ndarray, y_fit: np.ndarray, z_eval: np.ndarray,
     return z_eval @ coef
 
 
+def cross_fitted_argmax(feats: np.ndarray, values: np.ndarray, eligible: np.ndarray, *,
+                        ridge: float = DEFAULT_RIDGE, folds: int = 2,
+                        max_rows: int | None = None) -> np.ndarray:
+    """(n,) the column each row picks: per column a ridge regression of `values` (n, K)
+    on the quadratic expansion of the standardised `feats` (n, m), fitted on the other
+    folds (contiguous blocks), its argmax over `eligible` (n, K) columns."""
+    n = values.shape[0]
+    mean, sd = feats.mean(axis=0), feats.std(axis=0)
+    sd[sd == 0] = 1.0  # a constant column: nothing to scale
+    z = quadratic((feats - mean) / sd)
+    pred = np.empty_like(values, dtype=np.float64)
+    bounds = np.linspace(0, n, folds + 1).astype(np.int64)
+    for f in range(folds):
+        ev = np.arange(bounds[f], bounds[f + 1])
+        fit = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in range(folds)
+                              if g != f])
+        if max_rows is not None and fit.size > max_rows:
+            fit = fit[np.linspace(0, fit.size - 1, max_rows).astype(np.int64)]
+        pred[ev] = _fit_predict(z[fit], values[fit], z[ev], ridge)
+    return np.argmax(np.where(eligible, pred, -np.inf), axis=1)
+
+
 def feature_oracle(scenario: Scenario, *, offers: Sequence[int] | None = None,
                    features: Sequence[str] | None = None, ridge: float = DEFAULT_RIDGE,
                    folds: int = 2, max_rows: int | None = None) -> Headroom:
@@ -150,22 +172,10 @@ def feature_oracle(scenario: Scenario, *, offers: Sequence[int] | None = None,
     n = expected.shape[0]
     if n < 2 * folds:
         raise ValueError(f"scenario: expected at least {2 * folds} decisions, got {n}")
-    # Standardised features so the relative ridge penalises every term alike.
-    mean, sd = feats.mean(axis=0), feats.std(axis=0)
-    sd[sd == 0] = 1.0
-    z = quadratic((feats - mean) / sd)
+    pick = cross_fitted_argmax(feats, expected[:, offers], eligible[:, offers], ridge=ridge,
+                               folds=folds, max_rows=max_rows)
     y = expected[:, offers]
     ok = eligible[:, offers]
-    pred = np.empty_like(y)
-    bounds = np.linspace(0, n, folds + 1).astype(np.int64)
-    for f in range(folds):
-        ev = np.arange(bounds[f], bounds[f + 1])
-        fit = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in range(folds)
-                              if g != f])
-        if max_rows is not None and fit.size > max_rows:
-            fit = fit[np.linspace(0, fit.size - 1, max_rows).astype(np.int64)]
-        pred[ev] = _fit_predict(z[fit], y[fit], z[ev], ridge)
-    pick = np.argmax(np.where(ok, pred, -np.inf), axis=1)
     rows = np.arange(n)
     feature_total = float(y[rows, pick].sum())
     full_total = float(np.where(ok, y, -np.inf).max(axis=1).sum())
@@ -185,5 +195,5 @@ def policy_shares(headroom: Headroom, runs: Sequence[PolicyRun],
     return {r.spec.key: headroom.share(float(r.expected.sum()), base) for r in runs}
 
 
-__all__ = ["DEFAULT_RIDGE", "Headroom", "feature_oracle", "policy_shares", "quadratic",
+__all__ = ["DEFAULT_RIDGE", "Headroom", "cross_fitted_argmax", "feature_oracle", "policy_shares", "quadratic",
            "replay"]

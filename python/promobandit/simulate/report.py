@@ -903,6 +903,10 @@ def _jsonable(s: Summary) -> dict[str, Any]:
             return {k: conv(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):
             return [conv(v) for v in o]
+        if isinstance(o, np.ndarray):
+            return [conv(v) for v in o.tolist()]
+        if isinstance(o, np.generic):
+            o = o.item()
         if isinstance(o, float) and not math.isfinite(o):
             return None
         return o
@@ -934,7 +938,7 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
         w.writerow(["key", "policy", "profit", "profit_lo", "profit_hi", "vs_best_fixed",
                     "vs_lo", "vs_hi", "revenue", "conversion", "discount_spend",
                     "return_on_spend", "regret", "regret_q1", "regret_q4", "budget_use",
-                    "fairness_gap_region", "fairness_gap_tenure"])
+                    "fairness_gap_region", "fairness_gap_tenure", "headroom_share"])
         for p in s.policies:
             v = p.vs_best_fixed
             w.writerow([p.key, p.label, p.profit.value, p.profit.lo, p.profit.hi,
@@ -942,7 +946,8 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
                         p.conversion, p.spend, "" if p.return_on_spend is None
                         else p.return_on_spend, p.regret, p.regret_first_quarter,
                         p.regret_last_quarter, "" if p.budget_use is None else p.budget_use,
-                        p.fairness_gap_region, p.fairness_gap_tenure])
+                        p.fairness_gap_region, p.fairness_gap_tenure,
+                        "" if p.headroom_share is None else p.headroom_share])
     return path
 
 
