@@ -87,3 +87,15 @@ def test_feature_oracle_sits_below_the_full_oracle_and_shares_follow_runs() -> N
     assert shares["fixed:pct20"] < 0.0  # a fixed 20% off earns less than no discount
     with pytest.raises(ValueError, match="no-discount"):
         feature_oracle(sc, offers=[1, 2])
+
+
+def test_feature_groups_are_estimated_alone_with_the_basket_money() -> None:
+    sc = _scenario(n_users=1000, days=3)
+    h = feature_oracle(sc, groups={"money only": (), "all": sc.contexts.names,
+                                   "unknown names skipped": ("no_such_feature",)})
+    assert set(h.groups) == {"money only", "all", "unknown names skipped"}
+    for v in h.groups.values():
+        assert h.full_oracle >= v
+    # every replayed column: the same columns as the oracle itself, the same picks
+    assert h.groups["all"] == pytest.approx(h.feature_oracle)
+    assert h.groups["unknown names skipped"] == pytest.approx(h.groups["money only"])

@@ -44,6 +44,17 @@ if TYPE_CHECKING:
 # Ridge penalty of the per-offer regressions, relative to the mean diagonal of the
 # (standardised) Gram matrix: enough to keep 150 quadratic terms well conditioned.
 DEFAULT_RIDGE = 1e-3
+# Feature groups of the report (columns of simulate.context, by name): what the shop knows
+# of the shopper's appetite for deals, of the promotions they hold and the threshold, and
+# of who they are; the basket's money (lead and basket list price and cost) is in every
+# group. A group's names missing from the replayed columns are skipped.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "basket money": (),
+    "deal signals": ("deal_share", "discount_share", "via_deals", "promo_lift"),
+    "promotions held, threshold": ("holds_timed", "holds_coupon", "pair_over_threshold"),
+    "shopper profile": ("new", "region_south", "region_west", "log_purchases",
+                        "log_clicks", "recency"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +66,8 @@ class Headroom:
     fixed: (K,) each offer made to everyone (no discount where it is not eligible);
         best_fixed the largest of them (offer index best_fixed_offer).
     decisions: how many decisions; offers: the offer indices the oracles chose among.
+    groups: the feature oracle of each feature group alone (with the basket's money
+        columns, which every group keeps), by group name: which features carry the gain.
     """
 
     full_oracle: float
@@ -64,6 +77,7 @@ class Headroom:
     best_fixed_offer: int
     decisions: int
     offers: tuple[int, ...]
+    groups: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def share(self, policy_total: float, best_fixed_total: float | None = None) -> float:
         """(policy - best fixed) / (feature oracle - best fixed); best_fixed_total
@@ -147,7 +161,8 @@ def cross_fitted_argmax(feats: np.ndarray, values: np.ndarray, eligible: np.ndar
 
 def feature_oracle(scenario: Scenario, *, offers: Sequence[int] | None = None,
                    features: Sequence[str] | None = None, ridge: float = DEFAULT_RIDGE,
-                   folds: int = 2, max_rows: int | None = None) -> Headroom:
+                   folds: int = 2, max_rows: int | None = None,
+                   groups: dict[str, Sequence[str]] | None = None) -> Headroom:
     """The feature oracle and the full oracle of a scenario (see the module).
 
     offers: the offer indices the oracles and the fixed offers choose among (default
@@ -158,6 +173,8 @@ def feature_oracle(scenario: Scenario, *, offers: Sequence[int] | None = None,
     ridge: penalty relative to the mean diagonal of the Gram matrix (> 0).
     folds: cross-fitting folds (>= 2), contiguous blocks of decisions in time order.
     max_rows: fit on at most this many rows per fold (evenly spaced; None: all).
+    groups: feature groups (name -> column names) whose oracles are estimated alone,
+        each with the basket's money columns (Headroom.groups); None: none.
     """
     check_range("ridge", ridge, 0.0, lo_open=True)
     check_int("folds", folds, 2)
@@ -182,9 +199,18 @@ def feature_oracle(scenario: Scenario, *, offers: Sequence[int] | None = None,
     fixed = np.array([np.where(eligible[:, o], expected[:, o], expected[:, none]).sum()
                       for o in offers])
     b = int(np.argmax(fixed))
+    by_group: dict[str, float] = {}
+    if groups:
+        names = list(scenario.contexts.names if features is None else features)
+        money = list(range(len(names), feats.shape[1]))  # the basket's money columns
+        for name, cols in groups.items():
+            idx = [names.index(c) for c in cols if c in names] + money
+            g = cross_fitted_argmax(feats[:, idx], y, ok, ridge=ridge, folds=folds,
+                                    max_rows=max_rows)
+            by_group[name] = float(y[rows, g].sum())
     return Headroom(full_oracle=full_total, feature_oracle=feature_total, fixed=fixed,
                     best_fixed=float(fixed[b]), best_fixed_offer=offers[b], decisions=n,
-                    offers=tuple(offers))
+                    offers=tuple(offers), groups=by_group)
 
 
 def policy_shares(headroom: Headroom, runs: Sequence[PolicyRun],
@@ -195,5 +221,5 @@ def policy_shares(headroom: Headroom, runs: Sequence[PolicyRun],
     return {r.spec.key: headroom.share(float(r.expected.sum()), base) for r in runs}
 
 
-__all__ = ["DEFAULT_RIDGE", "Headroom", "cross_fitted_argmax", "feature_oracle", "policy_shares", "quadratic",
+__all__ = ["DEFAULT_RIDGE", "FEATURE_GROUPS", "Headroom", "cross_fitted_argmax", "feature_oracle", "policy_shares", "quadratic",
            "replay"]

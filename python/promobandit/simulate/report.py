@@ -48,7 +48,7 @@ import numpy as np
 
 from .._extras import require
 from ..events import SECONDS_PER_DAY
-from .headroom import Headroom, feature_oracle, policy_shares
+from .headroom import FEATURE_GROUPS, Headroom, feature_oracle, policy_shares
 
 if TYPE_CHECKING:
     from .pipeline import SimulationResult
@@ -278,7 +278,7 @@ def summarise(result: SimulationResult) -> Summary:
         for spec in (r.spec for r in runs):
             names += [f for f in (spec.features or ()) if f not in names]
         headroom = feature_oracle(sc, offers=[i for i, o in enumerate(ids) if o in learn],
-                                  features=names)
+                                  features=names, groups=FEATURE_GROUPS)
         shares = policy_shares(headroom, runs, best_fixed)
     rows = []
     for r in runs:
@@ -504,7 +504,15 @@ def headroom_sentence(h: Headroom) -> str:
             f"of the full oracle (hidden tastes included) {h.full_oracle:,.0f}: the features "
             f"reach {frac} of the headroom; the headroom column is each policy's share of "
             f"that reachable part, (policy - best fixed) / (feature oracle - best fixed), "
-            f"in expected profit.")
+            f"in expected profit." + _groups_sentence(h))
+
+
+def _groups_sentence(h: Headroom) -> str:
+    if not h.groups:
+        return ""
+    parts = ", ".join(f"{name} {_share(h.share(v))}" for name, v in h.groups.items())
+    return (f" Each feature group alone (with the basket's money) reaches, of that part: "
+            f"{parts}.")
 
 
 def summary_text(s: Summary) -> str:
