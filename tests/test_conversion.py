@@ -71,6 +71,25 @@ def test_a_seed_gives_the_same_decisions_and_a_batch_equals_single_calls(backend
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_propensity_draws_and_threads_never_change_a_decision(backend: str) -> None:
+    """The propensity estimate draws from its own stream: with 0 or 100 draws, one
+    request at a time or in batches on any thread count, the same offers are chosen."""
+    x, q = _random_problem(120, 6, 5, 3)
+    plain = ConversionTS(6, 5, seed=2, backend=backend, propensity_draws=0)
+    estimated = ConversionTS(6, 5, seed=2, backend=backend, propensity_draws=100)
+    batched = ConversionTS(6, 5, seed=2, backend=backend, propensity_draws=100)
+    for lo in range(0, 120, 40):
+        arms, _ = batched.select_batch(x[lo:lo + 40], quotes=q[lo:lo + 40], n_threads=4)
+        for i in range(lo, lo + 40):
+            a, _ = plain.select(x[i], None, None, q[i])
+            b, _ = estimated.select(x[i], None, None, q[i])
+            assert a == b == arms[i - lo]
+        for pol in (plain, estimated, batched):
+            pol.update_batch(arms, np.arange(40) % 3, x[lo:lo + 40],
+                             np.ascontiguousarray(q[np.arange(lo, lo + 40), arms, 2:]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_masks_and_biases_steer_the_choice(backend: str) -> None:
     x, q = _random_problem(40, 4, 3, 5)
     pol = ConversionTS(4, 3, seed=1, backend=backend, propensity_draws=0)
