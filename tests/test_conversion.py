@@ -342,3 +342,41 @@ def test_engine_never_offers_below_the_margin_floor() -> None:
                           baskets=baskets, now=T0)
     assert {d.offer for d in ds} <= {0, 1, 3}
     assert len({d.offer for d in ds}) > 1  # it explores among the eligible ones
+
+
+def test_budget_and_fairness_steer_conversion_ts_in_the_engine() -> None:
+    """The engine's limits apply to ConversionTS as to any policy: a tight daily budget is
+    never exceeded, and a binding fairness bound at least halves the gap in discount depth
+    between deal-seekers and full-price buyers (test_engine's shoppers)."""
+    from promobandit.constraints import BudgetConfig, FairnessConfig
+
+    from .test_engine import pct_catalogue, simulate
+
+    def conversion_engine(**config: object) -> Engine:
+        cat = pct_catalogue()
+        pol = ConversionTS(len(cat), 4, seed=3, propensity_draws=20)
+        config.setdefault("caps", None)
+        return Engine(cat, pol, EngineConfig(**config), privacy_key=KEY)  # type: ignore[arg-type]
+
+    amount = 400.0
+    paced = conversion_engine(budget=BudgetConfig(amount=amount, period_seconds=86_400.0,
+                                                  start=T0, step_size=0.5, update_every=20),
+                              feedback_wait_seconds=900.0)
+
+    def within(e: Engine, now: float) -> None:
+        assert e.budget is not None and e.budget.spent <= amount + 1e-9
+
+    unpaced = simulate(conversion_engine(feedback_wait_seconds=900.0), 3000, step=10.0)
+    assert unpaced["spend"] > 1.5 * amount  # the budget binds
+    simulate(paced, 3000, step=10.0, check=within)
+    assert paced.budget is not None and 0.0 < paced.budget.spent <= amount + 1e-9
+    measured = conversion_engine(fairness=FairnessConfig(max_gap=1.0))
+    simulate(measured, 4000, groups=True, seed=1)
+    # a bound below the gap ConversionTS creates on its own, so that it binds
+    bounded = conversion_engine(fairness=FairnessConfig(max_gap=0.002, step_size=0.5))
+    simulate(bounded, 4000, groups=True, seed=1)
+    assert bounded.fairness is not None and measured.fairness is not None
+    gap_off = measured.fairness.gap(cumulative=True)
+    gap_on = bounded.fairness.gap(cumulative=True)
+    assert gap_off > 0.002 + 0.005, measured.fairness.report()
+    assert gap_on < 0.5 * gap_off, (gap_on, gap_off)
