@@ -6,7 +6,7 @@ The model (see ``promobandit.policies.conversion`` for the maths and the knobs):
 probit heads over the features phi(x, k, c) = [x, c * x, c, e_k] (p = 2 d + 1 + K):
 head 0 is P(buy | x, offer k) with c the offer's log price cut on the lead line; head 1 is
 P(whole basket | buy, x, k) with c the basket's extra log cut over the lead line's. Each
-head keeps a Gaussian (Laplace) posterior N(mu, Sigma) updated online by assumed density
+head keeps a Gaussian posterior N(mu, Sigma) updated online by assumed density
 filtering (one exact moment match per observation).
 
 State: ``mu`` (2, p), ``Sigma`` (2, p, p), ``n`` (K,), ``active`` (K,) bool, ``counters``.

@@ -59,7 +59,7 @@ never chosen. ``update`` takes the outcome (0 none, 1 lead line, 2 whole basket)
 chosen offer's cuts (cut_lead, cut_basket).
 
 Not supported (a clear ValueError): adding arms (the feature layout depends on K) and
-merging replicas (the online Laplace posterior is not a sum of statistics).
+merging replicas (the filtered Gaussian posterior is not a sum of statistics).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class ConversionTS(Policy):
         return cls(int(state.get("n_arms", 1)), d, config, backend=backend)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
-        raise ValueError("other: ConversionTS cannot merge replicas (its online Laplace "
+        raise ValueError("other: ConversionTS cannot merge replicas (its filtered Gaussian "
                          "posterior is not a sum of statistics); share one policy instead")
 
     # --- decisions and learning ----------------------------------------------------------
