@@ -4,8 +4,9 @@ seed gives the same decisions as the C++ backend.
 
 The model (see ``promobandit.policies.conversion`` for the maths and the knobs): two
 probit heads over the features phi(x, k, c) = [x, c * x, c, e_k] (p = 2 d + 1 + K):
-head 0 is P(buy | x, offer k) with c the offer's log price cut on the lead line; head 1 is
-P(whole basket | buy, x, k) with c the basket's extra log cut over the lead line's. Each
+head 1 is P(whole basket | buy, x, k) with c the basket's extra log cut over the lead
+line's; head 0 is P(buy | x, offer k) with c the lead line's cut plus head 1's
+P(whole basket | buy) times that extra cut (see ``head_cut``). Each
 head keeps a Gaussian posterior N(mu, Sigma) updated online by assumed density
 filtering (one exact moment match per observation).
 
