@@ -8,6 +8,7 @@ void bind_rng(py::module_& m);
 void bind_policies(py::module_& m);
 void bind_topk(py::module_& m);
 void bind_probe(py::module_& m);
+void bind_conversion(py::module_& m);
 
 #define PB_STRINGIFY(x) #x
 #define PB_MACRO_STRINGIFY(x) PB_STRINGIFY(x)
@@ -18,6 +19,7 @@ PYBIND11_MODULE(_core, m) {
   bind_policies(m);
   bind_topk(m);
   bind_probe(m);
+  bind_conversion(m);
 #ifdef VERSION_INFO
   m.attr("__version__") = PB_MACRO_STRINGIFY(VERSION_INFO);
 #else

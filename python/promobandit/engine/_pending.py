@@ -16,6 +16,7 @@ the float64 and int64 fields below (``FLOAT_FIELDS``, ``INT_FIELDS``), ``clicked
 (bool), ``clicked_item`` (int64, -1 for none), ``coupon_cost`` (float64, NaN for none),
 ``eligible`` (n, K) bool, ``context`` (n, d) float64 when ``has_context``,
 ``has_probs`` (bool) and ``probs`` (n, K) float64 (zeros where has_probs is False),
+``lead_cut`` (float64, NaN where unused; optional when read),
 and the ragged ``items`` (int64) and ``item_probs`` (float64): concatenated, with
 ``items_len`` / ``item_probs_len`` (-1 for None).
 """
@@ -78,6 +79,9 @@ class PendingDecision:
     clicked_item: int | None = None
     coupon_cost: float | None = None
     request: str = ""
+    # Policies that model the response (traits.needs_quotes): log(list / paid) of the
+    # basket's lead line under the chosen offer; NaN for the others.
+    lead_cut: float = math.nan
 
 
 def _request_key(tag: str) -> str:
@@ -143,6 +147,7 @@ class PendingStore:
             [-1 if r.clicked_item is None else r.clicked_item for r in recs], dtype=np.int64)
         arrays["coupon_cost"] = np.array(
             [np.nan if r.coupon_cost is None else r.coupon_cost for r in recs], dtype=np.float64)
+        arrays["lead_cut"] = np.array([r.lead_cut for r in recs], dtype=np.float64)
         arrays["eligible"] = (np.stack([r.eligible for r in recs]) if n
                               else np.zeros((0, k), dtype=bool))
         has_ctx = n > 0 and recs[0].context is not None
@@ -175,6 +180,8 @@ class PendingStore:
         citem = z["clicked_item"].tolist()
         ccost = z["coupon_cost"].tolist()
         has_probs = z["has_probs"].tolist()
+        # Absent from states written before it existed.
+        lead_cut = z["lead_cut"].tolist() if "lead_cut" in z else [math.nan] * n
         ragged = {}
         for name in ("items", "item_probs"):
             lens = z[f"{name}_len"]
@@ -200,7 +207,7 @@ class PendingStore:
                 events=set(meta["events"][i]), clicked=clicked[i],
                 clicked_item=None if citem[i] < 0 else citem[i],
                 coupon_cost=None if math.isnan(ccost[i]) else ccost[i],
-                request=str(requests[i])))
+                request=str(requests[i]), lead_cut=lead_cut[i]))
         return cls(out)
 
 

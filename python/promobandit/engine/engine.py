@@ -36,6 +36,7 @@ import hashlib
 import heapq
 import io
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -255,6 +256,9 @@ class Engine:
         self._traits = policy.traits
         self._log_probs = (c.log_action_probs == "always"
                            or (c.log_action_probs == "auto" and self._traits.closed_form))
+        # A policy that models the shopper's response (ConversionTS) gets the exact money
+        # of every offer on the request's basket, and learns from purchase outcomes.
+        self._quoted = bool(getattr(self._traits, "needs_quotes", False))
         self.stats = {"decisions": 0, "finalised": 0, "defaulted": 0, "late": 0, "duplicate": 0,
                       "unknown": 0, "purchases": 0, "coupons_redeemed": 0,
                       "log_write_errors": 0}
@@ -262,6 +266,10 @@ class Engine:
         self.objective: Objective | None = obj if isinstance(obj, Objective) else None
         self._floor = (ConversionFloor(obj) if isinstance(obj, Objective)
                        and obj.conversion_floor is not None else None)
+        if self._quoted and obj != "profit":
+            raise ValueError(f"objective: {type(policy).__name__} models the shopper's "
+                             "response and prices each offer's profit exactly, so it takes "
+                             f"objective='profit', got {obj!r}")
         # Retention objective: finalised decisions waiting for the shopper's return before
         # the policy learns (id -> _Awaiting), their due times, and returns seen early.
         self._awaiting: dict[str, _Awaiting] = {}
@@ -441,16 +449,25 @@ class Engine:
                     self, uh, group, x, basket, q, masks[0], bias, expected[0],
                     self._lever_parts(group, q.discount_cost, expected[0], float(q.list_total)),
                     now)
-            arm, prop = self.policy.select(x, masks[0], bias)
+            quotes = (self._offer_quotes([basket], q.paid_total[None],
+                                         np.array([q.list_total]), now)
+                      if self._quoted else None)
+            if quotes is None:
+                arm, prop = self.policy.select(x, masks[0], bias)
+            else:
+                arm, prop = self.policy.select(x, masks[0], bias, quotes[0])
             probs = None
             if self._log_probs:
+                kw = {} if quotes is None else {"quotes": quotes}
                 probs = self.policy.action_probabilities(
-                    None if x is None else x[None], masks, 1, biases=biases)[0]
+                    None if x is None else x[None], masks, 1, biases=biases, **kw)[0]
             d = self._commit(uh, group, x, arm, prop, probs, masks[0],
                              float(q.discount_cost[arm]), float(q.paid_total[arm]),
                              float(q.list_total), float(expected[0, arm]),
                              float(metric[0, arm]), self._cost_of_goods(basket), items,
-                             item_probs, now)
+                             item_probs, now,
+                             lead_cut=(math.nan if quotes is None
+                                       else float(quotes[0, arm, 2])))
             if pend is None:
                 return d
             e = _explain.finish(self, pend, d.id, d.offer, d.propensity, d.policy_version)
@@ -478,11 +495,43 @@ class Engine:
     def _cost_of_goods(basket: Basket) -> float:
         return float(np.dot(basket.unit_costs, basket.quantities))
 
+    def _offer_quotes(self, baskets: Sequence[Basket], paid: np.ndarray,
+                      list_totals: np.ndarray, now: float) -> np.ndarray:
+        """(n, K, 4) exact money of every offer on every basket, for policies that model
+        the shopper's response (``traits.needs_quotes``; see
+        promobandit.policies.conversion): the objective's value (divided by
+        reward_scale, as rewards are) if the lead line (the basket's first) alone is
+        bought and if the whole basket is, and the log price cuts log(list / paid) of
+        the lead line and of the basket. paid: (n, K) the baskets' paid totals under
+        every offer, list_totals: (n,), from the catalogue's quote of the baskets."""
+        leads = [b if len(b) == 1 else Basket.trusted(
+            b.item_ids[:1], b.categories[:1], b.unit_prices[:1], b.unit_costs[:1],
+            b.quantities[:1]) for b in baskets]
+        ql = self.catalogue.quote_batch(leads, now)
+        n, k = paid.shape
+        out = np.empty((n, k, 4))
+        cogs_basket = np.array([self._cost_of_goods(b) for b in baskets])
+        cogs_lead = np.array([self._cost_of_goods(b) for b in leads])
+        obj = self.config.objective
+        scale = self.config.reward_scale
+        if obj == "conversion":
+            out[:, :, 0] = 1.0
+            out[:, :, 1] = 1.0
+        elif obj == "revenue":
+            out[:, :, 0] = ql.paid_total / scale
+            out[:, :, 1] = paid / scale
+        else:
+            out[:, :, 0] = (ql.paid_total - cogs_lead[:, None]) / scale
+            out[:, :, 1] = (paid - cogs_basket[:, None]) / scale
+        out[:, :, 2] = _log_cut(ql.list_total[:, None], ql.paid_total)
+        out[:, :, 3] = _log_cut(list_totals[:, None], paid)
+        return out
+
     def _commit(self, uh: str, group: str, x: np.ndarray | None, arm: int, prop: float,
                 probs: np.ndarray | None, mask: np.ndarray, max_cost: float, paid_total: float,
                 list_total: float, expected_cost: float, metric: float, cost_total: float,
                 items: np.ndarray | None, item_probs: np.ndarray | None,
-                now: float) -> Decision:
+                now: float, lead_cut: float = math.nan) -> Decision:
         arm = int(arm)
         if probs is not None and not self._traits.closed_form:
             # One estimate for both: the propensity is the logged distribution's, so the
@@ -496,7 +545,8 @@ class Engine:
             lam=self.budget.lam if self.budget is not None else 0.0, max_cost=max_cost,
             expected_cost=expected_cost,
             discount_cost=self.ledger.purchase_discount(arm, max_cost),
-            paid_total=paid_total, list_total=list_total, cost_total=cost_total)
+            paid_total=paid_total, list_total=list_total, cost_total=cost_total,
+            lead_cut=lead_cut)
         self._pending.add(rec)
         self.ledger.reserve(uh, arm, max_cost, expected_cost, now)
         if self.fairness is not None:
@@ -549,11 +599,14 @@ class Engine:
                     qb.row(i), masks[i], None if biases is None else biases[i], expected[i],
                     self._lever_parts(groups[i], costs[i], expected[i], float(qb.list_total[i])),
                     now, t=t0 + i) for i in range(n)]
+            quotes = (self._offer_quotes(baskets, qb.paid_total, qb.list_total, now)
+                      if self._quoted else None)
+            kw = {} if quotes is None else {"quotes": quotes}
             arms, props = self.policy.select_batch(xs, masks, n, n_threads=n_threads,
-                                                   biases=biases)
+                                                   biases=biases, **kw)
             probs = None
             if self._log_probs:
-                probs = self.policy.action_probabilities(xs, masks, n, biases=biases)
+                probs = self.policy.action_probabilities(xs, masks, n, biases=biases, **kw)
             out = []
             for i in range(n):
                 arm, prop = int(arms[i]), float(props[i])
@@ -567,17 +620,20 @@ class Engine:
                     b_i = None if biases is None else biases[i]
                     if pends is not None:
                         pends[i] = _explain.again(self, pends[i], masks[i], costs[i], now)
-                    arm, prop = self.policy.select(x_i, masks[i], b_i)
+                    kw_i = {} if quotes is None else {"quotes": quotes[i]}
+                    arm, prop = self.policy.select(x_i, masks[i], b_i, **kw_i)
                     if p_i is not None:
+                        kw_i = {} if quotes is None else {"quotes": quotes[i:i + 1]}
                         p_i = self.policy.action_probabilities(
                             None if x_i is None else x_i[None], masks[i][None], 1,
-                            biases=None if b_i is None else b_i[None])[0]
+                            biases=None if b_i is None else b_i[None], **kw_i)[0]
                 d = self._commit(
                     uhs[i], groups[i], None if xs is None else xs[i], arm, prop,
                     p_i, masks[i], float(costs[i, arm]),
                     float(qb.paid_total[i, arm]), float(qb.list_total[i]),
                     float(expected[i, arm]), float(metric[i, arm]),
-                    self._cost_of_goods(baskets[i]), None, None, now)
+                    self._cost_of_goods(baskets[i]), None, None, now,
+                    lead_cut=math.nan if quotes is None else float(quotes[i, arm, 2]))
                 if pends is not None:
                     e = _explain.finish(self, pends[i], d.id, d.offer, d.propensity,
                                         d.policy_version)
@@ -755,7 +811,16 @@ class Engine:
         if self._floor is not None:
             self._floor.observe(purchased)
         waits = self.objective is not None and self.objective.retention
-        if not waits:
+        if self._quoted:
+            # The response, not the money: nothing bought, the lead line alone, or the
+            # whole basket (a purchase whose cost of goods covers the basket's).
+            outcome = 0 if not purchased else (
+                2 if cogs >= rec.cost_total - 1e-9 * max(1.0, rec.cost_total) else 1)
+            cut_basket = float(_log_cut(rec.list_total, rec.paid_total))
+            lead = rec.lead_cut if math.isfinite(rec.lead_cut) else cut_basket
+            self.policy.update(rec.offer, outcome, rec.context,  # type: ignore[call-arg]
+                               np.array([lead, cut_basket]))
+        elif not waits:
             scaled = value if self.config.objective == "conversion" else \
                 value / self.config.reward_scale
             scaled = self._traits.clip_reward(scaled)
@@ -1022,6 +1087,17 @@ class Engine:
         except (ValueError, OSError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state: unreadable engine state ({exc})") from exc
         self.load_state_dict(s)
+
+
+def _log_cut(list_total: Any, paid: Any) -> Any:
+    """log(list / paid), the log price cut (>= 0), 0 where the list total is 0; a paid
+    total of 0 (a 100% discount) counts as a millionth of the list total."""
+    lt = np.asarray(list_total, dtype=np.float64)
+    pd = np.maximum(np.asarray(paid, dtype=np.float64), 1e-6 * lt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cut = np.where(lt > 0.0, np.log(np.where(lt > 0.0, lt, 1.0) / np.where(pd > 0, pd, 1.0)),
+                       0.0)
+    return np.maximum(cut, 0.0)
 
 
 __all__ = ["Decision", "Engine", "EngineConfig", "FeedbackResult"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from .arms import ArmIndex
 from .base import Policy, PolicyConfig, ThompsonConfig
+from .conversion import ConversionTS, ConversionTSConfig
 from .fixed import FixedOffer, FixedOfferConfig
 from .greedy import EpsilonGreedy, EpsilonGreedyConfig, Softmax, SoftmaxConfig
 from .linear import LinearConfig, LinearPolicy, LinTS, LinTSConfig, LinUCB, LinUCBConfig
@@ -28,14 +29,20 @@ POLICIES: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (BetaTS, GaussianTS, UCB1, UCBTuned, EpsilonGreedy, Softmax, LinUCB, LinTS)
 }
+# Policies that learn the shopper's response instead of a reward (traits.needs_quotes):
+# select takes the request's quotes and update the outcome, so they are kept apart from
+# POLICIES, whose members all share the reward interface; make_policy builds both.
+QUOTED_POLICIES: dict[str, type[Policy]] = {ConversionTS.name: ConversionTS}
 
 
 def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: int = 0,
                 backend: str = "auto", **settings: Any) -> Policy:
-    """A policy by name ("BetaTS", "LinTS", ...) with its settings (config keywords)."""
-    if name not in POLICIES:
-        raise ValueError(f"policy: expected one of {sorted(POLICIES)}, got {name!r}")
-    cls = POLICIES[name]
+    """A policy by name ("BetaTS", "LinTS", "ConversionTS", ...) with its settings
+    (config keywords)."""
+    known = {**POLICIES, **QUOTED_POLICIES}
+    if name not in known:
+        raise ValueError(f"policy: expected one of {sorted(known)}, got {name!r}")
+    cls = known[name]
     if cls.contextual:
         if n_features is None:
             raise ValueError(f"n_features: required for the contextual policy {name}")
@@ -45,10 +52,13 @@ def make_policy(name: str, n_arms: int, n_features: int | None = None, *, seed: 
 
 __all__ = [
     "POLICIES",
+    "QUOTED_POLICIES",
     "UCB1",
     "ArmIndex",
     "BetaTS",
     "BetaTSConfig",
+    "ConversionTS",
+    "ConversionTSConfig",
     "EpsilonGreedy",
     "EpsilonGreedyConfig",
     "FixedOffer",

@@ -28,15 +28,20 @@ class PolicyTraits:
     reward_range: (low, high), the rewards the policy accepts (Beta-Bernoulli Thompson
         sampling: (0, 1)); None when any finite reward is accepted.
     contextual: the policy needs a context vector per request.
+    needs_quotes: the policy's select takes the exact money of every offer on this
+        request's basket (``quotes``, see promobandit.policies.conversion) and its update
+        takes the purchase outcome instead of a reward (ConversionTS); the engine reads
+        this to price the lead line and the basket under every offer.
     """
 
     deterministic: bool
     propensity: str
     reward_range: tuple[float, float] | None = None
     contextual: bool = False
+    needs_quotes: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("deterministic", "contextual"):
+        for name in ("deterministic", "contextual", "needs_quotes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         if self.propensity not in PROPENSITY_KINDS:

@@ -46,7 +46,7 @@ from ..constraints import BudgetConfig, FairnessConfig
 from ..evaluate.abtest import WEIGHT_ATOL
 from ..events import SECONDS_PER_DAY
 from ..offers import Catalogue, default_catalogue
-from ..policies import POLICIES
+from ..policies import POLICIES, QUOTED_POLICIES
 from .market import MarketConfig
 from .run import EngineSettings, PolicySpec
 
@@ -59,6 +59,16 @@ LEARNERS: dict[str, tuple[str, dict[str, Any], str]] = {
     "ucb": ("UCB1", {"c": 0.5}, "UCB1"),
     "linucb": ("LinUCB", {"alpha": 0.3}, "LinUCB"),
     "lints": ("LinTS", {"v": 0.25, "propensity_draws": 100}, "LinTS"),
+    "conversion": ("ConversionTS", {"propensity_draws": 100}, "conversion model"),
+}
+# Learners with context columns of their own (the rest use `features`). The conversion
+# model learns the shopper's response, not the money: the shopper's deal signals, the
+# basket's price, margin and threshold, and a running time-limited offer tell it apart;
+# the profit-scaled products in DEFAULT_FEATURES (price x margin, ...) are what a profit
+# regression needs and only add noise to a purchase model.
+LEARNER_FEATURES: dict[str, tuple[str, ...]] = {
+    "conversion": ("bias", "deal_share", "discount_share", "via_deals",
+                   "pair_over_threshold", "holds_timed", "price", "margin"),
 }
 MODIFIERS = ("pacing", "fairness")
 
@@ -73,7 +83,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 
 DEFAULT_POLICIES: tuple[str, ...] = (
     "fixed", "random", "epsilon_greedy", "thompson", "ucb", "linucb", "lints",
-    "thompson+pacing", "lints+pacing", "lints+pacing+fairness")
+    "thompson+pacing", "lints+pacing", "lints+pacing+fairness", "conversion+pacing")
 
 
 def _prefixed(prefix: str, exc: ValueError) -> ValueError:
@@ -422,7 +432,7 @@ class SimulationConfig:
         cls_name, defaults, label = LEARNERS[base]
         settings = {**defaults, **self.settings_of(base)}
         if cls_name != "random":
-            cfg_cls = POLICIES[cls_name].config_class
+            cfg_cls = {**POLICIES, **QUOTED_POLICIES}[cls_name].config_class
             fields = {f.name for f in dataclasses.fields(cfg_cls)}
             for key in settings:
                 if key not in fields:
@@ -436,7 +446,8 @@ class SimulationConfig:
         return [PolicySpec(key=raw, label=label + mod_label, policy=cls_name,
                            settings=tuple(sorted(settings.items())),
                            pacing="pacing" in mods, fairness="fairness" in mods,
-                           offers=self.learner_offer_ids())]
+                           offers=self.learner_offer_ids(),
+                           features=LEARNER_FEATURES.get(base))]
 
     def abtest_spec(self, variant: str) -> PolicySpec | None:
         """The policy of an A/B variant ("control" or "treatment"); None for a control

@@ -44,6 +44,8 @@ via_x_price_x_margin   via_deals x price x margin
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..events import SECONDS_PER_DAY
@@ -127,6 +129,18 @@ class ContextBuilder:
     @property
     def dim(self) -> int:
         return len(self.names)
+
+    def with_features(self, features: tuple[str, ...]) -> ContextBuilder:
+        """A builder of the same shoppers and requests with other columns (by name; a
+        policy that needs its own features, see PolicySpec.features)."""
+        bad = [f for f in features if f not in self.all_names]
+        if bad or not features or len(set(features)) != len(features):
+            raise ValueError(f"features: expected distinct names from {self.all_names}, got "
+                             f"{list(features)}")
+        other = copy.copy(self)
+        other.names = list(features)
+        other._columns = np.asarray([self.all_names.index(f) for f in features])
+        return other
 
     def build(self, users: np.ndarray, items: np.ndarray, addons: np.ndarray,
               via_deals: np.ndarray, now: float, holdings: Holdings) -> np.ndarray:

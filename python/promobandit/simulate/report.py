@@ -48,6 +48,7 @@ import numpy as np
 
 from .._extras import require
 from ..events import SECONDS_PER_DAY
+from .headroom import FEATURE_GROUPS, Headroom, feature_oracle, policy_shares
 
 if TYPE_CHECKING:
     from .pipeline import SimulationResult
@@ -100,6 +101,9 @@ class PolicySummary:
     offer_mix: dict[str, float]
     seconds: float
     unbooked: float
+    # Share of the reachable headroom (simulate.headroom): (expected profit - the best
+    # fixed offer's) / (feature oracle - the best fixed offer's); None without one.
+    headroom_share: float | None = None
 
 
 # Power at which the A/B table states the smallest detectable lift (a fraction).
@@ -214,6 +218,8 @@ class Summary:
     learner_offers: tuple[str, ...]
     offer_ids: tuple[str, ...]
     abtest: ABSummary | None = None
+    # The feature oracle and the full oracle (simulate.headroom); None without fixed runs.
+    headroom: Headroom | None = None
 
     def get(self, key: str | None) -> PolicySummary | None:
         return next((p for p in self.policies if p.key == key), None)
@@ -265,6 +271,15 @@ def summarise(result: SimulationResult) -> Summary:
     tenure = mk.user_new[dec.user]
     regions = mk.config.regions
     budget = sc.engine.budget
+    headroom = shares = None
+    if best_fixed is not None and any(r.spec.policy != "fixed" for r in runs):
+        learn = set(cfg.learner_offer_ids())
+        names = list(sc.contexts.names)
+        for spec in (r.spec for r in runs):
+            names += [f for f in (spec.features or ()) if f not in names]
+        headroom = feature_oracle(sc, offers=[i for i, o in enumerate(ids) if o in learn],
+                                  features=names, groups=FEATURE_GROUPS)
+        shares = policy_shares(headroom, runs, best_fixed)
     rows = []
     for r in runs:
         p = daily[r.spec.key]
@@ -303,7 +318,8 @@ def summarise(result: SimulationResult) -> Summary:
             depth_by_group=depth_by_group,
             offer_mix={ids[k]: float(v) for k, v in enumerate(
                 np.bincount(r.offer, minlength=len(ids)) / max(len(r.offer), 1))},
-            seconds=r.seconds, unbooked=r.unbooked))
+            seconds=r.seconds, unbooked=r.unbooked,
+            headroom_share=None if shares is None else shares[r.spec.key]))
     margin = margin_discount = None
     if headline is not None:
         h = daily[headline]
@@ -327,7 +343,8 @@ def summarise(result: SimulationResult) -> Summary:
         fairness_group=sc.engine.fairness_group, ctr=result.recommender.ctr,
         expected_ctr=dict(result.recommender.expected_ctr), timings=dict(result.timings),
         learner_offers=cfg.learner_offer_ids(), offer_ids=ids,
-        abtest=summarise_abtest(result) if result.abtest is not None else None)
+        abtest=summarise_abtest(result) if result.abtest is not None else None,
+        headroom=headroom)
 
 
 def summarise_abtest(result: SimulationResult) -> ABSummary:
@@ -473,12 +490,37 @@ def verdict(s: Summary) -> str:
     return " ".join(out)
 
 
+def _share(x: float | None) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{100.0 * x:.0f}%"
+
+
+def headroom_sentence(h: Headroom) -> str:
+    """The oracles in words (expected profit over the run's decisions, currency)."""
+    room = h.full_oracle - h.best_fixed
+    reach = h.feature_oracle - h.best_fixed
+    frac = f"{100 * reach / room:.0f}%" if room > 0 else "n/a"
+    return (f"headroom: expected profit of the best fixed offer {h.best_fixed:,.0f}, of the "
+            f"feature oracle (the best policy of the engine's features) {h.feature_oracle:,.0f}, "
+            f"of the full oracle (hidden tastes included) {h.full_oracle:,.0f}: the features "
+            f"reach {frac} of the headroom; the headroom column is each policy's share of "
+            f"that reachable part, (policy - best fixed) / (feature oracle - best fixed), "
+            f"in expected profit." + _groups_sentence(h))
+
+
+def _groups_sentence(h: Headroom) -> str:
+    if not h.groups:
+        return ""
+    parts = ", ".join(f"{name} {_share(h.share(v))}" for name, v in h.groups.items())
+    return (f" Each feature group alone (with the basket's money) reaches, of that part: "
+            f"{parts}.")
+
+
 def summary_text(s: Summary) -> str:
     """The summary table for a terminal (monospace)."""
     level = f"{100 * s.confidence:.0f}%"
     head = (f"{'policy':<34}{'profit [' + level + ' CI]':>36}{'vs best fixed':>15}"
             f"{'conv.':>7}{'disc. spend':>13}{'ROI':>7}{'regret':>10}{'reg/dec Q1>Q4':>16}"
-            f"{'budget':>8}")
+            f"{'budget':>8}{'headroom':>10}")
     lines = [head, "-" * len(head)]
     for p in s.policies:
         mark = " *" if p.key == s.best_fixed else ""
@@ -487,9 +529,12 @@ def summary_text(s: Summary) -> str:
         bud = f"{100 * p.budget_use:.0f}%" if p.budget_use is not None else "-"
         lines.append(f"{(p.label + mark)[:33]:<34}{p.profit.fmt():>36}{vs:>15}"
                      f"{100 * p.conversion:>6.1f}%{p.spend:>13,.0f}{roi:>7}{p.regret:>10,.0f}"
-                     f"{p.regret_first_quarter:>8.2f}>{p.regret_last_quarter:<7.2f}{bud:>8}")
+                     f"{p.regret_first_quarter:>8.2f}>{p.regret_last_quarter:<7.2f}{bud:>8}"
+                     f"{_share(p.headroom_share):>10}")
     lines.append(f"* best fixed offer in hindsight. {s.sessions:,} sessions, {s.decisions:,} "
                  f"offer decisions, {s.days} days; intervals: bootstrap over days.")
+    if s.headroom is not None:
+        lines.append(headroom_sentence(s.headroom))
     if s.abtest is not None:
         a = s.abtest
         lines.append(f"A/B test ({a.shoppers[0]:,} control / {a.shoppers[1]:,} treatment "
@@ -679,6 +724,7 @@ def _row(p: PolicySummary, s: Summary) -> str:
         f"{p.regret:,.0f}", f"{p.regret_first_quarter:.2f} &rarr; {p.regret_last_quarter:.2f}",
         f"{100 * p.budget_use:.0f}%" if p.budget_use is not None else "-",
         f"{100 * p.fairness_gap_region:.1f} / {100 * p.fairness_gap_tenure:.1f}",
+        _share(p.headroom_share),
     ]
     return f"<tr class='{cls}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
@@ -774,7 +820,8 @@ def render_html(result: SimulationResult, s: Summary, figures: dict[str, str],
     head = ("<tr><th>policy</th><th>profit [" + level + " CI]</th><th>vs best fixed ["
             + level + " CI]</th><th>revenue</th><th>conversion</th><th>discount spend</th>"
             "<th>return on spend</th><th>regret</th><th>regret / decision Q1 &rarr; Q4</th>"
-            "<th>budget use</th><th>fairness gap region / tenure (pp)</th></tr>")
+            "<th>budget use</th><th>fairness gap region / tenure (pp)</th>"
+            "<th>share of reachable headroom</th></tr>")
     rows = "".join(_row(p, s) for p in s.policies)
     mix_head = "<tr><th>policy</th>" + "".join(f"<th>{html.escape(o)}</th>"
                                                for o in s.offer_ids) + "</tr>"
@@ -824,6 +871,7 @@ of no discount) / discount spend; regret is exact against the best eligible offe
 context (the decision's own session). Budget: {s.budget_daily:,.0f} a day for runs with
 pacing. Fairness gap: largest difference in average offered discount depth between regions /
 between new and returning shoppers, in percentage points.</p>
+{"" if s.headroom is None else '<p class="note">' + html.escape(headroom_sentence(s.headroom)) + "</p>"}
 {learner_note}
 {abtest_html(s.abtest) if s.abtest is not None else ""}
 <h2>Profit and regret over time</h2>
@@ -866,6 +914,10 @@ def _jsonable(s: Summary) -> dict[str, Any]:
             return {k: conv(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):
             return [conv(v) for v in o]
+        if isinstance(o, np.ndarray):
+            return [conv(v) for v in o.tolist()]
+        if isinstance(o, np.generic):
+            o = o.item()
         if isinstance(o, float) and not math.isfinite(o):
             return None
         return o
@@ -898,7 +950,7 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
         w.writerow(["key", "policy", "profit", "profit_lo", "profit_hi", "vs_best_fixed",
                     "vs_lo", "vs_hi", "revenue", "conversion", "discount_spend",
                     "return_on_spend", "regret", "regret_q1", "regret_q4", "budget_use",
-                    "fairness_gap_region", "fairness_gap_tenure"])
+                    "fairness_gap_region", "fairness_gap_tenure", "headroom_share"])
         for p in s.policies:
             v = p.vs_best_fixed
             w.writerow([p.key, p.label, p.profit.value, p.profit.lo, p.profit.hi,
@@ -906,7 +958,8 @@ def write_report(result: SimulationResult, out_dir: str | os.PathLike[str],
                         p.conversion, p.spend, "" if p.return_on_spend is None
                         else p.return_on_spend, p.regret, p.regret_first_quarter,
                         p.regret_last_quarter, "" if p.budget_use is None else p.budget_use,
-                        p.fairness_gap_region, p.fairness_gap_tenure])
+                        p.fairness_gap_region, p.fairness_gap_tenure,
+                        "" if p.headroom_share is None else p.headroom_share])
     return path
 
 

@@ -62,6 +62,7 @@ class PolicySpec:
     offer: the offer id of a fixed policy. settings: the policy's config keywords.
     pacing: run with the discount budget (BudgetPacer); fairness: with the fairness bound.
     offers: ids of the catalogue offers this policy's engine may choose (None: all).
+    features: context columns of this policy by name (None: the scenario's).
     """
 
     key: str
@@ -72,6 +73,7 @@ class PolicySpec:
     pacing: bool = False
     fairness: bool = False
     offers: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +282,8 @@ def make_engine(spec: PolicySpec, scenario: Scenario, log_dir: str | None, *,
     es = scenario.engine
     check_range("budget_share", budget_share, 0.0, 1.0, lo_open=True)
     catalogue, _ = engine_catalogue(spec, scenario.market)
-    policy = _policy(spec, catalogue, scenario.contexts.dim, scenario.seed)
+    dim = scenario.contexts.dim if spec.features is None else len(spec.features)
+    policy = _policy(spec, catalogue, dim, scenario.seed)
     if spec.pacing and es.budget is None:
         raise ValueError(f"budget: policy {spec.key!r} uses pacing but no budget is set")
     if spec.fairness and es.fairness is None:
@@ -393,6 +396,9 @@ def run_split(specs: Sequence[PolicySpec], scenario: Scenario, *,
         row_engine = uv[dec.user]
     engines = [make_engine(spec, sc, d, budget_share=sh)
                for spec, d, sh in zip(specs, dirs, shares, strict=True)]
+    # A policy with its own features (PolicySpec.features) gets its own context builder.
+    builders = [None if spec.features is None else sc.contexts.with_features(spec.features)
+                for spec in specs]
     arm_index = [engine_catalogue(spec, mk)[1] for spec in specs]
     k = mk.n_offers
     holdings: Holdings = mk.new_holdings()
@@ -476,6 +482,9 @@ def run_split(specs: Sequence[PolicySpec], scenario: Scenario, *,
                         continue
                     xe, be = x[rows], [basket_list[i] for i in rows.tolist()]
                 ue = users[rows]
+                if builders[e] is not None:
+                    xe = builders[e].build(ue, items[rows], addons[rows],
+                                           dec.via_deals[lo:hi][rows], now, holdings)
                 got = engine.decide_batch(ue.tolist(), contexts=xe, baskets=be,
                                           groups=groups[ue].tolist(), now=now)
                 for i, d in zip(rows.tolist(), got, strict=True):
@@ -603,7 +612,8 @@ def run_policies(specs: Sequence[PolicySpec], scenario: Scenario, *, workers: in
 
 def _cost(spec: PolicySpec) -> float:
     """Relative run time of a spec (contextual Thompson sampling is the slowest)."""
-    return {"LinTS": 3.0, "GaussianTS": 2.0, "LinUCB": 1.5}.get(spec.policy, 1.0)
+    return {"LinTS": 3.0, "ConversionTS": 3.0, "GaussianTS": 2.0,
+            "LinUCB": 1.5}.get(spec.policy, 1.0)
 
 
 def _slug(key: str) -> str:
