@@ -14,7 +14,8 @@ Header: ``n`` (decisions), ``id``, ``user``, ``group`` (lists of str), ``events`
 the float64 and int64 fields below (``FLOAT_FIELDS``, ``INT_FIELDS``), ``clicked``
 (bool), ``clicked_item`` (int64, -1 for none), ``coupon_cost`` (float64, NaN for none),
 ``eligible`` (n, K) bool, ``context`` (n, d) float64 when ``has_context``,
-``has_probs`` (bool) and ``probs`` (n, K) float64 (zeros where has_probs is False),
+``has_probs`` (bool) and ``probs`` (n, K) float64 (zeros where has_probs is False), ``activated`` (bool) and
+``fair_metric`` (float64) of deferred activation (absent in older states: all activated),
 and the ragged ``items`` (int64) and ``item_probs`` (float64): concatenated, with
 ``items_len`` / ``item_probs_len`` (-1 for None).
 """
@@ -75,6 +76,10 @@ class PendingDecision:
     clicked: bool = False
     clicked_item: int | None = None
     coupon_cost: float | None = None
+    # Deferred activation: a decision made with defer_activation is not learnt from until
+    # Engine.activate; its fairness metric is recorded then (it was not shown before).
+    activated: bool = True
+    fair_metric: float = 0.0
 
 
 class PendingStore:
@@ -120,6 +125,8 @@ class PendingStore:
             [-1 if r.clicked_item is None else r.clicked_item for r in recs], dtype=np.int64)
         arrays["coupon_cost"] = np.array(
             [np.nan if r.coupon_cost is None else r.coupon_cost for r in recs], dtype=np.float64)
+        arrays["activated"] = np.array([r.activated for r in recs], dtype=bool)
+        arrays["fair_metric"] = np.array([r.fair_metric for r in recs], dtype=np.float64)
         arrays["eligible"] = (np.stack([r.eligible for r in recs]) if n
                               else np.zeros((0, k), dtype=bool))
         has_ctx = n > 0 and recs[0].context is not None
@@ -152,6 +159,9 @@ class PendingStore:
         citem = z["clicked_item"].tolist()
         ccost = z["coupon_cost"].tolist()
         has_probs = z["has_probs"].tolist()
+        # States written before deferred activation have neither column: all activated.
+        activated = z["activated"].tolist() if "activated" in z else [True] * n
+        fair = z["fair_metric"].tolist() if "fair_metric" in z else [0.0] * n
         ragged = {}
         for name in ("items", "item_probs"):
             lens = z[f"{name}_len"]
@@ -175,7 +185,8 @@ class PendingStore:
                 list_total=cols["list_total"][i], cost_total=cols["cost_total"][i],
                 events=set(meta["events"][i]), clicked=clicked[i],
                 clicked_item=None if citem[i] < 0 else citem[i],
-                coupon_cost=None if math.isnan(ccost[i]) else ccost[i]))
+                coupon_cost=None if math.isnan(ccost[i]) else ccost[i],
+                activated=activated[i], fair_metric=fair[i]))
         return cls(out)
 
 
