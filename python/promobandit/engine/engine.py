@@ -255,6 +255,18 @@ class Engine:
         raise ValueError(f"events: expected event mappings or Event objects, got "
                          f"{type(ev).__name__}")
 
+    def record_events(self, user: Any, events: Sequence[Any], now: float | None = None) -> int:
+        """Adds behaviour events of `user` to the feature store, all or none (each checked
+        first; timestamps at most ``now`` + the store's reorder tolerance). Returns how
+        many were added."""
+        if self.features is None:
+            raise ValueError("events: this engine has no feature store")
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            uh = self.pseudonym(user)
+            return int(self.features.add_all([self._as_event(ev, uh) for ev in events],
+                                             now=now))
+
     def record_event(self, user: Any, event: Any) -> None:
         """Adds one behaviour event of `user` to the feature store (e.g. a page view
         that came without a decision)."""
@@ -331,8 +343,10 @@ class Engine:
         with self._lock:
             self._expire(now)
             uh = self.pseudonym(user)
+            if basket is None and self.recommender is None:
+                raise ValueError("basket: required when the engine has no recommender")
             allowed = self.check_request(uh, events=events, k=k, candidates=candidates,
-                                         exclude_offers=exclude_offers, basket=basket, now=now)
+                                         exclude_offers=exclude_offers, now=now)
             saved = self._checkpoint(uh, events)
             try:
                 x = self._context(uh, context, events, now)
@@ -389,8 +403,7 @@ class Engine:
 
     def check_request(self, user: str, *, events: Sequence[Any] | None = None,
                       k: int | None = None, candidates: Any = None,
-                      exclude_offers: Sequence[str] | None = None,
-                      basket: Basket | None = None, now: float | None = None
+                      exclude_offers: Sequence[str] | None = None, now: float | None = None
                       ) -> np.ndarray | None:
         """Checks what decide would reject about a request's events, recommendation and
         exclusions, changing nothing (``user`` is the pseudonym). Returns the offer mask
@@ -407,8 +420,6 @@ class Engine:
                 raise ValueError("k: this engine has no item recommender")
             if candidates is not None:
                 raise ValueError("candidates: this engine has no item recommender")
-            if basket is None:
-                raise ValueError("basket: required when the engine has no recommender")
         return self.offer_mask(exclude_offers)
 
     def _checkpoint(self, uh: str, events: Sequence[Any] | None) -> tuple[Any, int | None]:

@@ -21,6 +21,8 @@ from .config import LimitsConfig
 MAX_ID = 2**53
 MAX_QUANTITY = 1_000_000
 MAX_CATEGORY = 2**31 - 1
+# Offer ids one request may exclude (a catalogue has a handful of offers).
+MAX_EXCLUDED_OFFERS = 1024
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -43,6 +45,21 @@ class Decision(_Out):
                                  "coupon's face value)")
     items: list[int] | None = None
     item_probs: list[float] | None = None
+
+
+class ActivateResponse(_Out):
+    """status: activated, duplicate (already active), late (already finalised: a deferred
+    decision not activated within the wait was dropped) or unknown."""
+
+    status: str
+    decision_id: str
+
+
+class EventsResponse(_Out):
+    """status: recorded; events: how many were added to the user's features."""
+
+    status: str
+    events: int
 
 
 class DecideBatchResponse(_Out):
@@ -99,6 +116,9 @@ class Schemas:
     DecideRequest: type[BaseModel]
     DecideBatchRequest: type[BaseModel]
     FeedbackRequest: type[BaseModel]
+    # feature parity (see the block at the end of build_schemas)
+    ActivateRequest: type[BaseModel] | None = None
+    EventsRequest: type[BaseModel] | None = None
 
 
 def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
@@ -159,6 +179,14 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
                                              max_length=limits.max_candidates)
         basket: Basket | None = None
         group: str = Field(default="", max_length=id_len, description="fairness group")
+        # --- feature parity: offer exclusions and deferred activation ---------------------
+        exclude_offers: list[str] | None = Field(
+            default=None, max_length=MAX_EXCLUDED_OFFERS,
+            description="offer ids this request must not get (ids of GET /v1/offers)")
+        defer_activation: bool = Field(
+            default=False, description="decide now, learn only after POST /v1/activate "
+            "confirms the offer was shown; without it within the feedback wait the decision "
+            "is dropped (never learnt from; its budget reservation and cap slot released)")
 
         @field_validator("candidates")
         @classmethod
@@ -190,9 +218,23 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         coupon_redeemed: bool = False
         item: int | None = Field(default=None, ge=0, le=MAX_ID)
 
+    # --- feature parity: activation and events without a decision -----------------------
+    class ActivateRequest(BaseModel):
+        """Confirms that a decision made with ``defer_activation`` was shown."""
+
+        model_config = STRICT
+        decision_id: str = Field(min_length=1, max_length=id_len)
+
+    class EventsRequest(BaseModel):
+        """Behaviour events of a user that came without a decision (e.g. page views)."""
+
+        model_config = STRICT
+        user: str = Field(min_length=1, max_length=id_len)
+        events: list[Event] = Field(min_length=1, max_length=limits.max_events)
+
     return Schemas(BasketLine, Basket, Event, DecideRequest, DecideBatchRequest,
-                   FeedbackRequest)
+                   FeedbackRequest, ActivateRequest, EventsRequest)
 
 
-__all__ = ["DecideBatchResponse", "Decision", "ErrorResponse", "FeedbackResponse", "Health",
+__all__ = ["ActivateResponse", "DecideBatchResponse", "EventsResponse", "Decision", "ErrorResponse", "FeedbackResponse", "Health",
            "Offers", "PolicyReport", "Readiness", "Schemas", "build_schemas"]
