@@ -45,9 +45,9 @@ import orjson
 
 from .._extras import require
 from ..engine import Decision, Engine, FeedbackResult
+from ..features import FeatureStore
 from ..offers import Basket, Catalogue, default_catalogue
 from ..policies import make_policy
-from ..features import FeatureStore
 from .config import ServiceConfig, build_recommender, fingerprint_data
 from .journal import Journal
 from .metrics import ServiceMetrics

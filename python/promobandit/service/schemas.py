@@ -236,5 +236,17 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
                    FeedbackRequest, ActivateRequest, EventsRequest)
 
 
-__all__ = ["ActivateResponse", "DecideBatchResponse", "EventsResponse", "Decision", "ErrorResponse", "FeedbackResponse", "Health",
-           "Offers", "PolicyReport", "Readiness", "Schemas", "build_schemas"]
+__all__ = [
+    "ActivateResponse",
+    "DecideBatchResponse",
+    "Decision",
+    "ErrorResponse",
+    "EventsResponse",
+    "FeedbackResponse",
+    "Health",
+    "Offers",
+    "PolicyReport",
+    "Readiness",
+    "Schemas",
+    "build_schemas",
+]
