@@ -414,6 +414,8 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
             comps = doc.setdefault("components", {}).setdefault("schemas", {})
             for model in (s.DecideRequest, s.DecideBatchRequest, s.FeedbackRequest,
                           s.ActivateRequest, s.EventsRequest):
+                if model is None:
+                    continue
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 comps.update(js.pop("$defs", {}))
                 comps[model.__name__] = js

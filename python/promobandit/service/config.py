@@ -446,7 +446,8 @@ class RecommenderServiceConfig:
 def _features_section(table: Mapping[str, Any]) -> FeatureConfig:
     names = {f.name for f in dataclasses.fields(FeatureConfig)}
     _unknown("features", table, names)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in table.items()}
     for k, v in kwargs.items():
         if isinstance(v, bool):
             raise ValueError(f"features.{k}: expected a number, got {v!r}")

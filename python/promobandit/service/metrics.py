@@ -111,7 +111,7 @@ class _EngineCollector(Collector):
                                      "Engine counters from its state (survive restarts)",
                                      labels=["kind"])
         for k in ("decisions", "finalised", "defaulted", "late", "duplicate", "unknown",
-                  "purchases"):
+                  "purchases", "activated", "not_activated"):
             events.add_metric([k], float(stats.get(k, 0)))
         yield events
         yield CounterMetricFamily("promobandit_default_rewards",
