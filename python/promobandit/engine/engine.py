@@ -640,6 +640,7 @@ class Engine:
             raise ValueError(f"decision_id: expected a non-empty string, got {decision_id!r}")
         now = time.time() if now is None else float(now)
         with self._lock:
+            self._expire(now)  # an activation after the wait comes too late
             rec = self._pending.get(decision_id)
             if rec is None:
                 status = "late" if decision_id in self._finalised else "unknown"

@@ -541,9 +541,17 @@ class DecisionService:
         if req.defer_activation:
             body["da"] = True
             extra["defer_activation"] = True
-        self.engine.check_request(uh, events=extra.get("events"), k=req.k,
-                                  candidates=req.candidates, exclude_offers=req.exclude_offers,
-                                  now=self._estimated_now())
+        now = self._estimated_now()
+        allowed = self.engine.check_request(uh, events=extra.get("events"), k=req.k,
+                                            candidates=req.candidates,
+                                            exclude_offers=req.exclude_offers, now=now)
+        if allowed is not None and req.basket is not None:
+            # Exclusions that leave the basket no eligible offer are refused here, before
+            # the record is logged (the engine would refuse it after).
+            cols = _basket_columns(req.basket.lines)
+            if not (self.catalogue.quote(_basket(cols), now).eligible & allowed).any():
+                raise ValueError("exclude_offers: no eligible offer is left for this basket "
+                                 "(margin floor and exclusions)")
         return extra
 
     @staticmethod
