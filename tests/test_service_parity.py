@@ -134,9 +134,22 @@ def script(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def item_rows(ids: list[int], seed: int) -> list[dict[str, Any]]:
+    rs = np.random.default_rng(seed)
+    return [{"item_id": i, "embedding": rs.normal(size=DIM).round(6).tolist(),
+             "category": int(rs.integers(N_CATEGORIES)), "unit_price": 30.0,
+             "unit_cost": 12.5} for i in ids]
+
+
 def apply_in_process(engine: Engine, route: str, body: dict[str, Any], now: float,
                      ids: dict[str, str]) -> Any:
     """The in-process equivalent of one request (decision ids mapped through `ids`)."""
+    if route == "/v1/items":
+        rows = body["items"]
+        return engine.update_items([r["item_id"] for r in rows], [r["embedding"] for r in rows],
+                                   [r["category"] for r in rows],
+                                   [r["unit_price"] for r in rows],
+                                   [r["unit_cost"] for r in rows])
     if route == "/v1/events":
         return engine.record_events(body["user"], body["events"], now=now)
     if route == "/v1/activate":
@@ -161,7 +174,9 @@ def test_http_gives_the_decisions_of_the_in_process_engine(tmp_path: Path) -> No
     svc = SteppedClockService(from_dict(parity_config(tmp_path, None), environ={}))
     engine = in_process_engine()
     ids: dict[str, str] = {}
-    steps = script(60, seed=3)
+    # the item table changes first (one row replaced, two items added), then the stream
+    steps = [("/v1/items", {"items": item_rows([5, N_ITEMS, N_ITEMS + 1], seed=1)}),
+             *script(60, seed=3)]
     rs = random.Random(4)
     n_records = 0
     compared = 0
@@ -178,6 +193,9 @@ def test_http_gives_the_decisions_of_the_in_process_engine(tmp_path: Path) -> No
             if route != "/v1/decide":
                 if route == "/v1/events":
                     assert got == {"status": "recorded", "events": local}
+                elif route == "/v1/items":
+                    assert got == {"status": "updated", "items": local}
+                    assert local == N_ITEMS + 2
                 else:
                     assert got["status"] == local
                 continue
@@ -235,6 +253,9 @@ def test_kill_9_mid_stream_then_replay_is_byte_for_byte(tmp_path: Path) -> None:
                                                   "snapshots_kept": 1000})
     (tmp_path / "service.toml").write_text(to_toml(cfg))
     srv = ServerProcess(tmp_path / "service.toml").start()
+    with srv.client() as c:  # the item table changes through the log too
+        r = c.post("/v1/items", json={"items": item_rows([2, N_ITEMS], seed=9)})
+        assert r.json() == {"status": "updated", "items": N_ITEMS + 1}
     acked_decisions: list[str] = []
     acked_events: dict[str, int] = {}
     in_flight: dict[str, int] = {}
@@ -288,6 +309,9 @@ def test_kill_9_mid_stream_then_replay_is_byte_for_byte(tmp_path: Path) -> None:
                 "duplicate", "late"), did
     srv.kill()  # again without a final snapshot: recovery is snapshot + log
     live = recovered(cfg)
+    assert live.engine.recommender.items.shape == (N_ITEMS + 1, DIM)
+    np.testing.assert_array_equal(live.engine.recommender.items[N_ITEMS],
+                                  np.float32(item_rows([2, N_ITEMS], seed=9)[1]["embedding"]))
     store = live.engine.features
     for user, n in acked_events.items():
         uh = live.engine.pseudonym(user)
@@ -401,6 +425,15 @@ def bad_requests(now: float) -> list[tuple[str, dict[str, Any], str]]:
                                             "exclude_offers": ["x"]}]},
          "requests[0].exclude_offers[0]"),
         ("/v1/activate", {"decision_id": ""}, "decision_id"),
+        ("/v1/items", {"items": item_rows([N_ITEMS + 1], 0)}, "item_ids"),
+        ("/v1/items", {"items": item_rows([1, 1], 0)}, "item_ids"),
+        ("/v1/items", {"items": [{**item_rows([1], 0)[0], "embedding": [1.0, 2.0]}]},
+         "embeddings"),
+        ("/v1/items", {"items": [{**item_rows([1], 0)[0], "unit_cost": 31.0}]},
+         "items[0].unit_cost"),
+        ("/v1/items", {"items": [{**item_rows([1], 0)[0], "bias": 0.5}]}, "item_bias"),
+        ("/v1/items", {"items": [{**item_rows([1], 0)[0], "embedding": [1e39] * DIM}]},
+         "embeddings"),
     ]
 
 

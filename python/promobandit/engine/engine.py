@@ -267,6 +267,16 @@ class Engine:
             return int(self.features.add_all([self._as_event(ev, uh) for ev in events],
                                              now=now))
 
+    def update_items(self, item_ids: Any, embeddings: Any, categories: Any, unit_prices: Any,
+                     unit_costs: Any, item_bias: Any = None) -> int:
+        """Changes and appends rows of the recommender's item table, all or none (see
+        ItemRecommender.upsert_items); returns the number of items afterwards."""
+        if self.recommender is None:
+            raise ValueError("items: this engine has no item recommender")
+        with self._lock:
+            return int(self.recommender.upsert_items(item_ids, embeddings, categories,
+                                                     unit_prices, unit_costs, item_bias))
+
     def record_event(self, user: Any, event: Any) -> None:
         """Adds one behaviour event of `user` to the feature store (e.g. a page view
         that came without a decision)."""

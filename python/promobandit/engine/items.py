@@ -221,6 +221,75 @@ class ItemRecommender:
             raise ValueError(f"k: expected at most the {m} distinct candidates, got {kk}")
         return kk, mask
 
+    def upsert_items(self, item_ids: Any, embeddings: Any, categories: Any, unit_prices: Any,
+                     unit_costs: Any, item_bias: Any = None) -> int:
+        """Changes rows of the item table and appends new items, all or none.
+
+        item_ids: (m,) distinct ids; an id below N replaces that item's row, the ids from N
+            on must be N, N+1, ... (new items are appended; no item is ever removed, so
+            pending decisions and histories keep meaning the same items; take an item out
+            of the recommendations with the requests' candidates).
+        embeddings: (m, d) finite, the table's dimension. categories, unit_prices,
+            unit_costs: (m,) as the constructor takes them (0 <= cost <= price, currency).
+        item_bias: (m,) when the table has a bias (required then), else None.
+        Returns the number of items afterwards. ValueError naming the field.
+        """
+        n, d = self.items.shape
+        ids = np.asarray(item_ids)
+        if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer) \
+                or ids.dtype == np.bool_:
+            raise ValueError(f"item_ids: expected a non-empty list of integer ids, got "
+                             f"{ids.dtype} of shape {ids.shape}")
+        ids = ids.astype(np.int64)
+        m = ids.size
+        if ids.min() < 0 or np.unique(ids).size != m:
+            raise ValueError("item_ids: expected distinct ids >= 0")
+        new = np.sort(ids[ids >= n])
+        if new.size and not np.array_equal(new, np.arange(n, n + new.size)):
+            raise ValueError(f"item_ids: new items must take the next ids {n}, {n + 1}, ...; "
+                             f"got {new.tolist()[:5]}")
+        emb = np.asarray(embeddings, dtype=np.float64)
+        if emb.shape != (m, d) or not np.isfinite(emb).all():
+            raise ValueError(f"embeddings: expected ({m}, {d}) finite numbers, got shape "
+                             f"{emb.shape}")
+        f32 = float(np.finfo(np.float32).max)
+        if np.abs(emb).max() > f32:
+            raise ValueError(f"embeddings: expected values within float32 range (|x| <= {f32:g})")
+        emb32 = emb.astype(np.float32)
+        rows = Basket(ids, categories, unit_prices, unit_costs, np.ones(m, dtype=np.int64))
+        bias = None
+        if self.item_bias is not None:
+            if item_bias is None:
+                raise ValueError("item_bias: required (the item table has a bias)")
+            bias = np.asarray(item_bias, dtype=np.float64)
+            if bias.shape != (m,) or not np.isfinite(bias).all() or (
+                    np.abs(bias).max() > float(np.finfo(np.float32).max)):
+                raise ValueError(f"item_bias: expected {m} finite numbers within float32 range")
+        elif item_bias is not None:
+            raise ValueError("item_bias: this item table has no bias")
+        total = n + new.size
+        items = np.zeros((total, d), dtype=np.float32)
+        items[:n] = self.items
+        items[ids] = emb32
+        cols = []
+        for old, val in ((self.categories, rows.categories), (self.unit_prices, rows.unit_prices),
+                         (self.unit_costs, rows.unit_costs)):
+            a = np.zeros(total, dtype=old.dtype)
+            a[:n] = old
+            a[ids] = val
+            cols.append(a)
+        whole = Basket(np.arange(total), cols[0], cols[1], cols[2],
+                       np.ones(total, dtype=np.int64))
+        if bias is not None:
+            b = np.zeros(total, dtype=np.float32)
+            b[:n] = self.item_bias  # type: ignore[index]
+            b[ids] = bias.astype(np.float32)
+            self.item_bias = b
+        self.items = np.ascontiguousarray(items)
+        self.categories, self.unit_prices, self.unit_costs = (
+            whole.categories, whole.unit_prices, whole.unit_costs)
+        return total
+
     def to_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(header, arrays) of the state (item table, histories, exploration head)."""
         return recommender_to_columns(self)

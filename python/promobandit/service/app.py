@@ -8,6 +8,7 @@ POST /v1/decide/batch      several decisions as one moment
 POST /v1/feedback          a click / purchase / coupon redemption for a decision
 POST /v1/activate          confirm a decision made with defer_activation was shown
 POST /v1/events            behaviour events of a user (with a feature store)
+POST /v1/items             change or append rows of the item table (with a recommender)
 GET  /v1/offers            the offer catalogue
 GET  /v1/policy            policy version and per-offer statistics, engine counters, budget,
                            fairness gap, log position
@@ -126,7 +127,8 @@ class WriteRoutes:
             "/v1/decide": self.decide, "/v1/decide/batch": self.decide_batch,
             "/v1/feedback": self.feedback}
         # feature parity: deferred activation and events without a decision
-        self.routes.update({"/v1/activate": self.activate, "/v1/events": self.events})
+        self.routes.update({"/v1/activate": self.activate, "/v1/events": self.events,
+                            "/v1/items": self.items})
 
     async def _write(self, model: type[BaseModel], body: bytes,
                      prepare: Callable[[Any], Any], apply: Callable[[Any], tuple[Any, int]],
@@ -181,6 +183,13 @@ class WriteRoutes:
         assert self.s.EventsRequest is not None
         return await self._write(self.s.EventsRequest, body, svc.prepare_events,
                                  svc.apply_events, lambda n: {"status": "recorded", "events": n})
+
+
+    async def items(self, body: bytes) -> tuple[int, bytes]:
+        svc = self.service
+        assert self.s.ItemsRequest is not None
+        return await self._write(self.s.ItemsRequest, body, svc.prepare_items,
+                                 svc.apply_items, lambda n: {"status": "updated", "items": n})
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -370,6 +379,9 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
                 "Confirm that a decision made with defer_activation was shown")
     write_route("/v1/events", s.EventsRequest, out.EventsResponse,
                 "Add behaviour events of a user (no decision)")
+    assert s.ItemsRequest is not None
+    write_route("/v1/items", s.ItemsRequest, out.ItemsResponse,
+                "Change or append rows of the recommender's item table")
 
     offers_body = orjson.dumps(service.catalogue.to_dict())
 
@@ -413,7 +425,7 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
                               description=app.description, routes=app.routes)
             comps = doc.setdefault("components", {}).setdefault("schemas", {})
             for model in (s.DecideRequest, s.DecideBatchRequest, s.FeedbackRequest,
-                          s.ActivateRequest, s.EventsRequest):
+                          s.ActivateRequest, s.EventsRequest, s.ItemsRequest):
                 if model is None:
                     continue
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")

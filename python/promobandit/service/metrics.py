@@ -28,7 +28,7 @@ SYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 # Routes are labelled by their template; anything else is "other" (bounded cardinality).
 ROUTES = ("/v1/decide", "/v1/decide/batch", "/v1/feedback", "/v1/offers", "/v1/policy",
           "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
-          "/v1/activate", "/v1/events")
+          "/v1/activate", "/v1/events", "/v1/items")
 
 
 class ServiceMetrics:

@@ -30,6 +30,7 @@ Durability design (see README.md in this folder for the full argument):
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -67,8 +68,8 @@ KIND_NAMES = {KIND_DECIDE: "decide", KIND_DECIDE_BATCH: "decide_batch",
               KIND_FEEDBACK: "feedback", KIND_EXPIRE: "expire"}
 # Feature parity (events, recommendations, deferred activation): numbered apart from the
 # kinds above so that other new kinds can take the next small numbers.
-KIND_ACTIVATE, KIND_EVENTS = 16, 17
-KIND_NAMES.update({KIND_ACTIVATE: "activate", KIND_EVENTS: "events"})
+KIND_ACTIVATE, KIND_EVENTS, KIND_ITEMS = 16, 17, 18
+KIND_NAMES.update({KIND_ACTIVATE: "activate", KIND_EVENTS: "events", KIND_ITEMS: "items"})
 
 # Every record payload starts with the engine time it was applied at (float64), followed by
 # the JSON of its inputs; the snapshot payload starts with the last such time.
@@ -373,6 +374,8 @@ class DecisionService:
                 self.engine.activate(body["d"], now=now)
             elif kind == KIND_EVENTS:
                 self.engine.record_events(Pseudonym(body["u"]), _events(body["ev"]), now=now)
+            elif kind == KIND_ITEMS:
+                self.engine.update_items(*_item_columns(body))
             elif kind == KIND_FEEDBACK:
                 self.engine.feedback(body["d"], body["e"], now=now, **_feedback_kwargs(body))
             else:
@@ -616,6 +619,31 @@ class DecisionService:
         self._maybe_wake()
         return n, seq
 
+    def prepare_items(self, req: Any) -> bytes:
+        """POST /v1/items: rows of the item table, checked on a scratch copy of the
+        recommender (nothing is logged for a rejected request)."""
+        rec = self.engine.recommender
+        if rec is None:
+            raise ValueError("items: this service has no item recommender ([recommender] is "
+                             "not configured)")
+        body = {"i": [r.item_id for r in req.items], "e": [r.embedding for r in req.items],
+                "c": [r.category for r in req.items], "p": [r.unit_price for r in req.items],
+                "co": [r.unit_cost for r in req.items],
+                "b": (None if all(r.bias is None for r in req.items)
+                      else [r.bias for r in req.items])}
+        scratch = copy.copy(rec)
+        scratch.upsert_items(*_item_columns(body))  # the checks, on a shallow copy
+        return orjson.dumps(body)
+
+    def apply_items(self, payload: bytes) -> tuple[int, int]:
+        """Logs and applies item table rows; returns the number of items and the seq."""
+        self._check_writable()
+        with self._apply_lock:
+            _, seq = self._append(KIND_ITEMS, payload)
+            n = self.engine.update_items(*_item_columns(orjson.loads(payload)))
+        self._maybe_wake()
+        return n, seq
+
     def expire(self) -> int:
         """Finalises decisions past the feedback wait (logged like any change)."""
         if self.state != "ready" or self.engine.n_pending == 0:
@@ -778,6 +806,11 @@ def _parity_kwargs(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("da"):
         out["defer_activation"] = True
     return out
+
+
+def _item_columns(body: dict[str, Any]) -> tuple[Any, ...]:
+    """Engine.update_items arguments of an items record."""
+    return body["i"], body["e"], body["c"], body["p"], body["co"], body["b"]
 
 
 def _parity_batch_kwargs(body: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,8 @@ MAX_QUANTITY = 1_000_000
 MAX_CATEGORY = 2**31 - 1
 # Offer ids one request may exclude (a catalogue has a handful of offers).
 MAX_EXCLUDED_OFFERS = 1024
+# Largest item embedding accepted in POST /v1/items (the table's own dimension is checked).
+MAX_EMBEDDING_DIM = 4096
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -53,6 +55,13 @@ class ActivateResponse(_Out):
 
     status: str
     decision_id: str
+
+
+class ItemsResponse(_Out):
+    """status: updated; items: the number of items in the table afterwards."""
+
+    status: str
+    items: int
 
 
 class EventsResponse(_Out):
@@ -119,6 +128,7 @@ class Schemas:
     # feature parity (see the block at the end of build_schemas)
     ActivateRequest: type[BaseModel] | None = None
     EventsRequest: type[BaseModel] | None = None
+    ItemsRequest: type[BaseModel] | None = None
 
 
 def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
@@ -232,8 +242,33 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         user: str = Field(min_length=1, max_length=id_len)
         events: list[Event] = Field(min_length=1, max_length=limits.max_events)
 
+    class ItemRow(BaseModel):
+        """One row of the recommender's item table (money in currency units)."""
+
+        model_config = STRICT
+        item_id: int = Field(ge=0, le=MAX_ID, description="an existing id, or the next new one")
+        embedding: list[float] = Field(min_length=1, max_length=MAX_EMBEDDING_DIM)
+        category: int = Field(ge=0, le=MAX_CATEGORY)
+        unit_price: float = Field(ge=0.0, le=money)
+        unit_cost: float = Field(ge=0.0, le=money, description="at most unit_price")
+        bias: float | None = Field(default=None, description="when the table has a bias")
+
+        @field_validator("unit_cost")
+        @classmethod
+        def _cost_within_price(cls, v: float, info: Any) -> float:
+            price = info.data.get("unit_price")
+            if price is not None and v > price:
+                raise ValueError(f"expected at most unit_price ({price!r}), got {v!r}")
+            return v
+
+    class ItemsRequest(BaseModel):
+        """Changes or appends rows of the item table (all or none)."""
+
+        model_config = STRICT
+        items: list[ItemRow] = Field(min_length=1, max_length=limits.max_candidates)
+
     return Schemas(BasketLine, Basket, Event, DecideRequest, DecideBatchRequest,
-                   FeedbackRequest, ActivateRequest, EventsRequest)
+                   FeedbackRequest, ActivateRequest, EventsRequest, ItemsRequest)
 
 
 __all__ = [
@@ -243,6 +278,7 @@ __all__ = [
     "ErrorResponse",
     "EventsResponse",
     "FeedbackResponse",
+    "ItemsResponse",
     "Health",
     "Offers",
     "PolicyReport",
