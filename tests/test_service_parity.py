@@ -500,3 +500,32 @@ def test_pseudonyms_only_in_the_feature_store(tmp_path: Path) -> None:
     meta, _ = svc.engine.features.to_columns()
     assert meta["users"] == [svc.engine.pseudonym("alice@example.com")]
     assert isinstance(Pseudonym(meta["users"][0]), str)
+
+
+def test_state_dict_round_trip_includes_the_store_and_the_recommender() -> None:
+    a = in_process_engine()
+    for i in range(6):
+        d = a.decide(f"u{i % 2}", events=[event("view", i % N_CATEGORIES, T0 + i)],
+                     candidates=list(range(10)), now=T0 + i)
+        a.feedback(d.id, f"e{i}", clicked=True, item=int(d.items[-1]), now=T0 + i + 0.5,
+                   ended=True)
+    b = in_process_engine()
+    b.load_state_dict(a.state_dict())
+    assert b.to_bytes() == a.to_bytes()
+    assert len(b.features) == 2 and b.recommender.explorer.draws == 6
+    # the next decisions agree too (same draws, same features, same histories)
+    for e in (a, b):
+        e.decide("u0", k=2, now=T0 + 10)
+    assert b.to_bytes() == a.to_bytes()
+    # a state with another FeatureConfig is refused, and nothing changes
+    other = Engine(a.catalogue, make_policy("LinTS", len(a.catalogue),
+                                            FeatureConfig(n_categories=N_CATEGORIES).dim),
+                   privacy_key=PRIVACY_KEY.encode(),
+                   features=FeatureStore(FeatureConfig(n_categories=N_CATEGORIES,
+                                                       session_gap_seconds=60.0)),
+                   recommender=in_process_engine().recommender,
+                   config=EngineConfig(seed=SEED, budget=a.config.budget))
+    before = other.to_bytes()
+    with pytest.raises(ValueError, match="features: the saved feature store has another"):
+        other.load_bytes(a.to_bytes())
+    assert other.to_bytes() == before
