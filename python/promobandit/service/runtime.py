@@ -461,6 +461,7 @@ class DecisionService:
                 raise ValueError(f"requests[{i}].{exc}") from None
         users = [r[0] for r in rows]
         ctxs = [r[1] for r in rows] if self.n_features is not None else None
+        ctxs = self._batch_contexts(ctxs)
         xs = np.array(ctxs, dtype=np.float64) if ctxs is not None else None
         groups = [r.group for r in req.requests]
         body: dict[str, Any] = {"us": users, "xs": ctxs, "bs": [r[3] for r in rows],
@@ -565,6 +566,18 @@ class DecisionService:
                                  "its basket); send this request to /v1/decide")
         if r.basket is None:
             raise ValueError("basket: required in a batch")
+
+    @staticmethod
+    def _batch_contexts(ctxs: list[Any] | None) -> list[Any] | None:
+        """With a feature store a batch sends a context for every row or for none (then
+        every row gets its user's feature vector)."""
+        if ctxs is None or all(c is not None for c in ctxs):
+            return ctxs
+        if all(c is None for c in ctxs):
+            return None
+        i = next(i for i, c in enumerate(ctxs) if c is None)
+        raise ValueError(f"requests[{i}].context: required, because other rows of this batch "
+                         "send one (send a context for every row or for none)")
 
     def _parity_batch_inputs(self, req: Any, body: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {}
