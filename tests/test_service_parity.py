@@ -573,3 +573,23 @@ def test_every_new_record_kind_replays_byte_for_byte(tmp_path: Path) -> None:
     assert again.engine.to_bytes() == live
     assert not again.engine._pending.get(batch[1]["decision_id"]).activated
     again.stop(snapshot=False)
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"recommender": {"items": "missing.npz"}}, "recommender.items"),
+    ({"recommender": {"k": 0}}, "recommender.k"),
+    ({"recommender": {"k": N_ITEMS + 1}}, "recommender.k"),
+    ({"recommender": {"history_length": "long"}}, "recommender.history_length"),
+    ({"recommender": {"exploration": {"v": -1.0}}}, "recommender.exploration.v"),
+    ({"recommender": {"colour": 1}}, "recommender.colour"),
+    ({"features": {"n_categories": 0}}, "features.n_categories"),
+    ({"features": {"windows": [1]}}, "features.windows"),
+    ({"features": {"n_categories": N_CATEGORIES + 1}}, "policy.n_features"),
+])
+def test_configuration_errors_name_the_key(tmp_path: Path, change: dict[str, Any],
+                                           key: str) -> None:
+    cfg = parity_config(tmp_path, None)
+    for section, values in change.items():
+        cfg[section] = {**cfg[section], **values}
+    with pytest.raises(ValueError, match=rf"^{key.replace('.', '[.]')}"):
+        from_dict(cfg, environ={}, base_dir=tmp_path)
