@@ -593,3 +593,27 @@ def test_configuration_errors_name_the_key(tmp_path: Path, change: dict[str, Any
         cfg[section] = {**cfg[section], **values}
     with pytest.raises(ValueError, match=rf"^{key.replace('.', '[.]')}"):
         from_dict(cfg, environ={}, base_dir=tmp_path)
+
+
+def test_the_feature_store_is_bounded_in_users(tmp_path: Path) -> None:
+    cfg = parity_config(tmp_path, tmp_path / "state")
+    cfg["features"] = {**cfg["features"], "max_users": 20}
+    svc = DecisionService(from_dict(cfg, environ={}))
+    with ServerThread(svc, snapshot_on_stop=False) as srv, srv.client() as c:
+        now = time.time()
+        for i in range(60):  # a client inventing users: the store stays within the bound
+            r = c.post("/v1/events", json={"user": f"u{i}", "events": [
+                event("view", 1, now)]})
+            assert r.status_code == 200
+            assert len(svc.engine.features) <= 21  # max_users + 5% slack between trims
+        c.post("/v1/events", json={"user": "u0", "events": [event("view", 1, now)]})
+        store = svc.engine.features
+        kept = {u for u in (f"u{i}" for i in range(60)) if svc.engine.pseudonym(u) in store}
+        # the least recently updated were forgotten first: u0 came back, the newest stay
+        assert "u0" in kept and "u59" in kept and "u1" not in kept
+        live = svc.engine.to_bytes()
+    again = recovered(cfg)  # eviction is replayed exactly
+    assert again.engine.to_bytes() == live
+    again.stop(snapshot=False)
+    with pytest.raises(ValueError, match="^features.max_users"):
+        from_dict({**cfg, "features": {**cfg["features"], "max_users": 0}}, environ={})

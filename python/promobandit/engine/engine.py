@@ -264,8 +264,16 @@ class Engine:
         now = time.time() if now is None else float(now)
         with self._lock:
             uh = self.pseudonym(user)
-            return int(self.features.add_all([self._as_event(ev, uh) for ev in events],
-                                             now=now))
+            n = int(self.features.add_all([self._as_event(ev, uh) for ev in events], now=now))
+            self._evict_users()
+            return n
+
+    def _evict_users(self) -> None:
+        # A feature store bounded in users (FeatureStore(max_users=...)) forgets the least
+        # recently updated ones once a change is committed.
+        evict = getattr(self.features, "evict", None)
+        if evict is not None:
+            evict()
 
     def update_items(self, item_ids: Any, embeddings: Any, categories: Any, unit_prices: Any,
                      unit_costs: Any, item_bias: Any = None) -> int:
@@ -284,6 +292,7 @@ class Engine:
             raise ValueError("event: this engine has no feature store")
         with self._lock:
             self.features.add(self._as_event(event, self.pseudonym(user)))
+            self._evict_users()
 
     def _levers(self, uhs: Sequence[str], groups: Sequence[str], costs: np.ndarray,
                 eligible: np.ndarray, list_totals: np.ndarray, now: float
@@ -385,11 +394,14 @@ class Engine:
             except Exception:
                 self._rollback(saved)
                 raise
-            return self._commit(uh, group, x, arm, prop, probs, masks[0],
-                                float(q.discount_cost[arm]), float(q.paid_total[arm]),
-                                float(q.list_total), float(expected[0, arm]),
-                                float(metric[0, arm]), self._cost_of_goods(basket), items,
-                                item_probs, now, defer_activation=bool(defer_activation))
+            d = self._commit(uh, group, x, arm, prop, probs, masks[0],
+                             float(q.discount_cost[arm]), float(q.paid_total[arm]),
+                             float(q.list_total), float(expected[0, arm]),
+                             float(metric[0, arm]), self._cost_of_goods(basket), items,
+                             item_probs, now, defer_activation=bool(defer_activation))
+            if events:
+                self._evict_users()
+            return d
 
     # --- request checks and rollback (events, recommendations, exclusions) ---------------
     def offer_mask(self, exclude_offers: Sequence[str] | None) -> np.ndarray | None:
@@ -833,7 +845,7 @@ class Engine:
                 # An older state without the part: the feature store starts empty; the
                 # recommender keeps what it was built with (that state had none).
                 if name == "features" and hasattr(obj, "install_columns"):
-                    obj.install_columns({})
+                    obj.install_columns(({}, 0))
                 continue
             obj.install_columns(prepared[name])
 

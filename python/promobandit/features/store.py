@@ -7,7 +7,8 @@ buffers of at most 2 x (max_events_per_user + 1) rows of 29 bytes (five NumPy co
 the slack makes compaction amortised O(1)), so at most 60 kB at the default 1024, plus
 about 1 kB of fixed state (Python objects, array headers); events older than every
 window are folded into five all-time aggregates. The store holds one entry per user
-seen (``drop_user`` forgets one). The batch path applies the same cap: the windowed and
+seen (``drop_user`` forgets one), or at most about ``max_users`` of them when given
+(``evict`` forgets the least recently updated ones). The batch path applies the same cap: the windowed and
 session statistics of a user come from at most their latest ``max_events_per_user``
 events at or before ``now``; older events still count in the recencies and the
 all-time discount statistics.
@@ -25,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_range
+from .._validation import check_int, check_range
 from ..events import EVENT_NAMES, N_EVENT_TYPES, PURCHASE
 from ._stats import _MAX_UNITS, _finish, _statistics_one
 from .batch import COLUMNS, _check_now, _columns, _event_code, _validated, cold_start_vector
 from .config import FeatureConfig, _config
+
+# How far past max_users the store may grow before evict() trims it back (a fraction).
+EVICTION_SLACK = 0.05
 
 
 class LateEventError(ValueError):
@@ -52,7 +56,7 @@ class _History:
     """One user's events in time order (ties in arrival order) plus folded aggregates."""
 
     __slots__ = ("cat", "depth_units", "disc_u", "hi", "last_purchase_ts", "last_ts", "lo",
-                 "max_ts", "n_discounted", "n_purchases", "price_u", "t", "typ")
+                 "max_ts", "n_discounted", "n_purchases", "price_u", "seen", "t", "typ")
 
     def __init__(self, capacity: int) -> None:
         self.t = np.empty(capacity)
@@ -69,6 +73,7 @@ class _History:
         self.n_purchases = 0
         self.n_discounted = 0
         self.depth_units = 0
+        self.seen = 0  # the store's update counter at this user's latest event (eviction)
 
     def columns(self) -> tuple[np.ndarray, ...]:
         return (self.t, self.typ, self.cat, self.price_u, self.disc_u)
@@ -143,8 +148,14 @@ class FeatureStore:
     Memory: see the module docstring (bounded per user; one entry per user seen).
     """
 
-    def __init__(self, config: FeatureConfig | None = None) -> None:
+    def __init__(self, config: FeatureConfig | None = None, *,
+                 max_users: int | None = None) -> None:
+        """max_users: users kept at most after ``evict`` (None: no bound). The store may
+        hold up to ``EVICTION_SLACK`` more than that between two evictions, so that each
+        eviction pass (O(users log users)) is amortised over many new users."""
         self.config = _config(config)
+        self.max_users = None if max_users is None else check_int("max_users", max_users, 1)
+        self._tick = 0  # updates so far: the recency order of the users
         self._users: dict[Hashable, _History] = {}
         self._cold = cold_start_vector(self.config)
         self._cold.setflags(write=False)
@@ -172,6 +183,20 @@ class FeatureStore:
     def memory_bytes(self) -> int:
         """Bytes held by the event rows of all users (excluding per-object overhead)."""
         return sum(h.nbytes() for h in self._users.values())
+
+    def evict(self) -> int:
+        """Forgets the least recently updated users beyond ``max_users``, once the store
+        holds more than ``max_users * (1 + EVICTION_SLACK)`` (amortised); returns how many
+        were forgotten. Callers that add events call it after the change is committed (a
+        rolled-back change never evicts anyone)."""
+        m = self.max_users
+        n = len(self._users)
+        if m is None or n <= m + int(m * EVICTION_SLACK):
+            return 0
+        order = sorted(self._users.items(), key=lambda kv: kv[1].seen)
+        for u, _ in order[:n - m]:
+            del self._users[u]
+        return n - m
 
     def drop_user(self, user: Hashable) -> bool:
         """Forgets a user (e.g. an erasure request); True if the user was held."""
@@ -280,6 +305,8 @@ class FeatureStore:
         cfg = self.config
         if h is None:
             h = self._users[user] = _History(min(8, self._capacity))
+        self._tick += 1
+        h.seen = self._tick
         if h.hi == h.t.shape[0]:
             h.make_room(self._capacity)
         lo, hi = h.lo, h.hi
@@ -350,12 +377,12 @@ class FeatureStore:
                 raise ValueError(f"user: only str or int user ids can be saved, got "
                                  f"{type(u).__name__}")
         hs = [self._users[u] for u in users]
-        meta = {"config": _config_dict(self.config), "users": users}
+        meta = {"config": _config_dict(self.config), "users": users, "tick": self._tick}
         arrays: dict[str, np.ndarray] = {
             "n_rows": np.array([h.hi - h.lo for h in hs], dtype=np.int64)}
         for name in ("max_ts", "last_ts", "last_purchase_ts"):
             arrays[name] = np.array([getattr(h, name) for h in hs], dtype=np.float64)
-        for name in ("n_purchases", "n_discounted", "depth_units"):
+        for name in ("n_purchases", "n_discounted", "depth_units", "seen"):
             arrays[name] = np.array([getattr(h, name) for h in hs], dtype=np.int64)
         for name, dtype in (("t", np.float64), ("typ", np.int8), ("cat", np.int32),
                             ("price_u", np.int64), ("disc_u", np.int64)):
@@ -368,12 +395,12 @@ class FeatureStore:
         be this store's) before anything changes (ValueError naming the part)."""
         self.install_columns(self.prepare_columns(meta, arrays))
 
-    def install_columns(self, prepared: dict[Hashable, Any]) -> None:
+    def install_columns(self, prepared: Any) -> None:
         """Replaces the store's users with what ``prepare_columns`` returned."""
-        self._users = prepared
+        self._users, self._tick = prepared
 
     def prepare_columns(self, meta: dict[str, Any], z: dict[str, np.ndarray]
-                        ) -> dict[Hashable, Any]:
+                        ) -> Any:
         """The users of a saved state, checked, without changing the store (for a caller
         that restores several parts all or none; see ``install_columns``)."""
         try:
@@ -389,6 +416,11 @@ class FeatureStore:
             raise ValueError("features: the saved feature store has another FeatureConfig "
                              f"({saved_cfg}) than this one ({_config_dict(self.config)})")
         n = len(users)
+        # States written before eviction existed have no "seen" and no "tick".
+        seen = np.asarray(z["seen"], dtype=np.int64) if "seen" in z else np.zeros(n, np.int64)
+        tick = int(meta.get("tick", 0))
+        if seen.shape != (n,):
+            raise ValueError(f"features: seen has shape {seen.shape}, expected ({n},)")
         total = int(n_rows.sum()) if n else 0
         if n_rows.shape != (n,) or (n and (n_rows.min() < 0
                                            or n_rows.max() > self.config.max_events_per_user)):
@@ -417,22 +449,25 @@ class FeatureStore:
             h.n_purchases = int(cols["n_purchases"][i])
             h.n_discounted = int(cols["n_discounted"][i])
             h.depth_units = int(cols["depth_units"][i])
+            h.seen = int(seen[i])
             out[u] = h
             start += m
-        return out
+        return out, tick
 
-    def checkpoint(self, users: Sequence[Hashable]) -> dict[Hashable, _History | None]:
-        """Copies of these users' histories (None: not held), for ``rollback``: a caller
-        that adds events and then fails can put the store back exactly as it was."""
+    def checkpoint(self, users: Sequence[Hashable]) -> tuple[int, dict[Hashable, Any]]:
+        """Copies of these users' histories (None: not held) and the update counter, for
+        ``rollback``: a caller that adds events and then fails can put the store back
+        exactly as it was (events of other users must not be added in between)."""
         out: dict[Hashable, _History | None] = {}
         for u in users:
             h = self._users.get(u)
             out[u] = None if h is None else h.copy()
-        return out
+        return self._tick, out
 
-    def rollback(self, saved: dict[Hashable, _History | None]) -> None:
+    def rollback(self, saved: tuple[int, dict[Hashable, Any]]) -> None:
         """Restores the users of a ``checkpoint`` (and forgets those it did not hold)."""
-        for u, h in saved.items():
+        self._tick, users = saved
+        for u, h in users.items():
             if h is None:
                 self._users.pop(u, None)
             else:

@@ -161,6 +161,9 @@ class ServiceConfig:
     # The engine's feature store and item recommender (None: not served).
     features: FeatureConfig | None = None
     recommender: RecommenderServiceConfig | None = None
+    # [features] max_users: users the feature store keeps (least recently updated
+    # forgotten first, see FeatureStore.evict).
+    features_max_users: int = 1_000_000
 
 
 # Engine keys of the [engine] table (besides the sub-tables), with their types.
@@ -380,10 +383,11 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
                                        "snapshots_kept": (2, 1000)})
     storage = dataclasses.replace(storage, dir=str(base / storage.dir))
     features, recommender = _parity_sections(data, base, policy)
+    fmax = data.get("features", {}).get("max_users", 1_000_000) if features else 1_000_000
     return ServiceConfig(server=server, limits=limits, privacy_key=key, catalogue_path=cat_path,
                          policy=policy, engine=engine, expire_every_seconds=expire,
                          storage=storage, source=source, features=features,
-                         recommender=recommender)
+                         recommender=recommender, features_max_users=fmax)
 
 
 def load(path: str | os.PathLike[str] | None = None, *,
@@ -445,9 +449,9 @@ class RecommenderServiceConfig:
 
 def _features_section(table: Mapping[str, Any]) -> FeatureConfig:
     names = {f.name for f in dataclasses.fields(FeatureConfig)}
-    _unknown("features", table, names)
+    _unknown("features", table, {*names, "max_users"})
     kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                              for k, v in table.items()}
+                              for k, v in table.items() if k != "max_users"}
     for k, v in kwargs.items():
         if isinstance(v, bool):
             raise ValueError(f"features.{k}: expected a number, got {v!r}")
@@ -511,6 +515,9 @@ def _parity_sections(data: Mapping[str, Any], base: Path, policy: PolicyServiceC
     features = recommender = None
     if "features" in data:
         features = _features_section(_table("features", data["features"]))
+        max_users = data["features"].get("max_users", 1_000_000)
+        if _check_type("features.max_users", max_users, (int,)) < 1:
+            raise ValueError(f"features.max_users: expected an integer >= 1, got {max_users}")
         if policy.n_features is not None and policy.n_features != features.dim:
             raise ValueError(f"policy.n_features: the feature store gives {features.dim} "
                              f"features (FeatureConfig.dim), got {policy.n_features}")
@@ -524,7 +531,8 @@ def _parity_fingerprint(cfg: ServiceConfig) -> dict[str, Any]:
     without them keeps the fingerprint it had)."""
     out: dict[str, Any] = {}
     if cfg.features is not None:
-        out["features"] = dataclasses.asdict(cfg.features)
+        out["features"] = {**dataclasses.asdict(cfg.features),
+                           "max_users": cfg.features_max_users}
     if cfg.recommender is not None:
         r = cfg.recommender
         out["recommender"] = {"k": r.k, "temperature": r.temperature,

@@ -178,7 +178,8 @@ def build_parity_parts(cfg: ServiceConfig) -> tuple[Any, Any]:
     """The feature store and the item recommender of ``[features]`` / ``[recommender]``
     (None where a section is absent); the recommender's exploration is seeded with the
     engine seed."""
-    features = FeatureStore(cfg.features) if cfg.features is not None else None
+    features = (FeatureStore(cfg.features, max_users=cfg.features_max_users)
+                if cfg.features is not None else None)
     recommender = (build_recommender(cfg.recommender, cfg.engine.seed)
                    if cfg.recommender is not None else None)
     return features, recommender
