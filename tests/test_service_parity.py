@@ -615,5 +615,5 @@ def test_the_feature_store_is_bounded_in_users(tmp_path: Path) -> None:
     again = recovered(cfg)  # eviction is replayed exactly
     assert again.engine.to_bytes() == live
     again.stop(snapshot=False)
-    with pytest.raises(ValueError, match="^features.max_users"):
+    with pytest.raises(ValueError, match=r"^features\.max_users"):
         from_dict({**cfg, "features": {**cfg["features"], "max_users": 0}}, environ={})
