@@ -220,7 +220,8 @@ def test_openapi_lists_every_route_and_loads_in_schemathesis(server: Any) -> Non
         doc = c.get("/openapi.json").json()
     expected = {"/v1/decide": "post", "/v1/decide/batch": "post", "/v1/feedback": "post",
                 "/v1/offers": "get", "/v1/policy": "get", "/healthz": "get", "/readyz": "get",
-                "/metrics": "get"}
+                "/metrics": "get", "/v1/activate": "post", "/v1/events": "post",
+                "/v1/items": "post"}
     assert set(doc["paths"]) == set(expected)
     for path, method in expected.items():
         assert method in doc["paths"][path], path

@@ -106,6 +106,16 @@ class UserCaps:
             row[1] += 1
         self._store(user, row)
 
+    def release_offer(self, user: str, when: float, discounted: bool) -> None:
+        """Takes back an offer counted at time `when` that was never shown (a deferred
+        decision whose activation did not come): the count of that day drops by one if it
+        is still the user's current day (a later day's count never went up for it)."""
+        row = self._users.get(user)
+        if not discounted or row is None:
+            return
+        if row[0] == float(math.floor(when / SECONDS_PER_DAY)) and row[1] > 0:
+            row[1] -= 1
+
     def record_cost(self, user: str, now: float, cost: float) -> None:
         row = self._row(user, now)
         row[3] += cost

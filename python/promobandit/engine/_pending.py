@@ -16,7 +16,8 @@ the float64 and int64 fields below (``FLOAT_FIELDS``, ``INT_FIELDS``), ``clicked
 (bool), ``clicked_item`` (int64, -1 for none), ``coupon_cost`` (float64, NaN for none),
 ``eligible`` (n, K) bool, ``context`` (n, d) float64 when ``has_context``,
 ``has_probs`` (bool) and ``probs`` (n, K) float64 (zeros where has_probs is False),
-``lead_cut`` (float64, NaN where unused; optional when read),
+``lead_cut`` (float64, NaN where unused; optional when read), ``activated`` (bool) and
+``fair_metric`` (float64) of deferred activation (absent in older states: all activated),
 and the ragged ``items`` (int64) and ``item_probs`` (float64): concatenated, with
 ``items_len`` / ``item_probs_len`` (-1 for None).
 """
@@ -82,6 +83,10 @@ class PendingDecision:
     # Policies that model the response (traits.needs_quotes): log(list / paid) of the
     # basket's lead line under the chosen offer; NaN for the others.
     lead_cut: float = math.nan
+    # Deferred activation: a decision made with defer_activation is not learnt from until
+    # Engine.activate; its fairness metric is recorded then (it was not shown before).
+    activated: bool = True
+    fair_metric: float = 0.0
 
 
 def _request_key(tag: str) -> str:
@@ -148,6 +153,8 @@ class PendingStore:
         arrays["coupon_cost"] = np.array(
             [np.nan if r.coupon_cost is None else r.coupon_cost for r in recs], dtype=np.float64)
         arrays["lead_cut"] = np.array([r.lead_cut for r in recs], dtype=np.float64)
+        arrays["activated"] = np.array([r.activated for r in recs], dtype=bool)
+        arrays["fair_metric"] = np.array([r.fair_metric for r in recs], dtype=np.float64)
         arrays["eligible"] = (np.stack([r.eligible for r in recs]) if n
                               else np.zeros((0, k), dtype=bool))
         has_ctx = n > 0 and recs[0].context is not None
@@ -182,6 +189,9 @@ class PendingStore:
         has_probs = z["has_probs"].tolist()
         # Absent from states written before it existed.
         lead_cut = z["lead_cut"].tolist() if "lead_cut" in z else [math.nan] * n
+        # States written before deferred activation have neither column: all activated.
+        activated = z["activated"].tolist() if "activated" in z else [True] * n
+        fair = z["fair_metric"].tolist() if "fair_metric" in z else [0.0] * n
         ragged = {}
         for name in ("items", "item_probs"):
             lens = z[f"{name}_len"]
@@ -207,7 +217,8 @@ class PendingStore:
                 events=set(meta["events"][i]), clicked=clicked[i],
                 clicked_item=None if citem[i] < 0 else citem[i],
                 coupon_cost=None if math.isnan(ccost[i]) else ccost[i],
-                request=str(requests[i]), lead_cut=lead_cut[i]))
+                request=str(requests[i]), lead_cut=lead_cut[i],
+                activated=activated[i], fair_metric=fair[i]))
         return cls(out)
 
 

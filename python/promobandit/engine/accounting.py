@@ -102,6 +102,16 @@ class DiscountLedger:
             self.caps.record_cost(rec.user, now, discount)
         return discount
 
+    def release(self, rec: PendingDecision, now: float) -> None:
+        """A decision that was never shown (deferred activation not confirmed within the
+        wait) is dropped: its whole reservation is released unspent (no coupon was given,
+        so nothing stays held), its offer no longer counts against the user's daily cap,
+        and the purchase rates do not count it."""
+        if self.budget is not None:
+            self.budget.settle(now, rec.max_cost, rec.expected_cost, 0.0)
+        if self.caps is not None:
+            self.caps.release_offer(rec.user, rec.created, bool(self.discounted[rec.offer]))
+
     def redeem_coupon(self, decision_id: str, discount: float | None, now: float,
                       rec: PendingDecision | None = None) -> bool:
         """A coupon of this decision was redeemed (`discount`: its cost, default the face

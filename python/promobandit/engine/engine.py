@@ -310,10 +310,9 @@ class Engine:
         if events is not None:
             if self.features is None:
                 raise ValueError("events: this engine has no feature store to add them to")
-            for ev in events:
-                # The store only ever sees the pseudonym: the event's own user field
-                # (if any) is replaced by the requesting user's.
-                self.features.add(self._as_event(ev, uh))
+            # The store only ever sees the pseudonym: the event's own user field (if any)
+            # is replaced by the requesting user's. All events are checked, then added.
+            self.features.add_all([self._as_event(ev, uh) for ev in events], now=now)
         if context is not None:
             if not self.policy.contextual:
                 return None
@@ -336,6 +335,36 @@ class Engine:
         raise ValueError(f"events: expected event mappings or Event objects, got "
                          f"{type(ev).__name__}")
 
+    def record_events(self, user: Any, events: Sequence[Any], now: float | None = None) -> int:
+        """Adds behaviour events of `user` to the feature store, all or none (each checked
+        first; timestamps at most ``now`` + the store's reorder tolerance). Returns how
+        many were added."""
+        if self.features is None:
+            raise ValueError("events: this engine has no feature store")
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            uh = self.pseudonym(user)
+            n = int(self.features.add_all([self._as_event(ev, uh) for ev in events], now=now))
+            self._evict_users()
+            return n
+
+    def _evict_users(self) -> None:
+        # A feature store bounded in users (FeatureStore(max_users=...)) forgets the least
+        # recently updated ones once a change is committed.
+        evict = getattr(self.features, "evict", None)
+        if evict is not None:
+            evict()
+
+    def update_items(self, item_ids: Any, embeddings: Any, categories: Any, unit_prices: Any,
+                     unit_costs: Any, item_bias: Any = None) -> int:
+        """Changes and appends rows of the recommender's item table, all or none (see
+        ItemRecommender.upsert_items); returns the number of items afterwards."""
+        if self.recommender is None:
+            raise ValueError("items: this engine has no item recommender")
+        with self._lock:
+            return int(self.recommender.upsert_items(item_ids, embeddings, categories,
+                                                     unit_prices, unit_costs, item_bias))
+
     def record_event(self, user: Any, event: Any) -> None:
         """Adds one behaviour event of `user` to the feature store (e.g. a page view
         that came without a decision)."""
@@ -343,6 +372,7 @@ class Engine:
             raise ValueError("event: this engine has no feature store")
         with self._lock:
             self.features.add(self._as_event(event, self.pseudonym(user)))
+            self._evict_users()
 
     def _levers(self, uhs: Sequence[str], groups: Sequence[str], costs: np.ndarray,
                 eligible: np.ndarray, list_totals: np.ndarray, now: float
@@ -410,7 +440,9 @@ class Engine:
 
     def decide(self, user: Any, *, context: Any = None, events: Iterable[Any] | None = None,
                basket: Basket | None = None, candidates: Any = None, k: int | None = None,
-               group: str = "", now: float | None = None, explain: bool = False) -> Decision:
+               group: str = "", now: float | None = None, explain: bool = False,
+               exclude_offers: Sequence[str] | None = None,
+               defer_activation: bool = False) -> Decision:
         """Decide the items and the offer for one request (see the module doc).
 
         user: the shopper's id (any str/int/bytes; pseudonymised at once).
@@ -424,50 +456,78 @@ class Engine:
         explain: compute the decision's explanation (``Decision.explain()``, and
             ``Engine.explain(id)`` until it is finalised); changes no state, draws from no
             stream the policy uses.
+        exclude_offers: offer ids this request must not get (e.g. offers the shop cannot
+            show on this page); the rest of the catalogue's eligible offers remain.
+        defer_activation: the decision is made now but learnt from only once
+            ``activate(decision_id)`` confirms the offer was shown; without activation
+            within ``feedback_wait_seconds`` it is dropped: never learnt from, not logged,
+            its budget reservation and cap slot released (see ``activate``).
+
+        Everything is checked before anything changes: a rejected request (a bad event,
+        an unknown candidate, k out of range, an unknown excluded offer, no eligible
+        offer) leaves the engine, its feature store and its recommender as they were.
         """
         now = time.time() if now is None else float(now)
+        events = None if events is None else list(events)
         with self._lock:
             self._expire(now)
             uh = self.pseudonym(user)
-            x = self._context(uh, context, events, now)
-            items = item_probs = None
-            if self.recommender is not None:
-                items, item_probs = self.recommender.recommend(uh, k=k, candidates=candidates,
-                                                               now=now)
-                if basket is None:
-                    basket = self.recommender.basket(items)
-            if basket is None:
+            if basket is None and self.recommender is None:
                 raise ValueError("basket: required when the engine has no recommender")
-            q = self.catalogue.quote(basket, now)
-            masks, biases, expected, metric = self._levers(
-                (uh,), (group,), q.discount_cost[None], q.eligible[None],
-                np.array([q.list_total]), now)
-            bias = None if biases is None else biases[0]
-            pend = None
-            if explain or self.config.keep_explanations:
-                pend = _explain.begin(
-                    self, uh, group, x, basket, q, masks[0], bias, expected[0],
-                    self._lever_parts(group, q.discount_cost, expected[0], float(q.list_total)),
-                    now)
-            quotes = (self._offer_quotes([basket], q.paid_total[None],
-                                         np.array([q.list_total]), now)
-                      if self._quoted else None)
-            if quotes is None:
-                arm, prop = self.policy.select(x, masks[0], bias)
-            else:
-                arm, prop = self.policy.select(x, masks[0], bias, quotes[0])
-            probs = None
-            if self._log_probs:
-                kw = {} if quotes is None else {"quotes": quotes}
-                probs = self.policy.action_probabilities(
-                    None if x is None else x[None], masks, 1, biases=biases, **kw)[0]
+            allowed = self.check_request(uh, events=events, k=k, candidates=candidates,
+                                         exclude_offers=exclude_offers, now=now)
+            saved = self._checkpoint(uh, events)
+            try:
+                x = self._context(uh, context, events, now)
+                items = item_probs = None
+                if self.recommender is not None:
+                    items, item_probs = self.recommender.recommend(uh, k=k,
+                                                                   candidates=candidates,
+                                                                   now=now)
+                    if basket is None:
+                        basket = self.recommender.basket(items)
+                assert basket is not None  # check_request: required without a recommender
+                q = self.catalogue.quote(basket, now)
+                eligible = q.eligible if allowed is None else q.eligible & allowed
+                if not eligible.any():
+                    raise ValueError("exclude_offers: no eligible offer is left for this "
+                                     "request (margin floor and exclusions)")
+                masks, biases, expected, metric = self._levers(
+                    (uh,), (group,), q.discount_cost[None], eligible[None],
+                    np.array([q.list_total]), now)
+                bias = None if biases is None else biases[0]
+                pend = None
+                if explain or self.config.keep_explanations:
+                    pend = _explain.begin(
+                        self, uh, group, x, basket, q, masks[0], bias, expected[0],
+                        self._lever_parts(group, q.discount_cost, expected[0],
+                                          float(q.list_total)),
+                        now)
+                quotes = (self._offer_quotes([basket], q.paid_total[None],
+                                             np.array([q.list_total]), now)
+                          if self._quoted else None)
+                if quotes is None:
+                    arm, prop = self.policy.select(x, masks[0], bias)
+                else:
+                    arm, prop = self.policy.select(x, masks[0], bias, quotes[0])
+                probs = None
+                if self._log_probs:
+                    kw = {} if quotes is None else {"quotes": quotes}
+                    probs = self.policy.action_probabilities(
+                        None if x is None else x[None], masks, 1, biases=biases, **kw)[0]
+            except Exception:
+                self._rollback(saved)
+                raise
             d = self._commit(uh, group, x, arm, prop, probs, masks[0],
                              float(q.discount_cost[arm]), float(q.paid_total[arm]),
                              float(q.list_total), float(expected[0, arm]),
                              float(metric[0, arm]), self._cost_of_goods(basket), items,
                              item_probs, now,
                              lead_cut=(math.nan if quotes is None
-                                       else float(quotes[0, arm, 2])))
+                                       else float(quotes[0, arm, 2])),
+                             defer_activation=bool(defer_activation))
+            if events:
+                self._evict_users()
             if pend is None:
                 return d
             e = _explain.finish(self, pend, d.id, d.offer, d.propensity, d.policy_version)
@@ -490,6 +550,62 @@ class Engine:
                                  "changed since, so none can be computed now")
             raise ValueError(f"decision_id: {decision_id!r} is not a decision within its "
                              "feedback wait (unknown, or already finalised)")
+
+    # --- request checks and rollback (events, recommendations, exclusions) ---------------
+    def offer_mask(self, exclude_offers: Sequence[str] | None) -> np.ndarray | None:
+        """(K,) bool, False for the excluded offer ids (None: nothing excluded).
+        ValueError naming ``exclude_offers`` for an id the catalogue does not have."""
+        if exclude_offers is None:
+            return None
+        if isinstance(exclude_offers, (str, bytes)):
+            raise ValueError("exclude_offers: expected a list of offer ids, got a string")
+        index = {oid: i for i, oid in enumerate(self._offer_ids)}
+        allowed = np.ones(len(self._offer_ids), dtype=bool)
+        for i, oid in enumerate(exclude_offers):
+            j = index.get(oid) if isinstance(oid, str) else None
+            if j is None:
+                raise ValueError(f"exclude_offers[{i}]: unknown offer id {oid!r}; expected "
+                                 f"one of {list(self._offer_ids)}")
+            allowed[j] = False
+        if not allowed.any():
+            raise ValueError("exclude_offers: excludes every offer of the catalogue")
+        return allowed
+
+    def check_request(self, user: str, *, events: Sequence[Any] | None = None,
+                      k: int | None = None, candidates: Any = None,
+                      exclude_offers: Sequence[str] | None = None, now: float | None = None
+                      ) -> np.ndarray | None:
+        """Checks what decide would reject about a request's events, recommendation and
+        exclusions, changing nothing (``user`` is the pseudonym). Returns the offer mask
+        of the exclusions (None: none). ValueError naming the field."""
+        if events is not None:
+            if self.features is None:
+                raise ValueError("events: this engine has no feature store to add them to")
+            self.features.add_all([self._as_event(ev, user) for ev in events], now=now,
+                                  check_only=True)
+        if self.recommender is not None:
+            self.recommender.check_request(k, candidates)
+        else:
+            if k is not None:
+                raise ValueError("k: this engine has no item recommender")
+            if candidates is not None:
+                raise ValueError("candidates: this engine has no item recommender")
+        return self.offer_mask(exclude_offers)
+
+    def _checkpoint(self, uh: str, events: Sequence[Any] | None) -> tuple[Any, int | None]:
+        """What a failed decide must put back: the user's feature history (when events
+        are added) and the exploration head's draw counter."""
+        feats = (self.features.checkpoint([uh])
+                 if events and self.features is not None else None)
+        ex = getattr(self.recommender, "explorer", None)
+        return feats, None if ex is None else ex.draws
+
+    def _rollback(self, saved: tuple[Any, int | None]) -> None:
+        feats, draws = saved
+        if feats is not None:
+            self.features.rollback(feats)
+        if draws is not None:
+            self.recommender.explorer.draws = draws
 
     @staticmethod
     def _cost_of_goods(basket: Basket) -> float:
@@ -531,7 +647,8 @@ class Engine:
                 probs: np.ndarray | None, mask: np.ndarray, max_cost: float, paid_total: float,
                 list_total: float, expected_cost: float, metric: float, cost_total: float,
                 items: np.ndarray | None, item_probs: np.ndarray | None,
-                now: float, lead_cut: float = math.nan) -> Decision:
+                now: float, lead_cut: float = math.nan,
+                defer_activation: bool = False) -> Decision:
         arm = int(arm)
         if probs is not None and not self._traits.closed_form:
             # One estimate for both: the propensity is the logged distribution's, so the
@@ -546,10 +663,10 @@ class Engine:
             expected_cost=expected_cost,
             discount_cost=self.ledger.purchase_discount(arm, max_cost),
             paid_total=paid_total, list_total=list_total, cost_total=cost_total,
-            lead_cut=lead_cut)
+            lead_cut=lead_cut, activated=not defer_activation, fair_metric=metric)
         self._pending.add(rec)
         self.ledger.reserve(uh, arm, max_cost, expected_cost, now)
-        if self.fairness is not None:
+        if self.fairness is not None and not defer_activation:
             self.fairness.record(group, metric)
         self.stats["decisions"] += 1
         return Decision(rec.id, uh, group, rec.offer, self._offer_ids[rec.offer], rec.propensity,
@@ -558,7 +675,9 @@ class Engine:
     def decide_batch(self, users: Sequence[Any], *, contexts: Any = None,
                      baskets: Sequence[Basket], groups: Sequence[str] | None = None,
                      now: float | None = None, n_threads: int = 1,
-                     explain: bool = False) -> list[Decision]:
+                     explain: bool = False,
+                     exclude_offers: Sequence[Sequence[str] | None] | None = None,
+                     defer_activation: Sequence[bool] | None = None) -> list[Decision]:
         """Decisions for many requests at once (offline and batch serving).
 
         Equivalent to calling decide for each row in order with the same `now`, except
@@ -568,9 +687,16 @@ class Engine:
         caps the rows before them used up, are decided again with those offers masked.
         explain: compute every row's explanation, as decide does (row i is the policy's
         decision number t + i of the batch; a row decided again is explained again).
+
+        exclude_offers, defer_activation: per row, as decide's (None: none excluded,
+        activated at once).
         """
         now = time.time() if now is None else float(now)
         n = len(users)
+        allowed = self._batch_offer_masks(exclude_offers, n)
+        if defer_activation is not None and len(defer_activation) != n:
+            raise ValueError(f"defer_activation: expected {n} flags (one per user), got "
+                             f"{len(defer_activation)}")
         if len(baskets) != n:
             raise ValueError(f"baskets: expected {n} baskets (one per user), got {len(baskets)}")
         groups = [""] * n if groups is None else list(groups)
@@ -589,7 +715,8 @@ class Engine:
                 xs = None
             qb = self.catalogue.quote_batch(baskets, now)
             costs = qb.discount_cost
-            masks, biases, expected, metric = self._levers(uhs, groups, costs, qb.eligible,
+            eligible = qb.eligible if allowed is None else qb.eligible & allowed
+            masks, biases, expected, metric = self._levers(uhs, groups, costs, eligible,
                                                            qb.list_total, now)
             pends: list[Any] | None = None
             if explain or self.config.keep_explanations:
@@ -633,7 +760,8 @@ class Engine:
                     float(qb.paid_total[i, arm]), float(qb.list_total[i]),
                     float(expected[i, arm]), float(metric[i, arm]),
                     self._cost_of_goods(baskets[i]), None, None, now,
-                    lead_cut=math.nan if quotes is None else float(quotes[i, arm, 2]))
+                    lead_cut=math.nan if quotes is None else float(quotes[i, arm, 2]),
+                    defer_activation=bool(defer_activation[i]) if defer_activation else False)
                 if pends is not None:
                     e = _explain.finish(self, pends[i], d.id, d.offer, d.propensity,
                                         d.policy_version)
@@ -654,6 +782,24 @@ class Engine:
             caps = self.caps.mask(uh, now, self.ledger.discounted, costs)
             mask = caps if mask is None else mask & caps
         return mask
+
+    def _batch_offer_masks(self, exclude_offers: Sequence[Sequence[str] | None] | None,
+                           n: int) -> np.ndarray | None:
+        """(n, K) offer masks of per-row exclusions (None: no row excludes anything)."""
+        if exclude_offers is None:
+            return None
+        if len(exclude_offers) != n:
+            raise ValueError(f"exclude_offers: expected {n} rows (one per user), got "
+                             f"{len(exclude_offers)}")
+        out = np.ones((n, len(self._offer_ids)), dtype=bool)
+        for i, ex in enumerate(exclude_offers):
+            try:
+                m = self.offer_mask(ex)
+            except ValueError as exc:
+                raise ValueError(f"requests[{i}].{exc}") from None
+            if m is not None:
+                out[i] = m
+        return out
 
     # --- feedback -----------------------------------------------------------------------
     def feedback(self, decision_id: str, event_id: str, *, clicked: bool = False,
@@ -716,6 +862,10 @@ class Engine:
                     self.stats["coupons_redeemed"] += 1
                 self.stats["late"] += 1
                 return FeedbackResult("late", decision_id)
+            if not rec.activated:
+                raise ValueError(f"decision_id: {decision_id} was decided with "
+                                 "defer_activation and is not activated; activate it (the "
+                                 "offer was shown) before sending its feedback")
             if event_id in rec.events:
                 self.stats["duplicate"] += 1
                 return FeedbackResult("duplicate", decision_id)
@@ -783,6 +933,43 @@ class Engine:
                              rec.propensity, rec.version, rec.created, rec.paid_total,
                              rec.max_cost, rec.items, rec.item_probs), rec.request)
 
+    def activate(self, decision_id: str, now: float | None = None) -> FeedbackResult:
+        """Confirms that a decision made with ``defer_activation`` was shown: from now on
+        it is learnt from like any other (its fairness metric is recorded now).
+
+        Status: "activated"; "duplicate" (already active, or decided without deferral:
+        nothing changes); "late" (already finalised: a deferred decision whose wait
+        passed without activation was dropped, and stays dropped); "unknown".
+        """
+        if not isinstance(decision_id, str) or not decision_id:
+            raise ValueError(f"decision_id: expected a non-empty string, got {decision_id!r}")
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            self._expire(now)  # an activation after the wait comes too late
+            rec = self._pending.get(decision_id)
+            if rec is None:
+                status = "late" if decision_id in self._finalised else "unknown"
+                return FeedbackResult(status, decision_id)
+            if rec.activated:
+                return FeedbackResult("duplicate", decision_id)
+            rec.activated = True
+            if self.fairness is not None:
+                self.fairness.record(rec.group, rec.fair_metric)
+            self.stats["activated"] = self.stats.get("activated", 0) + 1
+            return FeedbackResult("activated", decision_id)
+
+    def _drop_unactivated(self, rec: PendingDecision, now: float) -> float:
+        """A deferred decision never activated within the wait: not shown, so never learnt
+        from and not logged; its reservation and cap slot are released."""
+        self._pending.remove(rec)
+        self.ledger.release(rec, now)
+        self.stats["not_activated"] = self.stats.get("not_activated", 0) + 1
+        if self.config.remember_finalised > 0:
+            self._finalised[rec.id] = rec.events
+            while len(self._finalised) > self.config.remember_finalised:
+                self._finalised.popitem(last=False)
+        return 0.0
+
     def pending_created_at(self, decision_id: str) -> float | None:
         """When a pending decision was made (unix seconds), or None if it is not pending."""
         rec = self._pending.get(decision_id)
@@ -802,6 +989,8 @@ class Engine:
     def _finalise(self, rec: PendingDecision, now: float, *, purchased: bool,
                   revenue: float | None = None, cost_of_goods: float | None = None,
                   discount: float | None = None, defaulted: bool = False) -> float:
+        if not rec.activated:
+            return self._drop_unactivated(rec, now)
         self._pending.remove(rec)
         paid = rec.paid_total if revenue is None else revenue
         cogs = rec.cost_total if cost_of_goods is None else cost_of_goods
@@ -947,12 +1136,58 @@ class Engine:
             if self.objective is not None:
                 ameta, aarrays = self._awaiting_columns()
                 s["objective_state"]["awaiting_pending"] = {**ameta, "arrays": aarrays}
+            parts = self._part_columns()
         s["pending"] = {**meta, "arrays": arrays}
+        for name, cols in parts.items():
+            s[name] = None if cols is None else {**cols[0], "arrays": cols[1]}
         return s
 
     def _awaiting_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return PendingStore([a.rec for a in self._awaiting.values()]).to_columns(
             len(self.catalogue))
+
+    # The feature store's and the recommender's state ride in the engine's state as two
+    # more parts, "features" and "recommender" (None when the engine has none), each a
+    # JSON-able header with its arrays (prefixes "f_" and "r_" in the .npz). A state
+    # written before these parts existed has neither key: it loads as empty parts.
+    _PARTS = (("features", "f_"), ("recommender", "r_"))
+
+    def _part_columns(self) -> dict[str, tuple[dict[str, Any], dict[str, np.ndarray]] | None]:
+        """(header, arrays) of the feature store and the recommender (call under the lock)."""
+        return {"features": None if self.features is None else self.features.to_columns(),
+                "recommender": (None if self.recommender is None
+                                else self.recommender.to_columns())}
+
+    def _prepare_parts(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The saved feature store and recommender, checked against this engine's, without
+        changing anything (ValueError naming the part)."""
+        out: dict[str, Any] = {}
+        for name, _ in self._PARTS:
+            saved = state.get(name)
+            obj = getattr(self, name)
+            if saved is not None and obj is None:
+                raise ValueError(f"{name}: the saved engine has one, this engine has none")
+            if obj is None or saved is None:
+                out[name] = None
+                continue
+            if not hasattr(obj, "prepare_columns"):
+                raise ValueError(f"{name}: {type(obj).__name__} cannot load a saved state")
+            meta = {k: v for k, v in saved.items() if k != "arrays"}
+            out[name] = obj.prepare_columns(meta, saved.get("arrays", {}))
+        return out
+
+    def _install_parts(self, prepared: dict[str, Any]) -> None:
+        for name, _ in self._PARTS:
+            obj = getattr(self, name)
+            if obj is None:
+                continue
+            if prepared[name] is None:
+                # An older state without the part: the feature store starts empty; the
+                # recommender keeps what it was built with (that state had none).
+                if name == "features" and hasattr(obj, "install_columns"):
+                    obj.install_columns(({}, 0))
+                continue
+            obj.install_columns(prepared[name])
 
     def _state_header(self) -> dict[str, Any]:
         """Everything but the pending decisions (call under the lock)."""
@@ -1016,7 +1251,9 @@ class Engine:
                     raise ValueError("floor: differs in whether a conversion floor is set")
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise ValueError(f"objective_state: unreadable ({exc!r})") from exc
+        parts = self._prepare_parts(state)
         with self._lock:
+            self._install_parts(parts)
             self.policy.load_state_dict(state["policy"])
             self._counter = int(state["counter"])
             self.ledger.load_state_dict(state)
@@ -1047,10 +1284,16 @@ class Engine:
             if self.objective is not None:
                 ameta, aarrays = self._awaiting_columns()
                 s["objective_state"]["awaiting_pending"] = ameta
+            parts = self._part_columns()
         s["pending"] = meta
         arrays = {f"p_{k}": v for k, v in pending.items()}
         if self.objective is not None:
             arrays.update({f"a_{k}": v for k, v in aarrays.items()})
+        for name, prefix in self._PARTS:
+            cols = parts[name]
+            s[name] = None if cols is None else cols[0]
+            if cols is not None:
+                arrays.update({f"{prefix}{k}": v for k, v in cols[1].items()})
         policy_arrays = s["policy"].pop("arrays")
         arrays.update({f"policy_{k}": v for k, v in policy_arrays.items()})
         return s, arrays
@@ -1084,6 +1327,10 @@ class Engine:
             if "objective_state" in s:
                 s["objective_state"]["awaiting_pending"]["arrays"] = {
                     k[2:]: v for k, v in arrays.items() if k.startswith("a_")}
+            for name, prefix in self._PARTS:
+                if s.get(name) is not None:
+                    s[name]["arrays"] = {k[len(prefix):]: v for k, v in arrays.items()
+                                         if k.startswith(prefix)}
         except (ValueError, OSError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state: unreadable engine state ({exc})") from exc
         self.load_state_dict(s)

@@ -7,7 +7,8 @@ buffers of at most 2 x (max_events_per_user + 1) rows of 29 bytes (five NumPy co
 the slack makes compaction amortised O(1)), so at most 60 kB at the default 1024, plus
 about 1 kB of fixed state (Python objects, array headers); events older than every
 window are folded into five all-time aggregates. The store holds one entry per user
-seen (``drop_user`` forgets one). The batch path applies the same cap: the windowed and
+seen (``drop_user`` forgets one), or at most about ``max_users`` of them when given
+(``evict`` forgets the least recently updated ones). The batch path applies the same cap: the windowed and
 session statistics of a user come from at most their latest ``max_events_per_user``
 events at or before ``now``; older events still count in the recencies and the
 all-time discount statistics.
@@ -25,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_range
+from .._validation import check_int, check_range
 from ..events import EVENT_NAMES, N_EVENT_TYPES, PURCHASE
 from ._stats import _MAX_UNITS, _finish, _statistics_one
 from .batch import COLUMNS, _check_now, _columns, _event_code, _validated, cold_start_vector
 from .config import FeatureConfig, _config
+
+# How far past max_users the store may grow before evict() trims it back (a fraction).
+EVICTION_SLACK = 0.05
 
 
 class LateEventError(ValueError):
@@ -52,7 +56,7 @@ class _History:
     """One user's events in time order (ties in arrival order) plus folded aggregates."""
 
     __slots__ = ("cat", "depth_units", "disc_u", "hi", "last_purchase_ts", "last_ts", "lo",
-                 "max_ts", "n_discounted", "n_purchases", "price_u", "t", "typ")
+                 "max_ts", "n_discounted", "n_purchases", "price_u", "seen", "t", "typ")
 
     def __init__(self, capacity: int) -> None:
         self.t = np.empty(capacity)
@@ -69,6 +73,7 @@ class _History:
         self.n_purchases = 0
         self.n_discounted = 0
         self.depth_units = 0
+        self.seen = 0  # the store's update counter at this user's latest event (eviction)
 
     def columns(self) -> tuple[np.ndarray, ...]:
         return (self.t, self.typ, self.cat, self.price_u, self.disc_u)
@@ -113,6 +118,13 @@ class _History:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.columns())
 
+    def copy(self) -> _History:
+        out = _History.__new__(_History)
+        for name in self.__slots__:
+            v = getattr(self, name)
+            setattr(out, name, v.copy() if isinstance(v, np.ndarray) else v)
+        return out
+
 
 class FeatureStore:
     """Incremental behaviour features for serving: add events one at a time, read vectors.
@@ -136,8 +148,14 @@ class FeatureStore:
     Memory: see the module docstring (bounded per user; one entry per user seen).
     """
 
-    def __init__(self, config: FeatureConfig | None = None) -> None:
+    def __init__(self, config: FeatureConfig | None = None, *,
+                 max_users: int | None = None) -> None:
+        """max_users: users kept at most after ``evict`` (None: no bound). The store may
+        hold up to ``EVICTION_SLACK`` more than that between two evictions, so that each
+        eviction pass (O(users log users)) is amortised over many new users."""
         self.config = _config(config)
+        self.max_users = None if max_users is None else check_int("max_users", max_users, 1)
+        self._tick = 0  # updates so far: the recency order of the users
         self._users: dict[Hashable, _History] = {}
         self._cold = cold_start_vector(self.config)
         self._cold.setflags(write=False)
@@ -166,6 +184,20 @@ class FeatureStore:
         """Bytes held by the event rows of all users (excluding per-object overhead)."""
         return sum(h.nbytes() for h in self._users.values())
 
+    def evict(self) -> int:
+        """Forgets the least recently updated users beyond ``max_users``, once the store
+        holds more than ``max_users * (1 + EVICTION_SLACK)`` (amortised); returns how many
+        were forgotten. Callers that add events call it after the change is committed (a
+        rolled-back change never evicts anyone)."""
+        m = self.max_users
+        n = len(self._users)
+        if m is None or n <= m + int(m * EVICTION_SLACK):
+            return 0
+        order = sorted(self._users.items(), key=lambda kv: kv[1].seen)
+        for u, _ in order[:n - m]:
+            del self._users[u]
+        return n - m
+
     def drop_user(self, user: Hashable) -> bool:
         """Forgets a user (e.g. an erasure request); True if the user was held."""
         return self._users.pop(user, None) is not None
@@ -182,6 +214,18 @@ class FeatureStore:
         non-finite timestamp or an unhashable user raises ValueError naming the field; an
         event older than the reorder tolerance raises LateEventError.
         """
+        user, h, code, cat, t, price_u, disc_u = self._parse(event)
+        if h is not None and t < h.max_ts - self.config.reorder_tolerance_seconds:
+            raise LateEventError(
+                f"timestamp: event at {t!r} is {h.max_ts - t:g} s older than this user's latest "
+                f"event, beyond reorder_tolerance_seconds="
+                f"{self.config.reorder_tolerance_seconds:g}")
+        self._insert(h, user, code, cat, t, price_u, disc_u)
+
+    def _parse(self, event: Event | Mapping[str, Any]
+               ) -> tuple[Hashable, _History | None, int, int, float, int, int]:
+        """(user, the user's history or None, code, category, timestamp, price units,
+        discount units) of one event, every field checked (not the lateness)."""
         if isinstance(event, Event):
             user, etype, cat, price, disc, ts = (event.user, event.event, event.category,
                                                  event.price, event.discount, event.timestamp)
@@ -215,13 +259,45 @@ class FeatureStore:
         disc_f = disc if type(disc) is float and 0.0 <= disc <= 1.0 else \
             check_range("discount", disc, 0.0, 1.0)
         t = ts if type(ts) is float and math.isfinite(ts) else check_range("timestamp", ts)
-        if h is not None and t < h.max_ts - cfg.reorder_tolerance_seconds:
-            raise LateEventError(
-                f"timestamp: event at {t!r} is {h.max_ts - t:g} s older than this user's latest "
-                f"event, beyond reorder_tolerance_seconds={cfg.reorder_tolerance_seconds:g}")
         # Python's round and np.rint both round half to even: the batch path's units.
-        self._insert(h, user, code, int(cat), t, round(price_f / cfg.money_unit),
-                     round(disc_f / cfg.discount_unit))
+        return (user, h, code, int(cat), float(t), round(price_f / cfg.money_unit),
+                round(disc_f / cfg.discount_unit))
+
+    def add_all(self, events: Sequence[Event | Mapping[str, Any]], *,
+                now: float | None = None, check_only: bool = False) -> int:
+        """Adds several events, all or none: every event is checked (fields, lateness
+        against its user's latest event including the ones before it in ``events``)
+        before the first is added. ``now`` (seconds): events stamped later than ``now +
+        reorder_tolerance_seconds`` are refused (``timestamp``), so that no event can
+        move a user's history so far ahead that ``vector(user, now)`` fails for the
+        times a service will ask about. check_only: check, add nothing. Returns the
+        number of events (ValueError / LateEventError naming the event's index and field)."""
+        tol = self.config.reorder_tolerance_seconds
+        if now is not None:
+            now = _check_now(now)
+        parsed = []
+        latest: dict[Hashable, float] = {}
+        for i, ev in enumerate(events):
+            try:
+                user, h, code, cat, t, pu, du = self._parse(ev)
+            except LateEventError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"events[{i}].{exc}") from None
+            if now is not None and t > now + tol:
+                raise ValueError(f"events[{i}].timestamp: expected at most now + "
+                                 f"reorder_tolerance_seconds = {now + tol!r}, got {t!r}")
+            m = latest.get(user, -math.inf if h is None else h.max_ts)
+            if t < m - tol:
+                raise LateEventError(f"events[{i}].timestamp: event at {t!r} is {m - t:g} s "
+                                     f"older than this user's latest event, beyond "
+                                     f"reorder_tolerance_seconds={tol:g}")
+            latest[user] = max(m, t)
+            parsed.append((user, code, cat, t, pu, du))
+        if not check_only:
+            for user, code, cat, t, pu, du in parsed:
+                self._insert(self._users.get(user), user, code, cat, t, pu, du)
+        return len(parsed)
 
     def _insert(self, h: _History | None, user: Hashable, code: int, cat: int, t: float,
                 price_u: int, disc_u: int) -> None:
@@ -229,6 +305,8 @@ class FeatureStore:
         cfg = self.config
         if h is None:
             h = self._users[user] = _History(min(8, self._capacity))
+        self._tick += 1
+        h.seen = self._tick
         if h.hi == h.t.shape[0]:
             h.make_room(self._capacity)
         lo, hi = h.lo, h.hi
@@ -281,6 +359,120 @@ class FeatureStore:
                                           price_u.tolist(), disc_u.tolist(), strict=True):
             self._insert(self._users.get(u), u, code, c, ti, pu, du)
 
+    # --- state --------------------------------------------------------------------------------
+    # The store's state is a JSON-able header and named arrays, like the engine's (it is
+    # part of the engine's state bytes, arrays prefixed "f_"): only the live rows and the
+    # folded aggregates are kept, so a state is the same bytes whatever the buffers'
+    # capacities were (a replayed store and a loaded one serialise identically).
+    def to_columns(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(header, arrays): header ``config`` (the FeatureConfig's fields) and ``users``
+        (ids in insertion order; str or int only); arrays, one row per user: ``n_rows``
+        (live events), ``max_ts``, ``last_ts``, ``last_purchase_ts`` (float64),
+        ``n_purchases``, ``n_discounted``, ``depth_units`` (int64); and the live events
+        of every user, concatenated in user order: ``t``, ``typ``, ``cat``, ``price_u``,
+        ``disc_u``."""
+        users = list(self._users)
+        for u in users:
+            if type(u) not in (str, int):
+                raise ValueError(f"user: only str or int user ids can be saved, got "
+                                 f"{type(u).__name__}")
+        hs = [self._users[u] for u in users]
+        meta = {"config": _config_dict(self.config), "users": users, "tick": self._tick}
+        arrays: dict[str, np.ndarray] = {
+            "n_rows": np.array([h.hi - h.lo for h in hs], dtype=np.int64)}
+        for name in ("max_ts", "last_ts", "last_purchase_ts"):
+            arrays[name] = np.array([getattr(h, name) for h in hs], dtype=np.float64)
+        for name in ("n_purchases", "n_discounted", "depth_units", "seen"):
+            arrays[name] = np.array([getattr(h, name) for h in hs], dtype=np.int64)
+        for name, dtype in (("t", np.float64), ("typ", np.int8), ("cat", np.int32),
+                            ("price_u", np.int64), ("disc_u", np.int64)):
+            parts = [getattr(h, name)[h.lo:h.hi] for h in hs]
+            arrays[name] = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+        return meta, arrays
+
+    def load_columns(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restores what to_columns wrote; everything is checked (the configuration must
+        be this store's) before anything changes (ValueError naming the part)."""
+        self.install_columns(self.prepare_columns(meta, arrays))
+
+    def install_columns(self, prepared: Any) -> None:
+        """Replaces the store's users with what ``prepare_columns`` returned."""
+        self._users, self._tick = prepared
+
+    def prepare_columns(self, meta: dict[str, Any], z: dict[str, np.ndarray]
+                        ) -> Any:
+        """The users of a saved state, checked, without changing the store (for a caller
+        that restores several parts all or none; see ``install_columns``)."""
+        try:
+            saved_cfg = meta["config"]
+            users = list(meta["users"])
+            n_rows = np.asarray(z["n_rows"], dtype=np.int64)
+            cols = {name: np.asarray(z[name]) for name in (
+                "max_ts", "last_ts", "last_purchase_ts", "n_purchases", "n_discounted",
+                "depth_units", "t", "typ", "cat", "price_u", "disc_u")}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"features: unreadable feature store state ({exc!r})") from None
+        if saved_cfg != _config_dict(self.config):
+            raise ValueError("features: the saved feature store has another FeatureConfig "
+                             f"({saved_cfg}) than this one ({_config_dict(self.config)})")
+        n = len(users)
+        # States written before eviction existed have no "seen" and no "tick".
+        seen = np.asarray(z["seen"], dtype=np.int64) if "seen" in z else np.zeros(n, np.int64)
+        tick = int(meta.get("tick", 0))
+        if seen.shape != (n,):
+            raise ValueError(f"features: seen has shape {seen.shape}, expected ({n},)")
+        total = int(n_rows.sum()) if n else 0
+        if n_rows.shape != (n,) or (n and (n_rows.min() < 0
+                                           or n_rows.max() > self.config.max_events_per_user)):
+            raise ValueError("features: n_rows does not match the users")
+        for name in ("max_ts", "last_ts", "last_purchase_ts", "n_purchases", "n_discounted",
+                     "depth_units"):
+            if cols[name].shape != (n,):
+                raise ValueError(f"features: {name} has shape {cols[name].shape}, expected ({n},)")
+        for name in ("t", "typ", "cat", "price_u", "disc_u"):
+            if cols[name].shape != (total,):
+                raise ValueError(f"features: {name} has shape {cols[name].shape}, "
+                                 f"expected ({total},)")
+        if len(set(users)) != n or any(type(u) not in (str, int) for u in users):
+            raise ValueError("features: users must be distinct str or int ids")
+        out: dict[Hashable, _History] = {}
+        start = 0
+        for i, u in enumerate(users):
+            m = int(n_rows[i])
+            h = _History(max(min(8, self._capacity), min(self._capacity, m)))
+            for name in ("t", "typ", "cat", "price_u", "disc_u"):
+                getattr(h, name)[:m] = cols[name][start:start + m]
+            h.lo, h.hi = 0, m
+            h.max_ts = float(cols["max_ts"][i])
+            h.last_ts = float(cols["last_ts"][i])
+            h.last_purchase_ts = float(cols["last_purchase_ts"][i])
+            h.n_purchases = int(cols["n_purchases"][i])
+            h.n_discounted = int(cols["n_discounted"][i])
+            h.depth_units = int(cols["depth_units"][i])
+            h.seen = int(seen[i])
+            out[u] = h
+            start += m
+        return out, tick
+
+    def checkpoint(self, users: Sequence[Hashable]) -> tuple[int, dict[Hashable, Any]]:
+        """Copies of these users' histories (None: not held) and the update counter, for
+        ``rollback``: a caller that adds events and then fails can put the store back
+        exactly as it was (events of other users must not be added in between)."""
+        out: dict[Hashable, _History | None] = {}
+        for u in users:
+            h = self._users.get(u)
+            out[u] = None if h is None else h.copy()
+        return self._tick, out
+
+    def rollback(self, saved: tuple[int, dict[Hashable, Any]]) -> None:
+        """Restores the users of a ``checkpoint`` (and forgets those it did not hold)."""
+        self._tick, users = saved
+        for u, h in users.items():
+            if h is None:
+                self._users.pop(u, None)
+            else:
+                self._users[u] = h
+
     def vector(self, user: Hashable, now: float) -> np.ndarray:
         """(d,) float64 features of ``user`` at ``now`` (seconds); the cold-start vector for
         an unknown user. ValueError if now is more than the reorder tolerance before the
@@ -306,6 +498,12 @@ class FeatureStore:
         for i, u in enumerate(users):
             out[i] = self.vector(u, now)
         return out
+
+
+def _config_dict(config: FeatureConfig) -> dict[str, Any]:
+    """The FeatureConfig as JSON values (tuples as lists), as a saved state holds it."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(config).items()}
 
 
 __all__ = ["Event", "FeatureStore", "LateEventError"]

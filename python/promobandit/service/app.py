@@ -6,6 +6,9 @@ Routes (all JSON; see README.md in this folder):
 POST /v1/decide            one decision (user, context, basket, group)
 POST /v1/decide/batch      several decisions as one moment
 POST /v1/feedback          a click / purchase / coupon redemption for a decision
+POST /v1/activate          confirm a decision made with defer_activation was shown
+POST /v1/events            behaviour events of a user (with a feature store)
+POST /v1/items             change or append rows of the item table (with a recommender)
 GET  /v1/offers            the offer catalogue
 GET  /v1/policy            policy version and per-offer statistics, engine counters, budget,
                            fairness gap, log position
@@ -125,6 +128,9 @@ class WriteRoutes:
         self.routes: dict[str, Callable[[bytes], Awaitable[tuple[int, bytes]]]] = {
             "/v1/decide": self.decide, "/v1/decide/batch": self.decide_batch,
             "/v1/feedback": self.feedback}
+        # feature parity: deferred activation and events without a decision
+        self.routes.update({"/v1/activate": self.activate, "/v1/events": self.events,
+                            "/v1/items": self.items})
 
     async def _write(self, model: type[BaseModel], body: bytes,
                      prepare: Callable[[Any], Any], apply: Callable[[Any], tuple[Any, int]],
@@ -173,6 +179,27 @@ class WriteRoutes:
                                  svc.apply_feedback,
                                  lambda r: {"status": r.status, "decision_id": r.decision_id,
                                             "reward": r.reward})
+
+
+    async def activate(self, body: bytes) -> tuple[int, bytes]:
+        svc = self.service
+        assert self.s.ActivateRequest is not None
+        return await self._write(self.s.ActivateRequest, body, svc.prepare_activate,
+                                 svc.apply_activate,
+                                 lambda r: {"status": r.status, "decision_id": r.decision_id})
+
+    async def events(self, body: bytes) -> tuple[int, bytes]:
+        svc = self.service
+        assert self.s.EventsRequest is not None
+        return await self._write(self.s.EventsRequest, body, svc.prepare_events,
+                                 svc.apply_events, lambda n: {"status": "recorded", "events": n})
+
+
+    async def items(self, body: bytes) -> tuple[int, bytes]:
+        svc = self.service
+        assert self.s.ItemsRequest is not None
+        return await self._write(self.s.ItemsRequest, body, svc.prepare_items,
+                                 svc.apply_items, lambda n: {"status": "updated", "items": n})
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -394,6 +421,14 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
                 "Decide several requests as one moment")
     write_route("/v1/feedback", s.FeedbackRequest, out.FeedbackResponse,
                 "Report what the shopper did after a decision")
+    assert s.ActivateRequest is not None and s.EventsRequest is not None
+    write_route("/v1/activate", s.ActivateRequest, out.ActivateResponse,
+                "Confirm that a decision made with defer_activation was shown")
+    write_route("/v1/events", s.EventsRequest, out.EventsResponse,
+                "Add behaviour events of a user (no decision)")
+    assert s.ItemsRequest is not None
+    write_route("/v1/items", s.ItemsRequest, out.ItemsResponse,
+                "Change or append rows of the recommender's item table")
 
     offers_body = orjson.dumps(service.catalogue.to_dict())
 
@@ -436,7 +471,10 @@ def create_app(service: DecisionService, *, manage_lifecycle: bool = True) -> Fa
             doc = get_openapi(title=app.title, version=app.version,
                               description=app.description, routes=app.routes)
             comps = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (s.DecideRequest, s.DecideBatchRequest, s.FeedbackRequest):
+            for model in (s.DecideRequest, s.DecideBatchRequest, s.FeedbackRequest,
+                          s.ActivateRequest, s.EventsRequest, s.ItemsRequest):
+                if model is None:
+                    continue
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 comps.update(js.pop("$defs", {}))
                 comps[model.__name__] = js

@@ -15,6 +15,9 @@ Sections and keys (every one optional; the defaults are the embedded configurati
                   ``[engine.budget]`` (absent: no budget), ``[engine.fairness]`` (absent: off)
 ``[storage]``     kind, dir, fsync, snapshot_interval_seconds, snapshot_every_events,
                   snapshots_kept, decision_log
+``[features]``    the feature store (absent: none); the keys of FeatureConfig
+``[recommender]`` the item recommender (absent: none): items (an .npz file), k,
+                  temperature, history_length, max_users, ``[recommender.exploration]``
 
 Secrets come from the environment when set there: ``PROMOBANDIT_PRIVACY_KEY`` replaces
 ``privacy.key`` and ``PROMOBANDIT_API_KEY`` replaces ``server.api_key`` (so that neither
@@ -46,7 +49,8 @@ from typing import Any
 
 from .._toml import load_toml, parse_toml_value
 from ..constraints import BudgetConfig, FairnessConfig, UserCapsConfig
-from ..engine import EngineConfig
+from ..engine import EngineConfig, ExplorationConfig
+from ..features import FeatureConfig
 from ..policies import POLICIES
 
 PRIVACY_KEY_ENV = "PROMOBANDIT_PRIVACY_KEY"
@@ -187,6 +191,12 @@ class ServiceConfig:
     expire_every_seconds: float
     storage: StorageConfig
     source: str = "<embedded default>"
+    # The engine's feature store and item recommender (None: not served).
+    features: FeatureConfig | None = None
+    recommender: RecommenderServiceConfig | None = None
+    # [features] max_users: users the feature store keeps (least recently updated
+    # forgotten first, see FeatureStore.evict).
+    features_max_users: int = 1_000_000
 
 
 # Engine keys of the [engine] table (besides the sub-tables), with their types.
@@ -399,7 +409,7 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     data = with_environment(_table("config", data), env)
     _unknown("", data, {"server", "limits", "privacy", "catalogue", "policy", "engine",
-                        "storage"})
+                        "storage", "features", "recommender"})
     server = _dataclass_from("server", ServerConfig, _table("server", data.get("server", {})))
     if env.get(API_KEY_ENV):
         server = dataclasses.replace(server, api_key=env[API_KEY_ENV])
@@ -437,9 +447,12 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
     _limit_checks("storage", storage, {"snapshot_every_events": (1, 2**62),
                                        "snapshots_kept": (2, 1000)})
     storage = dataclasses.replace(storage, dir=str(base / storage.dir))
+    features, recommender = _parity_sections(data, base, policy)
+    fmax = data.get("features", {}).get("max_users", 1_000_000) if features else 1_000_000
     return ServiceConfig(server=server, limits=limits, privacy_key=key, catalogue_path=cat_path,
                          policy=policy, engine=engine, expire_every_seconds=expire,
-                         storage=storage, source=source)
+                         storage=storage, source=source, features=features,
+                         recommender=recommender, features_max_users=fmax)
 
 
 def load(path: str | os.PathLike[str] | None = None, *,
@@ -458,7 +471,140 @@ def fingerprint_data(cfg: ServiceConfig, catalogue: Any) -> dict[str, Any]:
     return {"catalogue": catalogue.to_dict(), "policy": cfg.policy.name,
             "n_features": cfg.policy.n_features,
             "settings": dict(sorted(cfg.policy.settings.items())),
-            "engine": dataclasses.asdict(cfg.engine)}
+            "engine": dataclasses.asdict(cfg.engine), **_parity_fingerprint(cfg)}
+
+
+# --- the feature store and the item recommender ([features], [recommender]) --------------
+
+# Arrays of a recommender items file (.npz): required, then optional.
+ITEM_ARRAYS = ("embeddings", "categories", "unit_prices", "unit_costs")
+ITEM_OPTIONAL = ("item_bias",)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommenderServiceConfig:
+    """The engine's item recommender (promobandit.engine.ItemRecommender).
+
+    items: an .npz file with ``embeddings`` (N, d) float32, ``categories`` (N,) ints,
+        ``unit_prices`` and ``unit_costs`` (N,) currency, optionally ``item_bias`` (N,).
+        It seeds a new state folder; afterwards the item table is part of the engine's
+        state (snapshotted), and the state's table is the one served.
+    k: items recommended per request (a request's ``k`` overrides it, up to
+        ``limits.max_k``). temperature: softmax temperature of the item probabilities.
+    history_length: clicked items kept per user; max_users: users kept (least recently
+        seen forgotten first).
+    exploration: the Thompson head over the embeddings (None: off); seeded with
+        ``engine.seed``.
+    table: the arrays read from ``items`` (kept as ``arrays``, outside the dataclass
+        fields: not printed by ``serve --check``, not part of the fingerprint, since the
+        table is state).
+    """
+
+    items: str
+    k: int = 10
+    temperature: float = 1.0
+    history_length: int = 20
+    max_users: int = 1_000_000
+    exploration: ExplorationConfig | None = None
+    table: dataclasses.InitVar[Mapping[str, Any] | None] = None
+
+    def __post_init__(self, table: Mapping[str, Any] | None) -> None:
+        object.__setattr__(self, "arrays", dict(table or {}))
+
+
+def _features_section(table: Mapping[str, Any]) -> FeatureConfig:
+    names = {f.name for f in dataclasses.fields(FeatureConfig)}
+    _unknown("features", table, {*names, "max_users"})
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in table.items() if k != "max_users"}
+    for k, v in kwargs.items():
+        if isinstance(v, bool):
+            raise ValueError(f"features.{k}: expected a number, got {v!r}")
+    try:
+        return FeatureConfig(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"features.{exc}") from None
+
+
+def _recommender_section(table: Mapping[str, Any], base: Path) -> RecommenderServiceConfig:
+    import numpy as np
+
+    _unknown("recommender", table, {"items", "k", "temperature", "history_length",
+                                    "max_users", "exploration"})
+    if "items" not in table:
+        raise ValueError("recommender.items: required, the path of an .npz item table with "
+                         f"{list(ITEM_ARRAYS)}")
+    path = base / _check_type("recommender.items", table["items"], (str,))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: np.array(z[k]) for k in (*ITEM_ARRAYS, *ITEM_OPTIONAL) if k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"recommender.items: cannot read {path} as an .npz item table "
+                         f"({exc})") from None
+    missing = [k for k in ITEM_ARRAYS if k not in arrays]
+    if missing:
+        raise ValueError(f"recommender.items: {path} lacks the array {missing[0]!r}; expected "
+                         f"{list(ITEM_ARRAYS)}")
+    exploration = None
+    if "exploration" in table and table["exploration"] is not False:
+        ex = _table("recommender.exploration", table["exploration"])
+        exploration = _engine_part("recommender.exploration", ExplorationConfig, ex)
+    kwargs: dict[str, Any] = {}
+    for key, types in (("k", (int,)), ("temperature", (int, float)),
+                       ("history_length", (int,)), ("max_users", (int,))):
+        if key in table:
+            kwargs[key] = _check_type(f"recommender.{key}", table[key], types)
+    cfg = RecommenderServiceConfig(items=str(path), exploration=exploration, table=arrays,
+                                   **kwargs)
+    try:  # the recommender's own checks (shapes, prices, k <= N), errors named here
+        build_recommender(cfg, seed=0)
+    except ValueError as exc:
+        raise ValueError(f"recommender.{exc}") from None
+    return cfg
+
+
+def build_recommender(cfg: RecommenderServiceConfig, seed: int) -> Any:
+    """The ItemRecommender a [recommender] section describes."""
+    from ..engine import ItemRecommender
+
+    t = cfg.arrays  # type: ignore[attr-defined]
+    return ItemRecommender(t["embeddings"], t["categories"], t["unit_prices"], t["unit_costs"],
+                           k=cfg.k, temperature=cfg.temperature,
+                           history_length=cfg.history_length, max_users=cfg.max_users,
+                           exploration=cfg.exploration, item_bias=t.get("item_bias"),
+                           seed=seed)
+
+
+def _parity_sections(data: Mapping[str, Any], base: Path, policy: PolicyServiceConfig
+                     ) -> tuple[FeatureConfig | None, RecommenderServiceConfig | None]:
+    features = recommender = None
+    if "features" in data:
+        features = _features_section(_table("features", data["features"]))
+        max_users = data["features"].get("max_users", 1_000_000)
+        if _check_type("features.max_users", max_users, (int,)) < 1:
+            raise ValueError(f"features.max_users: expected an integer >= 1, got {max_users}")
+        if policy.n_features is not None and policy.n_features != features.dim:
+            raise ValueError(f"policy.n_features: the feature store gives {features.dim} "
+                             f"features (FeatureConfig.dim), got {policy.n_features}")
+    if "recommender" in data:
+        recommender = _recommender_section(_table("recommender", data["recommender"]), base)
+    return features, recommender
+
+
+def _parity_fingerprint(cfg: ServiceConfig) -> dict[str, Any]:
+    """The feature store's and recommender's settings, when configured (a state folder
+    without them keeps the fingerprint it had)."""
+    out: dict[str, Any] = {}
+    if cfg.features is not None:
+        out["features"] = {**dataclasses.asdict(cfg.features),
+                           "max_users": cfg.features_max_users}
+    if cfg.recommender is not None:
+        r = cfg.recommender
+        out["recommender"] = {"k": r.k, "temperature": r.temperature,
+                              "history_length": r.history_length, "max_users": r.max_users,
+                              "exploration": (None if r.exploration is None
+                                              else dataclasses.asdict(r.exploration))}
+    return out
 
 
 __all__ = [
@@ -466,9 +612,11 @@ __all__ = [
     "PRIVACY_KEY_ENV",
     "LimitsConfig",
     "PolicyServiceConfig",
+    "RecommenderServiceConfig",
     "ServerConfig",
     "ServiceConfig",
     "StorageConfig",
+    "build_recommender",
     "fingerprint_data",
     "from_dict",
     "is_loopback",

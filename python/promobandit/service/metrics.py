@@ -27,7 +27,8 @@ SYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 
 # Routes are labelled by their template; anything else is "other" (bounded cardinality).
 ROUTES = ("/v1/decide", "/v1/decide/batch", "/v1/feedback", "/v1/offers", "/v1/policy",
-          "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+          "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
+          "/v1/activate", "/v1/events", "/v1/items")
 
 
 class ServiceMetrics:
@@ -113,7 +114,7 @@ class _EngineCollector(Collector):
                                      "Engine counters from its state (survive restarts)",
                                      labels=["kind"])
         for k in ("decisions", "finalised", "defaulted", "late", "duplicate", "unknown",
-                  "purchases"):
+                  "purchases", "activated", "not_activated"):
             events.add_metric([k], float(stats.get(k, 0)))
         yield events
         yield CounterMetricFamily("promobandit_default_rewards",

@@ -30,6 +30,7 @@ Durability design (see README.md in this folder for the full argument):
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -47,9 +48,10 @@ import orjson
 from .._extras import require
 from ..engine import Decision, Engine, FeedbackResult
 from ..engine.accounting import ConflictError
+from ..features import FeatureStore
 from ..offers import Basket, Catalogue, default_catalogue
 from ..policies import make_policy
-from .config import ServiceConfig, fingerprint_data
+from .config import ServiceConfig, build_recommender, fingerprint_data
 from .journal import Journal
 from .metrics import ServiceMetrics
 from .storage import (
@@ -67,6 +69,10 @@ log = logging.getLogger("promobandit.service")
 KIND_DECIDE, KIND_DECIDE_BATCH, KIND_FEEDBACK, KIND_EXPIRE = 1, 2, 3, 4
 KIND_NAMES = {KIND_DECIDE: "decide", KIND_DECIDE_BATCH: "decide_batch",
               KIND_FEEDBACK: "feedback", KIND_EXPIRE: "expire"}
+# Feature parity (events, recommendations, deferred activation): numbered apart from the
+# kinds above so that other new kinds can take the next small numbers.
+KIND_ACTIVATE, KIND_EVENTS, KIND_ITEMS = 16, 17, 18
+KIND_NAMES.update({KIND_ACTIVATE: "activate", KIND_EVENTS: "events", KIND_ITEMS: "items"})
 
 # Every record payload starts with the engine time it was applied at (float64), followed by
 # the JSON of its inputs; the snapshot payload starts with the last such time.
@@ -140,12 +146,14 @@ class PreparedDecide:
 
     user: Pseudonym
     context: np.ndarray | None
-    basket: Basket
+    basket: Basket | None
     group: str
     payload: bytes
     decision_id: str = ""
     request_tag: str = ""
     explain: bool = False  # the request asked for the explanation (changes no state)
+    # events, recommendation and exclusions, deferred activation (see _parity_inputs)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -156,6 +164,7 @@ class PreparedBatch:
     groups: list[str]
     payload: bytes
     decision_ids: list[str] = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -194,8 +203,21 @@ def build_engine(cfg: ServiceConfig, catalogue: Catalogue, log_dir: str | None) 
     policy = make_policy(p.name, len(catalogue), p.n_features, seed=cfg.engine.seed,
                          backend=p.backend, **dict(p.settings))
     flush_rows = max(1, cfg.storage.snapshot_every_events * DECISION_LOG_BACKSTOP)
+    features, recommender = build_parity_parts(cfg)
     return ServiceEngine(catalogue, policy, cfg.engine, privacy_key=cfg.privacy_key,
-                         log_dir=log_dir, log_flush_rows=flush_rows)
+                         log_dir=log_dir, log_flush_rows=flush_rows, features=features,
+                         recommender=recommender)
+
+
+def build_parity_parts(cfg: ServiceConfig) -> tuple[Any, Any]:
+    """The feature store and the item recommender of ``[features]`` / ``[recommender]``
+    (None where a section is absent); the recommender's exploration is seeded with the
+    engine seed."""
+    features = (FeatureStore(cfg.features, max_users=cfg.features_max_users)
+                if cfg.features is not None else None)
+    recommender = (build_recommender(cfg.recommender, cfg.engine.seed)
+                   if cfg.recommender is not None else None)
+    return features, recommender
 
 
 def make_storage(cfg: ServiceConfig) -> Storage:
@@ -384,7 +406,8 @@ class DecisionService:
                 self.engine.preset_ids = [body["id"]] if "id" in body else []
                 d = self.engine.decide(Pseudonym(body["u"]),
                                        context=None if ctx is None else np.array(ctx, np.float64),
-                                       basket=_basket(body["b"]), group=body["g"], now=now)
+                                       basket=None if body["b"] is None else _basket(body["b"]),
+                                       group=body["g"], now=now, **_parity_kwargs(body))
                 if body.get("rq"):
                     self.engine.tag_request(d.id, body["rq"])
             elif kind == KIND_DECIDE_BATCH:
@@ -393,7 +416,14 @@ class DecisionService:
                 self.engine.decide_batch([Pseudonym(u) for u in body["us"]],
                                          contexts=None if xs is None else np.array(xs, np.float64),
                                          baskets=[_basket(b) for b in body["bs"]],
-                                         groups=body["gs"], now=now)
+                                         groups=body["gs"], now=now,
+                                         **_parity_batch_kwargs(body))
+            elif kind == KIND_ACTIVATE:
+                self.engine.activate(body["d"], now=now)
+            elif kind == KIND_EVENTS:
+                self.engine.record_events(Pseudonym(body["u"]), _events(body["ev"]), now=now)
+            elif kind == KIND_ITEMS:
+                self.engine.update_items(*_item_columns(body))
             elif kind == KIND_FEEDBACK:
                 self.engine.feedback(body["d"], body["e"], now=now, **_feedback_kwargs(body))
                 if body.get("h"):
@@ -438,28 +468,20 @@ class DecisionService:
                                            list[list[Any]], Basket]:
         """What the engine would reject, rejected before anything is logged (ValueError
         naming the field); the user pseudonymised; the engine inputs built."""
-        if req.events is not None:
-            raise ValueError("events: this service has no feature store; send the user's "
-                             "context instead")
-        if req.k is not None:
-            raise ValueError("k: this service has no item recommender; send a basket")
-        if req.candidates is not None:
-            raise ValueError("candidates: this service has no item recommender; send a basket")
-        if req.basket is None:
-            raise ValueError("basket: required (this service has no item recommender)")
+        self._check_parity_fields(req)
         ctx = req.context
         x = None
         if self.n_features is not None:
-            if ctx is None:
+            if ctx is None and self.engine.features is None:
                 raise ValueError(f"context: required, {self.n_features} numbers (the policy "
                                  f"{self.config.policy.name} is contextual)")
-            x = np.array(ctx, dtype=np.float64)
+            x = None if ctx is None else np.array(ctx, dtype=np.float64)
         else:
             ctx = None  # a non-contextual policy ignores it: nothing to log
-        cols = _basket_columns(req.basket.lines)
-        basket = _basket(cols)
+        cols = None if req.basket is None else _basket_columns(req.basket.lines)
+        basket = None if cols is None else _basket(cols)
         uh = Pseudonym(self.engine.pseudonym(req.user))
-        return uh, ctx, x, cols, basket
+        return uh, ctx, x, cols, basket  # type: ignore[return-value]
 
     def prepare_decide(self, req: Any) -> PreparedDecide:
         """Checks a decide request and builds the engine inputs and the log payload (the
@@ -467,6 +489,8 @@ class DecisionService:
         naming the field."""
         uh, ctx, x, cols, basket = self._checked(req)
         body: dict[str, Any] = {"u": uh, "x": ctx, "b": cols, "g": req.group}
+        # the parity fields first: the request tag's digest covers them too
+        extra = self._parity_inputs(req, uh, body)
         tag = ""
         rid = getattr(req, "request_id", None)
         if rid is not None:
@@ -476,7 +500,8 @@ class DecisionService:
             body["rq"] = tag
         did = new_decision_id()
         body["id"] = did
-        return PreparedDecide(uh, x, basket, req.group, orjson.dumps(body), did, tag)
+        return PreparedDecide(uh, x, basket, req.group, orjson.dumps(body), did, tag,
+                              extra=extra)
 
     def apply_decide(self, p: PreparedDecide) -> tuple[Decision, int]:
         """Logs and applies one decision; returns it and its log seq (not yet durable).
@@ -496,7 +521,7 @@ class DecisionService:
             self.engine.preset_ids = [p.decision_id]
             try:
                 d = self.engine.decide(p.user, context=p.context, basket=p.basket,
-                                       group=p.group, now=now, explain=p.explain)
+                                       group=p.group, now=now, explain=p.explain, **p.extra)
             finally:
                 self.engine.preset_ids = []
             if p.request_tag:
@@ -514,16 +539,20 @@ class DecisionService:
                                  "request to /v1/decide to make it idempotent)")
             try:
                 rows.append(self._checked(r))
+                self._check_batch_row(r)
             except ValueError as exc:
                 raise ValueError(f"requests[{i}].{exc}") from None
         users = [r[0] for r in rows]
         ctxs = [r[1] for r in rows] if self.n_features is not None else None
+        ctxs = self._batch_contexts(ctxs)
         xs = np.array(ctxs, dtype=np.float64) if ctxs is not None else None
         groups = [r.group for r in req.requests]
         ids = [new_decision_id() for _ in rows]
-        payload = orjson.dumps({"us": users, "xs": ctxs, "bs": [r[3] for r in rows],
-                                "gs": groups, "ids": ids})
-        return PreparedBatch(users, xs, [r[4] for r in rows], groups, payload, ids)
+        body: dict[str, Any] = {"us": users, "xs": ctxs, "bs": [r[3] for r in rows],
+                                "gs": groups, "ids": ids}
+        extra = self._parity_batch_inputs(req, body)
+        return PreparedBatch(users, xs, [r[4] for r in rows], groups, orjson.dumps(body), ids,
+                             extra=extra)
 
     def apply_batch(self, p: PreparedBatch) -> tuple[list[Decision], int]:
         self._check_writable()
@@ -532,7 +561,8 @@ class DecisionService:
             self.engine.preset_ids = list(p.decision_ids)
             try:
                 out = self.engine.decide_batch(p.users, contexts=p.contexts,
-                                               baskets=p.baskets, groups=p.groups, now=now)
+                                               baskets=p.baskets, groups=p.groups, now=now,
+                                               **p.extra)
             finally:
                 self.engine.preset_ids = []
         for d in out:
@@ -582,6 +612,158 @@ class DecisionService:
 
     def _pending_created(self, decision_id: str) -> float | None:
         return self.engine.pending_created_at(decision_id)
+
+    # --- feature parity: events, recommendations, exclusions, deferred activation --------
+    def _check_parity_fields(self, req: Any) -> None:
+        """What this service cannot serve at all (no feature store, no recommender)."""
+        eng = self.engine
+        if req.events is not None and eng.features is None:
+            raise ValueError("events: this service has no feature store ([features] is not "
+                             "configured); send the user's context instead")
+        if eng.recommender is None:
+            if req.k is not None:
+                raise ValueError("k: this service has no item recommender ([recommender] is "
+                                 "not configured); send a basket")
+            if req.candidates is not None:
+                raise ValueError("candidates: this service has no item recommender "
+                                 "([recommender] is not configured); send a basket")
+            if req.basket is None:
+                raise ValueError("basket: required (this service has no item recommender)")
+
+    def _estimated_now(self) -> float:
+        # The time a record appended now would get, at least (the clock never goes back).
+        return max(time.time(), self._last_now)
+
+    def _parity_inputs(self, req: Any, uh: Pseudonym, body: dict[str, Any]) -> dict[str, Any]:
+        """The engine keywords of a decide request's events, k, candidates, exclusions and
+        deferral, checked as the engine will (nothing is logged for a rejected request);
+        adds them to the log record ``body`` only when present, so records of requests
+        without them stay as they were."""
+        extra: dict[str, Any] = {}
+        events = None
+        if req.events is not None:
+            events = [_event_row(e) for e in req.events]
+            body["ev"] = events
+            extra["events"] = _events(events)
+        for key, field in (("k", "k"), ("c", "candidates"), ("xo", "exclude_offers")):
+            v = getattr(req, field)
+            if v is not None:
+                body[key] = v
+                extra[field] = v
+        if req.defer_activation:
+            body["da"] = True
+            extra["defer_activation"] = True
+        now = self._estimated_now()
+        allowed = self.engine.check_request(uh, events=extra.get("events"), k=req.k,
+                                            candidates=req.candidates,
+                                            exclude_offers=req.exclude_offers, now=now)
+        if allowed is not None and req.basket is not None:
+            # Exclusions that leave the basket no eligible offer are refused here, before
+            # the record is logged (the engine would refuse it after).
+            cols = _basket_columns(req.basket.lines)
+            if not (self.catalogue.quote(_basket(cols), now).eligible & allowed).any():
+                raise ValueError("exclude_offers: no eligible offer is left for this basket "
+                                 "(margin floor and exclusions)")
+        return extra
+
+    @staticmethod
+    def _check_batch_row(r: Any) -> None:
+        for field in ("events", "k", "candidates"):
+            if getattr(r, field) is not None:
+                raise ValueError(f"{field}: not served in a batch (a batch row is priced on "
+                                 "its basket); send this request to /v1/decide")
+        if r.basket is None:
+            raise ValueError("basket: required in a batch")
+
+    @staticmethod
+    def _batch_contexts(ctxs: list[Any] | None) -> list[Any] | None:
+        """With a feature store a batch sends a context for every row or for none (then
+        every row gets its user's feature vector)."""
+        if ctxs is None or all(c is not None for c in ctxs):
+            return ctxs
+        if all(c is None for c in ctxs):
+            return None
+        i = next(i for i, c in enumerate(ctxs) if c is None)
+        raise ValueError(f"requests[{i}].context: required, because other rows of this batch "
+                         "send one (send a context for every row or for none)")
+
+    def _parity_batch_inputs(self, req: Any, body: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        rows = req.requests
+        if any(r.exclude_offers is not None for r in rows):
+            xos = [r.exclude_offers for r in rows]
+            for i, xo in enumerate(xos):
+                try:
+                    self.engine.offer_mask(xo)
+                except ValueError as exc:
+                    raise ValueError(f"requests[{i}].{exc}") from None
+            body["xos"] = xos
+            extra["exclude_offers"] = xos
+        if any(r.defer_activation for r in rows):
+            body["das"] = [bool(r.defer_activation) for r in rows]
+            extra["defer_activation"] = body["das"]
+        return extra
+
+    def prepare_activate(self, req: Any) -> bytes:
+        """POST /v1/activate: the log payload of an activation (the decision id)."""
+        return orjson.dumps({"d": req.decision_id})
+
+    def apply_activate(self, payload: bytes) -> tuple[FeedbackResult, int]:
+        """Logs and applies an activation (see Engine.activate)."""
+        self._check_writable()
+        with self._apply_lock:
+            now, seq = self._append(KIND_ACTIVATE, payload)
+            res = self.engine.activate(orjson.loads(payload)["d"], now=now)
+        self._maybe_wake()
+        return res, seq
+
+    def prepare_events(self, req: Any) -> tuple[Pseudonym, list[dict[str, Any]], bytes]:
+        """POST /v1/events: behaviour events of a user without a decision, checked (all or
+        none) before anything is logged."""
+        if self.engine.features is None:
+            raise ValueError("events: this service has no feature store ([features] is not "
+                             "configured)")
+        uh = Pseudonym(self.engine.pseudonym(req.user))
+        rows = [_event_row(e) for e in req.events]
+        events = _events(rows)
+        self.engine.check_request(uh, events=events, now=self._estimated_now())
+        return uh, events, orjson.dumps({"u": uh, "ev": rows})
+
+    def apply_events(self, prepared: tuple[Pseudonym, list[dict[str, Any]], bytes]
+                     ) -> tuple[int, int]:
+        """Logs and adds a user's events; returns how many and the log seq."""
+        self._check_writable()
+        uh, events, payload = prepared
+        with self._apply_lock:
+            now, seq = self._append(KIND_EVENTS, payload)
+            n = self.engine.record_events(uh, events, now=now)
+        self._maybe_wake()
+        return n, seq
+
+    def prepare_items(self, req: Any) -> bytes:
+        """POST /v1/items: rows of the item table, checked on a scratch copy of the
+        recommender (nothing is logged for a rejected request)."""
+        rec = self.engine.recommender
+        if rec is None:
+            raise ValueError("items: this service has no item recommender ([recommender] is "
+                             "not configured)")
+        body = {"i": [r.item_id for r in req.items], "e": [r.embedding for r in req.items],
+                "c": [r.category for r in req.items], "p": [r.unit_price for r in req.items],
+                "co": [r.unit_cost for r in req.items],
+                "b": (None if all(r.bias is None for r in req.items)
+                      else [r.bias for r in req.items])}
+        scratch = copy.copy(rec)
+        scratch.upsert_items(*_item_columns(body))  # the checks, on a shallow copy
+        return orjson.dumps(body)
+
+    def apply_items(self, payload: bytes) -> tuple[int, int]:
+        """Logs and applies item table rows; returns the number of items and the seq."""
+        self._check_writable()
+        with self._apply_lock:
+            _, seq = self._append(KIND_ITEMS, payload)
+            n = self.engine.update_items(*_item_columns(orjson.loads(payload)))
+        self._maybe_wake()
+        return n, seq
 
     def expire(self) -> int:
         """Finalises decisions past the feedback wait (logged like any change)."""
@@ -728,6 +910,45 @@ class DecisionService:
                 pass  # counted and reported by expire/snapshot; retried at the next tick
             except Exception:  # a bug must not silently stop snapshots
                 log.exception("housekeeping failed")
+
+
+# Events in log records: [event, category, price, discount, timestamp] per event.
+_EVENT_FIELDS = ("event", "category", "price", "discount", "timestamp")
+
+
+def _event_row(e: Any) -> list[Any]:
+    return [e.event, e.category, e.price, e.discount, e.timestamp]
+
+
+def _events(rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(_EVENT_FIELDS, r, strict=True)) for r in rows]
+
+
+def _parity_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """Engine.decide keywords of a logged decide record (absent keys: not given)."""
+    out: dict[str, Any] = {}
+    if "ev" in body:
+        out["events"] = _events(body["ev"])
+    for key, field in (("k", "k"), ("c", "candidates"), ("xo", "exclude_offers")):
+        if key in body:
+            out[field] = body[key]
+    if body.get("da"):
+        out["defer_activation"] = True
+    return out
+
+
+def _item_columns(body: dict[str, Any]) -> tuple[Any, ...]:
+    """Engine.update_items arguments of an items record."""
+    return body["i"], body["e"], body["c"], body["p"], body["co"], body["b"]
+
+
+def _parity_batch_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "xos" in body:
+        out["exclude_offers"] = body["xos"]
+    if "das" in body:
+        out["defer_activation"] = body["das"]
+    return out
 
 
 def _feedback_kwargs(body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,10 @@ from .config import LimitsConfig
 MAX_ID = 2**53
 MAX_QUANTITY = 1_000_000
 MAX_CATEGORY = 2**31 - 1
+# Offer ids one request may exclude (a catalogue has a handful of offers).
+MAX_EXCLUDED_OFFERS = 1024
+# Largest item embedding accepted in POST /v1/items (the table's own dimension is checked).
+MAX_EMBEDDING_DIM = 4096
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -47,6 +51,28 @@ class Decision(_Out):
         default=None, description="with \"explain\": true, why this offer: every offer's "
         "price, discount cost, eligibility with the rules that excluded it, the policy's mean, "
         "sd, sample and levers, and a one-sentence reason (promobandit.engine.explain)")
+
+
+class ActivateResponse(_Out):
+    """status: activated, duplicate (already active), late (already finalised: a deferred
+    decision not activated within the wait was dropped) or unknown."""
+
+    status: str
+    decision_id: str
+
+
+class ItemsResponse(_Out):
+    """status: updated; items: the number of items in the table afterwards."""
+
+    status: str
+    items: int
+
+
+class EventsResponse(_Out):
+    """status: recorded; events: how many were added to the user's features."""
+
+    status: str
+    events: int
 
 
 class DecideBatchResponse(_Out):
@@ -103,6 +129,10 @@ class Schemas:
     DecideRequest: type[BaseModel]
     DecideBatchRequest: type[BaseModel]
     FeedbackRequest: type[BaseModel]
+    # feature parity (see the block at the end of build_schemas)
+    ActivateRequest: type[BaseModel] | None = None
+    EventsRequest: type[BaseModel] | None = None
+    ItemsRequest: type[BaseModel] | None = None
 
 
 def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
@@ -172,6 +202,14 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         group: str = Field(default="", max_length=id_len, description="fairness group")
         explain: bool = Field(default=False, description="return the decision's explanation "
                               "(computed from the state the decision used; costs only when on)")
+        # --- feature parity: offer exclusions and deferred activation ---------------------
+        exclude_offers: list[str] | None = Field(
+            default=None, max_length=MAX_EXCLUDED_OFFERS,
+            description="offer ids this request must not get (ids of GET /v1/offers)")
+        defer_activation: bool = Field(
+            default=False, description="decide now, learn only after POST /v1/activate "
+            "confirms the offer was shown; without it within the feedback wait the decision "
+            "is dropped (never learnt from; its budget reservation and cap slot released)")
 
         @field_validator("candidates")
         @classmethod
@@ -203,9 +241,61 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         coupon_redeemed: bool = False
         item: int | None = Field(default=None, ge=0, le=MAX_ID)
 
+    # --- feature parity: activation and events without a decision -----------------------
+    class ActivateRequest(BaseModel):
+        """Confirms that a decision made with ``defer_activation`` was shown."""
+
+        model_config = STRICT
+        decision_id: str = Field(min_length=1, max_length=id_len)
+
+    class EventsRequest(BaseModel):
+        """Behaviour events of a user that came without a decision (e.g. page views)."""
+
+        model_config = STRICT
+        user: str = Field(min_length=1, max_length=id_len)
+        events: list[Event] = Field(min_length=1, max_length=limits.max_events)
+
+    class ItemRow(BaseModel):
+        """One row of the recommender's item table (money in currency units)."""
+
+        model_config = STRICT
+        item_id: int = Field(ge=0, le=MAX_ID, description="an existing id, or the next new one")
+        embedding: list[float] = Field(min_length=1, max_length=MAX_EMBEDDING_DIM)
+        category: int = Field(ge=0, le=MAX_CATEGORY)
+        unit_price: float = Field(ge=0.0, le=money)
+        unit_cost: float = Field(ge=0.0, le=money, description="at most unit_price")
+        bias: float | None = Field(default=None, description="when the table has a bias")
+
+        @field_validator("unit_cost")
+        @classmethod
+        def _cost_within_price(cls, v: float, info: Any) -> float:
+            price = info.data.get("unit_price")
+            if price is not None and v > price:
+                raise ValueError(f"expected at most unit_price ({price!r}), got {v!r}")
+            return v
+
+    class ItemsRequest(BaseModel):
+        """Changes or appends rows of the item table (all or none)."""
+
+        model_config = STRICT
+        items: list[ItemRow] = Field(min_length=1, max_length=limits.max_candidates)
+
     return Schemas(BasketLine, Basket, Event, DecideRequest, DecideBatchRequest,
-                   FeedbackRequest)
+                   FeedbackRequest, ActivateRequest, EventsRequest, ItemsRequest)
 
 
-__all__ = ["DecideBatchResponse", "Decision", "ErrorResponse", "FeedbackResponse", "Health",
-           "Offers", "PolicyReport", "Readiness", "Schemas", "build_schemas"]
+__all__ = [
+    "ActivateResponse",
+    "DecideBatchResponse",
+    "Decision",
+    "ErrorResponse",
+    "EventsResponse",
+    "FeedbackResponse",
+    "Health",
+    "ItemsResponse",
+    "Offers",
+    "PolicyReport",
+    "Readiness",
+    "Schemas",
+    "build_schemas",
+]
