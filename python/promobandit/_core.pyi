@@ -12,6 +12,9 @@ __version__: str
 # (cpp/include/promobandit/state.hpp).
 POLICY_KINDS: dict[str, int]
 COUNTER_SLOTS: dict[str, int]
+# name -> code of the propensity methods of the Thompson-sampling policies ("draws",
+# "quadrature").
+PROPENSITY_METHODS: dict[str, int]
 
 # -- counter-based RNG (rng_bindings.cpp) --------------------------------------------------
 def philox4x32_10(counter: list[int] | tuple[int, int, int, int],
