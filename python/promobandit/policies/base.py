@@ -534,6 +534,7 @@ class Policy(ABC):
     def _from_identity(cls, state: dict[str, Any], config: PolicyConfig, backend: str) -> Policy:
         return cls(int(state.get("n_arms", 1)), config, backend=backend)
 
+
     def __getstate__(self) -> dict[str, Any]:
         return {"state": self.state_dict(), "backend": self._backend_request}
 
@@ -574,3 +575,20 @@ class Policy(ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n_arms={self.n_arms}, config={self.config}, "
                 f"seed={self.seed}, backend={self.backend!r})")
+
+
+class ContextualIdentity:
+    """The identity of a contextual policy's state: its number of features (the
+    constructor takes (n_arms, n_features, config)). Mixed in before Policy."""
+
+    n_features: int
+
+    def _identity(self) -> dict[str, Any]:
+        return {"n_features": self.n_features}
+
+    @classmethod
+    def _from_identity(cls, state: dict[str, Any], config: Any, backend: str) -> Policy:
+        d = state.get("n_features")
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise ValueError(f"state_dict: n_features must be an integer, got {d!r}")
+        return cls(int(state.get("n_arms", 1)), d, config, backend=backend)  # type: ignore[call-arg]

@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int, check_range, edge_bool, edge_float
-from .base import Policy, PolicyConfig, new_counters
+from .base import ContextualIdentity, Policy, PolicyConfig, new_counters
 from .traits import PolicyTraits
 
 
@@ -124,7 +124,7 @@ OUTCOME_NONE, OUTCOME_LEAD, OUTCOME_BASKET = 0, 1, 2
 QUOTE_COLUMNS = ("value_lead", "value_basket", "cut_lead", "cut_basket")
 
 
-class ConversionTS(Policy):
+class ConversionTS(ContextualIdentity, Policy):
     """Conversion-model Thompson sampling (see the module). Extra argument: n_features."""
 
     traits = PolicyTraits(deterministic=False, propensity="estimated", contextual=True,
@@ -173,16 +173,6 @@ class ConversionTS(Policy):
         # outcomes and cuts, so the class methods below (which convert at the edge) serve.
         for name in ("select", "select_batch", "update", "update_batch"):
             self.__dict__.pop(name, None)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"n_features": self.n_features}
-
-    @classmethod
-    def _from_identity(cls, state: dict[str, Any], config: Any, backend: str) -> Policy:
-        d = state.get("n_features")
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise ValueError(f"state_dict: n_features must be an integer, got {d!r}")
-        return cls(int(state.get("n_arms", 1)), d, config, backend=backend)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         raise ValueError("other: ConversionTS cannot merge replicas (its filtered Gaussian "

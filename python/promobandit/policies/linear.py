@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validation import check_int, check_range, edge_float
 from . import _codes
-from .base import Policy, PolicyConfig, check_method, new_counters
+from .base import ContextualIdentity, Policy, PolicyConfig, check_method, new_counters
 from .traits import PolicyTraits
 
 
@@ -73,7 +73,7 @@ class LinTSConfig(LinearConfig):
         check_method(self.propensity_method)
 
 
-class LinearPolicy(Policy):
+class LinearPolicy(ContextualIdentity, Policy):
     """Base of the disjoint linear policies. Extra argument: n_features (d)."""
 
     _kind: ClassVar[int]
@@ -118,16 +118,6 @@ class LinearPolicy(Policy):
             self._arrays, check_method(getattr(c, "propensity_method", "draws")),
             c.ties == "first",
         )
-
-    def _identity(self) -> dict[str, Any]:
-        return {"n_features": self.n_features}
-
-    @classmethod
-    def _from_identity(cls, state: dict[str, Any], config: Any, backend: str) -> Policy:
-        d = state.get("n_features")
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise ValueError(f"state_dict: n_features must be an integer, got {d!r}")
-        return cls(int(state.get("n_arms", 1)), d, config, backend=backend)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         # A holds the prior lambda*I once per replica: add the other's data part only.

@@ -135,6 +135,15 @@ class Schemas:
     ItemsRequest: type[BaseModel] | None = None
 
 
+def _check_cost_within_price(cls: Any, v: float, info: Any) -> float:
+    """unit_cost at most the row's unit_price (a field validator of basket lines and item
+    rows)."""
+    price = info.data.get("unit_price")
+    if price is not None and v > price:
+        raise ValueError(f"expected at most unit_price ({price!r}), got {v!r}")
+    return v
+
+
 def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
     """Request models bounded by ``limits``; ``n_features`` is the exact context length of
     a contextual policy (None: context is optional and ignored)."""
@@ -154,13 +163,8 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         unit_cost: float = Field(ge=0.0, le=money, description="at most unit_price")
         quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY)
 
-        @field_validator("unit_cost")
-        @classmethod
-        def _cost_within_price(cls, v: float, info: Any) -> float:
-            price = info.data.get("unit_price")
-            if price is not None and v > price:
-                raise ValueError(f"expected at most unit_price ({price!r}), got {v!r}")
-            return v
+        _cost_within_price = field_validator("unit_cost")(
+            classmethod(_check_cost_within_price))
 
     class Basket(BaseModel):
         """The basket offers are priced on."""
@@ -266,13 +270,8 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         unit_cost: float = Field(ge=0.0, le=money, description="at most unit_price")
         bias: float | None = Field(default=None, description="when the table has a bias")
 
-        @field_validator("unit_cost")
-        @classmethod
-        def _cost_within_price(cls, v: float, info: Any) -> float:
-            price = info.data.get("unit_price")
-            if price is not None and v > price:
-                raise ValueError(f"expected at most unit_price ({price!r}), got {v!r}")
-            return v
+        _cost_within_price = field_validator("unit_cost")(
+            classmethod(_check_cost_within_price))
 
     class ItemsRequest(BaseModel):
         """Changes or appends rows of the item table (all or none)."""
