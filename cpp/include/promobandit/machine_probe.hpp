@@ -21,8 +21,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -91,29 +91,27 @@ inline int probe_lanes(ProbeIsa isa) {
 namespace probe_detail {
 
 // A reusable barrier for a fixed number of threads (C++17 has no std::barrier).
-// Blocking, not spinning: on a shared machine a spinning waiter steals the
-// core another prober needs.
+// Waiters yield the core (sched_yield) rather than spin hot, so on a shared machine
+// a waiting prober gives its core to the one still working. Atomics, not a
+// condition variable: std::condition_variable::wait needs GLIBCXX_3.4.30 (GCC 12's
+// libstdc++), which would lift the wheel above manylinux_2_34.
 class Barrier {
  public:
   explicit Barrier(int n) : n_(n) {}
   void wait() {
-    std::unique_lock<std::mutex> lk(mu_);
-    const uint64_t gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      ++gen_;
-      cv_.notify_all();
+    const uint64_t gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_release);
     } else {
-      cv_.wait(lk, [&] { return gen_ != gen; });
+      while (gen_.load(std::memory_order_acquire) == gen) std::this_thread::yield();
     }
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int n_;
-  int count_ = 0;
-  uint64_t gen_ = 0;
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<uint64_t> gen_{0};
 };
 
 // Runs body(worker, rep) on `threads` threads for `reps` repetitions; returns the
