@@ -168,7 +168,7 @@ class BudgetConfig:
     plan: tuple[float, ...] = ()
     step_size: float = 0.5
     update_every: int = 50
-    ahead_band: float = 0.02
+    ahead_band: float = 0.03
     lambda_init: float = 0.0
     lambda_max: float = 100.0
 
