@@ -54,15 +54,19 @@ import importlib.util
 import sys
 
 print(sys.version)
+# The device first: without one nothing else matters (and says so, whatever else is missing).
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())
+    if not (torch.cuda.is_available() and torch.cuda.device_count() > 0):
+        sys.exit(4)
 missing = [m for m in ("scikit_build_core", "pybind11", "numpy", "pytest", "hypothesis", "torch")
            if importlib.util.find_spec(m) is None]
 if missing:
     print("missing:", " ".join(missing))
     sys.exit(3)
-import torch
-
-print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())
-sys.exit(0 if torch.cuda.is_available() and torch.cuda.device_count() > 0 else 4)
+sys.exit(0)
 EOF
 case $? in
   0) ;;
