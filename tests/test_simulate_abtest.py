@@ -131,19 +131,29 @@ def test_srm_does_not_fire_on_the_default_run() -> None:
 # --- the analysis ------------------------------------------------------------------------
 
 def test_identical_policies_show_no_significant_difference(small) -> None:
-    """LinTS + pacing against itself, seeded: nothing significant at the stated level,
-    and every lift interval covers zero (raw and CUPED)."""
+    """LinTS + pacing against itself, over three assignment salts: no run's tests
+    significant at the stated level, and the lift intervals (raw and CUPED;
+    delta-method, bootstrap and difference) cover zero. At a 95% level an interval of one
+    split misses zero by chance one time in twenty: one split is a lottery (a change
+    elsewhere once made this market's default split's converted interval end at
+    -0.0004), so of the 3 x 6 x 3 intervals at most 6 may miss, a bound loose enough for
+    the correlation of one split's intervals and one that a real difference fails."""
     cfg, sc = small
     twin = spec(cfg, "lints+pacing")
-    ab = run_abtest(twin, twin, sc, level=LEVEL, bootstrap=BOOTSTRAP, seed=cfg.seed)
-    assert not ab.report.srm.mismatch
-    assert {m.metric for m in ab.report.metrics} == {"converted", "revenue", "profit"}
-    for m in ab.report.metrics:
-        assert not m.significant(), m
-        assert m.lift_low < 0.0 < m.lift_high, m
-        assert m.diff_low < 0.0 < m.diff_high, m
-        assert m.boot_lift_low < 0.0 < m.boot_lift_high, m
-        assert m.seq_p_value > 1.0 - LEVEL, m
+    missed = []
+    for salt in ("simulate-abtest", "aa-1", "aa-2"):
+        ab = run_abtest(twin, twin, sc, salt=salt, level=LEVEL, bootstrap=BOOTSTRAP,
+                        seed=cfg.seed)
+        assert not ab.report.srm.mismatch
+        assert {m.metric for m in ab.report.metrics} == {"converted", "revenue", "profit"}
+        for m in ab.report.metrics:
+            assert not m.significant(), (salt, m)
+            assert m.seq_p_value > 1.0 - LEVEL, (salt, m)
+            for lo, hi in ((m.lift_low, m.lift_high), (m.diff_low, m.diff_high),
+                           (m.boot_lift_low, m.boot_lift_high)):
+                if not lo < 0.0 < hi:
+                    missed.append((salt, m.metric, lo, hi))
+    assert len(missed) <= 6, missed
 
 
 def test_a_fixed_control_meets_exactly_its_full_traffic_outcomes_and_the_null_is_calibrated(
