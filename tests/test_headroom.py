@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from promobandit.offers import default_catalogue
-from promobandit.simulate.config import SimulationConfig
-from promobandit.simulate.context import ContextBuilder
 from promobandit.simulate.headroom import (
     Headroom,
     cross_fitted_argmax,
@@ -15,26 +12,9 @@ from promobandit.simulate.headroom import (
     policy_shares,
     quadratic,
 )
-from promobandit.simulate.history import ShopperSummary
-from promobandit.simulate.market import Market, MarketConfig
-from promobandit.simulate.pipeline import scenario_from
 from promobandit.simulate.run import PolicySpec, run_policies
 
-
-def _scenario(n_users: int = 1500, days: int = 4):
-    cfg = MarketConfig(n_users=n_users, n_items=240, history_days=0.0, seed=11)
-    market = Market(cfg, default_catalogue())
-    sessions = market.sessions(days)
-    shown = market.oracle_lists(sessions)
-    pos, _ = market.clicks(sessions, shown)
-    zeros = np.zeros(n_users, dtype=np.int64)
-    summary = ShopperSummary(zeros, zeros, zeros, zeros, zeros, zeros, np.zeros(n_users),
-                             np.full(n_users, -np.inf))
-    contexts = ContextBuilder(market, summary, 1.0,
-                              features=("bias", "via_deals", "price", "price_x_margin"))
-    return scenario_from(market, sessions, shown, pos, contexts=contexts,
-                         engine=SimulationConfig().engine_settings(), days=days,
-                         step_seconds=600.0)
+from .test_market import small_scenario  # the small market with common random numbers
 
 
 def test_share_is_the_fraction_of_the_reachable_headroom() -> None:
@@ -72,7 +52,7 @@ def test_cross_fitted_argmax_recovers_a_planted_quadratic_truth() -> None:
 
 
 def test_feature_oracle_sits_below_the_full_oracle_and_shares_follow_runs() -> None:
-    sc = _scenario()
+    sc = small_scenario()
     h = feature_oracle(sc)
     assert h.decisions == len(sc.decisions)
     assert h.full_oracle >= h.feature_oracle
@@ -90,7 +70,7 @@ def test_feature_oracle_sits_below_the_full_oracle_and_shares_follow_runs() -> N
 
 
 def test_feature_groups_are_estimated_alone_with_the_basket_money() -> None:
-    sc = _scenario(n_users=1000, days=3)
+    sc = small_scenario(n_users=1000, days=3)
     h = feature_oracle(sc, groups={"money only": (), "all": sc.contexts.names,
                                    "unknown names skipped": ("no_such_feature",)})
     assert set(h.groups) == {"money only", "all", "unknown names skipped"}

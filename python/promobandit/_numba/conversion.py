@@ -454,6 +454,22 @@ class ConvKernel:
                          self._chol, self._z, self._sa, self._sb, self._parts, self._cvec, arms, props)
             return int(arms[0]), float(props[0])
 
+    def _request_inputs(self, n: int, masks: Any, biases: Any,
+                        quotes: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The checked (n, K, 4) quotes, (n, K) masks and (n, K) biases of n requests
+        (masks default to the active arms, biases to zero)."""
+        k = self.n_arms
+        if quotes is None:
+            raise ValueError("quotes: required, the (n, K, 4) exact pricing of the requests")
+        q = check_quotes(quotes, n, k)
+        m = v.check_masks(masks, n, self.active)
+        if m is None:
+            m = np.broadcast_to(self._all, (n, k))
+        b = v.check_biases(biases, n, k)
+        if b is None:
+            b = np.broadcast_to(self._zeros, (n, k))
+        return q, m, b
+
     def select_batch(self, contexts: Any = None, masks: Any = None, n: int | None = None,
                      out_arms: Any = None, out_props: Any = None, n_threads: int = 1,
                      biases: Any = None, quotes: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -463,16 +479,7 @@ class ConvKernel:
             if n is not None and n != xs.shape[0]:
                 raise ValueError("n: disagrees with the number of contexts")
             n = xs.shape[0]
-            k = self.n_arms
-            if quotes is None:
-                raise ValueError("quotes: required, the (n, K, 4) exact pricing of the requests")
-            q = check_quotes(quotes, n, k)
-            m = v.check_masks(masks, n, self.active)
-            if m is None:
-                m = np.broadcast_to(self._all, (n, k))
-            b = v.check_biases(biases, n, k)
-            if b is None:
-                b = np.broadcast_to(self._zeros, (n, k))
+            q, m, b = self._request_inputs(n, masks, biases, quotes)
             arms = v.check_out(out_arms, n, "out_arms", "int64")
             props = v.check_out(out_props, n, "out_props", "float64")
             select_batch(self.exploration, self.draws, self.seed, self.mu, self.Sigma,
@@ -536,15 +543,7 @@ class ConvKernel:
         with self._lock:
             xs = v.check_contexts(contexts, self._d)
             n, k = xs.shape[0], self.n_arms
-            if quotes is None:
-                raise ValueError("quotes: required, the (n, K, 4) exact pricing of the requests")
-            q = check_quotes(quotes, n, k)
-            m = v.check_masks(masks, n, self.active)
-            if m is None:
-                m = np.broadcast_to(self._all, (n, k))
-            b = v.check_biases(biases, n, k)
-            if b is None:
-                b = np.broadcast_to(self._zeros, (n, k))
+            q, m, b = self._request_inputs(n, masks, biases, quotes)
             draws = v.check_draws(draws, True)
             out = np.empty((n, k))
             action_probabilities(self.exploration, draws, self.seed, self.mu, self.Sigma,
