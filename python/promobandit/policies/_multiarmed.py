@@ -26,6 +26,9 @@ class MultiArmedPolicy(Policy):
             "counters": new_counters(self._seed),
             "prop_cache": np.zeros(n_arms),
             "prop_mask": np.zeros(n_arms, dtype=np.bool_),
+            # each arm's posterior (mean, sd) when prop_cache was filled (Beta TS's
+            # propensity_tolerance); 0 = none
+            "prop_post": np.zeros((n_arms, 2)),
         }
 
     def _new_arm_rows(self) -> dict[str, np.ndarray]:
@@ -34,6 +37,7 @@ class MultiArmedPolicy(Policy):
             "active": np.array(True),
             "prop_cache": np.array(0.0),
             "prop_mask": np.array(False),
+            "prop_post": np.zeros(2),
         }
 
     def _make_kernel(self, module: Any) -> Any:
@@ -46,7 +50,20 @@ class MultiArmedPolicy(Policy):
             self._arrays,
             check_method(getattr(c, "propensity_method", "draws")),
             c.ties == "first",
+            getattr(c, "sampler", "posterior") == "matching",
+            float(getattr(c, "propensity_tolerance", 0.0)),
         )
+
+    def _check_state_dict(self, state: Any) -> dict[str, np.ndarray]:
+        # States saved before prop_post existed load with an empty snapshot (the cache is
+        # then refilled on its first use), so older snapshots stay readable.
+        arrays = state.get("arrays") if isinstance(state, dict) else None
+        if isinstance(arrays, dict) and "prop_post" not in arrays:
+            stats = arrays.get("stats")
+            if isinstance(stats, np.ndarray) and stats.ndim == 2:
+                state = {**state, "arrays": {**arrays,
+                                             "prop_post": np.zeros((stats.shape[0], 2))}}
+        return super()._check_state_dict(state)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         self._arrays["stats"] += other["stats"]
