@@ -397,10 +397,10 @@ class MabKernel : public Guarded {
     // a private one when absent, as the Numba kernel does.
     py::array post;
     if (arrays.contains("prop_post")) {
-      post = checked_array(arrays["prop_post"], "prop_post", Kind::Float64, 2, {K, 2});
+      post = checked_array(arrays["prop_post"], "prop_post", Kind::Float64, 2, {K, kBetaPostCols});
     } else {
-      py::array_t<double> own({K, int64_t{2}});
-      std::fill(own.mutable_data(), own.mutable_data() + 2 * K, 0.0);
+      py::array_t<double> own({K, int64_t{kBetaPostCols}});
+      std::fill(own.mutable_data(), own.mutable_data() + kBetaPostCols * K, 0.0);
       post = own;
     }
     post_ = post;

@@ -48,9 +48,9 @@ struct MabParams {
   // matching: choose the arm by inverse CDF from the exact win probabilities (one uniform)
   // instead of drawing K posterior samples; the propensity is then that probability.
   bool matching = false;
-  // Reuse cached win probabilities after updates until an eligible arm's posterior mean
-  // moved by more than this many of its sds, or its sd by more than this fraction (0:
-  // recompute after every update). Needs MabState::prop_post.
+  // Reuse cached win probabilities after updates until the first-order bound on their
+  // change (beta_matching.hpp) exceeds this absolute probability (0: recompute after
+  // every update). Needs MabState::prop_post.
   double propensity_tolerance = 0.0;
 };
 
@@ -62,7 +62,7 @@ struct MabState {
   int64_t* counters = nullptr;    // kNumCounters
   double* prop_cache = nullptr;   // K: cached propensities (Thompson sampling)
   uint8_t* prop_mask = nullptr;   // K: eligibility the cache was computed for
-  double* prop_post = nullptr;    // K x 2: each arm's posterior (mean, sd) then, or nullptr
+  double* prop_post = nullptr;    // K x kBetaPostCols: beta_snapshot rows then, or nullptr
 };
 
 inline bool mab_eligible(const MabState& s, const uint8_t* mask, int64_t a) {
@@ -180,21 +180,19 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
 }
 
 // True when the Beta TS win probabilities may be reused under p.propensity_tolerance:
-// no eligible arm's posterior moved beyond it since the cache was filled (beta_moved).
+// no eligible arm's posterior moved beyond it since the cache was filled (beta_drift).
 inline bool mab_beta_within_tolerance(const MabParams& p, const MabState& s, const uint8_t* mask) {
   if (!(p.propensity_tolerance > 0.0) || s.prop_post == nullptr || p.kind != kBetaTS ||
       p.propensity_method != kPropensityQuadrature) {
     return false;
   }
+  double e = 0.0;
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (!mab_eligible(s, mask, a)) continue;
     const double cnt = s.stats[a * 3 + 0], s1 = s.stats[a * 3 + 1];
-    if (beta_moved(s.prop_post[a * 2], s.prop_post[a * 2 + 1], p.p[0] + s1, p.p[1] + (cnt - s1),
-                   p.propensity_tolerance)) {
-      return false;
-    }
+    e += beta_drift(s.prop_post + a * kBetaPostCols, p.p[0] + s1, p.p[1] + (cnt - s1));
   }
-  return true;
+  return e <= p.propensity_tolerance;
 }
 
 // The cached propensities of every arm for `mask` (no bias), refilled when the eligible
@@ -215,7 +213,8 @@ inline const double* mab_ts_cached(const MabParams& p, MabState& s, const uint8_
     if (s.prop_post != nullptr && p.kind == kBetaTS) {
       for (int64_t a = 0; a < K; ++a) {
         const double cnt = s.stats[a * 3 + 0], s1 = s.stats[a * 3 + 1];
-        beta_mean_sd(p.p[0] + s1, p.p[1] + (cnt - s1), &s.prop_post[a * 2], &s.prop_post[a * 2 + 1]);
+        beta_snapshot(p.p[0] + s1, p.p[1] + (cnt - s1), s.prop_cache[a],
+                      s.prop_post + a * kBetaPostCols);
       }
     }
   }

@@ -15,6 +15,7 @@ import numpy as np
 from .. import _validation as v
 from . import linear as lin
 from . import multiarmed as mab
+from .beta_matching import POST_COLS
 from .codes import (
     BETA_TS,
     CTR_SEED,
@@ -89,8 +90,8 @@ class MabKernel(_Guarded):
         pmask = v.checked_array(arrays["prop_mask"], "prop_mask", "bool", 1, (k,))
         # optional, as in _core: the posteriors the cache was filled with (a private one
         # when absent, so the cache is refilled as without a tolerance snapshot)
-        post = (v.checked_array(arrays["prop_post"], "prop_post", "float64", 2, (k, 2))
-                if "prop_post" in arrays else np.zeros((k, 2)))
+        post = (v.checked_array(arrays["prop_post"], "prop_post", "float64", 2, (k, POST_COLS))
+                if "prop_post" in arrays else np.zeros((k, POST_COLS)))
         self.stats, self.active, self.counters, self.cache, self.pmask, self.post = (
             stats, active, counters, cache, pmask, post)
         self.seed = counters[CTR_SEED:CTR_SEED + 1].view(np.uint64)[0]  # the seed's bits

@@ -2,7 +2,7 @@
 
 State: ``stats`` (K, 3) of (sum w, sum w*r, sum w*r^2), ``active`` (K,) bool,
 ``counters`` (N_COUNTERS,) int64 in the slots of ``codes``, ``prop_cache`` (K,)
-float64, ``prop_mask`` (K,) bool, ``prop_post`` (K, 2) float64 (``post``). ``hyper`` holds
+float64, ``prop_mask`` (K,) bool, ``prop_post`` (K, POST_COLS) float64 (``post``). ``hyper`` holds
 the kind's 4 hyperparameters, then first_on_ties, matching (1.0: Beta TS by probability
 matching) and propensity_tolerance. ``mask`` is always an array here (all True when
 the caller gave none), ``bias`` too (zeros, with ``has_bias`` False).
@@ -27,7 +27,7 @@ from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     UCB1,
     UCB_TUNED,
 )
-from .beta_matching import beta_mean_sd, beta_moved, match_draw
+from .beta_matching import beta_drift, beta_snapshot, match_draw
 from .quadrature import FAMILY_BETA, max_propensities
 from .rng import (
     PURPOSE_DECISION,
@@ -150,14 +150,14 @@ def beta_within_tolerance(kind, hyper, method, stats, active, post, mask):
     tol = hyper[6]
     if not (tol > 0.0) or kind != BETA_TS or method != METHOD_QUADRATURE:
         return False
+    e = 0.0
     for a in range(stats.shape[0]):
         if not (active[a] and mask[a]):
             continue
         cnt = stats[a, 0]
         s1 = stats[a, 1]
-        if beta_moved(post[a, 0], post[a, 1], hyper[0] + s1, hyper[1] + (cnt - s1), tol):
-            return False
-    return True
+        e += beta_drift(post[a], hyper[0] + s1, hyper[1] + (cnt - s1))
+    return e <= tol
 
 
 @nb.njit(**_JIT)
@@ -184,9 +184,7 @@ def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters
             for a in range(k):
                 cnt = stats[a, 0]
                 s1 = stats[a, 1]
-                m, sd = beta_mean_sd(hyper[0] + s1, hyper[1] + (cnt - s1))
-                post[a, 0] = m
-                post[a, 1] = sd
+                beta_snapshot(hyper[0] + s1, hyper[1] + (cnt - s1), cache[a], post[a])
     return cache
 
 

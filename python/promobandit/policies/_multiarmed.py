@@ -9,6 +9,9 @@ import numpy as np
 
 from .base import Policy, ThompsonConfig, check_method, new_counters
 
+# beta_matching.hpp's kBetaPostCols: columns of a prop_post row
+POST_COLS = 4
+
 
 class MultiArmedPolicy(Policy):
     """Base of the non-contextual policies; `context` arguments are accepted and ignored,
@@ -26,9 +29,9 @@ class MultiArmedPolicy(Policy):
             "counters": new_counters(self._seed),
             "prop_cache": np.zeros(n_arms),
             "prop_mask": np.zeros(n_arms, dtype=np.bool_),
-            # each arm's posterior (mean, sd) when prop_cache was filled (Beta TS's
-            # propensity_tolerance); 0 = none
-            "prop_post": np.zeros((n_arms, 2)),
+            # each arm's posterior (mean, sd) and sensitivity weights when prop_cache was
+            # filled (Beta TS's propensity_tolerance, beta_matching.hpp); 0 = none
+            "prop_post": np.zeros((n_arms, POST_COLS)),
         }
 
     def _new_arm_rows(self) -> dict[str, np.ndarray]:
@@ -37,7 +40,7 @@ class MultiArmedPolicy(Policy):
             "active": np.array(True),
             "prop_cache": np.array(0.0),
             "prop_mask": np.array(False),
-            "prop_post": np.zeros(2),
+            "prop_post": np.zeros(POST_COLS),
         }
 
     def _make_kernel(self, module: Any) -> Any:
@@ -62,7 +65,7 @@ class MultiArmedPolicy(Policy):
             stats = arrays.get("stats")
             if isinstance(stats, np.ndarray) and stats.ndim == 2:
                 state = {**state, "arrays": {**arrays,
-                                             "prop_post": np.zeros((stats.shape[0], 2))}}
+                                             "prop_post": np.zeros((stats.shape[0], POST_COLS))}}
         return super()._check_state_dict(state)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
