@@ -32,6 +32,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
+
+#include "promobandit/rng.hpp"
 
 namespace promobandit {
 
@@ -69,32 +72,94 @@ inline double beta_drift(const double* row, double a, double b) {
   return row[2] * (std::fabs(m - row[0]) / row[1]) + row[3] * (std::fabs(sd - row[1]) / row[1]);
 }
 
-// The arm drawn by inverse CDF from the K probabilities `prob` (0 for arms that cannot be
-// chosen) with the uniform u in [0, 1): the first arm whose cumulative probability
-// exceeds u * total (total = their sum, 1 up to rounding and the quadrature's floor).
-// *prop gets prob[arm] / total, the probability with which the arm was drawn.
-inline int64_t match_draw(const double* prob, int64_t K, double u, double* prop) {
+// The first uniform of Stream(seed, stream, purpose), bit for bit, from one Philox block
+// (a Stream computes two blocks at once; a matching decision needs only two words).
+inline double first_uniform(uint64_t seed, uint64_t stream, uint32_t purpose) {
+  uint32_t ctr[4] = {0, purpose, static_cast<uint32_t>(stream),
+                     static_cast<uint32_t>(stream >> 32)};
+  uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
+  uint32_t out[4];
+  philox4x32_10(ctr, key, out);
+  const uint32_t a = out[0] >> 5;  // as Stream::uniform: 27 + 26 bits
+  const uint32_t b = out[1] >> 6;
+  return (static_cast<double>(a) * 67108864.0 + static_cast<double>(b) + 0.5) *
+         (1.0 / 9007199254740992.0);
+}
+
+// first_uniform of the streams t0, t0 + 1, ..., t0 + n - 1 into u, bit for bit, eight
+// streams at a time in lanes (independent Philox chains the compiler can vectorise and
+// the core can overlap: a lone chain waits on its multiplies).
+inline void first_uniforms(uint64_t seed, uint64_t t0, uint32_t purpose, int64_t n, double* u) {
+  using namespace philox_detail;
+  constexpr int L = 8;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    uint32_t c0[L], c1[L], c2[L], c3[L];
+    for (int l = 0; l < L; ++l) {
+      const uint64_t t = t0 + static_cast<uint64_t>(i + l);
+      c0[l] = 0;
+      c1[l] = purpose;
+      c2[l] = static_cast<uint32_t>(t);
+      c3[l] = static_cast<uint32_t>(t >> 32);
+    }
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int r = 0; r < 10; ++r) {
+      for (int l = 0; l < L; ++l) {
+        const uint64_t p0 = static_cast<uint64_t>(M0) * c0[l];
+        const uint64_t p1 = static_cast<uint64_t>(M1) * c2[l];
+        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+        c1[l] = static_cast<uint32_t>(p1);
+        c3[l] = static_cast<uint32_t>(p0);
+        c0[l] = n0;
+        c2[l] = n2;
+      }
+      k0 += W0;
+      k1 += W1;
+    }
+    for (int l = 0; l < L; ++l) {
+      const uint32_t a = c0[l] >> 5, b = c1[l] >> 6;
+      u[i + l] = (static_cast<double>(a) * 67108864.0 + static_cast<double>(b) + 0.5) *
+                 (1.0 / 9007199254740992.0);
+    }
+  }
+  for (; i < n; ++i) u[i] = first_uniform(seed, t0 + static_cast<uint64_t>(i), purpose);
+}
+
+// The arm drawn by inverse CDF from K probabilities `prob` (0 for arms that cannot be
+// chosen) with a uniform u in [0, 1): the first arm whose cumulative probability exceeds
+// u * total (total = their sum, 1 up to rounding and the quadrature's floor); its
+// propensity is prob[arm] / total, the probability with which it was drawn. Built once
+// per probability vector, so a batch's rows each pay only the search.
+struct MatchCdf {
+  const double* prob = nullptr;
+  std::vector<double> cum;  // running sums over the arms with prob > 0, in id order
+  std::vector<int64_t> arm;
   double total = 0.0;
-  int64_t last = -1;
-  for (int64_t a = 0; a < K; ++a) {
-    if (prob[a] > 0.0) {
-      total += prob[a];
-      last = a;
+
+  MatchCdf(const double* p, int64_t K) : prob(p) {
+    for (int64_t a = 0; a < K; ++a) {
+      if (p[a] > 0.0) {
+        total += p[a];
+        cum.push_back(total);
+        arm.push_back(a);
+      }
     }
   }
-  const double target = u * total;
-  double cum = 0.0;
-  int64_t arm = last;  // u * total rounded up to total: the last arm that can be chosen
-  for (int64_t a = 0; a < K; ++a) {
-    if (!(prob[a] > 0.0)) continue;
-    cum += prob[a];
-    if (target < cum) {
-      arm = a;
-      break;
-    }
+
+  int64_t draw(double u, double* prop) const {
+    const double target = u * total;
+    const size_t n = cum.size();
+    size_t j = 0;
+    while (j + 1 < n && !(target < cum[j])) ++j;  // u * total rounded up: the last arm
+    const int64_t a = arm[j];
+    *prop = prob[a] / total;
+    return a;
   }
-  *prop = prob[arm] / total;
-  return arm;
+};
+
+inline int64_t match_draw(const double* prob, int64_t K, double u, double* prop) {
+  return MatchCdf(prob, K).draw(u, prop);
 }
 
 }  // namespace promobandit

@@ -393,9 +393,8 @@ inline bool mab_is_matching(const MabParams& p) {
 // Decision number t by probability matching from the win probabilities `probs` (K).
 inline std::pair<int64_t, double> mab_match(const MabParams& p, const double* probs, int64_t K,
                                             uint64_t t) {
-  Stream rs(p.seed, t, kPurposeDecision);
   double prop;
-  const int64_t arm = match_draw(probs, K, rs.uniform(), &prop);
+  const int64_t arm = match_draw(probs, K, first_uniform(p.seed, t, kPurposeDecision), &prop);
   return {arm, prop};
 }
 
@@ -551,13 +550,11 @@ inline void mab_match_rows(const MabParams& p, MabState& s, const uint8_t* masks
     }
     return;
   }
-  const double* probs = mab_ts_cached(p, s, nullptr);
+  const MatchCdf cdf(mab_ts_cached(p, s, nullptr), K);
   parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const auto r = mab_match(p, probs, K, t0 + static_cast<uint64_t>(i));
-      arms[i] = r.first;
-      props[i] = r.second;
-    }
+    // the uniforms first, in lanes, into props (overwritten by the propensities below)
+    first_uniforms(p.seed, t0 + static_cast<uint64_t>(lo), kPurposeDecision, hi - lo, props + lo);
+    for (int64_t i = lo; i < hi; ++i) arms[i] = cdf.draw(props[i], &props[i]);
   });
 }
 
