@@ -143,7 +143,7 @@ def test_tolerance_zero_recomputes_after_every_update(backend: str) -> None:
 def test_bad_settings_name_the_field() -> None:
     with pytest.raises(ValueError, match="sampler"):
         BetaTS(3, sampler="argmax")
-    with pytest.raises(ValueError, match="sampler.*propensity_method"):
+    with pytest.raises(ValueError, match=r"sampler.*propensity_method"):
         BetaTS(3, sampler="matching", propensity_method="draws")
     with pytest.raises(ValueError, match="propensity_tolerance"):
         BetaTS(3, propensity_tolerance=-0.1)
@@ -173,3 +173,33 @@ def test_round_trip_continues_identically(backend: str) -> None:
         assert p.select() == q.select()
         p.update(i % K, 1.0)
         q.update(i % K, 1.0)
+
+
+def test_explanations_reproduce_matching_decisions(backend: str) -> None:
+    """Engine decisions of a matching Beta TS, with budget and fairness levers (fresh
+    probabilities per decision) and without (the cache): each is recomputed from its
+    explanation's uniform and probabilities, and its propensity is the chosen offer's
+    probability over their total."""
+    from promobandit import Engine, EngineConfig
+    from tests import test_explain as tx
+
+    for config in ({}, {"budget": None, "fairness": None, "caps": None}):
+        pol = BetaTS(5, seed=5, backend=backend, sampler="matching")
+        eng = Engine(tx.catalogue(), pol, EngineConfig(**{**{
+            "budget": tx.BudgetConfig(amount=150.0, update_every=5, step_size=2.0),
+            "fairness": tx.FairnessConfig(max_gap=0.02, step_size=0.5)}, **config}),
+            privacy_key=tx.KEY)
+        decisions = tx.run(eng, 120, explain=True)
+        for d in decisions:
+            e = d.explain()
+            assert e.rule == "matching" and e.recompute() == d.offer
+            probs = [o.probability for o in e.offers if o.eligible and o.probability > 0]
+            assert e.propensity == pytest.approx(e.offers[d.offer].probability / sum(probs),
+                                                 rel=1e-12)
+            # the rule written out here: the first offer whose cumulative probability
+            # exceeds u times the total
+            cum = np.cumsum(probs)
+            ids = [o.offer for o in e.offers if o.eligible and o.probability > 0]
+            j = int(np.searchsorted(cum, e.draws["u"] * cum[-1], side="right"))
+            assert ids[min(j, len(ids) - 1)] == d.offer
+        assert len({d.offer for d in decisions}) > 1

@@ -15,6 +15,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .beta_matching import beta_drift, beta_snapshot, match_draw
 from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     BETA_TS,
     CTR_DECISIONS,
@@ -27,7 +28,6 @@ from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     UCB1,
     UCB_TUNED,
 )
-from .beta_matching import beta_drift, beta_snapshot, match_draw
 from .quadrature import FAMILY_BETA, max_propensities
 from .rng import (
     PURPOSE_DECISION,

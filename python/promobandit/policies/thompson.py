@@ -10,7 +10,6 @@ from ._multiarmed import MultiArmedPolicy
 from .base import ThompsonConfig, check_method
 from .traits import PolicyTraits
 
-
 # BetaTSConfig.sampler: the arm from K posterior draws, or by probability matching.
 SAMPLERS = ("posterior", "matching")
 
