@@ -203,3 +203,29 @@ def test_explanations_reproduce_matching_decisions(backend: str) -> None:
             j = int(np.searchsorted(cum, e.draws["u"] * cum[-1], side="right"))
             assert ids[min(j, len(ids) - 1)] == d.offer
         assert len({d.offer for d in decisions}) > 1
+
+
+POOL_SCRIPT = """
+import os, sys
+import numpy as np
+from promobandit.policies import BetaTS
+p = BetaTS(6, seed=1, backend="cpp", sampler="matching")
+a1, _ = p.select_batch(n=2000, n_threads=2)  # starts the pool's worker
+q = BetaTS(6, seed=1, backend="cpp", sampler="matching")
+pid = os.fork()
+if pid == 0:  # the child has no worker threads: a fresh pool, the same answer
+    a2, _ = q.select_batch(n=2000, n_threads=2)
+    os._exit(0 if (a2 == a1).all() else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif("cpp" not in _backends.available(), reason="the C++ backend's pool")
+def test_pool_survives_fork_and_interpreter_exit() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", POOL_SCRIPT], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
