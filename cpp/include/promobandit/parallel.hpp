@@ -103,6 +103,7 @@ class ThreadPool {
   }
 
   void stop() { stop_.store(true, std::memory_order_release); }
+  bool stopped() const { return stop_.load(std::memory_order_acquire); }
 
  private:
   ThreadPool() : pid_(::getpid()) {}
@@ -190,8 +191,13 @@ void parallel_for(int64_t n, int n_threads, int64_t serial_threshold, Fn&& fn) {
   };
   detail::ThreadPool& pool = detail::ThreadPool::instance();
   if (t - 1 <= kPoolMaxThreads && pool.try_acquire()) {
-    pool.run(t, run);
-    pool.release();
+    if (!pool.stopped()) {
+      pool.run(t, run);
+      pool.release();
+    } else {  // after the exit guard ran, the workers are gone: do the chunks here
+      pool.release();
+      for (int w = 0; w < t; ++w) run(w);
+    }
   } else {  // the pool is busy (a concurrent or nested call): threads of its own
     std::vector<std::thread> workers;
     workers.reserve(static_cast<size_t>(t - 1));
