@@ -43,7 +43,9 @@ class BetaTSConfig(ThompsonConfig):
         propensity_draws = 0) and a decision costs one uniform once p is known; p is
         computed once per batch (per distinct mask; per row with biases) and, between
         updates, reused under propensity_tolerance. Needs propensity_method="quadrature".
-        See cpp/include/promobandit/beta_matching.hpp.
+        See cpp/include/promobandit/beta_matching.hpp. Not the default (yet): it is
+        about 10x faster batched and learns the same (bench/README.md), but it changes
+        every seeded Beta TS decision sequence.
     propensity_tolerance: with propensity_method="quadrature", an absolute probability:
         the win probabilities are reused after updates (for the same eligible arms)
         until a first-order bound on how far any of them has moved since it was computed
@@ -53,10 +55,11 @@ class BetaTSConfig(ThompsonConfig):
         Under "posterior" the logged propensity is then that of a slightly older
         posterior; under "matching" it stays exactly the probability of the decision
         made, which is Thompson sampling on that slightly older posterior (as every row
-        of a batch is). The default 0.005 kept the reused probabilities within 0.003 of
-        the exact ones on the current posterior over a 100,000-decision run, and
-        tests/test_beta_matching.py holds them within 0.01 of a 10^6-draw Monte Carlo
-        estimate.
+        of a batch is). The default 0.005 leaves room under the 0.01 error bound for the
+        quadrature's own (~0.003): tests/test_beta_matching.py holds the reused
+        probabilities within 0.01 of a 10^6-draw Monte Carlo estimate on the current
+        posterior while learning. action_probabilities always integrates the current
+        posterior, so it can differ from the logged propensities by up to about this.
     """
 
     alpha0: float = 1.0
