@@ -58,12 +58,14 @@ def linear_problem(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 MAB_POLICIES = ("BetaTS", "GaussianTS", "UCB1", "UCBTuned", "EpsilonGreedy", "Softmax")
 
 
-def pb_policy(name: str, backend: str, propensities: bool = True, seed: int = 1) -> Any:
-    """A promobandit policy with default settings (propensities=False: switched off)."""
+def pb_policy(name: str, backend: str, propensities: bool = True, seed: int = 1,
+              **extra: Any) -> Any:
+    """A promobandit policy with default settings (propensities=False: switched off;
+    extra: further settings, e.g. sampler="matching")."""
     from promobandit.policies import POLICIES
 
     cls = POLICIES[name]
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(extra)
     if name == "LinUCB":
         kw["alpha"] = LIN_ALPHA
     if name == "LinTS":
@@ -347,15 +349,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"throughput: decisions/s, median [min - max] of {repeats} runs")
     # -- Beta TS ----------------------------------------------------------------------------
     w = "BetaTS K=10"
+    beta_settings: tuple[tuple[str, bool, dict[str, Any]], ...] = (
+        ("defaults (exact props)", True, {}), ("propensity off", False, {}),
+        ("matching (exact props)", True, {"sampler": "matching"}))
     for b in backends:
-        for setting, props in (("defaults (exact props)", True), ("propensity off", False)):
+        for setting, props, extra in beta_settings:
             add(w, "single", f"pb-{b}", setting, n_fast,
-                lambda b=b, p=props: run_pb_single(pb_policy("BetaTS", b, p), n_fast,
-                                                   rewards_b, None))
+                lambda b=b, p=props, e=extra: run_pb_single(pb_policy("BetaTS", b, p, **e),
+                                                            n_fast, rewards_b, None))
             for t in (args.threads if b == "cpp" else [1]):
                 add(w, "batch", f"pb-{b}", setting, n_fast,
-                    lambda b=b, p=props, t=t: run_pb_batch(pb_policy("BetaTS", b, p), n_fast,
-                                                           rewards_b, None, t), threads=t)
+                    lambda b=b, p=props, t=t, e=extra: run_pb_batch(
+                        pb_policy("BetaTS", b, p, **e), n_fast, rewards_b, None, t),
+                    threads=t)
     add(w, "single", "numpy loop", "no propensity", n_slow,
         lambda: run_numpy_beta_single(n_slow, rewards_b))
     add(w, "batch", "numpy vectorised", "no propensity", n_fast,
@@ -437,6 +443,11 @@ def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[di
             row("K=10 Bernoulli", mode, f"pb {name}",
                 lambda s, name=name, run=run: run(pb_policy(name, "cpp", seed=s + 1), n,
                                                   bern[s], None))
+    for mode in ("single", "batch"):
+        run = run_pb_single if mode == "single" else run_pb_batch
+        row("K=10 Bernoulli", mode, "pb BetaTS matching",
+            lambda s, run=run: run(pb_policy("BetaTS", "cpp", seed=s + 1, sampler="matching"),
+                                   n, bern[s], None))
     row("K=10 Bernoulli", "single", "numpy Beta TS",
         lambda s: run_numpy_beta_single(n, bern[s], seed=s + 1))
     row("K=10 Bernoulli", "batch", "numpy Beta TS",

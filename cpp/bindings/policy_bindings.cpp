@@ -14,6 +14,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -235,7 +236,7 @@ class MabKernel : public Guarded {
  public:
   MabKernel(int kind, double decay, std::vector<double> hyper, int64_t propensity_draws,
             int64_t propensity_refresh, const py::dict& arrays, int propensity_method,
-            bool first_on_ties) {
+            bool first_on_ties, bool matching, double propensity_tolerance) {
     if (!is_mab_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     if (hyper.size() > 4) throw std::invalid_argument("hyper: at most 4 hyperparameters");
     p_.kind = kind;
@@ -245,6 +246,15 @@ class MabKernel : public Guarded {
     p_.propensity_refresh = propensity_refresh < 1 ? 1 : propensity_refresh;
     p_.propensity_method = check_method(propensity_method);
     p_.first_on_ties = first_on_ties;
+    if (matching && !(kind == kBetaTS && p_.propensity_method == kPropensityQuadrature)) {
+      throw std::invalid_argument("matching: probability matching is Beta TS with "
+                                  "propensity_method=\"quadrature\" only");
+    }
+    if (!(propensity_tolerance >= 0.0) || !std::isfinite(propensity_tolerance)) {
+      throw std::invalid_argument("propensity_tolerance: expected a finite number >= 0");
+    }
+    p_.matching = matching;
+    p_.propensity_tolerance = propensity_tolerance;
     set_arrays(arrays);
   }
 
@@ -383,6 +393,17 @@ class MabKernel : public Guarded {
     py::array counters = checked_array(get("counters"), "counters", Kind::Int64, 1, {kNumCounters});
     py::array cache = checked_array(get("prop_cache"), "prop_cache", Kind::Float64, 1, {K});
     py::array pmask = checked_array(get("prop_mask"), "prop_mask", Kind::Bool, 1, {K});
+    // Optional: the posteriors the cache was filled with (propensity_tolerance needs it);
+    // a private one when absent, as the Numba kernel does.
+    py::array post;
+    if (arrays.contains("prop_post")) {
+      post = checked_array(arrays["prop_post"], "prop_post", Kind::Float64, 2, {K, kBetaPostCols});
+    } else {
+      py::array_t<double> own({K, int64_t{kBetaPostCols}});
+      std::fill(own.mutable_data(), own.mutable_data() + kBetaPostCols * K, 0.0);
+      post = own;
+    }
+    post_ = post;
     stats_ = stats;
     active_ = active;
     counters_ = counters;
@@ -394,12 +415,13 @@ class MabKernel : public Guarded {
     s_.counters = ptr<int64_t>(counters_);
     s_.prop_cache = ptr<double>(cache_);
     s_.prop_mask = ptr<uint8_t>(pmask_);
+    s_.prop_post = ptr<double>(post_);
     p_.seed = static_cast<uint64_t>(s_.counters[kCtrSeed]);
   }
 
   MabParams p_;
   MabState s_;
-  py::array stats_, active_, counters_, cache_, pmask_;
+  py::array stats_, active_, counters_, cache_, pmask_, post_;
 };
 
 class LinKernel : public Guarded {
@@ -656,10 +678,12 @@ void bind_policies(py::module_& m) {
   py::class_<MabKernel>(m, "MabKernel",
                         "Non-contextual bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict, int, bool>(),
+      .def(py::init<int, double, std::vector<double>, int64_t, int64_t, py::dict, int, bool,
+                    bool, double>(),
            py::arg("kind"), py::arg("decay"), py::arg("hyper"), py::arg("propensity_draws"),
            py::arg("propensity_refresh"), py::arg("arrays"), py::arg("propensity_method") = 0,
-           py::arg("first_on_ties") = false)
+           py::arg("first_on_ties") = false, py::arg("matching") = false,
+           py::arg("propensity_tolerance") = 0.0)
       .def("select", &MabKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context=None, mask=None, bias=None) -> (arm, propensity); context is ignored")

@@ -1,14 +1,61 @@
 // Plain C++ checks of the header-only kernels (built only when CMake runs on this
 // project directly): known-answer Philox vectors and a Cholesky inverse; the
 // policy kernels' batch loops are checked in test_policies.cpp.
+#include <atomic>
 #include <cmath>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "check.hpp"
 #include "promobandit/linalg.hpp"
+#include "promobandit/parallel.hpp"
 #include "promobandit/rng.hpp"
+
+// The persistent pool: every index covered once, for any thread count and many calls in
+// a row; the lowest worker's exception comes back; concurrent callers (one falls back to
+// threads of its own) and nested calls still cover everything.
+static void test_parallel_pool() {
+  using namespace promobandit;
+  for (int rep = 0; rep < 200; ++rep) {
+    for (int t : {1, 2, 3, 5, 8}) {
+      const int64_t n = 1000 + rep;
+      std::vector<int> hits(static_cast<size_t>(n), 0);
+      parallel_for(n, t, 2, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t i = lo; i < hi; ++i) hits[static_cast<size_t>(i)] += 1;
+      });
+      bool ok = true;
+      for (int h : hits) ok = ok && h == 1;
+      CHECK(ok);
+    }
+  }
+  bool caught = false;
+  try {
+    parallel_for(1000, 4, 2, [&](int64_t lo, int64_t, int w) {
+      if (w >= 1) throw std::runtime_error(std::to_string(w) + " " + std::to_string(lo));
+    });
+  } catch (const std::runtime_error& e) {
+    caught = std::string(e.what()) == "1 250";
+  }
+  CHECK(caught);
+  std::atomic<int64_t> total{0};
+  auto body = [&]() {
+    for (int rep = 0; rep < 100; ++rep) {
+      parallel_for(512, 3, 2, [&](int64_t lo, int64_t hi, int) {
+        parallel_for(hi - lo, 2, 2, [&](int64_t a, int64_t b, int) { total += b - a; });
+      });
+    }
+  };
+  std::thread other(body);
+  body();
+  other.join();
+  CHECK(total.load() == 2 * 100 * 512);
+}
 
 int main() {
   using namespace promobandit;
+  test_parallel_pool();
   // Random123 known-answer vectors for philox4x32_10.
   {
     uint32_t c[4] = {0, 0, 0, 0}, k[2] = {0, 0}, o[4];

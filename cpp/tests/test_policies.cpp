@@ -45,7 +45,7 @@ struct Rows {
 // ---- multi-armed ------------------------------------------------------------------------
 
 struct Mab {
-  std::vector<double> stats, cache;
+  std::vector<double> stats, cache, post;
   std::vector<uint8_t> active, pmask;
   std::vector<int64_t> counters;
   MabParams p;
@@ -54,6 +54,7 @@ struct Mab {
   Mab(int kind, int64_t K) {
     stats.assign(static_cast<size_t>(3 * K), 0.0);
     cache.assign(static_cast<size_t>(K), 0.0);
+    post.assign(static_cast<size_t>(K * kBetaPostCols), 0.0);
     active.assign(static_cast<size_t>(K), 1);
     pmask.assign(static_cast<size_t>(K), 0);
     counters.assign(kNumCounters, 0);
@@ -69,7 +70,7 @@ struct Mab {
     bind();
   }
   Mab(const Mab& o)
-      : stats(o.stats), cache(o.cache), active(o.active), pmask(o.pmask), counters(o.counters),
+      : stats(o.stats), cache(o.cache), post(o.post), active(o.active), pmask(o.pmask), counters(o.counters),
         p(o.p) {
     bind();
   }
@@ -82,6 +83,7 @@ struct Mab {
     s.counters = counters.data();
     s.prop_cache = cache.data();
     s.prop_mask = pmask.data();
+    s.prop_post = post.data();
   }
 
   // n updates with rewards in [0, 1] (Bernoulli for Beta TS), arm i mod K.
@@ -98,6 +100,7 @@ struct Mab {
   bool same_as(const Mab& o) const {
     return same_bits(stats.data(), o.stats.data(), static_cast<long>(stats.size())) &&
            same_bits(cache.data(), o.cache.data(), static_cast<long>(cache.size())) &&
+           same_bits(post.data(), o.post.data(), static_cast<long>(post.size())) &&
            pmask == o.pmask && counters == o.counters;
   }
 };
@@ -175,6 +178,74 @@ void test_mab_batches() {
         CHECK(std::fabs(total - 1.0) < 1e-12);
         CHECK(cached[i * K + removed] == 0.0);
       }
+    }
+  }
+}
+
+// Beta TS by probability matching, win probabilities reused under a tolerance: a batch is
+// n single selects bit for bit (arms, propensities, cache and snapshot) on any split of
+// its rows; a propensity is the chosen arm's exact probability over their sum; learning
+// one decision at a time reuses the cache for some updates and refills it for others.
+void test_mab_matching() {
+  const int64_t K = 6, n = 300, removed = 2;
+  Rows rows(n, K, removed);
+  Mab base(kBetaTS, K);
+  base.p.propensity_method = kPropensityQuadrature;
+  base.p.matching = true;
+  base.p.propensity_tolerance = 0.005;
+  base.p.propensity_refresh = 1;
+  base.learn(300);
+  base.active[removed] = 0;
+  for (int variant = 0; variant < 3; ++variant) {
+    const uint8_t* m = variant >= 1 ? rows.masks.data() : nullptr;
+    const double* b = variant == 2 ? rows.biases.data() : nullptr;
+    Mab one(base);
+    std::vector<int64_t> arms1(n);
+    std::vector<double> props1(n);
+    for (int64_t i = 0; i < n; ++i) {
+      auto r = mab_select(one.p, one.s, m ? m + i * K : nullptr, b ? b + i * K : nullptr);
+      arms1[i] = r.first;
+      props1[i] = r.second;
+      CHECK(r.second > 0.0 && r.second <= 1.0);
+      CHECK(base.active[r.first] && (m == nullptr || m[i * K + r.first]));
+    }
+    for (int threads : {1, 2, 3, 0}) {
+      Mab batch(base);
+      std::vector<int64_t> arms(n);
+      std::vector<double> props(n);
+      mab_select_batch(batch.p, batch.s, m, b, n, threads, arms.data(), props.data());
+      CHECK(arms == arms1);
+      CHECK(same_bits(props.data(), props1.data(), n));
+      CHECK(batch.same_as(one));
+    }
+  }
+  {  // without a bias the propensity is the cached probability over the cache's sum
+    Mab one(base);
+    std::vector<double> exact(K);
+    mab_action_probabilities(one.p, one.s, nullptr, nullptr, exact.data());
+    double total = 0.0;
+    for (int64_t a = 0; a < K; ++a) total += exact[a];
+    auto r = mab_select(one.p, one.s, nullptr, nullptr);
+    CHECK(r.second == exact[r.first] / total);
+  }
+  {  // one decision at a time: some updates reuse the cache, others refill it
+    Mab one(base);
+    Stream rs(9, 9, kPurposeUser);
+    int64_t refills = 0, reuses = 0;
+    for (int64_t i = 0; i < 3000; ++i) {
+      const int64_t at = one.counters[kCtrPropensityAt];
+      auto r = mab_select(one.p, one.s, nullptr, nullptr);
+      if (one.counters[kCtrPropensityAt] != at) ++refills; else ++reuses;
+      const double pr = 0.1 + 0.1 * static_cast<double>(r.first);
+      mab_update(one.p, one.s, r.first, rs.uniform() < pr ? 1.0 : 0.0, 1.0);
+    }
+    CHECK(refills > 0 && reuses > 0);
+    Mab exact(base);  // tolerance 0: a refill after every update
+    exact.p.propensity_tolerance = 0.0;
+    for (int64_t i = 0; i < 50; ++i) {
+      auto r = mab_select(exact.p, exact.s, nullptr, nullptr);
+      CHECK(exact.counters[kCtrPropensityAt] == exact.counters[kCtrUpdates]);
+      mab_update(exact.p, exact.s, r.first, 1.0, 1.0);
     }
   }
 }
@@ -499,6 +570,7 @@ int main() {
   test_lin_scratch_layout();
   test_mab_propensity_loop();
   test_mab_batches();
+  test_mab_matching();
   test_lin_propensity_loop();
   test_lin_batches();
   return test::report("test_policies");

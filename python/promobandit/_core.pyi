@@ -54,7 +54,8 @@ class MabKernel:
     def __init__(self, kind: int, decay: float, hyper: list[float] | tuple[float, ...],
                  propensity_draws: int, propensity_refresh: int,
                  arrays: dict[str, NDArray[Any]], propensity_method: int = 0,
-                 first_on_ties: bool = False) -> None: ...
+                 first_on_ties: bool = False, matching: bool = False,
+                 propensity_tolerance: float = 0.0) -> None: ...
     def select(self, context: ArrayLike | None = None, mask: ArrayLike | None = None,
                bias: ArrayLike | None = None) -> tuple[int, float]: ...
     def select_batch(

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "promobandit/beta_matching.hpp"
 #include "promobandit/parallel.hpp"
 #include "promobandit/quadrature.hpp"
 #include "promobandit/rng.hpp"
@@ -43,6 +44,14 @@ struct MabParams {
   // instead of counted over propensity_draws draws; other kinds always count draws.
   int propensity_method = kPropensityDraws;
   bool first_on_ties = false;  // exact ties to the lowest id instead of at random
+  // Beta TS with kPropensityQuadrature only (beta_matching.hpp):
+  // matching: choose the arm by inverse CDF from the exact win probabilities (one uniform)
+  // instead of drawing K posterior samples; the propensity is then that probability.
+  bool matching = false;
+  // Reuse cached win probabilities after updates until the first-order bound on their
+  // change (beta_matching.hpp) exceeds this absolute probability (0: recompute after
+  // every update). Needs MabState::prop_post.
+  double propensity_tolerance = 0.0;
 };
 
 // Views of arrays owned elsewhere (NumPy). stats is K x 3 row-major.
@@ -53,6 +62,7 @@ struct MabState {
   int64_t* counters = nullptr;    // kNumCounters
   double* prop_cache = nullptr;   // K: cached propensities (Thompson sampling)
   uint8_t* prop_mask = nullptr;   // K: eligibility the cache was computed for
+  double* prop_post = nullptr;    // K x kBetaPostCols: beta_snapshot rows then, or nullptr
 };
 
 inline bool mab_eligible(const MabState& s, const uint8_t* mask, int64_t a) {
@@ -169,6 +179,48 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
   }
 }
 
+// True when the Beta TS win probabilities may be reused under p.propensity_tolerance:
+// no eligible arm's posterior moved beyond it since the cache was filled (beta_drift).
+inline bool mab_beta_within_tolerance(const MabParams& p, const MabState& s, const uint8_t* mask) {
+  if (!(p.propensity_tolerance > 0.0) || s.prop_post == nullptr || p.kind != kBetaTS ||
+      p.propensity_method != kPropensityQuadrature) {
+    return false;
+  }
+  double e = 0.0;
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (!mab_eligible(s, mask, a)) continue;
+    const double cnt = s.stats[a * 3 + 0], s1 = s.stats[a * 3 + 1];
+    e += beta_drift(s.prop_post + a * kBetaPostCols, p.p[0] + s1, p.p[1] + (cnt - s1));
+  }
+  return e <= p.propensity_tolerance;
+}
+
+// The cached propensities of every arm for `mask` (no bias), refilled when the eligible
+// set changed, or after propensity_refresh updates unless within propensity_tolerance.
+inline const double* mab_ts_cached(const MabParams& p, MabState& s, const uint8_t* mask) {
+  const int64_t K = s.n_arms;
+  const int64_t updates = s.counters[kCtrUpdates];
+  const int64_t at = s.counters[kCtrPropensityAt];
+  bool valid = at >= 0;
+  for (int64_t a = 0; valid && a < K; ++a) {
+    valid = s.prop_mask[a] == (mab_eligible(s, mask, a) ? 1 : 0);
+  }
+  if (valid && updates - at >= p.propensity_refresh) valid = mab_beta_within_tolerance(p, s, mask);
+  if (!valid) {
+    mab_ts_propensities(p, s, mask, nullptr, static_cast<uint64_t>(updates), s.prop_cache);
+    for (int64_t a = 0; a < K; ++a) s.prop_mask[a] = mab_eligible(s, mask, a) ? 1 : 0;
+    s.counters[kCtrPropensityAt] = updates;
+    if (s.prop_post != nullptr && p.kind == kBetaTS) {
+      for (int64_t a = 0; a < K; ++a) {
+        const double cnt = s.stats[a * 3 + 0], s1 = s.stats[a * 3 + 1];
+        beta_snapshot(p.p[0] + s1, p.p[1] + (cnt - s1), s.prop_cache[a],
+                      s.prop_post + a * kBetaPostCols);
+      }
+    }
+  }
+  return s.prop_cache;
+}
+
 // Propensity of `arm` under Thompson sampling. Without a bias the estimate is a
 // function of (state, eligible set) only, so it is cached and reused for the same
 // eligibility for less than propensity_refresh updates; with a bias it is drawn
@@ -176,24 +228,14 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
 inline double mab_ts_propensity(const MabParams& p, MabState& s, const uint8_t* mask,
                                 const double* bias, int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
-  const int64_t K = s.n_arms;
-  const int64_t updates = s.counters[kCtrUpdates];
   if (bias != nullptr) {
+    const int64_t K = s.n_arms;
+    const int64_t updates = s.counters[kCtrUpdates];
     std::vector<double> tmp(static_cast<size_t>(K));
     mab_ts_propensities(p, s, mask, bias, static_cast<uint64_t>(updates), tmp.data());
     return tmp[static_cast<size_t>(arm)];
   }
-  const int64_t at = s.counters[kCtrPropensityAt];
-  bool valid = at >= 0 && updates - at < p.propensity_refresh;
-  for (int64_t a = 0; valid && a < K; ++a) {
-    valid = s.prop_mask[a] == (mab_eligible(s, mask, a) ? 1 : 0);
-  }
-  if (!valid) {
-    mab_ts_propensities(p, s, mask, nullptr, static_cast<uint64_t>(updates), s.prop_cache);
-    for (int64_t a = 0; a < K; ++a) s.prop_mask[a] = mab_eligible(s, mask, a) ? 1 : 0;
-    s.counters[kCtrPropensityAt] = updates;
-  }
-  return s.prop_cache[arm];
+  return mab_ts_cached(p, s, mask)[arm];
 }
 
 // The eligible arm with the highest mean + bias and the number of eligible arms: the
@@ -343,13 +385,41 @@ inline std::pair<int64_t, double> mab_choose(const MabParams& p, const MabState&
 
 inline bool mab_is_thompson(const MabParams& p) { return p.kind == kBetaTS || p.kind == kGaussianTS; }
 
+// Beta TS by probability matching (beta_matching.hpp)?
+inline bool mab_is_matching(const MabParams& p) {
+  return p.matching && p.kind == kBetaTS && p.propensity_method == kPropensityQuadrature;
+}
+
+// Decision number t by probability matching from the win probabilities `probs` (K).
+inline std::pair<int64_t, double> mab_match(const MabParams& p, const double* probs, int64_t K,
+                                            uint64_t t) {
+  double prop;
+  const int64_t arm = match_draw(probs, K, first_uniform(p.seed, t, kPurposeDecision), &prop);
+  return {arm, prop};
+}
+
+// One matching decision: the cached probabilities without a bias, fresh ones with it.
+inline std::pair<int64_t, double> mab_match_select(const MabParams& p, MabState& s,
+                                                   const uint8_t* mask, const double* bias,
+                                                   uint64_t t) {
+  if (bias == nullptr) return mab_match(p, mab_ts_cached(p, s, mask), s.n_arms, t);
+  std::vector<double> probs(static_cast<size_t>(s.n_arms));
+  mab_beta_quadrature(p, s, mask, bias, probs.data());
+  return mab_match(p, probs.data(), s.n_arms, t);
+}
+
 // One decision: mab_choose with the next decision number, plus the Thompson
 // sampling propensity (which may fill the cache) and the decision counter.
 inline std::pair<int64_t, double> mab_select(const MabParams& p, MabState& s, const uint8_t* mask,
                                              const double* bias) {
   const uint64_t t = static_cast<uint64_t>(s.counters[kCtrDecisions]);
-  auto r = mab_choose(p, s, mask, bias, t);
-  if (mab_is_thompson(p)) r.second = mab_ts_propensity(p, s, mask, bias, r.first);
+  std::pair<int64_t, double> r;
+  if (mab_is_matching(p)) {
+    r = mab_match_select(p, s, mask, bias, t);
+  } else {
+    r = mab_choose(p, s, mask, bias, t);
+    if (mab_is_thompson(p)) r.second = mab_ts_propensity(p, s, mask, bias, r.first);
+  }
   s.counters[kCtrDecisions] = static_cast<int64_t>(t + 1);
   return r;
 }
@@ -452,6 +522,42 @@ inline void mab_ts_propensity_rows(const MabParams& p, MabState& s, const uint8_
   }
 }
 
+// Probability matching over a batch, bit for bit as n calls of mab_select: without masks
+// or biases the probabilities are the cache's (filled at most once) and rows split over
+// threads; with biases every row computes its own (rows over threads); with masks only,
+// rows run in order through the one-entry cache, as single selects do.
+inline void mab_match_rows(const MabParams& p, MabState& s, const uint8_t* masks,
+                           const double* biases, int64_t n, int n_threads, uint64_t t0,
+                           int64_t* arms, double* props) {
+  const int64_t K = s.n_arms;
+  if (biases != nullptr) {
+    parallel_for(n, n_threads, 2, [&](int64_t lo, int64_t hi, int) {
+      std::vector<double> probs(static_cast<size_t>(K));
+      for (int64_t i = lo; i < hi; ++i) {
+        mab_beta_quadrature(p, s, masks ? masks + i * K : nullptr, biases + i * K, probs.data());
+        const auto r = mab_match(p, probs.data(), K, t0 + static_cast<uint64_t>(i));
+        arms[i] = r.first;
+        props[i] = r.second;
+      }
+    });
+    return;
+  }
+  if (masks != nullptr) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto r = mab_match(p, mab_ts_cached(p, s, masks + i * K), K, t0 + static_cast<uint64_t>(i));
+      arms[i] = r.first;
+      props[i] = r.second;
+    }
+    return;
+  }
+  const MatchCdf cdf(mab_ts_cached(p, s, nullptr), K);
+  parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
+    // the uniforms first, in lanes, into props (overwritten by the propensities below)
+    first_uniforms(p.seed, t0 + static_cast<uint64_t>(lo), kPurposeDecision, hi - lo, props + lo);
+    for (int64_t i = lo; i < hi; ++i) arms[i] = cdf.draw(props[i], &props[i]);
+  });
+}
+
 // n decisions, bit for bit the same as n calls of mab_select: the choices are pure
 // functions of (state, decision number), so the rows split over threads in any way
 // give the same arms; the propensities then go through the cache in row order.
@@ -459,10 +565,14 @@ inline void mab_select_batch(const MabParams& p, MabState& s, const uint8_t* mas
                              const double* biases, int64_t n, int n_threads, int64_t* arms,
                              double* props) {
   const uint64_t t0 = static_cast<uint64_t>(s.counters[kCtrDecisions]);
-  parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
-    mab_choose_rows(p, s, masks, biases, lo, hi, t0, arms, props);
-  });
-  if (mab_is_thompson(p)) mab_ts_propensity_rows(p, s, masks, biases, arms, n, props);
+  if (mab_is_matching(p)) {
+    mab_match_rows(p, s, masks, biases, n, n_threads, t0, arms, props);
+  } else {
+    parallel_for(n, n_threads, 2 * kRowsPerThread, [&](int64_t lo, int64_t hi, int) {
+      mab_choose_rows(p, s, masks, biases, lo, hi, t0, arms, props);
+    });
+    if (mab_is_thompson(p)) mab_ts_propensity_rows(p, s, masks, biases, arms, n, props);
+  }
   s.counters[kCtrDecisions] = static_cast<int64_t>(t0 + static_cast<uint64_t>(n));
 }
 

@@ -5,6 +5,7 @@ then a Numba call that runs without the GIL, serialised by the kernel's
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 from .. import _validation as v
 from . import linear as lin
 from . import multiarmed as mab
+from .beta_matching import POST_COLS
 from .codes import (
     BETA_TS,
     CTR_SEED,
@@ -55,16 +57,27 @@ class _Guarded(ABC):
 class MabKernel(_Guarded):
     def __init__(self, kind: int, decay: float, hyper: list[float], propensity_draws: int,
                  propensity_refresh: int, arrays: dict[str, np.ndarray],
-                 propensity_method: int = 0, first_on_ties: bool = False) -> None:
+                 propensity_method: int = 0, first_on_ties: bool = False,
+                 matching: bool = False, propensity_tolerance: float = 0.0) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
-        h = np.zeros(5)  # the kind's hyperparameters, then 1.0 for first_on_ties
+        self.method = _check_method(propensity_method)
+        if matching and not (self.kind == BETA_TS and self.method == METHOD_QUADRATURE):
+            raise ValueError('matching: probability matching is Beta TS with '
+                             'propensity_method="quadrature" only')
+        tol = float(propensity_tolerance)
+        if not (tol >= 0.0 and math.isfinite(tol)):
+            raise ValueError("propensity_tolerance: expected a finite number >= 0")
+        # the kind's hyperparameters, then 1.0 for first_on_ties, 1.0 for matching, and
+        # the propensity tolerance
+        h = np.zeros(7)
         h[: len(hyper)] = hyper
         h[4] = 1.0 if first_on_ties else 0.0
+        h[5] = 1.0 if matching else 0.0
+        h[6] = tol
         self.hyper = h
         self.draws = int(propensity_draws)
         self.refresh = max(1, int(propensity_refresh))
-        self.method = _check_method(propensity_method)
         self._lock = threading.RLock()
         self._set_arrays(arrays)
 
@@ -75,8 +88,12 @@ class MabKernel(_Guarded):
         counters = v.checked_array(arrays["counters"], "counters", "int64", 1, (N_COUNTERS,))
         cache = v.checked_array(arrays["prop_cache"], "prop_cache", "float64", 1, (k,))
         pmask = v.checked_array(arrays["prop_mask"], "prop_mask", "bool", 1, (k,))
-        self.stats, self.active, self.counters, self.cache, self.pmask = (
-            stats, active, counters, cache, pmask)
+        # optional, as in _core: the posteriors the cache was filled with (a private one
+        # when absent, so the cache is refilled as without a tolerance snapshot)
+        post = (v.checked_array(arrays["prop_post"], "prop_post", "float64", 2, (k, POST_COLS))
+                if "prop_post" in arrays else np.zeros((k, POST_COLS)))
+        self.stats, self.active, self.counters, self.cache, self.pmask, self.post = (
+            stats, active, counters, cache, pmask, post)
         self.seed = counters[CTR_SEED:CTR_SEED + 1].view(np.uint64)[0]  # the seed's bits
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
@@ -95,7 +112,7 @@ class MabKernel(_Guarded):
         b = v.check_bias(bias, self.n_arms)
         arm, prop = mab.select(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed,
                                self.stats, self.active, self.counters, self.cache, self.pmask,
-                               self._all if m is None else m,
+                               self.post, self._all if m is None else m,
                                self._zeros if b is None else b, b is not None)
         return int(arm), float(prop)
 
@@ -119,7 +136,7 @@ class MabKernel(_Guarded):
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
         mab.select_batch(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed, self.stats,
-                         self.active, self.counters, self.cache, self.pmask, m,
+                         self.active, self.counters, self.cache, self.pmask, self.post, m,
                          np.broadcast_to(self._zeros, (n, self.n_arms)) if b is None else b,
                          b is not None, arms, props)
         return arms, props

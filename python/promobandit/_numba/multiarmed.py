@@ -2,7 +2,9 @@
 
 State: ``stats`` (K, 3) of (sum w, sum w*r, sum w*r^2), ``active`` (K,) bool,
 ``counters`` (N_COUNTERS,) int64 in the slots of ``codes``, ``prop_cache`` (K,)
-float64, ``prop_mask`` (K,) bool. ``mask`` is always an array here (all True when
+float64, ``prop_mask`` (K,) bool, ``prop_post`` (K, POST_COLS) float64 (``post``). ``hyper`` holds
+the kind's 4 hyperparameters, then first_on_ties, matching (1.0: Beta TS by probability
+matching) and propensity_tolerance. ``mask`` is always an array here (all True when
 the caller gave none), ``bias`` too (zeros, with ``has_bias`` False).
 """
 
@@ -13,6 +15,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .beta_matching import beta_drift, beta_snapshot, match_draw
 from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     BETA_TS,
     CTR_DECISIONS,
@@ -142,8 +145,52 @@ def ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias,
 
 
 @nb.njit(**_JIT)
-def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask,
-                  bias, has_bias, arm):
+def beta_within_tolerance(kind, hyper, method, stats, active, post, mask):
+    """Mirrors mab_beta_within_tolerance."""
+    tol = hyper[6]
+    if not (tol > 0.0) or kind != BETA_TS or method != METHOD_QUADRATURE:
+        return False
+    e = 0.0
+    for a in range(stats.shape[0]):
+        if not (active[a] and mask[a]):
+            continue
+        cnt = stats[a, 0]
+        s1 = stats[a, 1]
+        e += beta_drift(post[a], hyper[0] + s1, hyper[1] + (cnt - s1))
+    return e <= tol
+
+
+@nb.njit(**_JIT)
+def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+              mask, bias):
+    """Mirrors mab_ts_cached: the one-entry cache of every arm's propensity for `mask`."""
+    k = stats.shape[0]
+    updates = counters[CTR_UPDATES]
+    at = counters[CTR_PROPENSITY_AT]
+    valid = at >= 0
+    if valid:
+        for a in range(k):
+            if pmask[a] != (active[a] and mask[a]):
+                valid = False
+                break
+    if valid and updates - at >= refresh:
+        valid = beta_within_tolerance(kind, hyper, method, stats, active, post, mask)
+    if not valid:
+        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
+        for a in range(k):
+            pmask[a] = active[a] and mask[a]
+        counters[CTR_PROPENSITY_AT] = updates
+        if kind == BETA_TS:
+            for a in range(k):
+                cnt = stats[a, 0]
+                s1 = stats[a, 1]
+                beta_snapshot(hyper[0] + s1, hyper[1] + (cnt - s1), cache[a], post[a])
+    return cache
+
+
+@nb.njit(**_JIT)
+def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+                  mask, bias, has_bias, arm):
     if draws <= 0:
         return np.nan
     k = stats.shape[0]
@@ -152,19 +199,32 @@ def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, coun
         tmp = np.empty(k)
         ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, tmp)
         return tmp[arm]
-    at = counters[CTR_PROPENSITY_AT]
-    valid = at >= 0 and updates - at < refresh
-    if valid:
-        for a in range(k):
-            if pmask[a] != (active[a] and mask[a]):
-                valid = False
-                break
-    if not valid:
-        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
-        for a in range(k):
-            pmask[a] = active[a] and mask[a]
-        counters[CTR_PROPENSITY_AT] = updates
-    return cache[arm]
+    return ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
+                     post, mask, bias)[arm]
+
+
+@nb.njit(**_JIT)
+def is_matching(kind, hyper, method):
+    return hyper[5] != 0.0 and kind == BETA_TS and method == METHOD_QUADRATURE
+
+
+@nb.njit(**_JIT)
+def match(seed, probs, t):
+    """Mirrors mab_match: decision number t by probability matching from probs."""
+    st = stream_new(seed, t, PURPOSE_DECISION)
+    return match_draw(probs, uniform(st))
+
+
+@nb.njit(**_JIT)
+def match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+                 mask, bias, has_bias, t):
+    """Mirrors mab_match_select."""
+    if not has_bias:
+        return match(seed, ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters,
+                                     cache, pmask, post, mask, bias), t)
+    probs = np.empty(stats.shape[0])
+    beta_quadrature(hyper, stats, active, mask, bias, probs)
+    return match(seed, probs, t)
 
 
 @nb.njit(**_JIT)
@@ -317,14 +377,18 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, mask, bias,
-           has_bias):
+def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, mask,
+           bias, has_bias):
     """Mirrors mab_select: choose with the next decision number, the Thompson propensity."""
     t = counters[CTR_DECISIONS]
-    best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
-    if is_thompson(kind):
-        prop = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
-                             pmask, mask, bias, has_bias, best)
+    if is_matching(kind, hyper, method):
+        best, prop = match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters,
+                                  cache, pmask, post, mask, bias, has_bias, t)
+    else:
+        best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
+        if is_thompson(kind):
+            prop = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
+                                 cache, pmask, post, mask, bias, has_bias, best)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
@@ -391,24 +455,40 @@ def choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, o
 
 @nb.njit(**_JIT)
 def ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                       masks, biases, has_bias, arms, out_props):
+                       post, masks, biases, has_bias, arms, out_props):
     """Mirrors mab_ts_propensity_rows: the chosen arms' propensities in row order
     through the one-entry cache, as n single selects fill and reuse it."""
     for i in range(arms.shape[0]):
         out_props[i] = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                     cache, pmask, masks[i], biases[i], has_bias, arms[i])
+                                     cache, pmask, post, masks[i], biases[i], has_bias, arms[i])
+
+
+@nb.njit(**_JIT)
+def match_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+               masks, biases, has_bias, t0, out_arms, out_props):
+    """Mirrors mab_match_rows on one thread: rows in order through the cache (fresh
+    probabilities per row with biases), which is what every split gives."""
+    for i in range(out_arms.shape[0]):
+        arm, prop = match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters,
+                                 cache, pmask, post, masks[i], biases[i], has_bias, t0 + i)
+        out_arms[i] = arm
+        out_props[i] = prop
 
 
 @nb.njit(**_JIT)
 def select_batch(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                 masks, biases, has_bias, out_arms, out_props):
+                 post, masks, biases, has_bias, out_arms, out_props):
     """Mirrors mab_select_batch (on one thread): the choices, then the Thompson
     propensities in row order, then the decision counter."""
     t0 = counters[CTR_DECISIONS]
-    choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
-    if is_thompson(kind):
-        ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache,
-                           pmask, masks, biases, has_bias, out_arms, out_props)
+    if is_matching(kind, hyper, method):
+        match_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
+                   post, masks, biases, has_bias, t0, out_arms, out_props)
+    else:
+        choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
+        if is_thompson(kind):
+            ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters,
+                               cache, pmask, post, masks, biases, has_bias, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + out_arms.shape[0]
 
 

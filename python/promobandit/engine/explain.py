@@ -13,6 +13,10 @@ multiplier of the shopper's group. So its numbers reproduce the choice exactly:
 - Thompson sampling (BetaTS, GaussianTS, LinTS): ``sample`` is the posterior draw the
   policy made (the same stream, the same draw order: eligible offers in id order), and
   the chosen offer is the first eligible offer of highest sample + levers;
+- Beta TS with sampler="matching": the uniform ``u`` and each offer's ``probability``
+  (the win probabilities the decision drew from: the policy's cache, possibly computed
+  some updates earlier, or fresh ones when levers are given); the chosen offer is the
+  first eligible offer whose cumulative probability exceeds u x their total;
 - epsilon-greedy: the decision's two uniforms ``u_explore``, ``u_arm``: explore when
   u_explore < epsilon (the u_arm-th eligible offer), else the highest mean + levers;
 - softmax: the uniform ``u``; the chosen offer is the first eligible offer whose
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._numba import codes as _ncodes
 from .._numba import linear as _nlin
 from .._numba import multiarmed as _nmab
 from .._numba import rng as _nrng
@@ -60,7 +65,7 @@ if TYPE_CHECKING:
 
 TOP_FEATURES = 5  # feature contributions listed per explanation, largest |contribution| first
 
-RULES = ("argmax", "epsilon_greedy", "softmax", "fixed", "opaque")
+RULES = ("argmax", "epsilon_greedy", "softmax", "matching", "fixed", "opaque")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +208,18 @@ def _apply_rule(rule: str, offers: tuple[OfferExplanation, ...], draws: dict[str
             if u < cum:
                 return a
         return vals[-1][0]
+    if rule == "matching":  # the kernel's inverse CDF (beta_matching.hpp's MatchCdf)
+        vals = [(o.offer, o.probability) for o in offers if o.eligible and o.probability > 0.0]
+        total = 0.0
+        for _, p in vals:
+            total += p
+        target = draws["u"] * total
+        cum = 0.0
+        for a, p in vals:
+            cum += p
+            if target < cum:
+                return a
+        return vals[-1][0]
     if rule == "fixed":
         if params["offer"] in elig:
             return int(params["offer"])
@@ -264,6 +281,32 @@ def policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
     return nb
 
 
+def _matching_probabilities(policy: BetaTS, arrays: dict[str, np.ndarray], elig: np.ndarray,
+                            bias: np.ndarray | None) -> np.ndarray:
+    """The win probabilities a matching decision draws from, by the kernel's own rule on
+    copies of its cache (refilled on the copy where the kernel would refill it)."""
+    c = policy.config
+    k = policy.n_arms
+    hyper = np.zeros(7)  # the Numba kernel's layout (promobandit._numba.multiarmed)
+    hyper[:2] = (c.alpha0, c.beta0)
+    hyper[5] = 1.0
+    hyper[6] = c.propensity_tolerance
+    stats = np.ascontiguousarray(arrays["stats"])
+    active = np.ascontiguousarray(arrays["active"])
+    mask = np.ascontiguousarray(elig, dtype=np.bool_)
+    if bias is not None:
+        out = np.zeros(k)
+        _nmab.beta_quadrature(hyper, stats, active, mask, np.ascontiguousarray(bias, np.float64),
+                              out)
+        return out
+    cache = _nmab.ts_cached(
+        int(policy._kind), hyper, int(c.propensity_draws), _ncodes.METHOD_QUADRATURE,
+        max(1, int(c.propensity_refresh)), np.uint64(policy.seed), stats, active,
+        arrays["counters"].copy(), arrays["prop_cache"].copy(), arrays["prop_mask"].copy(),
+        arrays["prop_post"].copy(), mask, np.zeros(k))
+    return np.array(cache, dtype=np.float64)
+
+
 def _policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
                     bias: np.ndarray | None, t: int) -> PolicyNumbers:
     """The policy's numbers for decision number t (its stream) under `eligible` (the
@@ -297,6 +340,11 @@ def _policy_numbers(policy: Policy, x: np.ndarray | None, eligible: np.ndarray,
         mean = np.array([_nmab.expectation(kind, hyper, stats, a) for a in range(k)])
         n, s1, s2 = stats[:, 0], stats[:, 1], stats[:, 2]
         st = _nrng.stream_new(np.uint64(seed), np.uint64(t), _nrng.PURPOSE_DECISION)
+        if isinstance(policy, BetaTS) and policy.config.sampler == "matching":
+            prob = _matching_probabilities(policy, arrays, elig, bias)
+            sd = _beta_sd(hyper, n, s1)
+            return PolicyNumbers("matching", mean, sd, nan.copy(), nan.copy(), mean, prob,
+                                 {"u": float(_nrng.uniform(st))}, {})
         if isinstance(policy, (BetaTS, GaussianTS)):
             sample = nan.copy()
             for a in np.flatnonzero(elig):
@@ -637,6 +685,9 @@ def sentence(e: Explanation, money: bool = True) -> str:
     unc = "" if not math.isfinite(chosen.sd_value) else f" ± {abs(chosen.sd_value):.2f}"
     if e.rule == "epsilon_greedy" and e.draws.get("u_explore", 1.0) < e._params.get("epsilon", 0):
         lead = f"chosen at random to explore (probability {e.propensity:.2f})"
+    elif e.rule == "matching":
+        lead = (f"drawn with probability {chosen.probability:.2f}, the chance that it is the "
+                f"best offer (expected {what} {est}{unc})")
     elif e.rule == "softmax":
         lead = (f"drawn with probability {chosen.probability:.2f}, the most for its expected "
                 f"{what} ({est}{unc})" if chosen.probability >= max(

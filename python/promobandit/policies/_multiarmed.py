@@ -9,6 +9,9 @@ import numpy as np
 
 from .base import Policy, ThompsonConfig, check_method, new_counters
 
+# beta_matching.hpp's kBetaPostCols: columns of a prop_post row
+POST_COLS = 4
+
 
 class MultiArmedPolicy(Policy):
     """Base of the non-contextual policies; `context` arguments are accepted and ignored,
@@ -26,6 +29,9 @@ class MultiArmedPolicy(Policy):
             "counters": new_counters(self._seed),
             "prop_cache": np.zeros(n_arms),
             "prop_mask": np.zeros(n_arms, dtype=np.bool_),
+            # each arm's posterior (mean, sd) and sensitivity weights when prop_cache was
+            # filled (Beta TS's propensity_tolerance, beta_matching.hpp); 0 = none
+            "prop_post": np.zeros((n_arms, POST_COLS)),
         }
 
     def _new_arm_rows(self) -> dict[str, np.ndarray]:
@@ -34,6 +40,7 @@ class MultiArmedPolicy(Policy):
             "active": np.array(True),
             "prop_cache": np.array(0.0),
             "prop_mask": np.array(False),
+            "prop_post": np.zeros(POST_COLS),
         }
 
     def _make_kernel(self, module: Any) -> Any:
@@ -46,7 +53,20 @@ class MultiArmedPolicy(Policy):
             self._arrays,
             check_method(getattr(c, "propensity_method", "draws")),
             c.ties == "first",
+            getattr(c, "sampler", "posterior") == "matching",
+            float(getattr(c, "propensity_tolerance", 0.0)),
         )
+
+    def _check_state_dict(self, state: Any) -> dict[str, np.ndarray]:
+        # States saved before prop_post existed load with an empty snapshot (the cache is
+        # then refilled on its first use), so older snapshots stay readable.
+        arrays = state.get("arrays") if isinstance(state, dict) else None
+        if isinstance(arrays, dict) and "prop_post" not in arrays:
+            stats = arrays.get("stats")
+            if isinstance(stats, np.ndarray) and stats.ndim == 2:
+                state = {**state, "arrays": {**arrays,
+                                             "prop_post": np.zeros((stats.shape[0], POST_COLS))}}
+        return super()._check_state_dict(state)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         self._arrays["stats"] += other["stats"]

@@ -10,6 +10,9 @@ from ._multiarmed import MultiArmedPolicy
 from .base import ThompsonConfig, check_method
 from .traits import PolicyTraits
 
+# BetaTSConfig.sampler: the arm from K posterior draws, or by probability matching.
+SAMPLERS = ("posterior", "matching")
+
 
 @dataclasses.dataclass(frozen=True)
 class BetaTSConfig(ThompsonConfig):
@@ -30,18 +33,53 @@ class BetaTSConfig(ThompsonConfig):
         0 (or 1), which the fixed panels resolve less well: 0.02 off in the one such
         state measured. "draws": the (wins + 1) / (draws + K) estimate
         from propensity_draws posterior draws. propensity_draws = 0 switches
-        propensities off (NaN) under either method.
+        propensities off (NaN) under either method, except under sampler="matching".
+    sampler: how the arm is chosen. "posterior" (the default): one Beta posterior draw
+        per eligible arm, the largest (+ bias) wins. "matching": probability matching,
+        the same distribution of choices by another route: the arm is drawn by inverse
+        CDF, with one uniform from the decision's stream, from the exact win
+        probabilities p (the quadrature above), so the logged propensity is exactly the
+        probability with which the arm was drawn (always given, even with
+        propensity_draws = 0) and a decision costs one uniform once p is known; p is
+        computed once per batch (per distinct mask; per row with biases) and, between
+        updates, reused under propensity_tolerance. Needs propensity_method="quadrature".
+        See cpp/include/promobandit/beta_matching.hpp. Not the default (yet): it is
+        about 10x faster batched and learns the same (bench/README.md), but it changes
+        every seeded Beta TS decision sequence.
+    propensity_tolerance: with propensity_method="quadrature", an absolute probability:
+        the win probabilities are reused after updates (for the same eligible arms)
+        until a first-order bound on how far any of them has moved since it was computed
+        exceeds this (each arm's posterior mean and sd shift, in units of its sd then,
+        weighted by how much a shift of that arm can move a win probability; see
+        cpp/include/promobandit/beta_matching.hpp); 0 recomputes them after every update.
+        Under "posterior" the logged propensity is then that of a slightly older
+        posterior; under "matching" it stays exactly the probability of the decision
+        made, which is Thompson sampling on that slightly older posterior (as every row
+        of a batch is). The default 0.005 leaves room under the 0.01 error bound for the
+        quadrature's own (~0.003): tests/test_beta_matching.py holds the reused
+        probabilities within 0.01 of a 10^6-draw Monte Carlo estimate on the current
+        posterior while learning. action_probabilities always integrates the current
+        posterior, so it can differ from the logged propensities by up to about this.
     """
 
     alpha0: float = 1.0
     beta0: float = 1.0
     propensity_method: str = "quadrature"
+    sampler: str = "posterior"
+    propensity_tolerance: float = 0.005
 
     def validate(self) -> None:
         super().validate()
         check_range("alpha0", self.alpha0, 0.0, lo_open=True)
         check_range("beta0", self.beta0, 0.0, lo_open=True)
         check_method(self.propensity_method)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if self.sampler == "matching" and self.propensity_method != "quadrature":
+            raise ValueError("sampler: \"matching\" draws from the exact win probabilities; "
+                             "it needs propensity_method=\"quadrature\", got "
+                             f"{self.propensity_method!r}")
+        check_range("propensity_tolerance", self.propensity_tolerance, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
