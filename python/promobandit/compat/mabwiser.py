@@ -15,7 +15,10 @@ with ``fit``, ``partial_fit``, ``predict``, ``predict_expectations``, ``add_arm`
 How each policy runs (MABWiser's rule is kept wherever it is deterministic):
 
 - ``ThompsonSampling``: the native Beta-Bernoulli kernel (``BetaTS``, prior Beta(1, 1), as
-  MABWiser); the ``binarizer`` is applied here before the rewards reach it.
+  MABWiser) with ``sampler="matching"``: every decision is drawn from each arm's exact
+  probability of the largest posterior draw (by quadrature), which is the distribution of
+  MABWiser's argmax over one Beta draw per arm, at one uniform per decision; the
+  ``binarizer`` is applied here before the rewards reach it.
 - ``EpsilonGreedy``: the native kernel (uniform arm with probability ``epsilon``, else the
   highest mean, untrained arms at 0, the first arm on ties).
 - ``LinUCB``: the native disjoint ridge kernel with ``ridge = l2_lambda`` (A = l2_lambda I
@@ -399,8 +402,11 @@ class MAB:
         # MABWiser breaks exact ties at the first arm; the native default is at random.
         first = "first"
         if name == "ThompsonSampling":
-            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, propensity_draws=0,
-                                 ties=first)
+            # Probability matching: each decision is drawn from every arm's exact
+            # probability of the largest posterior draw, the distribution of MABWiser's
+            # argmax over K Beta draws, at one uniform per decision instead of 2 K gammas.
+            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, ties=first,
+                                 sampler="matching")
         if name in ("EpsilonGreedy", "UCB1", "Softmax", "Popularity", "Random"):
             eps = float(p["epsilon"]) if name == "EpsilonGreedy" else 0.0
             return _NativeEpsilonGreedy(n_arms, seed=seed, epsilon=eps, initial_value=0.0,
