@@ -771,7 +771,8 @@ class ClusterService(DecisionService):
         eng = self.engine
         kp = o.k(f"{P}p:{decision_id}")
         rec = eng._pending.get(decision_id)
-        keep_ms = int(rs.FINALISED_KEEP_WAITS * self._wait * 1000) + 1
+        keep_ms = int(1000 * max(rs.FINALISED_KEEP_WAITS * self._wait,
+                                 rs.FINALISED_KEEP_MIN_SECONDS)) + 1
         if was_pending and rec is not None:
             o.ops.append(["set", kp, o.a(rs.encode_pending(rec, self._n_offers)), 0])
             return
@@ -981,6 +982,75 @@ class ClusterService(DecisionService):
         return ready, detail
 
 
+# A worker that exits sooner than this after its start is not restarted (a configuration or
+# Redis problem would only repeat); later exits are restarted (seconds).
+RESTART_AFTER_SECONDS = 5.0
+
+
+def serve_workers(cfg: ServiceConfig, args: Any, listening_socket: Any) -> int:
+    """``promobandit serve --workers N``: binds the listening socket once and runs N worker
+    processes (``promobandit serve`` each, in cluster mode) that accept on it; the kernel
+    spreads the connections. A worker that dies after its start is replaced (the others
+    fold what it had not synced and finalise its pending decisions). SIGTERM / SIGINT are
+    passed on; returns when every worker has stopped. listening_socket(host, port): the
+    CLI's socket factory."""
+    import signal
+    import subprocess
+    import sys
+
+    sock = listening_socket(cfg.server.host, cfg.server.port)
+    host, port = sock.getsockname()[:2]
+    fd = sock.fileno()
+    os.set_inheritable(fd, True)
+    cmd = [sys.executable, "-m", "promobandit", "serve", "--inherit-fd", str(fd),
+           "--redis-url", cfg.storage.url]
+    for flag, value in (("--config", args.config), ("--storage-dir", args.storage_dir),
+                        ("--threads", args.threads), ("--log-level", args.log_level)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    stopping = threading.Event()
+    procs: dict[int, tuple[Any, float]] = {}
+
+    def spawn(i: int) -> None:
+        procs[i] = (subprocess.Popen(cmd, pass_fds=(fd,)), time.monotonic())
+
+    def forward(signum: int, _frame: Any) -> None:
+        stopping.set()
+        for p, _ in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    n = args.workers
+    print(f"promobandit serve: listening on http://{host}:{port} (cluster mode, {n} workers, "
+          f"redis {cfg.storage.url})", flush=True)
+    rc = 0
+    try:
+        for i in range(n):
+            spawn(i)
+        while procs:
+            time.sleep(0.2)
+            for i, (p, started) in list(procs.items()):
+                code = p.poll()
+                if code is None:
+                    continue
+                del procs[i]
+                if stopping.is_set():
+                    continue
+                if time.monotonic() - started < RESTART_AFTER_SECONDS:
+                    rc = code or 1
+                    forward(signal.SIGTERM, None)
+                    continue
+                log.warning("worker %d (pid %d) exited with %s: starting another", i, p.pid,
+                            code)
+                spawn(i)
+    finally:
+        for s_, h in old.items():
+            signal.signal(s_, h)
+        sock.close()
+    return rc
+
+
 def _split_tag(stored: bytes) -> tuple[str, bytes]:
     """(request tag, decision JSON) of an idempotency key's value; the tag itself holds
     one NUL ("<request_id>\\0<digest>"), the JSON follows the second."""
@@ -990,4 +1060,4 @@ def _split_tag(stored: bytes) -> tuple[str, bytes]:
 
 
 __all__ = ["ClusterConfigError", "ClusterLogWriter", "ClusterService", "RedisBudgetPacer",
-           "RedisUserCaps", "check_cluster_config", "connect", "worker_seed"]
+           "RedisUserCaps", "check_cluster_config", "connect", "serve_workers", "worker_seed"]

@@ -18,6 +18,7 @@ Keys (``P`` is ``"<namespace>:"``, see ``StorageConfig.namespace``):
 ``P due``              zset: decision id -> when its feedback wait ends
 ``P f:<id>``           a finalised decision's event ids (JSON), for duplicate and late
                        feedback; expires ``FINALISED_KEEP_WAITS`` feedback waits later
+                       (at least ``FINALISED_KEEP_MIN_SECONDS``)
 ``P c:<id>``           a finalised coupon's hold "expires,amount"; ``P coupon_due`` zset
 ``P rq:<request_id>``  an idempotency key: "<tag>\\0<decision JSON>", expires after the wait
 ``P caps:<user>``      hash d, o, p, s: the user's day, offers that day, period, discount
@@ -54,9 +55,12 @@ from ..engine._pending import PendingDecision, PendingStore
 # A grant (budget reserved while a decision is made) older than this is an orphan: the
 # worker that asked for it died before recording its decision; it is released.
 GRANT_ORPHAN_SECONDS = 30.0
-# Finalised decisions' event ids are kept this many feedback waits (late and duplicate
-# feedback is recognised that long; a coupon's hold has its own expiry).
+# Finalised decisions' event ids are kept this many feedback waits, and at least
+# FINALISED_KEEP_MIN_SECONDS (late and duplicate feedback is recognised that long; a
+# coupon's hold has its own expiry). The embedded engine bounds them by number instead
+# (EngineConfig.remember_finalised); in Redis an expiry bounds them without a sweep.
 FINALISED_KEEP_WAITS = 2.0
+FINALISED_KEEP_MIN_SECONDS = 60.0
 
 SCRIPT = r"""
 local function fmt(x) return string.format('%.17g', x) end
@@ -375,6 +379,6 @@ def decision_json(d: Any) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-__all__ = ["FINALISED_KEEP_WAITS", "GRANT_ORPHAN_SECONDS", "SCRIPT", "decision_json",
+__all__ = ["FINALISED_KEEP_MIN_SECONDS", "FINALISED_KEEP_WAITS", "GRANT_ORPHAN_SECONDS", "SCRIPT", "decision_json",
            "decode_pending", "decode_update", "encode_pending", "encode_update",
            "pack_stats", "policy_stat_names", "unpack_stats"]
