@@ -309,3 +309,199 @@ def test_the_budget_is_never_exceeded_by_concurrent_clients(redis_server: RedisS
     finally:
         for w in workers:
             w.stop()
+
+
+# --- faults ------------------------------------------------------------------------------
+class Traffic:
+    """Decisions and purchases sent to services (in-process or over HTTP) by one thread,
+    remembering what was acknowledged (a 200, or a result without an exception)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send  # send(kind, body) -> dict | None (None: not acknowledged)
+        self.decided: list[str] = []
+        self.bought: list[tuple[str, str]] = []
+        self.refused = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        rng = random.Random(3)
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            d = self.send("decide", {"user": f"t{i}", "basket": basket(80.0)})
+            if d is None:
+                self.refused += 1
+                time.sleep(0.005)
+                continue
+            self.decided.append(d["decision_id"])
+            if rng.random() < 0.6:
+                ev = f"buy{i}"
+                f = self.send("feedback", {"decision_id": d["decision_id"], "event_id": ev,
+                                           "purchased": True})
+                if f is None:
+                    self.refused += 1
+                else:
+                    self.bought.append((d["decision_id"], ev))
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def _settled(r: Any, traffic: Traffic, timeout: float) -> dict[str, int]:
+    """Waits until nothing is pending in Redis and every worker list is folded; checks
+    that no acknowledged decision or purchase is lost and none is applied twice."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lists = [k for k in r.keys("promobandit:u:*") if r.llen(k)]
+        if r.zcard("promobandit:due") == 0 and not lists:
+            break
+        time.sleep(0.1)
+    assert r.zcard("promobandit:due") == 0, "decisions left pending past their wait"
+    stats = {k.decode(): int(v) for k, v in r.hgetall("promobandit:stats").items()}
+    for did in traffic.decided:  # every acknowledged decision was finalised once
+        assert r.exists(f"promobandit:f:{did}"), did
+        assert not r.exists(f"promobandit:p:{did}"), did
+    for did, ev in traffic.bought:  # every acknowledged purchase is recorded
+        events = r.get(f"promobandit:f:{did}").decode()
+        assert f'"{ev}"' in events, (did, ev)
+    assert stats["decisions"] >= len(traffic.decided)
+    assert stats["finalised"] == stats["decisions"]  # each decision finalised exactly once
+    assert stats["policy_updates"] == stats["finalised"]  # each one learnt from once
+    assert stats["purchases"] >= len(traffic.bought)
+    return stats
+
+
+@needs_redis
+def test_a_killed_worker_is_folded_and_its_pending_decisions_finalised(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    import httpx
+
+    from tests.test_service_support import ServerProcess, to_toml
+
+    conf = cluster_dict(redis_server.url, tmp_path / "state",
+                        engine={"feedback_wait_seconds": 0.5, "expire_every_seconds": 0.1,
+                                "caps": False},
+                        storage={"worker_timeout_ms": 600, "sync_interval_ms": 50.0})
+    conf["server"].pop("api_key")
+    path = tmp_path / "cluster.toml"
+    path.write_text(to_toml(conf))
+    survivor = ServerProcess(path).start()
+    acks: dict[str, Any] = {}
+
+    def sender(url: list[str]) -> Any:
+        def send(kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+            try:
+                resp = httpx.post(f"{url[0]}/v1/{kind}", json=body, timeout=10.0)
+            except httpx.TransportError:
+                return None
+            return resp.json() if resp.status_code == 200 else None
+        return send
+
+    rng = random.Random(11)
+    r = connect(redis_server.url)
+    try:
+        current = [""]
+        traffic = Traffic(sender(current))
+        for _ in range(3):
+            victim = ServerProcess(path).start()
+            current[0] = victim.url
+            if not traffic.thread.is_alive():
+                traffic.__enter__()
+            time.sleep(rng.uniform(0.3, 0.8))
+            victim.kill()  # SIGKILL, at a random moment of the traffic
+            current[0] = survivor.url
+            time.sleep(0.2)
+        traffic.__exit__()
+        acks["stats"] = _settled(r, traffic, timeout=20.0)
+        assert len(traffic.decided) > 20
+        with httpx.Client(base_url=survivor.url, timeout=10.0) as c:
+            time.sleep(0.2)  # one sync of the survivor
+            rep = c.get("/v1/policy").json()
+        assert sum(o["updates"] for o in rep["offers"]) == acks["stats"]["policy_updates"]
+    finally:
+        survivor.stop()
+
+
+def _direct_sender(workers: list[ClusterService], schemas: Any) -> Any:
+    def send(kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        svc = workers[len(body.get("user", body.get("event_id", ""))) % 2]
+        try:
+            if kind == "decide":
+                d, _ = svc.apply_decide(svc.prepare_decide(
+                    schemas.DecideRequest.model_validate(body)))
+                return {"decision_id": d.id}
+            res, _ = svc.apply_feedback(svc.prepare_feedback(
+                schemas.FeedbackRequest.model_validate(body)))
+            return {"status": res.status}
+        except ServiceUnavailable:
+            return None
+    return send
+
+
+@needs_redis
+def test_redis_killed_and_restarted_from_its_aof_loses_nothing_acknowledged(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    cfg = cluster_config(redis_server.url, tmp_path / "state",
+                         engine={"feedback_wait_seconds": 0.3, "expire_every_seconds": 0.1,
+                                 "caps": False, "budget": {"amount": 1e6}})
+    workers = [ClusterService(cfg, worker="a"), ClusterService(cfg, worker="b")]
+    for w in workers:
+        w.start()
+    rng = random.Random(5)
+    try:
+        with Traffic(_direct_sender(workers, _schemas())) as traffic:
+            for _ in range(3):
+                time.sleep(rng.uniform(0.2, 0.5))
+                redis_server.kill9()  # at a random moment of the traffic
+                time.sleep(0.2)
+                assert not workers[0].readiness()[0]
+                redis_server.start()  # the same port and folder: recovers from the AOF
+                time.sleep(0.3)
+        assert traffic.refused > 0  # writes were refused while Redis was down
+        for w in workers:
+            w.sync()
+        r = connect(redis_server.url)
+        stats = _settled(r, traffic, timeout=20.0)
+        assert workers[0].readiness()[0]
+        b = {k.decode(): float(v) for k, v in r.hgetall("promobandit:budget").items() if v}
+        # What stays reserved: coupon holds, and grants whose decision could not be recorded
+        # while Redis was down (released as orphans after GRANT_ORPHAN_SECONDS).
+        holds = sum(float(v.decode().split(",")[1]) for k in r.keys("promobandit:c:*")
+                    if (v := r.get(k)) is not None)
+        grants = sum(float(v) for v in r.hgetall("promobandit:grants").values())
+        assert b["reserved"] == pytest.approx(holds + grants, abs=1e-6)
+        assert stats["decisions"] >= len(traffic.decided) > 20
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@needs_redis
+def test_redis_unreachable_answers_503_and_recovers(redis_server: RedisServer,
+                                                    tmp_path: Path) -> None:
+    from tests.test_service_support import ServerThread
+
+    cfg = cluster_config(redis_server.url, tmp_path / "state", engine={"caps": False})
+    with ServerThread(ClusterService(cfg, worker="a")) as srv, srv.client() as c:
+        ok = c.post("/v1/decide", json={"user": "u", "basket": basket()})
+        assert ok.status_code == 200
+        redis_server.stop()
+        down = c.post("/v1/decide", json={"user": "u2", "basket": basket()})
+        assert down.status_code == 503 and "redis" in down.json()["error"]
+        fb = c.post("/v1/feedback", json={"decision_id": ok.json()["decision_id"],
+                                          "event_id": "e", "purchased": True})
+        assert fb.status_code == 503
+        assert c.get("/readyz").status_code == 503
+        assert c.get("/healthz").status_code == 200  # up, only not writing
+        redis_server.start()
+        time.sleep(0.1)
+        assert c.get("/readyz").status_code == 200
+        again = c.post("/v1/feedback", json={"decision_id": ok.json()["decision_id"],
+                                             "event_id": "e", "purchased": True})
+        assert again.status_code == 200 and again.json()["status"] == "finalised"

@@ -562,6 +562,7 @@ class ClusterService(DecisionService):
         st = self.config.storage
         interval = st.sync_interval_ms / 1000.0
         last_expire = time.monotonic()
+        outage = False
         while not self._stop.is_set():
             self._wake.wait(interval)
             self._wake.clear()
@@ -579,8 +580,14 @@ class ClusterService(DecisionService):
                     self.expire()
                 if t - self._last_flush >= st.snapshot_interval_seconds:
                     self._flush_log()
+                if outage:
+                    log.warning("cluster housekeeping: redis answers again")
+                    outage = False
             except ServiceUnavailable as exc:
-                log.warning("cluster housekeeping: %s", exc)
+                if not outage:  # once per outage, not at every tick
+                    log.warning("cluster housekeeping: %s", exc)
+                outage = True
+                continue
             except Exception:  # a bug must not silently stop the syncs
                 log.exception("cluster housekeeping failed")
 
