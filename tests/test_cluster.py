@@ -505,3 +505,49 @@ def test_redis_unreachable_answers_503_and_recovers(redis_server: RedisServer,
         again = c.post("/v1/feedback", json={"decision_id": ok.json()["decision_id"],
                                              "event_id": "e", "purchased": True})
         assert again.status_code == 200 and again.json()["status"] == "finalised"
+
+
+@needs_redis
+def test_serve_workers_runs_n_processes_on_one_port(redis_server: RedisServer,
+                                                     tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.test_service_support import START_TIMEOUT, to_toml
+
+    conf = cluster_dict(redis_server.url, tmp_path / "state", engine={"caps": False})
+    conf["server"].pop("api_key")
+    path = tmp_path / "cluster.toml"
+    path.write_text(to_toml(conf))
+    proc = subprocess.Popen([sys.executable, "-m", "promobandit", "serve", "--config",
+                             str(path), "--port", "0", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"listening on (http://\S+) \(cluster mode, 2 workers", line)
+        assert m is not None, line
+        r = connect(redis_server.url)
+        deadline = time.monotonic() + START_TIMEOUT
+        while r.scard("promobandit:workers") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.scard("promobandit:workers") == 2
+        ok = 0
+        for i in range(20):
+            with httpx.Client(base_url=m.group(1), timeout=10.0) as c:  # a new connection
+                resp = c.post("/v1/decide", json={"user": f"u{i}", "basket": basket()})
+                ok += resp.status_code == 200
+        assert ok == 20
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        assert code == 0
+    assert r.scard("promobandit:workers") == 0  # both left cleanly
+    assert int(r.hget("promobandit:stats", "decisions")) == 20
