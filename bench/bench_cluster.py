@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
-
-from promobandit.service.config import LimitsConfig, from_dict  # noqa: E402
-from promobandit.service.runtime import DecisionService  # noqa: E402
-from promobandit.service.schemas import build_schemas  # noqa: E402
+from _machine import machine
+from promobandit.service.config import LimitsConfig, from_dict
+from promobandit.service.runtime import DecisionService
+from promobandit.service.schemas import build_schemas
 
 ENGINE = {"budget": {"amount": 1e9}, "expire_every_seconds": 3600.0,
           "caps": {"max_offers_per_day": 1_000_000}}

@@ -19,19 +19,22 @@ What is shared, and how:
 * **Decay.** Forgetting (``decay`` < 1) multiplies every statistic at every update, which
   does not commute with adding deltas from several workers; cluster mode refuses it (a
   clear error at start). Policies whose state is not a sum (ConversionTS) are refused too.
-* **Budget.** One Redis hash holds the pacer's state. Deciding takes two calls: first the
-  script reserves the largest worst-case cost among the request's offers that still fits
-  (a *grant*; offers costing more are masked), then the policy chooses and the second
-  call records the decision, releasing the part of the grant the chosen offer does not
-  need. Reservations are atomic, so the budget is never exceeded across workers; coupons
-  keep their hold in Redis until redeemed or expired; the shadow price lambda is updated
-  in the script and read with every grant (shared pacing).
+* **Budget.** One Redis hash holds the pacer's state. A decide reads it (with the user's
+  caps row, one round trip, no write), the policy chooses within the masks it gives, and
+  one script records the decision only if the chosen offer's worst case still fits the
+  budget and the caps (compare-and-set: another worker may have reserved meanwhile);
+  otherwise nothing is recorded and the worker decides again from a fresh read (at most
+  ``DECIDE_ATTEMPTS`` times). Reservations are atomic, so the budget is never exceeded
+  across workers; coupons keep their hold in Redis until redeemed or expired; the shadow
+  price lambda is stepped in the script and read with the budget (shared pacing). One
+  write, so one fsync, per decision.
 * **Per-user caps, pending decisions, idempotency keys** live in Redis keyed by the
   pseudonym, the decision id or the request id, with expiry after the feedback wait.
-  Feedback reaches any worker: it takes a lease on the decision (SET NX PX), loads it,
-  applies the engine's own feedback code to it and writes the result back in one
-  script, guarded by the lease. A decision past its wait is finalised (default reward)
-  exactly once by whichever worker takes its lease first.
+  Feedback reaches any worker: it reads the decision, applies the engine's own checks and
+  feedback code to it and writes the result back in one script, guarded by the
+  decision's keys still holding what it read (else it starts over). A decision past its
+  wait is finalised (default reward) exactly once, by whichever worker takes its lease
+  (SET NX PX) first, with the same guard.
 * **Durability.** A ``200`` means the script that made the change has returned, i.e. the
   change is in Redis's append-only file, fsynced with ``appendfsync always`` (the default
   ``storage.appendfsync``, checked at start) or within a second with ``everysec``. Each
@@ -51,7 +54,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -86,8 +88,12 @@ log = logging.getLogger("promobandit.service.cluster")
 MAX_FOLD = 5000
 # Decisions finalised per expiry sweep at most (the next sweep takes the rest).
 EXPIRE_BATCH = 1000
-# How long a request waits for another worker's lease on the same decision (seconds).
-LEASE_WAIT_SECONDS = 2.0
+# A decide whose chosen offer another worker's decision made unaffordable meanwhile (budget,
+# caps) is decided again from a fresh read, at most this many times in all (then 503).
+DECIDE_ATTEMPTS = 5
+# A feedback whose decision another worker changed meanwhile is applied again from a
+# fresh read, at most this many times in all (then 503).
+FEEDBACK_ATTEMPTS = 5
 # Redis client timeouts (seconds): connecting, and any one command.
 CONNECT_TIMEOUT_SECONDS = 1.0
 COMMAND_TIMEOUT_SECONDS = 2.0
@@ -172,16 +178,16 @@ class _Ops:
 
 
 class RedisBudgetPacer(BudgetPacer):
-    """The budget pacer whose state is in Redis (see the module doc): ``mask`` reserves a
-    grant there; ``commit``, ``settle`` and ``book`` are queued for the call that records
-    the change (``ops``)."""
+    """The budget pacer whose state is in Redis (see the module doc): ``mask`` works on
+    the state the service read for this request (``load_read``); ``commit``, ``settle``
+    and ``book`` are queued for the call that records the change (``ops``), which
+    checks that the chosen offer still fits."""
 
-    def __init__(self, config: BudgetConfig, service: ClusterService) -> None:
+    def __init__(self, config: BudgetConfig) -> None:
         super().__init__(config)
-        self._svc = service
         self.ops: list[tuple[Any, ...]] = []
-        self.grant_id = ""
-        self.grant = 0.0
+        # Reads the pacer's hash from Redis (set by the service), for report().
+        self.read: Any = None
 
     def script_config(self) -> bytes:
         c = self.config
@@ -191,20 +197,31 @@ class RedisBudgetPacer(BudgetPacer):
                              "lambda_init": c.lambda_init, "lambda_max": c.lambda_max,
                              "cum_plan": self._cum_plan.tolist()})
 
-    def mask(self, now: float, max_costs: np.ndarray) -> np.ndarray:
-        costs = np.asarray(max_costs, dtype=np.float64)
-        if costs.ndim == 2 and costs.shape[0] != 1:
-            raise ValueError("requests: cluster mode decides one request at a time")
-        gid = secrets.token_hex(12)
-        grant, lam = self._svc._reserve(now, gid, costs.ravel())
-        self.lam = lam
-        if grant > 0:
-            self.grant_id, self.grant = gid, grant
-        return (max_costs <= grant + 1e-9) | (max_costs <= 0.0)
+    def load_read(self, h: dict[bytes, bytes]) -> None:
+        """The pacer's state as read from Redis (a fresh budget: nothing read)."""
+        f = {k.decode(): v.decode() for k, v in h.items()}
+
+        def num(name: str, default: float) -> float:
+            v = f.get(name, "")
+            return float(v) if v != "" else default
+
+        self.period = int(num("period", 0.0))
+        self.spent, self.reserved = num("spent", 0.0), num("reserved", 0.0)
+        self.expected = num("expected", 0.0)
+        self.lam = num("lam", self.config.lambda_init)
+        self._since_update = int(num("since", 0.0))
+        lt = f.get("last_time", "")
+        self._last_time = float(lt) if lt != "" else None
+        self._last_committed = num("last_committed", 0.0)
 
     def commit(self, now: float, max_cost: float, expected_cost: float) -> None:
-        self.ops.append(("commit", self.grant_id, float(max_cost), float(expected_cost), now))
-        self.grant_id, self.grant = "", 0.0
+        self.ops.append(("commit", float(max_cost), float(expected_cost), now))
+
+    def report(self, now: float) -> dict[str, float]:
+        """The shared budget now (read from Redis)."""
+        if self.read is not None:
+            self.load_read(self.read())
+        return super().report(now)
 
     def settle(self, now: float, max_cost: float, expected_cost: float, actual: float) -> None:
         self.ops.append(("settle", now, float(max_cost), float(expected_cost), float(actual)))
@@ -212,26 +229,15 @@ class RedisBudgetPacer(BudgetPacer):
     def book(self, now: float, cost: float) -> None:
         self.ops.append(("book", now, float(cost)))
 
-    def report(self, now: float) -> dict[str, float]:
-        h = self._svc._budget_hash()
-        f = {k: float(v) for k, v in h.items() if v != b"" and v != ""}
-        period = max(f.get("period", 0.0),
-                     float(np.floor((now - self.config.start) / self.config.period_seconds)))
-        spent = f.get("spent", 0.0) if period == f.get("period", 0.0) else 0.0
-        self.period = int(period)
-        return {"budget": self.config.amount, "spent": spent,
-                "reserved": f.get("reserved", 0.0), "expected_pending": f.get("expected", 0.0),
-                "planned": self.planned(now), "lambda": f.get("lam", self.config.lambda_init),
-                "period": period}
-
 
 class RedisUserCaps(UserCaps):
-    """Per-user caps whose rows are in Redis: ``mask`` reads the user's row; the changes
-    are queued for the call that records them (``ops``)."""
+    """Per-user caps whose rows are in Redis: ``mask`` works on the row the service read
+    for this request (``rows``); the changes are queued for the call that records them
+    (``ops``), which checks that the chosen offer still fits."""
 
-    def __init__(self, config: UserCapsConfig, service: ClusterService) -> None:
+    def __init__(self, config: UserCapsConfig) -> None:
         super().__init__(config)
-        self._svc = service
+        self.rows: dict[str, list[float] | None] = {}
         self.ops: list[tuple[str, float, float, float, float]] = []
 
     def _indices(self, now: float) -> tuple[float, float]:
@@ -240,7 +246,7 @@ class RedisUserCaps(UserCaps):
 
     def mask(self, user: str, now: float, discounted: np.ndarray,
              max_costs: np.ndarray) -> np.ndarray:
-        row = self._svc._caps_row(user)
+        row = self.rows.get(user)
         self._users.clear()
         if row is not None:
             self._users[user] = row
@@ -306,10 +312,11 @@ class ClusterService(DecisionService):
         self.worker_no = -1
         eng = self.engine
         if eng.budget is not None:
-            eng.budget = RedisBudgetPacer(eng.budget.config, self)
+            eng.budget = RedisBudgetPacer(eng.budget.config)
+            eng.budget.read = lambda: self._call(self.redis.hgetall, self.P + "budget")
             eng.ledger.budget = eng.budget
         if eng.caps is not None:
-            eng.caps = RedisUserCaps(eng.caps.config, self)
+            eng.caps = RedisUserCaps(eng.caps.config)
             eng.ledger.caps = eng.caps
         self._budget_cfg = (eng.budget.script_config()
                             if isinstance(eng.budget, RedisBudgetPacer) else b"{}")
@@ -359,29 +366,24 @@ class ClusterService(DecisionService):
     def _run_script(self, keys: list[str], args: list[Any]) -> Any:
         return self._call(self._script, keys=keys, args=args)
 
-    def _reserve(self, now: float, gid: str, costs: np.ndarray) -> tuple[float, float]:
-        P = self.P
-        r = self._run_script([P + "budget", P + "grants", P + "grants_t"],
-                             ["reserve", self._budget_cfg, repr(now), gid,
-                              *[repr(float(c)) for c in costs]])
-        return float(r[0]), float(r[1])
-
-    def _release_grants(self, ids: list[str]) -> None:
-        if not ids:
+    def _read_limits(self, user: str) -> None:
+        """One round trip: the budget's state and the user's caps row, for the masks."""
+        eng = self.engine
+        budget = eng.budget if isinstance(eng.budget, RedisBudgetPacer) else None
+        caps = eng.caps if isinstance(eng.caps, RedisUserCaps) else None
+        if budget is None and caps is None:
             return
-        P = self.P
-        self._run_script([P + "budget", P + "grants", P + "grants_t"],
-                         ["release_grant", self._budget_cfg, repr(time.time()), *ids])
-
-    def _budget_hash(self) -> dict[str, Any]:
-        return {k.decode(): v.decode() for k, v in
-                self._call(self.redis.hgetall, self.P + "budget").items()}
-
-    def _caps_row(self, user: str) -> list[float] | None:
-        v = self._call(self.redis.hmget, f"{self.P}caps:{user}", ["d", "o", "p", "s"])
-        if v[0] is None:
-            return None
-        return [float(x) for x in v]
+        pipe = self.redis.pipeline(transaction=False)
+        if budget is not None:
+            pipe.hgetall(self.P + "budget")
+        if caps is not None:
+            pipe.hmget(f"{self.P}caps:{user}", ["d", "o", "p", "s"])
+        out = self._call(pipe.execute)
+        if budget is not None:
+            budget.load_read(out.pop(0))
+        if caps is not None:
+            v = out.pop(0)
+            caps.rows = {user: None if v[0] is None else [float(x) for x in v]}
 
     def _apply(self, o: _Ops) -> list[Any]:
         spec = orjson.dumps({"guards": o.guards, "ops": o.ops})
@@ -529,8 +531,8 @@ class ClusterService(DecisionService):
             self._unsynced = 0
 
     def _reap(self) -> int:
-        """Folds the lists of workers whose heartbeat is gone (they died), and releases
-        orphaned grants. Returns the number of workers folded."""
+        """Folds the lists of workers whose heartbeat is gone (they died). Returns the
+        number of workers folded."""
         P = self.P
         n = 0
         for w in self._call(self.redis.smembers, P + "workers"):
@@ -552,9 +554,6 @@ class ClusterService(DecisionService):
                             "folded into the shared statistics", w)
             finally:
                 self._call(self.redis.delete, lease)
-        old = self._call(self.redis.zrangebyscore, P + "grants_t", "-inf",
-                         time.time() - rs.GRANT_ORPHAN_SECONDS)
-        self._release_grants([g.decode() for g in old])
         return n
 
     # --- housekeeping ----------------------------------------------------------------------
@@ -616,11 +615,7 @@ class ClusterService(DecisionService):
         if isinstance(b, RedisBudgetPacer):
             kb = o.k(P + "budget")
             for op in b.ops:
-                if op[0] == "commit":
-                    o.ops.append(["commit", kb, o.k(P + "grants"), o.k(P + "grants_t"),
-                                  o.a(op[1]), op[2], op[3], op[4]])
-                else:
-                    o.ops.append([op[0], kb, *op[1:]])
+                o.ops.append([op[0], kb, *op[1:]])
             b.ops.clear()
         c = eng.caps
         if isinstance(c, RedisUserCaps):
@@ -649,73 +644,75 @@ class ClusterService(DecisionService):
             self._captured = []
 
     def apply_decide(self, p: PreparedDecide) -> tuple[Decision, int]:
-        """Decides from this worker's policy copy inside the shared limits and records the
-        decision in Redis (budget, caps, the pending decision, its idempotency key) in one
-        script; nothing is answered that is not recorded."""
+        """Decides from this worker's policy copy within the limits as read from Redis,
+        then records the decision (budget, caps, the pending decision, its idempotency
+        key) in one script, guarded by the chosen offer still fitting the budget and the
+        caps; when another worker took them meanwhile, decides again from a fresh read.
+        Nothing is answered that is not recorded."""
         self._check_writable()
-        P = self.P
-        eng = self.engine
         with self._apply_lock:
             rq_key = ""
             if p.request_tag:
-                rid = p.request_tag.partition("\0")[0]
-                rq_key = f"{P}rq:{rid}"
+                rq_key = f"{self.P}rq:{p.request_tag.partition(chr(0))[0]}"
                 found = self._call(self.redis.get, rq_key)
                 if found is not None:
                     return self._idempotent(found, p.request_tag), 0
-            before = self._begin(p.decision_id)
-            now = self._clock()
-            eng.preset_ids = [p.decision_id]
-            budget = eng.budget if isinstance(eng.budget, RedisBudgetPacer) else None
-            try:
-                d = eng.decide(p.user, context=p.context, basket=p.basket, group=p.group,
-                               now=now, explain=p.explain, **p.extra)
-            except Exception:
-                eng.stats = before[0]
-                if budget is not None and budget.grant_id:
-                    self._release_grants([budget.grant_id])
-                    budget.grant_id = ""
-                raise
-            finally:
-                eng.preset_ids = []
-            rec = eng._pending.get(d.id)
-            eng._pending = PendingStore()
-            eng._explanations.pop(d.id, None)
-            assert rec is not None
-            if p.request_tag:
-                rec.request = p.request_tag
-            o = _Ops()
-            gid = ""
-            if budget is not None:
-                gid = next((op[1] for op in budget.ops if op[0] == "commit"), "")
-                if gid:
-                    o.guards.append(["grant", o.k(P + "grants"), o.a(gid)])
-            if rq_key:
-                o.guards.append(["absent", o.k(rq_key)])
-                o.ops.append(["set", o.k(rq_key),
-                              o.a(p.request_tag.encode() + b"\0" + rs.decision_json(d)),
-                              int(self._wait * 1000) + 1])
-            o.ops.append(["set", o.k(f"{P}p:{d.id}"), o.a(rs.encode_pending(rec, self._n_offers)),
-                          0])
-            o.ops.append(["zadd", o.k(P + "due"), o.a(repr(float(rec.created) + self._wait)),
-                          o.a(d.id)])
-            self._changes(o, before)
-            try:
-                r = self._apply(o)
-            except ServiceUnavailable:
-                # The reply was lost: the grant is released (if the decision was recorded
-                # after all, its grant is gone and this changes nothing).
-                with contextlib.suppress(ServiceUnavailable):
-                    self._release_grants([gid] if gid else [])
-                raise
-            if r[0] == "exists":  # another worker recorded this request_id meanwhile
-                self._release_grants([gid] if gid else [])
-                return self._idempotent(r[1], p.request_tag), 0
-            if r[0] != "ok":
-                raise ServiceUnavailable(f"redis: the decision could not be recorded ({r[0]}); "
-                                         "retry")
+            for _ in range(DECIDE_ATTEMPTS):
+                d, r = self._decide_once(p, rq_key)
+                if r[0] == "ok":
+                    break
+                if r[0] == "exists":  # another worker recorded this request_id meanwhile
+                    return self._idempotent(r[1], p.request_tag), 0
+                # "budget" / "caps": the limits changed since the read; decide again
+            else:
+                raise ServiceUnavailable("budget: other workers keep taking what this "
+                                         "decision needs; retry")
         self._offer_counters[d.offer].inc()
         return d, 0
+
+    def _decide_once(self, p: PreparedDecide, rq_key: str) -> tuple[Decision, list[Any]]:
+        P = self.P
+        eng = self.engine
+        before = self._begin(p.decision_id)
+        self._read_limits(p.user)
+        now = self._clock()
+        eng.preset_ids = [p.decision_id]
+        try:
+            d = eng.decide(p.user, context=p.context, basket=p.basket, group=p.group,
+                           now=now, explain=p.explain, **p.extra)
+        except Exception:
+            eng.stats = before[0]
+            raise
+        finally:
+            eng.preset_ids = []
+        rec = eng._pending.get(d.id)
+        eng._pending = PendingStore()
+        eng._explanations.pop(d.id, None)
+        assert rec is not None
+        if p.request_tag:
+            rec.request = p.request_tag
+        o = _Ops()
+        if isinstance(eng.budget, RedisBudgetPacer):
+            o.guards.append(["budget_fits", o.k(P + "budget"), float(rec.max_cost), now])
+        if isinstance(eng.caps, RedisUserCaps):
+            cc = eng.caps.config
+            day, period = eng.caps._indices(now)
+            o.guards.append(["caps_fits", o.k(f"{P}caps:{p.user}"), day, period,
+                             int(bool(eng.ledger.discounted[rec.offer])), float(rec.max_cost),
+                             -1 if cc.max_offers_per_day is None else cc.max_offers_per_day,
+                             -1.0 if cc.max_discount_per_period is None
+                             else float(cc.max_discount_per_period)])
+        if rq_key:
+            o.guards.append(["absent", o.k(rq_key)])
+            o.ops.append(["set", o.k(rq_key),
+                          o.a(p.request_tag.encode() + b"\0" + rs.decision_json(d)),
+                          int(self._wait * 1000) + 1])
+        o.ops.append(["set", o.k(f"{P}p:{d.id}"), o.a(rs.encode_pending(rec, self._n_offers)),
+                      0])
+        o.ops.append(["zadd", o.k(P + "due"), o.a(repr(float(rec.created) + self._wait)),
+                      o.a(d.id)])
+        self._changes(o, before)
+        return d, self._apply(o)
 
     def _idempotent(self, stored: bytes, tag: str) -> Decision:
         stored_tag, body = _split_tag(stored)
@@ -727,17 +724,6 @@ class ClusterService(DecisionService):
                         f["propensity"], f["policy_version"], f["created_at"], f["price"],
                         f["discount_cost"])
 
-    def _lease(self, decision_id: str) -> str:
-        key = f"{self.P}lease:{decision_id}"
-        deadline = time.monotonic() + LEASE_WAIT_SECONDS
-        while not self._call(self.redis.set, key, self.worker, nx=True,
-                             px=self.config.storage.lease_ms):
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"decision_id: {decision_id} is being updated by "
-                                         "another worker; retry")
-            time.sleep(0.001)
-        return key
-
     def _unlease(self, key: str) -> None:
         with contextlib.suppress(ServiceUnavailable):
             o = _Ops()
@@ -745,24 +731,32 @@ class ClusterService(DecisionService):
             o.ops.append(["del", o.k(key)])
             self._apply(o)
 
-    def _adopt(self, decision_id: str) -> tuple[bool, bool]:
-        """Loads a decision from Redis into the engine: (pending, finalised and known)."""
+    def _adopt(self, decision_id: str) -> tuple[bool, bool, list[bytes]]:
+        """Loads a decision from Redis into the engine: (pending, finalised and known,
+        what was read: the pending, finalised and coupon keys' values, b"" for none)."""
         P = self.P
         eng = self.engine
-        blob, fin, coupon = self._call(self.redis.mget, [f"{P}p:{decision_id}",
-                                                         f"{P}f:{decision_id}",
-                                                         f"{P}c:{decision_id}"])
+        read = self._call(self.redis.mget, [f"{P}p:{decision_id}", f"{P}f:{decision_id}",
+                                             f"{P}c:{decision_id}"])
+        blob, fin, coupon = read
+        seen = [b"" if v is None else v for v in read]
         eng._pending = PendingStore()
         if blob is not None:
             eng._pending.add(rs.decode_pending(blob))
-            return True, False
+            return True, False, seen
         if fin is not None:
             eng._finalised[decision_id] = set(orjson.loads(fin))
             if coupon is not None:
                 exp, amount = coupon.decode().split(",")
                 eng.ledger.coupon_holds[decision_id] = [float(exp), float(amount)]
-            return False, True
-        return False, False
+            return False, True, seen
+        return False, False, seen
+
+    def _same(self, o: _Ops, decision_id: str, seen: list[bytes]) -> None:
+        """Guards: the decision's keys still hold what was read."""
+        P = self.P
+        for prefix, v in zip(("p:", "f:", "c:"), seen, strict=True):
+            o.guards.append(["same", o.k(f"{P}{prefix}{decision_id}"), o.a(v)])
 
     def _forget(self, decision_id: str) -> None:
         eng = self.engine
@@ -805,48 +799,21 @@ class ClusterService(DecisionService):
             o.ops.append(["zrem", o.k(P + "coupon_due"), o.a(decision_id)])
 
     def apply_feedback(self, p: PreparedFeedback) -> tuple[FeedbackResult, int]:
-        """Applies feedback to a decision wherever it was made: under the decision's lease,
-        loaded from Redis, through the engine's checks and feedback code, written back in
-        one script (with the budget, caps, counters and the policy update)."""
+        """Applies feedback to a decision wherever it was made: read from Redis, through
+        the engine's checks and feedback code, written back in one script (with the
+        budget, caps, counters and the policy update) guarded by the decision's keys
+        still holding what was read; when another worker changed them meanwhile, applied
+        again from a fresh read."""
         self._check_writable()
-        lim = self.config.limits
-        did = p.decision_id
-        eng = self.engine
         with self._apply_lock:
-            lease = self._lease(did)
-            consumed = False
-            try:
-                pending, final = self._adopt(did)
-                had_hold = did in eng.ledger.coupon_holds
-                before = self._begin(did)
-                k = p.kwargs
-                eng.check_feedback(
-                    did, p.event_id, p.digest, purchased=k["purchased"],
-                    revenue=k["revenue"], cost_of_goods=k["cost_of_goods"],
-                    discount=k["discount"], coupon_redeemed=k["coupon_redeemed"],
-                    revenue_multiple=lim.max_revenue_multiple,
-                    max_events=lim.max_events_per_decision)
-                now = self._clock()
-                created = eng.pending_created_at(did)
-                res = eng.feedback(did, p.event_id, now=now, **k)
-                eng.note_outcome(did, p.event_id, p.digest)
-                o = _Ops()
-                kl = o.k(lease)
-                o.guards.append(["lease", kl, o.a(self.worker)])
-                if pending:
-                    o.guards.append(["exists", o.k(f"{self.P}p:{did}")])
-                self._settle_ops(o, did, pending, final, had_hold, now)
-                self._changes(o, before)
-                o.ops.append(["del", kl])
-                r = self._apply(o)
-                consumed = True
-                if r[0] != "ok":
-                    raise ServiceUnavailable(f"decision_id: {did} changed meanwhile "
-                                             f"({r[0]}); retry")
-            finally:
-                self._forget(did)
-                if not consumed:
-                    self._unlease(lease)
+            for _ in range(FEEDBACK_ATTEMPTS):
+                out = self._feedback_once(p)
+                if out is not None:
+                    break
+            else:
+                raise ServiceUnavailable(f"decision_id: {p.decision_id} keeps changing at "
+                                         "other workers; retry")
+        res, now, created = out
         if created is not None:
             self.metrics.feedback_lag.observe(max(now - created, 0.0))
         c = self._feedback_counters.get(res.status)
@@ -855,6 +822,44 @@ class ClusterService(DecisionService):
         c.inc()
         self._maybe_sync()
         return res, 0
+
+    def _feedback_once(self, p: PreparedFeedback
+                       ) -> tuple[FeedbackResult, float, float | None] | None:
+        lim = self.config.limits
+        did = p.decision_id
+        eng = self.engine
+        try:
+            pending, final, seen = self._adopt(did)
+            had_hold = did in eng.ledger.coupon_holds
+            before = self._begin(did)
+            k = p.kwargs
+            eng.check_feedback(
+                did, p.event_id, p.digest, purchased=k["purchased"],
+                revenue=k["revenue"], cost_of_goods=k["cost_of_goods"],
+                discount=k["discount"], coupon_redeemed=k["coupon_redeemed"],
+                revenue_multiple=lim.max_revenue_multiple,
+                max_events=lim.max_events_per_decision)
+            now = self._clock()
+            created = eng.pending_created_at(did)
+            try:
+                res = eng.feedback(did, p.event_id, now=now, **k)
+            except Exception:
+                eng.stats = before[0]
+                raise
+            eng.note_outcome(did, p.event_id, p.digest)
+            o = _Ops()
+            self._same(o, did, seen)
+            self._settle_ops(o, did, pending, final, had_hold, now)
+            self._changes(o, before)
+            r = self._apply(o)
+        finally:
+            self._forget(did)
+        if r[0] == "changed":
+            return None
+        if r[0] != "ok":
+            raise ServiceUnavailable(f"decision_id: {did} could not be recorded ({r[0]}); "
+                                     "retry")
+        return res, now, created
 
     def _maybe_sync(self) -> None:
         if self._unsynced >= self.config.storage.sync_every_updates:
@@ -889,7 +894,7 @@ class ClusterService(DecisionService):
                 return 0  # another worker is on it
             consumed = False
             try:
-                pending, _ = self._adopt(did)
+                pending, _, seen = self._adopt(did)
                 if not pending:  # finalised meanwhile: only the index entry is left
                     self._call(self.redis.zrem, P + "due", did)
                     return 0
@@ -899,7 +904,7 @@ class ClusterService(DecisionService):
                 o = _Ops()
                 kl = o.k(key)
                 o.guards.append(["lease", kl, o.a(self.worker)])
-                o.guards.append(["exists", o.k(f"{P}p:{did}")])
+                self._same(o, did, seen)
                 self._settle_ops(o, did, True, False, False, now)
                 self._changes(o, before)
                 o.ops.append(["del", kl])
@@ -925,7 +930,7 @@ class ClusterService(DecisionService):
                 o.ops.append(["zrem", o.k(P + "coupon_due"), o.a(did)])
                 if hold is not None:
                     _, amount = hold.decode().split(",")
-                    o.guards.append(["exists", kc])
+                    o.guards.append(["same", kc, o.a(hold)])
                     o.ops.append(["del", kc])
                     if isinstance(self.engine.budget, RedisBudgetPacer):
                         o.ops.append(["settle", o.k(P + "budget"), self._clock(),

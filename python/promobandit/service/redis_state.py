@@ -6,14 +6,18 @@ Every change a worker makes to the shared state is one call of one Lua script
 answers ``200`` only after that reply. The script takes a list of *guards* (checked
 first; if one fails nothing changes) and a list of *operations* (applied in order).
 
+Reads are plain commands (they write nothing, so they cost no fsync); every change is
+then made under guards that what was read still holds (compare-and-set): the budget
+still fits the chosen offer's worst case, the user's caps still allow it, a pending or
+finalised decision is still the one the worker read. A failed guard changes nothing and
+the worker starts the request over from a fresh read; one write (one fsync) per
+request.
+
 Keys (``P`` is ``"<namespace>:"``, see ``StorageConfig.namespace``):
 
 =====================  ==================================================================
 ``P budget``           hash: the budget pacer's state (period, spent, reserved, expected,
                        lam, since, last_time, last_committed), in currency units
-``P grants``           hash: grant id -> amount reserved for a decision being made
-``P grants_t``         zset: grant id -> when (unix s); orphans are released after
-                       ``GRANT_ORPHAN_SECONDS`` (a worker died between the two calls)
 ``P p:<id>``           a pending decision (``encode_pending``); no expiry
 ``P due``              zset: decision id -> when its feedback wait ends
 ``P f:<id>``           a finalised decision's event ids (JSON), for duplicate and late
@@ -52,9 +56,6 @@ import orjson
 
 from ..engine._pending import PendingDecision, PendingStore
 
-# A grant (budget reserved while a decision is made) older than this is an orphan: the
-# worker that asked for it died before recording its decision; it is released.
-GRANT_ORPHAN_SECONDS = 30.0
 # Finalised decisions' event ids are kept this many feedback waits, and at least
 # FINALISED_KEEP_MIN_SECONDS (late and duplicate feedback is recognised that long; a
 # coupon's hold has its own expiry). The embedded engine bounds them by number instead
@@ -131,53 +132,6 @@ local function bupdate(now)
   B.last_committed = committed
 end
 
-if cmd == 'reserve' then
-  -- KEYS: budget, grants, grants_t. ARGV: cmd, cfg JSON, now, grant id, costs...
-  -- Reserves the largest worst-case cost of the request's offers that fits in what is
-  -- left (none while committed spend runs ahead of the plan's band); returns it and lam.
-  local cfg = cjson.decode(ARGV[2])
-  local now = tonumber(ARGV[3])
-  bload(KEYS[1], cfg)
-  broll(now)
-  local grant = 0.0
-  if not (B.spent + B.expected > planned(now) + cfg.ahead_band * cfg.amount) then
-    local remaining = cfg.amount - B.spent - B.reserved
-    for i = 5, #ARGV do
-      local c = tonumber(ARGV[i])
-      if c > 0 and c <= remaining + 1e-9 and c > grant then grant = c end
-    end
-  end
-  if grant > 0 then
-    B.reserved = B.reserved + grant
-    redis.call('HSET', KEYS[2], ARGV[4], fmt(grant))
-    redis.call('ZADD', KEYS[3], now, ARGV[4])
-  end
-  bsave()
-  return {fmt(grant), fmt(B.lam)}
-end
-
-if cmd == 'release_grant' then
-  -- KEYS: budget, grants, grants_t. ARGV: cmd, cfg JSON, now, grant ids...
-  local cfg = cjson.decode(ARGV[2])
-  local now = tonumber(ARGV[3])
-  bload(KEYS[1], cfg)
-  broll(now)
-  local n = 0
-  for i = 4, #ARGV do
-    local g = redis.call('HGET', KEYS[2], ARGV[i])
-    if g then
-      local r = B.reserved - tonumber(g)
-      if r < 0 then r = 0.0 end
-      B.reserved = r
-      redis.call('HDEL', KEYS[2], ARGV[i])
-      n = n + 1
-    end
-    redis.call('ZREM', KEYS[3], ARGV[i])
-  end
-  bsave()
-  return n
-end
-
 if cmd == 'sync' then
   -- KEYS: policy, updates list, stats. ARGV: cmd, n folded, first entry, delta (f64 LE).
   -- Adds the delta of the first n updates of the list to the merged statistics and drops
@@ -217,8 +171,33 @@ if cmd == 'apply' then
     elseif kind == 'absent' then
       local v = redis.call('GET', k)
       if v then return {'exists', v} end
-    elseif kind == 'grant' then
-      if not redis.call('HGET', k, ARGV[g[3]]) then return {'grant_lost', g[2]} end
+    elseif kind == 'same' then
+      -- the key still holds what the worker read (absent: ''): compare-and-set
+      local v = redis.call('GET', k)
+      if not v then v = '' end
+      if v ~= ARGV[g[3]] then return {'changed', g[2]} end
+    elseif kind == 'budget_fits' then
+      -- [kind, budget, max_cost, now]: the decision's worst case still fits (it was
+      -- chosen from a read of the budget; another worker may have reserved since)
+      if B == nil then bload(k, cfg) end
+      broll(g[4])
+      if g[3] > 0 then
+        if B.spent + B.expected > planned(g[4]) + cfg.ahead_band * cfg.amount then
+          return {'budget', g[2]}
+        end
+        if g[3] > cfg.amount - B.spent - B.reserved + 1e-9 then return {'budget', g[2]} end
+      end
+    elseif kind == 'caps_fits' then
+      -- [kind, caps key, day, period, discounted (0/1), max_cost, max offers a day (-1:
+      -- none), max discount a period (-1: none)]: UserCaps.mask for the chosen offer
+      local d = hnum(k, 'd', nil)
+      local cnt, s = 0.0, 0.0
+      if d ~= nil then
+        if d == g[3] then cnt = hnum(k, 'o', 0) end
+        if hnum(k, 'p', 0) == g[4] then s = hnum(k, 's', 0) end
+      end
+      if g[5] == 1 and g[7] >= 0 and cnt >= g[7] then return {'caps', g[2]} end
+      if g[8] >= 0 and g[6] > 0 and s + g[6] > g[8] + 1e-9 then return {'caps', g[2]} end
     end
   end
   for _, o in ipairs(spec.ops) do
@@ -232,18 +211,13 @@ if cmd == 'apply' then
     elseif op == 'hincrby' then redis.call('HINCRBY', KEYS[o[2]], ARGV[o[3]], o[4])
     elseif op == 'rpush' then redis.call('RPUSH', KEYS[o[2]], ARGV[o[3]])
     elseif op == 'commit' then
-      -- [op, budget, grants, grants_t, grant id (ARGV), max_cost, expected_cost, now]
+      -- [op, budget, max_cost, expected_cost, now] (after a budget_fits guard)
       if B == nil then bload(KEYS[o[2]], cfg) end
-      broll(o[8])
-      local g = redis.call('HGET', KEYS[o[3]], ARGV[o[5]])
-      local grant = 0.0
-      if g then grant = tonumber(g) end
-      redis.call('HDEL', KEYS[o[3]], ARGV[o[5]])
-      redis.call('ZREM', KEYS[o[4]], ARGV[o[5]])
-      B.reserved = B.reserved - grant + o[6]
-      B.expected = B.expected + o[7]
+      broll(o[5])
+      B.reserved = B.reserved + o[3]
+      B.expected = B.expected + o[4]
       B.since = B.since + 1
-      if B.since >= cfg.update_every then bupdate(o[8]) end
+      if B.since >= cfg.update_every then bupdate(o[5]) end
     elseif op == 'settle' then
       -- [op, budget, now, max_cost, expected_cost, actual]
       if B == nil then bload(KEYS[o[2]], cfg) end
@@ -379,6 +353,6 @@ def decision_json(d: Any) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-__all__ = ["FINALISED_KEEP_MIN_SECONDS", "FINALISED_KEEP_WAITS", "GRANT_ORPHAN_SECONDS", "SCRIPT", "decision_json",
+__all__ = ["FINALISED_KEEP_MIN_SECONDS", "FINALISED_KEEP_WAITS", "SCRIPT", "decision_json",
            "decode_pending", "decode_update", "encode_pending", "encode_update",
            "pack_stats", "policy_stat_names", "unpack_stats"]
