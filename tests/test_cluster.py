@@ -35,7 +35,7 @@ from tests.test_service_support import basket, config_dict
 
 redis = pytest.importorskip("redis", reason="the cluster extra (redis) is not installed")
 
-from promobandit.service.cluster import ClusterService, connect  # noqa: E402
+from promobandit.service.cluster import ClusterService  # noqa: E402
 
 OFFERS = default_catalogue().ids
 COUPON = OFFERS.index("coupon10_min50")
@@ -219,7 +219,7 @@ def test_two_workers_hold_what_one_process_holds(redis_server: RedisServer, tmp_
         _close(b["reserved"], ref.reserved, "reserved")
         _close(b["expected_pending"], ref.expected, "expected")
         # caps, user by user
-        r = connect(redis_server.url)
+        r = redis_server.client()
         for user, row in single.engine.caps._users.items():
             got = [float(x) for x in r.hmget(f"promobandit:caps:{user}", ["d", "o", "p", "s"])]
             _close(got, row, f"caps of {user}")
@@ -241,7 +241,7 @@ def test_the_budget_is_never_exceeded_by_concurrent_clients(redis_server: RedisS
     for w in workers:
         w.start()
     schemas = _schemas()
-    r = connect(redis_server.url)
+    r = redis_server.client()
     over: list[str] = []
     stop = threading.Event()
 
@@ -404,11 +404,11 @@ def test_a_killed_worker_is_folded_and_its_pending_decisions_finalised(
         return send
 
     rng = random.Random(11)
-    r = connect(redis_server.url)
+    r = redis_server.client()
     try:
         current = [""]
         traffic = Traffic(sender(current))
-        for _ in range(3):
+        for _ in range(2):  # each round starts a process (seconds): 2 keep the test short
             victim = ServerProcess(path).start()
             current[0] = victim.url
             if not traffic.thread.is_alive():
@@ -466,7 +466,7 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing_acknowledged(
         assert traffic.refused > 0  # writes were refused while Redis was down
         for w in workers:
             w.sync()
-        r = connect(redis_server.url)
+        r = redis_server.client()
         stats = _settled(r, traffic, timeout=20.0)
         assert workers[0].readiness()[0]
         b = {k.decode(): float(v) for k, v in r.hgetall("promobandit:budget").items() if v}
@@ -531,7 +531,7 @@ def test_serve_workers_runs_n_processes_on_one_port(redis_server: RedisServer,
         line = proc.stdout.readline()
         m = re.search(r"listening on (http://\S+) \(cluster mode, 2 workers", line)
         assert m is not None, line
-        r = connect(redis_server.url)
+        r = redis_server.client()
         deadline = time.monotonic() + START_TIMEOUT
         while r.scard("promobandit:workers") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -550,3 +550,42 @@ def test_serve_workers_runs_n_processes_on_one_port(redis_server: RedisServer,
         assert code == 0
     assert r.scard("promobandit:workers") == 0  # both left cleanly
     assert int(r.hget("promobandit:stats", "decisions")) == 20
+
+
+@needs_redis
+def test_a_request_id_is_one_decision_across_workers(redis_server: RedisServer,
+                                                     tmp_path: Path) -> None:
+    cfg = cluster_config(redis_server.url, tmp_path / "state", engine={"caps": False})
+    a, b = ClusterService(cfg, worker="a"), ClusterService(cfg, worker="b")
+    for w in (a, b):
+        w.start()
+    try:
+        s = _schemas()
+        body = {"user": "u", "basket": basket(), "request_id": "req-1"}
+        d1, _ = a.apply_decide(a.prepare_decide(s.DecideRequest.model_validate(body)))
+        d2, _ = b.apply_decide(b.prepare_decide(s.DecideRequest.model_validate(body)))
+        assert (d2.id, d2.offer, d2.price) == (d1.id, d1.offer, d1.price)
+        with pytest.raises(ConflictError, match="request_id: already used"):
+            b.apply_decide(b.prepare_decide(s.DecideRequest.model_validate(
+                {**body, "user": "someone else"})))
+        assert a.shared_counters()["decisions"] == 1
+    finally:
+        for w in (a, b):
+            w.stop()
+
+
+@needs_redis
+def test_a_worker_refuses_a_redis_that_does_not_fsync_every_write(tmp_path: Path) -> None:
+    srv = RedisServer(tmp_path / "redis", appendfsync="everysec").start()
+    try:
+        cfg = cluster_config(srv.url, tmp_path / "state")
+        w = ClusterService(cfg, worker="a")
+        with pytest.raises(ServiceUnavailable, match="appendfsync always"):
+            w.start()
+        relaxed = cluster_config(srv.url, tmp_path / "state",
+                                 storage={"appendfsync": "everysec"})
+        ok = ClusterService(relaxed, worker="b")
+        ok.start()  # the operator accepted the one-second window
+        ok.stop()
+    finally:
+        srv.stop()

@@ -45,6 +45,15 @@ class RedisServer:
         self.port = free_port()
         self.appendfsync = appendfsync
         self.proc: subprocess.Popen[bytes] | None = None
+        self._clients: list[Any] = []
+
+    def client(self) -> Any:
+        """A Redis client of the tests' own (closed by stop)."""
+        from promobandit.service.cluster import connect
+
+        c = connect(self.url)
+        self._clients.append(c)
+        return c
 
     @property
     def url(self) -> str:
@@ -78,6 +87,9 @@ class RedisServer:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        for c in self._clients:
+            c.close()
+        self._clients = []
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:

@@ -395,6 +395,15 @@ class ClusterService(DecisionService):
         """Checks Redis (reachable, append-only file as configured, same engine
         configuration as the other workers), registers this worker, loads the merged
         statistics, then starts serving and the background work."""
+        try:
+            self._join()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.redis.close()  # a worker that does not start holds no connection
+            raise
+        super().start()
+
+    def _join(self) -> None:
         P = self.P
         self._call(self.redis.ping)
         self._check_durability()
@@ -411,7 +420,6 @@ class ClusterService(DecisionService):
         self._install_policy(worker_seed(self.config.engine.seed, self.worker_no))
         self._heartbeat()
         self.sync()
-        super().start()
 
     def _check_durability(self) -> None:
         redis = require("redis", "cluster", "cluster mode")
@@ -453,6 +461,8 @@ class ClusterService(DecisionService):
                     self._call(self.redis.delete, f"{self.P}hb:{self.worker}")
             self._flush_log()
         self.journal.stop()
+        with contextlib.suppress(Exception):
+            self.redis.close()
         self.state = "stopped"
         self.metrics.ready.set(0)
 
