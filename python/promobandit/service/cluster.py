@@ -94,6 +94,9 @@ DECIDE_ATTEMPTS = 5
 # A feedback whose decision another worker changed meanwhile is applied again from a
 # fresh read, at most this many times in all (then 503).
 FEEDBACK_ATTEMPTS = 5
+# Heartbeats a worker writes per worker_timeout_ms (so that a late one is not taken for
+# death).
+HEARTBEATS_PER_TIMEOUT = 4
 # Redis client timeouts (seconds): connecting, and any one command.
 CONNECT_TIMEOUT_SECONDS = 1.0
 COMMAND_TIMEOUT_SECONDS = 2.0
@@ -571,6 +574,7 @@ class ClusterService(DecisionService):
         st = self.config.storage
         interval = st.sync_interval_ms / 1000.0
         last_expire = time.monotonic()
+        last_beat = 0.0
         outage = False
         while not self._stop.is_set():
             self._wake.wait(interval)
@@ -579,7 +583,11 @@ class ClusterService(DecisionService):
                 continue
             t = time.monotonic()
             try:
-                self._heartbeat()
+                # a heartbeat is a write (an fsync with appendfsync always): a few per
+                # timeout, not one per sync
+                if t - last_beat >= st.worker_timeout_ms / (1000.0 * HEARTBEATS_PER_TIMEOUT):
+                    last_beat = t
+                    self._heartbeat()
                 self.sync()
                 if t - self._last_reap >= st.worker_timeout_ms / 2000.0:
                     self._last_reap = t
