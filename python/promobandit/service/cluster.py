@@ -361,8 +361,8 @@ class ClusterService(DecisionService):
             out = fn(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             self._redis_error = f"{type(exc).__name__}: {exc}"
-            raise ServiceUnavailable(f"redis: unreachable ({exc}); the request was not "
-                                     "applied (retry later)") from exc
+            raise ServiceUnavailable(f"redis: unreachable ({exc}); nothing acknowledged "
+                                     "(retry later)") from exc
         self._redis_error = None
         return out
 
