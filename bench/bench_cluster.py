@@ -13,7 +13,12 @@ feedback: a purchase for a distinct decision made before. Each figure: the media
 --repeats runs of --n requests, microseconds per request, with min and max; the ratio
 is against embedded/memory in the same run.
 
-Run as a script: python bench/bench_cluster.py [--n 500] [--repeats 5] [--json PATH]
+Concurrent rows: --clients threads over two cluster workers in one process, decide +
+purchase pairs per second (median over the repeats), beside the single-thread rate of
+the same mode: how much Redis's grouping of concurrent writes' fsyncs gives back.
+
+Run as a script: python bench/bench_cluster.py [--n 500] [--repeats 5] [--clients 8]
+[--json PATH]
 Needs redis-server on the PATH and the cluster extra.
 """
 
@@ -106,17 +111,45 @@ def _time(svc: Any, n: int, schemas: Any) -> tuple[float, float]:
     return (t1 - t0) / n * 1e6, (t3 - t2) / n * 1e6
 
 
+def _concurrent(services: list[Any], clients: int, n: int, schemas: Any) -> float:
+    """Decide + purchase pairs per second, `clients` threads spread over the services
+    (in process: the threads wait on Redis with the GIL released, so Redis groups the
+    fsyncs of concurrent writes as it does for concurrent HTTP workers)."""
+    import threading
+
+    def run(k: int) -> None:
+        svc = services[k % len(services)]
+        for i in range(n):
+            d, _ = svc.apply_decide(svc.prepare_decide(schemas.DecideRequest.model_validate(
+                {"user": f"c{k}-{i}", "basket": BASKET})))
+            res, _ = svc.apply_feedback(svc.prepare_feedback(
+                schemas.FeedbackRequest.model_validate(
+                    {"decision_id": d.id, "event_id": "b", "purchased": True})))
+            assert res.status == "finalised", res
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return clients * n / (time.perf_counter() - t0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default="bench/results/cluster.json")
+    ap.add_argument("--clients", type=int, default=8,
+                    help="threads of the concurrent rows (over 2 cluster workers)")
     args = ap.parse_args()
     if shutil.which("redis-server") is None:
         print("bench_cluster: redis-server is not installed", file=sys.stderr)
         return 2
     schemas = build_schemas(LimitsConfig(), None)
     rows: dict[str, dict[str, list[float]]] = {}
+    conc: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         servers = {m: _redis(base / f"redis-{m}", m) for m in ("always", "everysec")
@@ -139,6 +172,18 @@ def main() -> int:
                     r = rows.setdefault(name, {"decide": [], "feedback": []})
                     r["decide"].append(dec)
                     r["feedback"].append(fb)
+                for mode in ("always", "everysec"):
+                    pair = [_service("redis", base / f"conc-{mode}-{rep}-{i}",
+                                     servers[mode][1], mode) for i in range(2)]
+                    for svc in pair:
+                        svc.start()
+                    try:
+                        rate = _concurrent(pair, args.clients, max(1, args.n // args.clients),
+                                           schemas)
+                    finally:
+                        for svc in pair:
+                            svc.stop()
+                    conc.setdefault(mode, []).append(rate)
         finally:
             for proc, _ in servers.values():
                 os.kill(proc.pid, signal.SIGTERM)
@@ -163,6 +208,17 @@ def main() -> int:
               f"{max(r['feedback']):.0f}] | {f / base_f:.2f}x |")
         out["rows"][name] = {"decide_us": r["decide"], "feedback_us": r["feedback"],
                              "decide_median_us": d, "feedback_median_us": f}
+    print(f"\nConcurrent, {args.clients} client threads over 2 cluster workers in one "
+          "process (decide + purchase pairs per second, median [min, max]); single-thread "
+          "rate of the same mode beside it:")
+    print("| mode | pairs/s | single-thread pairs/s | ratio |")
+    print("|---|---|---|---|")
+    for mode, v in conc.items():
+        r = rows[f"cluster/{mode}"]
+        single = 1e6 / (med(r["decide"]) + med(r["feedback"]))
+        print(f"| cluster/{mode} | {med(v):.0f} [{min(v):.0f}, {max(v):.0f}] | "
+              f"{single:.0f} | {med(v) / single:.2f}x |")
+        out["concurrent"] = {**out.get("concurrent", {}), mode: v}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
