@@ -369,24 +369,29 @@ class ClusterService(DecisionService):
     def _run_script(self, keys: list[str], args: list[Any]) -> Any:
         return self._call(self._script, keys=keys, args=args)
 
-    def _read_limits(self, user: str) -> None:
-        """One round trip: the budget's state and the user's caps row, for the masks."""
+    def _read_limits(self, user: str) -> list[Any]:
+        """One round trip (no lock held): the budget's state and the user's caps row."""
         eng = self.engine
-        budget = eng.budget if isinstance(eng.budget, RedisBudgetPacer) else None
-        caps = eng.caps if isinstance(eng.caps, RedisUserCaps) else None
-        if budget is None and caps is None:
-            return
+        budget = isinstance(eng.budget, RedisBudgetPacer)
+        caps = isinstance(eng.caps, RedisUserCaps)
+        if not (budget or caps):
+            return []
         pipe = self.redis.pipeline(transaction=False)
-        if budget is not None:
+        if budget:
             pipe.hgetall(self.P + "budget")
-        if caps is not None:
+        if caps:
             pipe.hmget(f"{self.P}caps:{user}", ["d", "o", "p", "s"])
-        out = self._call(pipe.execute)
-        if budget is not None:
-            budget.load_read(out.pop(0))
-        if caps is not None:
+        return list(self._call(pipe.execute))
+
+    def _load_limits(self, user: str, read: list[Any]) -> None:
+        """What _read_limits read, into the masks (under the apply lock)."""
+        eng = self.engine
+        out = list(read)
+        if isinstance(eng.budget, RedisBudgetPacer):
+            eng.budget.load_read(out.pop(0))
+        if isinstance(eng.caps, RedisUserCaps):
             v = out.pop(0)
-            caps.rows = {user: None if v[0] is None else [float(x) for x in v]}
+            eng.caps.rows = {user: None if v[0] is None else [float(x) for x in v]}
 
     def _apply(self, o: _Ops) -> list[Any]:
         spec = orjson.dumps({"guards": o.guards, "ops": o.ops})
@@ -668,31 +673,37 @@ class ClusterService(DecisionService):
         caps; when another worker took them meanwhile, decides again from a fresh read.
         Nothing is answered that is not recorded."""
         self._check_writable()
-        with self._apply_lock:
-            rq_key = ""
-            if p.request_tag:
-                rq_key = f"{self.P}rq:{p.request_tag.partition(chr(0))[0]}"
-                found = self._call(self.redis.get, rq_key)
-                if found is not None:
-                    return self._idempotent(found, p.request_tag), 0
-            for _ in range(DECIDE_ATTEMPTS):
-                d, r = self._decide_once(p, rq_key)
-                if r[0] == "ok":
-                    break
-                if r[0] == "exists":  # another worker recorded this request_id meanwhile
-                    return self._idempotent(r[1], p.request_tag), 0
-                # "budget" / "caps": the limits changed since the read; decide again
-            else:
-                raise ServiceUnavailable("budget: other workers keep taking what this "
-                                         "decision needs; retry")
+        rq_key = ""
+        if p.request_tag:
+            rq_key = f"{self.P}rq:{p.request_tag.partition(chr(0))[0]}"
+            found = self._call(self.redis.get, rq_key)
+            if found is not None:
+                return self._idempotent(found, p.request_tag), 0
+        # Only the engine work holds the apply lock; the read and the write (the round
+        # trips, the fsync) do not, so that a worker's threads overlap them. The write's
+        # guards make that safe.
+        for _ in range(DECIDE_ATTEMPTS):
+            read = self._read_limits(p.user)
+            with self._apply_lock:
+                d, o = self._decide_once(p, rq_key, read)
+            r = self._apply(o)
+            if r[0] == "ok":
+                break
+            if r[0] == "exists":  # another request with this request_id was recorded first
+                return self._idempotent(r[1], p.request_tag), 0
+            # "budget" / "caps": the limits changed since the read; decide again
+        else:
+            raise ServiceUnavailable("budget: other decisions keep taking what this "
+                                     "decision needs; retry")
         self._offer_counters[d.offer].inc()
         return d, 0
 
-    def _decide_once(self, p: PreparedDecide, rq_key: str) -> tuple[Decision, list[Any]]:
+    def _decide_once(self, p: PreparedDecide, rq_key: str, read: list[Any]
+                     ) -> tuple[Decision, _Ops]:
         P = self.P
         eng = self.engine
         before = self._begin(p.decision_id)
-        self._read_limits(p.user)
+        self._load_limits(p.user, read)
         now = self._clock()
         eng.preset_ids = [p.decision_id]
         try:
@@ -730,7 +741,7 @@ class ClusterService(DecisionService):
         o.ops.append(["zadd", o.k(P + "due"), o.a(repr(float(rec.created) + self._wait)),
                       o.a(d.id)])
         self._changes(o, before)
-        return d, self._apply(o)
+        return d, o
 
     def _idempotent(self, stored: bytes, tag: str) -> Decision:
         stored_tag, body = _split_tag(stored)
@@ -749,13 +760,21 @@ class ClusterService(DecisionService):
             o.ops.append(["del", o.k(key)])
             self._apply(o)
 
-    def _adopt(self, decision_id: str) -> tuple[bool, bool, list[bytes]]:
-        """Loads a decision from Redis into the engine: (pending, finalised and known,
-        what was read: the pending, finalised and coupon keys' values, b"" for none)."""
+    def _read_decision(self, decision_id: str) -> list[bytes | None]:
+        """The decision's pending, finalised and coupon keys (one round trip)."""
         P = self.P
+        return list(self._call(self.redis.mget, [f"{P}p:{decision_id}",
+                                                 f"{P}f:{decision_id}",
+                                                 f"{P}c:{decision_id}"]))
+
+    def _adopt(self, decision_id: str, read: list[bytes | None] | None = None
+               ) -> tuple[bool, bool, list[bytes]]:
+        """Loads a decision (read from Redis now, or given as _read_decision read it)
+        into the engine: (pending, finalised and known, what was read: the three keys'
+        values, b"" for none)."""
         eng = self.engine
-        read = self._call(self.redis.mget, [f"{P}p:{decision_id}", f"{P}f:{decision_id}",
-                                             f"{P}c:{decision_id}"])
+        if read is None:
+            read = self._read_decision(decision_id)
         blob, fin, coupon = read
         seen = [b"" if v is None else v for v in read]
         eng._pending = PendingStore()
@@ -823,15 +842,19 @@ class ClusterService(DecisionService):
         still holding what was read; when another worker changed them meanwhile, applied
         again from a fresh read."""
         self._check_writable()
-        with self._apply_lock:
-            for _ in range(FEEDBACK_ATTEMPTS):
-                out = self._feedback_once(p)
-                if out is not None:
-                    break
-            else:
-                raise ServiceUnavailable(f"decision_id: {p.decision_id} keeps changing at "
-                                         "other workers; retry")
-        res, now, created = out
+        for _ in range(FEEDBACK_ATTEMPTS):
+            read = self._read_decision(p.decision_id)  # no lock held for the round trips
+            with self._apply_lock:
+                res, now, created, o = self._feedback_once(p, read)
+            r = self._apply(o)
+            if r[0] == "ok":
+                break
+            if r[0] != "changed":
+                raise ServiceUnavailable(f"decision_id: {p.decision_id} could not be "
+                                         f"recorded ({r[0]}); retry")
+        else:
+            raise ServiceUnavailable(f"decision_id: {p.decision_id} keeps changing at "
+                                     "other workers; retry")
         if created is not None:
             self.metrics.feedback_lag.observe(max(now - created, 0.0))
         c = self._feedback_counters.get(res.status)
@@ -841,13 +864,13 @@ class ClusterService(DecisionService):
         self._maybe_sync()
         return res, 0
 
-    def _feedback_once(self, p: PreparedFeedback
-                       ) -> tuple[FeedbackResult, float, float | None] | None:
+    def _feedback_once(self, p: PreparedFeedback, read: list[bytes | None]
+                       ) -> tuple[FeedbackResult, float, float | None, _Ops]:
         lim = self.config.limits
         did = p.decision_id
         eng = self.engine
         try:
-            pending, final, seen = self._adopt(did)
+            pending, final, seen = self._adopt(did, read)
             had_hold = did in eng.ledger.coupon_holds
             before = self._begin(did)
             k = p.kwargs
@@ -869,15 +892,9 @@ class ClusterService(DecisionService):
             self._same(o, did, seen)
             self._settle_ops(o, did, pending, final, had_hold, now)
             self._changes(o, before)
-            r = self._apply(o)
         finally:
             self._forget(did)
-        if r[0] == "changed":
-            return None
-        if r[0] != "ok":
-            raise ServiceUnavailable(f"decision_id: {did} could not be recorded ({r[0]}); "
-                                     "retry")
-        return res, now, created
+        return res, now, created, o
 
     def _maybe_sync(self) -> None:
         if self._unsynced >= self.config.storage.sync_every_updates:
