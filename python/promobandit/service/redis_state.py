@@ -48,6 +48,7 @@ one process's only by the order of additions (relative error ~1e-16 per addition
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -284,7 +285,7 @@ def decode_pending(data: bytes) -> PendingDecision:
         arrays = {}
         for name, dtype, shape in head["arrays"]:
             dt = np.dtype(dtype)
-            count = int(np.prod(shape)) if shape else 1
+            count = math.prod(shape)  # 1 for a scalar's shape ()
             arrays[name] = np.frombuffer(data, dt, count, pos).reshape(shape).copy()
             pos += count * dt.itemsize
         (rec,) = list(PendingStore.from_columns(head["meta"], arrays))
