@@ -66,6 +66,8 @@ OPTIONAL_IMPORTS_ALLOWED: dict[str, str] = {
     "service.runtime": "loaded only by promobandit serve after require_extra('service')",
     "service.schemas": "loaded only by promobandit serve after require_extra('service')",
     "service.loadgen": "the load generator of the service's benchmark (service extra)",
+    "service.cluster": "loaded only in cluster mode, after require_extra('cluster')",
+    "service.redis_state": "loaded only by service.cluster (cluster extra)",
 }
 
 OPTIONAL_MODULES = frozenset(m for mods in EXTRAS.values() for m in mods)

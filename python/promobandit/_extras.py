@@ -16,6 +16,8 @@ scoring, offers, constraints, features and the engine without a decision log. Th
   (``promobandit serve``);
 - ``distributed``: ``evaluate`` with dask and distributed, for off-policy evaluation of a
   Parquet log on a Dask cluster (``evaluate_stream(..., client=...)``);
+- ``cluster``: ``service`` with redis and hiredis (``[storage] kind = "redis"``: many
+  service workers sharing one state in Redis);
 - ``all``: every one of them.
 """
 
@@ -35,6 +37,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "simulate": ("pandas", "scipy", "sklearn", "pyarrow", "matplotlib", "torch", "tqdm"),
     "service": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow"),
     "distributed": ("pandas", "scipy", "sklearn", "pyarrow", "dask", "distributed"),
+    "cluster": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow",
+                "redis", "hiredis"),
 }
 
 

@@ -153,7 +153,7 @@ class DecisionLogWriter:
         pq = require("pyarrow.parquet", "log", "the decision log")
         columns = dict(zip(COLUMN_NAMES, map(list, zip(*self._rows, strict=True)), strict=True))
         table = pa.table(columns, schema=schema())
-        final = self.path / f"part-{self._part:05d}.parquet"
+        final = self.path / self._part_name()
         tmp = final.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp)
         os.replace(tmp, final)
@@ -163,6 +163,11 @@ class DecisionLogWriter:
 
     def close(self) -> None:
         self.flush()
+
+    def _part_name(self) -> str:
+        """The file name of the next part (writers sharing one folder name theirs apart;
+        every name matches ``part-*.parquet``, which is what the readers take)."""
+        return f"part-{self._part:05d}.parquet"
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> Any:

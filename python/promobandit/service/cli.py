@@ -36,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--accept-log-loss", action="store_true",
                    help="start even if the log is damaged where acknowledged records were; "
                         "the loss is reported in /readyz and metrics (storage.accept_log_loss)")
+    p.add_argument("--redis-url", metavar="URL",
+                   help="cluster mode: share the state through this Redis server "
+                        "(storage.kind = 'redis', storage.url; e.g. redis://127.0.0.1:6379/0)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="cluster mode: serve with N worker processes on one port (each an "
+                        "engine; needs storage.kind = 'redis')")
+    # A worker started by --workers serves on the listening socket its parent passed.
+    p.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--check", action="store_true",
                    help="validate the configuration, print it (secrets hidden) and exit")
     p.set_defaults(func=run)
@@ -65,6 +73,19 @@ def _apply_flags(cfg: object, args: argparse.Namespace) -> object:
         storage = dataclasses.replace(storage, kind="memory")
     if getattr(args, "accept_log_loss", False):
         storage = dataclasses.replace(storage, accept_log_loss=True)
+    if getattr(args, "redis_url", None):
+        if args.memory:
+            raise ValueError("--redis-url: cannot be combined with --memory")
+        from .config import _check_cluster_storage
+
+        storage = dataclasses.replace(storage, kind="redis", url=args.redis_url)
+        _check_cluster_storage(storage)
+    workers = getattr(args, "workers", 1)
+    if not 1 <= workers <= 256:
+        raise ValueError(f"workers: expected 1..256, got {workers}")
+    if workers > 1 and storage.kind != "redis":
+        raise ValueError("workers: more than one worker needs the cluster mode (storage.kind = "
+                         "'redis' or --redis-url): the embedded state belongs to one process")
     return dataclasses.replace(cfg, server=server, storage=storage)
 
 
@@ -76,6 +97,21 @@ def _describe(cfg: object) -> str:
     if d["server"]["api_key"]:
         d["server"]["api_key"] = "<set>"
     return json.dumps(d, indent=2, default=str)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket (port 0: a free one)."""
+    # Bind before serving, so that the address (port 0: a free one) can be reported.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
+    # proto says TCP, and accepted sockets inherit it; with proto 0 every keep-alive
+    # response waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,15 +127,28 @@ def run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "service", "promobandit serve")
 
     from .app import create_app
-    from .runtime import DecisionService
+    from .runtime import DecisionService, ServiceUnavailable
     from .storage import FingerprintMismatch, StorageCorrupt, StorageLocked
 
     level = getattr(logging, cfg.server.log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = DecisionService(cfg)
+    if getattr(args, "workers", 1) > 1:
+        from .cluster import serve_workers
+
+        return serve_workers(cfg, args, listening_socket)
+    if cfg.storage.kind == "redis":
+        require_extra("cluster", "promobandit serve in cluster mode")
+        from .cluster import ClusterService
+
+        service: DecisionService = ClusterService(cfg)
+    else:
+        service = DecisionService(cfg)
     try:
         service.start()
+    except ServiceUnavailable as exc:  # cluster mode: Redis unreachable or not durable
+        print(f"promobandit serve: {exc}", file=sys.stderr)
+        return EXIT_UNRECOVERABLE
     except StorageLocked as exc:
         print(f"promobandit serve: {exc}", file=sys.stderr)
         return EXIT_LOCKED
@@ -113,24 +162,21 @@ def run(args: argparse.Namespace) -> int:
     # pause of every request). Freezing moves them out of the collector's sight.
     gc.collect()
     gc.freeze()
-    # Bind before serving, so that the address (port 0: a free one) can be reported.
-    family = socket.AF_INET6 if ":" in cfg.server.host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
-    # proto says TCP, and accepted sockets inherit it; with proto 0 every keep-alive
-    # response waited ~40 ms for the client's delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((cfg.server.host, cfg.server.port))
-    sock.listen(2048)
+    inherited = getattr(args, "inherit_fd", None)
+    sock = (socket.socket(fileno=inherited) if inherited is not None
+            else listening_socket(cfg.server.host, cfg.server.port))
     host, port = sock.getsockname()[:2]
     from .app import warn_if_unauthenticated
 
     warn_if_unauthenticated(cfg.server.api_key, str(host))
     rec = service.recovery
-    print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
-          f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "
-          f"replayed, {len(rec.get('problems', []))} problems)", flush=True)
+    if cfg.storage.kind == "redis":
+        print(f"promobandit serve: listening on http://{host}:{port} (cluster mode, worker "
+              f"{getattr(service, 'worker', '?')})", flush=True)
+    else:
+        print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
+              f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "
+              f"replayed, {len(rec.get('problems', []))} problems)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=cfg.server.log_level,
                                            access_log=False, lifespan="on"))
     try:

@@ -14,7 +14,9 @@ Sections and keys (every one optional; the defaults are the embedded configurati
                   expire_every_seconds, ``caps`` (a table, or false),
                   ``[engine.budget]`` (absent: no budget), ``[engine.fairness]`` (absent: off)
 ``[storage]``     kind, dir, fsync, snapshot_interval_seconds, snapshot_every_events,
-                  snapshots_kept, decision_log
+                  snapshots_kept, decision_log; cluster mode (kind = "redis"): url,
+                  namespace, appendfsync, sync_interval_ms, sync_every_updates, lease_ms,
+                  worker_timeout_ms
 ``[features]``    the feature store (absent: none); the keys of FeatureConfig
 ``[recommender]`` the item recommender (absent: none): items (an .npz file), k,
                   temperature, history_length, max_users, ``[recommender.exploration]``
@@ -63,7 +65,10 @@ CONFIG_FILE_ENV = "PROMOBANDIT_CONFIG"
 # The engine hashes user ids with a key of at least this many bytes (Engine checks it too).
 MIN_PRIVACY_KEY_BYTES = 16
 
-STORAGE_KINDS = ("files", "memory")
+STORAGE_KINDS = ("files", "memory", "redis")
+# storage.appendfsync values (Redis's own names): what a cluster worker requires of the
+# Redis server's append-only file before it acknowledges anything.
+APPENDFSYNC_MODES = ("always", "everysec")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -147,8 +152,8 @@ class PolicyServiceConfig:
 class StorageConfig:
     """Durable state (see promobandit.service.storage).
 
-    kind: "files" (write-ahead log and snapshots in ``dir``) or "memory" (nothing
-        survives a restart: for tests and demos).
+    kind: "files" (write-ahead log and snapshots in ``dir``), "memory" (nothing
+        survives a restart: for tests and demos) or "redis" (cluster mode, below).
     dir: the state folder (created if missing).
     fsync: make every acknowledged write durable with fdatasync before answering;
         false keeps data in the OS page cache only (survives a process crash, not a
@@ -166,6 +171,22 @@ class StorageConfig:
         ``promobandit_recovery_data_loss``. Default false: such damage refuses to start
         (exit status 3, naming the file and byte offset). An operator's decision, for
         one start (``promobandit serve --accept-log-loss``), not a setting to leave on.
+
+    Cluster mode (``kind = "redis"``, see promobandit.service.cluster): the shared state
+    lives in Redis; ``dir`` holds only this host's decision-log parts (``dir/decisions``).
+    url: the Redis server, ``redis://host:port/db`` (``--redis-url``).
+    namespace: prefix of every key (several deployments can share one Redis).
+    appendfsync: what the Redis server must run with, checked at start: "always" (the
+        default: a 200 means the change is fsynced in Redis's append-only file) or
+        "everysec" (a crash of the Redis host can lose the last second of acknowledged
+        changes; documented, the operator's choice).
+    sync_interval_ms: milliseconds between a worker's policy syncs (it pushes the
+        updates it learnt since its last sync and pulls the merged statistics).
+    sync_every_updates: a sync also happens as soon as this many updates are waiting.
+    lease_ms: how long a worker holds a decision while it applies feedback or finalises
+        it (milliseconds; a worker killed mid-way frees it after this).
+    worker_timeout_ms: a worker whose heartbeat is older than this is taken for dead;
+        another worker folds the updates it had not synced yet into the shared state.
     """
 
     kind: str = "files"
@@ -176,6 +197,13 @@ class StorageConfig:
     snapshots_kept: int = 2
     decision_log: bool = True
     accept_log_loss: bool = False
+    url: str = ""
+    namespace: str = "promobandit"
+    appendfsync: str = "always"
+    sync_interval_ms: float = 50.0
+    sync_every_updates: int = 1000
+    lease_ms: int = 5000
+    worker_timeout_ms: int = 3000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,12 +475,34 @@ def from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | Non
     _limit_checks("storage", storage, {"snapshot_every_events": (1, 2**62),
                                        "snapshots_kept": (2, 1000)})
     storage = dataclasses.replace(storage, dir=str(base / storage.dir))
+    _check_cluster_storage(storage)
     features, recommender = _parity_sections(data, base, policy)
     fmax = data.get("features", {}).get("max_users", 1_000_000) if features else 1_000_000
     return ServiceConfig(server=server, limits=limits, privacy_key=key, catalogue_path=cat_path,
                          policy=policy, engine=engine, expire_every_seconds=expire,
                          storage=storage, source=source, features=features,
                          recommender=recommender, features_max_users=fmax)
+
+
+def _check_cluster_storage(storage: StorageConfig) -> None:
+    """The cluster-mode keys of [storage] (only checked for their form when kind is not
+    "redis"; what the engine must be to run clustered is checked by the cluster module)."""
+    if storage.kind == "redis" and not storage.url:
+        raise ValueError("storage.url: required when storage.kind = 'redis' (e.g. "
+                         "'redis://127.0.0.1:6379/0', or --redis-url)")
+    if storage.url and not storage.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"storage.url: expected 'redis://host:port/db', 'rediss://...' or "
+                         f"'unix:///path', got {storage.url!r}")
+    if storage.appendfsync not in APPENDFSYNC_MODES:
+        raise ValueError(f"storage.appendfsync: expected one of {list(APPENDFSYNC_MODES)}, "
+                         f"got {storage.appendfsync!r}")
+    if not storage.namespace or any(c in storage.namespace for c in " {}:"):
+        raise ValueError("storage.namespace: expected a non-empty name without spaces, "
+                         f"braces or ':', got {storage.namespace!r}")
+    _limit_checks("storage", storage, {"sync_interval_ms": (1.0, 60_000.0),
+                                       "sync_every_updates": (1, 10_000_000),
+                                       "lease_ms": (100, 3_600_000),
+                                       "worker_timeout_ms": (100, 3_600_000)})
 
 
 def load(path: str | os.PathLike[str] | None = None, *,
