@@ -407,13 +407,16 @@ void test_lin_propensity_loop() {
 
 void test_lin_scratch_layout() {
   const int64_t K = 7, d = 5;
-  CHECK(lin_scratch_size(K, d) == 2 * K + d + 2 * d * d);
+  CHECK(lin_scratch_size(K, d) == 2 * K + d + 2 * d * d + kLinRowBlock * (d + 2 * K));
   LinWorkspace ws;
   const LinScratch w = ws.reset(K, d);
   CHECK(w.var == w.mean + K);
   CHECK(w.u == w.var + K);
   CHECK(w.work == w.u + d);
-  CHECK(w.work + 2 * d * d == w.mean + lin_scratch_size(K, d));
+  CHECK(w.xt == w.work + 2 * d * d);
+  CHECK(w.bmean == w.xt + kLinRowBlock * d);
+  CHECK(w.bvar == w.bmean + kLinRowBlock * K);
+  CHECK(w.bvar + kLinRowBlock * K == w.mean + lin_scratch_size(K, d));
   for (int64_t i = 0; i < lin_scratch_size(K, d); ++i) CHECK(w.mean[i] == 0.0);
 }
 

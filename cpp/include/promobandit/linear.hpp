@@ -63,19 +63,32 @@ struct LinState {
   int64_t* counters = nullptr;       // kNumCounters
 };
 
+// Rows scored together by lin_moments_block: the lanes of its vectorised loops.
+constexpr int64_t kLinRowBlock = 8;
+
 // Scratch the caller owns: K means, K variances, d for A^{-1} x, 2 d^2 for inversion,
-// laid out in that order in one buffer of lin_scratch_size(K, d) doubles.
+// then a block of kLinRowBlock rows: their contexts transposed (d x R), their means and
+// variances (K x R each); laid out in that order in one buffer of lin_scratch_size(K, d)
+// doubles.
 struct LinScratch {
   double* mean;
   double* var;
   double* u;
   double* work;
+  double* xt;
+  double* bmean;
+  double* bvar;
 };
 
-inline int64_t lin_scratch_size(int64_t K, int64_t d) { return 2 * K + d + 2 * d * d; }
+inline int64_t lin_scratch_size(int64_t K, int64_t d) {
+  return 2 * K + d + 2 * d * d + kLinRowBlock * (d + 2 * K);
+}
 
 inline LinScratch lin_scratch_view(double* buf, int64_t K, int64_t d) {
-  return LinScratch{buf, buf + K, buf + 2 * K, buf + 2 * K + d};
+  double* xt = buf + 2 * K + d + 2 * d * d;
+  double* bmean = xt + kLinRowBlock * d;
+  return LinScratch{buf, buf + K, buf + 2 * K, buf + 2 * K + d, xt, bmean,
+                    bmean + kLinRowBlock * K};
 }
 
 // One thread's scratch, owned: reset(K, d) sizes and zeroes it and returns the view.
@@ -104,16 +117,144 @@ inline void lin_refresh_arm(LinState& s, int64_t a, double* work) {
   s.since_refresh[a] = 0;
 }
 
-// mean_a = theta_a . x and var_a = x^T A_a^{-1} x for the eligible arms.
-inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x, LinScratch& w) {
-  const int64_t d = s.dim;
-  for (int64_t a = 0; a < s.n_arms; ++a) {
-    if (!lin_eligible(s, mask, a)) continue;
-    w.mean[a] = dot(s.theta + a * d, x, d);
-    symv(s.A_inv + a * d * d, x, w.u, d);
-    const double q = dot(x, w.u, d);
-    w.var[a] = q > 0.0 ? q : 0.0;
+#if defined(__GNUC__)
+#define PB_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define PB_ALWAYS_INLINE inline
+#endif
+
+// Moments of R contexts at once for every arm (ineligible ones too: their numbers are
+// never read). XT holds the contexts transposed (d x R: XT[j * R + r] is x_r[j]); mean
+// and var are K x R. Per context, in this order of operations:
+//   mean = sum_j theta_j x_j                                      (j ascending)
+//   var  = max(0, sum_i x_i (Ainv_ii x_i + 2 s_i)),  s_i = sum_{j > i} Ainv_ij x_j
+// (i, j ascending; the upper triangle of the symmetric A^{-1}, d(d+1)/2 products instead
+// of d^2). The loops run across the R contexts innermost, so they vectorise without
+// reassociating any one context's sum: every lane does the scalar operations of R = 1,
+// which is what makes a batch of n the same bits as n single decisions, and the Numba
+// mirror (moments in _numba/linear.py) the same bits again.
+template <int R>
+PB_ALWAYS_INLINE void lin_moments_block(const LinState& s, const double* XT, double* mean,
+                                        double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    double m[R], q[R];
+    for (int r = 0; r < R; ++r) m[r] = q[r] = 0.0;
+    for (int64_t j = 0; j < d; ++j) {
+      const double c = th[j];
+      const double* xj = XT + j * R;
+      for (int r = 0; r < R; ++r) m[r] += c * xj[r];
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      const double* row = Ai + i * d;
+      double acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = 0.0;
+      for (int64_t j = i + 1; j < d; ++j) {
+        const double c = row[j];
+        const double* xj = XT + j * R;
+        for (int r = 0; r < R; ++r) acc[r] += c * xj[r];
+      }
+      const double aii = row[i];
+      const double* xi = XT + i * R;
+      for (int r = 0; r < R; ++r) q[r] += xi[r] * (aii * xi[r] + 2.0 * acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      mean[a * R + r] = m[r];
+      var[a * R + r] = q[r] > 0.0 ? q[r] : 0.0;
+    }
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PB_LIN_AVX2 1
+// Blocks of 8 rows in AVX2 with GCC vector types (two 4-lane vectors), picked at run time
+// where the CPU has AVX2 (lin_moments8): GCC's own vectoriser leaves the template's loops
+// scalar, and 4-lane vectors without AVX compile badly, hence an explicit AVX2 function
+// rather than a clone. The same IEEE multiply and add per lane as the template (no FMA:
+// -ffp-contract=off, and "avx2" does not enable it), so the same bits; the broadcasts
+// are built lane by lane ({t, t, t, t}) so the sign of a zero survives.
+typedef double pb_lin_v4d __attribute__((vector_size(32)));
+
+// An unaligned load of 4 doubles (a macro: a function returning a vector type would
+// change the ABI between the AVX2 and baseline clones).
+#define PB_LIN_LOAD4(v, p) __builtin_memcpy(&(v), (p), sizeof(v))
+
+__attribute__((target("avx2"))) inline void lin_moments8_avx2(const LinState& s,
+                                                              const double* XT, double* mean,
+                                                              double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  const pb_lin_v4d zero = {0.0, 0.0, 0.0, 0.0};
+  const pb_lin_v4d two = {2.0, 2.0, 2.0, 2.0};
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    pb_lin_v4d m0 = zero, m1 = zero, q0 = zero, q1 = zero;
+    for (int64_t j = 0; j < d; ++j) {
+      const double t = th[j];
+      const pb_lin_v4d c = {t, t, t, t};
+      pb_lin_v4d x0, x1;
+      PB_LIN_LOAD4(x0, XT + j * 8);
+      PB_LIN_LOAD4(x1, XT + j * 8 + 4);
+      m0 += c * x0;
+      m1 += c * x1;
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      const double* row = Ai + i * d;
+      pb_lin_v4d acc0 = zero, acc1 = zero;
+      for (int64_t j = i + 1; j < d; ++j) {
+        const double t = row[j];
+        const pb_lin_v4d c = {t, t, t, t};
+        pb_lin_v4d x0, x1;
+        PB_LIN_LOAD4(x0, XT + j * 8);
+        PB_LIN_LOAD4(x1, XT + j * 8 + 4);
+        acc0 += c * x0;
+        acc1 += c * x1;
+      }
+      const double t = row[i];
+      const pb_lin_v4d aii = {t, t, t, t};
+      pb_lin_v4d x0, x1;
+      PB_LIN_LOAD4(x0, XT + i * 8);
+      PB_LIN_LOAD4(x1, XT + i * 8 + 4);
+      q0 += x0 * (aii * x0 + two * acc0);
+      q1 += x1 * (aii * x1 + two * acc1);
+    }
+    __builtin_memcpy(mean + a * 8, &m0, sizeof m0);
+    __builtin_memcpy(mean + a * 8 + 4, &m1, sizeof m1);
+    double q[8];
+    __builtin_memcpy(q, &q0, sizeof q0);
+    __builtin_memcpy(q + 4, &q1, sizeof q1);
+    for (int r = 0; r < 8; ++r) var[a * 8 + r] = q[r] > 0.0 ? q[r] : 0.0;
+  }
+}
+#undef PB_LIN_LOAD4
+
+inline bool lin_cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
+
+// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX2 where the CPU
+// has it (the same bits either way).
+inline void lin_moments8(const LinState& s, const double* XT, double* mean, double* var) {
+  static_assert(kLinRowBlock == 8, "lin_moments8 scores blocks of 8 rows");
+#ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx2()) {
+    lin_moments8_avx2(s, XT, mean, var);
+    return;
+  }
+#endif
+  lin_moments_block<8>(s, XT, mean, var);
+}
+
+// mean_a = theta_a . x and var_a = x^T A_a^{-1} x (lin_moments_block with R = 1) for
+// every arm; the mask is not needed (the ineligible arms' numbers are never read) and
+// kept for the callers' symmetry.
+inline void lin_moments(const LinState& s, const uint8_t* /*mask*/, const double* x,
+                        LinScratch& w) {
+  lin_moments_block<1>(s, x, w.mean, w.var);
 }
 
 inline double lin_ucb_score(const LinParams& p, const double* bias, const LinScratch& w,
@@ -210,13 +351,11 @@ inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uin
          (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
 }
 
-// Decision number t for context x (length d), without touching state, so rows of
-// a batch can run on any thread (each with its own scratch). The caller
-// guarantees an eligible arm.
-inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
-                                             const uint8_t* mask, const double* bias,
-                                             const double* x, uint64_t t, LinScratch& w) {
-  lin_moments(s, mask, x, w);
+// Decision number t from the moments already in w (w.mean, w.var): the arm and its
+// propensity, state untouched.
+inline std::pair<int64_t, double> lin_decide(const LinParams& p, const LinState& s,
+                                             const uint8_t* mask, const double* bias, uint64_t t,
+                                             LinScratch& w) {
   int64_t best = -1;
   double prop = 1.0;
   Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
@@ -232,6 +371,16 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
     prop = lin_ts_propensity(p, s, mask, bias, w, t, best);
   }
   return {best, prop};
+}
+
+// Decision number t for context x (length d), without touching state, so rows of
+// a batch can run on any thread (each with its own scratch). The caller
+// guarantees an eligible arm.
+inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
+                                             const uint8_t* mask, const double* bias,
+                                             const double* x, uint64_t t, LinScratch& w) {
+  lin_moments(s, mask, x, w);
+  return lin_decide(p, s, mask, bias, t, w);
 }
 
 // The policy's probability of every arm for context x (0 for ineligible arms):
@@ -270,10 +419,12 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   }
 }
 
-// Adds one weighted observation (x, r) to arm `arm`. With decay < 1 every arm
-// forgets first: A <- gamma*A + (1-gamma)*lambda*I, b <- gamma*b, n <- gamma*n (the
-// prior keeps its weight), and every arm is refreshed exactly, O(K d^3).
-inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double reward,
+// Adds one weighted observation (x, r) to arm `arm`: A, b, n and A^{-1} (Sherman-Morrison,
+// or an exact refresh every refresh_every updates), but not theta = A^{-1} b, which the
+// caller recomputes before the next decision (lin_update, lin_update_rows). With decay < 1
+// every arm forgets first: A <- gamma*A + (1-gamma)*lambda*I, b <- gamma*b, n <- gamma*n
+// (the prior keeps its weight), and every arm is refreshed exactly (theta too), O(K d^3).
+inline void lin_update_stats(const LinParams& p, LinState& s, int64_t arm, double reward,
                        const double* x, double weight, LinScratch& w) {
   const int64_t d = s.dim;
   const int64_t K = s.n_arms;
@@ -311,10 +462,17 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
         const double cu = c * w.u[i];
         for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * w.u[j];
       }
-      symv(Ai, b, s.theta + arm * d, d);
     }
   }
   s.counters[kCtrUpdates] += 1;
+}
+
+// One update, theta of the arm recomputed at once (lin_update_stats, then theta).
+inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double reward,
+                       const double* x, double weight, LinScratch& w) {
+  lin_update_stats(p, s, arm, reward, x, weight, w);
+  const int64_t d = s.dim;
+  if (p.decay >= 1.0) symv(s.A_inv + arm * d * d, s.b + arm * d, s.theta + arm * d, d);
 }
 
 // ---- batches: the loops every caller of a row-wise kernel runs -------------------------
@@ -323,27 +481,59 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
 // eligible, no bias); the caller guarantees an eligible arm in every row.
 
 // Rows [lo, hi) of a batch: row i is decision number t0 + i for context X[i], state
-// untouched.
+// untouched. Whole blocks of kLinRowBlock rows get their moments together
+// (lin_moments_block, vectorised across the rows), the rest one at a time: the same
+// operations per row either way, so the split changes no bit.
 PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& s,
                                             const uint8_t* masks, const double* biases,
                                             const double* X, int64_t lo, int64_t hi, uint64_t t0,
                                             int64_t* arms, double* props, LinScratch& w) {
-  const int64_t K = s.n_arms;
-  for (int64_t i = lo; i < hi; ++i) {
-    auto r = lin_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
-                        X + i * s.dim, t0 + static_cast<uint64_t>(i), w);
-    arms[i] = r.first;
-    props[i] = r.second;
+  constexpr int R = static_cast<int>(kLinRowBlock);
+  const int64_t K = s.n_arms, d = s.dim;
+  int64_t i = lo;
+  for (; i + R <= hi; i += R) {
+    for (int r = 0; r < R; ++r) {
+      for (int64_t j = 0; j < d; ++j) w.xt[j * R + r] = X[(i + r) * d + j];
+    }
+    lin_moments8(s, w.xt, w.bmean, w.bvar);
+    for (int r = 0; r < R; ++r) {
+      for (int64_t a = 0; a < K; ++a) {
+        w.mean[a] = w.bmean[a * R + r];
+        w.var[a] = w.bvar[a * R + r];
+      }
+      const int64_t row = i + r;
+      auto c = lin_decide(p, s, masks ? masks + row * K : nullptr,
+                          biases ? biases + row * K : nullptr, t0 + static_cast<uint64_t>(row), w);
+      arms[row] = c.first;
+      props[row] = c.second;
+    }
+  }
+  for (; i < hi; ++i) {
+    lin_moments_block<1>(s, X + i * d, w.mean, w.var);
+    auto c = lin_decide(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        t0 + static_cast<uint64_t>(i), w);
+    arms[i] = c.first;
+    props[i] = c.second;
   }
 }
 
 // n updates in row order; weights nullptr means 1 for every row. The caller has
-// checked every row, so a batch is applied whole.
+// checked every row, so a batch is applied whole. Each row is lin_update's exact
+// rank-one step; theta = A^{-1} b of an arm is recomputed once, after the batch's last
+// row for that arm (no decision reads theta in between, and A^{-1} and b are then what
+// n single updates leave, so theta is too, bit for bit).
 PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
                                             const double* rewards, const double* X,
                                             const double* weights, int64_t n, LinScratch& w) {
+  const int64_t d = s.dim;
+  std::vector<uint8_t> touched(static_cast<size_t>(s.n_arms), 0);
   for (int64_t i = 0; i < n; ++i) {
-    lin_update(p, s, arms[i], rewards[i], X + i * s.dim, weights ? weights[i] : 1.0, w);
+    lin_update_stats(p, s, arms[i], rewards[i], X + i * d, weights ? weights[i] : 1.0, w);
+    touched[static_cast<size_t>(arms[i])] = 1;
+  }
+  if (p.decay < 1.0) return;  // every arm was refreshed exactly, theta included
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (touched[static_cast<size_t>(a)]) symv(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
   }
 }
 
@@ -391,11 +581,18 @@ inline void lin_action_probabilities_rows(const LinParams& p, const LinState& s,
   });
 }
 
-// theta_a . x_i for every row and arm into out (n, K).
+// theta_a . x_i for every row and arm into out (n, K), summed as the decisions' means
+// (lin_moments_block: j ascending), so the expectations are the numbers decided on.
 inline void lin_expectations(const LinState& s, const double* X, int64_t n, double* out) {
   const int64_t K = s.n_arms, d = s.dim;
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t a = 0; a < K; ++a) out[i * K + a] = dot(s.theta + a * d, X + i * d, d);
+    for (int64_t a = 0; a < K; ++a) {
+      const double* th = s.theta + a * d;
+      const double* x = X + i * d;
+      double m = 0.0;
+      for (int64_t j = 0; j < d; ++j) m += th[j] * x[j];
+      out[i * K + a] = m;
+    }
   }
 }
 

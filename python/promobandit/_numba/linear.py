@@ -49,14 +49,24 @@ def refresh_all(A, A_inv, b, theta, since, work):
 
 @nb.njit(**_JIT)
 def moments(A_inv, theta, active, mask, x, mean, var, u):
+    """Mirrors lin_moments_block for one context (every arm; ineligible arms' numbers are
+    never read): mean = sum_j theta_j x_j, var = max(0, sum_i x_i (Ainv_ii x_i + 2 s_i)),
+    s_i = sum_{j > i} Ainv_ij x_j, in that order (i, j ascending)."""
     k = theta.shape[0]
     d = theta.shape[1]
     for a in range(k):
-        if not (active[a] and mask[a]):
-            continue
-        mean[a] = dot(theta[a], x, d)
-        symv(A_inv[a].reshape(-1), x, u, d)
-        q = dot(x, u, d)
+        th = theta[a]
+        ai = A_inv[a]
+        m = 0.0
+        for j in range(d):
+            m += th[j] * x[j]
+        q = 0.0
+        for i in range(d):
+            acc = 0.0
+            for j in range(i + 1, d):
+                acc += ai[i, j] * x[j]
+            q += x[i] * (ai[i, i] * x[i] + 2.0 * acc)
+        mean[a] = m
         var[a] = q if q > 0.0 else 0.0
 
 
@@ -278,8 +288,9 @@ def action_probabilities(kind, exploration, first, draws, method, seed, A_inv, t
 
 
 @nb.njit(**_JIT)
-def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward, x,
-           weight, u, work):
+def update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward,
+                 x, weight, u, work):
+    """Mirrors lin_update_stats: A, b, n, A^-1 of one update; theta is the caller's."""
     k = A.shape[0]
     d = A.shape[1]
     if decay < 1.0:
@@ -315,16 +326,36 @@ def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, 
                 cu = c * u[i]
                 for j in range(d):
                     Ai[i, j] -= cu * u[j]
-            symv(Ai.reshape(-1), b[arm], theta[arm], d)
     counters[CTR_UPDATES] += 1
+
+
+@nb.njit(**_JIT)
+def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward, x,
+           weight, u, work):
+    """Mirrors lin_update: one update, then theta of the arm."""
+    update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward,
+                 x, weight, u, work)
+    if decay >= 1.0:
+        d = A.shape[1]
+        symv(A_inv[arm].reshape(-1), b[arm], theta[arm], d)
 
 
 @nb.njit(**_JIT)
 def update_batch(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms,
                  rewards, xs, weights, u, work):
+    """Mirrors lin_update_rows: the updates in row order, theta once per touched arm."""
+    k = A.shape[0]
+    d = A.shape[1]
+    touched = np.zeros(k, dtype=np.bool_)
     for i in range(arms.shape[0]):
-        update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms[i],
-               rewards[i], xs[i], weights[i], u, work)
+        update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters,
+                     arms[i], rewards[i], xs[i], weights[i], u, work)
+        touched[arms[i]] = True
+    if decay < 1.0:
+        return
+    for a in range(k):
+        if touched[a]:
+            symv(A_inv[a].reshape(-1), b[a], theta[a], d)
 
 
 @nb.njit(**_JIT)
@@ -335,5 +366,8 @@ def expectations(theta, xs):
     out = np.empty((n, k), dtype=np.float64)
     for i in range(n):
         for a in range(k):
-            out[i, a] = dot(theta[a], xs[i], d)
+            m = 0.0
+            for j in range(d):
+                m += theta[a, j] * xs[i, j]
+            out[i, a] = m
     return out
