@@ -228,12 +228,44 @@ __attribute__((target("avx2"))) inline void lin_moments8_avx2(const LinState& s,
     for (int r = 0; r < 8; ++r) var[a * 8 + r] = q[r] > 0.0 ? q[r] : 0.0;
   }
 }
-#undef PB_LIN_LOAD4
+// y[j] += a * x[j] for j < d, 4 lanes at a time (each element one multiply and one add,
+// as in the scalar loops).
+__attribute__((target("avx2"))) PB_ALWAYS_INLINE void lin_axpy_avx2(double* y, double a,
+                                                                   const double* x, int64_t d) {
+  const pb_lin_v4d av = {a, a, a, a};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    pb_lin_v4d xv, yv;
+    PB_LIN_LOAD4(xv, x + j);
+    PB_LIN_LOAD4(yv, y + j);
+    yv += av * xv;
+    __builtin_memcpy(y + j, &yv, sizeof yv);
+  }
+  for (; j < d; ++j) y[j] += a * x[j];
+}
+
+// lin_observe in AVX2: the same element operations (y - p is y + (-p) exactly).
+__attribute__((target("avx2"))) inline void lin_observe_avx2(double* A, double* Ai, double* b,
+                                                            const double* x, double weight,
+                                                            double reward, double* u, int64_t d,
+                                                            bool rank_one) {
+  for (int64_t i = 0; i < d; ++i) {
+    const double wx = weight * x[i];
+    lin_axpy_avx2(A + i * d, wx, x, d);
+    b[i] += wx * reward;
+  }
+  if (!rank_one) return;
+  for (int64_t j = 0; j < d; ++j) u[j] = 0.0;
+  for (int64_t k = 0; k < d; ++k) lin_axpy_avx2(u, x[k], Ai + k * d, d);
+  const double c = weight / (1.0 + weight * dot(x, u, d));
+  for (int64_t i = 0; i < d; ++i) lin_axpy_avx2(Ai + i * d, -(c * u[i]), u, d);
+}
 
 inline bool lin_cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
   return has;
 }
+#undef PB_LIN_LOAD4
 #endif
 
 // Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX2 where the CPU
@@ -419,6 +451,31 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   }
 }
 
+// One observation's arithmetic on one arm: A += w x x^T and b += w r x, then, when
+// rank_one, Sherman-Morrison: (A + w x x^T)^{-1} = A^{-1} - c u u^T with u = A^{-1} x
+// (symv's order) and c = w / (1 + w x.u). In AVX2 where the CPU has it, the same bits.
+inline void lin_observe(double* A, double* Ai, double* b, const double* x, double weight,
+                        double reward, double* u, int64_t d, bool rank_one) {
+#ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx2()) {
+    lin_observe_avx2(A, Ai, b, x, weight, reward, u, d, rank_one);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < d; ++i) {
+    const double wx = weight * x[i];
+    for (int64_t j = 0; j < d; ++j) A[i * d + j] += wx * x[j];
+    b[i] += wx * reward;
+  }
+  if (!rank_one) return;
+  symv(Ai, x, u, d);
+  const double c = weight / (1.0 + weight * dot(x, u, d));
+  for (int64_t i = 0; i < d; ++i) {
+    const double cu = c * u[i];
+    for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * u[j];
+  }
+}
+
 // Adds one weighted observation (x, r) to arm `arm`: A, b, n and A^{-1} (Sherman-Morrison,
 // or an exact refresh every refresh_every updates), but not theta = A^{-1} b, which the
 // caller recomputes before the next decision (lin_update, lin_update_rows). With decay < 1
@@ -439,30 +496,16 @@ inline void lin_update_stats(const LinParams& p, LinState& s, int64_t arm, doubl
       s.n[a] *= g;
     }
   }
-  double* A = s.A + arm * d * d;
-  double* Ai = s.A_inv + arm * d * d;
-  double* b = s.b + arm * d;
-  for (int64_t i = 0; i < d; ++i) {
-    const double wx = weight * x[i];
-    for (int64_t j = 0; j < d; ++j) A[i * d + j] += wx * x[j];
-    b[i] += wx * reward;
-  }
+  // A^{-1} by Sherman-Morrison unless this update refreshes it exactly.
+  const bool refresh = p.decay < 1.0 || s.since_refresh[arm] + 1 >= p.refresh_every;
+  lin_observe(s.A + arm * d * d, s.A_inv + arm * d * d, s.b + arm * d, x, weight, reward, w.u, d,
+              !refresh);
   s.n[arm] += weight;
   if (p.decay < 1.0) {
     for (int64_t a = 0; a < K; ++a) lin_refresh_arm(s, a, w.work);
   } else {
     s.since_refresh[arm] += 1;
-    if (s.since_refresh[arm] >= p.refresh_every) {
-      lin_refresh_arm(s, arm, w.work);
-    } else {
-      // Sherman-Morrison: (A + w x x^T)^{-1} = A^{-1} - w u u^T / (1 + w x.u), u = A^{-1} x.
-      symv(Ai, x, w.u, d);
-      const double c = weight / (1.0 + weight * dot(x, w.u, d));
-      for (int64_t i = 0; i < d; ++i) {
-        const double cu = c * w.u[i];
-        for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * w.u[j];
-      }
-    }
+    if (refresh) lin_refresh_arm(s, arm, w.work);
   }
   s.counters[kCtrUpdates] += 1;
 }
