@@ -322,56 +322,79 @@ inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t*
   return am.best;
 }
 
-// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
-// the others). The scores are N(mean + bias, v^2 var): quadrature when every sd is
-// positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and
-// the tied maxima share it; returns false for a mix of zero and positive sds, which
-// the callers then estimate by draws.
-inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
-                              const double* bias, const LinScratch& w, double* out) {
-  const int64_t K = s.n_arms;
-  std::vector<double> m(K), sd(K), zero(K, 0.0);
-  std::vector<int64_t> arms(K);
+// LinTS exact propensities: the eligible arms' scores N(mean + bias, v^2 var), compacted.
+struct LinTsScores {
+  std::vector<double> m, sd;
+  std::vector<int64_t> arms;
   int64_t n = 0, n_zero = 0;
-  for (int64_t a = 0; a < K; ++a) {
-    out[a] = 0.0;
-    if (!lin_eligible(s, mask, a)) continue;
-    m[n] = w.mean[a] + bias_of(bias, a);
-    sd[n] = p.exploration * std::sqrt(w.var[a]);
-    n_zero += sd[n] > 0.0 ? 0 : 1;
-    arms[n] = a;
-    ++n;
-  }
-  if (n_zero == n) {
-    double top = m[0];
-    for (int64_t i = 1; i < n; ++i) top = m[i] > top ? m[i] : top;
-    int64_t tied = 0;
-    for (int64_t i = 0; i < n; ++i) tied += m[i] == top ? 1 : 0;
-    bool first = true;  // with first_on_ties only the first tied arm is ever chosen
-    for (int64_t i = 0; i < n; ++i) {
-      const bool at_top = m[i] == top;
-      out[arms[i]] = !at_top ? 0.0 : !p.first_on_ties ? 1.0 / static_cast<double>(tied)
-                                                       : first ? 1.0 : 0.0;
-      if (at_top) first = false;
+
+  LinTsScores(const LinParams& p, const LinState& s, const uint8_t* mask, const double* bias,
+              const LinScratch& w)
+      : m(static_cast<size_t>(s.n_arms)), sd(static_cast<size_t>(s.n_arms)),
+        arms(static_cast<size_t>(s.n_arms)) {
+    for (int64_t a = 0; a < s.n_arms; ++a) {
+      if (!lin_eligible(s, mask, a)) continue;
+      m[n] = w.mean[a] + bias_of(bias, a);
+      sd[n] = p.exploration * std::sqrt(w.var[a]);
+      n_zero += sd[n] > 0.0 ? 0 : 1;
+      arms[n] = a;
+      ++n;
     }
+  }
+
+  // The probability of the i-th eligible arm: quad_normal_propensity when every sd is
+  // positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and the
+  // tied maxima share it (with first_on_ties the first tied arm gets it all); false for a
+  // mix of zero and positive sds, which the callers then estimate by draws.
+  bool prob(bool first_on_ties, int64_t i, double* out) const {
+    if (n_zero == n) {
+      double top = m[0];
+      for (int64_t j = 1; j < n; ++j) top = m[j] > top ? m[j] : top;
+      int64_t tied = 0, first = -1;
+      for (int64_t j = 0; j < n; ++j) {
+        if (m[j] == top) {
+          ++tied;
+          if (first < 0) first = j;
+        }
+      }
+      *out = m[i] != top ? 0.0 : !first_on_ties ? 1.0 / static_cast<double>(tied)
+                                                : (i == first ? 1.0 : 0.0);
+      return true;
+    }
+    if (n_zero > 0) return false;
+    *out = quad_normal_propensity(m.data(), sd.data(), n, i);
     return true;
   }
-  if (n_zero > 0) return false;
-  quad_max_propensities(kQuadNormal, m.data(), sd.data(), zero.data(), arms.data(), n, out);
+};
+
+// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
+// the others), one quad_normal_propensity per arm (so each is the chosen arm's logged
+// propensity, bit for bit); false for a mix of zero and positive sds.
+inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
+                              const double* bias, const LinScratch& w, double* out) {
+  const LinTsScores sc(p, s, mask, bias, w);
+  for (int64_t a = 0; a < s.n_arms; ++a) out[a] = 0.0;
+  for (int64_t i = 0; i < sc.n; ++i) {
+    if (!sc.prob(p.first_on_ties, i, out + sc.arms[i])) return false;
+  }
   return true;
 }
 
-// LinTS propensity of `arm` at decision t, given the moments in w: the share of
-// p.propensity_draws score draws on the stream (seed, t, propensity) that `arm` wins,
-// as (wins + 1) / (draws + K_eligible), the multi-armed estimate's add-one smoothing;
-// NaN when propensity_draws is 0.
+// LinTS propensity of `arm` at decision t, given the moments in w: with the quadrature
+// method its exact probability (LinTsScores::prob, that arm's integral only); otherwise,
+// or where quadrature cannot run, the share of p.propensity_draws score draws on the
+// stream (seed, t, propensity) that `arm` wins, as (wins + 1) / (draws + K_eligible), the
+// multi-armed estimate's add-one smoothing; NaN when propensity_draws is 0.
 inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uint8_t* mask,
                                 const double* bias, const LinScratch& w, uint64_t t,
                                 int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
   if (p.propensity_method == kPropensityQuadrature) {
-    std::vector<double> all(static_cast<size_t>(s.n_arms));
-    if (lin_ts_quadrature(p, s, mask, bias, w, all.data())) return all[static_cast<size_t>(arm)];
+    const LinTsScores sc(p, s, mask, bias, w);
+    for (int64_t i = 0; i < sc.n; ++i) {
+      double v;
+      if (sc.arms[i] == arm && sc.prob(p.first_on_ties, i, &v)) return v;
+    }
   }
   Stream rp(p.seed, t, kPurposePropensity);
   int64_t wins = 0, k_elig = 0;

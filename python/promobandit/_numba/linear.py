@@ -16,7 +16,7 @@ import numpy as np
 
 from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB, METHOD_QUADRATURE
 from .linalg import dot, spd_inverse, symv
-from .quadrature import FAMILY_NORMAL, max_propensities
+from .quadrature import normal_propensity
 from .rng import (
     PURPOSE_DECISION,
     PURPOSE_EVALUATION,
@@ -128,18 +128,15 @@ def ts_draw(exploration, first, active, mask, bias, mean, var, st):
 
 
 @nb.njit(**_JIT)
-def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
-    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
-    and positive score sds mix (the caller then counts draws)."""
+def ts_scores(exploration, active, mask, bias, mean, var):
+    """Mirrors LinTsScores: the eligible arms' (m, sd, arm), their count and zero sds."""
     k = mean.shape[0]
     m = np.empty(k)
     sd = np.empty(k)
-    zero = np.zeros(k)
     arms = np.empty(k, dtype=np.int64)
     n = 0
     n_zero = 0
     for a in range(k):
-        out[a] = 0.0
         if not (active[a] and mask[a]):
             continue
         m[n] = mean[a] + bias[a]
@@ -147,41 +144,62 @@ def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
         n_zero += 0 if sd[n] > 0.0 else 1
         arms[n] = a
         n += 1
+    return m, sd, arms, n, n_zero
+
+
+@nb.njit(**_JIT)
+def ts_prob(first, m, sd, n, n_zero, i):
+    """Mirrors LinTsScores::prob: (ok, probability of the i-th eligible arm)."""
     if n_zero == n:
         top = m[0]
-        for i in range(1, n):
-            top = m[i] if m[i] > top else top
+        for j in range(1, n):
+            top = m[j] if m[j] > top else top
         tied = 0
-        for i in range(n):
-            tied += 1 if m[i] == top else 0
-        is_first = True  # with first only the first tied arm is ever chosen
-        for i in range(n):
-            at_top = m[i] == top
-            if not at_top:
-                out[arms[i]] = 0.0
-            elif not first:
-                out[arms[i]] = 1.0 / float(tied)
-            else:
-                out[arms[i]] = 1.0 if is_first else 0.0
-            if at_top:
-                is_first = False
-        return True
+        first_j = -1
+        for j in range(n):
+            if m[j] == top:
+                tied += 1
+                if first_j < 0:
+                    first_j = j
+        if m[i] != top:
+            return True, 0.0
+        if not first:
+            return True, 1.0 / float(tied)
+        return True, 1.0 if i == first_j else 0.0
     if n_zero > 0:
-        return False
-    max_propensities(FAMILY_NORMAL, m, sd, zero, arms, n, out)
+        return False, 0.0
+    return True, normal_propensity(m, sd, n, i)
+
+
+@nb.njit(**_JIT)
+def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
+    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
+    and positive score sds mix (the caller then counts draws)."""
+    m, sd, arms, n, n_zero = ts_scores(exploration, active, mask, bias, mean, var)
+    for a in range(mean.shape[0]):
+        out[a] = 0.0
+    for i in range(n):
+        ok, v = ts_prob(first, m, sd, n, n_zero, i)
+        if not ok:
+            return False
+        out[arms[i]] = v
     return True
 
 
 @nb.njit(**_JIT)
 def ts_propensity(exploration, first, draws, method, seed, active, mask, bias, mean, var, t, arm):
-    """Mirrors lin_ts_propensity: (wins + 1) / (draws + K_eligible) of `arm` over
-    `draws` score draws on the stream (seed, t, propensity); NaN without draws."""
+    """Mirrors lin_ts_propensity: exact by quadrature (the arm's own integral), else
+    (wins + 1) / (draws + K_eligible) of `arm` over `draws` score draws on the stream
+    (seed, t, propensity); NaN without draws."""
     if draws <= 0:
         return np.nan
     if method == METHOD_QUADRATURE:
-        allp = np.empty(mean.shape[0])
-        if ts_quadrature(exploration, first, active, mask, bias, mean, var, allp):
-            return allp[arm]
+        m, sd, arms, n, n_zero = ts_scores(exploration, active, mask, bias, mean, var)
+        for i in range(n):
+            if arms[i] == arm:
+                ok, v = ts_prob(first, m, sd, n, n_zero, i)
+                if ok:
+                    return v
     sp = stream_new(seed, t, PURPOSE_PROPENSITY)
     wins = 0
     k_elig = 0
