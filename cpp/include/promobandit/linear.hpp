@@ -324,14 +324,13 @@ inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t*
 
 // LinTS exact propensities: the eligible arms' scores N(mean + bias, v^2 var), compacted.
 struct LinTsScores {
-  std::vector<double> m, sd;
-  std::vector<int64_t> arms;
+  QuadSmallBuf<double, 32> m, sd;
+  QuadSmallBuf<int64_t, 32> arms;
   int64_t n = 0, n_zero = 0;
 
   LinTsScores(const LinParams& p, const LinState& s, const uint8_t* mask, const double* bias,
               const LinScratch& w)
-      : m(static_cast<size_t>(s.n_arms)), sd(static_cast<size_t>(s.n_arms)),
-        arms(static_cast<size_t>(s.n_arms)) {
+      : m(s.n_arms), sd(s.n_arms), arms(s.n_arms) {
     for (int64_t a = 0; a < s.n_arms; ++a) {
       if (!lin_eligible(s, mask, a)) continue;
       m[n] = w.mean[a] + bias_of(bias, a);

@@ -240,6 +240,30 @@ inline void quad_max_propensities(int family, const double* p0, const double* p1
   }
 }
 
+// n values on the stack up to N, on the heap beyond: no allocation per decision for the
+// usual handful of arms.
+template <class T, size_t N>
+class QuadSmallBuf {
+ public:
+  explicit QuadSmallBuf(int64_t n) : p_(buf_) {
+    if (n > static_cast<int64_t>(N)) {
+      heap_.resize(static_cast<size_t>(n));
+      p_ = heap_.data();
+    }
+  }
+  QuadSmallBuf(const QuadSmallBuf&) = delete;
+  QuadSmallBuf& operator=(const QuadSmallBuf&) = delete;
+  T& operator[](int64_t i) { return p_[i]; }
+  const T& operator[](int64_t i) const { return p_[i]; }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+
+ private:
+  T buf_[N];
+  std::vector<T> heap_;
+  T* p_;
+};
+
 // ---- Normal scores, one arm at a time: the LinTS propensity of the chosen arm ----------
 //
 // For independent normal scores N(m_i, sd_i^2) (every sd > 0) the probability that
@@ -247,20 +271,20 @@ inline void quad_max_propensities(int family, const double* p0, const double* p1
 //     P(t) = integral of phi((x - m_t) / sd_t) / sd_t * prod_{i != t} Phi((x - m_i) / sd_i) dx,
 // with Phi from erfc, so a decision's propensity needs its own arm's integral only:
 //   * x runs over t's range m_t +- kQuadNormalSpanSd sd_t, from the largest lower end of
-//     the other ranges (below it some score is above x but for a tail of Phi(-8) = 6e-16);
-//   * a score whose range ends below that point cannot win there and is dropped (its
-//     Phi is 1 to within 6e-16); Phi(z) above kQuadNormalPhiOneZ is 1.0 (its distance to 1
-//     is below half an ulp), and a node whose running product falls below
-//     kQuadNormalNegligible adds 0;
+//     the other ranges (below it some score is above x but for a tail of Phi(-6) = 1e-9);
+//   * a score whose range ends below that point is dropped (its Phi is 1 to within 1e-9
+//     there); Phi(z) above kQuadNormalPhiOneZ is 1.0 (its distance to 1 is below half an
+//     ulp), and a node whose running product falls below kQuadNormalNegligible adds 0;
 //   * uniform panels at most kQuadNormalPanelSd sds of the narrowest live score wide,
 //     each with the 6-point Gauss-Legendre rule above; more than kQuadNormalMaxPanels of
 //     them (a score far narrower than the target's) and quad_max_propensities decides.
-// Error: at most 4e-4 absolute against quad_max_propensities over 3,000 random states
-// (2-10 scores, sds spread up to e^+-2, measured when this was written), and within the
-// 0.01 of the 10^6-draw Monte Carlo tests in tests/test_propensity_quadrature.py. Cost
-// for K = 10: about 4-5 panels x 6 nodes x the live scores' erfc, a few microseconds.
+// Error: at most 6e-4 absolute against quad_max_propensities over 3,000 random states
+// (2-10 scores, sds spread up to e^+-2, measured when this was written; 2e-5 with 3-sd
+// panels, 1.5e-3 with 5), and within the 0.01 of the 10^6-draw Monte Carlo tests in
+// tests/test_propensity_quadrature.py. Cost for K = 10 with similar sds: 3 panels x 6
+// nodes x at most 9 erfc, 1-2 microseconds.
 // Mirrored operation for operation in _numba/quadrature.py (normal_propensity).
-constexpr double kQuadNormalSpanSd = 8.0;
+constexpr double kQuadNormalSpanSd = 6.0;
 constexpr double kQuadNormalPanelSd = 4.0;
 constexpr int64_t kQuadNormalMaxPanels = 64;
 constexpr double kQuadNormalPhiOneZ = 8.3;
@@ -279,12 +303,12 @@ inline double quad_normal_propensity(const double* m, const double* sd, int64_t 
     if (lo_i > lo) lo = lo_i;
   }
   if (!(hi > lo)) return kQuadFloor;
-  std::vector<int64_t> live(static_cast<size_t>(n));
+  QuadSmallBuf<int64_t, 32> live(n);
   int64_t n_live = 0;
   double h_sd = st;
   for (int64_t i = 0; i < n; ++i) {
     if (i != target && m[i] + kQuadNormalSpanSd * sd[i] > lo) {
-      live[static_cast<size_t>(n_live++)] = i;
+      live[n_live++] = i;
       if (sd[i] < h_sd) h_sd = sd[i];
     }
   }
@@ -307,7 +331,7 @@ inline double quad_normal_propensity(const double* m, const double* sd, int64_t 
       const double z = (x - mt) / st;
       double prod = (h * kQuadW[t]) * (dens * std::exp(-0.5 * (z * z)));
       for (int64_t j = 0; j < n_live; ++j) {
-        const int64_t i = live[static_cast<size_t>(j)];
+        const int64_t i = live[j];
         const double zi = (x - m[i]) / sd[i];
         if (zi < kQuadNormalPhiOneZ) prod *= 0.5 * std::erfc(-zi * kQuadInvSqrt2);
         if (prod < kQuadNormalNegligible) {

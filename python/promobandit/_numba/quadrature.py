@@ -220,7 +220,7 @@ def max_propensities(family, p0, p1, shift, arms, n, out):
 
 
 # ---- normal scores, one arm at a time (LinTS): mirrors quad_normal_propensity ----------
-NORMAL_SPAN_SD = 8.0  # the target's range, and each other score's: mean +- this many sds
+NORMAL_SPAN_SD = 6.0  # the target's range, and each other score's: mean +- this many sds
 NORMAL_PANEL_SD = 4.0  # panel width: at most this many sds of the narrowest live score
 NORMAL_MAX_PANELS = 64  # beyond this many panels, max_propensities decides instead
 NORMAL_PHI_ONE_Z = 8.3  # Phi(z) is 1.0 above this (1 - Phi(8.3) < half an ulp of 1)
