@@ -200,25 +200,57 @@ __attribute__((target("avx2"))) inline void lin_moments8_avx2(const LinState& s,
       m0 += c * x0;
       m1 += c * x1;
     }
-    for (int64_t i = 0; i < d; ++i) {
+    // Rows i and i + 1 of A^{-1} together, so each context column x_j loaded serves both
+    // (the loads, not the arithmetic, bound the one-row loop); each sum keeps its order.
+    int64_t i = 0;
+    for (; i + 2 <= d; i += 2) {
       const double* row = Ai + i * d;
-      pb_lin_v4d acc0 = zero, acc1 = zero;
-      for (int64_t j = i + 1; j < d; ++j) {
-        const double t = row[j];
+      const double* row1 = row + d;
+      pb_lin_v4d acc0 = zero, acc1 = zero, bcc0 = zero, bcc1 = zero;
+      pb_lin_v4d x0, x1;
+      {
+        const double t = row[i + 1];
         const pb_lin_v4d c = {t, t, t, t};
-        pb_lin_v4d x0, x1;
+        PB_LIN_LOAD4(x0, XT + (i + 1) * 8);
+        PB_LIN_LOAD4(x1, XT + (i + 1) * 8 + 4);
+        acc0 += c * x0;
+        acc1 += c * x1;
+      }
+      for (int64_t j = i + 2; j < d; ++j) {
+        const double t = row[j], u = row1[j];
+        const pb_lin_v4d c = {t, t, t, t}, e = {u, u, u, u};
         PB_LIN_LOAD4(x0, XT + j * 8);
         PB_LIN_LOAD4(x1, XT + j * 8 + 4);
         acc0 += c * x0;
         acc1 += c * x1;
+        bcc0 += e * x0;
+        bcc1 += e * x1;
       }
-      const double t = row[i];
+      {
+        const double t = row[i];
+        const pb_lin_v4d aii = {t, t, t, t};
+        PB_LIN_LOAD4(x0, XT + i * 8);
+        PB_LIN_LOAD4(x1, XT + i * 8 + 4);
+        q0 += x0 * (aii * x0 + two * acc0);
+        q1 += x1 * (aii * x1 + two * acc1);
+      }
+      {
+        const double t = row1[i + 1];
+        const pb_lin_v4d aii = {t, t, t, t};
+        PB_LIN_LOAD4(x0, XT + (i + 1) * 8);
+        PB_LIN_LOAD4(x1, XT + (i + 1) * 8 + 4);
+        q0 += x0 * (aii * x0 + two * bcc0);
+        q1 += x1 * (aii * x1 + two * bcc1);
+      }
+    }
+    for (; i < d; ++i) {  // the last row of an odd d: nothing above the diagonal
+      const double t = Ai[i * d + i];
       const pb_lin_v4d aii = {t, t, t, t};
       pb_lin_v4d x0, x1;
       PB_LIN_LOAD4(x0, XT + i * 8);
       PB_LIN_LOAD4(x1, XT + i * 8 + 4);
-      q0 += x0 * (aii * x0 + two * acc0);
-      q1 += x1 * (aii * x1 + two * acc1);
+      q0 += x0 * (aii * x0 + two * zero);
+      q1 += x1 * (aii * x1 + two * zero);
     }
     __builtin_memcpy(mean + a * 8, &m0, sizeof m0);
     __builtin_memcpy(mean + a * 8 + 4, &m1, sizeof m1);
