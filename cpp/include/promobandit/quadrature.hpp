@@ -278,14 +278,16 @@ class QuadSmallBuf {
 //   * uniform panels at most kQuadNormalPanelSd sds of the narrowest live score wide,
 //     each with the 6-point Gauss-Legendre rule above; more than kQuadNormalMaxPanels of
 //     them (a score far narrower than the target's) and quad_max_propensities decides.
-// Error: at most 6e-4 absolute against quad_max_propensities over 3,000 random states
-// (2-10 scores, sds spread up to e^+-2, measured when this was written; 2e-5 with 3-sd
-// panels, 1.5e-3 with 5), and within the 0.01 of the 10^6-draw Monte Carlo tests in
-// tests/test_propensity_quadrature.py. Cost for K = 10 with similar sds: 3 panels x 6
-// nodes x at most 9 erfc, 1-2 microseconds.
+// Error: the K integrals of a state must sum to 1 within the 1e-6 that a logged action
+// distribution is checked against (evaluate/log.py), since each is logged unnormalised
+// (a decision computes its own arm's only). Over 1,500 random states (2-10 scores, sds
+// spread up to e^+-2, measured when this was written) 1.5-sd panels give sums within
+// 8.4e-8 of 1 and values within 3.3e-7 of quad_max_propensities (2-sd panels: 1.6e-6,
+// too loose; 4-sd: 6e-4). Cost for K = 10 with similar sds: 8 panels x 6 nodes x at
+// most 9 erfc, a few microseconds.
 // Mirrored operation for operation in _numba/quadrature.py (normal_propensity).
 constexpr double kQuadNormalSpanSd = 6.0;
-constexpr double kQuadNormalPanelSd = 4.0;
+constexpr double kQuadNormalPanelSd = 1.5;
 constexpr int64_t kQuadNormalMaxPanels = 64;
 constexpr double kQuadNormalPhiOneZ = 8.3;
 constexpr double kQuadNormalNegligible = 1e-18;

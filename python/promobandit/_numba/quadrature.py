@@ -221,7 +221,9 @@ def max_propensities(family, p0, p1, shift, arms, n, out):
 
 # ---- normal scores, one arm at a time (LinTS): mirrors quad_normal_propensity ----------
 NORMAL_SPAN_SD = 6.0  # the target's range, and each other score's: mean +- this many sds
-NORMAL_PANEL_SD = 4.0  # panel width: at most this many sds of the narrowest live score
+NORMAL_PANEL_SD = 1.5  # panel width: at most this many sds of the narrowest live score
+# (1.5: a state's K integrals sum to 1 within 1e-7, inside the 1e-6 a logged action
+# distribution is checked against; see quadrature.hpp)
 NORMAL_MAX_PANELS = 64  # beyond this many panels, max_propensities decides instead
 NORMAL_PHI_ONE_Z = 8.3  # Phi(z) is 1.0 above this (1 - Phi(8.3) < half an ulp of 1)
 NORMAL_NEGLIGIBLE = 1e-18  # a node whose running product falls below this adds 0
