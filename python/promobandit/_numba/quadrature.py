@@ -255,7 +255,7 @@ def normal_propensity(m, sd, n, target):
             n_live += 1
             if sd[i] < h_sd:
                 h_sd = sd[i]
-    n_panels = int(math.ceil((hi - lo) / (NORMAL_PANEL_SD * h_sd)))
+    n_panels = np.int64(math.ceil((hi - lo) / (NORMAL_PANEL_SD * h_sd)))
     if n_panels < 1:
         n_panels = 1
     if n_panels > NORMAL_MAX_PANELS:
