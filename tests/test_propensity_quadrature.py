@@ -147,3 +147,40 @@ def test_exact_beta_propensity_of_a_small_state(backend: str) -> None:
     p = BetaTS(3, backend=backend)
     p.update(0, 1.0)
     np.testing.assert_allclose(p.action_probabilities(n=1)[0], [0.5, 0.25, 0.25], atol=1e-9)
+
+
+# Normal scores N(m, sd^2) that the one-arm integral (quad_normal_propensity) meets: similar
+# sds, one score 30x narrower than the others (more than 64 panels: the generic method
+# decides), scores that cannot win, and ten arms with spread sds.
+NORMAL_STATES = [
+    (np.array([0.1, 0.0, -0.1, 0.05]), np.array([0.3, 0.25, 0.35, 0.3])),
+    (np.array([0.0, 0.02, -0.3, 0.1]), np.array([0.6, 0.02, 0.5, 0.7])),
+    (np.array([1.0, 0.9, -2.0, -5.0]), np.array([0.1, 0.2, 0.1, 0.3])),
+    (np.linspace(-0.2, 0.25, 10), np.exp(np.linspace(-2.0, 0.5, 10)) * 0.3),
+]
+
+
+@pytest.mark.parametrize("state", range(len(NORMAL_STATES)))
+def test_lints_default_propensities_of_normal_scores_match_monte_carlo(state: int,
+                                                                       backend: str) -> None:
+    """With d = 1 and x = 1 the scores are N(theta_a, v^2 A_inv_a): set them, and the
+    default (exact) propensities meet a 10^6-draw Monte Carlo within 0.01."""
+    m, sd = NORMAL_STATES[state]
+    k, v = len(m), 0.5
+    p = LinTS(k, 1, seed=1, backend=backend, v=v)
+    assert p.config.propensity_method == "quadrature"
+    st = p.state_dict()
+    arr = st["arrays"]
+    arr["theta"][:, 0] = m
+    arr["b"][:, 0] = m / (sd / v) ** 2
+    arr["A_inv"][:, 0, 0] = (sd / v) ** 2
+    arr["A"][:, 0, 0] = (v / sd) ** 2
+    p.load_state_dict(st)
+    x = np.ones((1, 1))
+    draws = m[None] + sd[None] * np.random.default_rng(state).normal(size=(MC, k))
+    want = np.bincount(draws.argmax(axis=1), minlength=k) / MC
+    probs = p.action_probabilities(x)[0]
+    np.testing.assert_allclose(probs, want, rtol=0, atol=TOL)
+    assert abs(probs.sum() - 1.0) < 1e-6  # what a logged action distribution is held to
+    arms, props = p.select_batch(np.ones((50, 1)))
+    np.testing.assert_array_equal(props, probs[arms])  # the logged propensities

@@ -478,13 +478,16 @@ void test_lin_propensity_loop() {
 
 void test_lin_scratch_layout() {
   const int64_t K = 7, d = 5;
-  CHECK(lin_scratch_size(K, d) == 2 * K + d + 2 * d * d);
+  CHECK(lin_scratch_size(K, d) == 2 * K + d + 2 * d * d + kLinRowBlock * (d + 2 * K));
   LinWorkspace ws;
   const LinScratch w = ws.reset(K, d);
   CHECK(w.var == w.mean + K);
   CHECK(w.u == w.var + K);
   CHECK(w.work == w.u + d);
-  CHECK(w.work + 2 * d * d == w.mean + lin_scratch_size(K, d));
+  CHECK(w.xt == w.work + 2 * d * d);
+  CHECK(w.bmean == w.xt + kLinRowBlock * d);
+  CHECK(w.bvar == w.bmean + kLinRowBlock * K);
+  CHECK(w.bvar + kLinRowBlock * K == w.mean + lin_scratch_size(K, d));
   for (int64_t i = 0; i < lin_scratch_size(K, d); ++i) CHECK(w.mean[i] == 0.0);
 }
 
@@ -563,8 +566,46 @@ void test_quadrature() {
   CHECK(std::fabs(o2[0] - want) < 1e-6 && std::fabs(o2[0] + o2[1] - 1.0) < 1e-12);
 }
 
+// The normal family one arm at a time (quad_normal_propensity, LinTS's default): the
+// closed form of two scores, 1/K for identical ones, and within 1e-3 of the generic
+// quadrature on random states, a score 30x narrower than the target (the fallback)
+// included; each state's K integrals sum to 1 within 1e-6 (evaluate/log.py's check).
+void test_quad_normal_propensity() {
+  const double m2[2] = {0.3, 0.1}, sd2[2] = {0.2, 0.1};
+  const double want = 0.5 * std::erfc(-(0.2 / std::sqrt(0.05)) / std::sqrt(2.0));
+  CHECK(std::fabs(quad_normal_propensity(m2, sd2, 2, 0) - want) < 1e-3);
+  CHECK(std::fabs(quad_normal_propensity(m2, sd2, 2, 1) - (1.0 - want)) < 1e-3);
+  const double m5[5] = {0.1, 0.1, 0.1, 0.1, 0.1}, sd5[5] = {0.3, 0.3, 0.3, 0.3, 0.3};
+  for (int64_t i = 0; i < 5; ++i) {
+    CHECK(std::fabs(quad_normal_propensity(m5, sd5, 5, i) - 0.2) < 1e-3);
+  }
+  Stream rs(31, 0, kPurposeUser);
+  for (int state = 0; state < 200; ++state) {
+    const int64_t n = 2 + static_cast<int64_t>(rs.uniform() * 9.0);
+    std::vector<double> m(n), sd(n), zero(n, 0.0), gen(n);
+    std::vector<int64_t> arms(n);
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = 0.3 * rs.normal();
+      sd[i] = 0.2 * std::exp(rs.normal());
+      arms[i] = i;
+    }
+    if (state % 10 == 0) sd[0] = sd[1] / 30.0;  // the narrow score: the generic fallback
+    quad_max_propensities(kQuadNormal, m.data(), sd.data(), zero.data(), arms.data(), n,
+                          gen.data());
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = quad_normal_propensity(m.data(), sd.data(), n, i);
+      CHECK(v >= kQuadFloor && v <= 1.0);
+      CHECK(std::fabs(v - gen[i]) < 1e-3);
+      total += v;
+    }
+    CHECK(std::fabs(total - 1.0) < 1e-6);  // a logged distribution sums to 1 within 1e-6
+  }
+}
+
 int main() {
   test_quadrature();
+  test_quad_normal_propensity();
   test_tie_argmax();
   test_codes();
   test_lin_scratch_layout();

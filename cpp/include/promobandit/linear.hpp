@@ -63,19 +63,32 @@ struct LinState {
   int64_t* counters = nullptr;       // kNumCounters
 };
 
+// Rows scored together by lin_moments_block: the lanes of its vectorised loops.
+constexpr int64_t kLinRowBlock = 8;
+
 // Scratch the caller owns: K means, K variances, d for A^{-1} x, 2 d^2 for inversion,
-// laid out in that order in one buffer of lin_scratch_size(K, d) doubles.
+// then a block of kLinRowBlock rows: their contexts transposed (d x R), their means and
+// variances (K x R each); laid out in that order in one buffer of lin_scratch_size(K, d)
+// doubles.
 struct LinScratch {
   double* mean;
   double* var;
   double* u;
   double* work;
+  double* xt;
+  double* bmean;
+  double* bvar;
 };
 
-inline int64_t lin_scratch_size(int64_t K, int64_t d) { return 2 * K + d + 2 * d * d; }
+inline int64_t lin_scratch_size(int64_t K, int64_t d) {
+  return 2 * K + d + 2 * d * d + kLinRowBlock * (d + 2 * K);
+}
 
 inline LinScratch lin_scratch_view(double* buf, int64_t K, int64_t d) {
-  return LinScratch{buf, buf + K, buf + 2 * K, buf + 2 * K + d};
+  double* xt = buf + 2 * K + d + 2 * d * d;
+  double* bmean = xt + kLinRowBlock * d;
+  return LinScratch{buf, buf + K, buf + 2 * K, buf + 2 * K + d, xt, bmean,
+                    bmean + kLinRowBlock * K};
 }
 
 // One thread's scratch, owned: reset(K, d) sizes and zeroes it and returns the view.
@@ -104,16 +117,208 @@ inline void lin_refresh_arm(LinState& s, int64_t a, double* work) {
   s.since_refresh[a] = 0;
 }
 
-// mean_a = theta_a . x and var_a = x^T A_a^{-1} x for the eligible arms.
-inline void lin_moments(const LinState& s, const uint8_t* mask, const double* x, LinScratch& w) {
-  const int64_t d = s.dim;
-  for (int64_t a = 0; a < s.n_arms; ++a) {
-    if (!lin_eligible(s, mask, a)) continue;
-    w.mean[a] = dot(s.theta + a * d, x, d);
-    symv(s.A_inv + a * d * d, x, w.u, d);
-    const double q = dot(x, w.u, d);
-    w.var[a] = q > 0.0 ? q : 0.0;
+#if defined(__GNUC__)
+#define PB_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define PB_ALWAYS_INLINE inline
+#endif
+
+// Moments of R contexts at once for every arm (ineligible ones too: their numbers are
+// never read). XT holds the contexts transposed (d x R: XT[j * R + r] is x_r[j]); mean
+// and var are K x R. Per context, in this order of operations:
+//   mean = sum_j theta_j x_j                                      (j ascending)
+//   var  = max(0, sum_i x_i (Ainv_ii x_i + 2 s_i)),  s_i = sum_{j > i} Ainv_ij x_j
+// (i, j ascending; the upper triangle of the symmetric A^{-1}, d(d+1)/2 products instead
+// of d^2). The loops run across the R contexts innermost, so they vectorise without
+// reassociating any one context's sum: every lane does the scalar operations of R = 1,
+// which is what makes a batch of n the same bits as n single decisions, and the Numba
+// mirror (moments in _numba/linear.py) the same bits again.
+template <int R>
+PB_ALWAYS_INLINE void lin_moments_block(const LinState& s, const double* XT, double* mean,
+                                        double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    double m[R], q[R];
+    for (int r = 0; r < R; ++r) m[r] = q[r] = 0.0;
+    for (int64_t j = 0; j < d; ++j) {
+      const double c = th[j];
+      const double* xj = XT + j * R;
+      for (int r = 0; r < R; ++r) m[r] += c * xj[r];
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      const double* row = Ai + i * d;
+      double acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = 0.0;
+      for (int64_t j = i + 1; j < d; ++j) {
+        const double c = row[j];
+        const double* xj = XT + j * R;
+        for (int r = 0; r < R; ++r) acc[r] += c * xj[r];
+      }
+      const double aii = row[i];
+      const double* xi = XT + i * R;
+      for (int r = 0; r < R; ++r) q[r] += xi[r] * (aii * xi[r] + 2.0 * acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      mean[a * R + r] = m[r];
+      var[a * R + r] = q[r] > 0.0 ? q[r] : 0.0;
+    }
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PB_LIN_AVX2 1
+// Blocks of 8 rows in AVX2 with GCC vector types (two 4-lane vectors), picked at run time
+// where the CPU has AVX2 (lin_moments8): GCC's own vectoriser leaves the template's loops
+// scalar, and 4-lane vectors without AVX compile badly, hence an explicit AVX2 function
+// rather than a clone. The same IEEE multiply and add per lane as the template (no FMA:
+// -ffp-contract=off, and "avx2" does not enable it), so the same bits; the broadcasts
+// are built lane by lane ({t, t, t, t}) so the sign of a zero survives.
+typedef double pb_lin_v4d __attribute__((vector_size(32)));
+
+// An unaligned load of 4 doubles (a macro: a function returning a vector type would
+// change the ABI between the AVX2 and baseline clones).
+#define PB_LIN_LOAD4(v, p) __builtin_memcpy(&(v), (p), sizeof(v))
+
+__attribute__((target("avx2"))) inline void lin_moments8_avx2(const LinState& s,
+                                                              const double* XT, double* mean,
+                                                              double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  const pb_lin_v4d zero = {0.0, 0.0, 0.0, 0.0};
+  const pb_lin_v4d two = {2.0, 2.0, 2.0, 2.0};
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    pb_lin_v4d m0 = zero, m1 = zero, q0 = zero, q1 = zero;
+    for (int64_t j = 0; j < d; ++j) {
+      const double t = th[j];
+      const pb_lin_v4d c = {t, t, t, t};
+      pb_lin_v4d x0, x1;
+      PB_LIN_LOAD4(x0, XT + j * 8);
+      PB_LIN_LOAD4(x1, XT + j * 8 + 4);
+      m0 += c * x0;
+      m1 += c * x1;
+    }
+    // Rows i and i + 1 of A^{-1} together, so each context column x_j loaded serves both
+    // (the loads, not the arithmetic, bound the one-row loop); each sum keeps its order.
+    int64_t i = 0;
+    for (; i + 2 <= d; i += 2) {
+      const double* row = Ai + i * d;
+      const double* row1 = row + d;
+      pb_lin_v4d acc0 = zero, acc1 = zero, bcc0 = zero, bcc1 = zero;
+      pb_lin_v4d x0, x1;
+      {
+        const double t = row[i + 1];
+        const pb_lin_v4d c = {t, t, t, t};
+        PB_LIN_LOAD4(x0, XT + (i + 1) * 8);
+        PB_LIN_LOAD4(x1, XT + (i + 1) * 8 + 4);
+        acc0 += c * x0;
+        acc1 += c * x1;
+      }
+      for (int64_t j = i + 2; j < d; ++j) {
+        const double t = row[j], u = row1[j];
+        const pb_lin_v4d c = {t, t, t, t}, e = {u, u, u, u};
+        PB_LIN_LOAD4(x0, XT + j * 8);
+        PB_LIN_LOAD4(x1, XT + j * 8 + 4);
+        acc0 += c * x0;
+        acc1 += c * x1;
+        bcc0 += e * x0;
+        bcc1 += e * x1;
+      }
+      {
+        const double t = row[i];
+        const pb_lin_v4d aii = {t, t, t, t};
+        PB_LIN_LOAD4(x0, XT + i * 8);
+        PB_LIN_LOAD4(x1, XT + i * 8 + 4);
+        q0 += x0 * (aii * x0 + two * acc0);
+        q1 += x1 * (aii * x1 + two * acc1);
+      }
+      {
+        const double t = row1[i + 1];
+        const pb_lin_v4d aii = {t, t, t, t};
+        PB_LIN_LOAD4(x0, XT + (i + 1) * 8);
+        PB_LIN_LOAD4(x1, XT + (i + 1) * 8 + 4);
+        q0 += x0 * (aii * x0 + two * bcc0);
+        q1 += x1 * (aii * x1 + two * bcc1);
+      }
+    }
+    for (; i < d; ++i) {  // the last row of an odd d: nothing above the diagonal
+      const double t = Ai[i * d + i];
+      const pb_lin_v4d aii = {t, t, t, t};
+      pb_lin_v4d x0, x1;
+      PB_LIN_LOAD4(x0, XT + i * 8);
+      PB_LIN_LOAD4(x1, XT + i * 8 + 4);
+      q0 += x0 * (aii * x0 + two * zero);
+      q1 += x1 * (aii * x1 + two * zero);
+    }
+    __builtin_memcpy(mean + a * 8, &m0, sizeof m0);
+    __builtin_memcpy(mean + a * 8 + 4, &m1, sizeof m1);
+    double q[8];
+    __builtin_memcpy(q, &q0, sizeof q0);
+    __builtin_memcpy(q + 4, &q1, sizeof q1);
+    for (int r = 0; r < 8; ++r) var[a * 8 + r] = q[r] > 0.0 ? q[r] : 0.0;
+  }
+}
+// y[j] += a * x[j] for j < d, 4 lanes at a time (each element one multiply and one add,
+// as in the scalar loops).
+__attribute__((target("avx2"))) PB_ALWAYS_INLINE void lin_axpy_avx2(double* y, double a,
+                                                                   const double* x, int64_t d) {
+  const pb_lin_v4d av = {a, a, a, a};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    pb_lin_v4d xv, yv;
+    PB_LIN_LOAD4(xv, x + j);
+    PB_LIN_LOAD4(yv, y + j);
+    yv += av * xv;
+    __builtin_memcpy(y + j, &yv, sizeof yv);
+  }
+  for (; j < d; ++j) y[j] += a * x[j];
+}
+
+// lin_observe in AVX2: the same element operations (y - p is y + (-p) exactly).
+__attribute__((target("avx2"))) inline void lin_observe_avx2(double* A, double* Ai, double* b,
+                                                            const double* x, double weight,
+                                                            double reward, double* u, int64_t d,
+                                                            bool rank_one) {
+  for (int64_t i = 0; i < d; ++i) {
+    const double wx = weight * x[i];
+    lin_axpy_avx2(A + i * d, wx, x, d);
+    b[i] += wx * reward;
+  }
+  if (!rank_one) return;
+  for (int64_t j = 0; j < d; ++j) u[j] = 0.0;
+  for (int64_t k = 0; k < d; ++k) lin_axpy_avx2(u, x[k], Ai + k * d, d);
+  const double c = weight / (1.0 + weight * dot(x, u, d));
+  for (int64_t i = 0; i < d; ++i) lin_axpy_avx2(Ai + i * d, -(c * u[i]), u, d);
+}
+
+inline bool lin_cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#undef PB_LIN_LOAD4
+#endif
+
+// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX2 where the CPU
+// has it (the same bits either way).
+inline void lin_moments8(const LinState& s, const double* XT, double* mean, double* var) {
+  static_assert(kLinRowBlock == 8, "lin_moments8 scores blocks of 8 rows");
+#ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx2()) {
+    lin_moments8_avx2(s, XT, mean, var);
+    return;
+  }
+#endif
+  lin_moments_block<8>(s, XT, mean, var);
+}
+
+// mean_a = theta_a . x and var_a = x^T A_a^{-1} x (lin_moments_block with R = 1) for
+// every arm; the mask is not needed (the ineligible arms' numbers are never read) and
+// kept for the callers' symmetry.
+inline void lin_moments(const LinState& s, const uint8_t* /*mask*/, const double* x,
+                        LinScratch& w) {
+  lin_moments_block<1>(s, x, w.mean, w.var);
 }
 
 inline double lin_ucb_score(const LinParams& p, const double* bias, const LinScratch& w,
@@ -149,56 +354,78 @@ inline int64_t lin_ts_draw(const LinParams& p, const LinState& s, const uint8_t*
   return am.best;
 }
 
-// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
-// the others). The scores are N(mean + bias, v^2 var): quadrature when every sd is
-// positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and
-// the tied maxima share it; returns false for a mix of zero and positive sds, which
-// the callers then estimate by draws.
-inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
-                              const double* bias, const LinScratch& w, double* out) {
-  const int64_t K = s.n_arms;
-  std::vector<double> m(K), sd(K), zero(K, 0.0);
-  std::vector<int64_t> arms(K);
+// LinTS exact propensities: the eligible arms' scores N(mean + bias, v^2 var), compacted.
+struct LinTsScores {
+  QuadSmallBuf<double, 32> m, sd;
+  QuadSmallBuf<int64_t, 32> arms;
   int64_t n = 0, n_zero = 0;
-  for (int64_t a = 0; a < K; ++a) {
-    out[a] = 0.0;
-    if (!lin_eligible(s, mask, a)) continue;
-    m[n] = w.mean[a] + bias_of(bias, a);
-    sd[n] = p.exploration * std::sqrt(w.var[a]);
-    n_zero += sd[n] > 0.0 ? 0 : 1;
-    arms[n] = a;
-    ++n;
-  }
-  if (n_zero == n) {
-    double top = m[0];
-    for (int64_t i = 1; i < n; ++i) top = m[i] > top ? m[i] : top;
-    int64_t tied = 0;
-    for (int64_t i = 0; i < n; ++i) tied += m[i] == top ? 1 : 0;
-    bool first = true;  // with first_on_ties only the first tied arm is ever chosen
-    for (int64_t i = 0; i < n; ++i) {
-      const bool at_top = m[i] == top;
-      out[arms[i]] = !at_top ? 0.0 : !p.first_on_ties ? 1.0 / static_cast<double>(tied)
-                                                       : first ? 1.0 : 0.0;
-      if (at_top) first = false;
+
+  LinTsScores(const LinParams& p, const LinState& s, const uint8_t* mask, const double* bias,
+              const LinScratch& w)
+      : m(s.n_arms), sd(s.n_arms), arms(s.n_arms) {
+    for (int64_t a = 0; a < s.n_arms; ++a) {
+      if (!lin_eligible(s, mask, a)) continue;
+      m[n] = w.mean[a] + bias_of(bias, a);
+      sd[n] = p.exploration * std::sqrt(w.var[a]);
+      n_zero += sd[n] > 0.0 ? 0 : 1;
+      arms[n] = a;
+      ++n;
     }
+  }
+
+  // The probability of the i-th eligible arm: quad_normal_propensity when every sd is
+  // positive; with every sd 0 (v = 0, or a zero context) the choice is the argmax and the
+  // tied maxima share it (with first_on_ties the first tied arm gets it all); false for a
+  // mix of zero and positive sds, which the callers then estimate by draws.
+  bool prob(bool first_on_ties, int64_t i, double* out) const {
+    if (n_zero == n) {
+      double top = m[0];
+      for (int64_t j = 1; j < n; ++j) top = m[j] > top ? m[j] : top;
+      int64_t tied = 0, first = -1;
+      for (int64_t j = 0; j < n; ++j) {
+        if (m[j] == top) {
+          ++tied;
+          if (first < 0) first = j;
+        }
+      }
+      *out = m[i] != top ? 0.0 : !first_on_ties ? 1.0 / static_cast<double>(tied)
+                                                : (i == first ? 1.0 : 0.0);
+      return true;
+    }
+    if (n_zero > 0) return false;
+    *out = quad_normal_propensity(m.data(), sd.data(), n, i);
     return true;
   }
-  if (n_zero > 0) return false;
-  quad_max_propensities(kQuadNormal, m.data(), sd.data(), zero.data(), arms.data(), n, out);
+};
+
+// LinTS: every eligible arm's probability of the highest score, exact, into out (0 for
+// the others), one quad_normal_propensity per arm (so each is the chosen arm's logged
+// propensity, bit for bit); false for a mix of zero and positive sds.
+inline bool lin_ts_quadrature(const LinParams& p, const LinState& s, const uint8_t* mask,
+                              const double* bias, const LinScratch& w, double* out) {
+  const LinTsScores sc(p, s, mask, bias, w);
+  for (int64_t a = 0; a < s.n_arms; ++a) out[a] = 0.0;
+  for (int64_t i = 0; i < sc.n; ++i) {
+    if (!sc.prob(p.first_on_ties, i, out + sc.arms[i])) return false;
+  }
   return true;
 }
 
-// LinTS propensity of `arm` at decision t, given the moments in w: the share of
-// p.propensity_draws score draws on the stream (seed, t, propensity) that `arm` wins,
-// as (wins + 1) / (draws + K_eligible), the multi-armed estimate's add-one smoothing;
-// NaN when propensity_draws is 0.
+// LinTS propensity of `arm` at decision t, given the moments in w: with the quadrature
+// method its exact probability (LinTsScores::prob, that arm's integral only); otherwise,
+// or where quadrature cannot run, the share of p.propensity_draws score draws on the
+// stream (seed, t, propensity) that `arm` wins, as (wins + 1) / (draws + K_eligible), the
+// multi-armed estimate's add-one smoothing; NaN when propensity_draws is 0.
 inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uint8_t* mask,
                                 const double* bias, const LinScratch& w, uint64_t t,
                                 int64_t arm) {
   if (p.propensity_draws <= 0) return std::numeric_limits<double>::quiet_NaN();
   if (p.propensity_method == kPropensityQuadrature) {
-    std::vector<double> all(static_cast<size_t>(s.n_arms));
-    if (lin_ts_quadrature(p, s, mask, bias, w, all.data())) return all[static_cast<size_t>(arm)];
+    const LinTsScores sc(p, s, mask, bias, w);
+    for (int64_t i = 0; i < sc.n; ++i) {
+      double v;
+      if (sc.arms[i] == arm && sc.prob(p.first_on_ties, i, &v)) return v;
+    }
   }
   Stream rp(p.seed, t, kPurposePropensity);
   int64_t wins = 0, k_elig = 0;
@@ -210,13 +437,11 @@ inline double lin_ts_propensity(const LinParams& p, const LinState& s, const uin
          (static_cast<double>(p.propensity_draws) + static_cast<double>(k_elig));
 }
 
-// Decision number t for context x (length d), without touching state, so rows of
-// a batch can run on any thread (each with its own scratch). The caller
-// guarantees an eligible arm.
-inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
-                                             const uint8_t* mask, const double* bias,
-                                             const double* x, uint64_t t, LinScratch& w) {
-  lin_moments(s, mask, x, w);
+// Decision number t from the moments already in w (w.mean, w.var): the arm and its
+// propensity, state untouched.
+inline std::pair<int64_t, double> lin_decide(const LinParams& p, const LinState& s,
+                                             const uint8_t* mask, const double* bias, uint64_t t,
+                                             LinScratch& w) {
   int64_t best = -1;
   double prop = 1.0;
   Stream ties(p.seed, t, kPurposeTie);  // no block is computed unless a tie occurs
@@ -232,6 +457,16 @@ inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState&
     prop = lin_ts_propensity(p, s, mask, bias, w, t, best);
   }
   return {best, prop};
+}
+
+// Decision number t for context x (length d), without touching state, so rows of
+// a batch can run on any thread (each with its own scratch). The caller
+// guarantees an eligible arm.
+inline std::pair<int64_t, double> lin_choose(const LinParams& p, const LinState& s,
+                                             const uint8_t* mask, const double* bias,
+                                             const double* x, uint64_t t, LinScratch& w) {
+  lin_moments(s, mask, x, w);
+  return lin_decide(p, s, mask, bias, t, w);
 }
 
 // The policy's probability of every arm for context x (0 for ineligible arms):
@@ -270,10 +505,37 @@ inline void lin_action_probabilities(const LinParams& p, const LinState& s, cons
   }
 }
 
-// Adds one weighted observation (x, r) to arm `arm`. With decay < 1 every arm
-// forgets first: A <- gamma*A + (1-gamma)*lambda*I, b <- gamma*b, n <- gamma*n (the
-// prior keeps its weight), and every arm is refreshed exactly, O(K d^3).
-inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double reward,
+// One observation's arithmetic on one arm: A += w x x^T and b += w r x, then, when
+// rank_one, Sherman-Morrison: (A + w x x^T)^{-1} = A^{-1} - c u u^T with u = A^{-1} x
+// (symv's order) and c = w / (1 + w x.u). In AVX2 where the CPU has it, the same bits.
+inline void lin_observe(double* A, double* Ai, double* b, const double* x, double weight,
+                        double reward, double* u, int64_t d, bool rank_one) {
+#ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx2()) {
+    lin_observe_avx2(A, Ai, b, x, weight, reward, u, d, rank_one);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < d; ++i) {
+    const double wx = weight * x[i];
+    for (int64_t j = 0; j < d; ++j) A[i * d + j] += wx * x[j];
+    b[i] += wx * reward;
+  }
+  if (!rank_one) return;
+  symv(Ai, x, u, d);
+  const double c = weight / (1.0 + weight * dot(x, u, d));
+  for (int64_t i = 0; i < d; ++i) {
+    const double cu = c * u[i];
+    for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * u[j];
+  }
+}
+
+// Adds one weighted observation (x, r) to arm `arm`: A, b, n and A^{-1} (Sherman-Morrison,
+// or an exact refresh every refresh_every updates), but not theta = A^{-1} b, which the
+// caller recomputes before the next decision (lin_update, lin_update_rows). With decay < 1
+// every arm forgets first: A <- gamma*A + (1-gamma)*lambda*I, b <- gamma*b, n <- gamma*n
+// (the prior keeps its weight), and every arm is refreshed exactly (theta too), O(K d^3).
+inline void lin_update_stats(const LinParams& p, LinState& s, int64_t arm, double reward,
                        const double* x, double weight, LinScratch& w) {
   const int64_t d = s.dim;
   const int64_t K = s.n_arms;
@@ -288,33 +550,26 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
       s.n[a] *= g;
     }
   }
-  double* A = s.A + arm * d * d;
-  double* Ai = s.A_inv + arm * d * d;
-  double* b = s.b + arm * d;
-  for (int64_t i = 0; i < d; ++i) {
-    const double wx = weight * x[i];
-    for (int64_t j = 0; j < d; ++j) A[i * d + j] += wx * x[j];
-    b[i] += wx * reward;
-  }
+  // A^{-1} by Sherman-Morrison unless this update refreshes it exactly.
+  const bool refresh = p.decay < 1.0 || s.since_refresh[arm] + 1 >= p.refresh_every;
+  lin_observe(s.A + arm * d * d, s.A_inv + arm * d * d, s.b + arm * d, x, weight, reward, w.u, d,
+              !refresh);
   s.n[arm] += weight;
   if (p.decay < 1.0) {
     for (int64_t a = 0; a < K; ++a) lin_refresh_arm(s, a, w.work);
   } else {
     s.since_refresh[arm] += 1;
-    if (s.since_refresh[arm] >= p.refresh_every) {
-      lin_refresh_arm(s, arm, w.work);
-    } else {
-      // Sherman-Morrison: (A + w x x^T)^{-1} = A^{-1} - w u u^T / (1 + w x.u), u = A^{-1} x.
-      symv(Ai, x, w.u, d);
-      const double c = weight / (1.0 + weight * dot(x, w.u, d));
-      for (int64_t i = 0; i < d; ++i) {
-        const double cu = c * w.u[i];
-        for (int64_t j = 0; j < d; ++j) Ai[i * d + j] -= cu * w.u[j];
-      }
-      symv(Ai, b, s.theta + arm * d, d);
-    }
+    if (refresh) lin_refresh_arm(s, arm, w.work);
   }
   s.counters[kCtrUpdates] += 1;
+}
+
+// One update, theta of the arm recomputed at once (lin_update_stats, then theta).
+inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double reward,
+                       const double* x, double weight, LinScratch& w) {
+  lin_update_stats(p, s, arm, reward, x, weight, w);
+  const int64_t d = s.dim;
+  if (p.decay >= 1.0) symv(s.A_inv + arm * d * d, s.b + arm * d, s.theta + arm * d, d);
 }
 
 // ---- batches: the loops every caller of a row-wise kernel runs -------------------------
@@ -323,27 +578,59 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
 // eligible, no bias); the caller guarantees an eligible arm in every row.
 
 // Rows [lo, hi) of a batch: row i is decision number t0 + i for context X[i], state
-// untouched.
+// untouched. Whole blocks of kLinRowBlock rows get their moments together
+// (lin_moments_block, vectorised across the rows), the rest one at a time: the same
+// operations per row either way, so the split changes no bit.
 PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& s,
                                             const uint8_t* masks, const double* biases,
                                             const double* X, int64_t lo, int64_t hi, uint64_t t0,
                                             int64_t* arms, double* props, LinScratch& w) {
-  const int64_t K = s.n_arms;
-  for (int64_t i = lo; i < hi; ++i) {
-    auto r = lin_choose(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
-                        X + i * s.dim, t0 + static_cast<uint64_t>(i), w);
-    arms[i] = r.first;
-    props[i] = r.second;
+  constexpr int R = static_cast<int>(kLinRowBlock);
+  const int64_t K = s.n_arms, d = s.dim;
+  int64_t i = lo;
+  for (; i + R <= hi; i += R) {
+    for (int r = 0; r < R; ++r) {
+      for (int64_t j = 0; j < d; ++j) w.xt[j * R + r] = X[(i + r) * d + j];
+    }
+    lin_moments8(s, w.xt, w.bmean, w.bvar);
+    for (int r = 0; r < R; ++r) {
+      for (int64_t a = 0; a < K; ++a) {
+        w.mean[a] = w.bmean[a * R + r];
+        w.var[a] = w.bvar[a * R + r];
+      }
+      const int64_t row = i + r;
+      auto c = lin_decide(p, s, masks ? masks + row * K : nullptr,
+                          biases ? biases + row * K : nullptr, t0 + static_cast<uint64_t>(row), w);
+      arms[row] = c.first;
+      props[row] = c.second;
+    }
+  }
+  for (; i < hi; ++i) {
+    lin_moments_block<1>(s, X + i * d, w.mean, w.var);
+    auto c = lin_decide(p, s, masks ? masks + i * K : nullptr, biases ? biases + i * K : nullptr,
+                        t0 + static_cast<uint64_t>(i), w);
+    arms[i] = c.first;
+    props[i] = c.second;
   }
 }
 
 // n updates in row order; weights nullptr means 1 for every row. The caller has
-// checked every row, so a batch is applied whole.
+// checked every row, so a batch is applied whole. Each row is lin_update's exact
+// rank-one step; theta = A^{-1} b of an arm is recomputed once, after the batch's last
+// row for that arm (no decision reads theta in between, and A^{-1} and b are then what
+// n single updates leave, so theta is too, bit for bit).
 PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
                                             const double* rewards, const double* X,
                                             const double* weights, int64_t n, LinScratch& w) {
+  const int64_t d = s.dim;
+  std::vector<uint8_t> touched(static_cast<size_t>(s.n_arms), 0);
   for (int64_t i = 0; i < n; ++i) {
-    lin_update(p, s, arms[i], rewards[i], X + i * s.dim, weights ? weights[i] : 1.0, w);
+    lin_update_stats(p, s, arms[i], rewards[i], X + i * d, weights ? weights[i] : 1.0, w);
+    touched[static_cast<size_t>(arms[i])] = 1;
+  }
+  if (p.decay < 1.0) return;  // every arm was refreshed exactly, theta included
+  for (int64_t a = 0; a < s.n_arms; ++a) {
+    if (touched[static_cast<size_t>(a)]) symv(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
   }
 }
 
@@ -391,11 +678,18 @@ inline void lin_action_probabilities_rows(const LinParams& p, const LinState& s,
   });
 }
 
-// theta_a . x_i for every row and arm into out (n, K).
+// theta_a . x_i for every row and arm into out (n, K), summed as the decisions' means
+// (lin_moments_block: j ascending), so the expectations are the numbers decided on.
 inline void lin_expectations(const LinState& s, const double* X, int64_t n, double* out) {
   const int64_t K = s.n_arms, d = s.dim;
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t a = 0; a < K; ++a) out[i * K + a] = dot(s.theta + a * d, X + i * d, d);
+    for (int64_t a = 0; a < K; ++a) {
+      const double* th = s.theta + a * d;
+      const double* x = X + i * d;
+      double m = 0.0;
+      for (int64_t j = 0; j < d; ++j) m += th[j] * x[j];
+      out[i * K + a] = m;
+    }
   }
 }
 

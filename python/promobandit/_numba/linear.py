@@ -16,7 +16,7 @@ import numpy as np
 
 from .codes import CTR_DECISIONS, CTR_UPDATES, LIN_UCB, METHOD_QUADRATURE
 from .linalg import dot, spd_inverse, symv
-from .quadrature import FAMILY_NORMAL, max_propensities
+from .quadrature import normal_propensity
 from .rng import (
     PURPOSE_DECISION,
     PURPOSE_EVALUATION,
@@ -49,14 +49,24 @@ def refresh_all(A, A_inv, b, theta, since, work):
 
 @nb.njit(**_JIT)
 def moments(A_inv, theta, active, mask, x, mean, var, u):
+    """Mirrors lin_moments_block for one context (every arm; ineligible arms' numbers are
+    never read): mean = sum_j theta_j x_j, var = max(0, sum_i x_i (Ainv_ii x_i + 2 s_i)),
+    s_i = sum_{j > i} Ainv_ij x_j, in that order (i, j ascending)."""
     k = theta.shape[0]
     d = theta.shape[1]
     for a in range(k):
-        if not (active[a] and mask[a]):
-            continue
-        mean[a] = dot(theta[a], x, d)
-        symv(A_inv[a].reshape(-1), x, u, d)
-        q = dot(x, u, d)
+        th = theta[a]
+        ai = A_inv[a]
+        m = 0.0
+        for j in range(d):
+            m += th[j] * x[j]
+        q = 0.0
+        for i in range(d):
+            acc = 0.0
+            for j in range(i + 1, d):
+                acc += ai[i, j] * x[j]
+            q += x[i] * (ai[i, i] * x[i] + 2.0 * acc)
+        mean[a] = m
         var[a] = q if q > 0.0 else 0.0
 
 
@@ -118,18 +128,15 @@ def ts_draw(exploration, first, active, mask, bias, mean, var, st):
 
 
 @nb.njit(**_JIT)
-def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
-    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
-    and positive score sds mix (the caller then counts draws)."""
+def ts_scores(exploration, active, mask, bias, mean, var):
+    """Mirrors LinTsScores: the eligible arms' (m, sd, arm), their count and zero sds."""
     k = mean.shape[0]
     m = np.empty(k)
     sd = np.empty(k)
-    zero = np.zeros(k)
     arms = np.empty(k, dtype=np.int64)
     n = 0
     n_zero = 0
     for a in range(k):
-        out[a] = 0.0
         if not (active[a] and mask[a]):
             continue
         m[n] = mean[a] + bias[a]
@@ -137,41 +144,62 @@ def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
         n_zero += 0 if sd[n] > 0.0 else 1
         arms[n] = a
         n += 1
+    return m, sd, arms, n, n_zero
+
+
+@nb.njit(**_JIT)
+def ts_prob(first, m, sd, n, n_zero, i):
+    """Mirrors LinTsScores::prob: (ok, probability of the i-th eligible arm)."""
     if n_zero == n:
         top = m[0]
-        for i in range(1, n):
-            top = m[i] if m[i] > top else top
+        for j in range(1, n):
+            top = m[j] if m[j] > top else top
         tied = 0
-        for i in range(n):
-            tied += 1 if m[i] == top else 0
-        is_first = True  # with first only the first tied arm is ever chosen
-        for i in range(n):
-            at_top = m[i] == top
-            if not at_top:
-                out[arms[i]] = 0.0
-            elif not first:
-                out[arms[i]] = 1.0 / float(tied)
-            else:
-                out[arms[i]] = 1.0 if is_first else 0.0
-            if at_top:
-                is_first = False
-        return True
+        first_j = -1
+        for j in range(n):
+            if m[j] == top:
+                tied += 1
+                if first_j < 0:
+                    first_j = j
+        if m[i] != top:
+            return True, 0.0
+        if not first:
+            return True, 1.0 / float(tied)
+        return True, 1.0 if i == first_j else 0.0
     if n_zero > 0:
-        return False
-    max_propensities(FAMILY_NORMAL, m, sd, zero, arms, n, out)
+        return False, 0.0
+    return True, normal_propensity(m, sd, n, i)
+
+
+@nb.njit(**_JIT)
+def ts_quadrature(exploration, first, active, mask, bias, mean, var, out):
+    """Mirrors lin_ts_quadrature: exact LinTS propensities into out; False when zero
+    and positive score sds mix (the caller then counts draws)."""
+    m, sd, arms, n, n_zero = ts_scores(exploration, active, mask, bias, mean, var)
+    for a in range(mean.shape[0]):
+        out[a] = 0.0
+    for i in range(n):
+        ok, v = ts_prob(first, m, sd, n, n_zero, i)
+        if not ok:
+            return False
+        out[arms[i]] = v
     return True
 
 
 @nb.njit(**_JIT)
 def ts_propensity(exploration, first, draws, method, seed, active, mask, bias, mean, var, t, arm):
-    """Mirrors lin_ts_propensity: (wins + 1) / (draws + K_eligible) of `arm` over
-    `draws` score draws on the stream (seed, t, propensity); NaN without draws."""
+    """Mirrors lin_ts_propensity: exact by quadrature (the arm's own integral), else
+    (wins + 1) / (draws + K_eligible) of `arm` over `draws` score draws on the stream
+    (seed, t, propensity); NaN without draws."""
     if draws <= 0:
         return np.nan
     if method == METHOD_QUADRATURE:
-        allp = np.empty(mean.shape[0])
-        if ts_quadrature(exploration, first, active, mask, bias, mean, var, allp):
-            return allp[arm]
+        m, sd, arms, n, n_zero = ts_scores(exploration, active, mask, bias, mean, var)
+        for i in range(n):
+            if arms[i] == arm:
+                ok, v = ts_prob(first, m, sd, n, n_zero, i)
+                if ok:
+                    return v
     sp = stream_new(seed, t, PURPOSE_PROPENSITY)
     wins = 0
     k_elig = 0
@@ -278,8 +306,9 @@ def action_probabilities(kind, exploration, first, draws, method, seed, A_inv, t
 
 
 @nb.njit(**_JIT)
-def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward, x,
-           weight, u, work):
+def update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward,
+                 x, weight, u, work):
+    """Mirrors lin_update_stats: A, b, n, A^-1 of one update; theta is the caller's."""
     k = A.shape[0]
     d = A.shape[1]
     if decay < 1.0:
@@ -315,16 +344,36 @@ def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, 
                 cu = c * u[i]
                 for j in range(d):
                     Ai[i, j] -= cu * u[j]
-            symv(Ai.reshape(-1), b[arm], theta[arm], d)
     counters[CTR_UPDATES] += 1
+
+
+@nb.njit(**_JIT)
+def update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward, x,
+           weight, u, work):
+    """Mirrors lin_update: one update, then theta of the arm."""
+    update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arm, reward,
+                 x, weight, u, work)
+    if decay >= 1.0:
+        d = A.shape[1]
+        symv(A_inv[arm].reshape(-1), b[arm], theta[arm], d)
 
 
 @nb.njit(**_JIT)
 def update_batch(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms,
                  rewards, xs, weights, u, work):
+    """Mirrors lin_update_rows: the updates in row order, theta once per touched arm."""
+    k = A.shape[0]
+    d = A.shape[1]
+    touched = np.zeros(k, dtype=np.bool_)
     for i in range(arms.shape[0]):
-        update(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters, arms[i],
-               rewards[i], xs[i], weights[i], u, work)
+        update_stats(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, counters,
+                     arms[i], rewards[i], xs[i], weights[i], u, work)
+        touched[arms[i]] = True
+    if decay < 1.0:
+        return
+    for a in range(k):
+        if touched[a]:
+            symv(A_inv[a].reshape(-1), b[a], theta[a], d)
 
 
 @nb.njit(**_JIT)
@@ -335,5 +384,8 @@ def expectations(theta, xs):
     out = np.empty((n, k), dtype=np.float64)
     for i in range(n):
         for a in range(k):
-            out[i, a] = dot(theta[a], xs[i], d)
+            m = 0.0
+            for j in range(d):
+                m += theta[a, j] * xs[i, j]
+            out[i, a] = m
     return out

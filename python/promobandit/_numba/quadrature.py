@@ -217,3 +217,70 @@ def max_propensities(family, p0, p1, shift, arms, n, out):
     for i in range(n):
         if out[arms[i]] < FLOOR:
             out[arms[i]] = FLOOR
+
+
+# ---- normal scores, one arm at a time (LinTS): mirrors quad_normal_propensity ----------
+NORMAL_SPAN_SD = 6.0  # the target's range, and each other score's: mean +- this many sds
+NORMAL_PANEL_SD = 1.5  # panel width: at most this many sds of the narrowest live score
+# (1.5: a state's K integrals sum to 1 within 1e-7, inside the 1e-6 a logged action
+# distribution is checked against; see quadrature.hpp)
+NORMAL_MAX_PANELS = 64  # beyond this many panels, max_propensities decides instead
+NORMAL_PHI_ONE_Z = 8.3  # Phi(z) is 1.0 above this (1 - Phi(8.3) < half an ulp of 1)
+NORMAL_NEGLIGIBLE = 1e-18  # a node whose running product falls below this adds 0
+INV_SQRT2 = 0.7071067811865476
+INV_SQRT_2PI = 0.3989422804014327
+
+
+@nb.njit(**_JIT)
+def normal_propensity(m, sd, n, target):
+    """Mirrors quad_normal_propensity: P(score `target` is the largest) for the n
+    independent scores N(m_i, sd_i^2), every sd_i > 0."""
+    mt = m[target]
+    st = sd[target]
+    lo = mt - NORMAL_SPAN_SD * st
+    hi = mt + NORMAL_SPAN_SD * st
+    for i in range(n):
+        if i != target:
+            lo_i = m[i] - NORMAL_SPAN_SD * sd[i]
+            if lo_i > lo:
+                lo = lo_i
+    if not (hi > lo):
+        return FLOOR
+    live = np.empty(n, dtype=np.int64)
+    n_live = 0
+    h_sd = st
+    for i in range(n):
+        if i != target and m[i] + NORMAL_SPAN_SD * sd[i] > lo:
+            live[n_live] = i
+            n_live += 1
+            if sd[i] < h_sd:
+                h_sd = sd[i]
+    n_panels = np.int64(math.ceil((hi - lo) / (NORMAL_PANEL_SD * h_sd)))
+    if n_panels < 1:
+        n_panels = 1
+    if n_panels > NORMAL_MAX_PANELS:
+        arms = np.arange(n)
+        out = np.empty(n)
+        max_propensities(FAMILY_NORMAL, m, sd, np.zeros(n), arms, n, out)
+        return out[target]
+    h = (hi - lo) / float(n_panels)
+    dens = INV_SQRT_2PI / st
+    total = 0.0
+    for q in range(n_panels):
+        left = lo + float(q) * h
+        for t in range(N_NODES):
+            x = left + h * GL_T[t]
+            z = (x - mt) / st
+            prod = (h * GL_W[t]) * (dens * math.exp(-0.5 * (z * z)))
+            for j in range(n_live):
+                i = live[j]
+                zi = (x - m[i]) / sd[i]
+                if zi < NORMAL_PHI_ONE_Z:
+                    prod *= 0.5 * math.erfc(-zi * INV_SQRT2)
+                if prod < NORMAL_NEGLIGIBLE:
+                    prod = 0.0
+                    break
+            total += prod
+    if total < FLOOR:
+        return FLOOR
+    return total if total < 1.0 else 1.0

@@ -53,10 +53,12 @@ class LinTSConfig(LinearConfig):
 
     propensity_method: "quadrature" (the default): the chosen arm's propensity is
     exact, the probability that its normal score N(theta.x + bias, v^2 x'A^-1 x) is
-    the largest, integrated numerically (composite 6-point Gauss-Legendre over panels
-    of at most 2 score sds, each score cut at +- 12 sds; see
-    cpp/include/promobandit/quadrature.hpp), within 0.003 of a 10^6-draw Monte Carlo
-    estimate in the tests; with v = 0 the tied maxima share the choice. "draws":
+    the largest: one integral of its density times the other scores' normal CDFs
+    (composite 6-point Gauss-Legendre over panels of at most 1.5 sds of the narrowest
+    score that can win, ranges cut at +- 6 sds; see quad_normal_propensity in
+    cpp/include/promobandit/quadrature.hpp): the K probabilities sum to 1 within 1e-7
+    and are within 0.01 of a 10^6-draw Monte Carlo estimate in the tests; with v = 0
+    the tied maxima share the choice. "draws":
     estimated from propensity_draws score draws per decision, (wins + 1) / (draws +
     K_eligible), about draws * K normal draws per decision.
     propensity_draws: the draws of that estimate; 0 returns NaN under either method.
