@@ -43,6 +43,21 @@ FMA_ITERS = 300_000
 CLOCK_ITERS = 300_000
 
 
+def blas_threads(n: int) -> Any:
+    """A context that holds NumPy's BLAS (and any OpenMP pool) to n threads: a peer timed
+    as "one thread" must not run its matrix products on every core while promobandit's
+    kernels run on one (OpenBLAS starts one thread per core by default). Uses
+    threadpoolctl (installed with scikit-learn); without it, a context that does nothing
+    and says so."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+        print("note: threadpoolctl is not installed; BLAS threads are not limited")
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n)
+
+
 def machine() -> str:
     """CPU model, cores, Python version and the load average when the run started
     (these machines are shared: the load says how much to trust a timing)."""

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from _machine import machine
+from _machine import blas_threads, machine
 
 K, D, BATCH, WARM = 10, 20, 1000, 100
 
@@ -220,4 +220,5 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    with blas_threads(1):  # MABWiser's matrix products on one thread, as ours
+        main()

@@ -195,6 +195,26 @@ def test_thompson_online_reward_matches_mabwiser() -> None:
     assert b.mean() > 0.45  # it learnt: uniform play earns 0.3
 
 
+def test_thompson_batch_twin_learns_every_row_the_single_kernel_learns() -> None:
+    # Batched predict decides on a matching twin (see the module); it must hold exactly the
+    # statistics of the kernel that decides one row at a time, through every path.
+    mab = pbm.MAB(["a", "b", "c"], pbm.LearningPolicy.ThompsonSampling(), seed=3)
+    mab.fit(["a", "b", "a"], [1, 0, 1])
+    mab.partial_fit(["c"], [1])  # the one-row path
+    mab.partial_fit(np.array(["b", "c", "c"]), np.array([1, 0, 1]))  # the batch path
+    mab.add_arm("d")
+    mab.partial_fit(["d", "d"], [1, 1])
+    mab.remove_arm("a")
+    for name in ("counts", "reward_sums"):
+        assert np.array_equal(getattr(mab._twin, name), getattr(mab._native, name)), name
+    # and its batch draws only the arms still played, in distribution as the win chances
+    picks = mab.predict(np.zeros((3000, 1)))
+    assert set(picks) <= {"b", "c", "d"}
+    probs = mab._twin.action_probabilities(n=1)[0][mab._ids]
+    freq = np.array([picks.count(a) for a in ("b", "c", "d")]) / 3000
+    assert np.all(np.abs(freq - probs) <= 5 * np.sqrt(probs * (1 - probs) / 3000) + 1e-9)
+
+
 def test_labels_and_input_forms() -> None:
     # Integer labels, array/Series decisions, integer and boolean rewards, float32
     # and DataFrame contexts all give what float64 arrays give.

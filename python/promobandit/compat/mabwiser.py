@@ -15,10 +15,13 @@ with ``fit``, ``partial_fit``, ``predict``, ``predict_expectations``, ``add_arm`
 How each policy runs (MABWiser's rule is kept wherever it is deterministic):
 
 - ``ThompsonSampling``: the native Beta-Bernoulli kernel (``BetaTS``, prior Beta(1, 1), as
-  MABWiser) with ``sampler="matching"``: every decision is drawn from each arm's exact
-  probability of the largest posterior draw (by quadrature), which is the distribution of
-  MABWiser's argmax over one Beta draw per arm, at one uniform per decision; the
-  ``binarizer`` is applied here before the rewards reach it.
+  MABWiser); the ``binarizer`` is applied here before the rewards reach it. One decision
+  draws a Beta per arm, as MABWiser. A batch of rows is decided by a twin kernel fed the
+  same updates with ``sampler="matching"``: each row is drawn from every arm's exact
+  probability of the largest posterior draw (by quadrature, once per batch), which is the
+  distribution of MABWiser's argmax over one Beta draw per arm, at one uniform per row
+  instead of 2 K gamma draws. (Matching one at a time would recompute the quadrature
+  after each update, slower than K draws.)
 - ``EpsilonGreedy``: the native kernel (uniform arm with probability ``epsilon``, else the
   highest mean, untrained arms at 0, the first arm on ties).
 - ``LinUCB``: the native disjoint ridge kernel with ``ridge = l2_lambda`` (A = l2_lambda I
@@ -65,6 +68,8 @@ __all__ = ["MAB", "LearningPolicy", "NeighborhoodPolicy"]
 
 DEFAULT_SEED = 123456  # MABWiser's Constants.default_seed
 _EPS = float(np.finfo(float).eps)
+# ThompsonSampling's batch twin draws from its own stream: the native seed xor this.
+_TWIN_SEED = 0x5EED_7A1C
 
 
 class LearningPolicy:
@@ -325,6 +330,7 @@ class MAB:
         self._rng = np.random.default_rng(self.seed % 2**64)
         self._native_seed = self.seed % 2**64
         self._native: Any = None
+        self._twin: Any = None
         self._labels: list[Any] = []          # native arm id -> label
         self._label_array: np.ndarray | None = None  # the same, as an object array
         self._index: dict[Any, int] = {}      # label -> native arm id (current arms only)
@@ -402,11 +408,8 @@ class MAB:
         # MABWiser breaks exact ties at the first arm; the native default is at random.
         first = "first"
         if name == "ThompsonSampling":
-            # Probability matching: each decision is drawn from every arm's exact
-            # probability of the largest posterior draw, the distribution of MABWiser's
-            # argmax over K Beta draws, at one uniform per decision instead of 2 K gammas.
-            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, ties=first,
-                                 sampler="matching")
+            return _NativeBetaTS(n_arms, seed=seed, alpha0=1.0, beta0=1.0, propensity_draws=0,
+                                 ties=first)
         if name in ("EpsilonGreedy", "UCB1", "Softmax", "Popularity", "Random"):
             eps = float(p["epsilon"]) if name == "EpsilonGreedy" else 0.0
             return _NativeEpsilonGreedy(n_arms, seed=seed, epsilon=eps, initial_value=0.0,
@@ -418,6 +421,14 @@ class MAB:
                                 propensity_draws=0, ties=first)
         alpha = float(p["alpha"]) if name == "LinUCB" else 0.0
         return _NativeLinUCB(n_arms, width, seed=seed, alpha=alpha, ridge=ridge, ties=first)
+
+    def _new_twin(self, n_arms: int) -> Any:
+        """ThompsonSampling's batch twin (see the module): the same prior, learning the
+        same rows, deciding by probability matching on a stream of its own."""
+        if self._name != "ThompsonSampling":
+            return None
+        return _NativeBetaTS(n_arms, seed=self._native_seed ^ _TWIN_SEED, alpha0=1.0,
+                             beta0=1.0, ties="first", sampler="matching")
 
     def fit(self, decisions: Any, rewards: Any, contexts: Any = None) -> None:
         """Learn from scratch: every statistic is reset, then the rows are learnt."""
@@ -431,6 +442,7 @@ class MAB:
         if self._native is not None:  # a fresh stream for every refit after the first
             self._native_seed = int(self._rng.integers(0, 2**63))
         self._native = self._new_native(len(self.arms), width)
+        self._twin = self._new_twin(len(self.arms))
         self._labels = list(self.arms)
         self._label_array = None
         self._index = index
@@ -471,6 +483,7 @@ class MAB:
             if contexts is not None or (v != 0 and v != 1):
                 return False
             self._native.update(i, float(v))
+            self._twin.update(i, float(v))
         elif name == "EpsilonGreedy":
             if contexts is not None or not math.isfinite(v):
                 return False
@@ -494,6 +507,8 @@ class MAB:
                 self._native.update_batch(ids, r, x)
             elif self._name != "Random":
                 self._native.update_batch(ids, r)
+                if self._twin is not None:
+                    self._twin.update_batch(ids, r)
         if self._name != "Random":  # MABWiser's Random never marks an arm trained
             self._trained.update(self._labels[i] for i in np.unique(ids).tolist())
         self._total += int(ids.size)
@@ -588,7 +603,7 @@ class MAB:
         if name in ("ThompsonSampling", "EpsilonGreedy"):
             if rows == 1:
                 return self._labels[self._native.select()[0]]
-            ids = self._native.select_batch(n=rows)[0]
+            ids = (self._twin or self._native).select_batch(n=rows)[0]
         elif name == "UCB1":
             ids = np.full(rows, self._ids[int(np.argmax(self._ucb()[self._ids]))])
         elif name in ("Softmax", "Popularity"):
@@ -666,6 +681,8 @@ class MAB:
         self.arms.append(arm)
         if self._native is not None:
             i = self._native.add_arm()
+            if self._twin is not None:
+                self._twin.add_arm()
             self._labels.append(arm)
             self._index[arm] = i
             self._ids = np.append(self._ids, i)
@@ -682,6 +699,8 @@ class MAB:
         if self._native is not None:
             i = self._index.pop(arm)
             self._native.remove_arm(i)
+            if self._twin is not None:
+                self._twin.remove_arm(i)
             self._ids = self._ids[self._ids != i]
             if self._name == "Popularity":
                 self._normalise()
