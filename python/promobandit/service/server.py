@@ -94,7 +94,11 @@ def _serve_granian(app: Any, sock: socket.socket, log_level: str) -> None:
     Server = require("granian.server.embed", "granian", what).Server
 
     class BoundServer(Server):
-        """Granian's embedded server on our socket (bound before, port 0 resolved)."""
+        """Granian's embedded server on our socket (bound before, port 0 resolved).
+
+        Granian 2.x has no public way to serve a socket bound by the caller; this
+        overrides the one method that binds (hence the extra's ``<3`` pin), and
+        tests/test_service_server.py serves through it, so a change shows there."""
 
         def _init_shared_socket(self) -> None:
             self._ssp = None
