@@ -6,20 +6,31 @@ as the HTTP path does:
     body, then Engine.decide / Engine.feedback on the service's engine configuration;
   service: the JSON body validated into the request model, then DecisionService.prepare_*
     + apply_* (checks, pseudonym, log record in memory), each answer checked.
-Service: `python -m promobandit serve` as a subprocess (durable files, fsync on unless
---no-fsync), driven closed-loop on keep-alive connections by 1, 8 and 64 concurrent
+Service: `python -m promobandit serve --server NAME` as a subprocess (durable files, fsync
+on unless --no-fsync), once per HTTP server of --servers (Granian, uvicorn) and value of
+--threads, all on the same app, driven closed-loop on keep-alive connections by 1, 8 and 64 concurrent
 clients (a small asyncio HTTP/1.1 client, bodies built in advance) for --seconds each:
   decide: POST /v1/decide; feedback: a purchase for a distinct decision made beforehand.
 Only answers with status 200 whose body parses and carries the expected fields (checked
 by the client inside the timed region, before the latency is taken) count: req/s is
 those per second, p50 and p99 their latencies, and any other answer is reported as an
-error beside the row. Also the server's CPU time per successful request (user + system, all its threads; read from /proc), which is less
-disturbed than wall time by other load on the machine. Each figure is the median of
---repeats runs, with the min and max beside it.
+error beside the row. Also the server's CPU time per successful request (user + system, all
+its threads; read from /proc), which is less disturbed than wall time by other load on the
+machine, and the load generator's own CPU per request and its share of the CPU both spent
+(client / (client + server)): the load generator is this script's asyncio HTTP/1.1
+keep-alive client (promobandit.service.loadgen.HttpConnection), in this process. Each
+figure is the median of --repeats runs, with the min and max beside it; the servers take
+turns at every point, so other load on the machine falls on them alike, and the ratio
+of their CPU per request is printed per point.
 
-Run as a script: python bench/bench_service.py [--quick] [--threads 0 4] [--json PATH]
-The server uses uvicorn's defaults: uvloop and httptools when they are installed, else
-asyncio and h11 (the table says which).
+Run as a script: python bench/bench_service.py [--quick] [--servers granian uvicorn]
+[--threads 0 4] [--json PATH]. uvicorn runs with uvloop and httptools when they are
+installed, else asyncio and h11; Granian's embedded server with uvloop for the app (the
+table's header says which).
+
+Cluster hook: --workers N and --redis-url URL are handed to every `promobandit serve`
+(as `--workers N --redis-url URL`) for the scale-out mode of issue 12; this script only
+passes them on, and a serve that does not know them fails with its own message.
 """
 
 from __future__ import annotations
@@ -52,6 +63,18 @@ except ImportError:
         [str(REPO / "python"), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from promobandit.service.loadgen import HttpConnection, decide_body  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
+try:  # the load generator on uvloop when there is one: less of the shared CPU for it
+    import uvloop
+
+    run_client = uvloop.run
+    CLIENT_LOOP = "uvloop"
+except ImportError:
+    run_client = asyncio.run
+    CLIENT_LOOP = "asyncio"
 
 PRIVACY_KEY = "bench-privacy-key-0123456789"
 API_KEY = "bench-api-key"
@@ -177,16 +200,22 @@ def snapshot_cost(sizes: list[int]) -> list[dict[str, float]]:
 
 # --- the server -------------------------------------------------------------------------------
 class Server:
-    def __init__(self, threads: int, fsync: bool, workdir: Path) -> None:
-        cfg = workdir / f"bench-{threads}-{int(fsync)}.toml"
+    """`promobandit serve --server NAME` as a subprocess on a free loopback port."""
+
+    def __init__(self, name: str, threads: int, fsync: bool, workdir: Path,
+                 cluster: list[str] | None = None) -> None:
+        self.name, self.threads = name, threads
+        tag = f"{name}-{threads}-{int(fsync)}"
+        cfg = workdir / f"bench-{tag}.toml"
         cfg.write_text(
             f'[privacy]\nkey = "{PRIVACY_KEY}"\n[server]\napi_key = "{API_KEY}"\n'
             f'log_level = "warning"\nthreads = {threads}\n'
-            f'[storage]\ndir = "state-{threads}-{int(fsync)}"\nfsync = {str(fsync).lower()}\n'
+            f'[storage]\ndir = "state-{tag}"\nfsync = {str(fsync).lower()}\n'
             # No snapshot during the measurement: its cost is measured on its own.
             f'snapshot_interval_seconds = 3600.0\nsnapshot_every_events = 100000000\n')
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "promobandit", "serve", "--config", str(cfg), "--port", "0"],
+            [sys.executable, "-m", "promobandit", "serve", "--config", str(cfg), "--port", "0",
+             "--server", name, *(cluster or [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -254,15 +283,20 @@ def measure(server: Server, clients: int, seconds: float, workload: str,
     else:
         bodies = prepare_feedback(server, n, rs)
     c0 = cpu_seconds(server.proc.pid)
+    own0 = time.process_time()
     t0 = time.perf_counter()
-    done, lat, bad = asyncio.run(closed_loop(server.host, server.port, clients, seconds, bodies))
+    done, lat, bad = run_client(closed_loop(server.host, server.port, clients, seconds, bodies))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(server.proc.pid) - c0
+    client = time.process_time() - own0
     if done == 0:
-        raise SystemExit(f"{workload}, {clients} clients: no valid 200 answer ({bad} others)")
+        raise SystemExit(f"{server.name}, {workload}, {clients} clients: no valid 200 answer "
+                         f"({bad} others)")
     a = np.asarray(lat) * 1e3
     return {"throughput": done / wall, "p50_ms": float(np.percentile(a, 50)),
             "p99_ms": float(np.percentile(a, 99)), "server_cpu_us": cpu / done * 1e6,
+            "client_cpu_us": client / done * 1e6,
+            "client_share": client / (client + cpu) if client + cpu > 0 else 0.0,
             "errors": float(bad)}
 
 
@@ -290,8 +324,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1.5 s per point")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, nargs="+", default=[0, 4],
+    ap.add_argument("--servers", nargs="+", default=["granian", "uvicorn"],
+                    choices=["granian", "uvicorn"], help="HTTP servers to compare")
+    ap.add_argument("--threads", type=int, nargs="+", default=[0],
                     help="server.threads values to compare")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="handed to promobandit serve as --workers N (cluster mode)")
+    ap.add_argument("--redis-url", default=None,
+                    help="handed to promobandit serve as --redis-url URL (cluster mode)")
+    ap.add_argument("--skip-in-process", action="store_true",
+                    help="leave out the in-process baselines and the snapshot cost")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--no-fsync", action="store_true")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "service.json"))
@@ -309,59 +351,94 @@ def main() -> None:
         http = "httptools"
     except ImportError:
         http = "h11"
-    env = {"python": platform.python_version(), "cpus": os.cpu_count(),
-           "machine": platform.machine(), "loadavg_at_start": os.getloadavg(),
-           "uvicorn_loop": loop, "uvicorn_http": http, "fsync": not args.no_fsync}
+    try:
+        from importlib.metadata import version
+        granian = version("granian")
+    except Exception:  # not installed: only uvicorn can be measured
+        granian = "not installed"
+    cluster = [*(["--workers", str(args.workers)] if args.workers is not None else []),
+               *(["--redis-url", args.redis_url] if args.redis_url else [])]
+    env = {"machine": machine(), "python": platform.python_version(),
+           "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+           "uvicorn_loop": loop, "uvicorn_http": http, "granian": granian,
+           "client": f"loadgen.HttpConnection on {CLIENT_LOOP}", "fsync": not args.no_fsync,
+           "serve_extra_args": cluster}
     print(f"promobandit serve on loopback: {env}")
-    results: dict[str, Any] = {"environment": env, "in_process": in_process(args.repeats, 3000),
-                               "http": []}
-    print("\nin-process cost per request (us, median [min-max]):")
-    for name, r in results["in_process"].items():
-        d, f = r["decide_us"], r["feedback_us"]
-        print(f"  {name:<20} decide {d['median']:7.1f} [{d['min']:.1f}-{d['max']:.1f}]   "
-              f"feedback {f['median']:7.1f} [{f['min']:.1f}-{f['max']:.1f}]")
-    results["snapshot"] = snapshot_cost([10_000] if args.quick else [10_000, 100_000])
-    print("\nsnapshot with n decisions pending (requests wait while the state is copied):")
-    for r in results["snapshot"]:
-        print(f"  {r['pending']:>9,.0f} pending: {r['mbytes']:6.1f} MB, under the lock "
-              f"{r['locked_ms']:7.0f} ms, written and fsynced {r['total_ms']:7.0f} ms")
+    results: dict[str, Any] = {"environment": env, "http": []}
+    if not args.skip_in_process:
+        results["in_process"] = in_process(args.repeats, 3000)
+        print("\nin-process cost per request (us, median [min-max]):")
+        for name, r in results["in_process"].items():
+            d, f = r["decide_us"], r["feedback_us"]
+            print(f"  {name:<20} decide {d['median']:7.1f} [{d['min']:.1f}-{d['max']:.1f}]   "
+                  f"feedback {f['median']:7.1f} [{f['min']:.1f}-{f['max']:.1f}]")
+        results["snapshot"] = snapshot_cost([10_000] if args.quick else [10_000, 100_000])
+        print("\nsnapshot with n decisions pending (requests wait while the state is copied):")
+        for r in results["snapshot"]:
+            print(f"  {r['pending']:>9,.0f} pending: {r['mbytes']:6.1f} MB, under the lock "
+                  f"{r['locked_ms']:7.0f} ms, written and fsynced {r['total_ms']:7.0f} ms")
     rs = random.Random(1)
+    variants = [(name, t) for name in args.servers for t in args.threads]
     with tempfile.TemporaryDirectory() as tmp:
         # All servers run at once and the variants take turns at every point, so that
         # other load on the machine falls on them alike.
-        servers = {t: Server(t, not args.no_fsync, Path(tmp)) for t in args.threads}
+        servers: dict[tuple[str, int], Server] = {}
         try:
+            for name, t in variants:
+                servers[(name, t)] = Server(name, t, not args.no_fsync, Path(tmp), cluster)
             for server in servers.values():
                 measure(server, 8, 1.0, "decide", rs)  # warm-up
             for workload in ("decide", "feedback"):
                 for clients in args.clients:
-                    runs: dict[int, list[dict[str, float]]] = {t: [] for t in servers}
+                    runs: dict[tuple[str, int], list[dict[str, float]]] = {
+                        v: [] for v in servers}
                     for _ in range(args.repeats):
-                        for t, server in servers.items():
-                            runs[t].append(measure(server, clients, args.seconds, workload, rs))
-                    for t in servers:
+                        for v, server in servers.items():
+                            runs[v].append(measure(server, clients, args.seconds, workload, rs))
+                    for (name, t), rr in runs.items():
                         results["http"].append(
-                            {"threads": t, "workload": workload, "clients": clients,
-                             **{k: summarise([r[k] for r in runs[t]]) for k in runs[t][0]}})
+                            {"server": name, "threads": t, "workload": workload,
+                             "clients": clients,
+                             **{k: summarise([r[k] for r in rr]) for k in rr[0]}})
         finally:
             for server in servers.values():
                 server.stop()
     print(f"\nHTTP, closed loop ({args.seconds:g} s per point, median of {args.repeats}; "
-          "[min-max])")
-    head = (f"{'threads':>7} {'route':<9}{'clients':>8}{'req/s':>18}{'p50 ms':>16}"
-            f"{'p99 ms':>18}{'server CPU us/req':>22}")
+          "[min-max]); client = the load generator, in this process")
+    head = (f"{'server':<8}{'threads':>7} {'route':<9}{'clients':>8}{'req/s':>20}"
+            f"{'p50 ms':>16}{'p99 ms':>18}{'server CPU us/req':>20}{'client us/req':>15}"
+            f"{'client share':>13}")
     print(head + "\n" + "-" * len(head))
+
     def cell(r: dict[str, Any], k: str, fmt: str) -> str:
         v = r[k]
         return f"{v['median']:{fmt}} [{v['min']:{fmt}}-{v['max']:{fmt}}]"
 
     for r in results["http"]:
-        print(f"{r['threads']:>7} {r['workload']:<9}{r['clients']:>8}"
-              f"{cell(r, 'throughput', '.0f'):>18}{cell(r, 'p50_ms', '.1f'):>16}"
-              f"{cell(r, 'p99_ms', '.1f'):>18}{cell(r, 'server_cpu_us', '.0f'):>22}")
+        print(f"{r['server']:<8}{r['threads']:>7} {r['workload']:<9}{r['clients']:>8}"
+              f"{cell(r, 'throughput', ',.0f'):>20}{cell(r, 'p50_ms', '.1f'):>16}"
+              f"{cell(r, 'p99_ms', '.1f'):>18}{cell(r, 'server_cpu_us', '.0f'):>20}"
+              f"{r['client_cpu_us']['median']:>15.0f}{r['client_share']['median']:>13.0%}")
         if r["errors"]["max"]:
             print(f"        ({r['errors']['max']:.0f} answers not 200 or not valid, left out "
                   "of req/s and latency)")
+    if len(args.servers) > 1:
+        base = args.servers[-1]
+        print(f"\nserver CPU per request, ratio to {base} (median; < 1: cheaper than {base}):")
+        index = {(r["server"], r["threads"], r["workload"], r["clients"]): r
+                 for r in results["http"]}
+        results["cpu_ratio"] = []
+        for (name, t, workload, clients), r in index.items():
+            if name == base:
+                continue
+            b = index[(base, t, workload, clients)]
+            ratio = r["server_cpu_us"]["median"] / b["server_cpu_us"]["median"]
+            thr = r["throughput"]["median"] / b["throughput"]["median"]
+            results["cpu_ratio"].append({"server": name, "base": base, "threads": t,
+                                         "workload": workload, "clients": clients,
+                                         "cpu_ratio": ratio, "throughput_ratio": thr})
+            print(f"  {name} / {base}, threads {t}, {workload:<8} {clients:>3} clients: "
+                  f"CPU x{ratio:.2f}, req/s x{thr:.2f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {args.json}")

@@ -166,8 +166,10 @@ class ServerThread:
 class ServerProcess:
     """``python -m promobandit serve --config FILE --port 0`` as a child process."""
 
-    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_file: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
         self.config_file = config_file
+        self.args = list(args or [])  # more command-line flags, e.g. ["--server", "uvicorn"]
         # The child inherits the environment, so it imports promobandit from where the
         # tests do (the installed package in CI, with its compiled extension).
         self.env = {**os.environ, **(env or {})}
@@ -178,7 +180,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "promobandit", "serve", "--config", str(self.config_file),
-             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             "--port", "0", *self.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=self.env)
         assert self.proc.stdout is not None
         line = self._readline_with_timeout(self.proc.stdout, START_TIMEOUT)

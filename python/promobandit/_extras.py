@@ -14,6 +14,8 @@ scoring, offers, constraints, features and the engine without a decision log. Th
   two-tower on the simulated history);
 - ``service``: FastAPI, uvicorn, orjson, prometheus-client, pydantic and the ``log`` extra
   (``promobandit serve``);
+- ``granian``: the ``service`` extra with Granian, the Rust HTTP server that
+  ``promobandit serve --server granian`` runs the app on;
 - ``distributed``: ``evaluate`` with dask and distributed, for off-policy evaluation of a
   Parquet log on a Dask cluster (``evaluate_stream(..., client=...)``);
 - ``cluster``: ``service`` with redis and hiredis (``[storage] kind = "redis"``: many
@@ -39,6 +41,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "distributed": ("pandas", "scipy", "sklearn", "pyarrow", "dask", "distributed"),
     "cluster": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow",
                 "redis", "hiredis"),
+    "granian": ("fastapi", "uvicorn", "orjson", "prometheus_client", "pydantic", "pyarrow",
+                "granian"),
 }
 
 

@@ -9,7 +9,7 @@ import logging
 import socket
 import sys
 
-from .._extras import require, require_extra
+from .._extras import require_extra
 
 # Exit status when the state on disk cannot be recovered without losing acknowledged data.
 EXIT_UNRECOVERABLE = 3
@@ -19,7 +19,7 @@ EXIT_LOCKED = 4
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "serve", help="run the HTTP decision service (FastAPI on uvicorn)",
+        "serve", help="run the HTTP decision service (FastAPI on uvicorn or Granian)",
         description="Serve decisions over HTTP with durable state. Configuration: a TOML file "
                     "(--config) or the embedded default; the privacy key comes from the file "
                     "or PROMOBANDIT_PRIVACY_KEY (required), the API key from the file or "
@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--memory", action="store_true",
                    help="keep state in memory only (storage.kind = 'memory'; nothing survives)")
     p.add_argument("--threads", type=int, help="engine worker threads (server.threads)")
+    from .server import DEFAULT_SERVER, SERVERS
+
+    p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                   help=f"the HTTP server under the app (default {DEFAULT_SERVER}: the one "
+                        "that spends less CPU per request; see service/server.py)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"],
                    help="log level (server.log_level)")
     p.add_argument("--accept-log-loss", action="store_true",
@@ -99,21 +104,6 @@ def _describe(cfg: object) -> str:
     return json.dumps(d, indent=2, default=str)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket (port 0: a free one)."""
-    # Bind before serving, so that the address (port 0: a free one) can be reported.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
-    # proto says TCP, and accepted sockets inherit it; with proto 0 every keep-alive
-    # response waited ~40 ms for the client's delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
 def run(args: argparse.Namespace) -> int:
     from . import config as config_mod
 
@@ -124,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # The checked configuration needs only the core; serving needs the service extra.
     require_extra("service", "promobandit serve")
-    uvicorn = require("uvicorn", "service", "promobandit serve")
+    if args.server != "uvicorn":
+        require_extra(args.server, f"promobandit serve --server {args.server}")
 
     from .app import create_app
     from .runtime import DecisionService, ServiceUnavailable
+    from .server import listen_socket, serve
     from .storage import FingerprintMismatch, StorageCorrupt, StorageLocked
 
     level = getattr(logging, cfg.server.log_level.upper())
@@ -135,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "workers", 1) > 1:
         from .cluster import serve_workers
+        from .server import listen_socket
 
-        return serve_workers(cfg, args, listening_socket)
+        return serve_workers(cfg, args, listen_socket)
     if cfg.storage.kind == "redis":
         require_extra("cluster", "promobandit serve in cluster mode")
         from .cluster import ClusterService
@@ -162,9 +155,11 @@ def run(args: argparse.Namespace) -> int:
     # pause of every request). Freezing moves them out of the collector's sight.
     gc.collect()
     gc.freeze()
+    # Bind before serving, so that the address (port 0: a free one) can be reported; a
+    # worker started by --workers serves on the socket its parent bound.
     inherited = getattr(args, "inherit_fd", None)
     sock = (socket.socket(fileno=inherited) if inherited is not None
-            else listening_socket(cfg.server.host, cfg.server.port))
+            else listen_socket(cfg.server.host, cfg.server.port))
     host, port = sock.getsockname()[:2]
     from .app import warn_if_unauthenticated
 
@@ -177,11 +172,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"promobandit serve: listening on http://{host}:{port} (snapshot "
               f"{rec.get('snapshot') or 'none'}, {rec.get('replayed_records', 0)} log records "
               f"replayed, {len(rec.get('problems', []))} problems)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=cfg.server.log_level,
-                                           access_log=False, lifespan="on"))
     try:
-        server.run(sockets=[sock])
+        serve(app, sock, server=args.server, log_level=cfg.server.log_level)
     finally:
-        if service.state != "stopped":  # uvicorn did not run the lifespan's shutdown
+        if service.state != "stopped":  # the server did not run the lifespan's shutdown
             service.stop()
     return 0

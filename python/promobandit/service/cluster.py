@@ -1050,7 +1050,7 @@ def serve_workers(cfg: ServiceConfig, args: Any, listening_socket: Any) -> int:
     fd = sock.fileno()
     os.set_inheritable(fd, True)
     cmd = [sys.executable, "-m", "promobandit", "serve", "--inherit-fd", str(fd),
-           "--redis-url", cfg.storage.url]
+           "--redis-url", cfg.storage.url, "--server", getattr(args, "server", "uvicorn")]
     for flag, value in (("--config", args.config), ("--storage-dir", args.storage_dir),
                         ("--threads", args.threads), ("--log-level", args.log_level)):
         if value is not None:
