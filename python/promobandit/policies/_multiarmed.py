@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Policy, ThompsonConfig, check_method, new_counters
+from .base import FAST_UPDATE_BOUND, Policy, ThompsonConfig, check_method, new_counters
 
 
 class MultiArmedPolicy(Policy):
@@ -15,6 +15,25 @@ class MultiArmedPolicy(Policy):
     so a non-contextual policy can stand wherever a contextual one does."""
 
     _kind: ClassVar[int]
+    # Checked updates (promobandit.policies.base): an update writes its arm's row of
+    # "stats" (sum w, sum w r, sum w r^2), each new entry at most the bound on every entry
+    # plus |w| max(1, |r|)^2 in magnitude (decay only shrinks them).
+    _update_rows: ClassVar[tuple[str, ...]] = ("stats",)
+
+    def _fast_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+        b = self._bound
+        if b is None:
+            b = float(np.abs(self._arrays["stats"]).max(initial=0.0))
+        try:
+            r, w = abs(float(reward)), abs(float(weight))
+            m = r if r > 1.0 else 1.0
+            nb = b + w * m * m
+            ok = nb <= FAST_UPDATE_BOUND  # False for NaN
+        except (TypeError, ValueError):  # not a number: the kernel's checks will say so
+            return False
+        if ok:
+            self._bound = float(nb)
+        return ok
 
     def _hyper(self) -> list[float]:
         return []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -73,6 +75,12 @@ class LinTSConfig(LinearConfig):
         check_method(self.propensity_method)
 
 
+# The magnitude bound of the linear policies' fast checked update (see
+# LinearPolicy._fast_update): far below float64's 1.8e308, since theta and the
+# Sherman-Morrison terms are products of up to four such magnitudes.
+LINEAR_FAST_BOUND = 1e60
+
+
 class LinearPolicy(ContextualIdentity, Policy):
     """Base of the disjoint linear policies. Extra argument: n_features (d)."""
 
@@ -85,6 +93,44 @@ class LinearPolicy(ContextualIdentity, Policy):
         super().__init__(n_arms, config, seed=seed, backend=backend, **kwargs)
 
     _exploration_field: ClassVar[str]
+
+    # Checked updates (promobandit.policies.base): an update of arm a writes its rows of
+    # these (decay < 1: every arm's, always on the exact slow path).
+    _update_rows: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "n",
+                                               "since_refresh")
+
+    def _fast_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+        # The fast path: decay 1, a float64 context, no exact refresh due (a Cholesky
+        # refresh may fail midway: the slow path can undo it), and every magnitude at most
+        # LINEAR_FAST_BOUND: |x|^2, |w|, r^2, 1/ridge and the bound on the entries of A,
+        # b and n after the update (+ |w| (|x|^2 + r^2 + 1)). Then A^-1 <= I / ridge
+        # keeps u = A^-1 x, x.u, the Sherman-Morrison term and theta = A^-1 b below
+        # d^2 1e240: finite for any d the kernels take.
+        c = self.config
+        if c.decay < 1.0 or type(context) is not np.ndarray:
+            return False
+        lim = LINEAR_FAST_BOUND
+        try:
+            a = operator.index(arm)
+            since = self._arrays["since_refresh"]
+            if not 0 <= a < since.shape[0] or since.item(a) + 1 >= c.refresh_every:
+                return False
+            norm = math.hypot(*context.tolist())  # faster than a NumPy call for small d
+            xx = norm * norm
+            r, w = abs(float(reward)), abs(float(weight))
+            b = self._bound
+            if b is None:
+                arr = self._arrays
+                b = max(float(np.abs(arr["A"]).max(initial=0.0)),
+                        float(np.abs(arr["b"]).max(initial=0.0)),
+                        float(np.abs(arr["n"]).max(initial=0.0)))
+            nb = b + w * (xx + r * r + 1.0)
+            ok = nb <= lim and xx <= lim and w <= lim and r * r <= lim and c.ridge * lim >= 1.0
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return False  # not the kernel's form: the slow path (and the kernel) decide
+        if ok:
+            self._bound = float(nb)
+        return ok
 
     def _exploration(self) -> float:
         return float(getattr(self.config, self._exploration_field))
