@@ -222,7 +222,8 @@ def _checked_update(policy: Policy, update: Any) -> Any:
     def checked(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
         if fast(arm, reward, context, weight):
             return update(arm, reward, context, weight)
-        guarded(lambda: update(arm, reward, context, weight), arm, f"update (arm {arm!r})")
+        guarded(lambda: update(arm, reward, context, weight), arm, f"update (arm {arm!r})",
+                lambda: policy._precheck_update(arm, reward, context, weight))
         return None
     return checked
 
@@ -243,7 +244,8 @@ def _checked_update_batch(policy: Policy, update_batch: Any) -> Any:
                                       1.0 if w is None else float(w[i]))
             return len(a), row
         policy._guarded_batch(lambda: update_batch(arms, rewards, contexts, weights), rows,
-                              "update_batch")
+                              "update_batch",
+                              lambda: policy._precheck_batch(arms, rewards, contexts, weights))
     return checked
 
 
@@ -385,6 +387,17 @@ class Policy(ABC):
         (it then records the new bound); False sends it through the exact slow path."""
         return False
 
+    def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
+        """On the slow path, before the kernel runs: why this update must be refused
+        although its result would be finite (a kernel step that cannot be undone, e.g. a
+        factorisation that overflows), or None."""
+        return None
+
+    def _precheck_batch(self, arms: Any, rewards: Any, contexts: Any,
+                        weights: Any) -> tuple[int, str] | None:
+        """As _precheck_update for a batch: (the first row to refuse, why), or None."""
+        return None
+
     def _arm_slot(self, arm: Any) -> int | None:
         try:
             a = operator.index(arm)
@@ -417,11 +430,16 @@ class Policy(ABC):
                 return name
         return None
 
-    def _guarded_update(self, apply: Any, arm: Any, what: str) -> None:
+    def _guarded_update(self, apply: Any, arm: Any, what: str, precheck: Any = None) -> None:
         """The slow path: apply() under the kernel's mutex, checked, undone when a
-        statistic it wrote is not finite (ValueError naming `what` and the statistic)."""
+        statistic it wrote is not finite (ValueError naming `what` and the statistic).
+        precheck() (optional) first gives a reason to refuse without running the kernel."""
         self._kernel.lock()
         try:
+            why = None if precheck is None else precheck()
+            if why is not None:
+                raise ValueError(f"{what}: {why}; nothing was learnt from it, the policy is "
+                                 "unchanged")
             saved = self._save_update(arm)
             try:
                 apply()
@@ -442,13 +460,17 @@ class Policy(ABC):
             self._bound = None  # measured again from the arrays at the next fast check
             self._kernel.unlock()
 
-    def _guarded_batch(self, apply: Any, rows: Any, what: str) -> None:
+    def _guarded_batch(self, apply: Any, rows: Any, what: str, precheck: Any = None) -> None:
         """A batch on the slow path (a batch's copy is small beside its n updates). When
         the batch writes a non-finite statistic it is refused whole; its first such row
         is found by applying the rows one by one from the saved state (rows() gives their
         number and a function applying row i), and named in the ValueError."""
         self._kernel.lock()
         try:
+            refused = None if precheck is None else precheck()
+            if refused is not None:
+                raise ValueError(f"{what}: row {refused[0]}: {refused[1]}; the batch was "
+                                 "refused whole, the policy is unchanged")
             saved = self._save_update(None)
             try:
                 apply()

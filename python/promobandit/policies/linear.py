@@ -132,6 +132,70 @@ class LinearPolicy(ContextualIdentity, Policy):
             self._bound = float(nb)
         return ok
 
+    # The exact refresh of an arm (a Cholesky factorisation of A, at every update with
+    # decay < 1, else every refresh_every updates) sums up to d + 1 products of the size
+    # of A's entries: beyond F64_MAX / (2 (d + 1)) it overflows and fails inside the
+    # kernel, after A was written. Such an update is refused before the kernel runs.
+    def _a_limit(self) -> float:
+        return float(np.finfo(np.float64).max) / (2.0 * (self.n_features + 1))
+
+    def _grown(self, a_row: np.ndarray, x: np.ndarray, w: float) -> np.ndarray:
+        c = self.config
+        with np.errstate(over="ignore", invalid="ignore"):
+            grown = a_row * c.decay if c.decay < 1.0 else a_row.copy()
+            if c.decay < 1.0:
+                grown[np.diag_indices(self.n_features)] += (1.0 - c.decay) * c.ridge
+            grown += w * np.outer(x, x)
+        return grown
+
+    def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
+        try:
+            a = operator.index(arm)
+            x = np.asarray(context, dtype=np.float64).reshape(-1)
+            w = float(weight)
+        except (TypeError, ValueError):
+            return None  # the kernel's own checks name what is wrong
+        if not (0 <= a < self.n_arms and x.shape[0] == self.n_features
+                and np.isfinite(x).all() and math.isfinite(w) and w >= 0.0):
+            return None
+        grown = self._grown(self._arrays["A"][a], x, w)
+        if not np.abs(grown).max() <= self._a_limit():
+            return (f"the context's magnitude would grow arm {a}'s precision matrix A past "
+                    f"{self._a_limit():.3g}, where its exact refresh (a Cholesky "
+                    "factorisation) overflows")
+        return None
+
+    def _precheck_batch(self, arms: Any, rewards: Any, contexts: Any,
+                        weights: Any) -> tuple[int, str] | None:
+        try:
+            a = np.asarray(arms).astype(np.int64, casting="safe").reshape(-1)
+            xs = np.asarray(contexts, dtype=np.float64).reshape(a.shape[0], self.n_features)
+            w = (np.ones(a.shape[0]) if weights is None
+                 else np.asarray(weights, dtype=np.float64).reshape(a.shape[0]))
+        except (TypeError, ValueError):
+            return None
+        if not (np.isfinite(xs).all() and np.isfinite(w).all() and (w >= 0).all()
+                and ((a >= 0) & (a < self.n_arms)).all()):
+            return None
+        A = self._arrays["A"]
+        limit = self._a_limit()
+        with np.errstate(over="ignore", invalid="ignore"):
+            grows = float(np.abs(A).max()) + float((w * np.einsum("ij,ij->i", xs, xs)).sum())
+        if grows <= limit:
+            return None  # the common case: no row can reach the limit
+        sim = A.copy()
+        for i in range(a.shape[0]):
+            if self.config.decay < 1.0:
+                for k in range(self.n_arms):
+                    if k != a[i]:
+                        sim[k] = self._grown(sim[k], np.zeros(self.n_features), 0.0)
+            sim[a[i]] = self._grown(sim[a[i]], xs[i], float(w[i]))
+            if not np.abs(sim[a[i]]).max() <= limit:
+                return i, (f"its context's magnitude would grow arm {int(a[i])}'s precision "
+                           f"matrix A past {limit:.3g}, where its exact refresh (a Cholesky "
+                           "factorisation) overflows")
+        return None
+
     def _exploration(self) -> float:
         return float(getattr(self.config, self._exploration_field))
 
