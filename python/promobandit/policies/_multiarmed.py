@@ -20,20 +20,24 @@ class MultiArmedPolicy(Policy):
     # plus |w| max(1, |r|)^2 in magnitude (decay only shrinks them).
     _update_rows: ClassVar[tuple[str, ...]] = ("stats",)
 
-    def _fast_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> bool:
-        b = self._bound
-        if b is None:
-            b = float(np.abs(self._arrays["stats"]).max(initial=0.0))
-        try:
-            r, w = abs(float(reward)), abs(float(weight))
+    def _make_fast_update(self) -> Any:
+        box, arrays_of, lim = self._bound, self, FAST_UPDATE_BOUND
+
+        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+            b = box[0]
+            if b is None:
+                b = float(np.abs(arrays_of._arrays["stats"]).max(initial=0.0))
+            try:
+                r, w = abs(float(reward)), abs(float(weight))
+            except (TypeError, ValueError):  # not a number: the kernel's checks say so
+                return False
             m = r if r > 1.0 else 1.0
             nb = b + w * m * m
-            ok = nb <= FAST_UPDATE_BOUND  # False for NaN
-        except (TypeError, ValueError):  # not a number: the kernel's checks will say so
+            if nb <= lim:  # False for NaN
+                box[0] = nb
+                return True
             return False
-        if ok:
-            self._bound = float(nb)
-        return ok
+        return fast
 
     def _hyper(self) -> list[float]:
         return []

@@ -216,11 +216,11 @@ def _edge_update_batch(kernel_update_batch: Any) -> Any:
 
 def _checked_update(policy: Policy, update: Any) -> Any:
     """policy.update with the finiteness check (see Policy's "checked updates")."""
-    fast = policy._fast_update
+    fast = policy._make_fast_update()
     guarded = policy._guarded_update
 
     def checked(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
-        if fast(arm, reward, context, weight):
+        if fast is not None and fast(arm, reward, context, weight):
             return update(arm, reward, context, weight)
         guarded(lambda: update(arm, reward, context, weight), arm, f"update (arm {arm!r})",
                 lambda: policy._precheck_update(arm, reward, context, weight))
@@ -300,6 +300,8 @@ class Policy(ABC):
         self._lock = threading.RLock()  # serialises structural changes among themselves
         k = check_int("n_arms", n_arms, 1)
         self._arrays = self._new_arrays(k)
+        # the fast update check's bound on the statistics' magnitude (None: not measured)
+        self._bound: list[float | None] = [None]
         self._bind()
 
     # --- state layout, provided by each family -------------------------------------------
@@ -362,7 +364,7 @@ class Policy(ABC):
         """Swaps in new state arrays; call inside _exclusive()."""
         self._kernel.rebind(arrays)
         self._arrays = arrays
-        self._bound = None  # the statistics changed wholesale: measured again when needed
+        self._bound[0] = None  # the statistics changed wholesale: measured again when needed
 
     # --- checked updates -----------------------------------------------------------------
     # An update is committed only if every statistic it wrote is finite: a finite but huge
@@ -375,17 +377,18 @@ class Policy(ABC):
     # exception from the kernel) put the copies back and raise ValueError naming the arm
     # (or the batch row) and the statistic: the state_dict is byte for byte as before.
     # The fast path costs a few float operations: a family whose statistics are sums
-    # proves from a running bound on their magnitude (``_bound``, measured again from
+    # proves from a running bound on their magnitude (``_bound[0]``, measured again from
     # the arrays after every slow update or wholesale change) that the update cannot
-    # leave the finite range, and applies it directly (``_fast_update``).
+    # leave the finite range, and applies it directly (``_make_fast_update``).
     _update_rows: ClassVar[tuple[str, ...]] = ()
     _update_whole: ClassVar[tuple[str, ...]] = ()
-    _bound: float | None = None
 
-    def _fast_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> bool:
-        """True when a closed-form bound proves this update keeps every statistic finite
-        (it then records the new bound); False sends it through the exact slow path."""
-        return False
+    def _make_fast_update(self) -> Any:
+        """None, or a function (arm, reward, context, weight) -> bool: True when a
+        closed-form bound proves the update keeps every statistic finite (it then records
+        the new bound in ``self._bound``), False to send it through the exact slow path.
+        A closure, made once per binding: the check is a few float operations."""
+        return None
 
     def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
         """On the slow path, before the kernel runs: why this update must be refused
@@ -457,7 +460,7 @@ class Policy(ABC):
                     "non-finite (a sum overflowed: the reward, weight or context is too "
                     "large in magnitude); nothing was learnt from it, the policy is unchanged")
         finally:
-            self._bound = None  # measured again from the arrays at the next fast check
+            self._bound[0] = None  # measured again from the arrays at the next fast check
             self._kernel.unlock()
 
     def _guarded_batch(self, apply: Any, rows: Any, what: str, precheck: Any = None) -> None:
@@ -501,7 +504,7 @@ class Policy(ABC):
                 "non-finite (a sum overflowed: its reward, weight or context is too large "
                 "in magnitude); the batch was refused whole, the policy is unchanged")
         finally:
-            self._bound = None
+            self._bound[0] = None
             self._kernel.unlock()
 
     # --- properties ---------------------------------------------------------------------
@@ -731,6 +734,8 @@ class Policy(ABC):
         config = self.config_class(**state["config"])
         fresh = self._from_identity(state, config, data.get("backend", "auto"))
         self.__dict__.update(fresh.__dict__)
+        self._bound = [None]
+        self._bind()  # the checked update's closures belong to this object, not to fresh
         self.load_state_dict(state)
 
     def merge(self, other: Policy) -> None:
@@ -759,7 +764,7 @@ class Policy(ABC):
             counters[CTR_UPDATES] += theirs["arrays"]["counters"][CTR_UPDATES]
             counters[CTR_PROPENSITY_AT] = -1
             self._after_merge()
-            self._bound = None
+            self._bound[0] = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n_arms={self.n_arms}, config={self.config}, "

@@ -99,7 +99,7 @@ class LinearPolicy(ContextualIdentity, Policy):
     _update_rows: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "n",
                                                "since_refresh")
 
-    def _fast_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+    def _make_fast_update(self) -> Any:
         # The fast path: decay 1, a float64 context, no exact refresh due (a Cholesky
         # refresh may fail midway: the slow path can undo it), and every magnitude at most
         # LINEAR_FAST_BOUND: |x|^2, |w|, r^2, 1/ridge and the bound on the entries of A,
@@ -107,30 +107,37 @@ class LinearPolicy(ContextualIdentity, Policy):
         # keeps u = A^-1 x, x.u, the Sherman-Morrison term and theta = A^-1 b below
         # d^2 1e240: finite for any d the kernels take.
         c = self.config
-        if c.decay < 1.0 or type(context) is not np.ndarray:
-            return False
         lim = LINEAR_FAST_BOUND
-        try:
-            a = operator.index(arm)
-            since = self._arrays["since_refresh"]
-            if not 0 <= a < since.shape[0] or since.item(a) + 1 >= c.refresh_every:
+        if c.decay < 1.0 or c.ridge * lim < 1.0:
+            return None
+        box, policy, refresh_every, ndarray = self._bound, self, c.refresh_every, np.ndarray
+        hypot, index = math.hypot, operator.index
+
+        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+            if type(context) is not ndarray:
                 return False
-            norm = math.hypot(*context.tolist())  # faster than a NumPy call for small d
+            try:
+                a = index(arm)
+                arrays = policy._arrays
+                since = arrays["since_refresh"]
+                if not 0 <= a < since.shape[0] or since.item(a) + 1 >= refresh_every:
+                    return False
+                norm = hypot(*context.tolist())  # faster than a NumPy call for small d
+                r, w = abs(float(reward)), abs(float(weight))
+            except (TypeError, ValueError, IndexError):
+                return False  # not the kernel's form: the slow path (and the kernel) decide
             xx = norm * norm
-            r, w = abs(float(reward)), abs(float(weight))
-            b = self._bound
+            b = box[0]
             if b is None:
-                arr = self._arrays
-                b = max(float(np.abs(arr["A"]).max(initial=0.0)),
-                        float(np.abs(arr["b"]).max(initial=0.0)),
-                        float(np.abs(arr["n"]).max(initial=0.0)))
+                b = max(float(np.abs(arrays["A"]).max(initial=0.0)),
+                        float(np.abs(arrays["b"]).max(initial=0.0)),
+                        float(np.abs(arrays["n"]).max(initial=0.0)))
             nb = b + w * (xx + r * r + 1.0)
-            ok = nb <= lim and xx <= lim and w <= lim and r * r <= lim and c.ridge * lim >= 1.0
-        except (TypeError, ValueError, IndexError, AttributeError):
-            return False  # not the kernel's form: the slow path (and the kernel) decide
-        if ok:
-            self._bound = float(nb)
-        return ok
+            if nb <= lim and xx <= lim and w <= lim and r * r <= lim:
+                box[0] = nb
+                return True
+            return False
+        return fast
 
     # The exact refresh of an arm (a Cholesky factorisation of A, at every update with
     # decay < 1, else every refresh_every updates) sums up to d + 1 products of the size
