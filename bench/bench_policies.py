@@ -314,7 +314,9 @@ def update_check_rows(n: int, repeats: int, backends: list[str]) -> list[dict[st
     then update) with today's checked ``policy.update`` beside the same policy whose
     update is the kernel behind the edge conversion only, as before the checks. The two
     alternate repeat by repeat, so the machine's load falls on both alike; the ratio is
-    the checked run's median time over the unchecked one's."""
+    the checked run's median time over the unchecked one's. Propensities are off, so
+    select is as cheap as it gets and the update's share of a decision is the largest
+    (with them on, Thompson sampling's propensity dwarfs the update)."""
     import os
 
     from promobandit.policies.base import _edge_update
@@ -327,7 +329,7 @@ def update_check_rows(n: int, repeats: int, backends: list[str]) -> list[dict[st
             linear = name.startswith("Lin")
 
             def run(checked: bool, name: str = name, linear: bool = linear) -> float:
-                p = pb_policy(name, backend)
+                p = pb_policy(name, backend, propensities=False)
                 if not checked:
                     p.update = _edge_update(p._kernel.update)
                 return run_pb_single(p, n, rewards_l if linear else rewards_b,
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     backends = [b for b in ("cpp", "numba") if b in _backends.available()]
     if args.update_checks:
         print(machine(), flush=True)
-        checks = update_check_rows(n_fast // 5, max(repeats, 5), backends)
+        checks = update_check_rows(n_fast, max(repeats, 5), backends)
         path = args.json.parent / "update_checks.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"machine": machine(), "rows": checks}, indent=1))

@@ -141,6 +141,9 @@ def test_a_retry_after_a_purchase_is_the_same_decision_and_changes_nothing(
         assert r.status_code == 409, r.text
         assert r.json()["error"].startswith("request_id:")
     assert svc.engine.to_bytes() == before and svc.storage.last_seq == seq
+    metrics = c.get("/metrics").text
+    assert 'promobandit_engine_events_total{kind="decisions"} 1.0' in metrics
+    assert 'promobandit_engine_events_total{kind="request_keys_evicted"} 0.0' in metrics
 
 
 def test_a_key_survives_a_snapshot_and_a_replay_byte_for_byte(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ class MultiArmedPolicy(Policy):
     # "stats" (sum w, sum w r, sum w r^2), each new entry at most the bound on every entry
     # plus |w| max(1, |r|)^2 in magnitude (decay only shrinks them).
     _update_rows: ClassVar[tuple[str, ...]] = ("stats",)
+    _bound_arrays: ClassVar[tuple[str, ...]] = ("stats",)
 
     def _make_fast_update(self) -> Any:
         box, arrays_of, lim = self._bound, self, FAST_UPDATE_BOUND

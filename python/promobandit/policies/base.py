@@ -459,9 +459,31 @@ class Policy(ABC):
                     f"{what}: the update would make the policy's {bad!r} statistics "
                     "non-finite (a sum overflowed: the reward, weight or context is too "
                     "large in magnitude); nothing was learnt from it, the policy is unchanged")
-        finally:
+            self._raise_bound(saved)
+        except BaseException:
             self._bound[0] = None  # measured again from the arrays at the next fast check
+            raise
+        finally:
             self._kernel.unlock()
+
+    # Arrays whose magnitude the fast check's bound covers (the family's sums).
+    _bound_arrays: ClassVar[tuple[str, ...]] = ()
+
+    def _raise_bound(self, saved: list[tuple[str, Any, np.ndarray]]) -> None:
+        """After an applied slow update: the bound grows to cover the rows it wrote (they
+        are few: cheaper than measuring every arm again), or is dropped when it is unknown
+        or the update wrote whole arrays."""
+        b = self._bound[0]
+        if b is None:
+            return
+        arrays = self._arrays
+        for name, index, _ in saved:
+            if name in self._bound_arrays:
+                if index is ...:
+                    self._bound[0] = None
+                    return
+                b = max(b, float(np.abs(arrays[name][index]).max(initial=0.0)))
+        self._bound[0] = b
 
     def _guarded_batch(self, apply: Any, rows: Any, what: str, precheck: Any = None) -> None:
         """A batch on the slow path (a batch's copy is small beside its n updates). When

@@ -79,6 +79,7 @@ class LinTSConfig(LinearConfig):
 # LinearPolicy._fast_update): far below float64's 1.8e308, since theta and the
 # Sherman-Morrison terms are products of up to four such magnitudes.
 LINEAR_FAST_BOUND = 1e60
+_F64_MAX = float(np.finfo(np.float64).max)
 
 
 class LinearPolicy(ContextualIdentity, Policy):
@@ -98,6 +99,7 @@ class LinearPolicy(ContextualIdentity, Policy):
     # these (decay < 1: every arm's, always on the exact slow path).
     _update_rows: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "n",
                                                "since_refresh")
+    _bound_arrays: ClassVar[tuple[str, ...]] = ("A", "b", "n")
 
     def _make_fast_update(self) -> Any:
         # The fast path: decay 1, a float64 context, no exact refresh due (a Cholesky
@@ -144,7 +146,7 @@ class LinearPolicy(ContextualIdentity, Policy):
     # of A's entries: beyond F64_MAX / (2 (d + 1)) it overflows and fails inside the
     # kernel, after A was written. Such an update is refused before the kernel runs.
     def _a_limit(self) -> float:
-        return float(np.finfo(np.float64).max) / (2.0 * (self.n_features + 1))
+        return _F64_MAX / (2.0 * (self.n_features + 1))
 
     def _grown(self, a_row: np.ndarray, x: np.ndarray, w: float) -> np.ndarray:
         c = self.config
