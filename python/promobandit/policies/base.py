@@ -426,10 +426,13 @@ class Policy(ABC):
             arrays[name][index] = copy
 
     def _nonfinite_written(self, saved: list[tuple[str, Any, np.ndarray]]) -> str | None:
-        """The first saved statistic that is no longer finite, or None."""
+        """The first saved statistic that was finite and is no longer, or None (a cache
+        that holds NaN by design, e.g. a switched-off estimate, is not a statistic made
+        non-finite)."""
         arrays = self._arrays
         for name, index, copy in saved:
-            if copy.dtype.kind == "f" and not np.isfinite(arrays[name][index]).all():
+            if (copy.dtype.kind == "f" and not np.isfinite(arrays[name][index]).all()
+                    and np.isfinite(copy).all()):
                 return name
         return None
 
