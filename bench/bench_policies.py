@@ -328,7 +328,8 @@ def update_check_rows(n: int, repeats: int, backends: list[str]) -> list[dict[st
         for name in ("BetaTS", "GaussianTS", "LinUCB", "LinTS"):
             linear = name.startswith("Lin")
 
-            def run(checked: bool, name: str = name, linear: bool = linear) -> float:
+            def run(checked: bool, name: str = name, linear: bool = linear,
+                    backend: str = backend) -> float:
                 p = pb_policy(name, backend, propensities=False)
                 if not checked:
                     p.update = _edge_update(p._kernel.update)
