@@ -349,7 +349,9 @@ def update_check_rows(n: int, repeats: int, backends: list[str]) -> list[dict[st
             out.append(row)
             print(f"{name:<11}{backend:<7}unchecked {n / off:>11,.0f}/s  checked "
                   f"{n / on:>11,.0f}/s  time ratio {on / off:.3f}  "
-                  f"(load {row['load_avg_1min']:.1f})", flush=True)
+                  f"{off / n * 1e6:.2f} -> {on / n * 1e6:.2f} us a decision "
+                  f"(+{(on - off) / n * 1e6:.2f})  (load {row['load_avg_1min']:.1f})",
+                  flush=True)
     return out
 
 
