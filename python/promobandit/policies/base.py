@@ -598,13 +598,18 @@ class Policy(ABC):
         """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
 
         Updates to removed arms are accepted so that late feedback is never lost.
+        Checked before it counts: an update that would make a statistic non-finite (a
+        finite but huge reward, weight or context overflowing a sum) is refused with a
+        ValueError naming the arm and the statistic, and the policy is left exactly as it
+        was (see "checked updates" in this class).
         """
         self._kernel.update(arm, reward, context, weight)
 
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
         """Learn from n rewards in order, as n calls of update. Every row is checked
-        before any is applied: a rejected batch changes nothing.
+        before any is applied: a rejected batch changes nothing (a row whose update would
+        make a statistic non-finite too: the ValueError names the row).
 
         arms: (n,) arm indices of any integer dtype (see ArmIndex for labels); rewards:
         (n,) numbers, float, integer or bool; contexts: (n, d) as in select_batch;
