@@ -253,3 +253,24 @@ def test_library_feedback_is_checked_against_the_quote_by_default() -> None:
     # a trusted caller may skip the checks (the service checks before it logs)
     res = eng.feedback(d.id, "trusted", purchased=True, revenue=1e6, check=False, now=T0 + 6)
     assert res.status == "finalised"
+
+
+def test_a_refresh_that_fails_midway_is_undone() -> None:
+    # Collinear contexts and a tiny ridge make A numerically singular: the exact refresh
+    # (due at every 3rd update here) fails after A was written. Numba raises; the checked
+    # front puts the arm back. (The C++ kernel ends the process on this failure instead of
+    # raising: a kernel matter, see the report of issue 11's slice; not run here.)
+    from promobandit import _backends
+
+    if "numba" not in _backends.available():
+        pytest.skip("the Numba backend is not available")
+    rs = np.random.default_rng(0)
+    p = POLICIES["LinUCB"](1, 3, seed=1, backend="numba", refresh_every=3, ridge=1e-40)
+    v = rs.normal(size=3)
+    xs = [v * rs.uniform(0.5, 2) for _ in range(3)]
+    p.update(0, 0.5, xs[0])
+    p.update(0, 0.5, xs[1])
+    before = _state_bytes(p)
+    with pytest.raises(ValueError, match="positive definiteness"):
+        p.update(0, 0.5, xs[2])
+    assert _state_bytes(p) == before

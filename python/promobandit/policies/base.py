@@ -56,6 +56,10 @@ FORMAT = "promobandit.policy"
 # 1.8e308: the margin of 1e8 also covers increments of the bound lost to threads racing
 # on it (each at most this, at most one lost per concurrent thread).
 FAST_UPDATE_BOUND = 1e300
+# What a fast check answers: 0 (False) the exact slow path; FAST_DIRECT (1, True) apply
+# as it is; FAST_GUARDED apply under a light guard (a copy put back if the kernel raises
+# midway; the values are proven finite, so no test after).
+FAST_DIRECT, FAST_GUARDED = 1, 2
 FORMAT_VERSION = 1
 
 
@@ -217,11 +221,14 @@ def _edge_update_batch(kernel_update_batch: Any) -> Any:
 def _checked_update(policy: Policy, update: Any) -> Any:
     """policy.update with the finiteness check (see Policy's "checked updates")."""
     fast = policy._make_fast_update()
-    guarded = policy._guarded_update
+    guarded, light = policy._guarded_update, policy._lightly_guarded_update
 
     def checked(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
-        if fast is not None and fast(arm, reward, context, weight):
+        how = 0 if fast is None else fast(arm, reward, context, weight)
+        if how == FAST_DIRECT:
             return update(arm, reward, context, weight)
+        if how == FAST_GUARDED:
+            return light(lambda: update(arm, reward, context, weight), arm)
         guarded(lambda: update(arm, reward, context, weight), arm, f"update (arm {arm!r})",
                 lambda: policy._precheck_update(arm, reward, context, weight))
         return None
@@ -384,10 +391,12 @@ class Policy(ABC):
     _update_whole: ClassVar[tuple[str, ...]] = ()
 
     def _make_fast_update(self) -> Any:
-        """None, or a function (arm, reward, context, weight) -> bool: True when a
-        closed-form bound proves the update keeps every statistic finite (it then records
-        the new bound in ``self._bound``), False to send it through the exact slow path.
-        A closure, made once per binding: the check is a few float operations."""
+        """None, or a function (arm, reward, context, weight) -> 0, FAST_DIRECT or
+        FAST_GUARDED: FAST_DIRECT (or True) when a closed-form bound proves the update
+        keeps every statistic finite (it then records the new bound in ``self._bound``),
+        FAST_GUARDED when it does but the kernel may still raise after a partial write,
+        0 (False) to send it through the exact slow path. A closure, made once per
+        binding: the check is a few float operations."""
         return None
 
     def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
@@ -466,6 +475,20 @@ class Policy(ABC):
         except BaseException:
             self._bound[0] = None  # measured again from the arrays at the next fast check
             raise
+        finally:
+            self._kernel.unlock()
+
+    def _lightly_guarded_update(self, apply: Any, arm: Any) -> None:
+        """apply() under the kernel's mutex, its writes put back if it raises midway (the
+        fast check proved the values finite, so nothing is tested after)."""
+        self._kernel.lock()
+        try:
+            saved = self._save_update(arm)
+            try:
+                apply()
+            except BaseException:
+                self._restore_update(saved)
+                raise
         finally:
             self._kernel.unlock()
 

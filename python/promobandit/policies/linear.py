@@ -11,7 +11,15 @@ import numpy as np
 
 from .._validation import check_int, check_range, edge_float
 from . import _codes
-from .base import ContextualIdentity, Policy, PolicyConfig, check_method, new_counters
+from .base import (
+    FAST_DIRECT,
+    FAST_GUARDED,
+    ContextualIdentity,
+    Policy,
+    PolicyConfig,
+    check_method,
+    new_counters,
+)
 from .traits import PolicyTraits
 
 
@@ -102,12 +110,14 @@ class LinearPolicy(ContextualIdentity, Policy):
     _bound_arrays: ClassVar[tuple[str, ...]] = ("A", "b", "n")
 
     def _make_fast_update(self) -> Any:
-        # The fast path: decay 1, a float64 context, no exact refresh due (a Cholesky
-        # refresh may fail midway: the slow path can undo it), and every magnitude at most
+        # The fast path: decay 1, a float64 context, and every magnitude at most
         # LINEAR_FAST_BOUND: |x|^2, |w|, r^2, 1/ridge and the bound on the entries of A,
         # b and n after the update (+ |w| (|x|^2 + r^2 + 1)). Then A^-1 <= I / ridge
         # keeps u = A^-1 x, x.u, the Sherman-Morrison term and theta = A^-1 b below
-        # d^2 1e240: finite for any d the kernels take.
+        # d^2 1e240: finite for any d the kernels take. When the arm's exact refresh is
+        # due it is applied under the light guard (FAST_GUARDED): a Cholesky
+        # factorisation that fails (a precision matrix too ill-conditioned) raises after
+        # A was written, and the copy puts it back.
         c = self.config
         lim = LINEAR_FAST_BOUND
         if c.decay < 1.0 or c.ridge * lim < 1.0:
@@ -115,15 +125,16 @@ class LinearPolicy(ContextualIdentity, Policy):
         box, policy, refresh_every, ndarray = self._bound, self, c.refresh_every, np.ndarray
         hypot, index = math.hypot, operator.index
 
-        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> int:
             if type(context) is not ndarray:
                 return False
             try:
                 a = index(arm)
                 arrays = policy._arrays
                 since = arrays["since_refresh"]
-                if not 0 <= a < since.shape[0] or since.item(a) + 1 >= refresh_every:
+                if not 0 <= a < since.shape[0]:
                     return False
+                refresh = since.item(a) + 1 >= refresh_every
                 norm = hypot(*context.tolist())  # faster than a NumPy call for small d
                 r, w = abs(float(reward)), abs(float(weight))
             except (TypeError, ValueError, IndexError):
@@ -137,7 +148,7 @@ class LinearPolicy(ContextualIdentity, Policy):
             nb = b + w * (xx + r * r + 1.0)
             if nb <= lim and xx <= lim and w <= lim and r * r <= lim:
                 box[0] = nb
-                return True
+                return FAST_GUARDED if refresh else FAST_DIRECT
             return False
         return fast
 
