@@ -384,9 +384,14 @@ class Policy(ABC):
     # exception from the kernel) put the copies back and raise ValueError naming the arm
     # (or the batch row) and the statistic: the state_dict is byte for byte as before.
     # The fast path costs a few float operations: a family whose statistics are sums
-    # proves from a running bound on their magnitude (``_bound[0]``, measured again from
-    # the arrays after every slow update or wholesale change) that the update cannot
-    # leave the finite range, and applies it directly (``_make_fast_update``).
+    # proves from a running bound on their magnitude (``_bound[0]``, raised by every
+    # update, measured again from the arrays after a wholesale change) that the update
+    # cannot leave the finite range, and applies it directly, or under a light guard (a
+    # copy put back if the kernel raises midway, e.g. a failed exact refresh) when it
+    # can still fail that way (``_make_fast_update``). Near the limit, and for bad
+    # input, the slow path decides. Linear policies also refuse before the kernel runs an
+    # update whose exact refresh would overflow (``_precheck_update``). Threads racing
+    # on the bound may lose increments of it; FAST_UPDATE_BOUND's margin covers that.
     _update_rows: ClassVar[tuple[str, ...]] = ()
     _update_whole: ClassVar[tuple[str, ...]] = ()
 
