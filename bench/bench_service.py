@@ -86,9 +86,17 @@ def clock_ticks() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all threads (from /proc/PID/stat)."""
+    """User + system CPU of a process, all threads (from /proc/PID/stat), plus that of its
+    live child processes (the workers of `serve --workers N`, which do the serving)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / clock_ticks()
+    total = (int(fields[11]) + int(fields[12])) / clock_ticks()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                total += cpu_seconds(int(child))
+            except (OSError, IndexError, ValueError):
+                pass  # a child that ended between the two reads
+    return total
 
 
 def summarise(values: list[float]) -> dict[str, float]:
