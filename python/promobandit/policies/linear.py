@@ -12,7 +12,6 @@ from . import _codes
 from .base import ContextualIdentity, Policy, PolicyConfig, check_method, new_counters
 from .traits import PolicyTraits
 
-
 # LinearConfig.batch_update's settings.
 BATCH_UPDATES = ("sequential", "accumulate")
 
