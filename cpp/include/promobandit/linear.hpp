@@ -299,6 +299,80 @@ __attribute__((target("avx2"))) inline void lin_observe_avx2(double* A, double* 
   for (int64_t i = 0; i < d; ++i) lin_axpy_avx2(Ai + i * d, -(c * u[i]), u, d);
 }
 
+// lin_moments8 in AVX-512 where the CPU has it: the 8 contexts of a block in one 8-lane
+// vector instead of two 4-lane ones; the same IEEE multiply and add per lane in the same
+// order as lin_moments8_avx2 and the template (no FMA), so the same bits.
+typedef double pb_lin_v8d __attribute__((vector_size(64)));
+#define PB_LIN_LOAD8(v, p) __builtin_memcpy(&(v), (p), sizeof(v))
+
+__attribute__((target("avx512f"))) inline void lin_moments8_avx512(const LinState& s,
+                                                                  const double* XT,
+                                                                  double* mean, double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  const pb_lin_v8d zero = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const pb_lin_v8d two = {2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0};
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    pb_lin_v8d m = zero, q = zero;
+    for (int64_t j = 0; j < d; ++j) {
+      const double t = th[j];
+      const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+      pb_lin_v8d x;
+      PB_LIN_LOAD8(x, XT + j * 8);
+      m += c * x;
+    }
+    int64_t i = 0;
+    for (; i + 2 <= d; i += 2) {
+      const double* row = Ai + i * d;
+      const double* row1 = row + d;
+      pb_lin_v8d acc = zero, bcc = zero, x;
+      {
+        const double t = row[i + 1];
+        const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
+        acc += c * x;
+      }
+      for (int64_t j = i + 2; j < d; ++j) {
+        const double t = row[j], u = row1[j];
+        const pb_lin_v8d c = {t, t, t, t, t, t, t, t}, e = {u, u, u, u, u, u, u, u};
+        PB_LIN_LOAD8(x, XT + j * 8);
+        acc += c * x;
+        bcc += e * x;
+      }
+      {
+        const double t = row[i];
+        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + i * 8);
+        q += x * (aii * x + two * acc);
+      }
+      {
+        const double t = row1[i + 1];
+        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
+        q += x * (aii * x + two * bcc);
+      }
+    }
+    for (; i < d; ++i) {
+      const double t = Ai[i * d + i];
+      const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+      pb_lin_v8d x;
+      PB_LIN_LOAD8(x, XT + i * 8);
+      q += x * (aii * x + two * zero);
+    }
+    __builtin_memcpy(mean + a * 8, &m, sizeof m);
+    double qq[8];
+    __builtin_memcpy(qq, &q, sizeof q);
+    for (int r = 0; r < 8; ++r) var[a * 8 + r] = qq[r] > 0.0 ? qq[r] : 0.0;
+  }
+}
+#undef PB_LIN_LOAD8
+
+inline bool lin_cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
 inline bool lin_cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
   return has;
@@ -386,6 +460,10 @@ __attribute__((target("avx2"))) inline void lin_accumulate_upper_avx2(double* A,
 inline void lin_moments8(const LinState& s, const double* XT, double* mean, double* var) {
   static_assert(kLinRowBlock == 8, "lin_moments8 scores blocks of 8 rows");
 #ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx512()) {
+    lin_moments8_avx512(s, XT, mean, var);
+    return;
+  }
   if (lin_cpu_has_avx2()) {
     lin_moments8_avx2(s, XT, mean, var);
     return;
