@@ -455,8 +455,8 @@ __attribute__((target("avx2"))) inline void lin_accumulate_upper_avx2(double* A,
 #undef PB_LIN_LOAD4
 #endif
 
-// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX2 where the CPU
-// has it (the same bits either way).
+// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX-512 or AVX2 where
+// the CPU has it (the same bits either way).
 inline void lin_moments8(const LinState& s, const double* XT, double* mean, double* var) {
   static_assert(kLinRowBlock == 8, "lin_moments8 scores blocks of 8 rows");
 #ifdef PB_LIN_AVX2
