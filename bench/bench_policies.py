@@ -317,6 +317,53 @@ def time_runs(fn: Callable[[], Any], n: int, repeats: int) -> dict[str, float]:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
+def update_check_rows(n: int, repeats: int, backends: list[str]) -> list[dict[str, Any]]:
+    """The cost of checking every update (issue 11: a statistic that would become
+    non-finite is refused, promobandit.policies.base): the single-decision rows (select,
+    then update) with today's checked ``policy.update`` beside the same policy whose
+    update is the kernel behind the edge conversion only, as before the checks. The two
+    alternate repeat by repeat, so the machine's load falls on both alike; the ratio is
+    the checked run's median time over the unchecked one's. Propensities are off, so
+    select is as cheap as it gets and the update's share of a decision is the largest
+    (with them on, Thompson sampling's propensity dwarfs the update)."""
+    import os
+
+    from promobandit.policies.base import _edge_update
+
+    out = []
+    rewards_b = bernoulli_table(n)
+    xs, rewards_l = linear_problem(n)
+    for backend in backends:
+        for name in ("BetaTS", "GaussianTS", "LinUCB", "LinTS"):
+            linear = name.startswith("Lin")
+
+            def run(checked: bool, name: str = name, linear: bool = linear,
+                    backend: str = backend) -> float:
+                p = pb_policy(name, backend, propensities=False)
+                if not checked:
+                    p.update = _edge_update(p._kernel.update)
+                return run_pb_single(p, n, rewards_l if linear else rewards_b,
+                                     xs if linear else None)
+            run(True), run(False)  # compile (Numba), warm caches
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for r in range(repeats):
+                for checked in ((True, False) if r % 2 == 0 else (False, True)):
+                    t = time.perf_counter()
+                    run(checked)
+                    times[checked].append(time.perf_counter() - t)
+            on, off = statistics.median(times[True]), statistics.median(times[False])
+            row = {"workload": name, "backend": backend, "n": n, "repeats": repeats,
+                   "checked_per_s": n / on, "unchecked_per_s": n / off,
+                   "time_ratio": on / off, "load_avg_1min": os.getloadavg()[0]}
+            out.append(row)
+            print(f"{name:<11}{backend:<7}unchecked {n / off:>11,.0f}/s  checked "
+                  f"{n / on:>11,.0f}/s  time ratio {on / off:.3f}  "
+                  f"{off / n * 1e6:.2f} -> {on / n * 1e6:.2f} us a decision "
+                  f"(+{(on - off) / n * 1e6:.2f})  (load {row['load_avg_1min']:.1f})",
+                  flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer decisions, repeats and seeds")
@@ -326,6 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--reward-n", type=int, default=None, help="decisions per reward run")
     ap.add_argument("--reward-seeds", type=int, default=None, help="problems per reward row")
     ap.add_argument("--skip-rewards", action="store_true", help="throughput only")
+    ap.add_argument("--update-checks", action="store_true",
+                    help="only the cost of checked updates: single-decision rows, checked "
+                         "beside unchecked (writes results/update_checks.json)")
     ap.add_argument("--json", type=Path,
                     default=Path(__file__).parent / "results" / "policies.json")
     args = ap.parse_args(argv)
@@ -338,6 +388,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from promobandit import _backends
 
     backends = [b for b in ("cpp", "numba") if b in _backends.available()]
+    if args.update_checks:
+        print(machine(), flush=True)
+        checks = update_check_rows(n_fast, max(repeats, 5), backends)
+        path = args.json.parent / "update_checks.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": machine(), "rows": checks}, indent=1))
+        print(f"wrote {path}")
+        return {"update_checks": checks}
     rewards_b = bernoulli_table(max(n_fast, n_slow))
     xs, rewards_l = linear_problem(max(n_fast, n_slow))
     rows: list[dict[str, Any]] = []

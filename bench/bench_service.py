@@ -301,16 +301,27 @@ def measure(server: Server, clients: int, seconds: float, workload: str,
 
 
 def prepare_feedback(server: Server, n: int, rs: random.Random) -> list[tuple[str, bytes]]:
-    """Makes n decisions (batches of 256) and returns a purchase body for each."""
+    """Makes n decisions (batches of 256; one by one in cluster mode, which serves no
+    batch) and returns a purchase body for each."""
     async def make() -> list[str]:
         conn = HttpConnection(server.host, server.port, {"X-API-Key": API_KEY})
         ids: list[str] = []
+        batched = True
         while len(ids) < n:
-            reqs = [decide_body(rs) for _ in range(256)]
-            status, data = await conn.request("POST", "/v1/decide/batch",
-                                              orjson.dumps({"requests": reqs}))
-            assert status == 200, data
-            ids += [d["decision_id"] for d in orjson.loads(data)["decisions"]]
+            if batched:
+                reqs = [decide_body(rs) for _ in range(256)]
+                status, data = await conn.request("POST", "/v1/decide/batch",
+                                                  orjson.dumps({"requests": reqs}))
+                if status == 422 and b"cluster mode" in data:
+                    batched = False
+                    continue
+                assert status == 200, data
+                ids += [d["decision_id"] for d in orjson.loads(data)["decisions"]]
+            else:
+                status, data = await conn.request("POST", "/v1/decide",
+                                                  orjson.dumps(decide_body(rs)))
+                assert status == 200, data
+                ids.append(orjson.loads(data)["decision_id"])
         await conn.close()
         return ids[:n]
 

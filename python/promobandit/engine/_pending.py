@@ -10,8 +10,10 @@ header under ``"pending"`` and the arrays in its .npz with the prefix ``p_``; on
 object per decision made snapshots of 50k pending decisions take over a second.
 
 Header: ``n`` (decisions), ``id``, ``user``, ``group`` (lists of str), ``events``
-(lists of event ids), ``has_context``, and ``request`` (list of str, the idempotency key
-a decision was made under, "" for none; absent in states written before it). Arrays, one row per decision in creation order:
+(lists of event ids), ``has_context``, and ``request`` (list of str: read only, from
+states written when the idempotency tag of a decision lived on its pending record; the
+engine now keeps its keys apart, for the whole feedback wait, and writes none here).
+Arrays, one row per decision in creation order:
 the float64 and int64 fields below (``FLOAT_FIELDS``, ``INT_FIELDS``), ``clicked``
 (bool), ``clicked_item`` (int64, -1 for none), ``coupon_cost`` (float64, NaN for none),
 ``eligible`` (n, K) bool, ``context`` (n, d) float64 when ``has_context``,
@@ -53,7 +55,7 @@ class PendingDecision:
     cost_total: the basket's price under the offer, at list price, and its cost of goods.
     Feedback so far: events (event ids), clicked, clicked_item, coupon_cost (the cost
     of a coupon redeemed while the decision is pending, else None). request: the
-    idempotency key the decision was made under ("" for none; see PendingStore.by_request).
+    idempotency tag read from an older state ("" for none; see Engine.tag_request).
     """
 
     id: str
@@ -89,17 +91,11 @@ class PendingDecision:
     fair_metric: float = 0.0
 
 
-def _request_key(tag: str) -> str:
-    return tag.partition("\0")[0]
-
-
 class PendingStore:
-    """Pending decisions by id, oldest first (and by idempotency key, when they have one)."""
+    """Pending decisions by id, oldest first."""
 
     def __init__(self, records: Iterator[PendingDecision] | list[PendingDecision] = ()) -> None:
         self._by_id: OrderedDict[str, PendingDecision] = OrderedDict((r.id, r) for r in records)
-        self._by_request: dict[str, PendingDecision] = {
-            _request_key(r.request): r for r in self._by_id.values() if r.request}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -113,20 +109,8 @@ class PendingStore:
     def get(self, decision_id: str) -> PendingDecision | None:
         return self._by_id.get(decision_id)
 
-    def by_request(self, key: str) -> PendingDecision | None:
-        """The pending decision made under idempotency key `key`, or None."""
-        return self._by_request.get(key)
-
-    def tag(self, rec: PendingDecision, tag: str) -> None:
-        """Marks `rec` as made under an idempotency tag: "<key>" or "<key>\\0<what the
-        caller wants to compare on a retry>" (found again by_request(key))."""
-        rec.request = tag
-        self._by_request[_request_key(tag)] = rec
-
     def remove(self, rec: PendingDecision) -> None:
         del self._by_id[rec.id]
-        if rec.request and self._by_request.get(_request_key(rec.request)) is rec:
-            del self._by_request[_request_key(rec.request)]
 
     def oldest(self) -> PendingDecision | None:
         """The decision made first (the next to expire), or None when there is none."""

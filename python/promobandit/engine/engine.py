@@ -36,6 +36,7 @@ import hashlib
 import heapq
 import io
 import json
+import logging
 import math
 import threading
 import time
@@ -62,9 +63,16 @@ from .accounting import DiscountLedger, outcome_entry
 from .decision_log import DecisionLogWriter, DecisionRow
 from .objective import ConversionFloor, Objective
 
+_log = logging.getLogger("promobandit.engine")
+
 ENGINE_FORMAT = "promobandit.engine"
 ENGINE_FORMAT_VERSION = 1
 OBJECTIVES = ("profit", "revenue", "conversion")
+# Engine.feedback's checks by default (the service's limits.max_revenue_multiple and
+# limits.max_events_per_decision defaults): reported revenue and cost of goods at most
+# this multiple of the decision's quoted basket; feedback events per decision.
+FEEDBACK_REVENUE_MULTIPLE = 10.0
+FEEDBACK_MAX_EVENTS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +104,10 @@ class EngineConfig:
         agree; "never" logs only the propensity.
     remember_finalised: finalised decisions remembered for duplicate and late
         feedback detection (memory bound).
+    max_request_keys: idempotency keys kept (``tag_request``; memory bound). A key lives
+        for ``feedback_wait_seconds`` after its decision; when more than this many are
+        live, the oldest is forgotten early (its request id is then free again; counted
+        in ``stats["request_keys_evicted"]``).
     seed: decision ids are derived from it and a counter.
     keep_explanations: every decision computes its explanation (promobandit.engine.explain)
         and keeps it until it is finalised, for ``Engine.explain(decision_id)``; off, only
@@ -114,6 +126,7 @@ class EngineConfig:
     log_action_probs: str = "auto"
     remember_finalised: int = 200_000
     seed: int = 0
+    max_request_keys: int = 100_000
     keep_explanations: bool = False
 
     def __post_init__(self) -> None:
@@ -133,6 +146,7 @@ class EngineConfig:
             raise ValueError("log_action_probs: expected 'auto', 'always' or 'never', "
                              f"got {self.log_action_probs!r}")
         check_int("remember_finalised", self.remember_finalised, 0)
+        check_int("max_request_keys", self.max_request_keys, 1)
         check_int("seed", self.seed, 0)
 
 
@@ -172,6 +186,34 @@ class Decision:
             raise ValueError("explain: this decision was made without an explanation; decide "
                              "with explain=True (or EngineConfig(keep_explanations=True))")
         return self.explanation
+
+
+@dataclasses.dataclass(frozen=True)
+class _RequestKey:
+    """An idempotency key's record: its whole tag as given to ``tag_request`` (the key,
+    then what a retry must repeat), the decision made under it (returned again to a
+    retry), and when the key is free again (decision time + feedback wait, unix s)."""
+
+    tag: str
+    decision: Decision
+    expires: float
+
+    def to_row(self, key: str) -> list[Any]:
+        d = self.decision
+        return [key, self.tag, self.expires, d.id, d.user, d.group, d.offer, d.offer_id,
+                d.propensity, d.policy_version, d.created_at, d.price, d.discount_cost,
+                None if d.items is None else d.items.tolist(),
+                None if d.item_probs is None else d.item_probs.tolist()]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> tuple[str, _RequestKey]:
+        (key, tag, expires, id_, user, group, offer, offer_id, prop, version, created, price,
+         cost, items, item_probs) = row
+        d = Decision(str(id_), str(user), str(group), int(offer), str(offer_id), float(prop),
+                     int(version), float(created), float(price), float(cost),
+                     None if items is None else np.array(items, dtype=np.int64),
+                     None if item_probs is None else np.array(item_probs, dtype=np.float64))
+        return str(key), cls(str(tag), d, float(expires))
 
 
 @dataclasses.dataclass
@@ -249,6 +291,9 @@ class Engine:
         self._offer_ids = catalogue.ids
         self._pending = PendingStore()
         self._finalised: OrderedDict[str, set[str]] = OrderedDict()
+        # Idempotency keys (tag_request), oldest first: kept for the feedback wait after
+        # their decision, finalised or not (decision_for_request).
+        self._requests: OrderedDict[str, _RequestKey] = OrderedDict()
         self._counter = 0
         self._lock = threading.RLock()
         self._id_key = hashlib.blake2b(self.config.seed.to_bytes(8, "little"),
@@ -807,7 +852,9 @@ class Engine:
                  cost_of_goods: float | None = None, discount: float | None = None,
                  coupon_redeemed: bool = False, item: int | None = None,
                  ended: bool = False, returned: bool = False,
-                 now: float | None = None) -> FeedbackResult:
+                 now: float | None = None, check: bool = True,
+                 revenue_multiple: float | None = FEEDBACK_REVENUE_MULTIPLE,
+                 max_events: int | None = FEEDBACK_MAX_EVENTS) -> FeedbackResult:
         """Joins one feedback event to its decision.
 
         event_id: unique per event; a repeated id changes nothing ("duplicate").
@@ -827,6 +874,17 @@ class Engine:
             promobandit.engine.objective). Within the window it completes a decision that
             waits for it ("finalised"); earlier, it is remembered ("applied").
         now: event time (unix seconds, default the clock).
+        check: the amounts and ids are checked against what the engine quoted for the
+            decision before anything changes, with the service's rules (see
+            ``check_feedback``): a purchase's ``discount`` at most the quoted worst case;
+            ``revenue`` and ``cost_of_goods`` at most ``revenue_multiple`` x the quoted
+            basket (list price, cost of goods; None: no limit); a coupon redeemed once,
+            only on a decision that offered one, for at most its face value; an event id
+            reused with another outcome, or a decision past ``max_events`` events (None:
+            no limit), is a ConflictError. A rejected event (ValueError naming the field)
+            changes nothing. ``check=False`` is for trusted callers that checked already
+            (the service checks before it logs, with its configured limits, and replays
+            its log unchecked).
         """
         now = time.time() if now is None else float(now)
         if not isinstance(decision_id, str) or not decision_id:
@@ -840,51 +898,74 @@ class Engine:
         if returned and (self.objective is None or not self.objective.retention):
             raise ValueError("returned: this engine's objective has no retention term")
         with self._lock:
-            rec = self._pending.get(decision_id)
-            if rec is None:
-                if returned and decision_id in self._awaiting:
-                    # the decision is complete now: a repeat of this event is then "late"
-                    # or, remembered, "duplicate", as for any finalised decision
-                    seen = self._finalised.get(decision_id)
-                    if seen is not None:
-                        seen.add(event_id)
-                    value = self._learn(self._awaiting.pop(decision_id), True, now)
-                    return FeedbackResult("finalised", decision_id, value)
+            digest = None
+            if check:
+                digest = hashlib.blake2b(repr((
+                    bool(clicked), bool(purchased), revenue, cost_of_goods, discount,
+                    bool(coupon_redeemed), item, bool(ended), bool(returned))).encode(),
+                    digest_size=16).hexdigest()
+                self.check_feedback(decision_id, event_id, digest, purchased=purchased,
+                                    revenue=revenue, cost_of_goods=cost_of_goods,
+                                    discount=discount, coupon_redeemed=coupon_redeemed,
+                                    revenue_multiple=revenue_multiple, max_events=max_events)
+            res = self._feedback(decision_id, event_id, clicked=clicked, purchased=purchased,
+                                 revenue=revenue, cost_of_goods=cost_of_goods,
+                                 discount=discount, coupon_redeemed=coupon_redeemed,
+                                 item=item, ended=ended, returned=returned, now=now)
+            if digest is not None:
+                self.note_outcome(decision_id, event_id, digest)
+            return res
+
+    def _feedback(self, decision_id: str, event_id: str, *, clicked: bool, purchased: bool,
+                  revenue: float | None, cost_of_goods: float | None, discount: float | None,
+                  coupon_redeemed: bool, item: int | None, ended: bool, returned: bool,
+                  now: float) -> FeedbackResult:
+        """feedback, once checked (call under the lock)."""
+        rec = self._pending.get(decision_id)
+        if rec is None:
+            if returned and decision_id in self._awaiting:
+                # the decision is complete now: a repeat of this event is then "late"
+                # or, remembered, "duplicate", as for any finalised decision
                 seen = self._finalised.get(decision_id)
-                if seen is None:
-                    self.stats["unknown"] += 1
-                    return FeedbackResult("unknown", decision_id)
-                if event_id in seen:
-                    self.stats["duplicate"] += 1
-                    return FeedbackResult("duplicate", decision_id)
-                seen.add(event_id)
-                if coupon_redeemed and self.ledger.redeem_coupon(decision_id, discount, now):
-                    self.stats["coupons_redeemed"] += 1
-                self.stats["late"] += 1
-                return FeedbackResult("late", decision_id)
-            if not rec.activated:
-                raise ValueError(f"decision_id: {decision_id} was decided with "
-                                 "defer_activation and is not activated; activate it (the "
-                                 "offer was shown) before sending its feedback")
-            if event_id in rec.events:
+                if seen is not None:
+                    seen.add(event_id)
+                value = self._learn(self._awaiting.pop(decision_id), True, now)
+                return FeedbackResult("finalised", decision_id, value)
+            seen = self._finalised.get(decision_id)
+            if seen is None:
+                self.stats["unknown"] += 1
+                return FeedbackResult("unknown", decision_id)
+            if event_id in seen:
                 self.stats["duplicate"] += 1
                 return FeedbackResult("duplicate", decision_id)
-            rec.events.add(event_id)
-            if returned:
-                self._returned.add(decision_id)
-            if coupon_redeemed:
-                self.ledger.redeem_coupon(decision_id, discount, now, rec)
-            rec.clicked = rec.clicked or clicked or purchased
-            if item is not None and (clicked or purchased):
-                rec.clicked_item = int(item)
-            if purchased:
-                reward = self._finalise(rec, now, purchased=True, revenue=revenue,
-                                        cost_of_goods=cost_of_goods, discount=discount)
-                return FeedbackResult("finalised", decision_id, reward)
-            if ended:
-                reward = self._finalise(rec, now, purchased=False)
-                return FeedbackResult("finalised", decision_id, reward)
-            return FeedbackResult("applied", decision_id)
+            seen.add(event_id)
+            if coupon_redeemed and self.ledger.redeem_coupon(decision_id, discount, now):
+                self.stats["coupons_redeemed"] += 1
+            self.stats["late"] += 1
+            return FeedbackResult("late", decision_id)
+        if not rec.activated:
+            raise ValueError(f"decision_id: {decision_id} was decided with "
+                             "defer_activation and is not activated; activate it (the "
+                             "offer was shown) before sending its feedback")
+        if event_id in rec.events:
+            self.stats["duplicate"] += 1
+            return FeedbackResult("duplicate", decision_id)
+        rec.events.add(event_id)
+        if returned:
+            self._returned.add(decision_id)
+        if coupon_redeemed:
+            self.ledger.redeem_coupon(decision_id, discount, now, rec)
+        rec.clicked = rec.clicked or clicked or purchased
+        if item is not None and (clicked or purchased):
+            rec.clicked_item = int(item)
+        if purchased:
+            reward = self._finalise(rec, now, purchased=True, revenue=revenue,
+                                    cost_of_goods=cost_of_goods, discount=discount)
+            return FeedbackResult("finalised", decision_id, reward)
+        if ended:
+            reward = self._finalise(rec, now, purchased=False)
+            return FeedbackResult("finalised", decision_id, reward)
+        return FeedbackResult("applied", decision_id)
 
     # --- checks a service makes before logging (issue 11: money, idempotency) -----------
     def check_feedback(self, decision_id: str, event_id: str, digest: str, *,
@@ -915,23 +996,50 @@ class Engine:
             if events is not None and event_id in events:
                 events.add(outcome_entry(event_id, digest))
 
-    def tag_request(self, decision_id: str, key: str) -> None:
-        """Marks a pending decision as made under idempotency key `key`."""
+    def tag_request(self, decision_id: str, tag: str) -> None:
+        """Records that the decision just made (pending) was made under an idempotency
+        tag: "<key>" or "<key>\\0<what a retry must repeat, e.g. a digest of the request>".
+        The key then finds that decision (decision_for_request) until its feedback wait
+        ends, whether it is still pending or already finalised; a key used again after
+        that is replaced. At most ``config.max_request_keys`` keys are kept (the oldest
+        is forgotten first)."""
         with self._lock:
             rec = self._pending.get(decision_id)
-            if rec is not None:
-                self._pending.tag(rec, key)
-
-    def decision_for_request(self, key: str) -> tuple[Decision, str] | None:
-        """(the pending decision made under idempotency key `key`, its whole tag as given
-        to tag_request), or None when no pending decision has it."""
-        with self._lock:
-            rec = self._pending.by_request(key)
             if rec is None:
+                return
+            key = tag.partition("\0")[0]
+            self._requests.pop(key, None)
+            self._requests[key] = _RequestKey(
+                tag, self._decision_of(rec), rec.created + self.config.feedback_wait_seconds)
+            while len(self._requests) > self.config.max_request_keys:
+                self._requests.popitem(last=False)
+                self.stats["request_keys_evicted"] = (
+                    self.stats.get("request_keys_evicted", 0) + 1)
+
+    def decision_for_request(self, key: str, now: float | None = None
+                             ) -> tuple[Decision, str] | None:
+        """(the decision made under idempotency key `key`, its whole tag as given to
+        tag_request), while the key is live at `now` (unix seconds, default the clock):
+        within the feedback wait of that decision, pending or finalised. None otherwise.
+        Changes nothing."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            entry = self._requests.get(key)
+            if entry is None or entry.expires <= now:
                 return None
-            return (Decision(rec.id, rec.user, rec.group, rec.offer, self._offer_ids[rec.offer],
-                             rec.propensity, rec.version, rec.created, rec.paid_total,
-                             rec.max_cost, rec.items, rec.item_probs), rec.request)
+            return entry.decision, entry.tag
+
+    @property
+    def n_request_keys(self) -> int:
+        """Idempotency keys kept now (live or not yet pruned)."""
+        return len(self._requests)
+
+    def _decision_of(self, rec: PendingDecision) -> Decision:
+        return Decision(rec.id, rec.user, rec.group, rec.offer, self._offer_ids[rec.offer],
+                        rec.propensity, rec.version, rec.created, rec.paid_total, rec.max_cost,
+                        None if rec.items is None else np.asarray(rec.items, dtype=np.int64),
+                        None if rec.item_probs is None
+                        else np.asarray(rec.item_probs, dtype=np.float64))
 
     def activate(self, decision_id: str, now: float | None = None) -> FeedbackResult:
         """Confirms that a decision made with ``defer_activation`` was shown: from now on
@@ -1007,13 +1115,13 @@ class Engine:
                 2 if cogs >= rec.cost_total - 1e-9 * max(1.0, rec.cost_total) else 1)
             cut_basket = float(_log_cut(rec.list_total, rec.paid_total))
             lead = rec.lead_cut if math.isfinite(rec.lead_cut) else cut_basket
-            self.policy.update(rec.offer, outcome, rec.context,  # type: ignore[call-arg]
-                               np.array([lead, cut_basket]))
+            self._teach(rec, lambda: self.policy.update(  # type: ignore[call-arg]
+                rec.offer, outcome, rec.context, np.array([lead, cut_basket])))
         elif not waits:
             scaled = value if self.config.objective == "conversion" else \
                 value / self.config.reward_scale
             scaled = self._traits.clip_reward(scaled)
-            self.policy.update(rec.offer, scaled, rec.context)
+            self._teach(rec, lambda: self.policy.update(rec.offer, scaled, rec.context))
         if self.recommender is not None:
             self.recommender.observe(rec.user, rec.items, rec.clicked_item)
         if purchased:
@@ -1043,6 +1151,19 @@ class Engine:
                 defaulted=defaulted, feedback_at=now))
         return value
 
+    def _teach(self, rec: PendingDecision, update: Any) -> None:
+        """Applies a finalised decision's policy update. The policy checks every update
+        before it counts (promobandit.policies.base) and refuses one that would make a
+        statistic non-finite, unchanged; the decision is then finalised all the same (its
+        outcome is real: the budget is settled and the decision-log row written), only
+        not learnt from, counted in ``stats["updates_refused"]`` and logged. The same
+        inputs meet the same check on replay, so a replayed engine refuses it too."""
+        try:
+            update()
+        except ValueError as exc:
+            self.stats["updates_refused"] = self.stats.get("updates_refused", 0) + 1
+            _log.warning("decision %s finalised without a policy update: %s", rec.id, exc)
+
     def _learn(self, aw: _Awaiting, returned: bool, now: float) -> float:
         """A retention objective's decision is complete: the policy learns its value (with
         the return's weight when the shopper returned) and the log gets its row."""
@@ -1050,7 +1171,7 @@ class Engine:
         rec = aw.rec
         value = aw.value + (self.objective.weights.get("retention", 0.0) if returned else 0.0)
         scaled = self._traits.clip_reward(value / self.config.reward_scale)
-        self.policy.update(rec.offer, scaled, rec.context)
+        self._teach(rec, lambda: self.policy.update(rec.offer, scaled, rec.context))
         self.stats["returned"] = self.stats.get("returned", 0) + int(returned)
         if self.log is not None:
             self._log_row(DecisionRow.finalised(
@@ -1069,6 +1190,12 @@ class Engine:
 
     def _expire(self, now: float) -> int:
         self.ledger.release_expired_coupons(now)
+        requests = self._requests
+        while requests:
+            key = next(iter(requests))
+            if requests[key].expires > now:
+                break
+            del requests[key]
         wait = self.config.feedback_wait_seconds
         n = 0
         while (rec := self._pending.oldest()) is not None:
@@ -1205,6 +1332,9 @@ class Engine:
             "fairness": None if self.fairness is None else self.fairness.state_dict(),
             "caps": None if self.caps is None else self.caps.state_dict(),
             "stats": dict(self.stats),
+            # absent when empty, so states without idempotency keys keep their bytes
+            **({"requests": [e.to_row(k_) for k_, e in self._requests.items()]}
+               if self._requests else {}),
             **({} if self.objective is None else {"objective_state": {
                 "objective": self.objective.to_dict(),
                 "floor": None if self._floor is None else self._floor.state_dict(),
@@ -1251,9 +1381,23 @@ class Engine:
                     raise ValueError("floor: differs in whether a conversion floor is set")
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise ValueError(f"objective_state: unreadable ({exc!r})") from exc
+        try:
+            if "requests" in state:
+                requests = OrderedDict(_RequestKey.from_row(r) for r in state["requests"])
+            else:
+                # States written before keys outlived their pending decision kept the tag
+                # on the pending record.
+                requests = OrderedDict(
+                    (r.request.partition("\0")[0], _RequestKey(
+                        r.request, self._decision_of(r),
+                        r.created + self.config.feedback_wait_seconds))
+                    for r in pending if r.request)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"requests: unreadable idempotency keys ({exc!r})") from exc
         parts = self._prepare_parts(state)
         with self._lock:
             self._install_parts(parts)
+            self._requests = requests
             self.policy.load_state_dict(state["policy"])
             self._counter = int(state["counter"])
             self.ledger.load_state_dict(state)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Policy, ThompsonConfig, check_method, new_counters
+from .base import FAST_UPDATE_BOUND, Policy, ThompsonConfig, check_method, new_counters
 
 # beta_matching.hpp's kBetaPostCols: columns of a prop_post row
 POST_COLS = 4
@@ -18,6 +18,30 @@ class MultiArmedPolicy(Policy):
     so a non-contextual policy can stand wherever a contextual one does."""
 
     _kind: ClassVar[int]
+    # Checked updates (promobandit.policies.base): an update writes its arm's row of
+    # "stats" (sum w, sum w r, sum w r^2), each new entry at most the bound on every entry
+    # plus |w| max(1, |r|)^2 in magnitude (decay only shrinks them).
+    _update_rows: ClassVar[tuple[str, ...]] = ("stats",)
+    _bound_arrays: ClassVar[tuple[str, ...]] = ("stats",)
+
+    def _make_fast_update(self) -> Any:
+        box, arrays_of, lim = self._bound, self, FAST_UPDATE_BOUND
+
+        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> bool:
+            b = box[0]
+            if b is None:
+                b = float(np.abs(arrays_of._arrays["stats"]).max(initial=0.0))
+            try:
+                r, w = abs(float(reward)), abs(float(weight))
+            except (TypeError, ValueError):  # not a number: the kernel's checks say so
+                return False
+            m = r if r > 1.0 else 1.0
+            nb = b + w * m * m
+            if nb <= lim:  # False for NaN
+                box[0] = nb
+                return True
+            return False
+        return fast
 
     def _hyper(self) -> list[float]:
         return []

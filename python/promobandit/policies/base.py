@@ -24,6 +24,7 @@ saving) hold the same mutex for their whole duration.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -49,6 +50,16 @@ from ._codes import (
 from .traits import PolicyTraits
 
 FORMAT = "promobandit.policy"
+# The fast path of checked updates (Policy's "checked updates"): a sum-of-statistics
+# family applies an update without the copy-and-test when a running bound on its
+# statistics' magnitude stays at most this after the update. float64 overflows at
+# 1.8e308: the margin of 1e8 also covers increments of the bound lost to threads racing
+# on it (each at most this, at most one lost per concurrent thread).
+FAST_UPDATE_BOUND = 1e300
+# What a fast check answers: 0 (False) the exact slow path; FAST_DIRECT (1, True) apply
+# as it is; FAST_GUARDED apply under a light guard (a copy put back if the kernel raises
+# midway; the values are proven finite, so no test after).
+FAST_DIRECT, FAST_GUARDED = 1, 2
 FORMAT_VERSION = 1
 
 
@@ -207,6 +218,44 @@ def _edge_update_batch(kernel_update_batch: Any) -> Any:
     return update_batch
 
 
+def _checked_update(policy: Policy, update: Any) -> Any:
+    """policy.update with the finiteness check (see Policy's "checked updates")."""
+    fast = policy._make_fast_update()
+    guarded, light = policy._guarded_update, policy._lightly_guarded_update
+
+    def checked(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
+        how = 0 if fast is None else fast(arm, reward, context, weight)
+        if how == FAST_DIRECT:
+            return update(arm, reward, context, weight)
+        if how == FAST_GUARDED:
+            return light(lambda: update(arm, reward, context, weight), arm)
+        guarded(lambda: update(arm, reward, context, weight), arm, f"update (arm {arm!r})",
+                lambda: policy._precheck_update(arm, reward, context, weight))
+        return None
+    return checked
+
+
+def _checked_update_batch(policy: Policy, update_batch: Any) -> Any:
+    """policy.update_batch with the finiteness check, refused whole, naming the row."""
+
+    def checked(arms: Any, rewards: Any, contexts: Any = None, weights: Any = None) -> None:
+        def rows() -> tuple[int, Any]:
+            # Only for a refused batch: its rows one by one, to name the first bad one.
+            a = np.asarray(edge_int(arms, "arms"))
+            r = np.asarray(edge_float(rewards, "rewards"))
+            c = edge_float(contexts, "contexts")
+            w = None if weights is None else np.asarray(edge_float(weights, "weights"))
+
+            def row(i: int) -> None:
+                policy._kernel.update(int(a[i]), float(r[i]), None if c is None else c[i],
+                                      1.0 if w is None else float(w[i]))
+            return len(a), row
+        policy._guarded_batch(lambda: update_batch(arms, rewards, contexts, weights), rows,
+                              "update_batch",
+                              lambda: policy._precheck_batch(arms, rewards, contexts, weights))
+    return checked
+
+
 class Policy(ABC):
     """A bandit policy: choose an arm, learn from its reward.
 
@@ -258,6 +307,8 @@ class Policy(ABC):
         self._lock = threading.RLock()  # serialises structural changes among themselves
         k = check_int("n_arms", n_arms, 1)
         self._arrays = self._new_arrays(k)
+        # the fast update check's bound on the statistics' magnitude (None: not measured)
+        self._bound: list[float | None] = [None]
         self._bind()
 
     # --- state layout, provided by each family -------------------------------------------
@@ -297,9 +348,14 @@ class Policy(ABC):
         self.select = _edge_select(self._kernel.select)  # type: ignore[method-assign]
         self.select_batch = _edge_select_batch(  # type: ignore[method-assign]
             self._kernel.select_batch)
-        self.update = _edge_update(self._kernel.update)  # type: ignore[method-assign]
-        self.update_batch = _edge_update_batch(  # type: ignore[method-assign]
-            self._kernel.update_batch)
+        update = _edge_update(self._kernel.update)
+        update_batch = _edge_update_batch(self._kernel.update_batch)
+        if self._update_rows or self._update_whole:
+            # Every update is checked before it counts (see "Checked updates" below).
+            update, update_batch = _checked_update(self, update), _checked_update_batch(
+                self, update_batch)
+        self.update = update  # type: ignore[method-assign]
+        self.update_batch = update_batch  # type: ignore[method-assign]
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -315,6 +371,194 @@ class Policy(ABC):
         """Swaps in new state arrays; call inside _exclusive()."""
         self._kernel.rebind(arrays)
         self._arrays = arrays
+        self._bound[0] = None  # the statistics changed wholesale: measured again when needed
+
+    # --- checked updates -----------------------------------------------------------------
+    # An update is committed only if every statistic it wrote is finite: a finite but huge
+    # reward, weight or context (e.g. 1e200, in bounds for the kernel's checks) would
+    # otherwise overflow a sum (inf, then NaN) and every later decision would be garbage.
+    # The slow path, exact for every policy: under the kernel's mutex, copy what the update
+    # writes (``_update_rows``: the updated arm's row of these arrays; ``_update_whole``:
+    # these arrays whole; with decay < 1, or when the arm is not a valid index, every
+    # state array), apply, test the written values, and on a non-finite value (or any
+    # exception from the kernel) put the copies back and raise ValueError naming the arm
+    # (or the batch row) and the statistic: the state_dict is byte for byte as before.
+    # The fast path costs a few float operations: a family whose statistics are sums
+    # proves from a running bound on their magnitude (``_bound[0]``, raised by every
+    # update, measured again from the arrays after a wholesale change) that the update
+    # cannot leave the finite range, and applies it directly, or under a light guard (a
+    # copy put back if the kernel raises midway, e.g. a failed exact refresh) when it
+    # can still fail that way (``_make_fast_update``). Near the limit, and for bad
+    # input, the slow path decides. Linear policies also refuse before the kernel runs an
+    # update whose exact refresh would overflow (``_precheck_update``). Threads racing
+    # on the bound may lose increments of it; FAST_UPDATE_BOUND's margin covers that.
+    _update_rows: ClassVar[tuple[str, ...]] = ()
+    _update_whole: ClassVar[tuple[str, ...]] = ()
+
+    def _make_fast_update(self) -> Any:
+        """None, or a function (arm, reward, context, weight) -> 0, FAST_DIRECT or
+        FAST_GUARDED: FAST_DIRECT (or True) when a closed-form bound proves the update
+        keeps every statistic finite (it then records the new bound in ``self._bound``),
+        FAST_GUARDED when it does but the kernel may still raise after a partial write,
+        0 (False) to send it through the exact slow path. A closure, made once per
+        binding: the check is a few float operations."""
+        return None
+
+    def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
+        """On the slow path, before the kernel runs: why this update must be refused
+        although its result would be finite (a kernel step that cannot be undone, e.g. a
+        factorisation that overflows), or None."""
+        return None
+
+    def _precheck_batch(self, arms: Any, rewards: Any, contexts: Any,
+                        weights: Any) -> tuple[int, str] | None:
+        """As _precheck_update for a batch: (the first row to refuse, why), or None."""
+        return None
+
+    def _arm_slot(self, arm: Any) -> int | None:
+        try:
+            a = operator.index(arm)
+        except TypeError:
+            return None
+        return a if 0 <= a < self.n_arms else None
+
+    def _save_update(self, arm: Any) -> list[tuple[str, Any, np.ndarray]]:
+        """Copies of what an update of `arm` may write (None: a batch, or all arms)."""
+        a = None if arm is None or self.config.decay < 1.0 else self._arm_slot(arm)
+        arrays = self._arrays
+        if a is None:
+            return [(name, ..., v.copy()) for name, v in arrays.items()
+                    if name not in ("active",)]
+        saved = [(name, a, arrays[name][a].copy()) for name in self._update_rows]
+        saved += [(name, ..., arrays[name].copy()) for name in self._update_whole]
+        saved.append(("counters", ..., arrays["counters"].copy()))
+        return saved
+
+    def _restore_update(self, saved: list[tuple[str, Any, np.ndarray]]) -> None:
+        arrays = self._arrays
+        for name, index, copy in saved:
+            arrays[name][index] = copy
+
+    def _nonfinite_written(self, saved: list[tuple[str, Any, np.ndarray]]) -> str | None:
+        """The first saved statistic that was finite and is no longer, or None (a cache
+        that holds NaN by design, e.g. a switched-off estimate, is not a statistic made
+        non-finite)."""
+        arrays = self._arrays
+        for name, index, copy in saved:
+            if (copy.dtype.kind == "f" and not np.isfinite(arrays[name][index]).all()
+                    and np.isfinite(copy).all()):
+                return name
+        return None
+
+    def _guarded_update(self, apply: Any, arm: Any, what: str, precheck: Any = None) -> None:
+        """The slow path: apply() under the kernel's mutex, checked, undone when a
+        statistic it wrote is not finite (ValueError naming `what` and the statistic).
+        precheck() (optional) first gives a reason to refuse without running the kernel."""
+        self._kernel.lock()
+        try:
+            why = None if precheck is None else precheck()
+            if why is not None:
+                raise ValueError(f"{what}: {why}; nothing was learnt from it, the policy is "
+                                 "unchanged")
+            saved = self._save_update(arm)
+            try:
+                apply()
+            except BaseException:
+                # The kernel refuses bad input before changing anything, but a numeric
+                # failure inside (a precision matrix that lost positive definiteness)
+                # may come after a partial write: put everything back either way.
+                self._restore_update(saved)
+                raise
+            bad = self._nonfinite_written(saved)
+            if bad is not None:
+                self._restore_update(saved)
+                raise ValueError(
+                    f"{what}: the update would make the policy's {bad!r} statistics "
+                    "non-finite (a sum overflowed: the reward, weight or context is too "
+                    "large in magnitude); nothing was learnt from it, the policy is unchanged")
+            self._raise_bound(saved)
+        except BaseException:
+            self._bound[0] = None  # measured again from the arrays at the next fast check
+            raise
+        finally:
+            self._kernel.unlock()
+
+    def _lightly_guarded_update(self, apply: Any, arm: Any) -> None:
+        """apply() under the kernel's mutex, its writes put back if it raises midway (the
+        fast check proved the values finite, so nothing is tested after)."""
+        self._kernel.lock()
+        try:
+            saved = self._save_update(arm)
+            try:
+                apply()
+            except BaseException:
+                self._restore_update(saved)
+                raise
+        finally:
+            self._kernel.unlock()
+
+    # Arrays whose magnitude the fast check's bound covers (the family's sums).
+    _bound_arrays: ClassVar[tuple[str, ...]] = ()
+
+    def _raise_bound(self, saved: list[tuple[str, Any, np.ndarray]]) -> None:
+        """After an applied slow update: the bound grows to cover the rows it wrote (they
+        are few: cheaper than measuring every arm again), or is dropped when it is unknown
+        or the update wrote whole arrays."""
+        b = self._bound[0]
+        if b is None:
+            return
+        arrays = self._arrays
+        for name, index, _ in saved:
+            if name in self._bound_arrays:
+                if index is ...:
+                    self._bound[0] = None
+                    return
+                b = max(b, float(np.abs(arrays[name][index]).max(initial=0.0)))
+        self._bound[0] = b
+
+    def _guarded_batch(self, apply: Any, rows: Any, what: str, precheck: Any = None) -> None:
+        """A batch on the slow path (a batch's copy is small beside its n updates). When
+        the batch writes a non-finite statistic it is refused whole; its first such row
+        is found by applying the rows one by one from the saved state (rows() gives their
+        number and a function applying row i), and named in the ValueError."""
+        self._kernel.lock()
+        try:
+            refused = None if precheck is None else precheck()
+            if refused is not None:
+                raise ValueError(f"{what}: row {refused[0]}: {refused[1]}; the batch was "
+                                 "refused whole, the policy is unchanged")
+            saved = self._save_update(None)
+            try:
+                apply()
+            except BaseException:
+                self._restore_update(saved)
+                raise
+            bad = self._nonfinite_written(saved)
+            if bad is None:
+                return
+            self._restore_update(saved)
+            n, apply_row = rows()
+            row = n - 1
+            try:
+                for i in range(n):
+                    try:
+                        apply_row(i)
+                    except ValueError:  # a numeric failure inside the kernel: this row
+                        row = i
+                        break
+                    found = self._nonfinite_written(saved)
+                    if found is not None:
+                        row, bad = i, found
+                        break
+            finally:
+                self._restore_update(saved)
+            raise ValueError(
+                f"{what}: row {row}'s update would make the policy's {bad!r} statistics "
+                "non-finite (a sum overflowed: its reward, weight or context is too large "
+                "in magnitude); the batch was refused whole, the policy is unchanged")
+        finally:
+            self._bound[0] = None
+            self._kernel.unlock()
 
     # --- properties ---------------------------------------------------------------------
     @property
@@ -382,13 +626,18 @@ class Policy(ABC):
         """Learn from one observed reward of `arm` (weight >= 0 scales its influence).
 
         Updates to removed arms are accepted so that late feedback is never lost.
+        Checked before it counts: an update that would make a statistic non-finite (a
+        finite but huge reward, weight or context overflowing a sum) is refused with a
+        ValueError naming the arm and the statistic, and the policy is left exactly as it
+        was (see "checked updates" in this class).
         """
         self._kernel.update(arm, reward, context, weight)
 
     def update_batch(self, arms: Any, rewards: Any, contexts: Any = None,
                      weights: Any = None) -> None:
         """Learn from n rewards in order, as n calls of update. Every row is checked
-        before any is applied: a rejected batch changes nothing.
+        before any is applied: a rejected batch changes nothing (a row whose update would
+        make a statistic non-finite too: the ValueError names the row).
 
         arms: (n,) arm indices of any integer dtype (see ArmIndex for labels); rewards:
         (n,) numbers, float, integer or bool; contexts: (n, d) as in select_batch;
@@ -543,6 +792,8 @@ class Policy(ABC):
         config = self.config_class(**state["config"])
         fresh = self._from_identity(state, config, data.get("backend", "auto"))
         self.__dict__.update(fresh.__dict__)
+        self._bound = [None]
+        self._bind()  # the checked update's closures belong to this object, not to fresh
         self.load_state_dict(state)
 
     def merge(self, other: Policy) -> None:
@@ -571,6 +822,7 @@ class Policy(ABC):
             counters[CTR_UPDATES] += theirs["arrays"]["counters"][CTR_UPDATES]
             counters[CTR_PROPENSITY_AT] = -1
             self._after_merge()
+            self._bound[0] = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n_arms={self.n_arms}, config={self.config}, "

@@ -132,6 +132,10 @@ class ConversionTS(ContextualIdentity, Policy):
     name = "ConversionTS"
     config_class = ConversionTSConfig
     config: ConversionTSConfig
+    # Checked updates (promobandit.policies.base): an update writes both heads' moments
+    # whole and its offer's count.
+    _update_rows = ("n",)
+    _update_whole = ("mu", "Sigma")
 
     def __init__(self, n_arms: int, n_features: int, config: ConversionTSConfig | None = None,
                  *, seed: int = 0, backend: str = "auto", **kwargs: Any) -> None:
@@ -209,18 +213,30 @@ class ConversionTS(ContextualIdentity, Policy):
         whole basket; cuts = (cut_lead, cut_basket) of the chosen offer (its quote's
         columns 2 and 3). A rejected update changes nothing."""
         c = None if cuts is None else np.ascontiguousarray(cuts, dtype=np.float64)
-        self._kernel.update(arm, outcome, edge_float(context, "context"),
-                            None if c is None else c.reshape(1, -1), weight)
+        x = edge_float(context, "context")
+        # Checked like every policy's update (promobandit.policies.base): both heads'
+        # moments are written whole, so they are copied and tested on every update.
+        self._guarded_update(
+            lambda: self._kernel.update(arm, outcome, x, None if c is None else c.reshape(1, -1),
+                                        weight), arm, f"update (arm {arm!r})")
 
     def update_batch(self, arms: Any, outcomes: Any, contexts: Any = None,  # type: ignore[override]
                      cuts: Any = None, weights: Any = None) -> None:
         """Learn from n outcomes in order; cuts (n, 2). Every row is checked first."""
-        self._kernel.update_batch(np.ascontiguousarray(arms, dtype=np.int64),
-                                  np.ascontiguousarray(outcomes, dtype=np.int64),
-                                  edge_float(contexts, "contexts"),
-                                  None if cuts is None else np.ascontiguousarray(
-                                      cuts, dtype=np.float64),
-                                  edge_float(weights, "weights"))
+        a = np.ascontiguousarray(arms, dtype=np.int64)
+        y = np.ascontiguousarray(outcomes, dtype=np.int64)
+        x = edge_float(contexts, "contexts")
+        c = None if cuts is None else np.ascontiguousarray(cuts, dtype=np.float64)
+        w = edge_float(weights, "weights")
+
+        def rows() -> tuple[int, Any]:
+            def row(i: int) -> None:
+                self._kernel.update(int(a[i]), int(y[i]), None if x is None else x[i],
+                                    None if c is None else c[i:i + 1],
+                                    1.0 if w is None else float(np.asarray(w)[i]))
+            return len(a), row
+        self._guarded_batch(lambda: self._kernel.update_batch(a, y, x, c, w), rows,
+                            "update_batch")
 
     def action_probabilities(self, contexts: Any = None, masks: Any = None,
                              n: int | None = None, *, draws: int | None = None,

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._validation import check_int, check_range, edge_float
 from . import _codes
-from .base import ContextualIdentity, Policy, PolicyConfig, check_method, new_counters
+from .base import (
+    FAST_DIRECT,
+    FAST_GUARDED,
+    ContextualIdentity,
+    Policy,
+    PolicyConfig,
+    check_method,
+    new_counters,
+)
 from .traits import PolicyTraits
 
 # LinearConfig.batch_update's settings.
@@ -96,6 +106,13 @@ class LinTSConfig(LinearConfig):
         check_method(self.propensity_method)
 
 
+# The magnitude bound of the linear policies' fast checked update (see
+# LinearPolicy._fast_update): far below float64's 1.8e308, since theta and the
+# Sherman-Morrison terms are products of up to four such magnitudes.
+LINEAR_FAST_BOUND = 1e60
+_F64_MAX = float(np.finfo(np.float64).max)
+
+
 class LinearPolicy(ContextualIdentity, Policy):
     """Base of the disjoint linear policies. Extra argument: n_features (d)."""
 
@@ -108,6 +125,119 @@ class LinearPolicy(ContextualIdentity, Policy):
         super().__init__(n_arms, config, seed=seed, backend=backend, **kwargs)
 
     _exploration_field: ClassVar[str]
+
+    # Checked updates (promobandit.policies.base): an update of arm a writes its rows of
+    # these (decay < 1: every arm's, always on the exact slow path).
+    _update_rows: ClassVar[tuple[str, ...]] = ("A", "A_inv", "b", "theta", "n",
+                                               "since_refresh")
+    _bound_arrays: ClassVar[tuple[str, ...]] = ("A", "b", "n")
+
+    def _make_fast_update(self) -> Any:
+        # The fast path: decay 1, a float64 context, and every magnitude at most
+        # LINEAR_FAST_BOUND: |x|^2, |w|, r^2, 1/ridge and the bound on the entries of A,
+        # b and n after the update (+ |w| (|x|^2 + r^2 + 1)). Then A^-1 <= I / ridge
+        # keeps u = A^-1 x, x.u, the Sherman-Morrison term and theta = A^-1 b below
+        # d^2 1e240: finite for any d the kernels take. When the arm's exact refresh is
+        # due it is applied under the light guard (FAST_GUARDED): a Cholesky
+        # factorisation that fails (a precision matrix too ill-conditioned) raises after
+        # A was written, and the copy puts it back.
+        c = self.config
+        lim = LINEAR_FAST_BOUND
+        if c.decay < 1.0 or c.ridge * lim < 1.0:
+            return None
+        box, policy, refresh_every, ndarray = self._bound, self, c.refresh_every, np.ndarray
+        hypot, index = math.hypot, operator.index
+
+        def fast(arm: Any, reward: Any, context: Any, weight: Any) -> int:
+            if type(context) is not ndarray:
+                return False
+            try:
+                a = index(arm)
+                arrays = policy._arrays
+                since = arrays["since_refresh"]
+                if not 0 <= a < since.shape[0]:
+                    return False
+                refresh = since.item(a) + 1 >= refresh_every
+                norm = hypot(*context.tolist())  # faster than a NumPy call for small d
+                r, w = abs(float(reward)), abs(float(weight))
+            except (TypeError, ValueError, IndexError):
+                return False  # not the kernel's form: the slow path (and the kernel) decide
+            xx = norm * norm
+            b = box[0]
+            if b is None:
+                b = max(float(np.abs(arrays["A"]).max(initial=0.0)),
+                        float(np.abs(arrays["b"]).max(initial=0.0)),
+                        float(np.abs(arrays["n"]).max(initial=0.0)))
+            nb = b + w * (xx + r * r + 1.0)
+            if nb <= lim and xx <= lim and w <= lim and r * r <= lim:
+                box[0] = nb
+                return FAST_GUARDED if refresh else FAST_DIRECT
+            return False
+        return fast
+
+    # The exact refresh of an arm (a Cholesky factorisation of A, at every update with
+    # decay < 1, else every refresh_every updates) sums up to d + 1 products of the size
+    # of A's entries: beyond F64_MAX / (2 (d + 1)) it overflows and fails inside the
+    # kernel, after A was written. Such an update is refused before the kernel runs.
+    def _a_limit(self) -> float:
+        return _F64_MAX / (2.0 * (self.n_features + 1))
+
+    def _grown(self, a_row: np.ndarray, x: np.ndarray, w: float) -> np.ndarray:
+        c = self.config
+        with np.errstate(over="ignore", invalid="ignore"):
+            grown = a_row * c.decay if c.decay < 1.0 else a_row.copy()
+            if c.decay < 1.0:
+                grown[np.diag_indices(self.n_features)] += (1.0 - c.decay) * c.ridge
+            grown += w * np.outer(x, x)
+        return grown
+
+    def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:
+        try:
+            a = operator.index(arm)
+            x = np.asarray(context, dtype=np.float64).reshape(-1)
+            w = float(weight)
+        except (TypeError, ValueError):
+            return None  # the kernel's own checks name what is wrong
+        if not (0 <= a < self.n_arms and x.shape[0] == self.n_features
+                and np.isfinite(x).all() and math.isfinite(w) and w >= 0.0):
+            return None
+        grown = self._grown(self._arrays["A"][a], x, w)
+        if not np.abs(grown).max() <= self._a_limit():
+            return (f"the context's magnitude would grow arm {a}'s precision matrix A past "
+                    f"{self._a_limit():.3g}, where its exact refresh (a Cholesky "
+                    "factorisation) overflows")
+        return None
+
+    def _precheck_batch(self, arms: Any, rewards: Any, contexts: Any,
+                        weights: Any) -> tuple[int, str] | None:
+        try:
+            a = np.asarray(arms).astype(np.int64, casting="safe").reshape(-1)
+            xs = np.asarray(contexts, dtype=np.float64).reshape(a.shape[0], self.n_features)
+            w = (np.ones(a.shape[0]) if weights is None
+                 else np.asarray(weights, dtype=np.float64).reshape(a.shape[0]))
+        except (TypeError, ValueError):
+            return None
+        if not (np.isfinite(xs).all() and np.isfinite(w).all() and (w >= 0).all()
+                and ((a >= 0) & (a < self.n_arms)).all()):
+            return None
+        A = self._arrays["A"]
+        limit = self._a_limit()
+        with np.errstate(over="ignore", invalid="ignore"):
+            grows = float(np.abs(A).max()) + float((w * np.einsum("ij,ij->i", xs, xs)).sum())
+        if grows <= limit:
+            return None  # the common case: no row can reach the limit
+        sim = A.copy()
+        for i in range(a.shape[0]):
+            if self.config.decay < 1.0:
+                for k in range(self.n_arms):
+                    if k != a[i]:
+                        sim[k] = self._grown(sim[k], np.zeros(self.n_features), 0.0)
+            sim[a[i]] = self._grown(sim[a[i]], xs[i], float(w[i]))
+            if not np.abs(sim[a[i]]).max() <= limit:
+                return i, (f"its context's magnitude would grow arm {int(a[i])}'s precision "
+                           f"matrix A past {limit:.3g}, where its exact refresh (a Cholesky "
+                           "factorisation) overflows")
+        return None
 
     def _exploration(self) -> float:
         return float(getattr(self.config, self._exploration_field))

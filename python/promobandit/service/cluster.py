@@ -883,7 +883,8 @@ class ClusterService(DecisionService):
             now = self._clock()
             created = eng.pending_created_at(did)
             try:
-                res = eng.feedback(did, p.event_id, now=now, **k)
+                res = eng.feedback(did, p.event_id, now=now, check=False,
+                                   **k)  # checked above, with this service's limits
             except Exception:
                 eng.stats = before[0]
                 raise

@@ -10,7 +10,7 @@ Sections and keys (every one optional; the defaults are the embedded configurati
 ``[catalogue]``   path (absent: the embedded ``default_catalogue()``)
 ``[policy]``      name, n_features, backend, ``[policy.settings]`` (the policy's config)
 ``[engine]``      seed, objective, reward_scale, feedback_wait_seconds, default_reward,
-                  conversion_prior, log_action_probs, remember_finalised,
+                  conversion_prior, log_action_probs, remember_finalised, max_request_keys,
                   expire_every_seconds, ``caps`` (a table, or false),
                   ``[engine.budget]`` (absent: no budget), ``[engine.fairness]`` (absent: off)
 ``[storage]``     kind, dir, fsync, snapshot_interval_seconds, snapshot_every_events,
@@ -232,6 +232,7 @@ _ENGINE_KEYS: dict[str, tuple[type, ...]] = {
     "seed": (int,), "objective": (str,), "reward_scale": (int, float),
     "feedback_wait_seconds": (int, float), "default_reward": (int, float),
     "conversion_prior": (list,), "log_action_probs": (str,), "remember_finalised": (int,),
+    "max_request_keys": (int,),
 }
 _EXPIRE_DEFAULT = 5.0
 
@@ -521,7 +522,16 @@ def fingerprint_data(cfg: ServiceConfig, catalogue: Any) -> dict[str, Any]:
     return {"catalogue": catalogue.to_dict(), "policy": cfg.policy.name,
             "n_features": cfg.policy.n_features,
             "settings": dict(sorted(cfg.policy.settings.items())),
-            "engine": dataclasses.asdict(cfg.engine), **_parity_fingerprint(cfg)}
+            "engine": _engine_fingerprint(cfg.engine), **_parity_fingerprint(cfg)}
+
+
+def _engine_fingerprint(engine: EngineConfig) -> dict[str, Any]:
+    # max_request_keys came later: at its default it is left out, so state folders
+    # written before it keep their fingerprint (their logs replay as they were written).
+    out = dataclasses.asdict(engine)
+    if out.get("max_request_keys") == EngineConfig.max_request_keys:
+        del out["max_request_keys"]
+    return out
 
 
 # --- the feature store and the item recommender ([features], [recommender]) --------------

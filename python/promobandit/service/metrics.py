@@ -114,7 +114,9 @@ class _EngineCollector(Collector):
                                      "Engine counters from its state (survive restarts)",
                                      labels=["kind"])
         for k in ("decisions", "finalised", "defaulted", "late", "duplicate", "unknown",
-                  "purchases", "activated", "not_activated"):
+                  "purchases", "activated", "not_activated",
+                  # issue 11: finalised without learning, idempotency keys forgotten early
+                  "updates_refused", "request_keys_evicted"):
             events.add_metric([k], float(stats.get(k, 0)))
         yield events
         yield CounterMetricFamily("promobandit_default_rewards",

@@ -425,7 +425,9 @@ class DecisionService:
             elif kind == KIND_ITEMS:
                 self.engine.update_items(*_item_columns(body))
             elif kind == KIND_FEEDBACK:
-                self.engine.feedback(body["d"], body["e"], now=now, **_feedback_kwargs(body))
+                # checked live before it was logged: replayed as it was applied
+                self.engine.feedback(body["d"], body["e"], now=now, check=False,
+                                     **_feedback_kwargs(body))
                 if body.get("h"):
                     self.engine.note_outcome(body["d"], body["e"], body["h"])
             else:
@@ -505,12 +507,14 @@ class DecisionService:
 
     def apply_decide(self, p: PreparedDecide) -> tuple[Decision, int]:
         """Logs and applies one decision; returns it and its log seq (not yet durable).
-        A request_id of a pending decision: the same body returns that decision (nothing
-        logged), another body raises ConflictError."""
+        A request_id used within the feedback wait of its decision (pending or finalised):
+        the same body returns that decision (nothing logged, nothing charged), another
+        body raises ConflictError."""
         self._check_writable()
         with self._apply_lock:
             if p.request_tag:
-                found = self.engine.decision_for_request(p.request_tag.partition("\0")[0])
+                found = self.engine.decision_for_request(p.request_tag.partition("\0")[0],
+                                                         now=self._estimated_now())
                 if found is not None:
                     if found[1] != p.request_tag:
                         raise ConflictError("request_id: already used for a decision with "
@@ -599,7 +603,8 @@ class DecisionService:
                 max_events=lim.max_events_per_decision)
             now, seq = self._append(KIND_FEEDBACK, p.payload)
             created = self._pending_created(p.decision_id)
-            res = self.engine.feedback(p.decision_id, p.event_id, now=now, **p.kwargs)
+            res = self.engine.feedback(p.decision_id, p.event_id, now=now, check=False,
+                                       **p.kwargs)  # checked above, with this service's limits
             self.engine.note_outcome(p.decision_id, p.event_id, p.digest)
         if created is not None:
             self.metrics.feedback_lag.observe(max(now - created, 0.0))

@@ -189,9 +189,10 @@ def build_schemas(limits: LimitsConfig, n_features: int | None) -> Schemas:
         user: str = Field(min_length=1, max_length=id_len)
         request_id: str | None = Field(
             default=None, min_length=1, max_length=id_len,
-            description="optional idempotency key: a retry with the same body, while the "
-                        "decision is pending, returns the same decision; another body "
-                        "under the same key is a 409")
+            description="optional idempotency key: a retry with the same body within "
+                        "engine.feedback_wait_seconds of the decision (pending or "
+                        "finalised) returns the same decision; another body under the "
+                        "same key is a 409; after the wait the key is free again")
         context: list[feature] | None = Field(  # type: ignore[valid-type]
             default=None, min_length=ctx_min, max_length=ctx_max,
             description=(f"exactly {n_features} features, each within "
