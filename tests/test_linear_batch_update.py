@@ -187,3 +187,23 @@ def test_an_empty_batch_changes_nothing(backend: str) -> None:
     p.update_batch(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, D)))
     for name, v in _arrays(p).items():
         assert np.array_equal(v, before[name]), name
+
+
+@pytest.mark.parametrize("cls", [LinUCB, LinTS])
+def test_single_updates_after_a_batch_are_still_checked(cls, backend: str) -> None:
+    # accumulate batches go to the kernel without the checked batch's copy (the kernel
+    # writes nothing unless every arm's new statistics are finite); the single-update
+    # check's magnitude bound must then be measured again, not carried over
+    p = cls(K, D, backend=backend, batch_update="accumulate")
+    p.update(0, 1.0, np.ones(D))
+    arms, r, x, w = _data(300, 9)
+    p.update_batch(arms, r, x * 1e50, w)  # large but finite statistics: accepted
+    assert p._bound[0] is None
+    assert np.isfinite(_arrays(p)["theta"]).all()
+    before = _arrays(p)
+    with pytest.raises(ValueError, match="unchanged"):
+        p.update(1, 1.0, np.full(D, 1e160))
+    for name, v in _arrays(p).items():
+        assert np.array_equal(v, before[name]), name
+    p.update(1, 1.0, np.ones(D))  # an ordinary update still lands
+    assert _arrays(p)["counters"].tolist() != before["counters"].tolist()

@@ -17,6 +17,7 @@ from .base import (
     ContextualIdentity,
     Policy,
     PolicyConfig,
+    _edge_update_batch,
     check_method,
     new_counters,
 )
@@ -271,6 +272,29 @@ class LinearPolicy(ContextualIdentity, Policy):
             self._arrays, check_method(getattr(c, "propensity_method", "draws")),
             c.ties == "first", c.batch_update == "accumulate",
         )
+
+    def _bind(self) -> None:
+        super()._bind()
+        if self.config.batch_update != "accumulate":
+            return
+        # batch_update="accumulate": the kernel itself builds a batch's new statistics
+        # beside the state and writes them only when every arm's are finite and its A
+        # positive definite (a failed Cholesky factorisation included), so the checked
+        # batch's copy of every array and its pre-check (policies.base, "checked
+        # updates") would guard nothing more; they cost about half the accumulation.
+        # The fast single-update check's magnitude bound is measured again afterwards,
+        # as after a checked batch.
+        kernel_batch = _edge_update_batch(self._kernel.update_batch)
+        box = self._bound
+
+        def update_batch(arms: Any, rewards: Any, contexts: Any = None,
+                         weights: Any = None) -> None:
+            try:
+                kernel_batch(arms, rewards, contexts, weights)
+            finally:
+                box[0] = None
+
+        self.update_batch = update_batch  # type: ignore[method-assign]
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:
         # A holds the prior lambda*I once per replica: add the other's data part only.
