@@ -10,7 +10,9 @@ at the batch's start), on --threads threads (select_batch's n_threads; updates a
 sequential).
 Implementations: promobandit on the cpp and numba backends, with default settings
 (propensities on: exact by quadrature for Beta TS and LinTS) and with propensities off; a
-plain NumPy implementation of the same algorithm (vectorised over a batch); MABWiser,
+plain NumPy implementation of the same algorithm (vectorised over a batch); for LinUCB and
+LinTS also batched rows "batch-update accumulate" (batch_update="accumulate": update_batch
+adds the batch's sums, then refreshes each touched arm exactly once; see LinearConfig); MABWiser,
 Vowpal Wabbit and contextualbandits when installed (`pip install ".[bench]"`).
 Throughput: the median of --repeats runs, with the min and max beside it, decisions per
 second. Mean reward: the average reward per decision over --reward-n decisions, mean over
@@ -56,6 +58,11 @@ def linear_problem(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 # --- promobandit -------------------------------------------------------------------------
 MAB_POLICIES = ("BetaTS", "GaussianTS", "UCB1", "UCBTuned", "EpsilonGreedy", "Softmax")
+# The rows of the linear policies' batch_update="accumulate" mode: (setting, propensities).
+ACCUMULATE_SETTINGS = {
+    "LinUCB": [("batch-update accumulate", True)],
+    "LinTS": [("batch-update accumulate", True), ("accumulate, props off", False)],
+}
 
 
 def pb_policy(name: str, backend: str, propensities: bool = True, seed: int = 1,
@@ -447,6 +454,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     add(w, "batch", f"pb-{b}", setting, n_fast,
                         lambda b=b, p=props, t=t, nm=name: run_pb_batch(
                             pb_policy(nm, b, p), n_fast, rewards_l, xs, t), threads=t)
+            # the opt-in batch-update mode: the batch's sums, one exact refresh per arm
+            for setting, props in ACCUMULATE_SETTINGS[name]:
+                for t in (args.threads if b == "cpp" else [1]):
+                    add(w, "batch", f"pb-{b}", setting, n_fast,
+                        lambda b=b, p=props, t=t, nm=name: run_pb_batch(
+                            pb_policy(nm, b, p, batch_update="accumulate"), n_fast, rewards_l,
+                            xs, t), threads=t)
         add(w, "single", "numpy loop", "no propensity", n_slow,
             lambda k=kind: run_numpy_linear_single(k == "lints", n_slow, rewards_l, xs))
         add(w, "batch", "numpy", "no propensity", n_slow,
@@ -524,6 +538,10 @@ def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[di
             row(w, mode, f"pb {name}",
                 lambda s, name=name, run=run: run(pb_policy(name, "cpp", seed=s + 1), n,
                                                   lin[s][1], lin[s][0]))
+        row(w, "batch", f"pb {name} accumulate",
+            lambda s, name=name: run_pb_batch(
+                pb_policy(name, "cpp", seed=s + 1, batch_update="accumulate"), n, lin[s][1],
+                lin[s][0]))
         row(w, "batch", f"numpy {name}",
             lambda s, k=kind: run_numpy_linear_batch(k == "lints", n, lin[s][1], lin[s][0],
                                                      s + 1))

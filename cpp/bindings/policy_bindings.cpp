@@ -428,7 +428,7 @@ class LinKernel : public Guarded {
  public:
   LinKernel(int kind, double decay, double exploration, double ridge, int64_t refresh_every,
             int64_t propensity_draws, const py::dict& arrays, int propensity_method,
-            bool first_on_ties) {
+            bool first_on_ties, bool batch_accumulate) {
     if (!is_lin_kind(kind)) throw std::invalid_argument("kind: unknown policy kind");
     p_.kind = kind;
     p_.decay = decay;
@@ -438,6 +438,7 @@ class LinKernel : public Guarded {
     p_.propensity_draws = propensity_draws;
     p_.propensity_method = check_method(propensity_method);
     p_.first_on_ties = first_on_ties;
+    p_.batch_accumulate = batch_accumulate;
     set_arrays(arrays);
   }
 
@@ -544,7 +545,11 @@ class LinKernel : public Guarded {
           return c;
         },
         [&](const Checked& c) {
-          lin_update_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, scratch_);
+          if (p_.batch_accumulate) {  // the batch's sums, one exact refresh per arm
+            lin_accumulate_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, accumulator_);
+          } else {
+            lin_update_rows(p_, s_, c.pa, c.pr, c.px, c.pw, c.n, scratch_);
+          }
           return 0;
         });
   }
@@ -659,6 +664,7 @@ class LinKernel : public Guarded {
   py::array A_, Ai_, b_, theta_, n_, since_, active_, counters_;
   LinWorkspace workspace_;  // the scratch of calls on the calling thread
   LinScratch scratch_{};
+  LinAccumulator accumulator_;  // the buffers of batch_accumulate's update_batch
 };
 
 }  // namespace
@@ -711,10 +717,11 @@ void bind_policies(py::module_& m) {
   py::class_<LinKernel>(m, "LinKernel",
                         "Disjoint linear bandit kernel over views of NumPy state; calls are "
                         "serialised by an internal mutex and run without the GIL")
-      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict, int, bool>(),
+      .def(py::init<int, double, double, double, int64_t, int64_t, py::dict, int, bool, bool>(),
            py::arg("kind"), py::arg("decay"), py::arg("exploration"), py::arg("ridge"),
            py::arg("refresh_every"), py::arg("propensity_draws"), py::arg("arrays"),
-           py::arg("propensity_method") = 0, py::arg("first_on_ties") = false)
+           py::arg("propensity_method") = 0, py::arg("first_on_ties") = false,
+           py::arg("batch_accumulate") = false)
       .def("select", &LinKernel::select, py::arg("context") = py::none(),
            py::arg("mask") = py::none(), py::arg("bias") = py::none(),
            "select(context, mask=None, bias=None) -> (arm, propensity)")

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -446,6 +447,88 @@ void test_lin_batches() {
   }
 }
 
+// batch_accumulate: lin_accumulate_rows equals the sequential rows up to rounding (1e-9
+// relative on A, A^{-1}, b, theta, n; decay 1 and < 1), leaves A exactly symmetric, its
+// lane loop (lin_accumulate_upper) gives the bits of the plain per-element loop, and a batch
+// whose sums overflow is refused with nothing written.
+void test_lin_accumulate() {
+  auto rel = [](const std::vector<double>& x, const std::vector<double>& y) {
+    double scale = 0.0, diff = 0.0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      scale = std::fmax(scale, std::fabs(y[i]));
+      diff = std::fmax(diff, std::fabs(x[i] - y[i]));
+    }
+    return diff / (scale > 0.0 ? scale : 1.0);
+  };
+  const int64_t K = 5, n = 400;
+  for (int64_t d : {1, 4, 20, 23}) {
+    const std::vector<double> X = contexts(n, d, 3);
+    std::vector<int64_t> arms(n);
+    std::vector<double> rewards(n), weights(n);
+    Stream rs(19, 19, kPurposeUser);
+    for (int64_t i = 0; i < n; ++i) {
+      arms[i] = (i * 7) % K == 4 ? 4 : (i * 7) % 4;  // arm 4 gets fewer rows
+      rewards[i] = X[i * d] + 0.1 * rs.normal();
+      weights[i] = 0.5 + rs.uniform();
+    }
+    for (double decay : {1.0, 0.99}) {
+      Lin seq(kLinUCB, K, d), acc(kLinUCB, K, d);
+      seq.p.decay = acc.p.decay = decay;
+      seq.p.refresh_every = 1 << 30;
+      acc.p.batch_accumulate = true;
+      LinAccumulator buffers;
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t lo = half * (n / 2);
+        lin_update_rows(seq.p, seq.s, arms.data() + lo, rewards.data() + lo, X.data() + lo * d,
+                        weights.data() + lo, n / 2, seq.w);
+        lin_accumulate_rows(acc.p, acc.s, arms.data() + lo, rewards.data() + lo,
+                            X.data() + lo * d, weights.data() + lo, n / 2, buffers);
+      }
+      CHECK(rel(acc.A, seq.A) < 1e-9);
+      CHECK(rel(acc.A_inv, seq.A_inv) < 1e-9);
+      CHECK(rel(acc.b, seq.b) < 1e-9);
+      CHECK(rel(acc.theta, seq.theta) < 1e-9);
+      CHECK(rel(acc.n, seq.n) < 1e-9);
+      CHECK(acc.counters == seq.counters);
+      for (int64_t a = 0; a < K; ++a) {
+        for (int64_t i = 0; i < d; ++i) {
+          for (int64_t j = 0; j < d; ++j) {
+            CHECK(acc.A[a * d * d + i * d + j] == acc.A[a * d * d + j * d + i]);
+          }
+        }
+      }
+      // a batch whose sums overflow: refused, nothing written
+      Lin before(acc);
+      std::vector<double> huge(X.begin(), X.begin() + 8 * d);
+      huge[7 * d] = 1e200;
+      bool threw = false;
+      try {
+        lin_accumulate_rows(acc.p, acc.s, arms.data(), rewards.data(), huge.data(),
+                            weights.data(), 8, buffers);
+      } catch (const std::invalid_argument&) {
+        threw = true;
+      }
+      CHECK(threw);
+      CHECK(acc.same_as(before));
+    }
+    // the lane loop against the plain per-element loop, bit for bit
+    const int64_t m = 37;
+    std::vector<double> A0 = contexts(d, d, 4), XA = contexts(m, d, 5), WXT = contexts(d, m, 6);
+    std::vector<double> lanes(A0), plain(A0);
+    lin_accumulate_upper(lanes.data(), XA.data(), WXT.data(), m, d);
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t j = i; j < d; ++j) {
+        double v = plain[i * d + j];
+        for (int64_t r = 0; r < m; ++r) v += WXT[i * m + r] * XA[r * d + j];
+        plain[i * d + j] = v;
+      }
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      CHECK(same_bits(lanes.data() + i * d + i, plain.data() + i * d + i, d - i));
+    }
+  }
+}
+
 // LinTS: (wins + 1) / (draws + K_eligible), the wins counted here from score draws
 // on the stream (seed, decision number, propensity), and the same number from
 // lin_choose for the arm it chose.
@@ -614,5 +697,6 @@ int main() {
   test_mab_matching();
   test_lin_propensity_loop();
   test_lin_batches();
+  test_lin_accumulate();
   return test::report("test_policies");
 }

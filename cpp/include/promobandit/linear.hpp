@@ -13,7 +13,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -48,6 +50,10 @@ struct LinParams {
   // scores (quadrature.hpp) instead of counted over propensity_draws draws.
   int propensity_method = kPropensityDraws;
   bool first_on_ties = false;  // exact ties to the lowest id instead of at random
+  // Batch-update mode "accumulate": update_batch adds the batch's sums to A and b, then
+  // refreshes A^{-1} and theta exactly once per arm (lin_accumulate_rows); false keeps
+  // the sequential Sherman-Morrison rows (lin_update_rows). Single updates are unchanged.
+  bool batch_accumulate = false;
 };
 
 struct LinState {
@@ -293,18 +299,171 @@ __attribute__((target("avx2"))) inline void lin_observe_avx2(double* A, double* 
   for (int64_t i = 0; i < d; ++i) lin_axpy_avx2(Ai + i * d, -(c * u[i]), u, d);
 }
 
+// lin_moments8 in AVX-512 where the CPU has it: the 8 contexts of a block in one 8-lane
+// vector instead of two 4-lane ones; the same IEEE multiply and add per lane in the same
+// order as lin_moments8_avx2 and the template (no FMA), so the same bits.
+typedef double pb_lin_v8d __attribute__((vector_size(64)));
+#define PB_LIN_LOAD8(v, p) __builtin_memcpy(&(v), (p), sizeof(v))
+
+__attribute__((target("avx512f"))) inline void lin_moments8_avx512(const LinState& s,
+                                                                  const double* XT,
+                                                                  double* mean, double* var) {
+  const int64_t K = s.n_arms, d = s.dim;
+  const pb_lin_v8d zero = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const pb_lin_v8d two = {2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0};
+  for (int64_t a = 0; a < K; ++a) {
+    const double* th = s.theta + a * d;
+    const double* Ai = s.A_inv + a * d * d;
+    pb_lin_v8d m = zero, q = zero;
+    for (int64_t j = 0; j < d; ++j) {
+      const double t = th[j];
+      const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+      pb_lin_v8d x;
+      PB_LIN_LOAD8(x, XT + j * 8);
+      m += c * x;
+    }
+    int64_t i = 0;
+    for (; i + 2 <= d; i += 2) {
+      const double* row = Ai + i * d;
+      const double* row1 = row + d;
+      pb_lin_v8d acc = zero, bcc = zero, x;
+      {
+        const double t = row[i + 1];
+        const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
+        acc += c * x;
+      }
+      for (int64_t j = i + 2; j < d; ++j) {
+        const double t = row[j], u = row1[j];
+        const pb_lin_v8d c = {t, t, t, t, t, t, t, t}, e = {u, u, u, u, u, u, u, u};
+        PB_LIN_LOAD8(x, XT + j * 8);
+        acc += c * x;
+        bcc += e * x;
+      }
+      {
+        const double t = row[i];
+        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + i * 8);
+        q += x * (aii * x + two * acc);
+      }
+      {
+        const double t = row1[i + 1];
+        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
+        q += x * (aii * x + two * bcc);
+      }
+    }
+    for (; i < d; ++i) {
+      const double t = Ai[i * d + i];
+      const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+      pb_lin_v8d x;
+      PB_LIN_LOAD8(x, XT + i * 8);
+      q += x * (aii * x + two * zero);
+    }
+    __builtin_memcpy(mean + a * 8, &m, sizeof m);
+    double qq[8];
+    __builtin_memcpy(qq, &q, sizeof q);
+    for (int r = 0; r < 8; ++r) var[a * 8 + r] = qq[r] > 0.0 ? qq[r] : 0.0;
+  }
+}
+#undef PB_LIN_LOAD8
+
+inline bool lin_cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
 inline bool lin_cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
   return has;
 }
+
+// lin_accumulate_upper in AVX2: A[i][j] += WXT[i][r] * XA[r][j] over the rows r in order,
+// columns in lanes, 16, 8 then 4 at a time (each element the scalar loop's multiply and
+// add in the same row order, so the same bits). A block starts at the multiple of 4 at or
+// below i: its columns left of the diagonal are computed too and then overwritten by the
+// mirror of the upper triangle (lin_accumulate_rows).
+__attribute__((target("avx2"))) inline void lin_accumulate_upper_avx2(double* A,
+                                                                     const double* XA,
+                                                                     const double* WXT,
+                                                                     int64_t m, int64_t d) {
+  for (int64_t i = 0; i < d; ++i) {
+    double* Ar = A + i * d;
+    const double* wi = WXT + i * m;
+    int64_t j = i & ~int64_t{3};
+    for (; j + 16 <= d; j += 16) {
+      pb_lin_v4d a0, a1, a2, a3;
+      PB_LIN_LOAD4(a0, Ar + j);
+      PB_LIN_LOAD4(a1, Ar + j + 4);
+      PB_LIN_LOAD4(a2, Ar + j + 8);
+      PB_LIN_LOAD4(a3, Ar + j + 12);
+      for (int64_t r = 0; r < m; ++r) {
+        const double t = wi[r];
+        const pb_lin_v4d c = {t, t, t, t};
+        const double* x = XA + r * d + j;
+        pb_lin_v4d x0, x1, x2, x3;
+        PB_LIN_LOAD4(x0, x);
+        PB_LIN_LOAD4(x1, x + 4);
+        PB_LIN_LOAD4(x2, x + 8);
+        PB_LIN_LOAD4(x3, x + 12);
+        a0 += c * x0;
+        a1 += c * x1;
+        a2 += c * x2;
+        a3 += c * x3;
+      }
+      __builtin_memcpy(Ar + j, &a0, sizeof a0);
+      __builtin_memcpy(Ar + j + 4, &a1, sizeof a1);
+      __builtin_memcpy(Ar + j + 8, &a2, sizeof a2);
+      __builtin_memcpy(Ar + j + 12, &a3, sizeof a3);
+    }
+    for (; j + 8 <= d; j += 8) {
+      pb_lin_v4d a0, a1;
+      PB_LIN_LOAD4(a0, Ar + j);
+      PB_LIN_LOAD4(a1, Ar + j + 4);
+      for (int64_t r = 0; r < m; ++r) {
+        const double t = wi[r];
+        const pb_lin_v4d c = {t, t, t, t};
+        const double* x = XA + r * d + j;
+        pb_lin_v4d x0, x1;
+        PB_LIN_LOAD4(x0, x);
+        PB_LIN_LOAD4(x1, x + 4);
+        a0 += c * x0;
+        a1 += c * x1;
+      }
+      __builtin_memcpy(Ar + j, &a0, sizeof a0);
+      __builtin_memcpy(Ar + j + 4, &a1, sizeof a1);
+    }
+    for (; j + 4 <= d; j += 4) {
+      pb_lin_v4d a0;
+      PB_LIN_LOAD4(a0, Ar + j);
+      for (int64_t r = 0; r < m; ++r) {
+        const double t = wi[r];
+        const pb_lin_v4d c = {t, t, t, t};
+        pb_lin_v4d x0;
+        PB_LIN_LOAD4(x0, XA + r * d + j);
+        a0 += c * x0;
+      }
+      __builtin_memcpy(Ar + j, &a0, sizeof a0);
+    }
+    for (; j < d; ++j) {
+      double acc = Ar[j];
+      for (int64_t r = 0; r < m; ++r) acc += wi[r] * XA[r * d + j];
+      Ar[j] = acc;
+    }
+  }
+}
 #undef PB_LIN_LOAD4
 #endif
 
-// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX2 where the CPU
-// has it (the same bits either way).
+// Moments of a block of kLinRowBlock rows: lin_moments_block<8>, in AVX-512 or AVX2 where
+// the CPU has it (the same bits either way).
 inline void lin_moments8(const LinState& s, const double* XT, double* mean, double* var) {
   static_assert(kLinRowBlock == 8, "lin_moments8 scores blocks of 8 rows");
 #ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx512()) {
+    lin_moments8_avx512(s, XT, mean, var);
+    return;
+  }
   if (lin_cpu_has_avx2()) {
     lin_moments8_avx2(s, XT, mean, var);
     return;
@@ -632,6 +791,162 @@ PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, con
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (touched[static_cast<size_t>(a)]) symv(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
   }
+}
+
+// ---- the batch-update mode "accumulate" (LinParams::batch_accumulate) --------------------
+//
+// A batch adds its sums to every touched arm: A_a += sum_r w_r x_r x_r^T and
+// b_a += sum_r w_r r_r x_r (n_a += sum_r w_r) over the arm's rows in row order, each
+// element as the sequential update computes it (wx_i = w x_i, then A_ij += wx_i x_j and
+// b_i += wx_i r), on the upper triangle, mirrored to the lower one; then A^{-1} (Cholesky,
+// as lin_refresh_arm) and theta = A^{-1} b once per touched arm. The state after a batch
+// is thus a function of its sums: the sequential rows' A and b, with A^{-1} and theta
+// exact instead of carried by Sherman-Morrison (equal up to float rounding). With decay
+// gamma < 1, row i of n weighs gamma^(n-1-i) (powers by repeated multiplication from the
+// last row) and every arm first becomes gamma^n A + (1 - gamma^n) lambda I, gamma^n b,
+// gamma^n n (what n sequential decays give), and every arm is refreshed.
+// The new statistics are built beside the state and written only once every touched arm
+// has finite ones and a positive-definite A: a batch that fails is refused whole.
+
+// Buffers of lin_accumulate_rows, reused across calls by their owner (one per thread).
+struct LinAccumulator {
+  std::vector<int64_t> start, order, arms;
+  std::vector<double> gk, xa, wxt, rw, A, Ai, b, theta, n, work;
+};
+
+// A[i][j] += WXT[i][r] * XA[r][j] for j >= i, r ascending: XA holds the arm's m contexts
+// (m x d), WXT their weighted transpose (d x m, WXT[i][r] = w_r x_r[i]). In AVX2 where the
+// CPU has it, the same bits.
+inline void lin_accumulate_upper(double* A, const double* XA, const double* WXT, int64_t m,
+                                 int64_t d) {
+#ifdef PB_LIN_AVX2
+  if (lin_cpu_has_avx2()) {
+    lin_accumulate_upper_avx2(A, XA, WXT, m, d);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = i; j < d; ++j) {
+      double acc = A[i * d + j];
+      for (int64_t r = 0; r < m; ++r) acc += WXT[i * m + r] * XA[r * d + j];
+      A[i * d + j] = acc;
+    }
+  }
+}
+
+inline bool lin_all_finite(const double* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) return false;
+  }
+  return true;
+}
+
+// n updates as one batch of sums (see above); weights nullptr means 1 for every row. The
+// caller has checked every row; the batch is applied whole or not at all.
+inline void lin_accumulate_rows(const LinParams& p, LinState& s, const int64_t* arms,
+                                const double* rewards, const double* X, const double* weights,
+                                int64_t n, LinAccumulator& acc) {
+  if (n <= 0) return;
+  const int64_t K = s.n_arms, d = s.dim, dd = d * d;
+  const bool decays = p.decay < 1.0;
+  // The rows grouped by arm, in row order within an arm (a stable counting sort).
+  acc.start.assign(static_cast<size_t>(K + 1), 0);
+  for (int64_t i = 0; i < n; ++i) acc.start[static_cast<size_t>(arms[i] + 1)] += 1;
+  for (int64_t a = 0; a < K; ++a) acc.start[a + 1] += acc.start[a];
+  acc.order.resize(static_cast<size_t>(n));
+  {
+    std::vector<int64_t> pos(acc.start.begin(), acc.start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) acc.order[static_cast<size_t>(pos[arms[i]]++)] = i;
+  }
+  double gn = 1.0;  // gamma^n
+  if (decays) {
+    acc.gk.resize(static_cast<size_t>(n));
+    acc.gk[n - 1] = 1.0;
+    for (int64_t i = n - 2; i >= 0; --i) acc.gk[i] = acc.gk[i + 1] * p.decay;
+    gn = acc.gk[0] * p.decay;
+  }
+  acc.arms.clear();
+  for (int64_t a = 0; a < K; ++a) {
+    if (decays || acc.start[a + 1] > acc.start[a]) acc.arms.push_back(a);
+  }
+  const int64_t T = static_cast<int64_t>(acc.arms.size());
+  acc.A.resize(static_cast<size_t>(T * dd));
+  acc.Ai.resize(static_cast<size_t>(T * dd));
+  acc.b.resize(static_cast<size_t>(T * d));
+  acc.theta.resize(static_cast<size_t>(T * d));
+  acc.n.resize(static_cast<size_t>(T));
+  acc.work.resize(static_cast<size_t>(2 * dd));
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t a = acc.arms[t];
+    double* A = acc.A.data() + t * dd;
+    double* b = acc.b.data() + t * d;
+    const double* A0 = s.A + a * dd;
+    const double* b0 = s.b + a * d;
+    if (decays) {
+      for (int64_t k = 0; k < dd; ++k) A[k] = gn * A0[k];
+      const double shrink = (1.0 - gn) * p.ridge;
+      for (int64_t i = 0; i < d; ++i) A[i * d + i] += shrink;
+      for (int64_t i = 0; i < d; ++i) b[i] = gn * b0[i];
+      acc.n[t] = gn * s.n[a];
+    } else {
+      for (int64_t k = 0; k < dd; ++k) A[k] = A0[k];
+      for (int64_t i = 0; i < d; ++i) b[i] = b0[i];
+      acc.n[t] = s.n[a];
+    }
+    const int64_t lo = acc.start[a], m = acc.start[a + 1] - lo;
+    if (m > 0) {
+      acc.xa.resize(static_cast<size_t>(m * d));
+      acc.wxt.resize(static_cast<size_t>(m * d));
+      acc.rw.resize(static_cast<size_t>(m));
+      double* XA = acc.xa.data();
+      double* WXT = acc.wxt.data();
+      double na = acc.n[t];
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t row = acc.order[lo + r];
+        double w = weights ? weights[row] : 1.0;
+        if (decays) w *= acc.gk[row];
+        const double* x = X + row * d;
+        for (int64_t i = 0; i < d; ++i) {
+          XA[r * d + i] = x[i];
+          WXT[i * m + r] = w * x[i];
+        }
+        acc.rw[r] = rewards[row];
+        na += w;
+      }
+      acc.n[t] = na;
+      lin_accumulate_upper(A, XA, WXT, m, d);
+      for (int64_t i = 0; i < d; ++i) {
+        double bi = b[i];
+        for (int64_t r = 0; r < m; ++r) bi += WXT[i * m + r] * acc.rw[r];
+        b[i] = bi;
+      }
+    }
+    for (int64_t i = 1; i < d; ++i) {
+      for (int64_t j = 0; j < i; ++j) A[i * d + j] = A[j * d + i];
+    }
+    double* Ai = acc.Ai.data() + t * dd;
+    double* th = acc.theta.data() + t * d;
+    const bool ok = lin_all_finite(A, dd) && lin_all_finite(b, d) && std::isfinite(acc.n[t]) &&
+                    spd_inverse(A, Ai, d, acc.work.data());
+    if (ok) symv(Ai, b, th, d);
+    if (!ok || !lin_all_finite(Ai, dd) || !lin_all_finite(th, d)) {
+      throw std::invalid_argument(
+          "update_batch: arm " + std::to_string(a) +
+          "'s statistics would not be finite, or its precision matrix not positive definite, "
+          "after this batch (a reward, weight or context too large in magnitude); the batch "
+          "was refused whole, the policy is unchanged");
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {  // every arm checked: write them
+    const int64_t a = acc.arms[t];
+    std::copy(acc.A.begin() + t * dd, acc.A.begin() + (t + 1) * dd, s.A + a * dd);
+    std::copy(acc.Ai.begin() + t * dd, acc.Ai.begin() + (t + 1) * dd, s.A_inv + a * dd);
+    std::copy(acc.b.begin() + t * d, acc.b.begin() + (t + 1) * d, s.b + a * d);
+    std::copy(acc.theta.begin() + t * d, acc.theta.begin() + (t + 1) * d, s.theta + a * d);
+    s.n[a] = acc.n[t];
+    s.since_refresh[a] = 0;
+  }
+  s.counters[kCtrUpdates] += n;
 }
 
 // One decision for context x with the next decision number.

@@ -189,7 +189,7 @@ class LinKernel(_Guarded):
     def __init__(self, kind: int, decay: float, exploration: float, ridge: float,
                  refresh_every: int, propensity_draws: int,
                  arrays: dict[str, np.ndarray], propensity_method: int = 0,
-                 first_on_ties: bool = False) -> None:
+                 first_on_ties: bool = False, batch_accumulate: bool = False) -> None:
         self.kind = int(kind)
         self.decay = float(decay)
         self.exploration = float(exploration)
@@ -198,6 +198,7 @@ class LinKernel(_Guarded):
         self.draws = int(propensity_draws)
         self.method = _check_method(propensity_method)
         self.first = bool(first_on_ties)
+        self.accumulate = bool(batch_accumulate)
         self._lock = threading.RLock()
         self._set_arrays(arrays)
 
@@ -294,6 +295,17 @@ class LinKernel(_Guarded):
         xs = v.check_contexts(contexts, self.dim, a.shape[0])
         if w is None:
             w = np.ones(a.shape[0])
+        if self.accumulate:  # the batch's sums, one exact refresh per arm (see _core)
+            bad = lin.accumulate_rows(self.decay, self.ridge, self.A, self.A_inv, self.b,
+                                      self.theta, self.n, self.since, self.counters, a, r, xs,
+                                      w, self._work)
+            if bad >= 0:
+                raise ValueError(
+                    f"update_batch: arm {bad}'s statistics would not be finite, or its "
+                    "precision matrix not positive definite, after this batch (a reward, "
+                    "weight or context too large in magnitude); the batch was refused whole, "
+                    "the policy is unchanged")
+            return
         lin.update_batch(self.decay, self.ridge, self.refresh_every, self.A, self.A_inv, self.b,
                          self.theta, self.n, self.since, self.counters, a, r, xs, w, self._u,
                          self._work)

@@ -377,6 +377,127 @@ def update_batch(decay, ridge, refresh_every, A, A_inv, b, theta, n, since, coun
 
 
 @nb.njit(**_JIT)
+def _all_finite(v):
+    for i in range(v.shape[0]):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
+@nb.njit(**_JIT)
+def accumulate_rows(decay, ridge, A, A_inv, b, theta, n, since, counters, arms, rewards, xs,
+                    weights, work):
+    """Mirrors lin_accumulate_rows (the batch-update mode "accumulate"): every touched arm
+    gets the batch's sums on A (upper triangle, mirrored) and b in row order, then A^-1
+    and theta exactly once; with decay < 1 every arm is scaled by gamma^n first and row i
+    weighs gamma^(n-1-i). Built beside the state and written only when every arm's new
+    statistics are finite and A positive definite: returns -1, or the first arm that
+    failed (nothing written)."""
+    nrows = arms.shape[0]
+    if nrows == 0:
+        return -1
+    k = A.shape[0]
+    d = A.shape[1]
+    decays = decay < 1.0
+    start = np.zeros(k + 1, dtype=np.int64)
+    for i in range(nrows):
+        start[arms[i] + 1] += 1
+    for a in range(k):
+        start[a + 1] += start[a]
+    order = np.empty(nrows, dtype=np.int64)
+    pos = start[:k].copy()
+    for i in range(nrows):
+        order[pos[arms[i]]] = i
+        pos[arms[i]] += 1
+    gn = 1.0
+    gk = np.ones(nrows)
+    if decays:
+        for i in range(nrows - 2, -1, -1):
+            gk[i] = gk[i + 1] * decay
+        gn = gk[0] * decay
+    tarms = np.empty(k, dtype=np.int64)
+    nt = 0
+    for a in range(k):
+        if decays or start[a + 1] > start[a]:
+            tarms[nt] = a
+            nt += 1
+    nA = np.empty((nt, d, d))
+    nAi = np.empty((nt, d, d))
+    nb = np.empty((nt, d))
+    nth = np.empty((nt, d))
+    nn = np.empty(nt)
+    for t in range(nt):
+        a = tarms[t]
+        if decays:
+            for i in range(d):
+                for j in range(d):
+                    nA[t, i, j] = gn * A[a, i, j]
+            shrink = (1.0 - gn) * ridge
+            for i in range(d):
+                nA[t, i, i] += shrink
+            for i in range(d):
+                nb[t, i] = gn * b[a, i]
+            nn[t] = gn * n[a]
+        else:
+            for i in range(d):
+                for j in range(d):
+                    nA[t, i, j] = A[a, i, j]
+            for i in range(d):
+                nb[t, i] = b[a, i]
+            nn[t] = n[a]
+        lo = start[a]
+        m = start[a + 1] - lo
+        if m > 0:
+            xa = np.empty((m, d))
+            wxt = np.empty((d, m))
+            rw = np.empty(m)
+            na = nn[t]
+            for r in range(m):
+                row = order[lo + r]
+                w = weights[row]
+                if decays:
+                    w *= gk[row]
+                for i in range(d):
+                    xa[r, i] = xs[row, i]
+                    wxt[i, r] = w * xs[row, i]
+                rw[r] = rewards[row]
+                na += w
+            nn[t] = na
+            for i in range(d):
+                for j in range(i, d):
+                    acc = nA[t, i, j]
+                    for r in range(m):
+                        acc += wxt[i, r] * xa[r, j]
+                    nA[t, i, j] = acc
+            for i in range(d):
+                bi = nb[t, i]
+                for r in range(m):
+                    bi += wxt[i, r] * rw[r]
+                nb[t, i] = bi
+        for i in range(1, d):
+            for j in range(i):
+                nA[t, i, j] = nA[t, j, i]
+        flat_a = nA[t].reshape(-1)
+        flat_ai = nAi[t].reshape(-1)
+        ok = (_all_finite(flat_a) and _all_finite(nb[t]) and math.isfinite(nn[t])
+              and spd_inverse(flat_a, flat_ai, d, work))
+        if ok:
+            symv(flat_ai, nb[t], nth[t], d)
+        if not ok or not _all_finite(flat_ai) or not _all_finite(nth[t]):
+            return a
+    for t in range(nt):
+        a = tarms[t]
+        A[a] = nA[t]
+        A_inv[a] = nAi[t]
+        b[a] = nb[t]
+        theta[a] = nth[t]
+        n[a] = nn[t]
+        since[a] = 0
+    counters[CTR_UPDATES] += nrows
+    return -1
+
+
+@nb.njit(**_JIT)
 def expectations(theta, xs):
     n = xs.shape[0]
     k = theta.shape[0]

@@ -25,7 +25,10 @@ How each policy runs (MABWiser's rule is kept wherever it is deterministic):
 - ``EpsilonGreedy``: the native kernel (uniform arm with probability ``epsilon``, else the
   highest mean, untrained arms at 0, the first arm on ties).
 - ``LinUCB``: the native disjoint ridge kernel with ``ridge = l2_lambda`` (A = l2_lambda I
-  + X'X per arm, as MABWiser) and ``alpha`` the bound's width. MABWiser scores an arm
+  + X'X per arm, as MABWiser) and ``alpha`` the bound's width. ``fit`` and ``partial_fit``
+  of several rows learn in the kernel's ``batch_update="accumulate"`` mode (the rows' sums
+  added, then A^-1 and theta recomputed exactly once per arm, like MABWiser's full solve;
+  LinTS and LinGreedy too); one row at a time stays on the rank-one update. MABWiser scores an arm
   with no data since ``fit`` with A^-1 = l2_lambda I (not 1 / l2_lambda I); when
   l2_lambda != 1 and such an arm exists, the bound is computed here from the native
   state with that A^-1, so the choices still equal MABWiser's.
@@ -416,11 +419,15 @@ class MAB:
                                         ties=first)
         assert width is not None
         ridge = float(p["l2_lambda"])
+        # A batch (fit, partial_fit of several rows) adds its sums and refreshes each arm's
+        # A^-1 and theta exactly once, as MABWiser's full solve does; one row at a time
+        # stays on the rank-one update (LinearConfig.batch_update).
         if name == "LinTS":
             return _NativeLinTS(n_arms, width, seed=seed, v=float(p["alpha"]), ridge=ridge,
-                                propensity_draws=0, ties=first)
+                                propensity_draws=0, ties=first, batch_update="accumulate")
         alpha = float(p["alpha"]) if name == "LinUCB" else 0.0
-        return _NativeLinUCB(n_arms, width, seed=seed, alpha=alpha, ridge=ridge, ties=first)
+        return _NativeLinUCB(n_arms, width, seed=seed, alpha=alpha, ridge=ridge, ties=first,
+                             batch_update="accumulate")
 
     def _new_twin(self, n_arms: int) -> Any:
         """ThompsonSampling's batch twin (see the module): the same prior, learning the
