@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cmath>
+#include <exception>
 #include <cstdint>
 #include <limits>
 #include <algorithm>
@@ -30,6 +31,11 @@
 // load time (GCC function multiversioning; no -march in a wheel). FMA stays off
 // (-ffp-contract=off, and "avx2" does not enable it), so both versions give the same
 // bits as each other and as the Numba backend.
+// An exception must never leave a multiversioned function: GCC (12 here) calls a
+// target_clones function through a dispatcher it treats as nothrow, so a throw inside
+// (a refresh that finds A no longer positive definite, an allocation) reached
+// std::terminate and ended the Python process. The clones (*_mv) catch everything and
+// hand it back; the plain functions below them rethrow it in the caller.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PB_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
@@ -740,10 +746,12 @@ inline void lin_update(const LinParams& p, LinState& s, int64_t arm, double rewa
 // untouched. Whole blocks of kLinRowBlock rows get their moments together
 // (lin_moments_block, vectorised across the rows), the rest one at a time: the same
 // operations per row either way, so the split changes no bit.
-PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& s,
-                                            const uint8_t* masks, const double* biases,
-                                            const double* X, int64_t lo, int64_t hi, uint64_t t0,
-                                            int64_t* arms, double* props, LinScratch& w) {
+PB_MULTIVERSION inline void lin_choose_rows_mv(const LinParams& p, const LinState& s,
+                                               const uint8_t* masks, const double* biases,
+                                               const double* X, int64_t lo, int64_t hi,
+                                               uint64_t t0, int64_t* arms, double* props,
+                                               LinScratch& w, std::exception_ptr* err) noexcept {
+ try {
   constexpr int R = static_cast<int>(kLinRowBlock);
   const int64_t K = s.n_arms, d = s.dim;
   int64_t i = lo;
@@ -771,6 +779,17 @@ PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& 
     arms[i] = c.first;
     props[i] = c.second;
   }
+ } catch (...) {
+  *err = std::current_exception();
+ }
+}
+
+inline void lin_choose_rows(const LinParams& p, const LinState& s, const uint8_t* masks,
+                            const double* biases, const double* X, int64_t lo, int64_t hi,
+                            uint64_t t0, int64_t* arms, double* props, LinScratch& w) {
+  std::exception_ptr err;
+  lin_choose_rows_mv(p, s, masks, biases, X, lo, hi, t0, arms, props, w, &err);
+  if (err) std::rethrow_exception(err);
 }
 
 // n updates in row order; weights nullptr means 1 for every row. The caller has
@@ -778,9 +797,12 @@ PB_MULTIVERSION inline void lin_choose_rows(const LinParams& p, const LinState& 
 // rank-one step; theta = A^{-1} b of an arm is recomputed once, after the batch's last
 // row for that arm (no decision reads theta in between, and A^{-1} and b are then what
 // n single updates leave, so theta is too, bit for bit).
-PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
-                                            const double* rewards, const double* X,
-                                            const double* weights, int64_t n, LinScratch& w) {
+PB_MULTIVERSION inline void lin_update_rows_mv(const LinParams& p, LinState& s,
+                                               const int64_t* arms, const double* rewards,
+                                               const double* X, const double* weights,
+                                               int64_t n, LinScratch& w,
+                                               std::exception_ptr* err) noexcept {
+ try {
   const int64_t d = s.dim;
   std::vector<uint8_t> touched(static_cast<size_t>(s.n_arms), 0);
   for (int64_t i = 0; i < n; ++i) {
@@ -791,6 +813,17 @@ PB_MULTIVERSION inline void lin_update_rows(const LinParams& p, LinState& s, con
   for (int64_t a = 0; a < s.n_arms; ++a) {
     if (touched[static_cast<size_t>(a)]) symv(s.A_inv + a * d * d, s.b + a * d, s.theta + a * d, d);
   }
+ } catch (...) {
+  *err = std::current_exception();
+ }
+}
+
+inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms,
+                            const double* rewards, const double* X, const double* weights,
+                            int64_t n, LinScratch& w) {
+  std::exception_ptr err;
+  lin_update_rows_mv(p, s, arms, rewards, X, weights, n, w, &err);
+  if (err) std::rethrow_exception(err);
 }
 
 // ---- the batch-update mode "accumulate" (LinParams::batch_accumulate) --------------------
