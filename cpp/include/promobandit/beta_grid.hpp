@@ -8,8 +8,10 @@
 //   * the grid is a pure function of a *snapshot*: one (alpha, beta) per arm (0, 0 for
 //     an arm not in it), kept in the policy's state (the `quad_grid` array, K x 2), so
 //     a saved and restored policy rebuilds the same grid and decides bit for bit as the
-//     original. Each snapshot arm's range is its mean +- kQuadSpanSd sds clipped to
-//     [0, 1]; the ranges' ends cut [G0, G1] (the lowest start, the highest end) into
+//     original. Each snapshot arm's range is its mean +- kGridSpanSd sds clipped to
+//     [0, 1] (8, not quad_max_propensities' 12: the mass beyond is below 1e-6 even for
+//     the skewed posteriors of a few counts, far under the 0.01 error bound, and the
+//     narrower ranges mean a third fewer nodes); the ranges' ends cut [G0, G1] (the lowest start, the highest end) into
 //     segments, each split into panels at most kGridPanelSd sds of the narrowest
 //     snapshot arm covering it (at most kGridMaxPanels panels; wider in proportion
 //     beyond), and log x, log(1 - x) are kept at every node;
@@ -50,27 +52,32 @@ namespace promobandit {
 
 constexpr double kGridPanelSd = 1.5;     // panels cut at most this many sds of the narrowest arm
 constexpr double kGridMaxPanelSd = 2.5;  // rebuild when a live arm's core panels exceed this
-constexpr double kGridCoreSd = 8.0;      // a live arm's core: mean +- this many sds
+constexpr double kGridSpanSd = 8.0;      // each arm's range: mean +- this many sds
+constexpr double kGridCoreSd = 6.0;      // a live arm's core: mean +- this many sds
 constexpr int64_t kGridMaxPanels = 2048;  // cap on panels per grid (wider panels beyond it)
 constexpr int kGridLanes = 4;            // interleaved partial sums in the combination
 
-// Mean, sd, range (mean +- kQuadSpanSd sds clipped to [0, 1]) and log density at the
-// mean of Beta(a, b), computed as quad_max_propensities does.
+// Mean, sd and range (mean +- kGridSpanSd sds clipped to [0, 1]) of Beta(a, b).
 struct BetaRange {
-  double m, sd, lo, hi, off;
+  double m, sd, lo, hi;
 };
+
+// Log density of Beta(a, b) at its mean m (the column's offset; two logs, so computed
+// only where a column is).
+inline double beta_log_density_at_mean(double a, double b, double m) {
+  return (a - 1.0) * std::log(m) + (b - 1.0) * std::log(1.0 - m);
+}
 
 inline BetaRange beta_range(double a, double b) {
   BetaRange r;
   r.m = a / (a + b);
   r.sd = std::sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)));
-  double lo = r.m - kQuadSpanSd * r.sd;
-  double hi = r.m + kQuadSpanSd * r.sd;
+  double lo = r.m - kGridSpanSd * r.sd;
+  double hi = r.m + kGridSpanSd * r.sd;
   if (lo < 0.0) lo = 0.0;
   if (hi > 1.0) hi = 1.0;
   r.lo = lo;
   r.hi = hi;
-  r.off = (a - 1.0) * std::log(r.m) + (b - 1.0) * std::log(1.0 - r.m);
   return r;
 }
 
@@ -181,6 +188,7 @@ struct BetaGridNodes {
   // at every node, as quad_max_propensities computes them for a score over its range.
   void column(double a, double b, const BetaRange& r, double* fh, double* Fh) const {
     double fp[kQuadNodes], cv[kQuadNodes];
+    const double off = beta_log_density_at_mean(a, b, r.m);
     double cum = 0.0;
     int64_t node = 0;
     int64_t first = -1, last = -1;  // the panels' nodes computed: [first, last)
@@ -202,7 +210,7 @@ struct BetaGridNodes {
         for (int t = 0; t < kQuadNodes; ++t) {
           const double xv = x[node + t];
           fp[t] = (xv > r.lo && xv < r.hi)
-                      ? std::exp((a - 1.0) * lx[node + t] + (b - 1.0) * l1x[node + t] - r.off)
+                      ? std::exp((a - 1.0) * lx[node + t] + (b - 1.0) * l1x[node + t] - off)
                       : 0.0;
         }
         for (int t = 0; t < kQuadNodes; ++t) {
@@ -237,24 +245,24 @@ struct BetaGridNodes {
 // for arm in live (n_live >= 2), nodes [r0, r1); pre is scratch of n_live * (r1 - r0).
 inline void beta_grid_combine(const BetaGridNodes& g, const int64_t* live, int64_t n_live,
                               const double* const* fh, const double* const* Fh, int64_t r0,
-                              int64_t r1, double* pre, double* suf, double* out) {
+                              int64_t r1, double* __restrict pre, double* __restrict suf,
+                              double* __restrict prob, double* out) {
   const int64_t w = r1 - r0;
   // pre_j = prod over live arms before j of F, per node
   for (int64_t i = 0; i < w; ++i) pre[i] = 1.0;
   for (int64_t j = 1; j < n_live; ++j) {
-    const double* prev = pre + (j - 1) * w;
-    double* cur = pre + j * w;
-    const double* F = Fh[j - 1] + r0;
+    const double* __restrict prev = pre + (j - 1) * w;
+    double* __restrict cur = pre + j * w;
+    const double* __restrict F = Fh[j - 1] + r0;
     for (int64_t i = 0; i < w; ++i) cur[i] = prev[i] * F[i];
   }
   for (int64_t i = 0; i < w; ++i) suf[i] = 1.0;
-  const double* wt = g.wt.data() + r0;
+  const double* __restrict wt = g.wt.data() + r0;
   double total = 0.0;
-  std::vector<double> prob(static_cast<size_t>(n_live));
   for (int64_t j = n_live - 1; j >= 0; --j) {
-    const double* f = fh[j] + r0;
-    const double* F = Fh[j] + r0;
-    const double* pj = pre + j * w;
+    const double* __restrict f = fh[j] + r0;
+    const double* __restrict F = Fh[j] + r0;
+    const double* __restrict pj = pre + j * w;
     double acc[kGridLanes] = {0.0, 0.0, 0.0, 0.0};
     int64_t i = 0;
     for (; i + kGridLanes <= w; i += kGridLanes) {
@@ -267,10 +275,10 @@ inline void beta_grid_combine(const BetaGridNodes& g, const int64_t* live, int64
       acc[l] += wt[i] * f[i] * (pj[i] * suf[i]);
       suf[i] = suf[i] * F[i];
     }
-    prob[static_cast<size_t>(j)] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    prob[j] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
   }
-  for (int64_t j = 0; j < n_live; ++j) total += prob[static_cast<size_t>(j)];
-  for (int64_t j = 0; j < n_live; ++j) out[live[j]] = prob[static_cast<size_t>(j)] / total;
+  for (int64_t j = 0; j < n_live; ++j) total += prob[j];
+  for (int64_t j = 0; j < n_live; ++j) out[live[j]] = prob[j] / total;
 }
 
 // First node with x > top_lo, and the end of the nodes with x < top_hi (x ascending).
@@ -290,6 +298,14 @@ inline void beta_grid_window(const BetaGridNodes& g, double top_lo, double top_h
   *r1 = lo;
 }
 
+// The eligible arms' (alpha, beta) and ranges; top_lo, top_hi over them; the live arms.
+struct BetaGridArms {
+  std::vector<double> a, b;
+  std::vector<BetaRange> r;
+  std::vector<int64_t> elig, live;
+  double top_lo = 0.0, top_hi = 0.0;
+};
+
 // The incremental cache: the grid of the last snapshot seen and every arm's column.
 struct BetaGrid {
   std::vector<double> snap;  // the snapshot the nodes were built from (K x 2)
@@ -298,7 +314,9 @@ struct BetaGrid {
   std::vector<double> col_ab;  // K x 2: the (alpha, beta) of each column; alpha 0: none
   std::vector<uint8_t> col_ok;  // whether the grid resolves that arm
   std::vector<double> fh, Fh;  // K x n_nodes, arm-major
-  std::vector<double> pre, suf;
+  std::vector<double> pre, suf, prob;  // combination scratch
+  std::vector<const double*> fcols, Fcols;
+  BetaGridArms arms;
   int64_t columns_computed = 0;  // a count for tests: columns recomputed so far
   int64_t grids_built = 0;       // and grids built
 
@@ -330,14 +348,6 @@ struct BetaGrid {
   }
 };
 
-// The eligible arms' (alpha, beta) and ranges; top_lo, top_hi over them; the live arms.
-struct BetaGridArms {
-  std::vector<double> a, b;
-  std::vector<BetaRange> r;
-  std::vector<int64_t> elig, live;
-  double top_lo = 0.0, top_hi = 0.0;
-};
-
 // ab: K x 2 posteriors, elig: K flags. Fills arms; returns the number of live arms.
 inline int64_t beta_grid_arms(const double* ab, const uint8_t* elig, int64_t K, BetaGridArms& s) {
   s.a.assign(static_cast<size_t>(K), 0.0);
@@ -345,6 +355,8 @@ inline int64_t beta_grid_arms(const double* ab, const uint8_t* elig, int64_t K, 
   s.r.resize(static_cast<size_t>(K));
   s.elig.clear();
   s.live.clear();
+  s.top_lo = 0.0;
+  s.top_hi = 0.0;
   bool first = true;
   for (int64_t k = 0; k < K; ++k) {
     if (!elig[k]) continue;
@@ -371,7 +383,7 @@ inline int64_t beta_grid_arms(const double* ab, const uint8_t* elig, int64_t K, 
 // quad_grid) is replaced when the grid does not resolve every live arm.
 inline void beta_grid_propensities(BetaGrid& c, const double* ab, const uint8_t* elig, int64_t K,
                                    double* snap, double* out) {
-  BetaGridArms s;
+  BetaGridArms& s = c.arms;  // scratch kept between calls: no allocation per call
   const int64_t n_live = beta_grid_arms(ab, elig, K, s);
   for (int64_t k = 0; k < K; ++k) out[k] = 0.0;
   if (n_live == 1) {  // as quad_max_propensities: the only arm that can win
@@ -399,20 +411,22 @@ inline void beta_grid_propensities(BetaGrid& c, const double* ab, const uint8_t*
     c.use_snapshot(snap, K);
   }
   const int64_t N = c.nodes.n_nodes;
-  std::vector<const double*> fh(static_cast<size_t>(n_live)), Fh(static_cast<size_t>(n_live));
+  c.fcols.resize(static_cast<size_t>(n_live));
+  c.Fcols.resize(static_cast<size_t>(n_live));
+  c.prob.resize(static_cast<size_t>(n_live));
   for (int64_t j = 0; j < n_live; ++j) {
     const int64_t k = s.live[j];
     if (!c.has_column(k, s.a[k], s.b[k])) c.compute_column(k, s.a[k], s.b[k], s.r[k]);
-    fh[j] = c.fh.data() + k * N;
-    Fh[j] = c.Fh.data() + k * N;
+    c.fcols[j] = c.fh.data() + k * N;
+    c.Fcols[j] = c.Fh.data() + k * N;
   }
   int64_t r0, r1;
   beta_grid_window(c.nodes, s.top_lo, s.top_hi, &r0, &r1);
   const int64_t w = r1 > r0 ? r1 - r0 : 0;
   c.pre.resize(static_cast<size_t>(n_live * w));
   c.suf.resize(static_cast<size_t>(w));
-  beta_grid_combine(c.nodes, s.live.data(), n_live, fh.data(), Fh.data(), r0, r0 + w, c.pre.data(),
-                    c.suf.data(), out);
+  beta_grid_combine(c.nodes, s.live.data(), n_live, c.fcols.data(), c.Fcols.data(), r0, r0 + w,
+                    c.pre.data(), c.suf.data(), c.prob.data(), out);
   for (int64_t k : s.elig) {
     if (out[k] < kQuadFloor) out[k] = kQuadFloor;
   }

@@ -14,13 +14,14 @@ import math
 import numba as nb
 import numpy as np
 
-from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES, SPAN_SD
+from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 GRID_PANEL_SD = 1.5  # kGridPanelSd: panels cut at most this many sds of the narrowest arm
 GRID_MAX_PANEL_SD = 2.5  # kGridMaxPanelSd: rebuild when a live arm's core panels exceed this
-GRID_CORE_SD = 8.0  # kGridCoreSd: a live arm's core, mean +- this many sds
+GRID_SPAN_SD = 8.0  # kGridSpanSd: each arm's range, mean +- this many sds
+GRID_CORE_SD = 6.0  # kGridCoreSd: a live arm's core, mean +- this many sds
 GRID_MAX_PANELS = 2048  # kGridMaxPanels: cap on panels per grid
 GRID_LANES = 4  # kGridLanes: interleaved partial sums in the combination
 
@@ -30,8 +31,8 @@ def beta_range(a, b):
     """Mirrors beta_range: (mean, sd, lo, hi, log density at the mean) of Beta(a, b)."""
     m = a / (a + b)
     sd = math.sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)))
-    lo = m - SPAN_SD * sd
-    hi = m + SPAN_SD * sd
+    lo = m - GRID_SPAN_SD * sd
+    hi = m + GRID_SPAN_SD * sd
     if lo < 0.0:
         lo = 0.0
     if hi > 1.0:
