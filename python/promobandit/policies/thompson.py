@@ -33,13 +33,13 @@ class BetaTSConfig(ThompsonConfig):
         0 (or 1), which the fixed panels resolve less well: 0.02 off in the one such
         state measured. The win probabilities are computed on a node grid kept between
         updates while it resolves every arm that can win (panels cut at 1.5 posterior
-        sds; a new grid when an arm's panels exceed 2.5 of its current sds within
-        mean +- 8 sds or its range leaves the grid), so an update recomputes one arm's
-        column only (cpp/include/promobandit/beta_grid.hpp; the grid's snapshot is the
-        state's quad_grid); action_probabilities reads the same grid. "draws": the
-        (wins + 1) / (draws + K) estimate
-        from propensity_draws posterior draws. propensity_draws = 0 switches
-        propensities off (NaN) under either method, except under sampler="matching".
+        sds; a new grid when an arm's panels exceed 2.5 of its current sds within mean
+        +- 6 sds, or its range, mean +- 8 sds, leaves the grid), so an update
+        recomputes one arm's column only (cpp/include/promobandit/beta_grid.hpp; the
+        grid's snapshot is the state's quad_grid); action_probabilities reads the same
+        grid. "draws": the (wins + 1) / (draws + K) estimate from propensity_draws
+        posterior draws. propensity_draws = 0 switches propensities off (NaN) under
+        either method, except under sampler="matching".
     sampler: how the arm is chosen. "posterior" (the default): one Beta posterior draw
         per eligible arm, the largest (+ bias) wins. "matching": probability matching,
         the same distribution of choices by another route: the arm is drawn by inverse
