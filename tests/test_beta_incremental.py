@@ -165,7 +165,7 @@ def test_grid_probabilities_close_to_the_full_quadrature() -> None:
 
 def test_the_rebuild_rule() -> None:
     """A grid cut for Beta(a, b) resolves it, and that arm once its sd shrank to 0.75 of
-    the sd the panels were cut for, but not below kGridPanelSd / kGridMaxPanelSd (0.6)
+    the sd the panels were cut for, but not below kGridPanelSd / kGridMaxPanelSd (2/3)
     of it, nor once its range left the grid; the snapshot is replaced exactly then."""
     snap = np.array([[301.0, 701.0], [30.0, 70.0]])
     ends, seg_h, seg_np, *_ = build(snap)

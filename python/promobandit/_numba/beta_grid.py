@@ -18,8 +18,8 @@ from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
-GRID_PANEL_SD = 1.5  # kGridPanelSd: panels cut at most this many sds of the narrowest arm
-GRID_MAX_PANEL_SD = 2.5  # kGridMaxPanelSd: rebuild when a live arm's core panels exceed this
+GRID_PANEL_SD = 2.0  # kGridPanelSd: panels cut at most this many sds of the narrowest arm
+GRID_MAX_PANEL_SD = 3.0  # kGridMaxPanelSd: rebuild when a live arm's core panels exceed this
 GRID_SPAN_SD = 8.0  # kGridSpanSd: each arm's range, mean +- this many sds
 GRID_CORE_SD = 6.0  # kGridCoreSd: a live arm's core, mean +- this many sds
 GRID_MAX_PANELS = 2048  # kGridMaxPanels: cap on panels per grid
@@ -189,9 +189,10 @@ def column(ends, seg_h, seg_np, x, lx, l1x, a, b, lo, hi, off, fh, Fh):
     if first < 0:
         first = 0
         last = 0
+    inv = 1.0 / cum
     for i in range(first, last):
-        fh[i] = fh[i] / cum
-        Fh[i] = Fh[i] / cum
+        fh[i] = fh[i] * inv
+        Fh[i] = Fh[i] * inv
     for i in range(last, n_nodes):
         Fh[i] = 1.0
 

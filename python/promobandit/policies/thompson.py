@@ -32,8 +32,8 @@ class BetaTSConfig(ThompsonConfig):
         posterior with under one success (or failure) has a density that is infinite at
         0 (or 1), which the fixed panels resolve less well: 0.02 off in the one such
         state measured. The win probabilities are computed on a node grid kept between
-        updates while it resolves every arm that can win (panels cut at 1.5 posterior
-        sds; a new grid when an arm's panels exceed 2.5 of its current sds within mean
+        updates while it resolves every arm that can win (panels cut at 2 posterior
+        sds; a new grid when an arm's panels exceed 3 of its current sds within mean
         +- 6 sds, or its range, mean +- 8 sds, leaves the grid), so an update
         recomputes one arm's column only (cpp/include/promobandit/beta_grid.hpp; the
         grid's snapshot is the state's quad_grid); action_probabilities reads the same
