@@ -376,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--update-checks", action="store_true",
                     help="only the cost of checked updates: single-decision rows, checked "
                          "beside unchecked (writes results/update_checks.json)")
+    ap.add_argument("--beta-only", action="store_true",
+                    help="the Beta TS rows only (throughput and mean reward)")
     ap.add_argument("--json", type=Path,
                     default=Path(__file__).parent / "results" / "policies.json")
     args = ap.parse_args(argv)
@@ -416,7 +418,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     w = "BetaTS K=10"
     beta_settings: tuple[tuple[str, bool, dict[str, Any]], ...] = (
         ("defaults (exact props)", True, {}), ("propensity off", False, {}),
-        ("matching (exact props)", True, {"sampler": "matching"}))
+        ("matching (exact props)", True, {"sampler": "matching"}),
+        # every update refills the win probabilities: the node grid's cost alone
+        ("tolerance 0 (exact props)", True, {"propensity_tolerance": 0.0}))
     for b in backends:
         for setting, props, extra in beta_settings:
             add(w, "single", f"pb-{b}", setting, n_fast,
@@ -441,7 +445,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         add(w, "single", "vowpalwabbit", "cb_explore_adf eps 0.1", n_slow,
             lambda: vw(n_slow, rewards_b, None))
     # -- LinUCB, LinTS ----------------------------------------------------------------------
-    for name, kind in (("LinUCB", "linucb"), ("LinTS", "lints")):
+    for name, kind in (() if args.beta_only else (("LinUCB", "linucb"), ("LinTS", "lints"))):
         w = f"{name} d=20 K=10"
         settings = ([("defaults (props 1)", True)] if name == "LinUCB" else
                     [("defaults (exact props)", True), ("propensity off", False)])
@@ -481,7 +485,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     rewards_rows: list[dict[str, Any]] = []
     if not args.skip_rewards:
-        rewards_rows = mean_rewards(reward_n, seeds, vw)
+        rewards_rows = mean_rewards(reward_n, seeds, vw, args.beta_only)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     out = {"machine": machine(), "repeats": repeats, "rows": rows,
@@ -491,7 +495,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return out
 
 
-def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[dict[str, Any]]:
+def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None,
+                 beta_only: bool = False) -> list[dict[str, Any]]:
     """Mean reward per decision of every implementation on the same problems and batches."""
     print(f"\nmean reward per decision over {n:,} decisions, mean +- standard error over "
           f"{seeds} problems (seeds 0..{seeds - 1}); batch = {BATCH:,} decisions per "
@@ -509,7 +514,7 @@ def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[di
 
     bern = {s: bernoulli_table(n, seed=100 + s) for s in range(seeds)}
     lin = {s: linear_problem(n, seed=100 + s) for s in range(seeds)}
-    for name in MAB_POLICIES:
+    for name in (("BetaTS",) if beta_only else MAB_POLICIES):
         for mode in ("single", "batch"):
             run = run_pb_single if mode == "single" else run_pb_batch
             row("K=10 Bernoulli", mode, f"pb {name}",
@@ -531,7 +536,7 @@ def mean_rewards(n: int, seeds: int, vw: Callable[..., float] | None) -> list[di
         n_vw = min(n, 5_000)
         row("K=10 Bernoulli", "single", "vowpalwabbit eps 0.1",
             lambda s: vw(n_vw, bern[s], None, s + 1), n_vw)
-    for name, kind in (("LinUCB", "linucb"), ("LinTS", "lints")):
+    for name, kind in (() if beta_only else (("LinUCB", "linucb"), ("LinTS", "lints"))):
         w = "d=20 K=10 linear"
         for mode in ("single", "batch"):
             run = run_pb_single if mode == "single" else run_pb_batch

@@ -403,6 +403,15 @@ class MabKernel : public Guarded {
       std::fill(own.mutable_data(), own.mutable_data() + kBetaPostCols * K, 0.0);
       post = own;
     }
+    // Optional: the node grid's snapshot of the cached Beta TS win probabilities
+    // (beta_grid.hpp); without it they are recomputed by quad_max_propensities.
+    const bool has_grid = arrays.contains("quad_grid");
+    py::array grid_snap;
+    if (has_grid) {
+      grid_snap = checked_array(arrays["quad_grid"], "quad_grid", Kind::Float64, 2, {K, 2});
+    }
+    grid_snap_ = grid_snap;
+    has_grid_ = has_grid;
     post_ = post;
     stats_ = stats;
     active_ = active;
@@ -416,12 +425,16 @@ class MabKernel : public Guarded {
     s_.prop_cache = ptr<double>(cache_);
     s_.prop_mask = ptr<uint8_t>(pmask_);
     s_.prop_post = ptr<double>(post_);
+    s_.quad_grid = has_grid_ ? ptr<double>(grid_snap_) : nullptr;
+    s_.grid = &grid_;
     p_.seed = static_cast<uint64_t>(s_.counters[kCtrSeed]);
   }
 
   MabParams p_;
   MabState s_;
-  py::array stats_, active_, counters_, cache_, pmask_, post_;
+  py::array stats_, active_, counters_, cache_, pmask_, post_, grid_snap_;
+  bool has_grid_ = false;
+  BetaGrid grid_;  // the incremental columns of quad_grid's node grid (a cache, not state)
 };
 
 class LinKernel : public Guarded {

@@ -251,6 +251,54 @@ void test_mab_matching() {
   }
 }
 
+// The node grid kept between updates (beta_grid.hpp): a policy whose columns are cached
+// gives, at every refill, the same bits as one that recomputes every column (no cache)
+// and writes the same snapshot; between two refills with no new grid at most one column
+// is recomputed when one arm was updated; the grid resolves the live arms it is used for
+// except right after it was cut.
+void test_mab_beta_grid() {
+  const int64_t K = 10;
+  for (int matching = 0; matching < 2; ++matching) {
+    Mab inc(kBetaTS, K), fresh(kBetaTS, K);
+    std::vector<double> snap_inc(2 * K, 0.0), snap_fresh(2 * K, 0.0);
+    BetaGrid cache;
+    for (Mab* m : {&inc, &fresh}) {
+      m->p.propensity_method = kPropensityQuadrature;
+      m->p.matching = matching == 1;
+      m->p.propensity_tolerance = 0.0;  // a refill after every update
+      m->p.propensity_refresh = 1;
+    }
+    inc.s.quad_grid = snap_inc.data();
+    inc.s.grid = &cache;
+    fresh.s.quad_grid = snap_fresh.data();
+    Stream rs(21, 21, kPurposeUser);
+    int64_t cols = 0, grids = 0, one_column = 0;
+    for (int64_t i = 0; i < 4000; ++i) {
+      const auto r = mab_select(inc.p, inc.s, nullptr, nullptr);
+      const auto rf = mab_select(fresh.p, fresh.s, nullptr, nullptr);
+      CHECK(r.first == rf.first);
+      CHECK(same_bits(&r.second, &rf.second, 1));
+      CHECK(same_bits(inc.cache.data(), fresh.cache.data(), K));
+      CHECK(same_bits(snap_inc.data(), snap_fresh.data(), 2 * K));
+      if (i > 0 && cache.grids_built == grids) {
+        CHECK(cache.columns_computed - cols <= 1);
+        one_column += cache.columns_computed - cols == 1 ? 1 : 0;
+      }
+      cols = cache.columns_computed;
+      grids = cache.grids_built;
+      const double pr = 0.05 + 0.04 * static_cast<double>(r.first);
+      const double reward = rs.uniform() < pr ? 1.0 : 0.0;
+      mab_update(inc.p, inc.s, r.first, reward, 1.0);
+      mab_update(fresh.p, fresh.s, rf.first, reward, 1.0);
+    }
+    CHECK(one_column > 3000);        // most refills recomputed one column
+    CHECK(cache.grids_built < 200);  // and few cut a new grid
+    std::printf("beta grid (matching %d): %lld grids, %lld columns over 4000 updates\n", matching,
+                static_cast<long long>(cache.grids_built),
+                static_cast<long long>(cache.columns_computed));
+  }
+}
+
 // The Thompson estimate, counted here from its definition: `draws` rounds of
 // posterior draws on the stream (seed, policy version, propensity), the winner of
 // each round among the eligible arms, then (wins + 1) / (draws + K_eligible).
@@ -695,6 +743,7 @@ int main() {
   test_mab_propensity_loop();
   test_mab_batches();
   test_mab_matching();
+  test_mab_beta_grid();
   test_lin_propensity_loop();
   test_lin_batches();
   test_lin_accumulate();

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "promobandit/beta_grid.hpp"
 #include "promobandit/beta_matching.hpp"
 #include "promobandit/parallel.hpp"
 #include "promobandit/quadrature.hpp"
@@ -63,6 +64,10 @@ struct MabState {
   double* prop_cache = nullptr;   // K: cached propensities (Thompson sampling)
   uint8_t* prop_mask = nullptr;   // K: eligibility the cache was computed for
   double* prop_post = nullptr;    // K x kBetaPostCols: beta_snapshot rows then, or nullptr
+  // Beta TS with kPropensityQuadrature: K x 2, the (alpha, beta) snapshot the node grid of
+  // the cached win probabilities is cut for (beta_grid.hpp); nullptr: quad_max_propensities
+  double* quad_grid = nullptr;
+  BetaGrid* grid = nullptr;  // the incremental columns for quad_grid, or nullptr (fresh)
 };
 
 inline bool mab_eligible(const MabState& s, const uint8_t* mask, int64_t a) {
@@ -179,6 +184,34 @@ inline void mab_ts_propensities(const MabParams& p, const MabState& s, const uin
   }
 }
 
+// Are the cached Beta TS win probabilities computed on the node grid of s.quad_grid?
+inline bool mab_uses_grid(const MabParams& p, const MabState& s) {
+  return p.kind == kBetaTS && p.propensity_method == kPropensityQuadrature &&
+         s.quad_grid != nullptr;
+}
+
+// The eligible arms' win probabilities (no bias) on the node grid of snap (K x 2: the
+// state's quad_grid, replaced when it does not resolve every live arm, or a copy of it;
+// beta_grid.hpp), through s.grid's columns when there is one; the same values without.
+inline void mab_beta_grid(const MabParams& p, const MabState& s, const uint8_t* mask, double* snap,
+                          double* out) {
+  const int64_t K = s.n_arms;
+  QuadSmallBuf<double, 64> ab(2 * K);
+  QuadSmallBuf<uint8_t, 32> elig(K);
+  for (int64_t k = 0; k < K; ++k) {
+    const double cnt = s.stats[k * 3 + 0], s1 = s.stats[k * 3 + 1];
+    ab[2 * k] = p.p[0] + s1;
+    ab[2 * k + 1] = p.p[1] + (cnt - s1);
+    elig[k] = mab_eligible(s, mask, k) ? 1 : 0;
+  }
+  if (s.grid != nullptr) {
+    beta_grid_propensities(*s.grid, ab.data(), elig.data(), K, snap, out);
+  } else {
+    BetaGrid fresh;
+    beta_grid_propensities(fresh, ab.data(), elig.data(), K, snap, out);
+  }
+}
+
 // True when the Beta TS win probabilities may be reused under p.propensity_tolerance:
 // no eligible arm's posterior moved beyond it since the cache was filled (beta_drift).
 inline bool mab_beta_within_tolerance(const MabParams& p, const MabState& s, const uint8_t* mask) {
@@ -207,7 +240,11 @@ inline const double* mab_ts_cached(const MabParams& p, MabState& s, const uint8_
   }
   if (valid && updates - at >= p.propensity_refresh) valid = mab_beta_within_tolerance(p, s, mask);
   if (!valid) {
-    mab_ts_propensities(p, s, mask, nullptr, static_cast<uint64_t>(updates), s.prop_cache);
+    if (mab_uses_grid(p, s)) {
+      mab_beta_grid(p, s, mask, s.quad_grid, s.prop_cache);
+    } else {
+      mab_ts_propensities(p, s, mask, nullptr, static_cast<uint64_t>(updates), s.prop_cache);
+    }
     for (int64_t a = 0; a < K; ++a) s.prop_mask[a] = mab_eligible(s, mask, a) ? 1 : 0;
     s.counters[kCtrPropensityAt] = updates;
     if (s.prop_post != nullptr && p.kind == kBetaTS) {
@@ -585,7 +622,9 @@ inline void mab_update_batch(const MabParams& p, MabState& s, const int64_t* arm
 
 // (n, K) action distributions into out. Without a bias a row's distribution is a
 // pure function of the state and its eligible set, so it is computed once per
-// distinct mask row and copied to the others; rows with a bias are never shared.
+// distinct mask row and copied to the others (Beta TS by quadrature: on the node grid
+// of the state's quad_grid, as the logged propensities, never changing it); rows with
+// a bias are never shared.
 inline void mab_action_probabilities_rows(const MabParams& p, const MabState& s,
                                           const uint8_t* masks, const double* biases, int64_t n,
                                           double* out) {
@@ -605,7 +644,12 @@ inline void mab_action_probabilities_rows(const MabParams& p, const MabState& s,
       std::copy(out + it->second * K, out + (it->second + 1) * K, o);
       continue;
     }
-    mab_action_probabilities(p, s, m, nullptr, o);
+    if (mab_uses_grid(p, s)) {  // the node grid of the logged probabilities, on a copy
+      std::vector<double> snap(s.quad_grid, s.quad_grid + 2 * K);
+      mab_beta_grid(p, s, m, snap.data(), o);
+    } else {
+      mab_action_probabilities(p, s, m, nullptr, o);
+    }
     seen.emplace(std::move(key), i);
   }
 }

@@ -92,8 +92,12 @@ class MabKernel(_Guarded):
         # when absent, so the cache is refilled as without a tolerance snapshot)
         post = (v.checked_array(arrays["prop_post"], "prop_post", "float64", 2, (k, POST_COLS))
                 if "prop_post" in arrays else np.zeros((k, POST_COLS)))
+        # optional, as in _core: the node grid's snapshot (beta_grid.hpp); (0, 2): none
+        grid = (v.checked_array(arrays["quad_grid"], "quad_grid", "float64", 2, (k, 2))
+                if "quad_grid" in arrays else np.zeros((0, 2)))
         self.stats, self.active, self.counters, self.cache, self.pmask, self.post = (
             stats, active, counters, cache, pmask, post)
+        self.grid = grid
         self.seed = counters[CTR_SEED:CTR_SEED + 1].view(np.uint64)[0]  # the seed's bits
         self._all = np.ones(k, dtype=np.bool_)
         self._zeros = np.zeros(k)
@@ -112,7 +116,7 @@ class MabKernel(_Guarded):
         b = v.check_bias(bias, self.n_arms)
         arm, prop = mab.select(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed,
                                self.stats, self.active, self.counters, self.cache, self.pmask,
-                               self.post, self._all if m is None else m,
+                               self.post, self.grid, self._all if m is None else m,
                                self._zeros if b is None else b, b is not None)
         return int(arm), float(prop)
 
@@ -136,7 +140,7 @@ class MabKernel(_Guarded):
         arms = v.check_out(out_arms, n, "out_arms", "int64")
         props = v.check_out(out_props, n, "out_props", "float64")
         mab.select_batch(self.kind, self.hyper, self.draws, self.method, self.refresh, self.seed, self.stats,
-                         self.active, self.counters, self.cache, self.pmask, self.post, m,
+                         self.active, self.counters, self.cache, self.pmask, self.post, self.grid, m,
                          np.broadcast_to(self._zeros, (n, self.n_arms)) if b is None else b,
                          b is not None, arms, props)
         return arms, props
@@ -180,7 +184,7 @@ class MabKernel(_Guarded):
             out = np.empty((n, k))
             mab.action_probabilities_rows(
                 self.kind, self.hyper, draws, method, self.seed, self.stats, self.active, self.counters,
-                np.broadcast_to(self._all, (n, k)) if m is None else m,
+                self.grid, np.broadcast_to(self._all, (n, k)) if m is None else m,
                 np.broadcast_to(self._zeros, (n, k)) if b is None else b, b is not None, out)
             return out
 

@@ -2,7 +2,8 @@
 
 State: ``stats`` (K, 3) of (sum w, sum w*r, sum w*r^2), ``active`` (K,) bool,
 ``counters`` (N_COUNTERS,) int64 in the slots of ``codes``, ``prop_cache`` (K,)
-float64, ``prop_mask`` (K,) bool, ``prop_post`` (K, POST_COLS) float64 (``post``). ``hyper`` holds
+float64, ``prop_mask`` (K,) bool, ``prop_post`` (K, POST_COLS) float64 (``post``), ``quad_grid``
+(K, 2) float64 (``grid``; (0, 2) when absent: no node grid, see beta_grid.py). ``hyper`` holds
 the kind's 4 hyperparameters, then first_on_ties, matching (1.0: Beta TS by probability
 matching) and propensity_tolerance. ``mask`` is always an array here (all True when
 the caller gave none), ``bias`` too (zeros, with ``has_bias`` False).
@@ -15,6 +16,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .beta_grid import grid_propensities
 from .beta_matching import beta_drift, beta_snapshot, match_draw
 from .codes import (  # METHOD_*: state.hpp's PropensityMethod codes
     BETA_TS,
@@ -145,6 +147,21 @@ def ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias,
 
 
 @nb.njit(**_JIT)
+def beta_grid(hyper, stats, active, mask, grid, out):
+    """Mirrors mab_beta_grid: the eligible arms' win probabilities on grid's node grid."""
+    k = stats.shape[0]
+    ab = np.empty((k, 2))
+    elig = np.empty(k, dtype=np.bool_)
+    for a in range(k):
+        cnt = stats[a, 0]
+        s1 = stats[a, 1]
+        ab[a, 0] = hyper[0] + s1
+        ab[a, 1] = hyper[1] + (cnt - s1)
+        elig[a] = active[a] and mask[a]
+    grid_propensities(ab, elig, grid, out)
+
+
+@nb.njit(**_JIT)
 def beta_within_tolerance(kind, hyper, method, stats, active, post, mask):
     """Mirrors mab_beta_within_tolerance."""
     tol = hyper[6]
@@ -161,7 +178,7 @@ def beta_within_tolerance(kind, hyper, method, stats, active, post, mask):
 
 
 @nb.njit(**_JIT)
-def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, grid,
               mask, bias):
     """Mirrors mab_ts_cached: the one-entry cache of every arm's propensity for `mask`."""
     k = stats.shape[0]
@@ -176,7 +193,10 @@ def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters
     if valid and updates - at >= refresh:
         valid = beta_within_tolerance(kind, hyper, method, stats, active, post, mask)
     if not valid:
-        ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
+        if kind == BETA_TS and method == METHOD_QUADRATURE and grid.shape[0] == k:
+            beta_grid(hyper, stats, active, mask, grid, cache)
+        else:
+            ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, cache)
         for a in range(k):
             pmask[a] = active[a] and mask[a]
         counters[CTR_PROPENSITY_AT] = updates
@@ -189,7 +209,7 @@ def ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters
 
 
 @nb.njit(**_JIT)
-def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, grid,
                   mask, bias, has_bias, arm):
     if draws <= 0:
         return np.nan
@@ -200,7 +220,7 @@ def ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, coun
         ts_propensities(kind, hyper, draws, method, seed, stats, active, mask, bias, updates, tmp)
         return tmp[arm]
     return ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                     post, mask, bias)[arm]
+                     post, grid, mask, bias)[arm]
 
 
 @nb.njit(**_JIT)
@@ -216,12 +236,12 @@ def match(seed, probs, t):
 
 
 @nb.njit(**_JIT)
-def match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+def match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, grid,
                  mask, bias, has_bias, t):
     """Mirrors mab_match_select."""
     if not has_bias:
         return match(seed, ts_cached(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                     cache, pmask, post, mask, bias), t)
+                                     cache, pmask, post, grid, mask, bias), t)
     probs = np.empty(stats.shape[0])
     beta_quadrature(hyper, stats, active, mask, bias, probs)
     return match(seed, probs, t)
@@ -377,18 +397,18 @@ def choose(kind, hyper, seed, stats, active, mask, bias, t):
 
 
 @nb.njit(**_JIT)
-def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, mask,
+def select(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, grid, mask,
            bias, has_bias):
     """Mirrors mab_select: choose with the next decision number, the Thompson propensity."""
     t = counters[CTR_DECISIONS]
     if is_matching(kind, hyper, method):
         best, prop = match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                  cache, pmask, post, mask, bias, has_bias, t)
+                                  cache, pmask, post, grid, mask, bias, has_bias, t)
     else:
         best, prop = choose(kind, hyper, seed, stats, active, mask, bias, t)
         if is_thompson(kind):
             prop = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                 cache, pmask, post, mask, bias, has_bias, best)
+                                 cache, pmask, post, grid, mask, bias, has_bias, best)
     counters[CTR_DECISIONS] = t + 1
     return best, prop
 
@@ -455,48 +475,49 @@ def choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, o
 
 @nb.njit(**_JIT)
 def ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                       post, masks, biases, has_bias, arms, out_props):
+                       post, grid, masks, biases, has_bias, arms, out_props):
     """Mirrors mab_ts_propensity_rows: the chosen arms' propensities in row order
     through the one-entry cache, as n single selects fill and reuse it."""
     for i in range(arms.shape[0]):
         out_props[i] = ts_propensity(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                     cache, pmask, post, masks[i], biases[i], has_bias, arms[i])
+                                     cache, pmask, post, grid, masks[i], biases[i], has_bias, arms[i])
 
 
 @nb.njit(**_JIT)
-def match_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post,
+def match_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask, post, grid,
                masks, biases, has_bias, t0, out_arms, out_props):
     """Mirrors mab_match_rows on one thread: rows in order through the cache (fresh
     probabilities per row with biases), which is what every split gives."""
     for i in range(out_arms.shape[0]):
         arm, prop = match_select(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                                 cache, pmask, post, masks[i], biases[i], has_bias, t0 + i)
+                                 cache, pmask, post, grid, masks[i], biases[i], has_bias, t0 + i)
         out_arms[i] = arm
         out_props[i] = prop
 
 
 @nb.njit(**_JIT)
 def select_batch(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                 post, masks, biases, has_bias, out_arms, out_props):
+                 post, grid, masks, biases, has_bias, out_arms, out_props):
     """Mirrors mab_select_batch (on one thread): the choices, then the Thompson
     propensities in row order, then the decision counter."""
     t0 = counters[CTR_DECISIONS]
     if is_matching(kind, hyper, method):
         match_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters, cache, pmask,
-                   post, masks, biases, has_bias, t0, out_arms, out_props)
+                   post, grid, masks, biases, has_bias, t0, out_arms, out_props)
     else:
         choose_rows(kind, hyper, seed, stats, active, masks, biases, t0, out_arms, out_props)
         if is_thompson(kind):
             ts_propensity_rows(kind, hyper, draws, method, refresh, seed, stats, active, counters,
-                               cache, pmask, post, masks, biases, has_bias, out_arms, out_props)
+                               cache, pmask, post, grid, masks, biases, has_bias, out_arms, out_props)
     counters[CTR_DECISIONS] = t0 + out_arms.shape[0]
 
 
 @nb.njit(**_JIT)
-def action_probabilities_rows(kind, hyper, draws, method, seed, stats, active, counters, masks, biases,
-                              has_bias, out):
+def action_probabilities_rows(kind, hyper, draws, method, seed, stats, active, counters, grid, masks,
+                              biases, has_bias, out):
     """Mirrors mab_action_probabilities_rows: without a bias a row's distribution is
-    computed once per distinct mask row and copied to the others (rows found by a
+    computed once per distinct mask row (for Beta TS by quadrature on the node grid of
+    ``grid``, as the logged propensities are) and copied to the others (rows found by a
     hash of the mask, confirmed by comparing the rows)."""
     n = out.shape[0]
     k = out.shape[1]
@@ -521,8 +542,13 @@ def action_probabilities_rows(kind, hyper, draws, method, seed, stats, active, c
                 for a in range(k):
                     out[i, a] = out[j, a]
                 continue
-        action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask, biases[i],
-                             out[i])
+        if kind == BETA_TS and method == METHOD_QUADRATURE and grid.shape[0] == k:
+            # as mab_action_probabilities: the node grid of the logged probabilities (a
+            # copy of the snapshot: this reads the state only)
+            beta_grid(hyper, stats, active, mask, grid.copy(), out[i])
+        else:
+            action_probabilities(kind, hyper, draws, method, seed, stats, active, counters, mask,
+                                 biases[i], out[i])
         if j < 0:
             seen[h] = i
 

@@ -303,7 +303,8 @@ def _matching_probabilities(policy: BetaTS, arrays: dict[str, np.ndarray], elig:
         int(policy._kind), hyper, int(c.propensity_draws), _ncodes.METHOD_QUADRATURE,
         max(1, int(c.propensity_refresh)), np.uint64(policy.seed), stats, active,
         arrays["counters"].copy(), arrays["prop_cache"].copy(), arrays["prop_mask"].copy(),
-        arrays["prop_post"].copy(), mask, np.zeros(k))
+        arrays["prop_post"].copy(), arrays.get("quad_grid", np.zeros((0, 2))).copy(), mask,
+        np.zeros(k))
     return np.array(cache, dtype=np.float64)
 
 

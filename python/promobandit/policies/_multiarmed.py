@@ -56,6 +56,9 @@ class MultiArmedPolicy(Policy):
             # each arm's posterior (mean, sd) and sensitivity weights when prop_cache was
             # filled (Beta TS's propensity_tolerance, beta_matching.hpp); 0 = none
             "prop_post": np.zeros((n_arms, POST_COLS)),
+            # the (alpha, beta) per arm that the node grid of Beta TS's cached win
+            # probabilities is cut for (beta_grid.hpp); 0 = not in it (all 0: no grid yet)
+            "quad_grid": np.zeros((n_arms, 2)),
         }
 
     def _new_arm_rows(self) -> dict[str, np.ndarray]:
@@ -65,6 +68,7 @@ class MultiArmedPolicy(Policy):
             "prop_cache": np.array(0.0),
             "prop_mask": np.array(False),
             "prop_post": np.zeros(POST_COLS),
+            "quad_grid": np.zeros(2),
         }
 
     def _make_kernel(self, module: Any) -> Any:
@@ -85,11 +89,16 @@ class MultiArmedPolicy(Policy):
         # States saved before prop_post existed load with an empty snapshot (the cache is
         # then refilled on its first use), so older snapshots stay readable.
         arrays = state.get("arrays") if isinstance(state, dict) else None
-        if isinstance(arrays, dict) and "prop_post" not in arrays:
-            stats = arrays.get("stats")
-            if isinstance(stats, np.ndarray) and stats.ndim == 2:
-                state = {**state, "arrays": {**arrays,
-                                             "prop_post": np.zeros((stats.shape[0], POST_COLS))}}
+        # Likewise quad_grid: none yet, so the first refresh cuts a grid.
+        stats = arrays.get("stats") if isinstance(arrays, dict) else None
+        if isinstance(arrays, dict) and isinstance(stats, np.ndarray) and stats.ndim == 2:
+            missing = {}
+            if "prop_post" not in arrays:
+                missing["prop_post"] = np.zeros((stats.shape[0], POST_COLS))
+            if "quad_grid" not in arrays:
+                missing["quad_grid"] = np.zeros((stats.shape[0], 2))
+            if missing:
+                state = {**state, "arrays": {**arrays, **missing}}
         return super()._check_state_dict(state)
 
     def _merge_arrays(self, other: dict[str, np.ndarray]) -> None:

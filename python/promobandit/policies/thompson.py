@@ -31,9 +31,15 @@ class BetaTSConfig(ThompsonConfig):
         >= 1, and never below 1e-12 for an eligible arm. With alpha0 or beta0 < 1 a
         posterior with under one success (or failure) has a density that is infinite at
         0 (or 1), which the fixed panels resolve less well: 0.02 off in the one such
-        state measured. "draws": the (wins + 1) / (draws + K) estimate
-        from propensity_draws posterior draws. propensity_draws = 0 switches
-        propensities off (NaN) under either method, except under sampler="matching".
+        state measured. The win probabilities are computed on a node grid kept between
+        updates while it resolves every arm that can win (panels cut at 2 posterior
+        sds; a new grid when an arm's panels exceed 3 of its current sds within mean
+        +- 6 sds, or its range, mean +- 8 sds, leaves the grid), so an update
+        recomputes one arm's column only (cpp/include/promobandit/beta_grid.hpp; the
+        grid's snapshot is the state's quad_grid); action_probabilities reads the same
+        grid. "draws": the (wins + 1) / (draws + K) estimate from propensity_draws
+        posterior draws. propensity_draws = 0 switches propensities off (NaN) under
+        either method, except under sampler="matching".
     sampler: how the arm is chosen. "posterior" (the default): one Beta posterior draw
         per eligible arm, the largest (+ bias) wins. "matching": probability matching,
         the same distribution of choices by another route: the arm is drawn by inverse
