@@ -103,47 +103,13 @@ struct BetaGridNodes {
       sd.push_back(r.sd);
     }
     const int64_t n = static_cast<int64_t>(lo.size());
-    ends.assign(static_cast<size_t>(2 * n), 0.0);
-    for (int64_t j = 0; j < n; ++j) {
-      ends[2 * j] = lo[j];
-      ends[2 * j + 1] = hi[j];
-    }
-    for (int64_t j = 1; j < 2 * n; ++j) {  // insertion sort: n is small
-      const double v = ends[j];
-      int64_t k = j - 1;
-      while (k >= 0 && ends[k] > v) {
-        ends[k + 1] = ends[k];
-        --k;
-      }
-      ends[k + 1] = v;
-    }
     const int64_t n_seg = 2 * n - 1;
-    seg_h.assign(static_cast<size_t>(n_seg), 0.0);
-    seg_np.assign(static_cast<size_t>(n_seg), 0);
-    int64_t total = 0;
-    for (int64_t g = 0; g < n_seg; ++g) {
-      const double e0 = ends[g], e1 = ends[g + 1];
-      if (!(e1 > e0)) continue;
-      double width = e1 - e0;
-      for (int64_t j = 0; j < n; ++j) {
-        if (lo[j] <= e0 && hi[j] >= e1 && kGridPanelSd * sd[j] < width) width = kGridPanelSd * sd[j];
-      }
-      int64_t np_g = static_cast<int64_t>(std::ceil((e1 - e0) / width));
-      if (np_g < 1) np_g = 1;
-      seg_np[g] = np_g;
-      total += np_g;
-    }
-    if (total > kGridMaxPanels) {
-      const int64_t old = total;
-      total = 0;
-      for (int64_t g = 0; g < n_seg; ++g) {
-        if (seg_np[g] > 0) {
-          const int64_t np_g = (seg_np[g] * kGridMaxPanels) / old;
-          seg_np[g] = np_g > 0 ? np_g : 1;
-          total += seg_np[g];
-        }
-      }
-    }
+    ends.assign(static_cast<size_t>(2 * n), 0.0);
+    seg_h.assign(static_cast<size_t>(n_seg > 0 ? n_seg : 0), 0.0);
+    seg_np.assign(static_cast<size_t>(n_seg > 0 ? n_seg : 0), 0);
+    const int64_t total = quad_panel_layout(lo.data(), hi.data(), sd.data(), nullptr, n,
+                                            kGridPanelSd, kGridMaxPanels, ends.data(),
+                                            seg_np.data());
     n_nodes = total * kQuadNodes;
     x.assign(static_cast<size_t>(n_nodes), 0.0);
     wt.assign(static_cast<size_t>(n_nodes), 0.0);

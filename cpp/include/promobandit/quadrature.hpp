@@ -76,6 +76,63 @@ inline double quad_log_density(int family, double p0, double p1, double shift, d
   return -0.5 * (z * z);
 }
 
+// The panels of a quadrature over n ranges [lo, hi] with widths sd (entries idx[j], or
+// j when idx is nullptr): ends (2 n) gets the ranges' ends sorted ascending (insertion
+// sort: n is small), and each of the 2 n - 1 segments between them is split into panels
+// of at most panel_sd sds of the narrowest range covering it (seg_np; 0 for an empty
+// segment). Beyond max_panels in all, every segment's count shrinks in proportion (a
+// segment asking for more than max_panels on its own, only from a degenerate sd, is
+// first held to max_panels, so no count overflows). Returns the total. One layout for
+// the per-call quadrature below and the node grid kept between updates (beta_grid.hpp).
+inline int64_t quad_panel_layout(const double* lo, const double* hi, const double* sd,
+                                 const int64_t* idx, int64_t n, double panel_sd,
+                                 int64_t max_panels, double* ends, int64_t* seg_np) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t i = idx ? idx[j] : j;
+    ends[2 * j] = lo[i];
+    ends[2 * j + 1] = hi[i];
+  }
+  for (int64_t j = 1; j < 2 * n; ++j) {
+    const double v = ends[j];
+    int64_t k = j - 1;
+    while (k >= 0 && ends[k] > v) {
+      ends[k + 1] = ends[k];
+      --k;
+    }
+    ends[k + 1] = v;
+  }
+  const int64_t n_seg = 2 * n - 1;
+  int64_t total = 0;
+  for (int64_t g = 0; g < n_seg; ++g) {
+    seg_np[g] = 0;
+    const double e0 = ends[g], e1 = ends[g + 1];
+    if (!(e1 > e0)) continue;
+    double width = e1 - e0;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = idx ? idx[j] : j;
+      if (lo[i] <= e0 && hi[i] >= e1 && panel_sd * sd[i] < width) width = panel_sd * sd[i];
+    }
+    double q = std::ceil((e1 - e0) / width);
+    if (!(q <= static_cast<double>(max_panels))) q = static_cast<double>(max_panels);
+    int64_t np_g = static_cast<int64_t>(q);
+    if (np_g < 1) np_g = 1;
+    seg_np[g] = np_g;
+    total += np_g;
+  }
+  if (total > max_panels) {  // wider panels everywhere, in proportion
+    const int64_t old = total;
+    total = 0;
+    for (int64_t g = 0; g < n_seg; ++g) {
+      if (seg_np[g] > 0) {
+        const int64_t np_g = (seg_np[g] * max_panels) / old;
+        seg_np[g] = np_g > 0 ? np_g : 1;
+        total += seg_np[g];
+      }
+    }
+  }
+  return total;
+}
+
 // out[arms[i]] = P(score i is the largest) for the n scores (p0, p1, shift)[i]:
 // Beta(p0, p1) + shift, or N(p0, p1^2) (shift unused; every p1 > 0).
 inline void quad_max_propensities(int family, const double* p0, const double* p1,
@@ -118,49 +175,14 @@ inline void quad_max_propensities(int family, const double* p0, const double* p1
     out[arms[live[0]]] = 1.0;
     return;
   }
-  // Segment ends: every live score's range ends, sorted (insertion sort, n is small).
-  std::vector<double> ev(2 * n_live);
-  for (int64_t j = 0; j < n_live; ++j) {
-    ev[2 * j] = lo[live[j]];
-    ev[2 * j + 1] = hi[live[j]];
-  }
-  for (int64_t j = 1; j < 2 * n_live; ++j) {
-    const double v = ev[j];
-    int64_t k = j - 1;
-    while (k >= 0 && ev[k] > v) {
-      ev[k + 1] = ev[k];
-      --k;
-    }
-    ev[k + 1] = v;
-  }
-  // Panels per segment: at most kQuadPanelSd sds of the narrowest score covering it.
+  // Segment ends and panels per segment: at most kQuadPanelSd sds of the narrowest live
+  // score covering it.
   const int64_t n_seg = 2 * n_live - 1;
+  std::vector<double> ev(2 * n_live);
   std::vector<int64_t> seg_panels(n_seg, 0);
-  int64_t total = 0;
-  for (int64_t g = 0; g < n_seg; ++g) {
-    const double e0 = ev[g], e1 = ev[g + 1];
-    if (!(e1 > e0)) continue;
-    double width = e1 - e0;
-    for (int64_t j = 0; j < n_live; ++j) {
-      const int64_t i = live[j];
-      if (lo[i] <= e0 && hi[i] >= e1 && kQuadPanelSd * sd[i] < width) width = kQuadPanelSd * sd[i];
-    }
-    int64_t np_g = static_cast<int64_t>(std::ceil((e1 - e0) / width));
-    if (np_g < 1) np_g = 1;
-    seg_panels[g] = np_g;
-    total += np_g;
-  }
-  if (total > kQuadMaxPanels) {  // wider panels everywhere, in proportion
-    const int64_t old = total;
-    total = 0;
-    for (int64_t g = 0; g < n_seg; ++g) {
-      if (seg_panels[g] > 0) {
-        const int64_t np_g = (seg_panels[g] * kQuadMaxPanels) / old;
-        seg_panels[g] = np_g > 0 ? np_g : 1;
-        total += seg_panels[g];
-      }
-    }
-  }
+  const int64_t total = quad_panel_layout(lo.data(), hi.data(), sd.data(), live.data(), n_live,
+                                          kQuadPanelSd, kQuadMaxPanels, ev.data(),
+                                          seg_panels.data());
   const int64_t n_nodes = total * kQuadNodes;
   std::vector<double> wt(n_nodes), f(n_nodes * n_live), F(n_nodes * n_live), cum(n_live, 0.0);
   double fp[kQuadNodes], lx[kQuadNodes], l1x[kQuadNodes];

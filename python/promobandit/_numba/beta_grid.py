@@ -14,7 +14,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES
+from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES, panel_layout
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -58,43 +58,10 @@ def build(snap):
         hi[n] = hi_j
         sd[n] = s
         n += 1
-    ends = np.zeros(2 * n)
-    for j in range(n):
-        ends[2 * j] = lo[j]
-        ends[2 * j + 1] = hi[j]
-    for j in range(1, 2 * n):
-        v = ends[j]
-        i = j - 1
-        while i >= 0 and ends[i] > v:
-            ends[i + 1] = ends[i]
-            i -= 1
-        ends[i + 1] = v
     n_seg = max(2 * n - 1, 0)
     seg_h = np.zeros(n_seg)
-    seg_np = np.zeros(n_seg, dtype=np.int64)
-    total = 0
-    for g in range(n_seg):
-        e0 = ends[g]
-        e1 = ends[g + 1]
-        if not (e1 > e0):
-            continue
-        width = e1 - e0
-        for j in range(n):
-            if lo[j] <= e0 and hi[j] >= e1 and GRID_PANEL_SD * sd[j] < width:
-                width = GRID_PANEL_SD * sd[j]
-        np_g = np.int64(math.ceil((e1 - e0) / width))
-        if np_g < 1:
-            np_g = 1
-        seg_np[g] = np_g
-        total += np_g
-    if total > GRID_MAX_PANELS:
-        old = total
-        total = 0
-        for g in range(n_seg):
-            if seg_np[g] > 0:
-                np_g = (seg_np[g] * GRID_MAX_PANELS) // old
-                seg_np[g] = np_g if np_g > 0 else 1
-                total += seg_np[g]
+    ends, seg_np, total = panel_layout(lo, hi, sd, np.empty(0, dtype=np.int64), n,
+                                       GRID_PANEL_SD, GRID_MAX_PANELS)
     n_nodes = total * N_NODES
     x = np.zeros(n_nodes)
     wt = np.zeros(n_nodes)

@@ -57,6 +57,54 @@ def _log_density(family, p0, p1, shift, off, x):
 
 
 @nb.njit(**_JIT)
+def panel_layout(lo, hi, sd, idx, n, panel_sd, max_panels):
+    """Mirrors quad_panel_layout: (ends (2 n), seg_np (2 n - 1), total) for the n ranges
+    [lo, hi] with widths sd at entries idx[j] (idx of length 0: entry j)."""
+    ends = np.zeros(2 * n)
+    for j in range(n):
+        i = idx[j] if idx.shape[0] > 0 else j
+        ends[2 * j] = lo[i]
+        ends[2 * j + 1] = hi[i]
+    for j in range(1, 2 * n):
+        v = ends[j]
+        k = j - 1
+        while k >= 0 and ends[k] > v:
+            ends[k + 1] = ends[k]
+            k -= 1
+        ends[k + 1] = v
+    n_seg = max(2 * n - 1, 0)
+    seg_np = np.zeros(n_seg, dtype=np.int64)
+    total = 0
+    for g in range(n_seg):
+        e0 = ends[g]
+        e1 = ends[g + 1]
+        if not (e1 > e0):
+            continue
+        width = e1 - e0
+        for j in range(n):
+            i = idx[j] if idx.shape[0] > 0 else j
+            if lo[i] <= e0 and hi[i] >= e1 and panel_sd * sd[i] < width:
+                width = panel_sd * sd[i]
+        q = math.ceil((e1 - e0) / width)
+        if not (q <= float(max_panels)):
+            q = float(max_panels)
+        np_g = np.int64(q)
+        if np_g < 1:
+            np_g = 1
+        seg_np[g] = np_g
+        total += np_g
+    if total > max_panels:  # wider panels everywhere, in proportion
+        old = total
+        total = 0
+        for g in range(n_seg):
+            if seg_np[g] > 0:
+                np_g = (seg_np[g] * max_panels) // old
+                seg_np[g] = np_g if np_g > 0 else 1
+                total += seg_np[g]
+    return ends, seg_np, total
+
+
+@nb.njit(**_JIT)
 def max_propensities(family, p0, p1, shift, arms, n, out):
     """Mirrors quad_max_propensities: out[arms[i]] = P(score i is the largest) for the n
     scores described by (p0, p1, shift)[i] (Beta(p0, p1) + shift, or N(p0, p1^2))."""
@@ -102,45 +150,11 @@ def max_propensities(family, p0, p1, shift, arms, n, out):
     if n_live == 1:
         out[arms[live[0]]] = 1.0
         return
-    # Segment ends: every live score's range ends, sorted (insertion sort, n is small).
-    ev = np.empty(2 * n_live)
-    for j in range(n_live):
-        ev[2 * j] = lo[live[j]]
-        ev[2 * j + 1] = hi[live[j]]
-    for j in range(1, 2 * n_live):
-        v = ev[j]
-        k = j - 1
-        while k >= 0 and ev[k] > v:
-            ev[k + 1] = ev[k]
-            k -= 1
-        ev[k + 1] = v
-    # Panels per segment: at most PANEL_SD sds of the narrowest score covering it.
+    # Segment ends and panels per segment: at most PANEL_SD sds of the narrowest live
+    # score covering it.
     n_seg = 2 * n_live - 1
-    seg_panels = np.zeros(n_seg, dtype=np.int64)
-    total = 0
-    for g in range(n_seg):
-        e0 = ev[g]
-        e1 = ev[g + 1]
-        if not (e1 > e0):
-            continue
-        width = e1 - e0
-        for j in range(n_live):
-            i = live[j]
-            if lo[i] <= e0 and hi[i] >= e1 and PANEL_SD * sd[i] < width:
-                width = PANEL_SD * sd[i]
-        np_g = np.int64(math.ceil((e1 - e0) / width))
-        if np_g < 1:
-            np_g = 1
-        seg_panels[g] = np_g
-        total += np_g
-    if total > MAX_PANELS:  # wider panels everywhere, in proportion
-        old = total
-        total = 0
-        for g in range(n_seg):
-            if seg_panels[g] > 0:
-                np_g = (seg_panels[g] * MAX_PANELS) // old
-                seg_panels[g] = np_g if np_g > 0 else 1
-                total += seg_panels[g]
+    ev, seg_panels, total = panel_layout(lo, hi, sd, live[:n_live], n_live, PANEL_SD,
+                                         MAX_PANELS)
     n_nodes = total * N_NODES
     wt = np.empty(n_nodes)
     f = np.empty((n_nodes, n_live))
