@@ -61,27 +61,14 @@ constexpr int64_t kGridMaxPanels = 2048;  // cap on panels per grid (wider panel
 constexpr int kGridLanes = 4;            // interleaved partial sums in the combination
 
 // Mean, sd and range (mean +- kGridSpanSd sds clipped to [0, 1]) of Beta(a, b).
-struct BetaRange {
-  double m, sd, lo, hi;
-};
+using BetaRange = QuadBetaRange;
+
+inline BetaRange beta_range(double a, double b) { return quad_beta_range(a, b, kGridSpanSd); }
 
 // Log density of Beta(a, b) at its mean m (the column's offset; two logs, so computed
 // only where a column is).
 inline double beta_log_density_at_mean(double a, double b, double m) {
   return (a - 1.0) * std::log(m) + (b - 1.0) * std::log(1.0 - m);
-}
-
-inline BetaRange beta_range(double a, double b) {
-  BetaRange r;
-  r.m = a / (a + b);
-  r.sd = std::sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)));
-  double lo = r.m - kGridSpanSd * r.sd;
-  double hi = r.m + kGridSpanSd * r.sd;
-  if (lo < 0.0) lo = 0.0;
-  if (hi > 1.0) hi = 1.0;
-  r.lo = lo;
-  r.hi = hi;
-  return r;
 }
 
 // The nodes of the grid cut for a snapshot (K rows of alpha, beta; alpha = 0: absent).

@@ -76,6 +76,25 @@ inline double quad_log_density(int family, double p0, double p1, double shift, d
   return -0.5 * (z * z);
 }
 
+// Mean, sd and range (mean +- span sds, clipped to [0, 1]) of Beta(a, b): the per-call
+// quadrature's (span kQuadSpanSd) and the node grid's (beta_grid.hpp) alike.
+struct QuadBetaRange {
+  double m, sd, lo, hi;
+};
+
+inline QuadBetaRange quad_beta_range(double a, double b, double span) {
+  QuadBetaRange r;
+  r.m = a / (a + b);
+  r.sd = std::sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)));
+  double lo = r.m - span * r.sd;
+  double hi = r.m + span * r.sd;
+  if (lo < 0.0) lo = 0.0;
+  if (hi > 1.0) hi = 1.0;
+  r.lo = lo;
+  r.hi = hi;
+  return r;
+}
+
 // The panels of a quadrature over n ranges [lo, hi] with widths sd (entries idx[j], or
 // j when idx is nullptr): ends (2 n) gets the ranges' ends sorted ascending (insertion
 // sort: n is small), and each of the 2 n - 1 segments between them is split into panels
@@ -142,17 +161,12 @@ inline void quad_max_propensities(int family, const double* p0, const double* p1
   for (int64_t i = 0; i < n; ++i) {
     if (family == kQuadBeta) {
       const double a = p0[i], b = p1[i];
-      const double m = a / (a + b);
-      const double s = std::sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)));
-      double lo_y = m - kQuadSpanSd * s;
-      double hi_y = m + kQuadSpanSd * s;
-      if (lo_y < 0.0) lo_y = 0.0;
-      if (hi_y > 1.0) hi_y = 1.0;
-      off[i] = (a - 1.0) * std::log(m) + (b - 1.0) * std::log(1.0 - m);
-      cen[i] = m + shift[i];
-      sd[i] = s;
-      lo[i] = lo_y + shift[i];
-      hi[i] = hi_y + shift[i];
+      const QuadBetaRange r = quad_beta_range(a, b, kQuadSpanSd);
+      off[i] = (a - 1.0) * std::log(r.m) + (b - 1.0) * std::log(1.0 - r.m);  // at the mean
+      cen[i] = r.m + shift[i];
+      sd[i] = r.sd;
+      lo[i] = r.lo + shift[i];
+      hi[i] = r.hi + shift[i];
     } else {
       cen[i] = p0[i];
       sd[i] = p1[i];

@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from .quadrature import FLOOR, GL_S, GL_T, GL_W, N_NODES, panel_layout
+from .quadrature import beta_range as _beta_range
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -29,16 +30,7 @@ GRID_LANES = 4  # kGridLanes: interleaved partial sums in the combination
 @nb.njit(**_JIT)
 def beta_range(a, b):
     """Mirrors beta_range: (mean, sd, lo, hi, log density at the mean) of Beta(a, b)."""
-    m = a / (a + b)
-    sd = math.sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)))
-    lo = m - GRID_SPAN_SD * sd
-    hi = m + GRID_SPAN_SD * sd
-    if lo < 0.0:
-        lo = 0.0
-    if hi > 1.0:
-        hi = 1.0
-    off = (a - 1.0) * math.log(m) + (b - 1.0) * math.log(1.0 - m)
-    return m, sd, lo, hi, off
+    return _beta_range(a, b, GRID_SPAN_SD)
 
 
 @nb.njit(**_JIT)

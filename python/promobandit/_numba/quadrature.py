@@ -57,6 +57,22 @@ def _log_density(family, p0, p1, shift, off, x):
 
 
 @nb.njit(**_JIT)
+def beta_range(a, b, span):
+    """Mirrors quad_beta_range: (mean, sd, lo, hi, log density at the mean) of Beta(a, b),
+    its range mean +- span sds clipped to [0, 1]."""
+    m = a / (a + b)
+    sd = math.sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)))
+    lo = m - span * sd
+    hi = m + span * sd
+    if lo < 0.0:
+        lo = 0.0
+    if hi > 1.0:
+        hi = 1.0
+    off = (a - 1.0) * math.log(m) + (b - 1.0) * math.log(1.0 - m)
+    return m, sd, lo, hi, off
+
+
+@nb.njit(**_JIT)
 def panel_layout(lo, hi, sd, idx, n, panel_sd, max_panels):
     """Mirrors quad_panel_layout: (ends (2 n), seg_np (2 n - 1), total) for the n ranges
     [lo, hi] with widths sd at entries idx[j] (idx of length 0: entry j)."""
@@ -115,17 +131,7 @@ def max_propensities(family, p0, p1, shift, arms, n, out):
     off = np.zeros(n)
     for i in range(n):
         if family == FAMILY_BETA:
-            a = p0[i]
-            b = p1[i]
-            m = a / (a + b)
-            s = math.sqrt(a * b / ((a + b) * (a + b) * (a + b + 1.0)))
-            lo_y = m - SPAN_SD * s
-            hi_y = m + SPAN_SD * s
-            if lo_y < 0.0:
-                lo_y = 0.0
-            if hi_y > 1.0:
-                hi_y = 1.0
-            off[i] = (a - 1.0) * math.log(m) + (b - 1.0) * math.log(1.0 - m)
+            m, s, lo_y, hi_y, off[i] = beta_range(p0[i], p1[i], SPAN_SD)
             cen[i] = m + shift[i]
             sd[i] = s
             lo[i] = lo_y + shift[i]

@@ -460,15 +460,7 @@ class Policy(ABC):
             if why is not None:
                 raise ValueError(f"{what}: {why}; nothing was learnt from it, the policy is "
                                  "unchanged")
-            saved = self._save_update(arm)
-            try:
-                apply()
-            except BaseException:
-                # The kernel refuses bad input before changing anything, but a numeric
-                # failure inside (a precision matrix that lost positive definiteness)
-                # may come after a partial write: put everything back either way.
-                self._restore_update(saved)
-                raise
+            saved = self._apply_saved(apply, arm)
             bad = self._nonfinite_written(saved)
             if bad is not None:
                 self._restore_update(saved)
@@ -488,14 +480,23 @@ class Policy(ABC):
         fast check proved the values finite, so nothing is tested after)."""
         self._kernel.lock()
         try:
-            saved = self._save_update(arm)
-            try:
-                apply()
-            except BaseException:
-                self._restore_update(saved)
-                raise
+            self._apply_saved(apply, arm)
         finally:
             self._kernel.unlock()
+
+    def _apply_saved(self, apply: Any, arm: Any) -> list[tuple[str, Any, np.ndarray]]:
+        """Saves what an update of `arm` (None: a batch, every arm) may write, runs
+        apply() and returns the saved rows; when apply() raises, everything is put back
+        first. The kernel refuses bad input before changing anything, but a numeric
+        failure inside (a precision matrix that lost positive definiteness) may come
+        after a partial write."""
+        saved = self._save_update(arm)
+        try:
+            apply()
+        except BaseException:
+            self._restore_update(saved)
+            raise
+        return saved
 
     # Arrays whose magnitude the fast check's bound covers (the family's sums).
     _bound_arrays: ClassVar[tuple[str, ...]] = ()
@@ -527,12 +528,7 @@ class Policy(ABC):
             if refused is not None:
                 raise ValueError(f"{what}: row {refused[0]}: {refused[1]}; the batch was "
                                  "refused whole, the policy is unchanged")
-            saved = self._save_update(None)
-            try:
-                apply()
-            except BaseException:
-                self._restore_update(saved)
-                raise
+            saved = self._apply_saved(apply, None)
             bad = self._nonfinite_written(saved)
             if bad is None:
                 return

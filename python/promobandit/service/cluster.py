@@ -454,13 +454,7 @@ class ClusterService(DecisionService):
     def stop(self, snapshot: bool = True) -> None:
         """Stops the background work, folds what this worker learnt, flushes its decision
         log and leaves the worker set (its heartbeat removed)."""
-        self._stop.set()
-        self._wake.set()
-        if self._housekeeper is not None:
-            self._housekeeper.join()
-            self._housekeeper = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._stop_background()
         if self.state == "ready":
             with contextlib.suppress(ServiceUnavailable):
                 self.sync()

@@ -285,9 +285,8 @@ class DecisionService:
                                              name="promobandit-housekeeping", daemon=True)
         self._housekeeper.start()
 
-    def stop(self, snapshot: bool = True) -> None:
-        """Stops background work, writes a final snapshot (so the log is empty for a
-        configuration change) and closes the storage."""
+    def _stop_background(self) -> None:
+        """Stops the housekeeping thread and the executor, waiting for both."""
         self._stop.set()
         self._wake.set()
         if self._housekeeper is not None:
@@ -295,6 +294,11 @@ class DecisionService:
             self._housekeeper = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+    def stop(self, snapshot: bool = True) -> None:
+        """Stops background work, writes a final snapshot (so the log is empty for a
+        configuration change) and closes the storage."""
+        self._stop_background()
         if self.state == "ready" and snapshot:
             try:
                 self.snapshot()
