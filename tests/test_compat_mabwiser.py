@@ -205,6 +205,8 @@ def test_thompson_batch_twin_learns_every_row_the_single_kernel_learns() -> None
     mab.add_arm("d")
     mab.partial_fit(["d", "d"], [1, 1])
     mab.remove_arm("a")
+    mab.partial_fit(["c"], [0])  # held for the twin until it is next read
+    mab._sync_twin()
     for name in ("counts", "reward_sums"):
         assert np.array_equal(getattr(mab._twin, name), getattr(mab._native, name)), name
     # and its batch draws only the arms still played, in distribution as the win chances

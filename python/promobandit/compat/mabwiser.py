@@ -73,6 +73,8 @@ DEFAULT_SEED = 123456  # MABWiser's Constants.default_seed
 _EPS = float(np.finfo(float).eps)
 # ThompsonSampling's batch twin draws from its own stream: the native seed xor this.
 _TWIN_SEED = 0x5EED_7A1C
+# One-row updates held for the twin before they are applied in one batch (memory bound).
+_TWIN_ROWS = 4096
 
 
 class LearningPolicy:
@@ -334,6 +336,7 @@ class MAB:
         self._native_seed = self.seed % 2**64
         self._native: Any = None
         self._twin: Any = None
+        self._twin_rows: list[tuple[int, float]] = []  # one-row updates not yet in the twin
         self._labels: list[Any] = []          # native arm id -> label
         self._label_array: np.ndarray | None = None  # the same, as an object array
         self._index: dict[Any, int] = {}      # label -> native arm id (current arms only)
@@ -437,6 +440,16 @@ class MAB:
         return _NativeBetaTS(n_arms, seed=self._native_seed ^ _TWIN_SEED, alpha0=1.0,
                              beta0=1.0, ties="first", sampler="matching")
 
+    def _sync_twin(self) -> None:
+        """Applies the one-row updates the twin has not seen yet, in their order (one
+        update_batch: the same statistics as one update each, at a fraction of the
+        calls on the one-at-a-time path)."""
+        rows = self._twin_rows
+        if rows:
+            self._twin.update_batch(np.fromiter((i for i, _ in rows), np.int64, len(rows)),
+                                    np.fromiter((v for _, v in rows), np.float64, len(rows)))
+            self._twin_rows = []
+
     def fit(self, decisions: Any, rewards: Any, contexts: Any = None) -> None:
         """Learn from scratch: every statistic is reset, then the rows are learnt."""
         index = {a: i for i, a in enumerate(self.arms)}
@@ -450,6 +463,7 @@ class MAB:
             self._native_seed = int(self._rng.integers(0, 2**63))
         self._native = self._new_native(len(self.arms), width)
         self._twin = self._new_twin(len(self.arms))
+        self._twin_rows = []
         self._labels = list(self.arms)
         self._label_array = None
         self._index = index
@@ -490,7 +504,9 @@ class MAB:
             if contexts is not None or (v != 0 and v != 1):
                 return False
             self._native.update(i, float(v))
-            self._twin.update(i, float(v))
+            self._twin_rows.append((i, float(v)))  # applied in order before the twin is read
+            if len(self._twin_rows) >= _TWIN_ROWS:
+                self._sync_twin()
         elif name == "EpsilonGreedy":
             if contexts is not None or not math.isfinite(v):
                 return False
@@ -515,6 +531,7 @@ class MAB:
             elif self._name != "Random":
                 self._native.update_batch(ids, r)
                 if self._twin is not None:
+                    self._sync_twin()
                     self._twin.update_batch(ids, r)
         if self._name != "Random":  # MABWiser's Random never marks an arm trained
             self._trained.update(self._labels[i] for i in np.unique(ids).tolist())
@@ -610,7 +627,11 @@ class MAB:
         if name in ("ThompsonSampling", "EpsilonGreedy"):
             if rows == 1:
                 return self._labels[self._native.select()[0]]
-            ids = (self._twin or self._native).select_batch(n=rows)[0]
+            if self._twin is not None:
+                self._sync_twin()
+                ids = self._twin.select_batch(n=rows)[0]
+            else:
+                ids = self._native.select_batch(n=rows)[0]
         elif name == "UCB1":
             ids = np.full(rows, self._ids[int(np.argmax(self._ucb()[self._ids]))])
         elif name in ("Softmax", "Popularity"):
@@ -689,6 +710,7 @@ class MAB:
         if self._native is not None:
             i = self._native.add_arm()
             if self._twin is not None:
+                self._sync_twin()
                 self._twin.add_arm()
             self._labels.append(arm)
             self._index[arm] = i
@@ -707,6 +729,7 @@ class MAB:
             i = self._index.pop(arm)
             self._native.remove_arm(i)
             if self._twin is not None:
+                self._sync_twin()
                 self._twin.remove_arm(i)
             self._ids = self._ids[self._ids != i]
             if self._name == "Popularity":
