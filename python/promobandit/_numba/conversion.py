@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _validation as v
 from .codes import CTR_DECISIONS, CTR_SEED, CTR_UPDATES, N_COUNTERS
+from .kernels import _Guarded
 from .rng import PURPOSE_DECISION, PURPOSE_EVALUATION, PURPOSE_PROPENSITY, normal, stream_new
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -379,7 +380,7 @@ def check_cuts(cuts: Any, n: int) -> np.ndarray:
     return c
 
 
-class ConvKernel:
+class ConvKernel(_Guarded):
     """The Numba kernel object of ConversionTS (the interface of _core.ConvKernel)."""
 
     def __init__(self, decay: float, exploration: float, propensity_draws: int,
@@ -415,16 +416,6 @@ class ConvKernel:
         self._parts = np.zeros(5)
         self._phi = np.zeros(p)
         self._u = np.zeros(p)
-
-    def rebind(self, arrays: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            self._set_arrays(arrays)
-
-    def lock(self) -> None:
-        self._lock.acquire()
-
-    def unlock(self) -> None:
-        self._lock.release()
 
     @property
     def n_arms(self) -> int:
