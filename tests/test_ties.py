@@ -110,3 +110,54 @@ def test_ties_first_keeps_the_lowest_id_without_a_draw(name: str, backend: str) 
         np.testing.assert_array_equal(probs, np.eye(K)[[0, 0]])
     with pytest.raises(ValueError, match=r"^ties"):
         cls(*args, ties="lowest")
+
+
+def _trained_linucb(backend: str, ties: str = "random") -> LinUCB:
+    p = LinUCB(K, D, seed=5, backend=backend, ties=ties)
+    rs = np.random.default_rng(1)
+    xs = rs.normal(size=(300, D))
+    p.update_batch(np.arange(300) % K, rs.normal(size=300), xs)
+    return p
+
+
+def _mixed_rows(n: int = 203) -> np.ndarray:
+    """Contexts where every third row is zero: a zero context ties every arm even on a
+    trained model (mean 0, width 0), the others have one highest arm, so 8-row blocks
+    mix tied and untied rows (and n leaves a tail shorter than a block)."""
+    xs = np.random.default_rng(2).normal(size=(n, D))
+    xs[::3] = 0.0
+    return xs
+
+
+@pytest.mark.parametrize("ties", ["random", "first"])
+@pytest.mark.parametrize("variant", ["all arms", "mask", "bias", "removed arm"])
+def test_linucb_blocks_mixing_tied_and_untied_rows_equal_single_selects(
+        backend: str, ties: str, variant: str) -> None:
+    """LinUCB chooses the untied rows of a block in vector lanes and sends the tied ones
+    (and any batch with masks, biases or a removed arm) down the row-by-row path: a batch
+    still equals its rows one at a time, bit for bit, ties included."""
+    xs = _mixed_rows()
+    n = len(xs)
+    masks = biases = None
+    if variant == "mask":
+        masks = np.random.default_rng(3).random((n, K)) < 0.7
+        masks[:, 0] = True
+    elif variant == "bias":
+        biases = np.zeros((n, K))
+        biases[1::3, 2] = 0.25
+    p, q = _trained_linucb(backend, ties), _trained_linucb(backend, ties)
+    if variant == "removed arm":
+        p.remove_arm(3)
+        q.remove_arm(3)
+    arms, props = p.select_batch(xs, masks, biases=biases)
+    one = [q.select(xs[i], None if masks is None else masks[i],
+                    bias=None if biases is None else biases[i]) for i in range(n)]
+    assert arms.tolist() == [a for a, _ in one]
+    np.testing.assert_array_equal(props, [pr for _, pr in one])
+    zero = np.arange(0, n, 3)
+    if ties == "random" and variant == "all arms":
+        assert len(set(arms[zero].tolist())) > 3  # the zero rows' ties were drawn
+        np.testing.assert_array_equal(props[zero], np.full(len(zero), 1.0 / K))
+    untied = np.setdiff1d(np.arange(n), zero)
+    if variant == "all arms":
+        assert (props[untied] == 1.0).all()

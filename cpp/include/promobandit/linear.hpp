@@ -20,6 +20,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #include "promobandit/linalg.hpp"
 #include "promobandit/multiarmed.hpp"  // bias_of
 #include "promobandit/parallel.hpp"
@@ -311,68 +315,136 @@ __attribute__((target("avx2"))) inline void lin_observe_avx2(double* A, double* 
 typedef double pb_lin_v8d __attribute__((vector_size(64)));
 #define PB_LIN_LOAD8(v, p) __builtin_memcpy(&(v), (p), sizeof(v))
 
+// G arms [a0, a0 + G) of lin_moments8_avx512 together: each lane's sums keep the
+// template's order (the mean over j ascending; per row i of A^{-1}, acc = A_i,i+1 x_i+1 +
+// ... in j order; q over i ascending), but the G arms' (and rows i, i + 1's) sums are
+// independent chains interleaved in one loop, so the adds' latency is hidden (one arm at a
+// time left the loop waiting on its two chains: about 1.5x the arithmetic's time).
+template <int G>
+__attribute__((target("avx512f"))) PB_ALWAYS_INLINE void lin_moments8_avx512_arms(
+    const LinState& s, const double* XT, double* mean, double* var, int64_t a0) {
+  const int64_t d = s.dim;
+  const pb_lin_v8d zero = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const pb_lin_v8d two = {2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0};
+  const double* th[G];
+  const double* Ai[G];
+  pb_lin_v8d m[G], q[G];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) {
+    th[g] = s.theta + (a0 + g) * d;
+    Ai[g] = s.A_inv + (a0 + g) * d * d;
+    m[g] = zero;
+    q[g] = zero;
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    pb_lin_v8d x;
+    PB_LIN_LOAD8(x, XT + j * 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const double t = th[g][j];
+      const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+      m[g] += c * x;
+    }
+  }
+  int64_t i = 0;
+  for (; i + 2 <= d; i += 2) {
+    pb_lin_v8d acc[G], bcc[G], x;
+    PB_LIN_LOAD8(x, XT + (i + 1) * 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const double t = Ai[g][i * d + i + 1];
+      const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
+      acc[g] = zero;
+      acc[g] += c * x;
+      bcc[g] = zero;
+    }
+    for (int64_t j = i + 2; j < d; ++j) {
+      PB_LIN_LOAD8(x, XT + j * 8);
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const double t = Ai[g][i * d + j], u = Ai[g][(i + 1) * d + j];
+        const pb_lin_v8d c = {t, t, t, t, t, t, t, t}, e = {u, u, u, u, u, u, u, u};
+        acc[g] += c * x;
+        bcc[g] += e * x;
+      }
+    }
+    pb_lin_v8d x1;
+    PB_LIN_LOAD8(x, XT + i * 8);
+    PB_LIN_LOAD8(x1, XT + (i + 1) * 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const double t = Ai[g][i * d + i], u = Ai[g][(i + 1) * d + i + 1];
+      const pb_lin_v8d aii = {t, t, t, t, t, t, t, t}, bii = {u, u, u, u, u, u, u, u};
+      q[g] += x * (aii * x + two * acc[g]);
+      q[g] += x1 * (bii * x1 + two * bcc[g]);
+    }
+  }
+  for (; i < d; ++i) {  // the last row of an odd d: nothing above the diagonal
+    pb_lin_v8d x;
+    PB_LIN_LOAD8(x, XT + i * 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const double t = Ai[g][i * d + i];
+      const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
+      q[g] += x * (aii * x + two * zero);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) {
+    __builtin_memcpy(mean + (a0 + g) * 8, &m[g], sizeof m[g]);
+    double qq[8];
+    __builtin_memcpy(qq, &q[g], sizeof q[g]);
+    for (int r = 0; r < 8; ++r) var[(a0 + g) * 8 + r] = qq[r] > 0.0 ? qq[r] : 0.0;
+  }
+}
+
 __attribute__((target("avx512f"))) inline void lin_moments8_avx512(const LinState& s,
                                                                   const double* XT,
                                                                   double* mean, double* var) {
-  const int64_t K = s.n_arms, d = s.dim;
-  const pb_lin_v8d zero = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  const pb_lin_v8d two = {2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0};
-  for (int64_t a = 0; a < K; ++a) {
-    const double* th = s.theta + a * d;
-    const double* Ai = s.A_inv + a * d * d;
-    pb_lin_v8d m = zero, q = zero;
-    for (int64_t j = 0; j < d; ++j) {
-      const double t = th[j];
-      const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
-      pb_lin_v8d x;
-      PB_LIN_LOAD8(x, XT + j * 8);
-      m += c * x;
-    }
-    int64_t i = 0;
-    for (; i + 2 <= d; i += 2) {
-      const double* row = Ai + i * d;
-      const double* row1 = row + d;
-      pb_lin_v8d acc = zero, bcc = zero, x;
-      {
-        const double t = row[i + 1];
-        const pb_lin_v8d c = {t, t, t, t, t, t, t, t};
-        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
-        acc += c * x;
-      }
-      for (int64_t j = i + 2; j < d; ++j) {
-        const double t = row[j], u = row1[j];
-        const pb_lin_v8d c = {t, t, t, t, t, t, t, t}, e = {u, u, u, u, u, u, u, u};
-        PB_LIN_LOAD8(x, XT + j * 8);
-        acc += c * x;
-        bcc += e * x;
-      }
-      {
-        const double t = row[i];
-        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
-        PB_LIN_LOAD8(x, XT + i * 8);
-        q += x * (aii * x + two * acc);
-      }
-      {
-        const double t = row1[i + 1];
-        const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
-        PB_LIN_LOAD8(x, XT + (i + 1) * 8);
-        q += x * (aii * x + two * bcc);
-      }
-    }
-    for (; i < d; ++i) {
-      const double t = Ai[i * d + i];
-      const pb_lin_v8d aii = {t, t, t, t, t, t, t, t};
-      pb_lin_v8d x;
-      PB_LIN_LOAD8(x, XT + i * 8);
-      q += x * (aii * x + two * zero);
-    }
-    __builtin_memcpy(mean + a * 8, &m, sizeof m);
-    double qq[8];
-    __builtin_memcpy(qq, &q, sizeof q);
-    for (int r = 0; r < 8; ++r) var[a * 8 + r] = qq[r] > 0.0 ? qq[r] : 0.0;
+  const int64_t K = s.n_arms;
+  int64_t a = 0;
+  for (; a + 4 <= K; a += 4) lin_moments8_avx512_arms<4>(s, XT, mean, var, a);
+  switch (K - a) {
+    case 3: lin_moments8_avx512_arms<3>(s, XT, mean, var, a); break;
+    case 2: lin_moments8_avx512_arms<2>(s, XT, mean, var, a); break;
+    case 1: lin_moments8_avx512_arms<1>(s, XT, mean, var, a); break;
+    default: break;
   }
 }
 #undef PB_LIN_LOAD8
+
+// LinUCB's choice for the 8 rows of a block from their moments (mean, var: K x 8), every
+// arm eligible and no bias: each arm's score is lin_ucb_score's operations (mean +
+// alpha * sqrt(var), + 0.0 for the absent bias) in lanes, and each lane keeps the first
+// highest arm, as TieArgmax does (a NaN score is passed over, or kept when it is the
+// first, there too). The arm goes to arms[r] with propensity 1. Returns the mask of the
+// lanes whose highest score is tied exactly between two or more arms (with first_on_ties
+// none): those rows go through lin_decide, which breaks the tie from the row's stream. A
+// branch-free vector argmax instead of one unpredictable branch per arm.
+__attribute__((target("avx512f"))) inline unsigned lin_ucb_block8_avx512(
+    const LinParams& p, const double* mean, const double* var, int64_t K, int64_t* arms,
+    double* props) {
+  const __m512d alpha = _mm512_set1_pd(p.exploration), nobias = _mm512_setzero_pd();
+#define PB_LIN_UCB_SCORE8(a)                                                              \
+  _mm512_add_pd(_mm512_add_pd(_mm512_loadu_pd(mean + (a) * 8),                            \
+                              _mm512_mul_pd(alpha, _mm512_sqrt_pd(_mm512_loadu_pd(var + (a) * 8)))), \
+                nobias)
+  __m512d best = PB_LIN_UCB_SCORE8(0);
+  __m512i idx = _mm512_setzero_si512();
+  __mmask8 tied = 0;
+  for (int64_t a = 1; a < K; ++a) {
+    const __m512d v = PB_LIN_UCB_SCORE8(a);
+    const __mmask8 gt = _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ);
+    const __mmask8 eq = _mm512_cmp_pd_mask(v, best, _CMP_EQ_OQ);
+    best = _mm512_mask_blend_pd(gt, best, v);
+    idx = _mm512_mask_blend_epi64(gt, idx, _mm512_set1_epi64(a));
+    tied = static_cast<__mmask8>((tied & ~gt) | eq);
+  }
+#undef PB_LIN_UCB_SCORE8
+  _mm512_storeu_si512(arms, idx);
+  _mm512_storeu_pd(props, _mm512_set1_pd(1.0));
+  return p.first_on_ties ? 0u : static_cast<unsigned>(tied);
+}
 
 inline bool lin_cpu_has_avx512() {
   static const bool has = __builtin_cpu_supports("avx512f");
@@ -754,13 +826,26 @@ PB_MULTIVERSION inline void lin_choose_rows_mv(const LinParams& p, const LinStat
  try {
   constexpr int R = static_cast<int>(kLinRowBlock);
   const int64_t K = s.n_arms, d = s.dim;
+#ifdef PB_LIN_AVX2
+  // LinUCB rows with every arm eligible and no bias choose in lanes (lin_ucb_block8).
+  bool ucb_block = p.kind == kLinUCB && masks == nullptr && biases == nullptr &&
+                   K > 0 && lin_cpu_has_avx512();
+  for (int64_t a = 0; ucb_block && a < K; ++a) ucb_block = s.active[a] != 0;
+#endif
   int64_t i = lo;
   for (; i + R <= hi; i += R) {
     for (int r = 0; r < R; ++r) {
       for (int64_t j = 0; j < d; ++j) w.xt[j * R + r] = X[(i + r) * d + j];
     }
     lin_moments8(s, w.xt, w.bmean, w.bvar);
+    unsigned slow = (1u << R) - 1u;  // the rows lin_decide still has to choose
+#ifdef PB_LIN_AVX2
+    if (ucb_block) {
+      slow = lin_ucb_block8_avx512(p, w.bmean, w.bvar, K, arms + i, props + i);
+    }
+#endif
     for (int r = 0; r < R; ++r) {
+      if (((slow >> r) & 1u) == 0) continue;
       for (int64_t a = 0; a < K; ++a) {
         w.mean[a] = w.bmean[a * R + r];
         w.var[a] = w.bvar[a * R + r];
