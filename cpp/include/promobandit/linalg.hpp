@@ -36,24 +36,37 @@ inline bool spd_inverse(const double* a, double* inv, int64_t d, double* work) {
   double* li = work + d * d;
   for (int64_t i = 0; i < d * d; ++i) l[i] = a[i];
   if (!cholesky_lower(l, d)) return false;
-  // li = L^{-1} (lower triangular), column by column by forward substitution.
+  // li = L^{-1} (lower triangular) by forward substitution:
+  //   li[i][c] = (0 - sum_{k=c}^{i-1} l[i][k] li[k][c]) / l[i][i], k ascending.
+  // Row by row, so the columns' sums of one row are independent chains side by side
+  // (column by column, each element waited on the division of the one above it); every
+  // element still takes its own operations in the same order, so the same bits.
   for (int64_t i = 0; i < d * d; ++i) li[i] = 0.0;
-  for (int64_t c = 0; c < d; ++c) {
-    li[c * d + c] = 1.0 / l[c * d + c];
-    for (int64_t i = c + 1; i < d; ++i) {
+  for (int64_t i = 0; i < d; ++i) {
+    const double lii = l[i * d + i];
+    for (int64_t c = 0; c < i; ++c) {
       double s = 0.0;
       for (int64_t k = c; k < i; ++k) s -= l[i * d + k] * li[k * d + c];
-      li[i * d + c] = s / l[i * d + i];
+      li[i * d + c] = s / lii;
+    }
+    li[i * d + i] = 1.0 / lii;
+  }
+  // inv = L^{-T} L^{-1}: inv[i][j] = sum_{k >= max(i,j)} li[k][i] * li[k][j], k ascending,
+  // accumulated with k outermost so the inner loop runs along a row (it vectorises; each
+  // element's sum keeps its order), then mirrored.
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = 0; j <= i; ++j) inv[i * d + j] = 0.0;
+  }
+  for (int64_t k = 0; k < d; ++k) {
+    const double* lk = li + k * d;
+    for (int64_t i = 0; i <= k; ++i) {
+      const double lki = lk[i];
+      double* row = inv + i * d;
+      for (int64_t j = 0; j <= i; ++j) row[j] += lki * lk[j];
     }
   }
-  // inv = L^{-T} L^{-1}: inv[i][j] = sum_{k >= max(i,j)} li[k][i] * li[k][j].
   for (int64_t i = 0; i < d; ++i) {
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = 0.0;
-      for (int64_t k = i; k < d; ++k) s += li[k * d + i] * li[k * d + j];
-      inv[i * d + j] = s;
-      inv[j * d + i] = s;
-    }
+    for (int64_t j = 0; j < i; ++j) inv[j * d + i] = inv[i * d + j];
   }
   return true;
 }

@@ -421,6 +421,11 @@ __attribute__((target("avx512f"))) inline void lin_moments8_avx512(const LinStat
 // lanes whose highest score is tied exactly between two or more arms (with first_on_ties
 // none): those rows go through lin_decide, which breaks the tie from the row's stream. A
 // branch-free vector argmax instead of one unpredictable branch per arm.
+// GCC 12's _mm512_sqrt_pd passes an undefined vector as its unused merge source, which
+// -Wuninitialized reports from inside the intrinsic header.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f"))) inline unsigned lin_ucb_block8_avx512(
     const LinParams& p, const double* mean, const double* var, int64_t K, int64_t* arms,
     double* props) {
@@ -445,6 +450,7 @@ __attribute__((target("avx512f"))) inline unsigned lin_ucb_block8_avx512(
   _mm512_storeu_pd(props, _mm512_set1_pd(1.0));
   return p.first_on_ties ? 0u : static_cast<unsigned>(tied);
 }
+#pragma GCC diagnostic pop
 
 inline bool lin_cpu_has_avx512() {
   static const bool has = __builtin_cpu_supports("avx512f");
@@ -929,7 +935,7 @@ inline void lin_update_rows(const LinParams& p, LinState& s, const int64_t* arms
 // Buffers of lin_accumulate_rows, reused across calls by their owner (one per thread).
 struct LinAccumulator {
   std::vector<int64_t> start, order, arms;
-  std::vector<double> gk, xa, wxt, rw, A, Ai, b, theta, n, work;
+  std::vector<double> gk, xa, wxt, rw, wr, A, Ai, b, theta, n, work;
 };
 
 // A[i][j] += WXT[i][r] * XA[r][j] for j >= i, r ascending: XA holds the arm's m contexts
@@ -1016,6 +1022,7 @@ inline void lin_accumulate_rows(const LinParams& p, LinState& s, const int64_t* 
       acc.xa.resize(static_cast<size_t>(m * d));
       acc.wxt.resize(static_cast<size_t>(m * d));
       acc.rw.resize(static_cast<size_t>(m));
+      acc.wr.resize(static_cast<size_t>(m));
       double* XA = acc.xa.data();
       double* WXT = acc.wxt.data();
       double na = acc.n[t];
@@ -1029,14 +1036,17 @@ inline void lin_accumulate_rows(const LinParams& p, LinState& s, const int64_t* 
           WXT[i * m + r] = w * x[i];
         }
         acc.rw[r] = rewards[row];
+        acc.wr[r] = w;
         na += w;
       }
       acc.n[t] = na;
       lin_accumulate_upper(A, XA, WXT, m, d);
-      for (int64_t i = 0; i < d; ++i) {
-        double bi = b[i];
-        for (int64_t r = 0; r < m; ++r) bi += WXT[i * m + r] * acc.rw[r];
-        b[i] = bi;
+      // b_i += (w_r x_r[i]) r_r over r ascending, the elements i in the inner loop (they
+      // vectorise; one element's sum over the rows was a chain of dependent adds).
+      for (int64_t r = 0; r < m; ++r) {
+        const double wr = acc.wr[r], rr = acc.rw[r];
+        const double* xr = XA + r * d;
+        for (int64_t i = 0; i < d; ++i) b[i] += (wr * xr[i]) * rr;
       }
     }
     for (int64_t i = 1; i < d; ++i) {

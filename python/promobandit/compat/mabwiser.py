@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._intcodes import IntCodes
 from ..policies import LinTS as _NativeLinTS
 from ..policies import LinUCB as _NativeLinUCB
 from ..policies.greedy import EpsilonGreedy as _NativeEpsilonGreedy
@@ -340,6 +341,7 @@ class MAB:
         self._labels: list[Any] = []          # native arm id -> label
         self._label_array: np.ndarray | None = None  # the same, as an object array
         self._index: dict[Any, int] = {}      # label -> native arm id (current arms only)
+        self._lookup: _IntLookup | None = None  # integer decisions -> ids, for _index
         self._ids = np.zeros(0, dtype=np.int64)  # native ids of self.arms, in order
         self._trained: set[Any] = set()
         self._n_features: int | None = None
@@ -364,8 +366,7 @@ class MAB:
                                              np.ndarray | None]:
         """(native ids, labels, rewards, contexts), every row checked; changes nothing."""
         dec = _values(decisions, "decisions")
-        labels = dec.tolist() if isinstance(dec, np.ndarray) else dec
-        n = len(labels)
+        n = len(dec)
         r = _rewards(rewards, n)
         if contexts is not None:
             if not self.is_contextual:
@@ -379,7 +380,10 @@ class MAB:
             if self.is_contextual:
                 raise TypeError(f"contexts: required to fit the contextual policy {self._name}")
             x = None
-        ids_arr = _integer_ids(dec, index)
+        if self._lookup is None or not self._lookup.fits(index):
+            self._lookup = _IntLookup(index)
+        ids_arr = self._lookup.ids(dec)
+        labels = dec.tolist() if isinstance(dec, np.ndarray) else dec
         if ids_arr is None:
             try:
                 ids = [index.get(a) for a in labels]
@@ -534,7 +538,9 @@ class MAB:
                     self._sync_twin()
                     self._twin.update_batch(ids, r)
         if self._name != "Random":  # MABWiser's Random never marks an arm trained
-            self._trained.update(self._labels[i] for i in np.unique(ids).tolist())
+            if len(self._trained) < len(self.arms):
+                seen = np.flatnonzero(np.bincount(ids, minlength=len(self._labels)))
+                self._trained.update(self._labels[i] for i in seen.tolist())
         self._total += int(ids.size)
         if self._name == "Popularity":
             counts, sums = self._native.counts, self._native.reward_sums
@@ -714,6 +720,7 @@ class MAB:
                 self._twin.add_arm()
             self._labels.append(arm)
             self._index[arm] = i
+            self._lookup = None
             self._ids = np.append(self._ids, i)
             self._weights = np.append(self._weights, 0.0)
 
@@ -727,6 +734,7 @@ class MAB:
         self._trained.discard(arm)
         if self._native is not None:
             i = self._index.pop(arm)
+            self._lookup = None
             self._native.remove_arm(i)
             if self._twin is not None:
                 self._sync_twin()
@@ -743,20 +751,35 @@ class MAB:
             "give a new arm prior data with partial_fit")
 
 
-def _integer_ids(dec: Any, index: dict[Any, int]) -> np.ndarray | None:
-    """Native ids of an integer array of decisions when every arm label is an integer,
-    found by a sorted search instead of a lookup per row (-1 where a decision is not an
-    arm); None when the labels or decisions are of another kind."""
-    if not isinstance(dec, np.ndarray) or dec.dtype.kind not in "iu" or dec.ndim != 1:
-        return None
-    if not all(type(a) is int or isinstance(a, np.integer) for a in index):
-        return None
-    keys = np.fromiter(index.keys(), dtype=np.int64, count=len(index))
-    vals = np.fromiter(index.values(), dtype=np.int64, count=len(index))
-    order = np.argsort(keys)
-    keys, vals = keys[order], vals[order]
-    pos = np.minimum(np.searchsorted(keys, dec), len(keys) - 1)
-    return np.where(keys[pos] == dec, vals[pos], -1)
+class _IntLookup:
+    """Native ids of integer decisions when every arm label is an integer (else ``ok`` is
+    False), built once per set of arms: MAB keeps it until an arm is added or removed."""
+
+    # A dense table is used while the labels' range is at most this many slots per arm
+    # (plus a constant), so its size stays proportional to the number of arms.
+    DENSE_SLOTS_PER_ARM = 4
+    DENSE_SLOTS_EXTRA = 64
+
+    def __init__(self, index: dict[Any, int]) -> None:
+        self.index, self.size = index, len(index)
+        self.ok = bool(index) and all(type(a) is int or isinstance(a, np.integer)
+                                      for a in index)
+        self.codes = IntCodes(
+            np.fromiter(index.keys(), dtype=np.int64, count=len(index)),
+            np.fromiter(index.values(), dtype=np.int64, count=len(index)),
+            dense_limit=self.DENSE_SLOTS_PER_ARM * len(index) + self.DENSE_SLOTS_EXTRA,
+        ) if self.ok else None
+
+    def fits(self, index: dict[Any, int]) -> bool:
+        return self.index is index and self.size == len(index)
+
+    def ids(self, dec: Any) -> np.ndarray | None:
+        """The ids of an integer array of decisions (-1 where one is not an arm); None
+        when the labels or the decisions are of another kind."""
+        if self.codes is None or not isinstance(dec, np.ndarray) or \
+                dec.dtype.kind not in "iu" or dec.ndim != 1:
+            return None
+        return self.codes.codes(dec)
 
 
 def _hashable(a: Any) -> bool:

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .._intcodes import IntCodes
 from .._validation import check_range
 from ..events import EVENT_NAMES, N_EVENT_TYPES, PURCHASE
 from ._stats import _MAX_UNITS, _empty_prior, _finish, _isum, _statistics
 from .config import FeatureConfig, _config
 
-# Integer user ids up to this many times the number of rows use a lookup table
-# (memory of the same order as the input) instead of a binary search.
+# Integer user ids spanning up to this many times the number of rows (events and
+# requested users) use a lookup table (memory of the same order as the input) instead
+# of a binary search.
 _DENSE_IDS_FACTOR = 4
 
 COLUMNS: tuple[str, ...] = ("user", "event", "category", "price", "discount", "timestamp")
@@ -161,17 +163,9 @@ def _user_codes(requested: Any, event_users: np.ndarray) -> tuple[np.ndarray, in
         # Integer ids on both sides: a lookup table when the ids are dense enough,
         # else sorted uniques and a binary search; no hashing either way.
         uniques, inverse = np.unique(req_np, return_inverse=True)
-        if len(uniques) and event_users.size and int(uniques[0]) >= 0 and int(
-                uniques[-1]) < _DENSE_IDS_FACTOR * (event_users.size + len(uniques)):
-            lookup = np.full(int(uniques[-1]) + 1, -1, dtype=np.int64)
-            lookup[uniques] = np.arange(len(uniques))
-            inside = (event_users >= 0) & (event_users <= uniques[-1])
-            codes = np.full(event_users.shape[0], -1, dtype=np.int64)
-            codes[inside] = lookup[event_users[inside]]
-            return inverse.astype(np.int64), len(uniques), codes
-        pos = np.minimum(np.searchsorted(uniques, event_users), max(len(uniques) - 1, 0))
-        found = (uniques[pos] == event_users) if len(uniques) else np.zeros(0, bool)
-        return inverse.astype(np.int64), len(uniques), np.where(found, pos, -1).astype(np.int64)
+        codes = IntCodes(uniques, dense_limit=_DENSE_IDS_FACTOR * (
+            event_users.size + len(uniques))).codes(event_users)
+        return inverse.astype(np.int64), len(uniques), codes
     try:
         import pandas as pd  # optional: hash-based lookups for any hashable ids
     except ImportError:  # pragma: no cover - exercised where pandas is absent
