@@ -13,6 +13,12 @@ import math
 import numba as nb
 import numpy as np
 
+from .._phi_table import CDF as PHI_CDF
+from .._phi_table import PDF as PHI_PDF
+from .._phi_table import POINTS as PHI_POINTS
+from .._phi_table import SCALE as PHI_SCALE
+from .._phi_table import Z0 as PHI_Z0
+
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 FAMILY_BETA = 0
@@ -246,9 +252,36 @@ NORMAL_PANEL_SD = 1.5  # panel width: at most this many sds of the narrowest liv
 # distribution is checked against; see quadrature.hpp)
 NORMAL_MAX_PANELS = 64  # beyond this many panels, max_propensities decides instead
 NORMAL_PHI_ONE_Z = 8.3  # Phi(z) is 1.0 above this (1 - Phi(8.3) < half an ulp of 1)
-NORMAL_NEGLIGIBLE = 1e-18  # a node whose running product falls below this adds 0
-INV_SQRT2 = 0.7071067811865476
+NORMAL_NEGLIGIBLE = 1e-13  # a node whose running product falls below this adds 0
+INV_6 = 1.0 / 6.0
+INV_24 = 1.0 / 24.0
+INV_120 = 1.0 / 120.0
+INV_720 = 1.0 / 720.0
 INV_SQRT_2PI = 0.3989422804014327
+
+
+@nb.njit(**_JIT)
+def phi(z):
+    """Mirrors quad_phi: the standard normal CDF for z < NORMAL_PHI_ONE_Z from the table
+    (_phi_table) by its Taylor series of order 6 around the nearest table point."""
+    t = (z - PHI_Z0) * PHI_SCALE + 0.5
+    if not (t >= 0.0):
+        return 0.0
+    i = np.int64(t)
+    if i >= PHI_POINTS:
+        i = PHI_POINTS - 1
+    z0 = PHI_Z0 + float(i) / PHI_SCALE
+    e = z - z0
+    h2 = z0 * z0 - 1.0
+    h3 = z0 * h2 - 2.0 * z0
+    h4 = z0 * h3 - 3.0 * h2
+    h5 = z0 * h4 - 4.0 * h3
+    p = h4 * INV_120 - e * (h5 * INV_720)
+    p = e * p - h3 * INV_24
+    p = e * p + h2 * INV_6
+    p = e * p - 0.5 * z0
+    p = e * p + 1.0
+    return PHI_CDF[i] + PHI_PDF[i] * (e * p)
 
 
 @nb.njit(**_JIT)
@@ -271,8 +304,12 @@ def normal_propensity(m, sd, n, target):
     h_sd = st
     for i in range(n):
         if i != target and m[i] + NORMAL_SPAN_SD * sd[i] > lo:
-            live[n_live] = i
+            j = n_live  # insertion by mean, highest first (ties: lower index first)
             n_live += 1
+            while j > 0 and m[live[j - 1]] < m[i]:
+                live[j] = live[j - 1]
+                j -= 1
+            live[j] = i
             if sd[i] < h_sd:
                 h_sd = sd[i]
     n_panels = np.int64(math.ceil((hi - lo) / (NORMAL_PANEL_SD * h_sd)))
@@ -296,7 +333,7 @@ def normal_propensity(m, sd, n, target):
                 i = live[j]
                 zi = (x - m[i]) / sd[i]
                 if zi < NORMAL_PHI_ONE_Z:
-                    prod *= 0.5 * math.erfc(-zi * INV_SQRT2)
+                    prod *= phi(zi)
                 if prod < NORMAL_NEGLIGIBLE:
                     prod = 0.0
                     break
