@@ -31,6 +31,10 @@
 #include <cstdint>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #include "promobandit/phi_table.hpp"
 
 namespace promobandit {
@@ -327,7 +331,9 @@ class QuadSmallBuf {
 // too loose; 4-sd: 6e-4); with quad_phi and the 1e-13 cut, 1,500 such states (n uniform
 // in 2..10, means N(0, 0.5^2), sds 0.3 e^U(-2,2)) gave sums within 8.8e-9 of 1 and values
 // within 2.4e-8. Cost for K = 10 with similar sds: 8 panels x 6 nodes x at most 9
-// quad_phi (erfc before: 2.5x the time), about 2 microseconds.
+// quad_phi, 8 scores at a time in AVX-512 lanes where the CPU has them (quad_phi8_avx512);
+// a one-at-a-time LinTS decision with this propensity cost 2.3 us more than without (it
+// was 8 us with erfc one score at a time).
 // Mirrored operation for operation in _numba/quadrature.py (normal_propensity).
 constexpr double kQuadNormalSpanSd = 6.0;
 constexpr double kQuadNormalPanelSd = 1.5;
@@ -369,6 +375,65 @@ inline double quad_phi(double z) {
   return phi_table::kCdf[i] + phi_table::kPdf[i] * (e * p);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PB_QUAD_AVX512 1
+// GCC 12's AVX-512 intrinsics pass undefined vectors as unused merge sources, which
+// -Wuninitialized reports from inside the intrinsic headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Factor j of node x for the 8 live scores (mean lm[j], sd ls[j]) of a block, in lanes:
+// quad_phi((x - lm[j]) / ls[j]) where that z is below kQuadNormalPhiOneZ, else 1.0 (the
+// scalar loop multiplies nothing there, and prod * 1.0 is prod). The same IEEE operations
+// per lane as quad_phi (no FMA), so the same bits.
+__attribute__((target("avx512f"))) inline void quad_phi8_avx512(double x, const double* lm,
+                                                               const double* ls,
+                                                               double* out) {
+  const __m512d z = _mm512_div_pd(_mm512_sub_pd(_mm512_set1_pd(x), _mm512_loadu_pd(lm)),
+                                  _mm512_loadu_pd(ls));
+  const __mmask8 below = _mm512_cmp_pd_mask(z, _mm512_set1_pd(kQuadNormalPhiOneZ),
+                                            _CMP_LT_OQ);
+  const __m512d t = _mm512_add_pd(
+      _mm512_mul_pd(_mm512_sub_pd(z, _mm512_set1_pd(phi_table::kZ0)),
+                    _mm512_set1_pd(phi_table::kScale)),
+      _mm512_set1_pd(0.5));
+  const __mmask8 inside = _mm512_cmp_pd_mask(t, _mm512_setzero_pd(), _CMP_GE_OQ);
+  const __m512d tc = _mm512_min_pd(
+      _mm512_mask_blend_pd(inside, _mm512_setzero_pd(), t),
+      _mm512_set1_pd(static_cast<double>(phi_table::kPoints - 1)));
+  const __m256i i = _mm512_cvttpd_epi32(tc);
+  const __m512d z0 = _mm512_add_pd(_mm512_set1_pd(phi_table::kZ0),
+                                   _mm512_div_pd(_mm512_cvtepi32_pd(i),
+                                                 _mm512_set1_pd(phi_table::kScale)));
+  const __m512d e = _mm512_sub_pd(z, z0);
+  const __m512d h2 = _mm512_sub_pd(_mm512_mul_pd(z0, z0), _mm512_set1_pd(1.0));
+  const __m512d h3 = _mm512_sub_pd(_mm512_mul_pd(z0, h2),
+                                   _mm512_mul_pd(_mm512_set1_pd(2.0), z0));
+  const __m512d h4 = _mm512_sub_pd(_mm512_mul_pd(z0, h3),
+                                   _mm512_mul_pd(_mm512_set1_pd(3.0), h2));
+  const __m512d h5 = _mm512_sub_pd(_mm512_mul_pd(z0, h4),
+                                   _mm512_mul_pd(_mm512_set1_pd(4.0), h3));
+  __m512d p = _mm512_sub_pd(_mm512_mul_pd(h4, _mm512_set1_pd(kQuadInv120)),
+                            _mm512_mul_pd(e, _mm512_mul_pd(h5, _mm512_set1_pd(kQuadInv720))));
+  p = _mm512_sub_pd(_mm512_mul_pd(e, p), _mm512_mul_pd(h3, _mm512_set1_pd(kQuadInv24)));
+  p = _mm512_add_pd(_mm512_mul_pd(e, p), _mm512_mul_pd(h2, _mm512_set1_pd(kQuadInv6)));
+  p = _mm512_sub_pd(_mm512_mul_pd(e, p), _mm512_mul_pd(_mm512_set1_pd(0.5), z0));
+  p = _mm512_add_pd(_mm512_mul_pd(e, p), _mm512_set1_pd(1.0));
+  const __m512d cdf = _mm512_i32gather_pd(i, phi_table::kCdf, 8);
+  const __m512d pdf = _mm512_i32gather_pd(i, phi_table::kPdf, 8);
+  __m512d phi = _mm512_add_pd(cdf, _mm512_mul_pd(pdf, _mm512_mul_pd(e, p)));
+  phi = _mm512_mask_blend_pd(inside, _mm512_setzero_pd(), phi);
+  phi = _mm512_mask_blend_pd(below, _mm512_set1_pd(1.0), phi);
+  _mm512_storeu_pd(out, phi);
+}
+#pragma GCC diagnostic pop
+
+inline bool quad_cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+#endif
+
 inline double quad_normal_propensity(const double* m, const double* sd, int64_t n,
                                      int64_t target) {
   const double mt = m[target], st = sd[target];
@@ -409,6 +474,39 @@ inline double quad_normal_propensity(const double* m, const double* sd, int64_t 
   const double h = (hi - lo) / static_cast<double>(n_panels);
   const double dens = kQuadInvSqrt2Pi / st;
   double total = 0.0;
+#ifdef PB_QUAD_AVX512
+  // Every live score's factor of a node at once, 8 lanes at a time (quad_phi8_avx512),
+  // then the same running product, in the same order, as the scalar loop below.
+  if (n_live >= 4 && quad_cpu_has_avx512()) {
+    const int64_t padded = (n_live + 7) / 8 * 8;
+    QuadSmallBuf<double, 32> lm(padded), ls(padded), f(padded);
+    for (int64_t j = 0; j < padded; ++j) {
+      lm[j] = j < n_live ? m[live[j]] : 0.0;
+      ls[j] = j < n_live ? sd[live[j]] : 1.0;
+    }
+    for (int64_t q = 0; q < n_panels; ++q) {
+      const double left = lo + static_cast<double>(q) * h;
+      for (int t = 0; t < kQuadNodes; ++t) {
+        const double x = left + h * kQuadT[t];
+        const double z = (x - mt) / st;
+        double prod = (h * kQuadW[t]) * (dens * std::exp(-0.5 * (z * z)));
+        for (int64_t j0 = 0; j0 < padded; j0 += 8) {
+          quad_phi8_avx512(x, lm.data() + j0, ls.data() + j0, f.data() + j0);
+        }
+        for (int64_t j = 0; j < n_live; ++j) {
+          prod *= f[j];
+          if (prod < kQuadNormalNegligible) {
+            prod = 0.0;
+            break;
+          }
+        }
+        total += prod;
+      }
+    }
+    if (total < kQuadFloor) return kQuadFloor;
+    return total < 1.0 ? total : 1.0;
+  }
+#endif
   for (int64_t q = 0; q < n_panels; ++q) {
     const double left = lo + static_cast<double>(q) * h;
     for (int t = 0; t < kQuadNodes; ++t) {
