@@ -185,16 +185,35 @@ class Heap {
     const Cand c{s, id};
     if (static_cast<int64_t>(c_.size()) < k_) {
       c_.push_back(c);
-      std::push_heap(c_.begin(), c_.end(), better);
+      std::push_heap(c_.begin(), c_.end(), Worse());
     } else if (better(c, c_.front())) {
-      std::pop_heap(c_.begin(), c_.end(), better);
-      c_.back() = c;
-      std::push_heap(c_.begin(), c_.end(), better);
+      replace_worst(c);
     }
   }
   std::vector<Cand>& items() { return c_; }
 
  private:
+  // The heap's order as a type (inlined; a function pointer was called per comparison).
+  struct Worse {
+    bool operator()(const Cand& a, const Cand& b) const { return better(a, b); }
+  };
+  // The worst candidate (the top) replaced by c, which is better: one sift-down (half
+  // the comparisons of pop_heap then push_heap). Which k candidates are held never
+  // depends on the heap's layout: the worst one always leaves.
+  void replace_worst(const Cand& c) {
+    const size_t n = c_.size();
+    size_t i = 0;
+    for (;;) {
+      const size_t l = 2 * i + 1;
+      if (l >= n) break;
+      const size_t r = l + 1;
+      const size_t w = (r < n && better(c_[l], c_[r])) ? r : l;  // the worse child
+      if (!better(c, c_[w])) break;  // c is no better than it: c's place is here
+      c_[i] = c_[w];
+      i = w;
+    }
+    c_[i] = c;
+  }
   int64_t k_;
   std::vector<Cand> c_;
 };
