@@ -160,34 +160,8 @@ NORMAL_STATES = [
 ]
 
 
-@pytest.mark.parametrize("state", range(len(NORMAL_STATES)))
-def test_lints_default_propensities_of_normal_scores_match_monte_carlo(state: int,
-                                                                       backend: str) -> None:
-    """With d = 1 and x = 1 the scores are N(theta_a, v^2 A_inv_a): set them, and the
-    default (exact) propensities meet a 10^6-draw Monte Carlo within 0.01."""
-    m, sd = NORMAL_STATES[state]
-    k, v = len(m), 0.5
-    p = LinTS(k, 1, seed=1, backend=backend, v=v)
-    assert p.config.propensity_method == "quadrature"
-    st = p.state_dict()
-    arr = st["arrays"]
-    arr["theta"][:, 0] = m
-    arr["b"][:, 0] = m / (sd / v) ** 2
-    arr["A_inv"][:, 0, 0] = (sd / v) ** 2
-    arr["A"][:, 0, 0] = (v / sd) ** 2
-    p.load_state_dict(st)
-    x = np.ones((1, 1))
-    draws = m[None] + sd[None] * np.random.default_rng(state).normal(size=(MC, k))
-    want = np.bincount(draws.argmax(axis=1), minlength=k) / MC
-    probs = p.action_probabilities(x)[0]
-    np.testing.assert_allclose(probs, want, rtol=0, atol=TOL)
-    assert abs(probs.sum() - 1.0) < 1e-6  # what a logged action distribution is held to
-    arms, props = p.select_batch(np.ones((50, 1)))
-    np.testing.assert_array_equal(props, probs[arms])  # the logged propensities
-
-
 def _lints_with_scores(m: np.ndarray, sd: np.ndarray, backend: str, v: float = 0.5) -> LinTS:
-    """LinTS with d = 1 whose scores at x = 1 are N(m, sd^2) (as above)."""
+    """LinTS with d = 1 whose scores at x = 1 are N(m, sd^2): theta = m, v^2 A^-1 = sd^2."""
     p = LinTS(len(m), 1, seed=1, backend=backend, v=v)
     st = p.state_dict()
     arr = st["arrays"]
@@ -197,6 +171,25 @@ def _lints_with_scores(m: np.ndarray, sd: np.ndarray, backend: str, v: float = 0
     arr["A"][:, 0, 0] = (v / sd) ** 2
     p.load_state_dict(st)
     return p
+
+
+@pytest.mark.parametrize("state", range(len(NORMAL_STATES)))
+def test_lints_default_propensities_of_normal_scores_match_monte_carlo(state: int,
+                                                                       backend: str) -> None:
+    """With d = 1 and x = 1 the scores are N(theta_a, v^2 A_inv_a): set them, and the
+    default (exact) propensities meet a 10^6-draw Monte Carlo within 0.01."""
+    m, sd = NORMAL_STATES[state]
+    k = len(m)
+    p = _lints_with_scores(m, sd, backend)
+    assert p.config.propensity_method == "quadrature"
+    x = np.ones((1, 1))
+    draws = m[None] + sd[None] * np.random.default_rng(state).normal(size=(MC, k))
+    want = np.bincount(draws.argmax(axis=1), minlength=k) / MC
+    probs = p.action_probabilities(x)[0]
+    np.testing.assert_allclose(probs, want, rtol=0, atol=TOL)
+    assert abs(probs.sum() - 1.0) < 1e-6  # what a logged action distribution is held to
+    arms, props = p.select_batch(np.ones((50, 1)))
+    np.testing.assert_array_equal(props, probs[arms])  # the logged propensities
 
 
 @pytest.mark.skipif(not {"cpp", "numba"} <= set(_backends.available()),

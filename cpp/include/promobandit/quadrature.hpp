@@ -474,49 +474,39 @@ inline double quad_normal_propensity(const double* m, const double* sd, int64_t 
   const double h = (hi - lo) / static_cast<double>(n_panels);
   const double dens = kQuadInvSqrt2Pi / st;
   double total = 0.0;
+  // Where the CPU has AVX-512 and 4 or more scores are live, every live score's factor of
+  // a node is computed at once, 8 lanes at a time (quad_phi8_avx512: the same operations
+  // per score as quad_phi, and 1.0 where quad_phi is skipped), then multiplied in the same
+  // order as one at a time.
+  bool lanes = false;
 #ifdef PB_QUAD_AVX512
-  // Every live score's factor of a node at once, 8 lanes at a time (quad_phi8_avx512),
-  // then the same running product, in the same order, as the scalar loop below.
-  if (n_live >= 4 && quad_cpu_has_avx512()) {
-    const int64_t padded = (n_live + 7) / 8 * 8;
-    QuadSmallBuf<double, 32> lm(padded), ls(padded), f(padded);
-    for (int64_t j = 0; j < padded; ++j) {
-      lm[j] = j < n_live ? m[live[j]] : 0.0;
-      ls[j] = j < n_live ? sd[live[j]] : 1.0;
-    }
-    for (int64_t q = 0; q < n_panels; ++q) {
-      const double left = lo + static_cast<double>(q) * h;
-      for (int t = 0; t < kQuadNodes; ++t) {
-        const double x = left + h * kQuadT[t];
-        const double z = (x - mt) / st;
-        double prod = (h * kQuadW[t]) * (dens * std::exp(-0.5 * (z * z)));
-        for (int64_t j0 = 0; j0 < padded; j0 += 8) {
-          quad_phi8_avx512(x, lm.data() + j0, ls.data() + j0, f.data() + j0);
-        }
-        for (int64_t j = 0; j < n_live; ++j) {
-          prod *= f[j];
-          if (prod < kQuadNormalNegligible) {
-            prod = 0.0;
-            break;
-          }
-        }
-        total += prod;
-      }
-    }
-    if (total < kQuadFloor) return kQuadFloor;
-    return total < 1.0 ? total : 1.0;
-  }
+  lanes = n_live >= 4 && quad_cpu_has_avx512();
 #endif
+  const int64_t padded = lanes ? (n_live + 7) / 8 * 8 : 0;
+  QuadSmallBuf<double, 32> lm(padded), ls(padded), f(padded);
+  for (int64_t j = 0; j < padded; ++j) {
+    lm[j] = j < n_live ? m[live[j]] : 0.0;
+    ls[j] = j < n_live ? sd[live[j]] : 1.0;
+  }
   for (int64_t q = 0; q < n_panels; ++q) {
     const double left = lo + static_cast<double>(q) * h;
     for (int t = 0; t < kQuadNodes; ++t) {
       const double x = left + h * kQuadT[t];
       const double z = (x - mt) / st;
       double prod = (h * kQuadW[t]) * (dens * std::exp(-0.5 * (z * z)));
+#ifdef PB_QUAD_AVX512
+      for (int64_t j0 = 0; j0 < padded; j0 += 8) {
+        quad_phi8_avx512(x, lm.data() + j0, ls.data() + j0, f.data() + j0);
+      }
+#endif
       for (int64_t j = 0; j < n_live; ++j) {
-        const int64_t i = live[j];
-        const double zi = (x - m[i]) / sd[i];
-        if (zi < kQuadNormalPhiOneZ) prod *= quad_phi(zi);
+        if (lanes) {
+          prod *= f[j];
+        } else {
+          const int64_t i = live[j];
+          const double zi = (x - m[i]) / sd[i];
+          if (zi < kQuadNormalPhiOneZ) prod *= quad_phi(zi);
+        }
         if (prod < kQuadNormalNegligible) {
           prod = 0.0;
           break;
