@@ -295,3 +295,50 @@ def test_a_refresh_failure_with_decay_raises_and_changes_nothing(backend: str) -
     assert _state_bytes(p) == before
     arm, _ = p.select(np.array([1.0, 1.0]))
     assert 0 <= arm < 3
+
+
+@pytest.mark.parametrize("name", (*LINEAR, "BetaTS", "GaussianTS", "UCB1"))
+def test_the_native_fast_check_equals_the_python_one(name: str) -> None:
+    """The C++ kernels run the fast check in one call (update_fast). It takes the
+    same updates the Python check would, and leaves the same statistics and bound: a
+    policy whose native check is switched off runs the same updates (small ones, a huge
+    one that raises the bound, float32 contexts converted at the edge, refreshes due) to
+    the same bytes."""
+    from promobandit import _backends
+
+    if "cpp" not in _backends.available():
+        pytest.skip("the cpp backend is not available")
+    kw = {"refresh_every": 5} if name in LINEAR else {}
+    native, python = _policy(name, "cpp", **kw), _policy(name, "cpp", **kw)
+    python._native_fast_update = lambda: None  # type: ignore[method-assign]
+    python._bind()
+    calls = {"applied": 0}
+    own = type(native)._native_fast_update
+
+    def counting():  # type: ignore[no-untyped-def]
+        kernel_fast, limit = own(native)
+
+        def counted(*args):  # type: ignore[no-untyped-def]
+            applied = kernel_fast(*args)
+            calls["applied"] += bool(applied)
+            return applied
+        return counted, limit
+
+    native._native_fast_update = counting  # type: ignore[method-assign]
+    native._bind()
+    rs = np.random.default_rng(3)
+    for i in range(200):
+        arm = int(rs.integers(K))
+        huge = 1e140 if i == 170 else 1.0  # the bound leaps: the exact path after it
+        if name == "BetaTS":  # rewards 0 or 1: the weight carries the magnitude
+            r, w = float(rs.random() < 0.3), huge
+        else:
+            r, w = float(rs.normal()) * huge, 1.0
+        x = rs.normal(size=D) if native.contextual else None
+        if x is not None and i % 7 == 3:
+            x = x.astype(np.float32)
+        for p in (native, python):
+            p.update(arm, r, x, w)
+    assert _state_bytes(native) == _state_bytes(python)
+    assert native._bound == python._bound
+    assert calls["applied"] > 100  # most updates took the native path

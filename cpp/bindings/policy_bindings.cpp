@@ -325,6 +325,49 @@ class MabKernel : public Guarded {
         });
   }
 
+  // The fast path of the checked single update (policies._multiarmed:
+  // MultiArmedPolicy._make_fast_update) in one native call: an update in the kernel's own
+  // form whose magnitude keeps box[0], the running bound on the arms' sums, at most
+  // `limit` (box[0] + |w| max(|r|, 1)^2) is applied and box[0] raised; returns true. False
+  // changes nothing and leaves the update to the general path, which checks it and names
+  // what is wrong exactly as before (anything the kernel would refuse, an unknown bound
+  // (None), a bound past the limit).
+  bool update_fast(py::handle arm_obj, py::handle reward_obj, const py::object& /*context*/,
+                   py::handle weight_obj, py::list box, double limit) {
+    struct Checked {
+      int64_t arm = -1;
+      double reward = 0.0, weight = 0.0;
+      bool ok = false;
+    };
+    const Checked out = guarded(
+        [&] {
+          Checked c;
+          try {
+            c.arm = bind::to_index(arm_obj, "arm");
+            c.reward = bind::to_double(reward_obj, "reward");
+            c.weight = bind::to_double(weight_obj, "weight");
+            bind::check_arm(c.arm, s_.n_arms);
+            check_reward(p_.kind == kBetaTS, c.reward, "reward");
+            check_weight(c.weight, "weight");
+          } catch (const std::exception&) {
+            return c;  // not the kernel's form: the general path decides
+          }
+          const py::object b0 = box[0];
+          if (b0.is_none()) return c;
+          const double r = std::fabs(c.reward), m = r > 1.0 ? r : 1.0;
+          const double nb = b0.cast<double>() + std::fabs(c.weight) * m * m;
+          if (!(nb <= limit)) return c;
+          box[0] = py::float_(nb);
+          c.ok = true;
+          return c;
+        },
+        [&](const Checked& c) {
+          if (c.ok) mab_update(p_, s_, c.arm, c.reward, c.weight);
+          return c;
+        });
+    return out.ok;
+  }
+
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& /*contexts*/,
                     const py::object& weights) {
     guarded(
@@ -538,6 +581,93 @@ class LinKernel : public Guarded {
         });
   }
 
+  // The fast path of the checked single update (policies.linear,
+  // LinearPolicy._make_fast_update), in one native call: with decay 1, an update in the
+  // kernel's own form (an integer arm in range, finite numbers, a C-contiguous float64
+  // context of width d) whose magnitudes keep box[0], the running bound on the entries of
+  // A, b and n, at most `limit` (box[0] + |w| (|x|^2 + r^2 + 1), |x|^2, |w| and r^2 all at
+  // most limit) is applied and box[0] raised; when the arm's exact refresh is due, the
+  // arm's statistics are copied first and put back if the refresh fails. Returns true when
+  // applied. False changes nothing (box[0] may have been raised, which only makes later
+  // checks stricter) and sends the update down the general path, which converts, checks
+  // and names what is wrong exactly as before: anything else the kernel would refuse, an
+  // unknown bound (None), a bound past the limit, a failed refresh.
+  bool update_fast(py::handle arm_obj, py::handle reward_obj, const py::object& context,
+                   py::handle weight_obj, py::list box, double limit) {
+    if (p_.decay < 1.0) return false;
+    struct Checked {
+      int64_t arm = -1;
+      double reward = 0.0, weight = 0.0;
+      const double* x = nullptr;
+      bool refresh = false;
+      py::object keep;
+    };
+    Checked out = guarded(
+        [&] {
+          Checked c;
+          try {
+            c.arm = bind::to_index(arm_obj, "arm");
+            c.reward = bind::to_double(reward_obj, "reward");
+            c.weight = bind::to_double(weight_obj, "weight");
+            bind::check_arm(c.arm, s_.n_arms);
+            check_reward(false, c.reward, "reward");
+            check_weight(c.weight, "weight");
+            c.x = check_context(context, "context", c.keep);
+          } catch (const std::exception&) {
+            c.x = nullptr;  // not the kernel's form: the general path decides
+            return c;
+          }
+          const py::object b0 = box[0];
+          if (b0.is_none()) {
+            c.x = nullptr;
+            return c;
+          }
+          double xx = 0.0;
+          for (int64_t j = 0; j < s_.dim; ++j) xx += c.x[j] * c.x[j];
+          const double r = std::fabs(c.reward), w = std::fabs(c.weight);
+          const double nb = b0.cast<double>() + w * (xx + r * r + 1.0);
+          if (!(nb <= limit && xx <= limit && w <= limit && r * r <= limit)) {
+            c.x = nullptr;
+            return c;
+          }
+          box[0] = py::float_(nb);
+          c.refresh = s_.since_refresh[c.arm] + 1 >= p_.refresh_every;
+          return c;
+        },
+        [&](Checked& c) {
+          if (c.x == nullptr) return std::move(c);
+          if (!c.refresh) {
+            lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, scratch_);
+            return std::move(c);
+          }
+          const int64_t d = s_.dim, a = c.arm;
+          std::vector<double> keep(static_cast<size_t>(2 * d * d + 2 * d + 1));
+          double* k = keep.data();
+          std::copy(s_.A + a * d * d, s_.A + (a + 1) * d * d, k);
+          std::copy(s_.A_inv + a * d * d, s_.A_inv + (a + 1) * d * d, k + d * d);
+          std::copy(s_.b + a * d, s_.b + (a + 1) * d, k + 2 * d * d);
+          std::copy(s_.theta + a * d, s_.theta + (a + 1) * d, k + 2 * d * d + d);
+          k[2 * d * d + 2 * d] = s_.n[a];
+          const int64_t since = s_.since_refresh[a];
+          int64_t counters[kNumCounters];
+          std::copy(s_.counters, s_.counters + kNumCounters, counters);
+          try {
+            lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, scratch_);
+          } catch (...) {
+            std::copy(k, k + d * d, s_.A + a * d * d);
+            std::copy(k + d * d, k + 2 * d * d, s_.A_inv + a * d * d);
+            std::copy(k + 2 * d * d, k + 2 * d * d + d, s_.b + a * d);
+            std::copy(k + 2 * d * d + d, k + 2 * d * d + 2 * d, s_.theta + a * d);
+            s_.n[a] = k[2 * d * d + 2 * d];
+            s_.since_refresh[a] = since;
+            std::copy(counters, counters + kNumCounters, s_.counters);
+            c.x = nullptr;  // the general path repeats it and raises the refresh's error
+          }
+          return std::move(c);
+        });
+    return out.x != nullptr;
+  }
+
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& contexts,
                     const py::object& weights) {
     struct Checked : UpdateArgs {
@@ -715,6 +845,10 @@ void bind_policies(py::module_& m) {
       .def("update", &MabKernel::update, py::arg("arm"), py::arg("reward"),
            py::arg("context") = py::none(), py::arg("weight") = 1.0,
            "update(arm, reward, context=None, weight=1.0)")
+      .def("update_fast", &MabKernel::update_fast, py::arg("arm"), py::arg("reward"),
+           py::arg("context"), py::arg("weight"), py::arg("box"), py::arg("limit"),
+           "update_fast(arm, reward, context, weight, box, limit) -> applied: the checked "
+           "update's fast path (see MultiArmedPolicy._make_fast_update)")
       .def("update_batch", &MabKernel::update_batch, py::arg("arms"), py::arg("rewards"),
            py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
            "update_batch(arms, rewards, contexts=None, weights=None)")
@@ -750,6 +884,10 @@ void bind_policies(py::module_& m) {
       .def("update_batch", &LinKernel::update_batch, py::arg("arms"), py::arg("rewards"),
            py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
            "update_batch(arms, rewards, contexts, weights=None)")
+      .def("update_fast", &LinKernel::update_fast, py::arg("arm"), py::arg("reward"),
+           py::arg("context"), py::arg("weight"), py::arg("box"), py::arg("limit"),
+           "update_fast(arm, reward, context, weight, box, limit) -> applied: the checked "
+           "update's fast path (see LinearPolicy._make_fast_update)")
       .def("expectations", &LinKernel::expectations, py::arg("contexts"))
       .def("action_probabilities", &LinKernel::action_probabilities, py::arg("contexts"),
            py::arg("masks") = py::none(), py::arg("draws") = 1000, py::arg("n_threads") = 1,

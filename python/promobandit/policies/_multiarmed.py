@@ -24,6 +24,12 @@ class MultiArmedPolicy(Policy):
     _update_rows: ClassVar[tuple[str, ...]] = ("stats",)
     _bound_arrays: ClassVar[tuple[str, ...]] = ("stats",)
 
+    def _native_fast_update(self) -> tuple[Any, float] | None:
+        # The C++ kernel's update_fast runs the check below natively (policy_bindings.cpp);
+        # the Numba kernel has none and keeps the Python check.
+        kernel_fast = getattr(self._kernel, "update_fast", None)
+        return None if kernel_fast is None else (kernel_fast, FAST_UPDATE_BOUND)
+
     def _make_fast_update(self) -> Any:
         box, arrays_of, lim = self._bound, self, FAST_UPDATE_BOUND
 

@@ -221,9 +221,14 @@ def _edge_update_batch(kernel_update_batch: Any) -> Any:
 def _checked_update(policy: Policy, update: Any) -> Any:
     """policy.update with the finiteness check (see Policy's "checked updates")."""
     fast = policy._make_fast_update()
+    native = policy._native_fast_update()
+    kernel_fast, limit = native if native is not None else (None, 0.0)
+    box = policy._bound
     guarded, light = policy._guarded_update, policy._lightly_guarded_update
 
     def checked(arm: Any, reward: Any, context: Any = None, weight: Any = 1.0) -> None:
+        if kernel_fast is not None and kernel_fast(arm, reward, context, weight, box, limit):
+            return None  # the fast path, checked and applied in one native call
         how = 0 if fast is None else fast(arm, reward, context, weight)
         if how == FAST_DIRECT:
             return update(arm, reward, context, weight)
@@ -402,6 +407,15 @@ class Policy(ABC):
         FAST_GUARDED when it does but the kernel may still raise after a partial write,
         0 (False) to send it through the exact slow path. A closure, made once per
         binding: the check is a few float operations."""
+        return None
+
+    def _native_fast_update(self) -> tuple[Any, float] | None:
+        """None, or (kernel_fast, limit): a kernel method kernel_fast(arm, reward,
+        context, weight, box, limit) -> bool that runs ``_make_fast_update``'s check on
+        the running bound box = ``self._bound`` and applies the update when it passes
+        (True), all in one call; False leaves the update to the general path (the
+        Python check, then the slow path), having changed nothing but perhaps raised
+        box[0]. Same decisions and state as the Python check; only cheaper."""
         return None
 
     def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:

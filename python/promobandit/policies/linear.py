@@ -133,6 +133,15 @@ class LinearPolicy(ContextualIdentity, Policy):
                                                "since_refresh")
     _bound_arrays: ClassVar[tuple[str, ...]] = ("A", "b", "n")
 
+    def _native_fast_update(self) -> tuple[Any, float] | None:
+        # The C++ kernel's update_fast runs the check below natively (policy_bindings.cpp);
+        # the Numba kernel has none and keeps the Python check.
+        c = self.config
+        kernel_fast = getattr(self._kernel, "update_fast", None)
+        if kernel_fast is None or c.decay < 1.0 or c.ridge * LINEAR_FAST_BOUND < 1.0:
+            return None
+        return kernel_fast, LINEAR_FAST_BOUND
+
     def _make_fast_update(self) -> Any:
         # The fast path: decay 1, a float64 context, and every magnitude at most
         # LINEAR_FAST_BOUND: |x|^2, |w|, r^2, 1/ridge and the bound on the entries of A,
