@@ -368,6 +368,45 @@ class MabKernel : public Guarded {
     return out.ok;
   }
 
+  // update_fast for a batch: rows in the kernel's own form whose magnitudes keep box[0]
+  // at most `limit` after all of them (box[0] + sum |w_i| max(|r_i|, 1)^2: each row adds
+  // at most its term to any sum's magnitude, as for one update) are applied in row order,
+  // as update_batch, and box[0] raised; returns true. False changes nothing and leaves
+  // the batch to the general path (the copy-apply-check of the checked batch), which
+  // refuses it whole and names its first bad row exactly as before.
+  bool update_batch_fast(const py::object& arms, const py::object& rewards,
+                         const py::object& /*contexts*/, const py::object& weights,
+                         py::list box, double limit) {
+    struct Checked : UpdateArgs {
+      bool ok = false;
+    };
+    const Checked out = guarded(
+        [&] {
+          Checked c;
+          try {
+            c.check(arms, rewards, weights, s_.n_arms, p_.kind == kBetaTS);
+          } catch (const std::exception&) {
+            return c;  // not the kernel's form: the general path decides
+          }
+          const py::object b0 = box[0];
+          if (b0.is_none()) return c;
+          double nb = b0.cast<double>();
+          for (int64_t i = 0; i < c.n; ++i) {
+            const double r = std::fabs(c.pr[i]), m = r > 1.0 ? r : 1.0;
+            nb += (c.pw ? std::fabs(c.pw[i]) : 1.0) * m * m;
+          }
+          if (!(nb <= limit)) return c;
+          box[0] = py::float_(nb);
+          c.ok = true;
+          return c;
+        },
+        [&](const Checked& c) {
+          if (c.ok) mab_update_batch(p_, s_, c.pa, c.pr, c.pw, c.n);
+          return c;
+        });
+    return out.ok;
+  }
+
   void update_batch(const py::object& arms, const py::object& rewards, const py::object& /*contexts*/,
                     const py::object& weights) {
     guarded(
@@ -849,6 +888,11 @@ void bind_policies(py::module_& m) {
            py::arg("context"), py::arg("weight"), py::arg("box"), py::arg("limit"),
            "update_fast(arm, reward, context, weight, box, limit) -> applied: the checked "
            "update's fast path (see MultiArmedPolicy._make_fast_update)")
+      .def("update_batch_fast", &MabKernel::update_batch_fast, py::arg("arms"),
+           py::arg("rewards"), py::arg("contexts"), py::arg("weights"), py::arg("box"),
+           py::arg("limit"),
+           "update_batch_fast(arms, rewards, contexts, weights, box, limit) -> applied: the "
+           "checked batch's fast path")
       .def("update_batch", &MabKernel::update_batch, py::arg("arms"), py::arg("rewards"),
            py::arg("contexts") = py::none(), py::arg("weights") = py::none(),
            "update_batch(arms, rewards, contexts=None, weights=None)")

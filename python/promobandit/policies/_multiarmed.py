@@ -30,13 +30,20 @@ class MultiArmedPolicy(Policy):
         kernel_fast = getattr(self._kernel, "update_fast", None)
         return None if kernel_fast is None else (kernel_fast, FAST_UPDATE_BOUND)
 
+    def _measure_bound(self) -> float:
+        return float(np.abs(self._arrays["stats"]).max(initial=0.0))
+
+    def _native_fast_update_batch(self) -> tuple[Any, float] | None:
+        kernel_fast = getattr(self._kernel, "update_batch_fast", None)
+        return None if kernel_fast is None else (kernel_fast, FAST_UPDATE_BOUND)
+
     def _make_fast_update(self) -> Any:
         box, arrays_of, lim = self._bound, self, FAST_UPDATE_BOUND
 
         def fast(arm: Any, reward: Any, context: Any, weight: Any) -> bool:
             b = box[0]
             if b is None:
-                b = float(np.abs(arrays_of._arrays["stats"]).max(initial=0.0))
+                b = arrays_of._measure_bound()
             try:
                 r, w = abs(float(reward)), abs(float(weight))
             except (TypeError, ValueError):  # not a number: the kernel's checks say so

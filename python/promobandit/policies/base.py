@@ -243,7 +243,17 @@ def _checked_update(policy: Policy, update: Any) -> Any:
 def _checked_update_batch(policy: Policy, update_batch: Any) -> Any:
     """policy.update_batch with the finiteness check, refused whole, naming the row."""
 
+    native = policy._native_fast_update_batch()
+    kernel_fast, limit = native if native is not None else (None, 0.0)
+    box = policy._bound
+
     def checked(arms: Any, rewards: Any, contexts: Any = None, weights: Any = None) -> None:
+        if kernel_fast is not None:
+            if box[0] is None:  # unknown after a wholesale change: measured from the arrays
+                box[0] = policy._measure_bound()
+            if kernel_fast(arms, rewards, contexts, weights, box, limit):
+                return  # the bound proves every sum stays finite: applied in one native call
+
         def rows() -> tuple[int, Any]:
             # Only for a refused batch: its rows one by one, to name the first bad one.
             a = np.asarray(edge_int(arms, "arms"))
@@ -393,8 +403,11 @@ class Policy(ABC):
     # update, measured again from the arrays after a wholesale change) that the update
     # cannot leave the finite range, and applies it directly, or under a light guard (a
     # copy put back if the kernel raises midway, e.g. a failed exact refresh) when it
-    # can still fail that way (``_make_fast_update``). Near the limit, and for bad
-    # input, the slow path decides. Linear policies also refuse before the kernel runs an
+    # can still fail that way (``_make_fast_update``). On the C++ backend the check and
+    # the update run in one native call (``_native_fast_update``: the kernels'
+    # update_fast, the same check; multi-armed batches too, ``update_batch_fast``, with
+    # the rows' terms summed), about 1.8 us less per linear update. Near the limit, and
+    # for bad input, the slow path decides. Linear policies also refuse before the kernel runs an
     # update whose exact refresh would overflow (``_precheck_update``). Threads racing
     # on the bound may lose increments of it; FAST_UPDATE_BOUND's margin covers that.
     _update_rows: ClassVar[tuple[str, ...]] = ()
@@ -416,6 +429,18 @@ class Policy(ABC):
         (True), all in one call; False leaves the update to the general path (the
         Python check, then the slow path), having changed nothing but perhaps raised
         box[0]. Same decisions and state as the Python check; only cheaper."""
+        return None
+
+    def _measure_bound(self) -> float:
+        """The bound on the magnitude of the family's sums, measured from the arrays (the
+        fast checks' starting point when ``_bound[0]`` is unknown)."""
+        raise NotImplementedError(f"{self.name} has no fast update check")
+
+    def _native_fast_update_batch(self) -> tuple[Any, float] | None:
+        """As _native_fast_update for update_batch: None, or (kernel_fast, limit) with
+        kernel_fast(arms, rewards, contexts, weights, box, limit) -> bool applying a batch
+        whose rows' bound terms, summed, keep box[0] within the limit (False: the checked
+        batch's general path, unchanged)."""
         return None
 
     def _precheck_update(self, arm: Any, reward: Any, context: Any, weight: Any) -> str | None:

@@ -133,6 +133,12 @@ class LinearPolicy(ContextualIdentity, Policy):
                                                "since_refresh")
     _bound_arrays: ClassVar[tuple[str, ...]] = ("A", "b", "n")
 
+    def _measure_bound(self) -> float:
+        arrays = self._arrays
+        return max(float(np.abs(arrays["A"]).max(initial=0.0)),
+                   float(np.abs(arrays["b"]).max(initial=0.0)),
+                   float(np.abs(arrays["n"]).max(initial=0.0)))
+
     def _native_fast_update(self) -> tuple[Any, float] | None:
         # The C++ kernel's update_fast runs the check below natively (policy_bindings.cpp);
         # the Numba kernel has none and keeps the Python check.
@@ -175,9 +181,7 @@ class LinearPolicy(ContextualIdentity, Policy):
             xx = norm * norm
             b = box[0]
             if b is None:
-                b = max(float(np.abs(arrays["A"]).max(initial=0.0)),
-                        float(np.abs(arrays["b"]).max(initial=0.0)),
-                        float(np.abs(arrays["n"]).max(initial=0.0)))
+                b = policy._measure_bound()
             nb = b + w * (xx + r * r + 1.0)
             if nb <= lim and xx <= lim and w <= lim and r * r <= lim:
                 box[0] = nb
