@@ -22,8 +22,9 @@
 // kSmallBatch users and one with more.
 //
 // Speed: B <= kSmallBatch streams E once at memory bandwidth (threads split the
-// item blocks); larger B is blocked like a GEMM (threads split the users; each
-// packed item block is reused by every user from L2). AVX-512 and AVX2 code paths are
+// item blocks); larger B is blocked like a GEMM (threads split the item blocks too:
+// each block is packed once, by its thread, and reused by every user from L2; when
+// threads split the users, every thread packed every block). AVX-512 and AVX2 code paths are
 // compiled with target attributes and chosen at run time, never -march.
 #pragma once
 

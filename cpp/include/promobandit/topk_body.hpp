@@ -353,20 +353,24 @@ inline TopkStatus run_small(const TopkArgs& a, const TopkOutputs& o, int n_threa
   return st;
 }
 
+// Item blocks [blo, bhi) of the batched kernel against every user: each block is packed
+// once (by the one thread that owns it) and scored by every user tile from L2. heaps: this
+// worker's B heaps; parts[u * nblocks + b]: user u's share of the normaliser in block b.
 template <class Tag>
-inline void batch_worker(const TopkArgs& a, int64_t ulo, int64_t uhi, std::vector<Heap>& heaps,
-                         std::vector<RowLse>& lse, BadPair& bad) {
+inline void batch_worker(const TopkArgs& a, int64_t blo, int64_t bhi, Heap* heaps,
+                         std::vector<BlockLse>& parts, int64_t nblocks, BadPair& bad) {
   using elem = typename Tag::elem;
   constexpr int MR = O::kMR;
   const elem* E = static_cast<const elem*>(a.items);
-  const int64_t N = a.n_items, d = a.dim;
+  const int64_t N = a.n_items, d = a.dim, B = a.n_users;
   const int64_t NB = batch_block(d);
   const float log2e_t = log2e_over(a.temperature);
   const MicroFn* table = micro_table(std::make_integer_sequence<int, MR>{});
   std::vector<float> packed(static_cast<size_t>(NB * d));
   std::vector<float> sbuf(static_cast<size_t>(MR * NB));
   std::vector<float> bias_blk(a.bias != nullptr ? static_cast<size_t>(NB) : 0);
-  for (int64_t ib = 0; ib < N; ib += NB) {
+  for (int64_t blk = blo; blk < bhi; ++blk) {
+    const int64_t ib = blk * NB;
     const int64_t nb = std::min(NB, N - ib);
     const int64_t npanels = (nb + kNR - 1) / kNR;
     for (int64_t p = 0; p < npanels; ++p) {
@@ -379,8 +383,8 @@ inline void batch_worker(const TopkArgs& a, int64_t ulo, int64_t uhi, std::vecto
       std::copy(a.bias + ib, a.bias + ib + nb, bias_blk.begin());
       bias = bias_blk.data();
     }
-    for (int64_t r0 = ulo; r0 < uhi; r0 += MR) {
-      const int mr = static_cast<int>(std::min<int64_t>(MR, uhi - r0));
+    for (int64_t r0 = 0; r0 < B; r0 += MR) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, B - r0));
       const MicroFn fn = table[mr - 1];
       for (int64_t p = 0; p < npanels; ++p) {
         fn(a.users + r0 * d, d, packed.data() + p * kNR * d, sbuf.data() + p * kNR, NB,
@@ -388,27 +392,31 @@ inline void batch_worker(const TopkArgs& a, int64_t ulo, int64_t uhi, std::vecto
       }
       for (int r = 0; r < mr; ++r) {
         const int64_t user = r0 + r;
-        BlockLse part;
         const int64_t bb = epilogue(sbuf.data() + r * NB, ib, nb, row_ctx(a, user), log2e_t,
-                                    heaps[static_cast<size_t>(user)], part);
+                                    heaps[user], parts[static_cast<size_t>(user * nblocks + blk)]);
         if (bb >= 0) bad.offer(user, bb);
-        lse[static_cast<size_t>(user)].merge(part, a.temperature);
       }
     }
   }
 }
 
+// More than kSmallBatch users: threads split the item blocks (each packed once, by its
+// thread), every thread scores all users against its blocks; per-worker candidates and
+// per-block partials are merged after in a fixed order (normaliser partials by block,
+// candidates by score then id), so the result does not depend on the thread count.
 template <class Tag>
 inline TopkStatus run_batch(const TopkArgs& a, const TopkOutputs& o, int n_threads) {
   const int64_t B = a.n_users;
+  const int64_t nblocks = (a.n_items + batch_block(a.dim) - 1) / batch_block(a.dim);
   const bool big = static_cast<double>(B) * static_cast<double>(a.n_items) *
                        static_cast<double>(a.dim) >= kBatchParallelMinWork;
   const int t = big ? std::max(1, resolve_threads(n_threads)) : 1;
-  std::vector<Heap> heaps(static_cast<size_t>(B), Heap(a.k));
-  std::vector<RowLse> lse(static_cast<size_t>(B));
+  std::vector<Heap> heaps(static_cast<size_t>(t * B), Heap(a.k));
+  std::vector<BlockLse> parts(static_cast<size_t>(B * nblocks));
   std::vector<BadPair> bad(static_cast<size_t>(t));
-  parallel_for(B, t, 2, [&](int64_t lo, int64_t hi, int w) {
-    batch_worker<Tag>(a, lo, hi, heaps, lse, bad[static_cast<size_t>(w)]);
+  parallel_for(nblocks, t, 1, [&](int64_t lo, int64_t hi, int w) {
+    batch_worker<Tag>(a, lo, hi, heaps.data() + static_cast<size_t>(w) * B, parts, nblocks,
+                      bad[static_cast<size_t>(w)]);
   });
   TopkStatus st;
   BadPair first;
@@ -420,9 +428,17 @@ inline TopkStatus run_batch(const TopkArgs& a, const TopkOutputs& o, int n_threa
     st.nonfinite_item = first.item;
     return st;
   }
+  std::vector<Cand> all;
   for (int64_t u = 0; u < B; ++u) {
-    std::vector<Cand> c = heaps[static_cast<size_t>(u)].items();
-    if (!finalize_row(c, a.k, lse[static_cast<size_t>(u)], a.temperature, o, u)) {
+    RowLse lse;
+    for (int64_t b = 0; b < nblocks; ++b) lse.merge(parts[static_cast<size_t>(u * nblocks + b)],
+                                                     a.temperature);
+    all.clear();
+    for (int w = 0; w < t; ++w) {
+      const std::vector<Cand>& c = heaps[static_cast<size_t>(w * B + u)].items();
+      all.insert(all.end(), c.begin(), c.end());
+    }
+    if (!finalize_row(all, a.k, lse, a.temperature, o, u)) {
       st.short_user = u;
       return st;
     }
