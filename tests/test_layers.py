@@ -32,7 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "promobandit"
 # product in one import, so it sits on top and may import anything.
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(names) for names in (
     ("_backends", "_validation", "_reference", "_toml", "_extras", "_version", "_core",
-     "_cuda", "_ziggurat_tables", "rng", "events", "_numba"),
+     "_cuda", "_ziggurat_tables", "_phi_table", "_intcodes", "rng", "events", "_numba"),
     ("policies", "scoring"),
     ("constraints",),
     ("offers",),
