@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,19 @@ def test_prior_mean_cut_makes_a_cut_raise_buying_before_any_data() -> None:
         ConversionTS(k, d, prior_mean_cut=float("nan"))
     with pytest.raises(ValueError, match="prior_mean_cut"):
         ConversionTS(k, d, prior_mean_cut=31.0)
+
+
+def test_policy_seed_moves_only_the_policys_own_draws() -> None:
+    from promobandit.simulate.run import PolicySpec, run_policies
+
+    from .test_market import small_scenario
+
+    sc = small_scenario(n_users=400, days=2)
+    spec = PolicySpec(key="lints", label="LinTS", policy="LinTS", settings=(("v", 1.0),))
+    own, same, other = run_policies(
+        [spec, dataclasses.replace(spec, key="same", policy_seed=sc.seed),
+         dataclasses.replace(spec, key="other", policy_seed=sc.seed + 1000)], sc)
+    np.testing.assert_array_equal(own.offer, same.offer)  # None is the scenario's seed
+    assert (own.offer != other.offer).any()
+    with pytest.raises(ValueError, match="policy_seed"):
+        PolicySpec(key="x", label="x", policy="LinTS", policy_seed=-1)
