@@ -24,7 +24,8 @@ learnt about the price response (c * x) is shared by every offer: a percent offe
 teaches the model about every other depth.
 
 Each head's posterior is Gaussian, N(mu, Sigma), with prior mu = 0 except the offer
-intercepts (``prior_mean_buy``, ``prior_mean_basket``) and
+intercepts (``prior_mean_buy``, ``prior_mean_basket``) and the weight of the cut alone
+(``prior_mean_cut``), and
 Sigma diagonal: ``prior_var`` for the context weights, ``prior_var_cut`` for the price
 response weights, ``prior_var_offer`` for the offer intercepts. Every observation is absorbed by assumed density filtering, the exact moment match of
 the Gaussian posterior times the new probit likelihood (as in AdPredictor; no
@@ -93,6 +94,13 @@ class ConversionTSConfig(PolicyConfig):
         of the prior purchase rate: -1.2 is about 12%).
     prior_mean_basket: prior mean of each offer's intercept in the basket head (probit
         of the prior share of purchases that take the whole basket: -0.9 is about 18%).
+    prior_mean_cut: prior mean of the price-response weight on the cut alone (the c
+        feature) in both heads: probit score change per unit of log price cut for every
+        shopper. A cut can only make buying (and the basket it cheapens) more attractive,
+        so a positive mean says so before any data; 0 (the default) leaves the sign to
+        the data. It guards against a lock-in: a few early refusals of discounted offers
+        can turn the learnt response negative, after which nothing is discounted and
+        nothing corrects it (seen in the simulator with prior_var_offer 1e-3).
     propensity_draws (>= 0): draws per decision for the chosen offer's propensity,
         (wins + 1) / (draws + K_eligible); 0 returns NaN. About 2 K normal draws each.
     decay: as for every policy, but here as forgetting: each update divides both heads'
@@ -105,6 +113,7 @@ class ConversionTSConfig(PolicyConfig):
     prior_var_offer: float = 0.1
     prior_mean_buy: float = -1.2
     prior_mean_basket: float = -0.9
+    prior_mean_cut: float = 0.0
     propensity_draws: int = 1000
 
     def validate(self) -> None:
@@ -115,6 +124,7 @@ class ConversionTSConfig(PolicyConfig):
         check_range("prior_var_offer", self.prior_var_offer, 0.0, lo_open=True)
         check_range("prior_mean_buy", self.prior_mean_buy, -30.0, 30.0)
         check_range("prior_mean_basket", self.prior_mean_basket, -30.0, 30.0)
+        check_range("prior_mean_cut", self.prior_mean_cut, -30.0, 30.0)
         check_int("propensity_draws", self.propensity_draws, 0)
 
 
@@ -149,6 +159,7 @@ class ConversionTS(ContextualIdentity, Policy):
         mu = np.zeros((2, p))
         mu[0, 2 * d + 1:] = c.prior_mean_buy
         mu[1, 2 * d + 1:] = c.prior_mean_basket
+        mu[:, 2 * d] = c.prior_mean_cut
         var = np.full(p, c.prior_var)
         var[d:2 * d + 1] = c.prior_var_cut
         var[2 * d + 1:] = c.prior_var_offer

@@ -40,6 +40,16 @@ deal_x_price_x_margin  deal_share x price x margin
 via_x_price            via_deals x price
 via_x_price_x_margin   via_deals x price x margin
 =====================  ======================================================
+
+Products of the deal signals (per decision; a model linear in its features cannot
+otherwise tell a shopper with every signal from one with a single strong one):
+
+=====================  ======================================================
+deal_x_via             deal_share x via_deals
+deal_x_discount        deal_share x discount_share
+discount_x_via         discount_share x via_deals
+deal_sq                deal_share squared
+=====================  ======================================================
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from .market import RUN_START, Holdings, Market
 _PRIOR_BUYS, _PRIOR_CLICKS = 1.0, 4.0
 # Smoothing of deal_share: a Beta(0.5, 1.5) prior, a quarter of sessions through deals.
 _PRIOR_DEAL, _PRIOR_SESSIONS = 0.5, 2.0
+# Products of the deal signals, in the order build() computes them (see the module).
+_SIGNAL_PRODUCTS = ("deal_x_via", "deal_x_discount", "discount_x_via", "deal_sq")
 
 
 class ContextBuilder:
@@ -114,7 +126,12 @@ class ContextBuilder:
                           + ["price", "margin", "pair_over_threshold", "holds_coupon",
                              "holds_timed", "weekend", "via_deals", "price_x_margin",
                              "deal_x_price", "deal_x_price_x_margin", "via_x_price",
-                             "via_x_price_x_margin"])
+                             "via_x_price_x_margin"]
+                          + list(_SIGNAL_PRODUCTS))
+        # The deal signals' columns among the shopper's (discount_share is a behaviour
+        # feature; absent without behaviour, when its products are 0).
+        self._discount_col = (self.all_names.index("discount_share")
+                              if "discount_share" in extra else -1)
         if features is None:
             features = tuple(self.all_names)
         for f in features:
@@ -166,5 +183,12 @@ class ContextBuilder:
         req[:, 9] = deal * rel * margin
         req[:, 10] = via_deals * rel
         req[:, 11] = via_deals * rel * margin
-        x = np.concatenate([self.shopper[users], req], axis=1)
+        disc = (self.shopper[users, self._discount_col] if self._discount_col >= 0
+                else np.zeros(n))
+        prod = np.empty((n, len(_SIGNAL_PRODUCTS)))
+        prod[:, 0] = deal * via_deals
+        prod[:, 1] = deal * disc
+        prod[:, 2] = disc * via_deals
+        prod[:, 3] = deal * deal
+        x = np.concatenate([self.shopper[users], req, prod], axis=1)
         return np.ascontiguousarray(x[:, self._columns])

@@ -50,7 +50,8 @@ DEFAULT_RIDGE = 1e-3
 # group. A group's names missing from the replayed columns are skipped.
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "basket money": (),
-    "deal signals": ("deal_share", "discount_share", "via_deals", "promo_lift"),
+    "deal signals": ("deal_share", "discount_share", "via_deals", "promo_lift", "deal_x_via",
+                     "deal_x_discount", "discount_x_via", "deal_sq"),
     "promotions held, threshold": ("holds_timed", "holds_coupon", "pair_over_threshold"),
     "shopper profile": ("new", "region_south", "region_west", "log_purchases",
                         "log_clicks", "recency"),

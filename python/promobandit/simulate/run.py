@@ -63,6 +63,9 @@ class PolicySpec:
     pacing: run with the discount budget (BudgetPacer); fairness: with the fairness bound.
     offers: ids of the catalogue offers this policy's engine may choose (None: all).
     features: context columns of this policy by name (None: the scenario's).
+    policy_seed: the seed of this policy's own draws (None: the scenario's seed); the
+        shoppers and their random numbers stay the scenario's, so runs that differ only
+        here measure how much a policy's own randomness moves its results.
     """
 
     key: str
@@ -74,6 +77,11 @@ class PolicySpec:
     fairness: bool = False
     offers: tuple[str, ...] | None = None
     features: tuple[str, ...] | None = None
+    policy_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy_seed is not None:
+            check_int("policy_seed", self.policy_seed, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +291,8 @@ def make_engine(spec: PolicySpec, scenario: Scenario, log_dir: str | None, *,
     check_range("budget_share", budget_share, 0.0, 1.0, lo_open=True)
     catalogue, _ = engine_catalogue(spec, scenario.market)
     dim = scenario.contexts.dim if spec.features is None else len(spec.features)
-    policy = _policy(spec, catalogue, dim, scenario.seed)
+    policy = _policy(spec, catalogue, dim,
+                     scenario.seed if spec.policy_seed is None else spec.policy_seed)
     if spec.pacing and es.budget is None:
         raise ValueError(f"budget: policy {spec.key!r} uses pacing but no budget is set")
     if spec.fairness and es.fairness is None:
