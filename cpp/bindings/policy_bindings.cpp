@@ -670,11 +670,12 @@ class LinKernel : public Guarded {
             return c;
           }
           box[0] = py::float_(nb);
-          c.refresh = s_.since_refresh[c.arm] + 1 >= p_.refresh_every;
           return c;
         },
         [&](Checked& c) {
           if (c.x == nullptr) return std::move(c);
+          // Read under the mutex: another thread's update of this arm may have moved it.
+          c.refresh = s_.since_refresh[c.arm] + 1 >= p_.refresh_every;
           if (!c.refresh) {
             lin_update_rows(p_, s_, &c.arm, &c.reward, c.x, &c.weight, 1, scratch_);
             return std::move(c);
