@@ -63,6 +63,26 @@ void check_weight(double w, const char* field) {
   }
 }
 
+// One update's arm, reward and weight, converted and checked (arm in range, reward finite
+// and in [0, 1] where unit_interval, weight finite and >= 0): the update methods' and their
+// fast paths' common first step.
+struct ScalarUpdate {
+  int64_t arm = -1;
+  double reward = 0.0, weight = 0.0;
+};
+
+ScalarUpdate check_scalar_update(py::handle arm_obj, py::handle reward_obj,
+                                 py::handle weight_obj, int64_t n_arms, bool unit_interval) {
+  ScalarUpdate u;
+  u.arm = bind::to_index(arm_obj, "arm");
+  u.reward = bind::to_double(reward_obj, "reward");
+  u.weight = bind::to_double(weight_obj, "weight");
+  bind::check_arm(u.arm, n_arms);
+  check_reward(unit_interval, u.reward, "reward");
+  check_weight(u.weight, "weight");
+  return u;
+}
+
 // Optional (n, K) bool masks; returns nullptr for None. Every row needs an eligible arm.
 const uint8_t* check_masks(const py::object& masks, int64_t n, int64_t K, const uint8_t* active,
                            py::object& keep) {
@@ -311,16 +331,11 @@ class MabKernel : public Guarded {
               py::handle weight_obj) {
     guarded(
         [&] {
-          const int64_t arm = bind::to_index(arm_obj, "arm");
-          const double reward = bind::to_double(reward_obj, "reward");
-          const double weight = bind::to_double(weight_obj, "weight");
-          bind::check_arm(arm, s_.n_arms);
-          check_reward(p_.kind == kBetaTS, reward, "reward");
-          check_weight(weight, "weight");
-          return std::make_tuple(arm, reward, weight);
+          return check_scalar_update(arm_obj, reward_obj, weight_obj, s_.n_arms,
+                                     p_.kind == kBetaTS);
         },
-        [&](const std::tuple<int64_t, double, double>& c) {
-          mab_update(p_, s_, std::get<0>(c), std::get<1>(c), std::get<2>(c));
+        [&](const ScalarUpdate& c) {
+          mab_update(p_, s_, c.arm, c.reward, c.weight);
           return 0;
         });
   }
@@ -334,21 +349,15 @@ class MabKernel : public Guarded {
   // (None), a bound past the limit).
   bool update_fast(py::handle arm_obj, py::handle reward_obj, const py::object& /*context*/,
                    py::handle weight_obj, py::list box, double limit) {
-    struct Checked {
-      int64_t arm = -1;
-      double reward = 0.0, weight = 0.0;
+    struct Checked : ScalarUpdate {
       bool ok = false;
     };
     const Checked out = guarded(
         [&] {
           Checked c;
           try {
-            c.arm = bind::to_index(arm_obj, "arm");
-            c.reward = bind::to_double(reward_obj, "reward");
-            c.weight = bind::to_double(weight_obj, "weight");
-            bind::check_arm(c.arm, s_.n_arms);
-            check_reward(p_.kind == kBetaTS, c.reward, "reward");
-            check_weight(c.weight, "weight");
+            static_cast<ScalarUpdate&>(c) = check_scalar_update(
+                arm_obj, reward_obj, weight_obj, s_.n_arms, p_.kind == kBetaTS);
           } catch (const std::exception&) {
             return c;  // not the kernel's form: the general path decides
           }
@@ -596,21 +605,15 @@ class LinKernel : public Guarded {
 
   void update(py::handle arm_obj, py::handle reward_obj, const py::object& context,
               py::handle weight_obj) {
-    struct Checked {
-      int64_t arm;
-      double reward, weight;
-      const double* x;
+    struct Checked : ScalarUpdate {
+      const double* x = nullptr;
       py::object keep;
     };
     guarded(
         [&] {
           Checked c;
-          c.arm = bind::to_index(arm_obj, "arm");
-          c.reward = bind::to_double(reward_obj, "reward");
-          c.weight = bind::to_double(weight_obj, "weight");
-          bind::check_arm(c.arm, s_.n_arms);
-          check_reward(false, c.reward, "reward");
-          check_weight(c.weight, "weight");
+          static_cast<ScalarUpdate&>(c) =
+              check_scalar_update(arm_obj, reward_obj, weight_obj, s_.n_arms, false);
           c.x = check_context(context, "context", c.keep);
           return c;
         },
@@ -634,9 +637,7 @@ class LinKernel : public Guarded {
   bool update_fast(py::handle arm_obj, py::handle reward_obj, const py::object& context,
                    py::handle weight_obj, py::list box, double limit) {
     if (p_.decay < 1.0) return false;
-    struct Checked {
-      int64_t arm = -1;
-      double reward = 0.0, weight = 0.0;
+    struct Checked : ScalarUpdate {
       const double* x = nullptr;
       bool refresh = false;
       py::object keep;
@@ -645,12 +646,8 @@ class LinKernel : public Guarded {
         [&] {
           Checked c;
           try {
-            c.arm = bind::to_index(arm_obj, "arm");
-            c.reward = bind::to_double(reward_obj, "reward");
-            c.weight = bind::to_double(weight_obj, "weight");
-            bind::check_arm(c.arm, s_.n_arms);
-            check_reward(false, c.reward, "reward");
-            check_weight(c.weight, "weight");
+            static_cast<ScalarUpdate&>(c) =
+                check_scalar_update(arm_obj, reward_obj, weight_obj, s_.n_arms, false);
             c.x = check_context(context, "context", c.keep);
           } catch (const std::exception&) {
             c.x = nullptr;  // not the kernel's form: the general path decides
