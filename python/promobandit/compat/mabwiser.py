@@ -362,9 +362,8 @@ class MAB:
 
     # --- learning ------------------------------------------------------------------------
     def _checked(self, decisions: Any, rewards: Any, contexts: Any, index: dict[Any, int],
-                 width: int | None) -> tuple[np.ndarray, list[Any], np.ndarray,
-                                             np.ndarray | None]:
-        """(native ids, labels, rewards, contexts), every row checked; changes nothing."""
+                 width: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(native ids, rewards, contexts), every row checked; changes nothing."""
         dec = _values(decisions, "decisions")
         n = len(dec)
         r = _rewards(rewards, n)
@@ -383,7 +382,10 @@ class MAB:
         if self._lookup is None or not self._lookup.fits(index):
             self._lookup = _IntLookup(index)
         ids_arr = self._lookup.ids(dec)
-        labels = dec.tolist() if isinstance(dec, np.ndarray) else dec
+        # The decisions as a list of labels: for the lookup by hash, the binarizer and
+        # error messages only (an integer array is looked up in the table instead).
+        labels = dec.tolist() if isinstance(dec, np.ndarray) and (
+            ids_arr is None or self._binarizer is not None) else dec
         if ids_arr is None:
             try:
                 ids = [index.get(a) for a in labels]
@@ -396,7 +398,7 @@ class MAB:
             ids_arr = np.asarray(ids, dtype=np.int64)
         elif ids_arr.size and ids_arr.min() < 0:
             i = int(np.argmax(ids_arr < 0))
-            raise ValueError(f"decisions: {labels[i]!r} (row {i}) is not one of the arms "
+            raise ValueError(f"decisions: {dec[i].item()!r} (row {i}) is not one of the arms "
                              f"{self.arms!r}; add it with add_arm first")
         if self._name == "ThompsonSampling":
             if self._binarizer is not None:
@@ -410,7 +412,7 @@ class MAB:
             elif ((r != 0) & (r != 1)).any():
                 raise ValueError("rewards: Thompson Sampling requires binary rewards (0 or 1) "
                                  "when no binarizer function is given")
-        return ids_arr, labels, r, x
+        return ids_arr, r, x
 
     def _new_native(self, n_arms: int, width: int | None) -> Any:
         p, seed = self._params, self._native_seed
@@ -461,7 +463,7 @@ class MAB:
         if contexts is not None and self.is_contextual:
             n_rows = len(_values(decisions, "decisions"))
             width = _matrix(contexts, "contexts", fit_rows=n_rows, width=None).shape[1]
-        ids, labels, r, x = self._checked(decisions, rewards, contexts, index, width)
+        ids, r, x = self._checked(decisions, rewards, contexts, index, width)
         # Everything is checked: replace the state.
         if self._native is not None:  # a fresh stream for every refit after the first
             self._native_seed = int(self._rng.integers(0, 2**63))
@@ -476,7 +478,7 @@ class MAB:
         self._trained = set()
         self._total = 0
         self._weights = np.zeros(len(self.arms))
-        self._learn(ids, labels, r, x)
+        self._learn(ids, r, x)
         self._is_initial_fit = True
 
     def partial_fit(self, decisions: Any, rewards: Any, contexts: Any = None) -> None:
@@ -487,9 +489,8 @@ class MAB:
         if type(decisions) is list and type(rewards) is list and len(decisions) == 1 \
                 and len(rewards) == 1 and self._one_row(decisions[0], rewards[0], contexts):
             return
-        ids, labels, r, x = self._checked(decisions, rewards, contexts, self._index,
-                                          self._n_features)
-        self._learn(ids, labels, r, x)
+        ids, r, x = self._checked(decisions, rewards, contexts, self._index, self._n_features)
+        self._learn(ids, r, x)
 
     def _one_row(self, a: Any, v: Any, contexts: Any) -> bool:
         """One decision at a time, the common online loop: learn it on the scalar path
@@ -527,8 +528,7 @@ class MAB:
         self._trained.add(a)
         return True
 
-    def _learn(self, ids: np.ndarray, labels: list[Any], r: np.ndarray,
-               x: np.ndarray | None) -> None:
+    def _learn(self, ids: np.ndarray, r: np.ndarray, x: np.ndarray | None) -> None:
         if ids.size:
             if x is not None:
                 self._native.update_batch(ids, r, x)

@@ -575,12 +575,7 @@ class ClusterService(DecisionService):
         last_expire = time.monotonic()
         last_beat = 0.0
         outage = False
-        while not self._stop.is_set():
-            self._wake.wait(interval)
-            self._wake.clear()
-            if self._stop.is_set() or self.state != "ready":
-                continue
-            t = time.monotonic()
+        for t in self._ticks(interval):
             try:
                 # a heartbeat is a write (an fsync with appendfsync always): a few per
                 # timeout, not one per sync

@@ -38,7 +38,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -898,14 +898,19 @@ class DecisionService:
         if self._since_snapshot >= self.config.storage.snapshot_every_events:
             self._wake.set()
 
-    def _housekeeping(self) -> None:
-        st = self.config.storage
+    def _ticks(self, interval: float) -> Iterator[float]:
+        """The housekeeping thread's turns: waits `interval` seconds (or until woken),
+        and while the service is ready yields the monotonic time; ends when stopped."""
         while not self._stop.is_set():
-            self._wake.wait(HOUSEKEEPING_TICK_SECONDS)
+            self._wake.wait(interval)
             self._wake.clear()
             if self._stop.is_set() or self.state != "ready":
                 continue
-            t = time.monotonic()
+            yield time.monotonic()
+
+    def _housekeeping(self) -> None:
+        st = self.config.storage
+        for t in self._ticks(HOUSEKEEPING_TICK_SECONDS):
             try:
                 if t - self._last_expire_at >= self.config.expire_every_seconds:
                     self._last_expire_at = t
